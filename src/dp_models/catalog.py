@@ -1,0 +1,325 @@
+"""The spec catalog: a directory tree of YAML spec files and the lock beside them.
+
+Loading reads every ``*.yaml`` file below the directory with a hardened safe loader,
+validates each against the schema and then the catalog as a whole (unique names, file
+named after its spec, ``requires`` naming existing specs without cycles, one digest per
+artifact path, spec and lock agreeing), and reports *every* problem in one
+:class:`~dp_models.errors.CatalogError` that names file and field.
+
+>>> from dp_models.catalog import Catalog
+>>> catalog = Catalog.load()            # argument, else $DP_MODELS_CATALOG, else packaged
+>>> "clip_vit_b32" in catalog
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from ._yaml import MAX_SPEC_BYTES, YamlRejected, load_spec_yaml
+from .errors import CatalogError, CatalogProblem, LockError, SpecNotFoundError
+from .lock import Lock, LockEntry
+from .settings import resolve_catalog_dir, resolve_lock_path
+from .spec import Artifact, Spec, TritonSection, TritonTensor
+
+__all__ = ["Catalog", "Pin"]
+
+_SPEC_SUFFIXES = (".yaml", ".yml")
+_MAX_SPEC_FILES = 10_000
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The digest an artifact must have, and where it is pinned."""
+
+    sha256: str
+    size: int | None
+    source: Literal["spec", "lock"]
+
+
+class Catalog(Mapping[str, Spec]):
+    """Validated specs by name, with the lock that pins in-house artifacts."""
+
+    def __init__(
+        self, specs: Mapping[str, Spec], files: Mapping[str, Path], directory: Path, lock: Lock
+    ) -> None:
+        self._specs = dict(specs)
+        self.files = dict(files)
+        self.directory = directory
+        self.lock = lock
+
+    # -- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        catalog: str | os.PathLike[str] | None = None,
+        *,
+        lock: str | os.PathLike[str] | None = None,
+        check_lock: bool = True,
+    ) -> Catalog:
+        """Load and validate a catalog. Raises :class:`CatalogError` listing every problem.
+
+        ``check_lock=False`` is for rewriting the lock: a malformed lock reads as empty and
+        its disagreements with the specs are not errors (``dp-models lock`` replaces it).
+        """
+        directory = resolve_catalog_dir(catalog)
+        lock_path = resolve_lock_path(directory, lock)
+        if not directory.is_dir():
+            raise CatalogError(
+                [CatalogProblem(str(directory), "", "catalog directory does not exist; pass "
+                                "catalog=..., set DP_MODELS_CATALOG, or omit both for the "
+                                "packaged catalog")],
+                catalog=directory,
+            )
+        problems: list[CatalogProblem] = []
+        specs: dict[str, Spec] = {}
+        files: dict[str, Path] = {}
+
+        paths = _spec_files(directory)
+        if not paths:
+            problems.append(CatalogProblem(
+                str(directory), "", "the catalog holds no spec files (*.yaml); an empty "
+                "catalog is an error, not a catalog without models"))
+        if len(paths) > _MAX_SPEC_FILES:
+            problems.append(CatalogProblem(
+                str(directory), "", f"more than {_MAX_SPEC_FILES} spec files"))
+            paths = paths[:_MAX_SPEC_FILES]
+
+        for path in paths:
+            shown = _shown(path, directory)
+            spec = _load_one(path, shown, problems)
+            if spec is None:
+                continue
+            if spec.name != path.stem:
+                problems.append(CatalogProblem(
+                    shown, "name", f"spec {spec.name!r} must live in a file named "
+                    f"{spec.name}{path.suffix} (found {path.name})"))
+            if spec.name in specs:
+                problems.append(CatalogProblem(
+                    shown, "name", f"duplicate spec name {spec.name!r}, also defined in "
+                    f"{_shown(files[spec.name], directory)}"))
+                continue
+            specs[spec.name] = spec
+            files[spec.name] = path
+
+        try:
+            lock_data = Lock.read(lock_path)
+        except LockError as exc:
+            if check_lock:
+                problems.append(CatalogProblem(str(lock_path), "", str(exc)))
+            lock_data = Lock(lock_path)
+
+        shown_of = {name: _shown(p, directory) for name, p in files.items()}
+        problems += _check_requires(specs, shown_of)
+        problems += _check_artifact_agreement(
+            specs, shown_of, lock_data if check_lock else Lock(lock_path))
+        if problems:
+            raise CatalogError(problems, catalog=directory)
+        return cls(specs, files, directory, lock_data)
+
+    # -- mapping -------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Spec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._specs, n=3, cutoff=0.5)
+            raise SpecNotFoundError(name, close, catalog=self.directory) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __repr__(self) -> str:
+        return f"<Catalog {self.directory} with {len(self)} specs>"
+
+    # -- pins ----------------------------------------------------------------------------
+
+    def pin(self, artifact: Artifact) -> Pin | None:
+        """The digest ``artifact`` must have: from its spec, else from the lock, else None."""
+        entry = self.lock.artifacts.get(artifact.path)
+        if artifact.sha256 is not None:
+            size = artifact.size
+            if size is None and entry is not None and entry.sha256 == artifact.sha256:
+                size = entry.size
+            return Pin(artifact.sha256, size, "spec")
+        if entry is not None:
+            return Pin(entry.sha256, artifact.size if artifact.size is not None else entry.size,
+                       "lock")
+        return None
+
+    def closure(self, name: str) -> list[Spec]:
+        """The spec and everything it ``requires``, dependencies first, each once."""
+        order: list[Spec] = []
+        seen: set[str] = set()
+
+        def visit(n: str) -> None:
+            if n in seen:
+                return
+            seen.add(n)
+            spec = self[n]
+            for dep in spec.requires:
+                visit(dep)
+            order.append(spec)
+
+        visit(name)
+        return order
+
+
+def _spec_files(directory: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in filenames
+                  if f.endswith(_SPEC_SUFFIXES) and not f.startswith(".")]
+    return sorted(found)
+
+
+def _shown(path: Path, directory: Path) -> str:
+    try:
+        return path.relative_to(directory).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _load_one(path: Path, shown: str, problems: list[CatalogProblem]) -> Spec | None:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        problems.append(CatalogProblem(shown, "", f"cannot read: {exc}"))
+        return None
+    try:
+        data = load_spec_yaml(raw)
+    except YamlRejected as exc:
+        problems.append(CatalogProblem(shown, "", str(exc)))
+        return None
+    if not isinstance(data, dict):
+        problems.append(CatalogProblem(
+            shown, "", f"a spec file holds one mapping of fields, found {type(data).__name__}"))
+        return None
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem(shown, err) for err in exc.errors()]
+        return None
+
+
+@functools.cache
+def _known_keys() -> frozenset[str]:
+    models: tuple[type[BaseModel], ...] = (Spec, Artifact, TritonSection, TritonTensor)
+    return frozenset(key for model in models for key in model.model_fields)
+
+
+def _problem(shown: str, err: Any) -> CatalogProblem:
+    loc = err.get("loc", ())
+    field = ""
+    for part in loc:
+        if isinstance(part, int):
+            field += f"[{part}]"
+        else:
+            field += ("." if field else "") + str(part)
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return CatalogProblem(shown, field, f"unknown key {key!r}{hint} (see docs/spec.md)")
+    msg = str(err.get("msg", "invalid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict):
+        msg += f" (got {err['input']!r})"
+    return CatalogProblem(shown, field, msg)
+
+
+def _check_requires(specs: Mapping[str, Spec], shown: Mapping[str, str]) -> list[CatalogProblem]:
+    problems: list[CatalogProblem] = []
+    for name, spec in specs.items():
+        for i, dep in enumerate(spec.requires):
+            if dep not in specs:
+                close = difflib.get_close_matches(dep, specs, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(CatalogProblem(
+                    shown[name], f"requires[{i}]", f"names no spec in the catalog: {dep!r}{hint}"))
+    # cycles, reported once per cycle
+    state: dict[str, int] = {}
+    reported: set[frozenset[str]] = set()
+
+    def visit(n: str, stack: list[str]) -> None:
+        state[n] = 1
+        for dep in specs[n].requires:
+            if dep not in specs:
+                continue
+            if state.get(dep) == 1:
+                cycle = [*stack[stack.index(dep):], dep]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    problems.append(CatalogProblem(
+                        shown[n], "requires", "dependency cycle: " + " -> ".join(cycle)))
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[n] = 2
+
+    for n in specs:
+        if n not in state:
+            visit(n, [n])
+    return problems
+
+
+def _check_artifact_agreement(
+    specs: Mapping[str, Spec], shown: Mapping[str, str], lock: Lock
+) -> list[CatalogProblem]:
+    """One path, one artifact: specs sharing a path agree on kind and digest, and a digest
+    in a spec agrees with the lock's."""
+    problems: list[CatalogProblem] = []
+    first: dict[str, tuple[str, int, Artifact]] = {}
+    for name, spec in specs.items():
+        for i, art in enumerate(spec.artifacts):
+            field = f"artifacts[{i}]"
+            if art.path in first:
+                other_name, _, other = first[art.path]
+                for attr in ("kind", "sha256", "size"):
+                    a, b = getattr(art, attr), getattr(other, attr)
+                    if a is not None and b is not None and a != b:
+                        problems.append(CatalogProblem(
+                            shown[name], f"{field}.{attr}",
+                            f"{art.path!r} is {a!r} here but {b!r} in spec {other_name!r}; "
+                            "one path is one artifact"))
+            else:
+                first[art.path] = (name, i, art)
+            entry: LockEntry | None = lock.artifacts.get(art.path)
+            if entry is None:
+                continue
+            if entry.kind != art.kind:
+                problems.append(CatalogProblem(
+                    shown[name], f"{field}.kind", f"{art.path!r} is a {art.kind} in the spec "
+                    f"but a {entry.kind} in the lock {lock.path.name}; run `dp-models lock`"))
+            if art.sha256 is not None and entry.sha256 != art.sha256:
+                problems.append(CatalogProblem(
+                    shown[name], f"{field}.sha256",
+                    f"spec pins {art.sha256} but the lock {lock.path.name} has {entry.sha256} "
+                    f"for {art.path!r}; they must agree (fix the spec, or re-provision and run "
+                    "`dp-models lock`)"))
+            if art.size is not None and entry.sha256 == (art.sha256 or entry.sha256) \
+                    and entry.size != art.size:
+                problems.append(CatalogProblem(
+                    shown[name], f"{field}.size",
+                    f"spec says {art.size} bytes but the lock {lock.path.name} has "
+                    f"{entry.size} for {art.path!r}"))
+    return problems

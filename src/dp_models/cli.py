@@ -1,0 +1,363 @@
+"""The ``dp-models`` command line.
+
+Exit status: 0 when all is well, 1 when a check found a problem (an invalid catalog, a
+required spec that is not ok, a lock out of sync) or a dp_models error stopped the
+command, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._version import __version__
+from .errors import DPModelsError
+
+__all__ = ["main"]
+
+#: Distributions reported by ``dp-models env`` (read from metadata, never imported).
+_DISTRIBUTIONS = (
+    "dp-models", "pydantic", "pyyaml", "numpy", "torch", "torchvision", "safetensors",
+    "onnxruntime", "onnx", "tritonclient", "open_clip_torch", "ultralytics", "mediapipe",
+    "sentence-transformers", "transformers", "tokenizers", "huggingface-hub", "laion-clap",
+    "spacy",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        status: int = args.func(args, sys.stdout)
+        return status
+    except DPModelsError as exc:
+        print(f"dp-models: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `dp-models list | head`
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--catalog", metavar="DIR",
+                        help="catalog directory (default: $DP_MODELS_CATALOG, else the packaged one)")
+    common.add_argument("--lock", metavar="FILE",
+                        help="lock file (default: $DP_MODELS_LOCK, else catalog.lock.json in the catalog)")
+    rooted = argparse.ArgumentParser(add_help=False)
+    rooted.add_argument("--root", metavar="DIR",
+                        help="MODELS_ROOT (default: $DP_MODELS_ROOT, else $MODELS_ROOT)")
+    rooted.add_argument("--cache-dir", metavar="DIR",
+                        help="digest cache (default: $DP_MODELS_CACHE_DIR, else ~/.cache/dp_models)")
+    rooted.add_argument("--verify", choices=("cached", "always"),
+                        help="trust the digest cache (cached, the default) or hash everything")
+    rooted.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+    parser = argparse.ArgumentParser(
+        prog="dp-models",
+        description="Validate the model catalog, check a MODELS_ROOT against it, pin artifacts.",
+    )
+    parser.add_argument("--version", action="version", version=f"dp-models {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace, TextIO], int], help_: str,
+            parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, parents=parents)
+        p.set_defaults(func=func)
+        return p
+
+    add("validate", _validate, "validate the catalog and its lock", [common])
+    p = add("list", _list, "list the catalog's specs", [common])
+    p.add_argument("--runtime", choices=("inprocess", "triton"))
+    p.add_argument("--json", action="store_true")
+    p = add("show", _show, "show one spec with its pins", [common])
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = add("doctor", _doctor, "check every spec (or NAMES) against MODELS_ROOT", [common, rooted])
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p = add("lock", _lock, "pin unpinned artifacts from a provisioned root into the lock",
+            [common, rooted])
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; fail when catalog, lock and root disagree")
+    p = add("digest", _digest, "print the sha256 (directory digest for a directory) of paths",
+            [rooted])
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p = add("env", _env, "versions, environment flags and resolved settings", [common, rooted])
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _catalog(args: argparse.Namespace, *, check_lock: bool = True) -> Any:
+    from .catalog import Catalog
+
+    return Catalog.load(args.catalog, lock=args.lock, check_lock=check_lock)
+
+
+def _hasher(args: argparse.Namespace) -> Any:
+    from ._progress import TerminalProgress
+    from .digest import DigestCache, Hasher
+    from .settings import resolve_cache_dir, resolve_verify_policy
+
+    cache = DigestCache(None if args.no_cache else resolve_cache_dir(args.cache_dir))
+    return Hasher(cache, policy=resolve_verify_policy(args.verify), progress=TerminalProgress())
+
+
+def _verifier(args: argparse.Namespace, catalog: Any) -> Any:
+    from .settings import resolve_models_root
+    from .verify import Verifier
+
+    return Verifier(catalog, resolve_models_root(args.root), _hasher(args))
+
+
+def _close(verifier: Any) -> None:
+    progress = verifier.hasher.progress
+    if progress is not None:
+        progress.close()
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _dump(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=2) + "\n")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _validate(args: argparse.Namespace, out: TextIO) -> int:
+    catalog = _catalog(args)
+    runtimes = {r: sum(s.runtime == r for s in catalog.values()) for r in ("inprocess", "triton")}
+    lock = catalog.lock
+    out.write(
+        f"catalog {catalog.directory}: {len(catalog)} specs valid "
+        f"({runtimes['inprocess']} in-process, {runtimes['triton']} Triton); "
+        f"lock {lock.path.name}: {len(lock.artifacts)} pins"
+        f"{'' if lock.exists else ' (no lock file yet)'}\n"
+    )
+    return 0
+
+
+def _pinned(catalog: Any, spec: Any) -> str:
+    pins = [catalog.pin(a) for a in spec.artifacts]
+    if not pins:
+        return "-"
+    count = sum(p is not None for p in pins)
+    return "yes" if count == len(pins) else ("no" if count == 0 else f"{count}/{len(pins)}")
+
+
+def _list(args: argparse.Namespace, out: TextIO) -> int:
+    catalog = _catalog(args)
+    specs = [s for s in catalog.values() if args.runtime in (None, s.runtime)]
+    specs.sort(key=lambda s: s.name)
+    if args.json:
+        _dump([{"name": s.name, "version": s.version, "runtime": s.runtime, "engine": s.engine,
+                "optional": s.optional, "users": s.users, "pinned": _pinned(catalog, s)}
+               for s in specs], out)
+        return 0
+    rows = [["NAME", "VERSION", "RUNTIME", "ENGINE", "PINNED", "OPTIONAL"]]
+    rows += [[s.name, s.version, s.runtime, s.engine, _pinned(catalog, s),
+              "yes" if s.optional else ""] for s in specs]
+    _table(rows, out)
+    return 0
+
+
+def _show(args: argparse.Namespace, out: TextIO) -> int:
+    catalog = _catalog(args)
+    spec = catalog[args.name]
+    data = spec.model_dump(mode="json", exclude_defaults=False)
+    data["file"] = str(catalog.files[spec.name])
+    pins = []
+    for art in spec.artifacts:
+        pin = catalog.pin(art)
+        pins.append({"path": art.path, "sha256": pin.sha256 if pin else None,
+                     "size": pin.size if pin else None, "pinned_by": pin.source if pin else None})
+    data["pins"] = pins
+    if args.json:
+        _dump(data, out)
+        return 0
+    import yaml
+
+    out.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+    return 0
+
+
+def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from .doctor import diagnose, report_json
+
+    catalog = _catalog(args)
+    verifier = _verifier(args, catalog)
+    try:
+        health = diagnose(catalog, verifier, args.names)
+    finally:
+        _close(verifier)
+    failing = [h for h in health if h.failing]
+    if args.json:
+        _dump(report_json(health, catalog=str(catalog.directory), lock=str(catalog.lock.path),
+                          root=str(verifier.root), verify=verifier.hasher.policy), out)
+        return 1 if failing else 0
+    rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
+    for h in health:
+        detail = ""
+        if h.status == "remote":
+            assert h.spec.triton is not None
+            detail = (f"served by Triton as {h.spec.triton.model_name} "
+                      f"v{h.spec.triton.model_version}; artifacts not provisioned here")
+        elif h.status == "absent":
+            detail = "optional; not provisioned"
+        elif h.failing:
+            bad = next(r for r in h.artifacts if not r.ok)
+            detail = bad.artifact.path
+        elif h.status == "ok":
+            detail = f"{len(h.artifacts)} artifact{'s' if len(h.artifacts) != 1 else ''}"
+        rows.append([h.spec.name, h.spec.runtime, h.status.upper() if h.failing else h.status,
+                     detail])
+    _table(rows, out)
+    summary = ", ".join(f"{sum(h.status == s for h in health)} {s}"
+                        for s in dict.fromkeys(h.status for h in health))
+    out.write(f"\n{len(health)} specs against {verifier.root}: {summary}\n")
+    if failing:
+        out.write(f"\n{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:\n")
+        for h in failing:
+            out.write(f"- {h.message}\n  fix: {h.fix}\n")
+    return 1 if failing else 0
+
+
+def _lock(args: argparse.Namespace, out: TextIO) -> int:
+    from .pinning import check_lock, write_lock
+
+    catalog = _catalog(args, check_lock=args.check)
+    verifier = _verifier(args, catalog)
+    try:
+        if args.check:
+            problems = check_lock(catalog, verifier)
+            if problems:
+                out.write(f"lock {catalog.lock.path} is out of sync with the catalog and "
+                          f"{verifier.root}:\n")
+                out.writelines(f"- {p}\n" for p in problems)
+                return 1
+            out.write(f"lock {catalog.lock.path} is in sync with the catalog and "
+                      f"{verifier.root}\n")
+            return 0
+        plan = write_lock(catalog, verifier)
+    finally:
+        _close(verifier)
+    out.write(f"wrote {plan.lock.path}: {len(plan.lock.artifacts)} pins "
+              f"({len(plan.added)} added, {len(plan.changed)} changed, "
+              f"{len(plan.dropped)} dropped)\n")
+    for label, items in (("added", plan.added), ("changed", plan.changed),
+                         ("dropped", plan.dropped),
+                         ("kept (absent from the root)", plan.kept_absent),
+                         ("still unpinned (absent from the root)", plan.unpinned_absent)):
+        for item in items:
+            out.write(f"  {label}: {item}\n")
+    return 0
+
+
+def _digest(args: argparse.Namespace, out: TextIO) -> int:
+    from .digest import directory_digest, directory_files
+
+    hasher = _hasher(args)
+    results: list[dict[str, Any]] = []
+    try:
+        for raw in args.paths:
+            path = Path(raw)
+            if path.is_dir():
+                files = directory_files(path)
+                digests = hasher.files([p for _, p in files])
+                pairs = []
+                for (rel, _), d in zip(files, digests, strict=True):
+                    if isinstance(d, BaseException):
+                        raise d
+                    pairs.append((rel, d.sha256))
+                results.append({"path": raw, "kind": "dir", "sha256": directory_digest(pairs),
+                                "size": sum(os.stat(p).st_size for _, p in files),
+                                "files": len(files)})
+            elif path.is_file():
+                d = hasher.file(path)
+                results.append({"path": raw, "kind": "file", "sha256": d.sha256, "size": d.size})
+            else:
+                print(f"dp-models: error: {raw}: no such file or directory", file=sys.stderr)
+                return 1
+    finally:
+        if hasher.progress is not None:
+            hasher.progress.close()
+    if args.json:
+        _dump(results, out)
+    else:
+        for r in results:
+            out.write(f"{r['sha256']}  {r['size']:>14,}  {r['path']}{'/' if r['kind'] == 'dir' else ''}\n")
+    return 0
+
+
+def _env(args: argparse.Namespace, out: TextIO) -> int:
+    from .settings import (
+        ENV_VARS,
+        redact,
+        resolve_cache_dir,
+        resolve_catalog_dir,
+        resolve_lock_path,
+        resolve_models_root,
+        resolve_verify_policy,
+    )
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in _DISTRIBUTIONS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    catalog_dir = resolve_catalog_dir(args.catalog)
+    try:
+        root: str = str(resolve_models_root(args.root))
+    except DPModelsError as exc:
+        root = f"(not usable: {exc})"
+    data = {
+        "versions": versions,
+        "environment": {k: redact(os.environ[k]) for k in ENV_VARS if k in os.environ},
+        "settings": {
+            "catalog": str(catalog_dir),
+            "lock": str(resolve_lock_path(catalog_dir, args.lock)),
+            "models_root": root,
+            "cache_dir": "(disabled)" if args.no_cache else str(resolve_cache_dir(args.cache_dir)),
+            "verify": resolve_verify_policy(args.verify),
+        },
+    }
+    if args.json:
+        _dump(data, out)
+        return 0
+    out.write("versions:\n")
+    for k, v in versions.items():
+        out.write(f"  {k:<22} {v or '-'}\n")
+    out.write("environment:\n")
+    for k, v in data["environment"].items():
+        out.write(f"  {k:<22} {v}\n")
+    if not data["environment"]:
+        out.write("  (none of dp_models' variables is set)\n")
+    out.write("settings:\n")
+    for k, v in data["settings"].items():
+        out.write(f"  {k:<22} {v}\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""sha256 of files and directories, streamed, cached and hashed in parallel.
+
+File digest
+    The sha256 of the file's bytes, read in 1 MiB chunks into one reused buffer, so
+    memory stays bounded whatever the file size.
+
+Directory digest
+    Every regular file below the directory (symlinks followed; a symlink may never lead
+    outside MODELS_ROOT, which the caller checks) is listed by its path relative to the
+    directory, with ``/`` separators, sorted by the UTF-8 bytes of that path. The digest
+    is the sha256 of the lines ``<file sha256>  <relative path>\\n``, one per file, in
+    that order: exactly what ``sha256sum`` prints for those files, so it can be checked
+    with standard tools::
+
+        cd DIR && find . -type f -printf '%P\\0' | LC_ALL=C sort -z \\
+            | xargs -0 sha256sum | sha256sum
+
+    It depends on file names and contents only: not on timestamps, permissions, the
+    order the file system lists entries in, or the machine. Empty directories do not
+    count.
+
+Digest cache
+    A large weight file is hashed once, not at every process start. An entry is keyed by
+    the file's identity (device, inode) and stores size, mtime and ctime in nanoseconds;
+    it is trusted only while all of them still match. Restoring a file's mtime after a
+    change (``touch -r``) does not fool it: the kernel sets ctime on every change and no
+    user can set it back. An entry is not written when the file changed while it was
+    hashed, nor when it changed too recently for the file system's clock to tell a later
+    change apart (git's "racy" rule). Entries live one small JSON file each in a per-user
+    cache directory, written atomically (temporary file, then rename), so several
+    processes can share it; a corrupt entry is ignored and rewritten, an unwritable
+    directory only costs speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+try:  # POSIX only; elsewhere processes may hash the same file twice, which is harmless
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CHUNK_SIZE",
+    "DigestCache",
+    "FileChangedError",
+    "FileDigest",
+    "Hasher",
+    "Progress",
+    "directory_digest",
+    "directory_files",
+    "is_sha256",
+    "sha256_file",
+]
+
+log = logging.getLogger("dp_models")
+
+CHUNK_SIZE = 1 << 20
+_HEX = frozenset("0123456789abcdef")
+_CACHE_FORMAT = 1
+
+
+def is_sha256(value: object) -> bool:
+    """True for a lowercase 64-character hex string."""
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
+    """The sha256 hex digest of a file, streamed with a fixed 1 MiB buffer.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
+    >>> sha256_file(p)
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+    """
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        with contextlib.suppress(AttributeError, OSError):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            if progress is not None:
+                progress(n)
+    return h.hexdigest()
+
+
+def directory_files(directory: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """Every regular file below ``directory`` as ``(relative posix path, path)``, in digest order.
+
+    Symlinks are followed (the caller checks where they lead); a symlinked directory that
+    loops back on itself is walked once.
+    """
+    top = Path(directory)
+    found: list[tuple[str, Path]] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        here = Path(dirpath)
+        for name in filenames:
+            p = here / name
+            if p.is_file():
+                found.append((p.relative_to(top).as_posix(), p))
+    found.sort(key=lambda item: item[0].encode("utf-8"))
+    return found
+
+
+def directory_digest(entries: Sequence[tuple[str, str]]) -> str:
+    """The directory digest from ``(relative posix path, file sha256)`` pairs (any order)."""
+    h = hashlib.sha256()
+    for rel, digest in sorted(entries, key=lambda item: item[0].encode("utf-8")):
+        h.update(f"{digest}  {rel}\n".encode())
+    return h.hexdigest()
+
+
+class FileChangedError(OSError):
+    """A file changed while it was being hashed."""
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """The digest of one file and how it was obtained."""
+
+    path: Path
+    sha256: str
+    size: int
+    cached: bool
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class DigestCache:
+    """Per-user cache of file digests keyed by file identity and stat (see module docs).
+
+    ``directory=None`` disables caching. ``racy_window_s`` is how recent a change may be
+    for its digest still to be stored; tests lower it.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None, *, racy_window_s: float = 2.0):
+        self.directory = None if directory is None else Path(directory) / f"digests-v{_CACHE_FORMAT}"
+        self.racy_window_ns = int(racy_window_s * 1e9)
+        self._warned = False
+        self._warn_lock = threading.Lock()
+
+    def _entry_path(self, st: os.stat_result) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{st.st_dev:x}-{st.st_ino:x}.json"
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        with self._warn_lock:
+            if self._warned:
+                return
+            self._warned = True
+        log.warning(
+            "dp_models digest cache %s is unusable (%s: %s); digests are computed without it. "
+            "Set DP_MODELS_CACHE_DIR to a writable directory to cache them.",
+            self.directory, what, exc,
+        )
+
+    def is_racy(self, st: os.stat_result) -> bool:
+        """True when the file changed so recently that a further change within the same
+        clock tick could leave its stat unchanged: its digest must not be remembered."""
+        return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_window_ns
+
+    def get(self, st: os.stat_result) -> str | None:
+        """The cached digest for a file with this stat, or None. Never raises."""
+        if self.directory is None:
+            return None
+        try:
+            raw = self._entry_path(st).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._warn("read", exc)
+            return None
+        try:
+            entry = json.loads(raw)
+            stored = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"], entry["ctime_ns"])
+            digest = entry["sha256"]
+            valid = entry.get("format") == _CACHE_FORMAT
+        except (ValueError, KeyError, TypeError):
+            log.debug("ignoring corrupt digest cache entry %s", self._entry_path(st))
+            return None
+        if not valid or stored != _stat_key(st) or not is_sha256(digest):
+            return None
+        return str(digest)
+
+    def put(self, path: Path, st: os.stat_result, digest: str) -> None:
+        """Store a digest computed for a file with stat ``st``. Never raises."""
+        if self.directory is None or self.is_racy(st):
+            return
+        dev, ino, size, mtime_ns, ctime_ns = _stat_key(st)
+        entry = {
+            "format": _CACHE_FORMAT, "dev": dev, "ino": ino, "size": size,
+            "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "sha256": digest, "path": str(path),
+        }
+        target = self._entry_path(st)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(entry, f)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            self._warn("write", exc)
+
+    @contextlib.contextmanager
+    def hashing(self, st: os.stat_result) -> Iterator[None]:
+        """Hold an inter-process lock for this file while it is hashed, so that processes
+        verifying the same root at once hash each file once. Best effort, never raises."""
+        if self.directory is None or fcntl is None:
+            yield
+            return
+        fd = -1
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._entry_path(st).with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+                fd = -1
+            self._warn("lock", exc)
+        try:
+            yield
+        finally:
+            if fd >= 0:
+                os.close(fd)  # closing releases the lock
+
+
+class Progress(Protocol):
+    """Receives hashing progress in bytes; called from worker threads."""
+
+    def add_total(self, nbytes: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+
+class Hasher:
+    """Computes file digests under a policy, through the cache, in parallel.
+
+    ``policy="cached"`` trusts valid cache entries; ``"always"`` hashes every file (and
+    refreshes the cache). Files are hashed on ``max_workers`` threads (hashlib releases the
+    GIL), the same file (device, inode) once however often it is asked for.
+    """
+
+    def __init__(
+        self,
+        cache: DigestCache | None = None,
+        *,
+        policy: str = "cached",
+        max_workers: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        if policy not in ("cached", "always"):
+            raise ValueError(f"policy must be 'cached' or 'always', got {policy!r}")
+        self.cache = cache or DigestCache(None)
+        self.policy = policy
+        self.max_workers = max_workers or min(32, os.cpu_count() or 1)
+        self.progress = progress
+        self._memo: dict[tuple[int, int, int, int, int], str] = {}
+        self._inflight: dict[tuple[int, int, int, int, int], threading.Lock] = {}
+        self._memo_lock = threading.Lock()
+
+    def file(self, path: str | os.PathLike[str]) -> FileDigest:
+        """The digest of one file. Raises OSError (FileNotFoundError, ...) or FileChangedError."""
+        p = Path(path)
+        st = os.stat(p)
+        key = _stat_key(st)
+        with self._memo_lock:
+            key_lock = self._inflight.setdefault(key, threading.Lock())
+        with key_lock:  # one thread hashes a given file; the others wait and reuse its digest
+            if self.policy == "cached":
+                with self._memo_lock:
+                    memo = self._memo.get(key)
+                if memo is not None:
+                    return FileDigest(p, memo, st.st_size, cached=True)
+                if (hit := self.cache.get(st)) is not None:
+                    return FileDigest(p, hit, st.st_size, cached=True)
+            with self.cache.hashing(st):
+                if self.policy == "cached" and (hit := self.cache.get(st)) is not None:
+                    return FileDigest(p, hit, st.st_size, cached=True)  # another process hashed it
+                if self.progress is not None:
+                    self.progress.add_total(st.st_size)
+                digest = sha256_file(p, self.progress.advance if self.progress else None)
+                if _stat_key(os.stat(p)) != key:
+                    raise FileChangedError(f"{p} changed while it was being hashed")
+                self.cache.put(p, st, digest)
+            if not self.cache.is_racy(st):
+                with self._memo_lock:
+                    self._memo[key] = digest
+        return FileDigest(p, digest, st.st_size, cached=False)
+
+    def files(self, paths: Sequence[str | os.PathLike[str]]) -> list[FileDigest | BaseException]:
+        """Digests of many files in parallel, in the given order; a failure is returned, not raised."""
+
+        def one(p: str | os.PathLike[str]) -> FileDigest | BaseException:
+            try:
+                return self.file(p)
+            except (OSError, ValueError) as exc:
+                return exc
+
+        if len(paths) <= 1 or self.max_workers == 1:
+            return [one(p) for p in paths]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(paths))) as pool:
+            return list(pool.map(one, paths))

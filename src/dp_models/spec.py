@@ -1,0 +1,293 @@
+"""The spec schema: one YAML file describes one model on one runtime.
+
+Every model is validated strictly: unknown keys are errors, types are not coerced (a
+``version: 1.0`` must be quoted), and the rules that tie fields together are checked
+here (a Triton spec needs its ``triton`` section, an in-process spec needs a
+``loader``, artifact paths stay relative and inside MODELS_ROOT). Rules that need the
+whole catalog (unique names, ``requires``) live in :mod:`dp_models.catalog`.
+
+The JSON Schema exported from these models is committed as ``spec_catalog/schema.json``
+so editors validate specs as they are typed; ``docs/spec.md`` describes every field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "ENGINES",
+    "PREPROCESS_PRESETS",
+    "SCHEMA_ID",
+    "Artifact",
+    "Spec",
+    "TritonSection",
+    "TritonTensor",
+    "check_relative_path",
+    "spec_json_schema",
+]
+
+SCHEMA_ID = "https://dp-models.invalid/schema/spec-v1.json"
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,127}$",
+        description="Lowercase identifier: letters, digits, '_', '.', '-'.",
+    ),
+]
+Sha256 = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{64}$", description="Lowercase hex sha256 (64 characters).")
+]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+Runtime = Literal["inprocess", "triton"]
+Engine = Literal[
+    "torch", "torchscript", "onnx", "tensorrt", "open_clip", "torchvision", "ultralytics",
+    "mediapipe", "sentence_transformers", "laion_clap", "spacy", "tokenizers", "python",
+]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+Device = Literal["auto", "cpu", "cuda"]
+Preprocess = Literal[
+    "openai_clip_224", "openai_clip_336", "openai_clip_448",
+    "places365_224", "places365_336", "places365_448",
+    "imagenet_224", "midas_384", "raft_frames",
+    "whisper_log_mel_80", "whisper_log_mel_128", "audio_16k_mono", "log_mel_128",
+]
+ArtifactFormat = Literal[
+    "pt", "pth", "pth.tar", "pyth", "safetensors", "onnx", "torchscript", "plan", "tflite",
+    "task", "json", "yaml", "txt", "model_dir", "spacy_pipeline", "tokenizer_dir",
+    "triton_python",
+]
+#: What actually executes the model; in-process the framework, on Triton the backend.
+ENGINES: tuple[str, ...] = get_args(Engine)
+#: Client-side preprocessing presets a spec may name.
+PREPROCESS_PRESETS: tuple[str, ...] = get_args(Preprocess)
+
+TritonDatatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+]
+TritonPlatform = Literal[
+    "onnxruntime_onnx", "tensorrt_plan", "pytorch_libtorch", "python", "ensemble"
+]
+
+
+def check_relative_path(value: str) -> str | None:
+    """Why ``value`` is not a safe relative POSIX path inside a root, or None when it is.
+
+    >>> check_relative_path("visual/clip/ViT-B-32.pt") is None
+    True
+    >>> check_relative_path("../etc/passwd")
+    "must not contain '..' (paths stay inside MODELS_ROOT)"
+    """
+    if not value:
+        return "must not be empty"
+    if "\\" in value:
+        return "must use '/' separators, not '\\'"
+    if "\x00" in value:
+        return "must not contain NUL bytes"
+    if value.startswith("/") or re.match(r"^[A-Za-z]:", value) or value.startswith("~"):
+        return "must be relative to MODELS_ROOT, not absolute"
+    parts = PurePosixPath(value).parts
+    if ".." in parts:
+        return "must not contain '..' (paths stay inside MODELS_ROOT)"
+    if any(part in ("", ".") for part in value.split("/")):
+        return "must be normalised: no empty or '.' segments"
+    return None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Artifact(_Strict):
+    """One file or directory under MODELS_ROOT that a spec needs."""
+
+    path: NonEmpty = Field(
+        description="Path relative to MODELS_ROOT, '/'-separated; never absolute, never '..'."
+    )
+    kind: Literal["file", "dir"] = Field(
+        default="file",
+        description="'file', or 'dir' for a directory hashed with the directory digest.",
+    )
+    format: ArtifactFormat = Field(description="What the artifact holds.")
+    sha256: Sha256 | None = Field(
+        default=None,
+        description="Pinned digest (upstream-published, or written by hand). Without it the "
+        "artifact must be pinned in the catalog's lock (`dp-models lock`).",
+    )
+    size: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Size in bytes (a directory: the sum of its files); checked "
+        "before the digest because it is cheap."
+    )
+    source: str | None = Field(
+        default=None,
+        description="Where the artifact comes from upstream. Documentation only: never fetched.",
+    )
+    license: str | None = Field(default=None, description="The artifact's license.")
+
+    @field_validator("path")
+    @classmethod
+    def _safe_path(cls, value: str) -> str:
+        problem = check_relative_path(value)
+        if problem:
+            raise ValueError(f"artifact path {value!r} {problem}")
+        return value
+
+
+class TritonTensor(_Strict):
+    """One input or output of a Triton model, without the batch dimension."""
+
+    name: NonEmpty
+    datatype: TritonDatatype = Field(description="Triton datatype, e.g. FP32, INT64, BYTES.")
+    shape: list[Annotated[int, Field(ge=-1)]] = Field(
+        description="Dimensions without the batch dimension; -1 for a variable one."
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _no_zero(cls, value: list[int]) -> list[int]:
+        if 0 in value:
+            raise ValueError("a dimension is positive, or -1 for a variable one; 0 is not allowed")
+        return value
+
+
+class TritonSection(_Strict):
+    """How the model is served by Triton Inference Server."""
+
+    model_name: Name = Field(description="The model's name in the Triton model repository.")
+    model_version: Annotated[int, Field(ge=1)] = Field(
+        description="The version the client pins; the server must have it ready."
+    )
+    platform: TritonPlatform = Field(description="Triton backend/platform of the served model.")
+    endpoint: Name = Field(
+        default="default",
+        description="Name of the configured endpoint (DP_MODELS_TRITON_URL, or "
+        "DP_MODELS_TRITON_URL_<NAME> for another name).",
+    )
+    max_batch_size: Annotated[int, Field(ge=0)] = Field(
+        description="Triton max_batch_size; 0 means the model takes no batch dimension."
+    )
+    inputs: list[TritonTensor] = Field(min_length=1)
+    outputs: list[TritonTensor] = Field(min_length=1)
+    weights_digest: Sha256 | None = Field(
+        default=None,
+        description="sha256 of the weights the deployment must serve; published in the model "
+        "config's parameters as 'weights_digest'.",
+    )
+    require_weights_digest: bool = Field(
+        default=True,
+        description="When true the served config must carry the digest; when false its absence "
+        "is accepted and recorded as unverified.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_tensor_names(self) -> TritonSection:
+        for label, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [t.name for t in tensors]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {label} names: {', '.join(dupes)}")
+        return self
+
+
+JsonValue = Any
+
+
+class Spec(_Strict):
+    """One model on one runtime."""
+
+    name: Name = Field(description="Unique id; the spec file is named '<name>.yaml'.")
+    version: NonEmpty = Field(description="The model's version (a string: quote numbers).")
+    family: NonEmpty = Field(description="Model family, e.g. clip, whisper, resnet.")
+    role: NonEmpty = Field(description="What it does in the pipeline, e.g. image_embedding.")
+    description: str | None = Field(default=None, description="One or two sentences for people.")
+    users: list[NonEmpty] = Field(
+        min_length=1,
+        description="The processor modules that use this model, e.g. VisualProcessor/core_clip.",
+    )
+    runtime: Runtime = Field(description="'inprocess' (loaded here) or 'triton' (served).")
+    engine: Engine = Field(description="The framework or Triton backend that runs the model.")
+    loader: Name | None = Field(
+        default=None, description="In-process loader name (required for 'inprocess')."
+    )
+    loader_args: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Keyword arguments for the loader."
+    )
+    artifacts: list[Artifact] = Field(
+        default_factory=list,
+        description="Files and directories under MODELS_ROOT. For a Triton spec they are what "
+        "`dp-models triton export` puts into the model repository.",
+    )
+    precision: Precision = Field(default="fp32", description="Numeric precision the model runs in.")
+    device: Device = Field(
+        default="auto", description="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
+    )
+    preprocess: Preprocess | None = Field(
+        default=None, description="Client-side preprocessing preset."
+    )
+    requires: list[Name] = Field(
+        default_factory=list, description="Other specs this one needs (e.g. a tokenizer)."
+    )
+    optional: bool = Field(
+        default=False,
+        description="An optional model may be absent: the absence is reported and recorded, "
+        "never hidden.",
+    )
+    triton: TritonSection | None = Field(
+        default=None, description="Required for runtime 'triton', forbidden otherwise."
+    )
+
+    @field_validator("loader_args")
+    @classmethod
+    def _json_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"loader_args must hold plain JSON values ({exc})") from None
+        return value
+
+    @field_validator("users", "requires")
+    @classmethod
+    def _no_duplicates(cls, value: list[str]) -> list[str]:
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        if dupes:
+            raise ValueError(f"duplicate entries: {', '.join(dupes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Spec:
+        if self.runtime == "triton":
+            if self.triton is None:
+                raise ValueError("a 'triton' spec needs a 'triton' section (model_name, ...)")
+            if self.loader is not None or self.loader_args:
+                raise ValueError("a 'triton' spec has no 'loader' or 'loader_args'")
+        else:
+            if self.triton is not None:
+                raise ValueError("an 'inprocess' spec has no 'triton' section")
+            if self.loader is None:
+                raise ValueError("an 'inprocess' spec needs a 'loader'")
+            if not self.artifacts:
+                raise ValueError("an 'inprocess' spec needs at least one artifact")
+        if self.name in self.requires:
+            raise ValueError("a spec cannot require itself")
+        paths = [a.path for a in self.artifacts]
+        dupes = sorted({p for p in paths if paths.count(p) > 1})
+        if dupes:
+            raise ValueError(f"artifact listed twice: {', '.join(dupes)}")
+        return self
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a spec file, as committed in ``spec_catalog/schema.json``."""
+    schema = Spec.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **schema,
+    }
