@@ -73,13 +73,21 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Catalog": "catalog", "Pin": "catalog",
-    "DigestCache": "digest", "Hasher": "digest", "directory_digest": "digest",
+    "Catalog": "catalog",
+    "Pin": "catalog",
+    "DigestCache": "digest",
+    "Hasher": "digest",
+    "directory_digest": "digest",
     "sha256_file": "digest",
-    "Lock": "lock", "LockEntry": "lock",
+    "Lock": "lock",
+    "LockEntry": "lock",
     "resolve_models_root": "settings",
-    "Artifact": "spec", "Spec": "spec", "TritonSection": "spec", "TritonTensor": "spec",
-    "ArtifactReport": "verify", "Verifier": "verify",
+    "Artifact": "spec",
+    "Spec": "spec",
+    "TritonSection": "spec",
+    "TritonTensor": "spec",
+    "ArtifactReport": "verify",
+    "Verifier": "verify",
 }
 
 

@@ -13,27 +13,27 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_SPEC_BYTES", "YamlRejected", "load_spec_yaml"]
+__all__ = ["MAX_SPEC_BYTES", "YamlRejectedError", "load_spec_yaml"]
 
 #: A spec is a few KiB; anything far larger is a mistake or an attack.
 MAX_SPEC_BYTES = 256 * 1024
 
 
-class YamlRejected(ValueError):
+class YamlRejectedError(ValueError):
     """The text is not acceptable spec YAML; the message says why and where."""
 
 
 class _SpecLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise YamlRejected(
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise YamlRejectedError(
                 f"line {event.start_mark.line + 1}: YAML aliases ('*{event.anchor}') are not "
                 "allowed in spec files; write the value out"
             )
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if getattr(event, "anchor", None) is not None:
-            raise YamlRejected(
+            raise YamlRejectedError(
                 f"line {event.start_mark.line + 1}: YAML anchors ('&{event.anchor}') are not "
                 "allowed in spec files"
             )
@@ -44,7 +44,7 @@ class _SpecLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, str) and key in seen:
-                raise YamlRejected(
+                raise YamlRejectedError(
                     f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"
                 )
             if isinstance(key, str):
@@ -53,25 +53,25 @@ class _SpecLoader(yaml.SafeLoader):
 
 
 def load_spec_yaml(raw: bytes) -> Any:
-    """Parse one spec file's bytes. Raises :class:`YamlRejected` with a readable reason."""
+    """Parse one spec file's bytes. Raises :class:`YamlRejectedError` with a readable reason."""
     if len(raw) > MAX_SPEC_BYTES:
-        raise YamlRejected(
+        raise YamlRejectedError(
             f"file is {len(raw)} bytes; a spec file is at most {MAX_SPEC_BYTES} bytes"
         )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise YamlRejected(f"not UTF-8 text ({exc})") from None
+        raise YamlRejectedError(f"not UTF-8 text ({exc})") from None
     try:
-        docs = list(yaml.load_all(text, Loader=_SpecLoader))  # noqa: S506 (a SafeLoader)
-    except YamlRejected:
+        docs = list(yaml.load_all(text, Loader=_SpecLoader))
+    except YamlRejectedError:
         raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise YamlRejected(f"{where}malformed YAML: {exc.problem or exc}") from None
+        raise YamlRejectedError(f"{where}malformed YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
-        raise YamlRejected(f"malformed YAML: {exc}") from None
+        raise YamlRejectedError(f"malformed YAML: {exc}") from None
     if len(docs) != 1:
-        raise YamlRejected(f"a spec file holds exactly one YAML document, found {len(docs)}")
+        raise YamlRejectedError(f"a spec file holds exactly one YAML document, found {len(docs)}")
     return docs[0]

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ._yaml import MAX_SPEC_BYTES, YamlRejected, load_spec_yaml
+from ._yaml import MAX_SPEC_BYTES, YamlRejectedError, load_spec_yaml
 from .errors import CatalogError, CatalogProblem, LockError, SpecNotFoundError
 from .lock import Lock, LockEntry
 from .settings import resolve_catalog_dir, resolve_lock_path
@@ -75,9 +75,15 @@ class Catalog(Mapping[str, Spec]):
         lock_path = resolve_lock_path(directory, lock)
         if not directory.is_dir():
             raise CatalogError(
-                [CatalogProblem(str(directory), "", "catalog directory does not exist; pass "
-                                "catalog=..., set DP_MODELS_CATALOG, or omit both for the "
-                                "packaged catalog")],
+                [
+                    CatalogProblem(
+                        str(directory),
+                        "",
+                        "catalog directory does not exist; pass "
+                        "catalog=..., set DP_MODELS_CATALOG, or omit both for the "
+                        "packaged catalog",
+                    )
+                ],
                 catalog=directory,
             )
         problems: list[CatalogProblem] = []
@@ -86,12 +92,18 @@ class Catalog(Mapping[str, Spec]):
 
         paths = _spec_files(directory)
         if not paths:
-            problems.append(CatalogProblem(
-                str(directory), "", "the catalog holds no spec files (*.yaml); an empty "
-                "catalog is an error, not a catalog without models"))
+            problems.append(
+                CatalogProblem(
+                    str(directory),
+                    "",
+                    "the catalog holds no spec files (*.yaml); an empty "
+                    "catalog is an error, not a catalog without models",
+                )
+            )
         if len(paths) > _MAX_SPEC_FILES:
-            problems.append(CatalogProblem(
-                str(directory), "", f"more than {_MAX_SPEC_FILES} spec files"))
+            problems.append(
+                CatalogProblem(str(directory), "", f"more than {_MAX_SPEC_FILES} spec files")
+            )
             paths = paths[:_MAX_SPEC_FILES]
 
         for path in paths:
@@ -100,13 +112,23 @@ class Catalog(Mapping[str, Spec]):
             if spec is None:
                 continue
             if spec.name != path.stem:
-                problems.append(CatalogProblem(
-                    shown, "name", f"spec {spec.name!r} must live in a file named "
-                    f"{spec.name}{path.suffix} (found {path.name})"))
+                problems.append(
+                    CatalogProblem(
+                        shown,
+                        "name",
+                        f"spec {spec.name!r} must live in a file named "
+                        f"{spec.name}{path.suffix} (found {path.name})",
+                    )
+                )
             if spec.name in specs:
-                problems.append(CatalogProblem(
-                    shown, "name", f"duplicate spec name {spec.name!r}, also defined in "
-                    f"{_shown(files[spec.name], directory)}"))
+                problems.append(
+                    CatalogProblem(
+                        shown,
+                        "name",
+                        f"duplicate spec name {spec.name!r}, also defined in "
+                        f"{_shown(files[spec.name], directory)}",
+                    )
+                )
                 continue
             specs[spec.name] = spec
             files[spec.name] = path
@@ -121,7 +143,8 @@ class Catalog(Mapping[str, Spec]):
         shown_of = {name: _shown(p, directory) for name, p in files.items()}
         problems += _check_requires(specs, shown_of)
         problems += _check_artifact_agreement(
-            specs, shown_of, lock_data if check_lock else Lock(lock_path))
+            specs, shown_of, lock_data if check_lock else Lock(lock_path)
+        )
         if problems:
             raise CatalogError(problems, catalog=directory)
         return cls(specs, files, directory, lock_data)
@@ -158,8 +181,9 @@ class Catalog(Mapping[str, Spec]):
                 size = entry.size
             return Pin(artifact.sha256, size, "spec")
         if entry is not None:
-            return Pin(entry.sha256, artifact.size if artifact.size is not None else entry.size,
-                       "lock")
+            return Pin(
+                entry.sha256, artifact.size if artifact.size is not None else entry.size, "lock"
+            )
         return None
 
     def closure(self, name: str) -> list[Spec]:
@@ -184,8 +208,11 @@ def _spec_files(directory: Path) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames
-                  if f.endswith(_SPEC_SUFFIXES) and not f.startswith(".")]
+        found += [
+            Path(dirpath) / f
+            for f in filenames
+            if f.endswith(_SPEC_SUFFIXES) and not f.startswith(".")
+        ]
     return sorted(found)
 
 
@@ -205,12 +232,15 @@ def _load_one(path: Path, shown: str, problems: list[CatalogProblem]) -> Spec | 
         return None
     try:
         data = load_spec_yaml(raw)
-    except YamlRejected as exc:
+    except YamlRejectedError as exc:
         problems.append(CatalogProblem(shown, "", str(exc)))
         return None
     if not isinstance(data, dict):
-        problems.append(CatalogProblem(
-            shown, "", f"a spec file holds one mapping of fields, found {type(data).__name__}"))
+        problems.append(
+            CatalogProblem(
+                shown, "", f"a spec file holds one mapping of fields, found {type(data).__name__}"
+            )
+        )
         return None
     try:
         return Spec.model_validate(data)
@@ -241,7 +271,7 @@ def _problem(shown: str, err: Any) -> CatalogProblem:
         return CatalogProblem(shown, field, f"unknown key {key!r}{hint} (see docs/spec.md)")
     msg = str(err.get("msg", "invalid"))
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict):
         msg += f" (got {err['input']!r})"
     return CatalogProblem(shown, field, msg)
@@ -254,8 +284,13 @@ def _check_requires(specs: Mapping[str, Spec], shown: Mapping[str, str]) -> list
             if dep not in specs:
                 close = difflib.get_close_matches(dep, specs, n=1, cutoff=0.6)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(CatalogProblem(
-                    shown[name], f"requires[{i}]", f"names no spec in the catalog: {dep!r}{hint}"))
+                problems.append(
+                    CatalogProblem(
+                        shown[name],
+                        f"requires[{i}]",
+                        f"names no spec in the catalog: {dep!r}{hint}",
+                    )
+                )
     # cycles, reported once per cycle
     state: dict[str, int] = {}
     reported: set[frozenset[str]] = set()
@@ -266,12 +301,15 @@ def _check_requires(specs: Mapping[str, Spec], shown: Mapping[str, str]) -> list
             if dep not in specs:
                 continue
             if state.get(dep) == 1:
-                cycle = [*stack[stack.index(dep):], dep]
+                cycle = [*stack[stack.index(dep) :], dep]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
-                    problems.append(CatalogProblem(
-                        shown[n], "requires", "dependency cycle: " + " -> ".join(cycle)))
+                    problems.append(
+                        CatalogProblem(
+                            shown[n], "requires", "dependency cycle: " + " -> ".join(cycle)
+                        )
+                    )
             elif dep not in state:
                 visit(dep, [*stack, dep])
         state[n] = 2
@@ -297,29 +335,49 @@ def _check_artifact_agreement(
                 for attr in ("kind", "sha256", "size"):
                     a, b = getattr(art, attr), getattr(other, attr)
                     if a is not None and b is not None and a != b:
-                        problems.append(CatalogProblem(
-                            shown[name], f"{field}.{attr}",
-                            f"{art.path!r} is {a!r} here but {b!r} in spec {other_name!r}; "
-                            "one path is one artifact"))
+                        problems.append(
+                            CatalogProblem(
+                                shown[name],
+                                f"{field}.{attr}",
+                                f"{art.path!r} is {a!r} here but {b!r} in spec {other_name!r}; "
+                                "one path is one artifact",
+                            )
+                        )
             else:
                 first[art.path] = (name, i, art)
             entry: LockEntry | None = lock.artifacts.get(art.path)
             if entry is None:
                 continue
             if entry.kind != art.kind:
-                problems.append(CatalogProblem(
-                    shown[name], f"{field}.kind", f"{art.path!r} is a {art.kind} in the spec "
-                    f"but a {entry.kind} in the lock {lock.path.name}; run `dp-models lock`"))
+                problems.append(
+                    CatalogProblem(
+                        shown[name],
+                        f"{field}.kind",
+                        f"{art.path!r} is a {art.kind} in the spec "
+                        f"but a {entry.kind} in the lock {lock.path.name}; run `dp-models lock`",
+                    )
+                )
             if art.sha256 is not None and entry.sha256 != art.sha256:
-                problems.append(CatalogProblem(
-                    shown[name], f"{field}.sha256",
-                    f"spec pins {art.sha256} but the lock {lock.path.name} has {entry.sha256} "
-                    f"for {art.path!r}; they must agree (fix the spec, or re-provision and run "
-                    "`dp-models lock`)"))
-            if art.size is not None and entry.sha256 == (art.sha256 or entry.sha256) \
-                    and entry.size != art.size:
-                problems.append(CatalogProblem(
-                    shown[name], f"{field}.size",
-                    f"spec says {art.size} bytes but the lock {lock.path.name} has "
-                    f"{entry.size} for {art.path!r}"))
+                problems.append(
+                    CatalogProblem(
+                        shown[name],
+                        f"{field}.sha256",
+                        f"spec pins {art.sha256} but the lock {lock.path.name} has {entry.sha256} "
+                        f"for {art.path!r}; they must agree (fix the spec, or re-provision and run "
+                        "`dp-models lock`)",
+                    )
+                )
+            if (
+                art.size is not None
+                and entry.sha256 == (art.sha256 or entry.sha256)
+                and entry.size != art.size
+            ):
+                problems.append(
+                    CatalogProblem(
+                        shown[name],
+                        f"{field}.size",
+                        f"spec says {art.size} bytes but the lock {lock.path.name} has "
+                        f"{entry.size} for {art.path!r}",
+                    )
+                )
     return problems

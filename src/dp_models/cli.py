@@ -24,9 +24,24 @@ __all__ = ["main"]
 
 #: Distributions reported by ``dp-models env`` (read from metadata, never imported).
 _DISTRIBUTIONS = (
-    "dp-models", "pydantic", "pyyaml", "numpy", "torch", "torchvision", "safetensors",
-    "onnxruntime", "onnx", "tritonclient", "open_clip_torch", "ultralytics", "mediapipe",
-    "sentence-transformers", "transformers", "tokenizers", "huggingface-hub", "laion-clap",
+    "dp-models",
+    "pydantic",
+    "pyyaml",
+    "numpy",
+    "torch",
+    "torchvision",
+    "safetensors",
+    "onnxruntime",
+    "onnx",
+    "tritonclient",
+    "open_clip_torch",
+    "ultralytics",
+    "mediapipe",
+    "sentence-transformers",
+    "transformers",
+    "tokenizers",
+    "huggingface-hub",
+    "laion-clap",
     "spacy",
 )
 
@@ -50,17 +65,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--catalog", metavar="DIR",
-                        help="catalog directory (default: $DP_MODELS_CATALOG, else the packaged one)")
-    common.add_argument("--lock", metavar="FILE",
-                        help="lock file (default: $DP_MODELS_LOCK, else catalog.lock.json in the catalog)")
+    common.add_argument(
+        "--catalog",
+        metavar="DIR",
+        help="catalog directory (default: $DP_MODELS_CATALOG, else the packaged one)",
+    )
+    common.add_argument(
+        "--lock",
+        metavar="FILE",
+        help="lock file (default: $DP_MODELS_LOCK, else catalog.lock.json in the catalog)",
+    )
     rooted = argparse.ArgumentParser(add_help=False)
-    rooted.add_argument("--root", metavar="DIR",
-                        help="MODELS_ROOT (default: $DP_MODELS_ROOT, else $MODELS_ROOT)")
-    rooted.add_argument("--cache-dir", metavar="DIR",
-                        help="digest cache (default: $DP_MODELS_CACHE_DIR, else ~/.cache/dp_models)")
-    rooted.add_argument("--verify", choices=("cached", "always"),
-                        help="trust the digest cache (cached, the default) or hash everything")
+    rooted.add_argument(
+        "--root", metavar="DIR", help="MODELS_ROOT (default: $DP_MODELS_ROOT, else $MODELS_ROOT)"
+    )
+    rooted.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="digest cache (default: $DP_MODELS_CACHE_DIR, else ~/.cache/dp_models)",
+    )
+    rooted.add_argument(
+        "--verify",
+        choices=("cached", "always"),
+        help="trust the digest cache (cached, the default) or hash everything",
+    )
     rooted.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
     parser = argparse.ArgumentParser(
@@ -70,8 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dp-models {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace, TextIO], int], help_: str,
-            parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace, TextIO], int],
+        help_: str,
+        parents: list[argparse.ArgumentParser],
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_, parents=parents)
         p.set_defaults(func=func)
         return p
@@ -86,12 +118,20 @@ def _parser() -> argparse.ArgumentParser:
     p = add("doctor", _doctor, "check every spec (or NAMES) against MODELS_ROOT", [common, rooted])
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p = add("lock", _lock, "pin unpinned artifacts from a provisioned root into the lock",
-            [common, rooted])
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; fail when catalog, lock and root disagree")
-    p = add("digest", _digest, "print the sha256 (directory digest for a directory) of paths",
-            [rooted])
+    p = add(
+        "lock",
+        _lock,
+        "pin unpinned artifacts from a provisioned root into the lock",
+        [common, rooted],
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; fail when catalog, lock and root disagree",
+    )
+    p = add(
+        "digest", _digest, "print the sha256 (directory digest for a directory) of paths", [rooted]
+    )
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
     p = add("env", _env, "versions, environment flags and resolved settings", [common, rooted])
@@ -170,13 +210,27 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     specs = [s for s in catalog.values() if args.runtime in (None, s.runtime)]
     specs.sort(key=lambda s: s.name)
     if args.json:
-        _dump([{"name": s.name, "version": s.version, "runtime": s.runtime, "engine": s.engine,
-                "optional": s.optional, "users": s.users, "pinned": _pinned(catalog, s)}
-               for s in specs], out)
+        _dump(
+            [
+                {
+                    "name": s.name,
+                    "version": s.version,
+                    "runtime": s.runtime,
+                    "engine": s.engine,
+                    "optional": s.optional,
+                    "users": s.users,
+                    "pinned": _pinned(catalog, s),
+                }
+                for s in specs
+            ],
+            out,
+        )
         return 0
     rows = [["NAME", "VERSION", "RUNTIME", "ENGINE", "PINNED", "OPTIONAL"]]
-    rows += [[s.name, s.version, s.runtime, s.engine, _pinned(catalog, s),
-              "yes" if s.optional else ""] for s in specs]
+    rows += [
+        [s.name, s.version, s.runtime, s.engine, _pinned(catalog, s), "yes" if s.optional else ""]
+        for s in specs
+    ]
     _table(rows, out)
     return 0
 
@@ -189,8 +243,14 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     pins = []
     for art in spec.artifacts:
         pin = catalog.pin(art)
-        pins.append({"path": art.path, "sha256": pin.sha256 if pin else None,
-                     "size": pin.size if pin else None, "pinned_by": pin.source if pin else None})
+        pins.append(
+            {
+                "path": art.path,
+                "sha256": pin.sha256 if pin else None,
+                "size": pin.size if pin else None,
+                "pinned_by": pin.source if pin else None,
+            }
+        )
     data["pins"] = pins
     if args.json:
         _dump(data, out)
@@ -212,16 +272,26 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
         _close(verifier)
     failing = [h for h in health if h.failing]
     if args.json:
-        _dump(report_json(health, catalog=str(catalog.directory), lock=str(catalog.lock.path),
-                          root=str(verifier.root), verify=verifier.hasher.policy), out)
+        _dump(
+            report_json(
+                health,
+                catalog=str(catalog.directory),
+                lock=str(catalog.lock.path),
+                root=str(verifier.root),
+                verify=verifier.hasher.policy,
+            ),
+            out,
+        )
         return 1 if failing else 0
     rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
     for h in health:
         detail = ""
         if h.status == "remote":
             assert h.spec.triton is not None
-            detail = (f"served by Triton as {h.spec.triton.model_name} "
-                      f"v{h.spec.triton.model_version}; artifacts not provisioned here")
+            detail = (
+                f"served by Triton as {h.spec.triton.model_name} "
+                f"v{h.spec.triton.model_version}; artifacts not provisioned here"
+            )
         elif h.status == "absent":
             detail = "optional; not provisioned"
         elif h.failing:
@@ -229,11 +299,13 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
             detail = bad.artifact.path
         elif h.status == "ok":
             detail = f"{len(h.artifacts)} artifact{'s' if len(h.artifacts) != 1 else ''}"
-        rows.append([h.spec.name, h.spec.runtime, h.status.upper() if h.failing else h.status,
-                     detail])
+        rows.append(
+            [h.spec.name, h.spec.runtime, h.status.upper() if h.failing else h.status, detail]
+        )
     _table(rows, out)
-    summary = ", ".join(f"{sum(h.status == s for h in health)} {s}"
-                        for s in dict.fromkeys(h.status for h in health))
+    summary = ", ".join(
+        f"{sum(h.status == s for h in health)} {s}" for s in dict.fromkeys(h.status for h in health)
+    )
     out.write(f"\n{len(health)} specs against {verifier.root}: {summary}\n")
     if failing:
         out.write(f"\n{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:\n")
@@ -251,23 +323,29 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
         if args.check:
             problems = check_lock(catalog, verifier)
             if problems:
-                out.write(f"lock {catalog.lock.path} is out of sync with the catalog and "
-                          f"{verifier.root}:\n")
+                out.write(
+                    f"lock {catalog.lock.path} is out of sync with the catalog and "
+                    f"{verifier.root}:\n"
+                )
                 out.writelines(f"- {p}\n" for p in problems)
                 return 1
-            out.write(f"lock {catalog.lock.path} is in sync with the catalog and "
-                      f"{verifier.root}\n")
+            out.write(f"lock {catalog.lock.path} is in sync with the catalog and {verifier.root}\n")
             return 0
         plan = write_lock(catalog, verifier)
     finally:
         _close(verifier)
-    out.write(f"wrote {plan.lock.path}: {len(plan.lock.artifacts)} pins "
-              f"({len(plan.added)} added, {len(plan.changed)} changed, "
-              f"{len(plan.dropped)} dropped)\n")
-    for label, items in (("added", plan.added), ("changed", plan.changed),
-                         ("dropped", plan.dropped),
-                         ("kept (absent from the root)", plan.kept_absent),
-                         ("still unpinned (absent from the root)", plan.unpinned_absent)):
+    out.write(
+        f"wrote {plan.lock.path}: {len(plan.lock.artifacts)} pins "
+        f"({len(plan.added)} added, {len(plan.changed)} changed, "
+        f"{len(plan.dropped)} dropped)\n"
+    )
+    for label, items in (
+        ("added", plan.added),
+        ("changed", plan.changed),
+        ("dropped", plan.dropped),
+        ("kept (absent from the root)", plan.kept_absent),
+        ("still unpinned (absent from the root)", plan.unpinned_absent),
+    ):
         for item in items:
             out.write(f"  {label}: {item}\n")
     return 0
@@ -289,9 +367,15 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
                     if isinstance(d, BaseException):
                         raise d
                     pairs.append((rel, d.sha256))
-                results.append({"path": raw, "kind": "dir", "sha256": directory_digest(pairs),
-                                "size": sum(os.stat(p).st_size for _, p in files),
-                                "files": len(files)})
+                results.append(
+                    {
+                        "path": raw,
+                        "kind": "dir",
+                        "sha256": directory_digest(pairs),
+                        "size": sum(os.stat(p).st_size for _, p in files),
+                        "files": len(files),
+                    }
+                )
             elif path.is_file():
                 d = hasher.file(path)
                 results.append({"path": raw, "kind": "file", "sha256": d.sha256, "size": d.size})
@@ -305,7 +389,9 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
         _dump(results, out)
     else:
         for r in results:
-            out.write(f"{r['sha256']}  {r['size']:>14,}  {r['path']}{'/' if r['kind'] == 'dir' else ''}\n")
+            out.write(
+                f"{r['sha256']}  {r['size']:>14,}  {r['path']}{'/' if r['kind'] == 'dir' else ''}\n"
+            )
     return 0
 
 
@@ -331,17 +417,15 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
         root: str = str(resolve_models_root(args.root))
     except DPModelsError as exc:
         root = f"(not usable: {exc})"
-    data = {
-        "versions": versions,
-        "environment": {k: redact(os.environ[k]) for k in ENV_VARS if k in os.environ},
-        "settings": {
-            "catalog": str(catalog_dir),
-            "lock": str(resolve_lock_path(catalog_dir, args.lock)),
-            "models_root": root,
-            "cache_dir": "(disabled)" if args.no_cache else str(resolve_cache_dir(args.cache_dir)),
-            "verify": resolve_verify_policy(args.verify),
-        },
+    environment = {k: redact(os.environ[k]) for k in ENV_VARS if k in os.environ}
+    settings = {
+        "catalog": str(catalog_dir),
+        "lock": str(resolve_lock_path(catalog_dir, args.lock)),
+        "models_root": root,
+        "cache_dir": "(disabled)" if args.no_cache else str(resolve_cache_dir(args.cache_dir)),
+        "verify": resolve_verify_policy(args.verify),
     }
+    data = {"versions": versions, "environment": environment, "settings": settings}
     if args.json:
         _dump(data, out)
         return 0
@@ -349,12 +433,12 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     for k, v in versions.items():
         out.write(f"  {k:<22} {v or '-'}\n")
     out.write("environment:\n")
-    for k, v in data["environment"].items():
+    for k, v in environment.items():
         out.write(f"  {k:<22} {v}\n")
-    if not data["environment"]:
+    if not environment:
         out.write("  (none of dp_models' variables is set)\n")
     out.write("settings:\n")
-    for k, v in data["settings"].items():
+    for k, v in settings.items():
         out.write(f"  {k:<22} {v}\n")
     return 0
 

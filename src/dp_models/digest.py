@@ -157,7 +157,9 @@ class DigestCache:
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None, *, racy_window_s: float = 2.0):
-        self.directory = None if directory is None else Path(directory) / f"digests-v{_CACHE_FORMAT}"
+        self.directory = (
+            None if directory is None else Path(directory) / f"digests-v{_CACHE_FORMAT}"
+        )
         self.racy_window_ns = int(racy_window_s * 1e9)
         self._warned = False
         self._warn_lock = threading.Lock()
@@ -174,7 +176,9 @@ class DigestCache:
         log.warning(
             "dp_models digest cache %s is unusable (%s: %s); digests are computed without it. "
             "Set DP_MODELS_CACHE_DIR to a writable directory to cache them.",
-            self.directory, what, exc,
+            self.directory,
+            what,
+            exc,
         )
 
     def is_racy(self, st: os.stat_result) -> bool:
@@ -195,7 +199,13 @@ class DigestCache:
             return None
         try:
             entry = json.loads(raw)
-            stored = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"], entry["ctime_ns"])
+            stored = (
+                entry["dev"],
+                entry["ino"],
+                entry["size"],
+                entry["mtime_ns"],
+                entry["ctime_ns"],
+            )
             digest = entry["sha256"]
             valid = entry.get("format") == _CACHE_FORMAT
         except (ValueError, KeyError, TypeError):
@@ -211,8 +221,14 @@ class DigestCache:
             return
         dev, ino, size, mtime_ns, ctime_ns = _stat_key(st)
         entry = {
-            "format": _CACHE_FORMAT, "dev": dev, "ino": ino, "size": size,
-            "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "sha256": digest, "path": str(path),
+            "format": _CACHE_FORMAT,
+            "dev": dev,
+            "ino": ino,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "ctime_ns": ctime_ns,
+            "sha256": digest,
+            "path": str(path),
         }
         target = self._entry_path(st)
         try:
@@ -317,7 +333,7 @@ class Hasher:
         return FileDigest(p, digest, st.st_size, cached=False)
 
     def files(self, paths: Sequence[str | os.PathLike[str]]) -> list[FileDigest | BaseException]:
-        """Digests of many files in parallel, in the given order; a failure is returned, not raised."""
+        """Digests of many files in parallel, in the given order; failures are returned."""
 
         def one(p: str | os.PathLike[str]) -> FileDigest | BaseException:
             try:

@@ -47,6 +47,9 @@ class SpecHealth:
 
     @property
     def message(self) -> str:
+        """The first artifact error of a failing spec; empty otherwise."""
+        if not self.failing:
+            return ""
         for r in self.artifacts:
             if r.error is not None:
                 return str(r.error)

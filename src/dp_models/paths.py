@@ -19,7 +19,7 @@ __all__ = ["ensure_inside", "resolve_artifact_path"]
 def ensure_inside(root: Path, path: Path, *, spec: str, shown: str) -> Path:
     """``path`` with every symlink resolved, or :class:`UnsafePathError` when that leaves ``root``.
 
-    ``root`` must be absolute and already resolved (:func:`~dp_models.settings.resolve_models_root`).
+    ``root`` must be absolute and already resolved (see ``resolve_models_root``).
     ``shown`` is the path as the spec names it, for the message.
     """
     real = Path(os.path.realpath(path))

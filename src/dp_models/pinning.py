@@ -92,12 +92,21 @@ def check_lock(catalog: Catalog, verifier: Verifier) -> list[str]:
     """Every disagreement between catalog, lock and root, as sentences; empty when in sync."""
     plan = plan_lock(catalog, verifier)
     problems = [str(e) for e in plan.errors]
-    problems += [f"{p}: present in the root but not pinned in the lock; run `dp-models lock`"
-                 for p in plan.added]
-    problems += [f"{p}: the root's digest differs from the lock's; run `dp-models lock` if "
-                 "the new file is intended, else re-provision it" for p in plan.changed]
-    problems += [f"{p}: pinned in the lock but no spec needs a lock pin for it; run "
-                 "`dp-models lock`" for p in plan.dropped]
-    problems += [f"{p}: not pinned, and absent from {verifier.root}; provision it, then run "
-                 "`dp-models lock`" for p in plan.unpinned_absent]
+    problems += [
+        f"{p}: present in the root but not pinned in the lock; run `dp-models lock`"
+        for p in plan.added
+    ]
+    problems += [
+        f"{p}: the root's digest differs from the lock's; run `dp-models lock` if "
+        "the new file is intended, else re-provision it"
+        for p in plan.changed
+    ]
+    problems += [
+        f"{p}: pinned in the lock but no spec needs a lock pin for it; run `dp-models lock`"
+        for p in plan.dropped
+    ]
+    problems += [
+        f"{p}: not pinned, and absent from {verifier.root}; provision it, then run `dp-models lock`"
+        for p in plan.unpinned_absent
+    ]
     return problems

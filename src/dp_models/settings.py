@@ -15,13 +15,13 @@ from .errors import ModelsRootError
 
 __all__ = [
     "ENV_CACHE_DIR",
-    "ENV_VARS",
-    "FRAMEWORK_ENV_VARS",
     "ENV_CATALOG",
     "ENV_LOCK",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
+    "ENV_VARS",
     "ENV_VERIFY",
+    "FRAMEWORK_ENV_VARS",
     "LOCK_FILENAME",
     "VERIFY_POLICIES",
     "packaged_catalog_dir",
@@ -42,13 +42,28 @@ ENV_VERIFY = "DP_MODELS_VERIFY"
 
 #: Variables of the frameworks dp_models drives, shown by ``dp-models env``.
 FRAMEWORK_ENV_VARS = (
-    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME",
-    "HF_HUB_CACHE", "TORCH_HOME", "SENTENCE_TRANSFORMERS_HOME", "YOLO_OFFLINE",
-    "YOLO_CONFIG_DIR", "XDG_CACHE_HOME", "CUDA_VISIBLE_DEVICES",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "TORCH_HOME",
+    "SENTENCE_TRANSFORMERS_HOME",
+    "YOLO_OFFLINE",
+    "YOLO_CONFIG_DIR",
+    "XDG_CACHE_HOME",
+    "CUDA_VISIBLE_DEVICES",
 )
 #: Every variable ``dp-models env`` reports (values redacted).
-ENV_VARS = (ENV_ROOT, ENV_ROOT_ALIAS, ENV_CATALOG, ENV_LOCK, ENV_CACHE_DIR, ENV_VERIFY,
-            *FRAMEWORK_ENV_VARS)
+ENV_VARS = (
+    ENV_ROOT,
+    ENV_ROOT_ALIAS,
+    ENV_CATALOG,
+    ENV_LOCK,
+    ENV_CACHE_DIR,
+    ENV_VERIFY,
+    *FRAMEWORK_ENV_VARS,
+)
 
 #: File name of the lock beside a catalog directory.
 LOCK_FILENAME = "catalog.lock.json"
@@ -86,7 +101,7 @@ def resolve_catalog_dir(catalog: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_lock_path(catalog_dir: Path, lock: str | os.PathLike[str] | None = None) -> Path:
-    """The lock file: ``lock``, else ``$DP_MODELS_LOCK``, else ``catalog.lock.json`` in the catalog."""
+    """The lock: ``lock``, else ``$DP_MODELS_LOCK``, else ``catalog.lock.json`` in the catalog."""
     if lock is not None:
         return Path(lock).expanduser()
     env = _env(ENV_LOCK)
@@ -119,9 +134,7 @@ def resolve_models_root(root: str | os.PathLike[str] | None = None) -> Path:
             path=path,
         )
     if not path.is_dir():
-        raise ModelsRootError(
-            f"MODELS_ROOT {path} (from {origin}) is not a directory.", path=path
-        )
+        raise ModelsRootError(f"MODELS_ROOT {path} (from {origin}) is not a directory.", path=path)
     return path.resolve()
 
 

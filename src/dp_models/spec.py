@@ -47,20 +47,54 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 Runtime = Literal["inprocess", "triton"]
 Engine = Literal[
-    "torch", "torchscript", "onnx", "tensorrt", "open_clip", "torchvision", "ultralytics",
-    "mediapipe", "sentence_transformers", "laion_clap", "spacy", "tokenizers", "python",
+    "torch",
+    "torchscript",
+    "onnx",
+    "tensorrt",
+    "open_clip",
+    "torchvision",
+    "ultralytics",
+    "mediapipe",
+    "sentence_transformers",
+    "laion_clap",
+    "spacy",
+    "tokenizers",
+    "python",
 ]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Device = Literal["auto", "cpu", "cuda"]
 Preprocess = Literal[
-    "openai_clip_224", "openai_clip_336", "openai_clip_448",
-    "places365_224", "places365_336", "places365_448",
-    "imagenet_224", "midas_384", "raft_frames",
-    "whisper_log_mel_80", "whisper_log_mel_128", "audio_16k_mono", "log_mel_128",
+    "openai_clip_224",
+    "openai_clip_336",
+    "openai_clip_448",
+    "places365_224",
+    "places365_336",
+    "places365_448",
+    "imagenet_224",
+    "midas_384",
+    "raft_frames",
+    "whisper_log_mel_80",
+    "whisper_log_mel_128",
+    "audio_16k_mono",
+    "log_mel_128",
 ]
 ArtifactFormat = Literal[
-    "pt", "pth", "pth.tar", "pyth", "safetensors", "onnx", "torchscript", "plan", "tflite",
-    "task", "json", "yaml", "txt", "model_dir", "spacy_pipeline", "tokenizer_dir",
+    "pt",
+    "pth",
+    "pth.tar",
+    "pyth",
+    "safetensors",
+    "onnx",
+    "torchscript",
+    "plan",
+    "tflite",
+    "task",
+    "json",
+    "yaml",
+    "txt",
+    "model_dir",
+    "spacy_pipeline",
+    "tokenizer_dir",
     "triton_python",
 ]
 #: What actually executes the model; in-process the framework, on Triton the backend.
@@ -69,8 +103,20 @@ ENGINES: tuple[str, ...] = get_args(Engine)
 PREPROCESS_PRESETS: tuple[str, ...] = get_args(Preprocess)
 
 TritonDatatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BF16", "BYTES",
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "BYTES",
 ]
 TritonPlatform = Literal[
     "onnxruntime_onnx", "tensorrt_plan", "pytorch_libtorch", "python", "ensemble"
@@ -91,7 +137,7 @@ def check_relative_path(value: str) -> str | None:
         return "must use '/' separators, not '\\'"
     if "\x00" in value:
         return "must not contain NUL bytes"
-    if value.startswith("/") or re.match(r"^[A-Za-z]:", value) or value.startswith("~"):
+    if value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", value):
         return "must be relative to MODELS_ROOT, not absolute"
     parts = PurePosixPath(value).parts
     if ".." in parts:
@@ -122,8 +168,9 @@ class Artifact(_Strict):
         "artifact must be pinned in the catalog's lock (`dp-models lock`).",
     )
     size: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="Size in bytes (a directory: the sum of its files); checked "
-        "before the digest because it is cheap."
+        default=None,
+        description="Size in bytes (a directory: the sum of its files); checked "
+        "before the digest because it is cheap.",
     )
     source: str | None = Field(
         default=None,

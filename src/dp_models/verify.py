@@ -34,8 +34,14 @@ from .spec import Artifact, Spec
 __all__ = ["ArtifactReport", "Status", "Verifier"]
 
 Status = Literal[
-    "ok", "missing", "unsafe_path", "unreadable", "unpinned", "size_mismatch",
-    "digest_mismatch", "changed",
+    "ok",
+    "missing",
+    "unsafe_path",
+    "unreadable",
+    "unpinned",
+    "size_mismatch",
+    "digest_mismatch",
+    "changed",
 ]
 
 
@@ -104,24 +110,43 @@ class Verifier:
             report.fail("unsafe_path" if isinstance(exc, UnsafePathError) else "missing", exc)
             return report
         except OSError as exc:
-            report.fail("unreadable", ArtifactUnreadableError(
-                f"spec {spec.name!r}: artifact {art.path!r} cannot be read ({exc}). Check its "
-                f"permissions under {self.root}.", spec=spec.name, path=report.path))
+            report.fail(
+                "unreadable",
+                ArtifactUnreadableError(
+                    f"spec {spec.name!r}: artifact {art.path!r} cannot be read ({exc}). Check its "
+                    f"permissions under {self.root}.",
+                    spec=spec.name,
+                    path=report.path,
+                ),
+            )
             return report
         pin = report.pin
         if pin is None:
-            report.fail("unpinned", UnpinnedArtifactError(
-                f"spec {spec.name!r}: artifact {art.path!r} is not pinned: neither the spec nor "
-                f"the lock {self.catalog.lock.path} gives its sha256. Pin it from a provisioned "
-                f"root with `dp-models lock --root {self.root}` (or put the upstream-published "
-                "sha256 in the spec).", spec=spec.name, path=report.path))
+            report.fail(
+                "unpinned",
+                UnpinnedArtifactError(
+                    f"spec {spec.name!r}: artifact {art.path!r} is not pinned: neither the "
+                    f"spec nor the lock {self.catalog.lock.path} gives its sha256. Pin it from "
+                    f"a provisioned root with `dp-models lock --root {self.root}` (or put the "
+                    "upstream-published sha256 in the spec).",
+                    spec=spec.name,
+                    path=report.path,
+                ),
+            )
         elif pin.size is not None and report.size != pin.size:
             assert report.size is not None
-            report.fail("size_mismatch", SizeMismatchError(
-                f"spec {spec.name!r}: artifact {report.path} is {report.size} bytes, expected "
-                f"{pin.size} (pinned in the {pin.source}). It is truncated, still being copied, "
-                f"or another file: {_reprovision(art)}", spec=spec.name, path=report.path,
-                expected=pin.size, actual=report.size))
+            report.fail(
+                "size_mismatch",
+                SizeMismatchError(
+                    f"spec {spec.name!r}: artifact {report.path} is {report.size} bytes, "
+                    f"expected {pin.size} (pinned in the {pin.source}). It is truncated, still "
+                    f"being copied, or another file: {_reprovision(art)}",
+                    spec=spec.name,
+                    path=report.path,
+                    expected=pin.size,
+                    actual=report.size,
+                ),
+            )
         return report
 
     def _files(self, spec: Spec, art: Artifact, path: Path) -> tuple[list[tuple[str, Path]], int]:
@@ -131,14 +156,18 @@ class Verifier:
             raise ArtifactMissingError(
                 f"spec {spec.name!r}: required artifact {art.path!r} is missing: expected a "
                 f"{art.kind} at {path}. {_provision(art)} then run `dp-models doctor`.",
-                spec=spec.name, path=path) from None
+                spec=spec.name,
+                path=path,
+            ) from None
         is_dir = os.path.isdir(path)
         if is_dir != (art.kind == "dir"):
             found = "a directory" if is_dir else "a file"
             raise ArtifactMissingError(
                 f"spec {spec.name!r}: artifact {art.path!r} must be a {art.kind}, but {path} is "
                 f"{found}. Replace it with the {art.kind} the spec describes.",
-                spec=spec.name, path=path)
+                spec=spec.name,
+                path=path,
+            )
         if not is_dir:
             return [(art.path, path)], st.st_size
         files = directory_files(path)
@@ -164,25 +193,39 @@ class Verifier:
             r.sha256 = directory_digest([(rel, d.sha256) for rel, d in done])
         pin = r.pin
         if pin is not None and r.sha256 != pin.sha256:
-            r.fail("digest_mismatch", DigestMismatchError(
-                f"spec {r.spec!r}: artifact {r.path} has sha256 {r.sha256}, expected "
-                f"{pin.sha256} (pinned in the {pin.source}). It is not the pinned artifact: "
-                f"{_reprovision(r.artifact)}", spec=r.spec, path=r.path,
-                expected=pin.sha256, actual=r.sha256))
+            r.fail(
+                "digest_mismatch",
+                DigestMismatchError(
+                    f"spec {r.spec!r}: artifact {r.path} has sha256 {r.sha256}, expected "
+                    f"{pin.sha256} (pinned in the {pin.source}). It is not the pinned artifact: "
+                    f"{_reprovision(r.artifact)}",
+                    spec=r.spec,
+                    path=r.path,
+                    expected=pin.sha256,
+                    actual=r.sha256,
+                ),
+            )
 
     def _hash_failure(self, r: ArtifactReport, exc: BaseException) -> tuple[Status, ArtifactError]:
         if isinstance(exc, FileChangedError):
             return "changed", ArtifactChangedError(
                 f"spec {r.spec!r}: artifact {r.path} changed while it was being verified "
                 f"({exc}). Wait for whatever writes it to finish, then verify again.",
-                spec=r.spec, path=r.path)
+                spec=r.spec,
+                path=r.path,
+            )
         if isinstance(exc, FileNotFoundError):
             return "missing", ArtifactMissingError(
                 f"spec {r.spec!r}: artifact {r.path} disappeared while it was being verified. "
-                f"{_provision(r.artifact)}", spec=r.spec, path=r.path)
+                f"{_provision(r.artifact)}",
+                spec=r.spec,
+                path=r.path,
+            )
         return "unreadable", ArtifactUnreadableError(
             f"spec {r.spec!r}: artifact {r.path} cannot be read ({exc}). Check its permissions.",
-            spec=r.spec, path=r.path)
+            spec=r.spec,
+            path=r.path,
+        )
 
 
 def _provision(art: Artifact) -> str:

@@ -1,0 +1,13 @@
+# Sourced by the scripts here: makes .venv (once) with the given extras installed.
+# Usage: ensure_venv EXTRAS   e.g. ensure_venv test
+ensure_venv() {
+  local extras=$1
+  local py=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    echo "==> creating .venv with $($py --version)"
+    "$py" -m venv .venv
+  fi
+  echo "==> installing dp-models[$extras] (pins: constraints/ci.txt)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -e ".[$extras]" -c constraints/ci.txt
+}
