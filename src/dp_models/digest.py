@@ -5,14 +5,17 @@ File digest
     memory stays bounded whatever the file size.
 
 Directory digest
-    Every regular file below the directory (symlinks followed; a symlink may never lead
-    outside MODELS_ROOT, which the caller checks) is listed by its path relative to the
-    directory, with ``/`` separators, sorted by the UTF-8 bytes of that path. The digest
-    is the sha256 of the lines ``<file sha256>  <relative path>\\n``, one per file, in
-    that order: exactly what ``sha256sum`` prints for those files, so it can be checked
-    with standard tools::
+    Every regular file below the directory is listed by its path relative to the
+    directory, with ``/`` separators, sorted by the UTF-8 bytes of that path. Symlinks are
+    followed (a symlink may never lead outside MODELS_ROOT, which the caller checks): a
+    linked file counts as a file at the link's path, a linked directory is walked under
+    the link's path, a link back to a directory above it (a loop) and a broken link are
+    skipped. The digest is the sha256 of the lines ``<file sha256>  <relative path>\\n``,
+    one per file, in that order: exactly what ``sha256sum`` prints for those files, so it
+    can be checked with standard tools (for names without a backslash or newline, which
+    ``sha256sum`` escapes)::
 
-        cd DIR && find . -type f -printf '%P\\0' | LC_ALL=C sort -z \\
+        cd DIR && find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z \\
             | xargs -0 sha256sum | sha256sum
 
     It depends on file names and contents only: not on timestamps, permissions, the
@@ -35,10 +38,12 @@ Digest cache
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -71,6 +76,7 @@ log = logging.getLogger("dp_models")
 CHUNK_SIZE = 1 << 20
 _HEX = frozenset("0123456789abcdef")
 _CACHE_FORMAT = 1
+_NOT_A_FILE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
 def is_sha256(value: object) -> bool:
@@ -102,22 +108,35 @@ def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | 
 def directory_files(directory: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """Every regular file below ``directory`` as ``(relative posix path, path)``, in digest order.
 
-    Symlinks are followed (the caller checks where they lead); a symlinked directory that
-    loops back on itself is walked once.
+    Symlinks are followed (the caller checks where they lead), like ``find -L``: a link to a
+    directory above it is a loop and is not entered; a broken link is not a file. Which
+    directories are entered depends only on the tree, never on the order entries are
+    listed in. Raises OSError when a directory cannot be listed.
     """
     top = Path(directory)
     found: list[tuple[str, Path]] = []
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in seen:
-            dirnames.clear()
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        here = Path(dirpath)
-        for name in filenames:
+    st = os.stat(top)
+    # (directory, identities of it and of every directory above it, up to ``top``)
+    pending: list[tuple[Path, frozenset[tuple[int, int]]]] = [
+        (top, frozenset({(st.st_dev, st.st_ino)}))
+    ]
+    while pending:
+        here, ancestors = pending.pop()
+        with os.scandir(here) as entries:
+            names = [entry.name for entry in entries]
+        for name in names:
             p = here / name
-            if p.is_file():
+            try:
+                st = os.stat(p)
+            except OSError as exc:  # a broken link, or a link that loops on itself: no file
+                if exc.errno in _NOT_A_FILE:
+                    continue
+                raise
+            if stat.S_ISDIR(st.st_mode):
+                ident = (st.st_dev, st.st_ino)
+                if ident not in ancestors:
+                    pending.append((p, ancestors | {ident}))
+            elif stat.S_ISREG(st.st_mode):
                 found.append((p.relative_to(top).as_posix(), p))
     found.sort(key=lambda item: item[0].encode("utf-8"))
     return found

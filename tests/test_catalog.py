@@ -1,0 +1,204 @@
+"""Catalog loading: every problem reported at once, with file and field; cross-spec rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dp_models import Catalog, CatalogError, SpecNotFoundError
+from dp_models.errors import CatalogProblem
+from dp_models.lock import Lock, LockEntry
+from dp_models.settings import ENV_CATALOG, packaged_catalog_dir
+
+from .conftest import SpecWriter, inprocess_spec
+
+DIGEST_A = "a" * 64
+DIGEST_B = "b" * 64
+
+
+def problems(exc: pytest.ExceptionInfo[CatalogError]) -> list[tuple[str, str]]:
+    return [(p.file, p.field) for p in exc.value.problems]
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_loads_a_valid_catalog(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("alpha")
+    write_spec("beta", area="audio")
+    catalog = Catalog.load(catalog_dir)
+    assert sorted(catalog) == ["alpha", "beta"]
+    assert catalog["beta"].artifacts[0].path == "beta/weights.pt"
+    assert catalog.files["beta"] == catalog_dir / "audio" / "beta.yaml"
+    assert not catalog.lock.exists
+
+
+def test_every_problem_is_reported_at_once(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("good")
+    write_spec("typo", inprocess_spec("typo", "- {path: a.pt, format: pt}", "optinal: true\n"))
+    write_spec("badtype", inprocess_spec("badtype", "- {path: a.pt, format: pt, size: '12'}"))
+    write_spec("broken", "name: broken\nversion: [unclosed\n")
+    before = snapshot(catalog_dir)
+    with pytest.raises(CatalogError, match=r"3 problems") as exc:
+        Catalog.load(catalog_dir)
+    found = problems(exc)
+    assert ("visual/typo.yaml", "optinal") in found
+    assert ("visual/badtype.yaml", "artifacts[0].size") in found
+    assert ("visual/broken.yaml", "") in found
+    assert isinstance(exc.value, ValueError)
+    assert exc.value.catalog == catalog_dir
+    assert snapshot(catalog_dir) == before  # loading writes nothing
+
+
+def test_unknown_key_suggests_the_known_one(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("typo", inprocess_spec("typo", "- {path: a.pt, format: pt}", "optinal: true\n"))
+    with pytest.raises(CatalogError) as exc:
+        Catalog.load(catalog_dir)
+    (problem,) = exc.value.problems
+    assert problem == CatalogProblem(
+        "visual/typo.yaml", "optinal", "unknown key 'optinal'; did you mean 'optional'? "
+        "(see docs/spec.md)"
+    )
+    assert "visual/typo.yaml: optinal: unknown key" in str(exc.value)
+
+
+def test_wrong_type_is_not_coerced(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    body = inprocess_spec("v", "- {path: a.pt, format: pt}").replace('version: "1"', "version: 1.0")
+    write_spec("v", body)
+    with pytest.raises(CatalogError, match=r"visual/v.yaml: version: Input should be a valid "
+                       r"string \(got 1.0\)"):
+        Catalog.load(catalog_dir)
+
+
+def test_duplicate_spec_name(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("twin")
+    write_spec("twin", area="audio")
+    with pytest.raises(CatalogError, match=r"duplicate spec name 'twin', also defined in "
+                       r"audio/twin.yaml") as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [("visual/twin.yaml", "name")]
+
+
+def test_file_must_be_named_after_its_spec(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("alpha", filename="other.yaml")
+    with pytest.raises(CatalogError, match=r"must live in a file named alpha.yaml") as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [("visual/other.yaml", "name")]
+
+
+def test_requires_must_name_existing_specs(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("tokenizer")
+    write_spec("asr", inprocess_spec("asr", "- {path: a.pt, format: pt}",
+                                     "requires: [tokenizer, tokeniser2]\n"))
+    with pytest.raises(CatalogError, match=r"names no spec in the catalog: 'tokeniser2'") as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [("visual/asr.yaml", "requires[1]")]
+
+
+def test_requires_cycle(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("a", inprocess_spec("a", "- {path: a.pt, format: pt}", "requires: [b]\n"))
+    write_spec("b", inprocess_spec("b", "- {path: b.pt, format: pt}", "requires: [a]\n"))
+    with pytest.raises(CatalogError, match=r"dependency cycle: a -> b -> a"):
+        Catalog.load(catalog_dir)
+
+
+def test_closure_lists_dependencies_first(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("tok")
+    write_spec("enc", inprocess_spec("enc", "- {path: e.pt, format: pt}", "requires: [tok]\n"))
+    write_spec("asr", inprocess_spec("asr", "- {path: a.pt, format: pt}",
+                                     "requires: [enc, tok]\n"))
+    catalog = Catalog.load(catalog_dir)
+    assert [s.name for s in catalog.closure("asr")] == ["tok", "enc", "asr"]
+
+
+def test_empty_catalog_is_an_error(catalog_dir: Path) -> None:
+    (catalog_dir / "README.md").write_text("no specs here")
+    with pytest.raises(CatalogError, match=r"holds no spec files") as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [(str(catalog_dir), "")]
+
+
+def test_missing_catalog_directory(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match=r"catalog directory does not exist"):
+        Catalog.load(tmp_path / "nowhere")
+
+
+def test_non_mapping_document(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("listy", "- just\n- a list\n")
+    with pytest.raises(CatalogError, match=r"one mapping of fields, found list"):
+        Catalog.load(catalog_dir)
+
+
+def test_one_path_is_one_artifact(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("a", inprocess_spec("a", f"- {{path: shared.pt, format: pt, sha256: {DIGEST_A}}}"))
+    write_spec("b", inprocess_spec("b", f"- {{path: shared.pt, format: pt, sha256: {DIGEST_B}}}"))
+    with pytest.raises(CatalogError, match=r"'shared.pt' is '" + DIGEST_B) as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [("visual/b.yaml", "artifacts[0].sha256")]
+
+
+def test_spec_and_lock_must_agree(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("a", inprocess_spec("a", f"- {{path: w.pt, format: pt, sha256: {DIGEST_A}}}"))
+    Lock(catalog_dir / "catalog.lock.json", {"w.pt": LockEntry("file", DIGEST_B, 3)}).write()
+    with pytest.raises(CatalogError, match=r"spec pins a{64} but the lock catalog.lock.json has "
+                       r"b{64}") as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [("visual/a.yaml", "artifacts[0].sha256")]
+    # `dp-models lock` must still be able to load the catalog to rewrite the lock
+    assert "a" in Catalog.load(catalog_dir, check_lock=False)
+
+
+def test_malformed_lock_is_a_catalog_problem(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("a")
+    (catalog_dir / "catalog.lock.json").write_text('{"format": 1, "artifacts": {"../x": 1}}')
+    with pytest.raises(CatalogError, match=r"lock .* is malformed") as exc:
+        Catalog.load(catalog_dir)
+    assert problems(exc) == [(str(catalog_dir / "catalog.lock.json"), "")]
+
+
+def test_lock_pins_and_spec_pins(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("a", inprocess_spec("a", f"""
+        - {{path: up.pt, format: pt, sha256: {DIGEST_A}}}
+        - {{path: house.pt, format: pt}}
+        - {{path: loose.pt, format: pt}}
+    """))
+    Lock(catalog_dir / "catalog.lock.json", {"house.pt": LockEntry("file", DIGEST_B, 7)}).write()
+    catalog = Catalog.load(catalog_dir)
+    up, house, loose = catalog["a"].artifacts
+    assert catalog.pin(up) is not None and catalog.pin(up).source == "spec"  # type: ignore[union-attr]
+    pin = catalog.pin(house)
+    assert pin is not None and (pin.sha256, pin.size, pin.source) == (DIGEST_B, 7, "lock")
+    assert catalog.pin(loose) is None
+
+
+def test_unknown_name_suggests_close_names(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("clip_vit_b32")
+    catalog = Catalog.load(catalog_dir)
+    with pytest.raises(SpecNotFoundError, match=r"did you mean 'clip_vit_b32'\?") as exc:
+        catalog["clip_vit_b23"]
+    assert exc.value.name == "clip_vit_b23"
+    assert exc.value.suggestions == ("clip_vit_b32",)
+    assert isinstance(exc.value, KeyError)
+
+
+def test_catalog_location_resolution(
+    catalog_dir: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_spec("from_env")
+    assert "clip_vit_b32" in Catalog.load()  # packaged
+    assert Catalog.load().directory == packaged_catalog_dir()
+    monkeypatch.setenv(ENV_CATALOG, str(catalog_dir))
+    assert list(Catalog.load()) == ["from_env"]
+    assert "clip_vit_b32" in Catalog.load(packaged_catalog_dir())  # argument beats env
+
+
+def test_lock_file_is_written_atomically_and_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.lock.json"
+    Lock(path, {"z.pt": LockEntry("file", DIGEST_A, 1), "a/b": LockEntry("dir", DIGEST_B, 2)}).write()
+    data = json.loads(path.read_text())
+    assert list(data["artifacts"]) == ["a/b", "z.pt"]
+    assert Lock.read(path).artifacts["a/b"] == LockEntry("dir", DIGEST_B, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog.lock.json"]  # no temp files left
