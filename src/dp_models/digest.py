@@ -301,7 +301,9 @@ class Hasher:
 
     ``policy="cached"`` trusts valid cache entries; ``"always"`` hashes every file (and
     refreshes the cache). Files are hashed on ``max_workers`` threads (hashlib releases the
-    GIL), the same file (device, inode) once however often it is asked for.
+    GIL). A path listed several times in one :meth:`files` call is hashed once, whatever the
+    policy; with ``"cached"`` the same file (device, inode) is also hashed once per Hasher,
+    unless it changed too recently for its digest to be remembered (see :class:`DigestCache`).
     """
 
     def __init__(
@@ -352,15 +354,20 @@ class Hasher:
         return FileDigest(p, digest, st.st_size, cached=False)
 
     def files(self, paths: Sequence[str | os.PathLike[str]]) -> list[FileDigest | BaseException]:
-        """Digests of many files in parallel, in the given order; failures are returned."""
+        """Digests of many files in parallel, in the given order; failures are returned.
+        A path given more than once is hashed once."""
 
-        def one(p: str | os.PathLike[str]) -> FileDigest | BaseException:
+        def one(p: str) -> FileDigest | BaseException:
             try:
                 return self.file(p)
             except (OSError, ValueError) as exc:
                 return exc
 
-        if len(paths) <= 1 or self.max_workers == 1:
-            return [one(p) for p in paths]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(paths))) as pool:
-            return list(pool.map(one, paths))
+        unique = list(dict.fromkeys(os.fspath(p) for p in paths))
+        if len(unique) <= 1 or self.max_workers == 1:
+            results = [one(p) for p in unique]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(unique))) as pool:
+                results = list(pool.map(one, unique))
+        by_path = dict(zip(unique, results, strict=True))
+        return [by_path[os.fspath(p)] for p in paths]
