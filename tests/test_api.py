@@ -12,8 +12,20 @@ import pytest
 import dp_models
 from dp_models import errors
 
-HEAVY = ("pydantic", "yaml", "numpy", "torch", "onnxruntime", "tritonclient", "mediapipe",
-         "spacy", "transformers", "open_clip", "ultralytics", "sentence_transformers")
+HEAVY = (
+    "pydantic",
+    "yaml",
+    "numpy",
+    "torch",
+    "onnxruntime",
+    "tritonclient",
+    "mediapipe",
+    "spacy",
+    "transformers",
+    "open_clip",
+    "ultralytics",
+    "sentence_transformers",
+)
 
 
 def test_all_is_sorted_and_resolves() -> None:
@@ -24,8 +36,9 @@ def test_all_is_sorted_and_resolves() -> None:
 
 
 def test_every_error_is_exported() -> None:
-    classes = {n for n, obj in vars(errors).items()
-               if inspect.isclass(obj) and issubclass(obj, Exception)}
+    classes = {
+        n for n, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Exception)
+    }
     assert classes == {n for n in errors.__all__ if n != "CatalogProblem"}
     assert classes <= set(dp_models.__all__)
 

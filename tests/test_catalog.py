@@ -23,7 +23,9 @@ def problems(exc: pytest.ExceptionInfo[CatalogError]) -> list[tuple[str, str]]:
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
 
 
 def test_loads_a_valid_catalog(catalog_dir: Path, write_spec: SpecWriter) -> None:
@@ -59,8 +61,9 @@ def test_unknown_key_suggests_the_known_one(catalog_dir: Path, write_spec: SpecW
         Catalog.load(catalog_dir)
     (problem,) = exc.value.problems
     assert problem == CatalogProblem(
-        "visual/typo.yaml", "optinal", "unknown key 'optinal'; did you mean 'optional'? "
-        "(see docs/spec.md)"
+        "visual/typo.yaml",
+        "optinal",
+        "unknown key 'optinal'; did you mean 'optional'? (see docs/spec.md)",
     )
     assert "visual/typo.yaml: optinal: unknown key" in str(exc.value)
 
@@ -68,16 +71,22 @@ def test_unknown_key_suggests_the_known_one(catalog_dir: Path, write_spec: SpecW
 def test_wrong_type_is_not_coerced(catalog_dir: Path, write_spec: SpecWriter) -> None:
     body = inprocess_spec("v", "- {path: a.pt, format: pt}").replace('version: "1"', "version: 1.0")
     write_spec("v", body)
-    with pytest.raises(CatalogError, match=r"visual/v.yaml: version: Input should be a valid "
-                       r"string \(got 1.0\)"):
+    with pytest.raises(
+        CatalogError,
+        match=r"visual/v.yaml: version: Input should be a valid "
+        r"string \(got 1.0\)",
+    ):
         Catalog.load(catalog_dir)
 
 
 def test_duplicate_spec_name(catalog_dir: Path, write_spec: SpecWriter) -> None:
     write_spec("twin")
     write_spec("twin", area="audio")
-    with pytest.raises(CatalogError, match=r"duplicate spec name 'twin', also defined in "
-                       r"audio/twin.yaml") as exc:
+    with pytest.raises(
+        CatalogError,
+        match=r"duplicate spec name 'twin', also defined in "
+        r"audio/twin.yaml",
+    ) as exc:
         Catalog.load(catalog_dir)
     assert problems(exc) == [("visual/twin.yaml", "name")]
 
@@ -91,8 +100,10 @@ def test_file_must_be_named_after_its_spec(catalog_dir: Path, write_spec: SpecWr
 
 def test_requires_must_name_existing_specs(catalog_dir: Path, write_spec: SpecWriter) -> None:
     write_spec("tokenizer")
-    write_spec("asr", inprocess_spec("asr", "- {path: a.pt, format: pt}",
-                                     "requires: [tokenizer, tokeniser2]\n"))
+    write_spec(
+        "asr",
+        inprocess_spec("asr", "- {path: a.pt, format: pt}", "requires: [tokenizer, tokeniser2]\n"),
+    )
     with pytest.raises(CatalogError, match=r"names no spec in the catalog: 'tokeniser2'") as exc:
         Catalog.load(catalog_dir)
     assert problems(exc) == [("visual/asr.yaml", "requires[1]")]
@@ -108,8 +119,7 @@ def test_requires_cycle(catalog_dir: Path, write_spec: SpecWriter) -> None:
 def test_closure_lists_dependencies_first(catalog_dir: Path, write_spec: SpecWriter) -> None:
     write_spec("tok")
     write_spec("enc", inprocess_spec("enc", "- {path: e.pt, format: pt}", "requires: [tok]\n"))
-    write_spec("asr", inprocess_spec("asr", "- {path: a.pt, format: pt}",
-                                     "requires: [enc, tok]\n"))
+    write_spec("asr", inprocess_spec("asr", "- {path: a.pt, format: pt}", "requires: [enc, tok]\n"))
     catalog = Catalog.load(catalog_dir)
     assert [s.name for s in catalog.closure("asr")] == ["tok", "enc", "asr"]
 
@@ -143,8 +153,11 @@ def test_one_path_is_one_artifact(catalog_dir: Path, write_spec: SpecWriter) -> 
 def test_spec_and_lock_must_agree(catalog_dir: Path, write_spec: SpecWriter) -> None:
     write_spec("a", inprocess_spec("a", f"- {{path: w.pt, format: pt, sha256: {DIGEST_A}}}"))
     Lock(catalog_dir / "catalog.lock.json", {"w.pt": LockEntry("file", DIGEST_B, 3)}).write()
-    with pytest.raises(CatalogError, match=r"spec pins a{64} but the lock catalog.lock.json has "
-                       r"b{64}") as exc:
+    with pytest.raises(
+        CatalogError,
+        match=r"spec pins a{64} but the lock catalog.lock.json has "
+        r"b{64}",
+    ) as exc:
         Catalog.load(catalog_dir)
     assert problems(exc) == [("visual/a.yaml", "artifacts[0].sha256")]
     # `dp-models lock` must still be able to load the catalog to rewrite the lock
@@ -160,11 +173,17 @@ def test_malformed_lock_is_a_catalog_problem(catalog_dir: Path, write_spec: Spec
 
 
 def test_lock_pins_and_spec_pins(catalog_dir: Path, write_spec: SpecWriter) -> None:
-    write_spec("a", inprocess_spec("a", f"""
+    write_spec(
+        "a",
+        inprocess_spec(
+            "a",
+            f"""
         - {{path: up.pt, format: pt, sha256: {DIGEST_A}}}
         - {{path: house.pt, format: pt}}
         - {{path: loose.pt, format: pt}}
-    """))
+    """,
+        ),
+    )
     Lock(catalog_dir / "catalog.lock.json", {"house.pt": LockEntry("file", DIGEST_B, 7)}).write()
     catalog = Catalog.load(catalog_dir)
     up, house, loose = catalog["a"].artifacts
@@ -197,8 +216,51 @@ def test_catalog_location_resolution(
 
 def test_lock_file_is_written_atomically_and_sorted(tmp_path: Path) -> None:
     path = tmp_path / "catalog.lock.json"
-    Lock(path, {"z.pt": LockEntry("file", DIGEST_A, 1), "a/b": LockEntry("dir", DIGEST_B, 2)}).write()
+    Lock(
+        path, {"z.pt": LockEntry("file", DIGEST_A, 1), "a/b": LockEntry("dir", DIGEST_B, 2)}
+    ).write()
     data = json.loads(path.read_text())
     assert list(data["artifacts"]) == ["a/b", "z.pt"]
     assert Lock.read(path).artifacts["a/b"] == LockEntry("dir", DIGEST_B, 2)
     assert [p.name for p in tmp_path.iterdir()] == ["catalog.lock.json"]  # no temp files left
+
+
+def test_a_path_pinned_by_one_spec_is_pinned_for_all(
+    catalog_dir: Path, write_spec: SpecWriter
+) -> None:
+    write_spec("a", inprocess_spec("a", f"- {{path: shared.pt, format: pt, sha256: {DIGEST_A}}}"))
+    write_spec("b", inprocess_spec("b", "- {path: shared.pt, format: pt}"))
+    catalog = Catalog.load(catalog_dir)
+    pin = catalog.pin(catalog["b"].artifacts[0])
+    assert pin is not None and (pin.sha256, pin.source) == (DIGEST_A, "spec")
+
+
+def test_requiring_a_broken_spec_reports_only_the_broken_file(
+    catalog_dir: Path, write_spec: SpecWriter
+) -> None:
+    write_spec("tokenizer", "name: tokenizer\nversion: 1\n")
+    write_spec(
+        "asr", inprocess_spec("asr", "- {path: a.pt, format: pt}", "requires: [tokenizer]\n")
+    )
+    with pytest.raises(CatalogError) as exc:
+        Catalog.load(catalog_dir)
+    assert {p.file for p in exc.value.problems} == {"visual/tokenizer.yaml"}
+
+
+def test_oversized_spec_reports_its_real_size(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    path = write_spec("huge", "#" * 300_000 + "\n")
+    with pytest.raises(CatalogError, match=rf"file is {path.stat().st_size} bytes"):
+        Catalog.load(catalog_dir)
+
+
+def test_bad_path_message_does_not_repeat_the_value(
+    catalog_dir: Path, write_spec: SpecWriter
+) -> None:
+    write_spec("a", inprocess_spec("a", "- {path: ../x.pt, format: pt}"))
+    with pytest.raises(CatalogError) as exc:
+        Catalog.load(catalog_dir)
+    (problem,) = exc.value.problems
+    assert problem.field == "artifacts[0].path"
+    assert problem.message == (
+        "artifact path '../x.pt' must not contain '..' (paths stay inside MODELS_ROOT)"
+    )

@@ -33,11 +33,21 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def small(catalog_dir: Path, models_root: Path, write_spec: SpecWriter) -> tuple[Path, Path]:
     """A catalog with one good spec, one optional absent, one Triton remote, one corrupt."""
-    write_spec("good", inprocess_spec("good", f"- {{path: good.pt, format: pt, "
-                                              f"sha256: {sha256(b'good')}}}"))
-    write_spec("maybe", inprocess_spec("maybe", "- {path: maybe.pt, format: pt, sha256: "
-                                                f"{sha256(b'maybe')}}}", "optional: true\n"))
-    write_spec("served", """
+    write_spec(
+        "good",
+        inprocess_spec("good", f"- {{path: good.pt, format: pt, sha256: {sha256(b'good')}}}"),
+    )
+    write_spec(
+        "maybe",
+        inprocess_spec(
+            "maybe",
+            f"- {{path: maybe.pt, format: pt, sha256: {sha256(b'maybe')}}}",
+            "optional: true\n",
+        ),
+    )
+    write_spec(
+        "served",
+        """
         name: served
         version: "1"
         family: test
@@ -53,9 +63,13 @@ def small(catalog_dir: Path, models_root: Path, write_spec: SpecWriter) -> tuple
           max_batch_size: 4
           inputs: [{name: x, datatype: FP32, shape: [-1]}]
           outputs: [{name: y, datatype: FP32, shape: [2]}]
-    """, area="audio")
-    write_spec("bad", inprocess_spec("bad", f"- {{path: bad.pt, format: pt, "
-                                            f"sha256: {sha256(b'expected')}}}"))
+    """,
+        area="audio",
+    )
+    write_spec(
+        "bad",
+        inprocess_spec("bad", f"- {{path: bad.pt, format: pt, sha256: {sha256(b'expected')}}}"),
+    )
     make_file(models_root / "good.pt", b"good")
     make_file(models_root / "bad.pt", b"tampered")
     return catalog_dir, models_root
@@ -64,12 +78,15 @@ def small(catalog_dir: Path, models_root: Path, write_spec: SpecWriter) -> tuple
 def test_validate(capsys: pytest.CaptureFixture[str], small: tuple[Path, Path]) -> None:
     code, out, _ = run(capsys, "validate", "--catalog", str(small[0]))
     assert code == 0
-    assert "4 specs valid (3 in-process, 1 Triton); lock catalog.lock.json: 0 pins (no lock " \
-           "file yet)" in out
+    assert (
+        "4 specs valid (3 in-process, 1 Triton); lock catalog.lock.json: 0 pins (no lock "
+        "file yet)" in out
+    )
 
 
-def test_validate_invalid_catalog(capsys: pytest.CaptureFixture[str], catalog_dir: Path,
-                                  write_spec: SpecWriter) -> None:
+def test_validate_invalid_catalog(
+    capsys: pytest.CaptureFixture[str], catalog_dir: Path, write_spec: SpecWriter
+) -> None:
     write_spec("x", "name: x\nbogus: 1\n")
     code, out, err = run(capsys, "validate", "--catalog", str(catalog_dir))
     assert code == 1
@@ -92,8 +109,9 @@ def test_list_and_show(capsys: pytest.CaptureFixture[str], small: tuple[Path, Pa
     assert [s["name"] for s in json.loads(out)] == ["bad", "good", "maybe", "served"]
     code, out, _ = run(capsys, "show", "good", "--catalog", str(small[0]), "--json")
     data = json.loads(out)
-    assert data["pins"] == [{"path": "good.pt", "sha256": sha256(b"good"), "size": None,
-                             "pinned_by": "spec"}]
+    assert data["pins"] == [
+        {"path": "good.pt", "sha256": sha256(b"good"), "size": None, "pinned_by": "spec"}
+    ]
     code, out, err = run(capsys, "show", "goood", "--catalog", str(small[0]))
     assert code == 1
     assert "no spec named 'goood'" in err and "did you mean 'good'" in err
@@ -110,8 +128,9 @@ def test_doctor_table(capsys: pytest.CaptureFixture[str], small: tuple[Path, Pat
     assert "fix: re-provision the artifact" in out
 
 
-def test_doctor_json_and_exit_status(capsys: pytest.CaptureFixture[str],
-                                     small: tuple[Path, Path]) -> None:
+def test_doctor_json_and_exit_status(
+    capsys: pytest.CaptureFixture[str], small: tuple[Path, Path]
+) -> None:
     catalog, root = small
     code, out, _ = run(capsys, "doctor", "--json", "--catalog", str(catalog), "--root", str(root))
     report = json.loads(out)
@@ -119,17 +138,35 @@ def test_doctor_json_and_exit_status(capsys: pytest.CaptureFixture[str],
     assert report["summary"] == {"absent": 1, "digest_mismatch": 1, "ok": 1, "remote": 1}
     bad = next(s for s in report["specs"] if s["name"] == "bad")
     assert bad["artifacts"][0] | {"message": ""} == {
-        "path": "bad.pt", "kind": "file", "status": "digest_mismatch", "pinned_by": "spec",
-        "expected_sha256": sha256(b"expected"), "actual_sha256": sha256(b"tampered"),
-        "expected_size": None, "actual_size": len(b"tampered"), "cached": False, "message": "",
+        "path": "bad.pt",
+        "kind": "file",
+        "status": "digest_mismatch",
+        "pinned_by": "spec",
+        "expected_sha256": sha256(b"expected"),
+        "actual_sha256": sha256(b"tampered"),
+        "expected_size": None,
+        "actual_size": len(b"tampered"),
+        "cached": False,
+        "message": "",
     }
-    code, out, _ = run(capsys, "doctor", "good", "maybe", "served", "--json",
-                       "--catalog", str(catalog), "--root", str(root))
+    code, out, _ = run(
+        capsys,
+        "doctor",
+        "good",
+        "maybe",
+        "served",
+        "--json",
+        "--catalog",
+        str(catalog),
+        "--root",
+        str(root),
+    )
     assert code == 0 and json.loads(out)["ok"] is True
 
 
-def test_doctor_optional_but_corrupt_fails(capsys: pytest.CaptureFixture[str],
-                                           small: tuple[Path, Path]) -> None:
+def test_doctor_optional_but_corrupt_fails(
+    capsys: pytest.CaptureFixture[str], small: tuple[Path, Path]
+) -> None:
     catalog, root = small
     make_file(root / "maybe.pt", b"not maybe")
     code, out, _ = run(capsys, "doctor", "maybe", "--catalog", str(catalog), "--root", str(root))
@@ -143,16 +180,18 @@ def test_doctor_without_root(capsys: pytest.CaptureFixture[str], small: tuple[Pa
     assert "MODELS_ROOT is not set" in err
 
 
-def test_doctor_writes_nothing_into_the_root(capsys: pytest.CaptureFixture[str],
-                                             small: tuple[Path, Path]) -> None:
+def test_doctor_writes_nothing_into_the_root(
+    capsys: pytest.CaptureFixture[str], small: tuple[Path, Path]
+) -> None:
     catalog, root = small
     before = sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*"))
     run(capsys, "doctor", "--catalog", str(catalog), "--root", str(root))
     assert sorted((str(p), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
 
 
-def test_lock_and_check(capsys: pytest.CaptureFixture[str], catalog_dir: Path, models_root: Path,
-                        write_spec: SpecWriter) -> None:
+def test_lock_and_check(
+    capsys: pytest.CaptureFixture[str], catalog_dir: Path, models_root: Path, write_spec: SpecWriter
+) -> None:
     write_spec("m", inprocess_spec("m", "- {path: m.pt, format: pt}"))
     make_file(models_root / "m.pt", b"m")
     args = ("--catalog", str(catalog_dir), "--root", str(models_root))
@@ -172,8 +211,13 @@ def test_digest_of_file_and_directory(capsys: pytest.CaptureFixture[str], tmp_pa
     code, out, _ = run(capsys, "digest", "--json", str(tmp_path / "d"), str(tmp_path / "d/a.txt"))
     assert code == 0
     d, f = json.loads(out)
-    assert d == {"path": str(tmp_path / "d"), "kind": "dir", "files": 2, "size": 3,
-                 "sha256": directory_digest([("a.txt", sha256(b"abc")), ("sub/b.txt", sha256(b""))])}
+    assert d == {
+        "path": str(tmp_path / "d"),
+        "kind": "dir",
+        "files": 2,
+        "size": 3,
+        "sha256": directory_digest([("a.txt", sha256(b"abc")), ("sub/b.txt", sha256(b""))]),
+    }
     assert f["sha256"] == sha256(b"abc")
     code, out, _ = run(capsys, "digest", str(tmp_path / "d/a.txt"))
     assert out == f"{sha256(b'abc')}               3  {tmp_path / 'd/a.txt'}\n"
@@ -181,8 +225,9 @@ def test_digest_of_file_and_directory(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 1 and "no such file or directory" in err
 
 
-def test_env_redacts_credentials(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                 tmp_path: Path) -> None:
+def test_env_redacts_credentials(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("DP_MODELS_ROOT", str(tmp_path))
     monkeypatch.setenv("HF_HOME", "https://user:s3cret@mirror.invalid/hf")
     code, out, _ = run(capsys, "env", "--json")
@@ -218,14 +263,23 @@ def test_console_script_runs_the_example(tmp_path: Path) -> None:
     env = {**os.environ, "DP_MODELS_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
         [exe, "doctor", "--catalog", str(EXAMPLE_CATALOG), "--root", str(EXAMPLE_ROOT), "--json"],
-        capture_output=True, text=True, env=env, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["summary"] == {"ok": 1}
-    proc = subprocess.run([exe, "lock", "--check", "--catalog", str(EXAMPLE_CATALOG), "--root",
-                           str(EXAMPLE_ROOT)], capture_output=True, text=True, env=env,
-                          check=False, timeout=120)
+    proc = subprocess.run(
+        [exe, "lock", "--check", "--catalog", str(EXAMPLE_CATALOG), "--root", str(EXAMPLE_ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -234,3 +288,35 @@ def test_usage_error_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
         main(["doctor", "--verify", "sometimes"])
     assert exc.value.code == 2
     assert main([]) == 2
+
+
+def test_bad_verify_variable_is_a_clean_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, small: tuple[Path, Path]
+) -> None:
+    monkeypatch.setenv("DP_MODELS_VERIFY", "bogus")
+    code, _, err = run(capsys, "doctor", "--catalog", str(small[0]), "--root", str(small[1]))
+    assert code == 1
+    assert "dp-models: error: verify policy must be one of cached, always; got 'bogus'" in err
+
+
+def test_root_origin_is_the_option(
+    capsys: pytest.CaptureFixture[str], small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "doctor", "--catalog", str(small[0]), "--root", str(tmp_path / "nope")
+    )
+    assert code == 1 and "(from --root) does not exist" in err
+
+
+def test_digest_of_a_directory_with_a_non_utf8_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    raw = os.path.join(os.fsencode(d), b"caf\xe9.txt")
+    with open(raw, "wb") as f:
+        f.write(b"x")
+    code, out, _ = run(capsys, "digest", "--json", str(d))
+    assert code == 0
+    expected = sha256(f"{sha256(b'x')}  ".encode() + b"caf\xe9.txt\n")
+    assert json.loads(out)[0]["sha256"] == expected

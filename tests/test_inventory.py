@@ -10,13 +10,20 @@ from dp_models.spec import Spec
 
 #: Spec names that MODEL_INVENTORY.md names explicitly.
 NAMED_IN_INVENTORY = [
-    "whisper_small_triton", "whisper_medium_triton", "whisper_large_triton",
-    "shared_tokenizer_v1", "laion_clap",
-    "speaker_diarization_small_triton", "speaker_diarization_large_triton",
-    "emotion_diarization_small_triton", "emotion_diarization_large_triton",
-    "source_separation_small_triton", "source_separation_medium_triton",
+    "whisper_small_triton",
+    "whisper_medium_triton",
+    "whisper_large_triton",
+    "shared_tokenizer_v1",
+    "laion_clap",
+    "speaker_diarization_small_triton",
+    "speaker_diarization_large_triton",
+    "emotion_diarization_small_triton",
+    "emotion_diarization_large_triton",
+    "source_separation_small_triton",
+    "source_separation_medium_triton",
     "source_separation_large_triton",
-    "places365_resnet50_224_triton", "places365_resnet50_336_triton",
+    "places365_resnet50_224_triton",
+    "places365_resnet50_336_triton",
     "places365_resnet50_448_triton",
 ]
 

@@ -19,7 +19,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(out)],
-        cwd=REPO, check=True, capture_output=True, timeout=300,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (built,) = out.glob("dp_models-*.whl")
     return built
@@ -30,7 +33,9 @@ def test_wheel_ships_the_catalog(wheel: Path) -> None:
     specs = sorted(REPO.joinpath("spec_catalog").rglob("*.yaml"))
     assert specs
     for spec in specs:
-        assert f"dp_models/spec_catalog/{spec.relative_to(REPO / 'spec_catalog').as_posix()}" in names
+        assert (
+            f"dp_models/spec_catalog/{spec.relative_to(REPO / 'spec_catalog').as_posix()}" in names
+        )
     assert "dp_models/spec_catalog/schema.json" in names
     assert "dp_models/spec_catalog/catalog.lock.json" in names
     assert "dp_models/py.typed" in names
@@ -44,23 +49,51 @@ def test_installed_wheel_validates_and_doctors_without_arguments(
 ) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--target", str(target), str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     root = tmp_path / "models"
     root.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DP_MODELS")}
-    env |= {"PYTHONPATH": str(target), "DP_MODELS_ROOT": str(root),
-            "DP_MODELS_CACHE_DIR": str(tmp_path / "cache")}
+    env |= {
+        "PYTHONPATH": str(target),
+        "DP_MODELS_ROOT": str(root),
+        "DP_MODELS_CACHE_DIR": str(tmp_path / "cache"),
+    }
     script = target / "bin" / "dp-models"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(script), *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, str(script), *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
-    where = subprocess.run([sys.executable, "-c", "import dp_models; print(dp_models.__file__)"],
-                           env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import dp_models; print(dp_models.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert where.stdout.startswith(str(target))  # the wheel, not the source tree
 
     validate = run("validate")

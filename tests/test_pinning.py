@@ -1,4 +1,4 @@
-"""`dp-models lock` semantics: pin in-house artifacts, verify spec pins, refuse and write nothing."""
+"""`dp-models lock`: pin in-house artifacts, verify spec pins, refuse and write nothing."""
 
 from __future__ import annotations
 
@@ -20,11 +20,17 @@ UPSTREAM = b"upstream weights"
 
 @pytest.fixture
 def setup(catalog_dir: Path, models_root: Path, write_spec: SpecWriter) -> Path:
-    write_spec("model", inprocess_spec("model", f"""
+    write_spec(
+        "model",
+        inprocess_spec(
+            "model",
+            f"""
         - {{path: m/weights.pt, format: pt}}
         - {{path: m/upstream.pt, format: pt, sha256: {sha256(UPSTREAM)}}}
         - {{path: m/tokenizer, kind: dir, format: tokenizer_dir}}
-    """))
+    """,
+        ),
+    )
     make_file(models_root / "m/weights.pt", WEIGHTS)
     make_file(models_root / "m/upstream.pt", UPSTREAM)
     make_file(models_root / "m/tokenizer/vocab.txt", b"a\nb\n")
@@ -81,7 +87,8 @@ def test_relock_updates_a_deliberate_change(setup: Path, models_root: Path) -> N
     plan = write_lock(reloaded, verifier(reloaded, models_root))
     assert plan.changed == ["m/weights.pt"]
     assert Lock.read(setup / "catalog.lock.json").artifacts["m/weights.pt"].sha256 == sha256(
-        b"weights v2")
+        b"weights v2"
+    )
 
 
 def test_absent_artifacts_keep_their_pin_and_stale_pins_are_dropped(
@@ -107,3 +114,24 @@ def test_unpinned_and_absent_is_reported(setup: Path, models_root: Path) -> None
     plan = write_lock(catalog, verifier(catalog, models_root))
     assert plan.unpinned_absent == ["m/weights.pt"]
     assert "m/weights.pt" not in Lock.read(setup / "catalog.lock.json").artifacts
+
+
+def test_lock_refuses_a_spec_pinned_artifact_of_the_wrong_kind(
+    setup: Path, models_root: Path
+) -> None:
+    (models_root / "m/upstream.pt").unlink()
+    (models_root / "m/upstream.pt").mkdir()
+    catalog = Catalog.load(setup)
+    with pytest.raises(LockError, match=r"'m/upstream.pt' must be a file, but .* is a directory"):
+        write_lock(catalog, verifier(catalog, models_root))
+    assert not (setup / "catalog.lock.json").exists()
+
+
+def test_a_path_pinned_by_another_spec_is_not_locked(
+    setup: Path, models_root: Path, write_spec: SpecWriter
+) -> None:
+    write_spec("other", inprocess_spec("other", "- {path: m/upstream.pt, format: pt}"))
+    catalog = Catalog.load(setup)
+    plan = write_lock(catalog, verifier(catalog, models_root))
+    assert "m/upstream.pt" not in plan.lock.artifacts
+    assert check_lock(Catalog.load(setup), verifier(catalog, models_root)) == []

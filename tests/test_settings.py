@@ -28,8 +28,11 @@ def test_missing_root_says_how_to_set_it() -> None:
 
 def test_root_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(ModelsRootError, match=r"nope \(from the models_root argument\) does not "
-                       r"exist") as exc:
+    with pytest.raises(
+        ModelsRootError,
+        match=r"nope \(from the models_root argument\) does not "
+        r"exist",
+    ) as exc:
         resolve_models_root(missing)
     assert exc.value.path == missing
 
@@ -82,8 +85,11 @@ def test_verify_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_verify_policy() == "always"
     assert resolve_verify_policy("cached") == "cached"
     monkeypatch.setenv(ENV_VERIFY, "sometimes")
-    with pytest.raises(ValueError, match=r"one of cached, always; got 'sometimes' \(from "
-                       r"\$DP_MODELS_VERIFY\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"one of cached, always; got 'sometimes' \(from "
+        r"\$DP_MODELS_VERIFY\)",
+    ):
         resolve_verify_policy()
 
 

@@ -67,7 +67,11 @@ def errors(data: dict[str, Any]) -> list[tuple[str, str]]:
 def test_valid_specs() -> None:
     spec = Spec.model_validate(INPROCESS)
     assert (spec.precision, spec.device, spec.optional, spec.artifacts[0].kind) == (
-        "fp32", "auto", False, "file")
+        "fp32",
+        "auto",
+        False,
+        "file",
+    )
     triton = Spec.model_validate(TRITON)
     assert triton.triton is not None and triton.triton.endpoint == "default"
     assert triton.triton.require_weights_digest is True
@@ -111,22 +115,27 @@ def test_bad_sha256() -> None:
 
 def test_triton_spec_needs_its_section() -> None:
     assert errors(with_(TRITON, triton=None)) == [
-        ("", "Value error, a 'triton' spec needs a 'triton' section (model_name, ...)")]
+        ("", "Value error, a 'triton' spec needs a 'triton' section (model_name, ...)")
+    ]
 
 
 def test_triton_spec_has_no_loader() -> None:
     assert errors(with_(TRITON, loader="onnxruntime"))[0][1].endswith(
-        "a 'triton' spec has no 'loader' or 'loader_args'")
+        "a 'triton' spec has no 'loader' or 'loader_args'"
+    )
 
 
 def test_inprocess_spec_needs_a_loader_and_an_artifact() -> None:
-    assert errors(with_(INPROCESS, loader=None))[0][1].endswith("an 'inprocess' spec needs a 'loader'")
+    assert errors(with_(INPROCESS, loader=None))[0][1].endswith(
+        "an 'inprocess' spec needs a 'loader'"
+    )
     assert errors(with_(INPROCESS, artifacts=[]))[0][1].endswith("needs at least one artifact")
 
 
 def test_inprocess_spec_has_no_triton_section() -> None:
     assert errors(with_(INPROCESS, triton=TRITON["triton"]))[0][1].endswith(
-        "an 'inprocess' spec has no 'triton' section")
+        "an 'inprocess' spec has no 'triton' section"
+    )
 
 
 def test_triton_tensor_names_are_unique() -> None:
@@ -154,7 +163,9 @@ def test_loader_args_must_be_json() -> None:
 
 def test_artifact_listed_twice() -> None:
     art = {"path": "a.pt", "format": "pt"}
-    assert errors(with_(INPROCESS, artifacts=[art, art]))[0][1].endswith("artifact listed twice: a.pt")
+    assert errors(with_(INPROCESS, artifacts=[art, art]))[0][1].endswith(
+        "artifact listed twice: a.pt"
+    )
 
 
 @pytest.mark.parametrize(

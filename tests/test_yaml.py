@@ -55,7 +55,9 @@ def test_duplicate_keys_are_rejected() -> None:
 def test_python_tags_are_not_constructed(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     payload = f"!!python/object/apply:os.system ['touch {marker}']\n".encode()
-    with pytest.raises(YamlRejectedError, match=r"malformed YAML: could not determine a constructor"):
+    with pytest.raises(
+        YamlRejectedError, match=r"malformed YAML: could not determine a constructor"
+    ):
         load_spec_yaml(payload)
     assert not marker.exists()
 
@@ -76,7 +78,9 @@ def test_not_utf8() -> None:
 
 
 def test_malformed_yaml_names_the_line() -> None:
-    with pytest.raises(YamlRejectedError, match=r"line 3, column 7: malformed YAML: expected .,. or .\]."):
+    with pytest.raises(
+        YamlRejectedError, match=r"line 3, column 7: malformed YAML: expected .,. or .\]."
+    ):
         load_spec_yaml(b"name: a\nversion: [1, 2\nfamily: x\n")
 
 

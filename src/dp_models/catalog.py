@@ -55,6 +55,9 @@ class Catalog(Mapping[str, Spec]):
         self.files = dict(files)
         self.directory = directory
         self.lock = lock
+        self._spec_pinned = {
+            a.path: a for s in self._specs.values() for a in s.artifacts if a.sha256 is not None
+        }
 
     # -- loading -------------------------------------------------------------------------
 
@@ -87,6 +90,7 @@ class Catalog(Mapping[str, Spec]):
                 catalog=directory,
             )
         problems: list[CatalogProblem] = []
+        broken: set[str] = set()
         specs: dict[str, Spec] = {}
         files: dict[str, Path] = {}
 
@@ -108,7 +112,7 @@ class Catalog(Mapping[str, Spec]):
 
         for path in paths:
             shown = _shown(path, directory)
-            spec = _load_one(path, shown, problems)
+            spec = _load_one(path, shown, problems, broken)
             if spec is None:
                 continue
             if spec.name != path.stem:
@@ -141,7 +145,7 @@ class Catalog(Mapping[str, Spec]):
             lock_data = Lock(lock_path)
 
         shown_of = {name: _shown(p, directory) for name, p in files.items()}
-        problems += _check_requires(specs, shown_of)
+        problems += _check_requires(specs, shown_of, broken - set(specs))
         problems += _check_artifact_agreement(
             specs, shown_of, lock_data if check_lock else Lock(lock_path)
         )
@@ -173,8 +177,10 @@ class Catalog(Mapping[str, Spec]):
     # -- pins ----------------------------------------------------------------------------
 
     def pin(self, artifact: Artifact) -> Pin | None:
-        """The digest ``artifact`` must have: from its spec, else from the lock, else None."""
+        """The digest ``artifact`` must have: from its spec (or another spec naming the same
+        path: one path is one artifact), else from the lock, else None."""
         entry = self.lock.artifacts.get(artifact.path)
+        artifact = self._spec_pinned.get(artifact.path, artifact)
         if artifact.sha256 is not None:
             size = artifact.size
             if size is None and entry is not None and entry.sha256 == artifact.sha256:
@@ -223,13 +229,29 @@ def _shown(path: Path, directory: Path) -> str:
         return str(path)
 
 
-def _load_one(path: Path, shown: str, problems: list[CatalogProblem]) -> Spec | None:
+def _load_one(
+    path: Path, shown: str, problems: list[CatalogProblem], broken: set[str]
+) -> Spec | None:
+    """The validated spec of one file, or None with its problems appended. The name of a
+    file that does not validate goes into ``broken``, so that specs requiring it are not
+    also told that it does not exist."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_SPEC_BYTES:
+                problems.append(
+                    CatalogProblem(
+                        shown,
+                        "",
+                        f"file is {size} bytes; a spec file is at most {MAX_SPEC_BYTES} bytes",
+                    )
+                )
+                return None
             raw = f.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         problems.append(CatalogProblem(shown, "", f"cannot read: {exc}"))
         return None
+    broken.add(path.stem)
     try:
         data = load_spec_yaml(raw)
     except YamlRejectedError as exc:
@@ -242,11 +264,16 @@ def _load_one(path: Path, shown: str, problems: list[CatalogProblem]) -> Spec | 
             )
         )
         return None
+    if isinstance(data.get("name"), str):
+        broken.add(data["name"])
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
         problems += [_problem(shown, err) for err in exc.errors()]
         return None
+    broken.discard(path.stem)
+    broken.discard(spec.name)
+    return spec
 
 
 @functools.cache
@@ -272,16 +299,26 @@ def _problem(shown: str, err: Any) -> CatalogProblem:
     msg = str(err.get("msg", "invalid"))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict):
+    given = err.get("input")
+    if (
+        "input" in err
+        and kind != "missing"
+        and not isinstance(given, dict)
+        and repr(given) not in msg
+    ):
         msg += f" (got {err['input']!r})"
     return CatalogProblem(shown, field, msg)
 
 
-def _check_requires(specs: Mapping[str, Spec], shown: Mapping[str, str]) -> list[CatalogProblem]:
+def _check_requires(
+    specs: Mapping[str, Spec], shown: Mapping[str, str], broken: set[str]
+) -> list[CatalogProblem]:
+    """``requires`` names existing specs (or specs whose own file is broken: reported
+    already), without cycles."""
     problems: list[CatalogProblem] = []
     for name, spec in specs.items():
         for i, dep in enumerate(spec.requires):
-            if dep not in specs:
+            if dep not in specs and dep not in broken:
                 close = difflib.get_close_matches(dep, specs, n=1, cutoff=0.6)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 problems.append(

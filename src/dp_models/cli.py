@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     rooted.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help="digest cache (default: $DP_MODELS_CACHE_DIR, else ~/.cache/dp_models)",
+        help="digest cache (default: $DP_MODELS_CACHE_DIR, else $XDG_CACHE_HOME/dp_models, "
+        "else ~/.cache/dp_models)",
     )
     rooted.add_argument(
         "--verify",
@@ -161,7 +162,7 @@ def _verifier(args: argparse.Namespace, catalog: Any) -> Any:
     from .settings import resolve_models_root
     from .verify import Verifier
 
-    return Verifier(catalog, resolve_models_root(args.root), _hasher(args))
+    return Verifier(catalog, resolve_models_root(args.root, origin="--root"), _hasher(args))
 
 
 def _close(verifier: Any) -> None:
@@ -414,7 +415,7 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
             versions[dist] = None
     catalog_dir = resolve_catalog_dir(args.catalog)
     try:
-        root: str = str(resolve_models_root(args.root))
+        root: str = str(resolve_models_root(args.root, origin="--root"))
     except DPModelsError as exc:
         root = f"(not usable: {exc})"
     environment = {k: redact(os.environ[k]) for k in ENV_VARS if k in os.environ}

@@ -138,15 +138,16 @@ def directory_files(directory: str | os.PathLike[str]) -> list[tuple[str, Path]]
                     pending.append((p, ancestors | {ident}))
             elif stat.S_ISREG(st.st_mode):
                 found.append((p.relative_to(top).as_posix(), p))
-    found.sort(key=lambda item: item[0].encode("utf-8"))
+    found.sort(key=lambda item: os.fsencode(item[0]))
     return found
 
 
 def directory_digest(entries: Sequence[tuple[str, str]]) -> str:
     """The directory digest from ``(relative posix path, file sha256)`` pairs (any order)."""
     h = hashlib.sha256()
-    for rel, digest in sorted(entries, key=lambda item: item[0].encode("utf-8")):
-        h.update(f"{digest}  {rel}\n".encode())
+    # os.fsencode: a file name that is not UTF-8 counts as its raw bytes, as in sha256sum
+    for rel, digest in sorted(entries, key=lambda item: os.fsencode(item[0])):
+        h.update(f"{digest}  ".encode() + os.fsencode(rel) + b"\n")
     return h.hexdigest()
 
 

@@ -3,6 +3,7 @@
 ::
 
     DPModelsError
+    ├── ConfigurationError (ValueError)      a setting (argument or variable) with a bad value
     ├── CatalogError (ValueError)            a catalog that does not validate; .problems lists all
     ├── LockError (ValueError)               a lock file that is malformed or disagrees
     ├── SpecNotFoundError (KeyError)         an unknown spec name; .suggestions
@@ -34,6 +35,7 @@ __all__ = [
     "ArtifactUnreadableError",
     "CatalogError",
     "CatalogProblem",
+    "ConfigurationError",
     "DPModelsError",
     "DigestMismatchError",
     "LockError",
@@ -60,6 +62,10 @@ class CatalogProblem:
     def __str__(self) -> str:
         where = f"{self.file}: {self.field}" if self.field else self.file
         return f"{where}: {self.message}"
+
+
+class ConfigurationError(DPModelsError, ValueError):
+    """A setting (an argument or an environment variable) has a value that is not allowed."""
 
 
 class CatalogError(DPModelsError, ValueError):

@@ -51,7 +51,8 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
         if rel in seen:
             continue
         seen.add(rel)
-        spec_pinned = r.artifact.sha256 is not None
+        spec_pinned = bare.pin(r.artifact) is not None  # by this spec or another one
+        absent = r.status == "missing" and not os.path.lexists(r.path)
         if r.status == "unpinned" and r.sha256 is not None and r.size is not None:
             entry = LockEntry(r.artifact.kind, r.sha256, r.size)
             entries[rel] = entry
@@ -59,13 +60,13 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
                 plan.added.append(rel)
             elif old[rel] != entry:
                 plan.changed.append(rel)
-        elif r.status == "missing" and not spec_pinned and not os.path.lexists(r.path):
+        elif absent and not spec_pinned:
             if rel in old:
                 entries[rel] = old[rel]
                 plan.kept_absent.append(rel)
             else:
                 plan.unpinned_absent.append(rel)
-        elif r.status in ("ok", "missing") and spec_pinned:
+        elif spec_pinned and (r.status == "ok" or absent):
             pass  # pinned by its spec: nothing for the lock
         elif r.error is not None:
             plan.errors.append(r.error)

@@ -11,7 +11,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .errors import ModelsRootError
+from .errors import ConfigurationError, ModelsRootError
 
 __all__ = [
     "ENV_CACHE_DIR",
@@ -19,6 +19,7 @@ __all__ = [
     "ENV_LOCK",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
+    "ENV_TRITON_URL",
     "ENV_VARS",
     "ENV_VERIFY",
     "FRAMEWORK_ENV_VARS",
@@ -39,6 +40,8 @@ ENV_CATALOG = "DP_MODELS_CATALOG"
 ENV_LOCK = "DP_MODELS_LOCK"
 ENV_CACHE_DIR = "DP_MODELS_CACHE_DIR"
 ENV_VERIFY = "DP_MODELS_VERIFY"
+#: URL of the default Triton endpoint; ``DP_MODELS_TRITON_URL_<NAME>`` names another one.
+ENV_TRITON_URL = "DP_MODELS_TRITON_URL"
 
 #: Variables of the frameworks dp_models drives, shown by ``dp-models env``.
 FRAMEWORK_ENV_VARS = (
@@ -62,6 +65,7 @@ ENV_VARS = (
     ENV_LOCK,
     ENV_CACHE_DIR,
     ENV_VERIFY,
+    ENV_TRITON_URL,
     *FRAMEWORK_ENV_VARS,
 )
 
@@ -108,14 +112,17 @@ def resolve_lock_path(catalog_dir: Path, lock: str | os.PathLike[str] | None = N
     return Path(env).expanduser() if env else catalog_dir / LOCK_FILENAME
 
 
-def resolve_models_root(root: str | os.PathLike[str] | None = None) -> Path:
+def resolve_models_root(
+    root: str | os.PathLike[str] | None = None, *, origin: str = "the models_root argument"
+) -> Path:
     """MODELS_ROOT: ``root``, else ``$DP_MODELS_ROOT``, else ``$MODELS_ROOT``; never guessed.
 
     Returns the absolute, symlink-resolved directory. Raises :class:`ModelsRootError`
-    when nothing is set or the directory does not exist.
+    when nothing is set or the directory does not exist. ``origin`` names where ``root``
+    came from, for the message.
     """
     if root is not None:
-        raw, origin = str(root), "the models_root argument"
+        raw = str(root)
     elif (env := _env(ENV_ROOT)) is not None:
         raw, origin = env, f"${ENV_ROOT}"
     elif (env := _env(ENV_ROOT_ALIAS)) is not None:
@@ -155,7 +162,7 @@ def resolve_verify_policy(verify: str | None = None) -> str:
     """``verify``, else ``$DP_MODELS_VERIFY``, else ``"cached"``; validated."""
     value = verify if verify is not None else (_env(ENV_VERIFY) or "cached")
     if value not in VERIFY_POLICIES:
-        raise ValueError(
+        raise ConfigurationError(
             f"verify policy must be one of {', '.join(VERIFY_POLICIES)}; got {value!r}"
             f" (from {'the argument' if verify is not None else '$' + ENV_VERIFY})"
         )
