@@ -264,3 +264,39 @@ def test_bad_path_message_does_not_repeat_the_value(
     assert problem.message == (
         "artifact path '../x.pt' must not contain '..' (paths stay inside MODELS_ROOT)"
     )
+
+
+def test_served_digest_of_a_triton_spec(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    triton = """
+        name: {name}
+        version: "1"
+        family: test
+        role: test
+        users: [AudioProcessor/test]
+        runtime: triton
+        engine: onnx
+        artifacts: [{{path: triton/{name}/model.onnx, format: onnx}}]
+        triton:
+          model_name: {name}
+          model_version: 1
+          platform: onnxruntime_onnx
+          max_batch_size: 0
+          inputs: [{{name: x, datatype: FP32, shape: [1]}}]
+          outputs: [{{name: y, datatype: FP32, shape: [1]}}]
+          {extra}
+    """
+    write_spec("explicit", triton.format(name="explicit", extra=f"weights_digest: {DIGEST_A}"))
+    write_spec("locked", triton.format(name="locked", extra=""))
+    write_spec("unknown", triton.format(name="unknown", extra=""))
+    write_spec("local")
+    Lock(
+        catalog_dir / "catalog.lock.json",
+        {"triton/locked/model.onnx": LockEntry("file", DIGEST_B, 5)},
+    ).write()
+    catalog = Catalog.load(catalog_dir)
+    explicit = catalog.served_digest(catalog["explicit"])
+    locked = catalog.served_digest(catalog["locked"])
+    assert explicit is not None and (explicit.sha256, explicit.source) == (DIGEST_A, "spec")
+    assert locked is not None and (locked.sha256, locked.source) == (DIGEST_B, "lock")
+    assert catalog.served_digest(catalog["unknown"]) is None
+    assert catalog.served_digest(catalog["local"]) is None

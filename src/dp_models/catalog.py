@@ -192,6 +192,16 @@ class Catalog(Mapping[str, Spec]):
             )
         return None
 
+    def served_digest(self, spec: Spec) -> Pin | None:
+        """The weights digest a Triton deployment of ``spec`` must serve: its
+        ``triton.weights_digest``, else the pin of its first artifact; None for an
+        in-process spec or when neither is known yet."""
+        if spec.triton is None:
+            return None
+        if spec.triton.weights_digest is not None:
+            return Pin(spec.triton.weights_digest, None, "spec")
+        return self.pin(spec.artifacts[0]) if spec.artifacts else None
+
     def closure(self, name: str) -> list[Spec]:
         """The spec and everything it ``requires``, dependencies first, each once."""
         order: list[Spec] = []

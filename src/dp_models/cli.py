@@ -253,6 +253,9 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
             }
         )
     data["pins"] = pins
+    if spec.triton is not None:
+        served = catalog.served_digest(spec)
+        data["served_weights_digest"] = served.sha256 if served else None
     if args.json:
         _dump(data, out)
         return 0
