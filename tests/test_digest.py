@@ -44,7 +44,7 @@ def dir_digest(path: Path) -> str:
 def documented_recipe() -> str:
     """The shell recipe from digest.py's docstring, without its ``cd DIR &&`` prefix."""
     doc = digest.__doc__ or ""
-    lines = doc[doc.index("cd DIR &&"):].splitlines()
+    lines = doc[doc.index("cd DIR &&") :].splitlines()
     command = ""
     for line in lines:
         command += line.strip()
@@ -58,7 +58,11 @@ def documented_recipe() -> str:
 def recipe_digest(directory: Path) -> str:
     out = subprocess.run(
         ["bash", "-o", "pipefail", "-c", documented_recipe()],
-        cwd=directory, capture_output=True, text=True, check=True, timeout=60,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return out.split()[0]
 
@@ -162,8 +166,14 @@ def test_sha256_file_missing_raises(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [(TINY_DATA[b"abc"], True), (TINY_DATA[b"abc"].upper(), False), ("ab" * 31, False),
-     (b"0" * 64, False), (None, False), ("g" * 64, False)],
+    [
+        (TINY_DATA[b"abc"], True),
+        (TINY_DATA[b"abc"].upper(), False),
+        ("ab" * 31, False),
+        (b"0" * 64, False),
+        (None, False),
+        ("g" * 64, False),
+    ],
 )
 def test_is_sha256(value: object, ok: bool) -> None:
     assert is_sha256(value) is ok
@@ -178,8 +188,9 @@ def test_directory_digest_matches_documented_recipe(tmp_path: Path) -> None:
     ours = dir_digest(d)
     assert ours == recipe_digest(d)
     # and the recipe's lines are what the docstring says they are
-    lines = "".join(f"{sha256(TREE[rel])}  {rel}\n"
-                    for rel in sorted(TREE, key=lambda r: r.encode()))
+    lines = "".join(
+        f"{sha256(TREE[rel])}  {rel}\n" for rel in sorted(TREE, key=lambda r: r.encode())
+    )
     assert ours == sha256(lines.encode())
 
 
@@ -262,14 +273,15 @@ def _run_with_deadline(target: Path, seconds: float = 20.0) -> list[tuple[str, P
 
 def test_symlink_loops_do_not_hang(tmp_path: Path) -> None:
     d = tree(tmp_path / "dir", {"top.bin": b"t", "sub/inner.bin": b"i"})
-    (d / "sub" / "up").symlink_to("..")           # a loop through the parent
-    (d / "sub" / "self").symlink_to(".")          # a loop on itself
-    (d / "knot").symlink_to("knot")               # a link to itself: not a file
+    (d / "sub" / "up").symlink_to("..")  # a loop through the parent
+    (d / "sub" / "self").symlink_to(".")  # a loop on itself
+    (d / "knot").symlink_to("knot")  # a link to itself: not a file
     (d / "dangling").symlink_to("does-not-exist")  # broken: not a file
     rels = [rel for rel, _ in _run_with_deadline(d)]
     assert rels == ["sub/inner.bin", "top.bin"]
-    assert dir_digest(d) == dir_digest(tree(tmp_path / "plain", {"top.bin": b"t",
-                                                                 "sub/inner.bin": b"i"}))
+    assert dir_digest(d) == dir_digest(
+        tree(tmp_path / "plain", {"top.bin": b"t", "sub/inner.bin": b"i"})
+    )
 
 
 # -- digest cache and hasher -----------------------------------------------------------------
@@ -285,8 +297,9 @@ def weights(tmp_path: Path) -> Path:
     return make_file(tmp_path / "root" / "weights.bin", b"pretend these are weights" * 1000)
 
 
-def test_fresh_hasher_hits_the_cache(no_racy_window: None, cache_dir: Path,
-                                     weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fresh_hasher_hits_the_cache(
+    no_racy_window: None, cache_dir: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     expected = sha256(weights.read_bytes())
     first = Hasher(DigestCache(cache_dir)).file(weights)
     assert first == FileDigest(weights, expected, weights.stat().st_size, cached=False)
@@ -298,11 +311,15 @@ def test_fresh_hasher_hits_the_cache(no_racy_window: None, cache_dir: Path,
     st = weights.stat()
     assert entry["sha256"] == expected
     assert (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"], entry["ctime_ns"]) == (
-        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+    )
 
 
-def test_entry_not_trusted_after_change_with_mtime_restored(cache_dir: Path,
-                                                            weights: Path) -> None:
+def test_entry_not_trusted_after_change_with_mtime_restored(cache_dir: Path, weights: Path) -> None:
     # `touch -r`: the content changes, size and mtime are put back; only ctime can tell.
     age(weights)
     cache = DigestCache(cache_dir, racy_window_s=0)
@@ -317,7 +334,10 @@ def test_entry_not_trusted_after_change_with_mtime_restored(cache_dir: Path,
     os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = weights.stat()
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        before.st_ino, before.st_size, before.st_mtime_ns)
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
     assert after.st_ctime_ns != before.st_ctime_ns
 
     again = Hasher(DigestCache(cache_dir, racy_window_s=0)).file(weights)
@@ -325,8 +345,9 @@ def test_entry_not_trusted_after_change_with_mtime_restored(cache_dir: Path,
     assert again.sha256 == sha256(bytes(data)) != sha256(b"pretend these are weights" * 1000)
 
 
-def test_racy_file_is_not_stored(cache_dir: Path, weights: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_racy_file_is_not_stored(
+    cache_dir: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = DigestCache(cache_dir, racy_window_s=60)
     assert cache.is_racy(weights.stat())
     calls = count_hashing(monkeypatch)
@@ -344,9 +365,16 @@ def test_racy_file_is_not_stored(cache_dir: Path, weights: Path,
 
 def _valid_entry(weights: Path) -> dict[str, object]:
     st = weights.stat()
-    return {"format": 1, "dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "sha256": sha256(weights.read_bytes()), "path": str(weights)}
+    return {
+        "format": 1,
+        "dev": st.st_dev,
+        "ino": st.st_ino,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "sha256": sha256(weights.read_bytes()),
+        "path": str(weights),
+    }
 
 
 @pytest.mark.parametrize(
@@ -357,19 +385,27 @@ def _valid_entry(weights: Path) -> dict[str, object]:
         pytest.param(lambda e: json.dumps(e).encode()[:40], id="truncated"),
         pytest.param(lambda e: b"[1, 2, 3]", id="list"),
         pytest.param(lambda e: b'"a string"', id="string"),
-        pytest.param(lambda e: json.dumps({**e, "size": str(e["size"])}).encode(),
-                     id="size-as-string"),
+        pytest.param(
+            lambda e: json.dumps({**e, "size": str(e["size"])}).encode(), id="size-as-string"
+        ),
         pytest.param(lambda e: json.dumps({**e, "sha256": 12}).encode(), id="sha256-as-int"),
         pytest.param(lambda e: json.dumps({**e, "sha256": "0" * 63}).encode(), id="short-sha"),
         pytest.param(lambda e: json.dumps({**e, "format": 2}).encode(), id="format-2"),
-        pytest.param(lambda e: json.dumps({k: v for k, v in e.items() if k != "format"}
-                                          ).encode(), id="no-format"),
-        pytest.param(lambda e: json.dumps({k: v for k, v in e.items() if k != "ctime_ns"}
-                                          ).encode(), id="no-ctime"),
+        pytest.param(
+            lambda e: json.dumps({k: v for k, v in e.items() if k != "format"}).encode(),
+            id="no-format",
+        ),
+        pytest.param(
+            lambda e: json.dumps({k: v for k, v in e.items() if k != "ctime_ns"}).encode(),
+            id="no-ctime",
+        ),
     ],
 )
 def test_corrupt_entry_is_ignored_then_rewritten(
-    no_racy_window: None, cache_dir: Path, weights: Path, corrupt: object,
+    no_racy_window: None,
+    cache_dir: Path,
+    weights: Path,
+    corrupt: object,
 ) -> None:
     good = _valid_entry(weights)
     Hasher(DigestCache(cache_dir)).file(weights)
@@ -385,7 +421,10 @@ def test_corrupt_entry_is_ignored_then_rewritten(
 
 
 def test_unwritable_cache_directory_warns_once(
-    no_racy_window: None, tmp_path: Path, weights: Path, caplog: pytest.LogCaptureFixture,
+    no_racy_window: None,
+    tmp_path: Path,
+    weights: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Tests run as root, which ignores permission bits: make mkdir fail with a file instead.
     blocker = make_file(tmp_path / "not-a-directory", b"")
@@ -396,7 +435,9 @@ def test_unwritable_cache_directory_warns_once(
         results = hasher.files([weights, other])
         again = Hasher(cache).file(weights)
     assert [r.sha256 for r in results if isinstance(r, FileDigest)] == [
-        sha256(weights.read_bytes()), sha256(b"other")]
+        sha256(weights.read_bytes()),
+        sha256(b"other"),
+    ]
     assert again.sha256 == sha256(weights.read_bytes())
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
@@ -415,7 +456,10 @@ def test_disabled_cache_never_stores(weights: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_policy_always_rehashes_despite_valid_entry(
-    no_racy_window: None, cache_dir: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+    no_racy_window: None,
+    cache_dir: Path,
+    weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     Hasher(DigestCache(cache_dir)).file(weights)
     assert Hasher(DigestCache(cache_dir)).file(weights).cached is True
@@ -433,7 +477,10 @@ def test_unknown_policy_is_rejected() -> None:
 
 @pytest.mark.parametrize("same_size", [False, True], ids=["grows", "same-size"])
 def test_file_modified_while_hashed_raises(
-    no_racy_window: None, cache_dir: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+    no_racy_window: None,
+    cache_dir: Path,
+    weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
     same_size: bool,
 ) -> None:
     age(weights)
@@ -456,8 +503,9 @@ def test_file_modified_while_hashed_raises(
 
     monkeypatch.setattr(digest, "sha256_file", modify_midway)
     cache = DigestCache(cache_dir)
-    with pytest.raises(FileChangedError, match=r"weights\.bin changed while it was being hashed"
-                       ) as info:
+    with pytest.raises(
+        FileChangedError, match=r"weights\.bin changed while it was being hashed"
+    ) as info:
         Hasher(cache).file(weights)
     assert isinstance(info.value, OSError)
     assert cache_entries(cache) == []
@@ -470,7 +518,8 @@ def test_file_modified_while_hashed_raises(
 def test_files_keeps_order_and_returns_failures(tmp_path: Path) -> None:
     datas = [os.urandom(n) for n in (3 * MiB, 0, 17, MiB + 1, 2)]
     paths: list[str | os.PathLike[str]] = [
-        make_file(tmp_path / f"f{i}", d) for i, d in enumerate(datas)]
+        make_file(tmp_path / f"f{i}", d) for i, d in enumerate(datas)
+    ]
     missing = tmp_path / "missing.bin"
     paths.insert(2, missing)
     results = Hasher(max_workers=4).files(paths)
@@ -479,9 +528,11 @@ def test_files_keeps_order_and_returns_failures(tmp_path: Path) -> None:
     assert isinstance(error, FileNotFoundError)
     assert error.filename == str(missing)
     assert [r.sha256 if isinstance(r, FileDigest) else r for r in results] == [
-        sha256(d) for d in datas]
+        sha256(d) for d in datas
+    ]
     assert [r.path if isinstance(r, FileDigest) else r for r in results] == [
-        p for p in paths if p != missing]
+        p for p in paths if p != missing
+    ]
     serial = Hasher(max_workers=1).files(paths)
     assert [type(r) for r in serial] == [type(r) for r in Hasher(max_workers=4).files(paths)]
     assert Hasher().files([]) == []
@@ -490,7 +541,11 @@ def test_files_keeps_order_and_returns_failures(tmp_path: Path) -> None:
 @pytest.mark.parametrize("policy", ["cached", "always"])
 @pytest.mark.parametrize("workers", [1, 4])
 def test_same_file_listed_twice_is_hashed_once(
-    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, policy: str, workers: int,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+    workers: int,
 ) -> None:
     # The file was just written (inside the racy window): neither the cache nor the memo may
     # keep its digest, and still one call hashes it once.
@@ -498,9 +553,14 @@ def test_same_file_listed_twice_is_hashed_once(
     other = make_file(tmp_path / "o.bin", b"other")
     calls = count_hashing(monkeypatch)
     results = Hasher(DigestCache(cache_dir), policy=policy, max_workers=workers).files(
-        [p, other, str(p), p])
+        [p, other, str(p), p]
+    )
     assert [r.sha256 for r in results if isinstance(r, FileDigest)] == [
-        sha256(p.read_bytes()), sha256(b"other"), sha256(p.read_bytes()), sha256(p.read_bytes())]
+        sha256(p.read_bytes()),
+        sha256(b"other"),
+        sha256(p.read_bytes()),
+        sha256(p.read_bytes()),
+    ]
     assert sorted(calls) == sorted([p, other])
 
 
@@ -516,8 +576,12 @@ def test_several_processes_verify_the_same_file(cache_dir: Path, tmp_path: Path)
     data = os.urandom(16 * MiB)
     p = make_file(tmp_path / "shared.bin", data)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, str(cache_dir), str(p)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(cache_dir), str(p)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(6)
     ]
     outputs = []

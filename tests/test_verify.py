@@ -34,8 +34,9 @@ TOKENIZER = {"vocab.txt": b"a\nb\n", "sub/merges.txt": b"a b\n", "sub/deeper/x y
 
 def tokenizer_digest(files: dict[str, bytes]) -> str:
     """The documented directory digest, computed without dp_models."""
-    lines = "".join(f"{sha256(files[rel])}  {rel}\n"
-                    for rel in sorted(files, key=lambda r: r.encode()))
+    lines = "".join(
+        f"{sha256(files[rel])}  {rel}\n" for rel in sorted(files, key=lambda r: r.encode())
+    )
     return sha256(lines.encode())
 
 
@@ -49,17 +50,27 @@ def cache(tmp_path: Path) -> DigestCache:
     return DigestCache(tmp_path / "cache")
 
 
-def load_verifier(catalog_dir: Path, root: Path, cache: DigestCache | None = None,
-                  policy: str = "cached") -> tuple[Catalog, Verifier]:
+def load_verifier(
+    catalog_dir: Path, root: Path, cache: DigestCache | None = None, policy: str = "cached"
+) -> tuple[Catalog, Verifier]:
     catalog = Catalog.load(catalog_dir)
     return catalog, Verifier(catalog, root, Hasher(cache or DigestCache(None), policy=policy))
 
 
-def one_file_spec(write_spec: SpecWriter, *, name: str = "model", path: str = "m/weights.pt",
-                  sha: str | None = sha256(WEIGHTS), size: int | None = len(WEIGHTS),
-                  kind: str = "file") -> None:
-    fields = [f"path: {path}", f"kind: {kind}",
-              "format: " + ("tokenizer_dir" if kind == "dir" else "pt")]
+def one_file_spec(
+    write_spec: SpecWriter,
+    *,
+    name: str = "model",
+    path: str = "m/weights.pt",
+    sha: str | None = sha256(WEIGHTS),
+    size: int | None = len(WEIGHTS),
+    kind: str = "file",
+) -> None:
+    fields = [
+        f"path: {path}",
+        f"kind: {kind}",
+        "format: " + ("tokenizer_dir" if kind == "dir" else "pt"),
+    ]
     if sha is not None:
         fields.append(f"sha256: {sha}")
     if size is not None:
@@ -94,21 +105,30 @@ def single_report(verifier: Verifier, catalog: Catalog, name: str = "model") -> 
 # -- ok --------------------------------------------------------------------------------------
 
 
-def test_pinned_file_ok(catalog_dir: Path, root: Path, write_spec: SpecWriter,
-                        cache: DigestCache) -> None:
+def test_pinned_file_ok(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter, cache: DigestCache
+) -> None:
     one_file_spec(write_spec)
     make_file(root / "m/weights.pt", WEIGHTS)
     catalog, verifier = load_verifier(catalog_dir, root, cache)
     (report,) = verifier.verify(catalog["model"])
     assert report.ok and report.error is None
     assert (report.spec, report.path, report.sha256, report.size) == (
-        "model", root / "m/weights.pt", sha256(WEIGHTS), len(WEIGHTS))
+        "model",
+        root / "m/weights.pt",
+        sha256(WEIGHTS),
+        len(WEIGHTS),
+    )
     assert report.pin == Pin(sha256(WEIGHTS), len(WEIGHTS), "spec")
     assert report.cached is False
 
 
 def test_second_verification_is_served_by_the_cache(
-    no_racy_window: None, catalog_dir: Path, root: Path, write_spec: SpecWriter, tmp_path: Path,
+    no_racy_window: None,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     one_file_spec(write_spec)
@@ -122,11 +142,18 @@ def test_second_verification_is_served_by_the_cache(
 
 
 def test_directory_artifact_ok_with_its_directory_digest(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
 ) -> None:
     expected = tokenizer_digest(TOKENIZER)
-    one_file_spec(write_spec, path="m/tokenizer", kind="dir", sha=expected,
-                  size=sum(map(len, TOKENIZER.values())))
+    one_file_spec(
+        write_spec,
+        path="m/tokenizer",
+        kind="dir",
+        sha=expected,
+        size=sum(map(len, TOKENIZER.values())),
+    )
     for rel, data in TOKENIZER.items():
         make_file(root / "m/tokenizer" / rel, data)
     catalog, verifier = load_verifier(catalog_dir, root)
@@ -138,13 +165,21 @@ def test_directory_artifact_ok_with_its_directory_digest(
 
 
 def test_symlinks_that_stay_inside_the_root_are_fine(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
 ) -> None:
-    write_spec("model", inprocess_spec("model", f"""
+    write_spec(
+        "model",
+        inprocess_spec(
+            "model",
+            f"""
         - {{path: m/weights.pt, format: pt, sha256: {sha256(WEIGHTS)}, size: {len(WEIGHTS)}}}
         - {{path: m/tokenizer, kind: dir, format: tokenizer_dir,
             sha256: {tokenizer_digest(TOKENIZER)}}}
-    """))
+    """,
+        ),
+    )
     make_file(root / "blobs/abc123", WEIGHTS)
     (root / "m").mkdir()
     (root / "m/weights.pt").symlink_to("../blobs/abc123")  # like a Hugging Face snapshot
@@ -162,14 +197,17 @@ def test_symlinks_that_stay_inside_the_root_are_fine(
 # -- one test per bad row --------------------------------------------------------------------
 
 
-def test_missing_artifact(catalog_dir: Path, root: Path, write_spec: SpecWriter,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_artifact(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     one_file_spec(write_spec)
     catalog, verifier = load_verifier(catalog_dir, root)
     forbid_hashing(monkeypatch)
-    with pytest.raises(ArtifactMissingError,
-                       match=r"spec 'model': required artifact 'm/weights.pt' is missing: "
-                             r"expected a file at .*m/weights\.pt\. Provision it") as info:
+    with pytest.raises(
+        ArtifactMissingError,
+        match=r"spec 'model': required artifact 'm/weights.pt' is missing: "
+        r"expected a file at .*m/weights\.pt\. Provision it",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert isinstance(err, FileNotFoundError) and isinstance(err, DPModelsError)
@@ -178,8 +216,7 @@ def test_missing_artifact(catalog_dir: Path, root: Path, write_spec: SpecWriter,
     assert single_report(verifier, catalog).status == "missing"
 
 
-def test_broken_symlink_is_missing(catalog_dir: Path, root: Path,
-                                   write_spec: SpecWriter) -> None:
+def test_broken_symlink_is_missing(catalog_dir: Path, root: Path, write_spec: SpecWriter) -> None:
     one_file_spec(write_spec)
     (root / "m").mkdir()
     (root / "m/weights.pt").symlink_to("gone.pt")
@@ -189,59 +226,79 @@ def test_broken_symlink_is_missing(catalog_dir: Path, root: Path,
     assert info.value.path == root / "m/weights.pt"
 
 
-def test_file_where_a_directory_is_expected(catalog_dir: Path, root: Path,
-                                            write_spec: SpecWriter) -> None:
-    one_file_spec(write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER),
-                  size=None)
+def test_file_where_a_directory_is_expected(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter
+) -> None:
+    one_file_spec(
+        write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER), size=None
+    )
     make_file(root / "m/tokenizer", b"not a directory")
     catalog, verifier = load_verifier(catalog_dir, root)
-    with pytest.raises(ArtifactMissingError,
-                       match=r"artifact 'm/tokenizer' must be a dir, but .*m/tokenizer is a "
-                             r"file\. Replace it with the dir the spec describes") as info:
+    with pytest.raises(
+        ArtifactMissingError,
+        match=r"artifact 'm/tokenizer' must be a dir, but .*m/tokenizer is a "
+        r"file\. Replace it with the dir the spec describes",
+    ) as info:
         verifier.verify(catalog["model"])
     assert (info.value.spec, info.value.path) == ("model", root / "m/tokenizer")
     assert isinstance(info.value, FileNotFoundError)
     assert single_report(verifier, catalog).status == "missing"
 
 
-def test_directory_where_a_file_is_expected(catalog_dir: Path, root: Path,
-                                            write_spec: SpecWriter) -> None:
+def test_directory_where_a_file_is_expected(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter
+) -> None:
     one_file_spec(write_spec)
     make_file(root / "m/weights.pt/inner.bin", WEIGHTS)
     catalog, verifier = load_verifier(catalog_dir, root)
-    with pytest.raises(ArtifactMissingError,
-                       match=r"artifact 'm/weights.pt' must be a file, but .*m/weights\.pt is a "
-                             r"directory\.") as info:
+    with pytest.raises(
+        ArtifactMissingError,
+        match=r"artifact 'm/weights.pt' must be a file, but .*m/weights\.pt is a "
+        r"directory\.",
+    ) as info:
         verifier.verify(catalog["model"])
     assert (info.value.spec, info.value.path) == ("model", root / "m/weights.pt")
 
 
 def test_wrong_size_is_found_before_any_hashing(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     one_file_spec(write_spec)
     make_file(root / "m/weights.pt", WEIGHTS[:-7])  # truncated
     catalog, verifier = load_verifier(catalog_dir, root)
     forbid_hashing(monkeypatch)
-    with pytest.raises(SizeMismatchError,
-                       match=rf"spec 'model': artifact .*m/weights\.pt is {len(WEIGHTS) - 7} "
-                             rf"bytes, expected {len(WEIGHTS)} \(pinned in the spec\)\. It is "
-                             r"truncated") as info:
+    with pytest.raises(
+        SizeMismatchError,
+        match=rf"spec 'model': artifact .*m/weights\.pt is {len(WEIGHTS) - 7} "
+        rf"bytes, expected {len(WEIGHTS)} \(pinned in the spec\)\. It is "
+        r"truncated",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert isinstance(err, ValueError)
     assert (err.spec, err.path, err.expected, err.actual) == (
-        "model", root / "m/weights.pt", len(WEIGHTS), len(WEIGHTS) - 7)
+        "model",
+        root / "m/weights.pt",
+        len(WEIGHTS),
+        len(WEIGHTS) - 7,
+    )
     report = single_report(verifier, catalog)
     assert (report.status, report.sha256) == ("size_mismatch", None)
 
 
 def test_wrong_directory_size_is_found_before_any_hashing(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     size = sum(map(len, TOKENIZER.values()))
-    one_file_spec(write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER),
-                  size=size)
+    one_file_spec(
+        write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER), size=size
+    )
     for rel, data in TOKENIZER.items():
         make_file(root / "m/tokenizer" / rel, data)
     make_file(root / "m/tokenizer/stray.bin", b"12345")
@@ -256,22 +313,29 @@ def test_wrong_digest(catalog_dir: Path, root: Path, write_spec: SpecWriter) -> 
     one_file_spec(write_spec)
     make_file(root / "m/weights.pt", OTHER)
     catalog, verifier = load_verifier(catalog_dir, root)
-    with pytest.raises(DigestMismatchError,
-                       match=rf"spec 'model': artifact .*m/weights\.pt has sha256 "
-                             rf"{sha256(OTHER)}, expected {sha256(WEIGHTS)} \(pinned in the "
-                             r"spec\)\. It is not the pinned artifact: re-provision it") as info:
+    with pytest.raises(
+        DigestMismatchError,
+        match=rf"spec 'model': artifact .*m/weights\.pt has sha256 "
+        rf"{sha256(OTHER)}, expected {sha256(WEIGHTS)} \(pinned in the "
+        r"spec\)\. It is not the pinned artifact: re-provision it",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert isinstance(err, ValueError)
     assert (err.spec, err.path, err.expected, err.actual) == (
-        "model", root / "m/weights.pt", sha256(WEIGHTS), sha256(OTHER))
+        "model",
+        root / "m/weights.pt",
+        sha256(WEIGHTS),
+        sha256(OTHER),
+    )
     report = single_report(verifier, catalog)
     assert (report.status, report.sha256) == ("digest_mismatch", sha256(OTHER))
 
 
 def test_wrong_directory_digest(catalog_dir: Path, root: Path, write_spec: SpecWriter) -> None:
-    one_file_spec(write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER),
-                  size=None)
+    one_file_spec(
+        write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER), size=None
+    )
     changed = {**TOKENIZER, "sub/merges.txt": b"b a\n"}
     for rel, data in changed.items():
         make_file(root / "m/tokenizer" / rel, data)
@@ -279,19 +343,25 @@ def test_wrong_directory_digest(catalog_dir: Path, root: Path, write_spec: SpecW
     with pytest.raises(DigestMismatchError) as info:
         verifier.verify(catalog["model"])
     assert (info.value.path, info.value.expected, info.value.actual) == (
-        root / "m/tokenizer", tokenizer_digest(TOKENIZER), tokenizer_digest(changed))
+        root / "m/tokenizer",
+        tokenizer_digest(TOKENIZER),
+        tokenizer_digest(changed),
+    )
 
 
-def test_unpinned_artifact(catalog_dir: Path, root: Path, write_spec: SpecWriter,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unpinned_artifact(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     one_file_spec(write_spec, sha=None, size=None)
     make_file(root / "m/weights.pt", WEIGHTS)
     catalog, verifier = load_verifier(catalog_dir, root)
     forbid_hashing(monkeypatch)
-    with pytest.raises(UnpinnedArtifactError,
-                       match=r"spec 'model': artifact 'm/weights.pt' is not pinned: neither the "
-                             r"spec nor the lock .*catalog\.lock\.json gives its sha256\. Pin it "
-                             r"from a provisioned root with `dp-models lock --root ") as info:
+    with pytest.raises(
+        UnpinnedArtifactError,
+        match=r"spec 'model': artifact 'm/weights.pt' is not pinned: neither the "
+        r"spec nor the lock .*catalog\.lock\.json gives its sha256\. Pin it "
+        r"from a provisioned root with `dp-models lock --root ",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert isinstance(err, LookupError)
@@ -301,19 +371,25 @@ def test_unpinned_artifact(catalog_dir: Path, root: Path, write_spec: SpecWriter
 
 
 def test_unpinned_artifact_hashed_for_the_lock(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
 ) -> None:
     one_file_spec(write_spec, sha=None, size=None)
     make_file(root / "m/weights.pt", WEIGHTS)
     catalog, verifier = load_verifier(catalog_dir, root)
     (report,) = verifier.check([catalog["model"]], hash_unpinned=True)
     assert (report.status, report.sha256, report.size) == (
-        "unpinned", sha256(WEIGHTS), len(WEIGHTS))
+        "unpinned",
+        sha256(WEIGHTS),
+        len(WEIGHTS),
+    )
 
 
 def write_lock(catalog_dir: Path, data: bytes, path: str = "m/weights.pt") -> None:
-    Lock(catalog_dir / "catalog.lock.json",
-         {path: LockEntry("file", sha256(data), len(data))}).write()
+    Lock(
+        catalog_dir / "catalog.lock.json", {path: LockEntry("file", sha256(data), len(data))}
+    ).write()
 
 
 def test_pinned_by_the_lock_ok(catalog_dir: Path, root: Path, write_spec: SpecWriter) -> None:
@@ -327,23 +403,29 @@ def test_pinned_by_the_lock_ok(catalog_dir: Path, root: Path, write_spec: SpecWr
     assert report.sha256 == sha256(WEIGHTS)
 
 
-def test_pinned_by_the_lock_mismatch(catalog_dir: Path, root: Path,
-                                     write_spec: SpecWriter) -> None:
+def test_pinned_by_the_lock_mismatch(catalog_dir: Path, root: Path, write_spec: SpecWriter) -> None:
     one_file_spec(write_spec, sha=None, size=None)
     write_lock(catalog_dir, WEIGHTS)
     make_file(root / "m/weights.pt", OTHER)
     catalog, verifier = load_verifier(catalog_dir, root)
-    with pytest.raises(DigestMismatchError,
-                       match=rf"has sha256 {sha256(OTHER)}, expected {sha256(WEIGHTS)} "
-                             r"\(pinned in the lock\).*`dp-models lock --root ROOT`") as info:
+    with pytest.raises(
+        DigestMismatchError,
+        match=rf"has sha256 {sha256(OTHER)}, expected {sha256(WEIGHTS)} "
+        r"\(pinned in the lock\).*`dp-models lock --root ROOT`",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert (err.spec, err.path, err.expected, err.actual) == (
-        "model", root / "m/weights.pt", sha256(WEIGHTS), sha256(OTHER))
+        "model",
+        root / "m/weights.pt",
+        sha256(WEIGHTS),
+        sha256(OTHER),
+    )
 
 
-def test_pinned_by_the_lock_wrong_size(catalog_dir: Path, root: Path, write_spec: SpecWriter,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pinned_by_the_lock_wrong_size(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     one_file_spec(write_spec, sha=None, size=None)
     write_lock(catalog_dir, WEIGHTS)
     make_file(root / "m/weights.pt", WEIGHTS + b"!")
@@ -355,7 +437,10 @@ def test_pinned_by_the_lock_wrong_size(catalog_dir: Path, root: Path, write_spec
 
 
 def test_symlink_escaping_the_root_for_a_file_artifact(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, tmp_path: Path,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     one_file_spec(write_spec)
@@ -364,10 +449,12 @@ def test_symlink_escaping_the_root_for_a_file_artifact(
     (root / "m/weights.pt").symlink_to(outside)
     catalog, verifier = load_verifier(catalog_dir, root)
     forbid_hashing(monkeypatch)
-    with pytest.raises(UnsafePathError,
-                       match=rf"spec 'model': artifact 'm/weights.pt' resolves to "
-                             rf"{re.escape(str(outside))}, outside MODELS_ROOT "
-                             rf"{re.escape(str(root))}\.") as info:
+    with pytest.raises(
+        UnsafePathError,
+        match=rf"spec 'model': artifact 'm/weights.pt' resolves to "
+        rf"{re.escape(str(outside))}, outside MODELS_ROOT "
+        rf"{re.escape(str(root))}\.",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert isinstance(err, PermissionError) and isinstance(err, ArtifactError)
@@ -376,7 +463,10 @@ def test_symlink_escaping_the_root_for_a_file_artifact(
 
 
 def test_symlinked_parent_directory_escaping_the_root(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, tmp_path: Path,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
 ) -> None:
     one_file_spec(write_spec)
     make_file(tmp_path / "outside" / "weights.pt", WEIGHTS)
@@ -388,20 +478,26 @@ def test_symlinked_parent_directory_escaping_the_root(
 
 
 def test_symlink_escaping_the_root_inside_a_directory_artifact(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, tmp_path: Path,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    one_file_spec(write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER),
-                  size=None)
+    one_file_spec(
+        write_spec, path="m/tokenizer", kind="dir", sha=tokenizer_digest(TOKENIZER), size=None
+    )
     make_file(root / "m/tokenizer/vocab.txt", TOKENIZER["vocab.txt"])
     make_file(root / "m/tokenizer/sub/deeper/x y.json", TOKENIZER["sub/deeper/x y.json"])
     secret = make_file(tmp_path / "outside" / "merges.txt", TOKENIZER["sub/merges.txt"])
     (root / "m/tokenizer/sub/merges.txt").symlink_to(secret)
     catalog, verifier = load_verifier(catalog_dir, root)
     forbid_hashing(monkeypatch)
-    with pytest.raises(UnsafePathError,
-                       match=rf"spec 'model': artifact 'm/tokenizer/sub/merges.txt' resolves to "
-                             rf"{re.escape(str(secret))}, outside MODELS_ROOT") as info:
+    with pytest.raises(
+        UnsafePathError,
+        match=rf"spec 'model': artifact 'm/tokenizer/sub/merges.txt' resolves to "
+        rf"{re.escape(str(secret))}, outside MODELS_ROOT",
+    ) as info:
         verifier.verify(catalog["model"])
     err = info.value
     assert isinstance(err, PermissionError)
@@ -410,7 +506,10 @@ def test_symlink_escaping_the_root_inside_a_directory_artifact(
 
 
 def test_artifact_changed_while_verified(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     one_file_spec(write_spec)
     weights = make_file(root / "m/weights.pt", WEIGHTS)
@@ -424,9 +523,9 @@ def test_artifact_changed_while_verified(
 
     monkeypatch.setattr(digest, "sha256_file", swap_after)
     catalog, verifier = load_verifier(catalog_dir, root)
-    with pytest.raises(ArtifactChangedError,
-                       match=r"artifact .*m/weights\.pt changed while it was being verified"
-                       ) as info:
+    with pytest.raises(
+        ArtifactChangedError, match=r"artifact .*m/weights\.pt changed while it was being verified"
+    ) as info:
         verifier.verify(catalog["model"])
     assert isinstance(info.value, RuntimeError)
     assert (info.value.spec, info.value.path) == ("model", root / "m/weights.pt")
@@ -436,19 +535,35 @@ def test_artifact_changed_while_verified(
 
 
 def test_check_reports_every_artifact_and_never_raises(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, tmp_path: Path,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
 ) -> None:
-    write_spec("good", inprocess_spec("good", f"""
+    write_spec(
+        "good",
+        inprocess_spec(
+            "good",
+            f"""
         - {{path: good/a.pt, format: pt, sha256: {sha256(WEIGHTS)}}}
         - {{path: good/missing.pt, format: pt, sha256: {sha256(WEIGHTS)}}}
-    """))
-    write_spec("bad", inprocess_spec("bad", f"""
+    """,
+        ),
+    )
+    write_spec(
+        "bad",
+        inprocess_spec(
+            "bad",
+            f"""
         - {{path: bad/digest.pt, format: pt, sha256: {sha256(WEIGHTS)}}}
         - {{path: bad/size.pt, format: pt, sha256: {sha256(WEIGHTS)}, size: {len(WEIGHTS)}}}
         - {{path: bad/unpinned.pt, format: pt}}
         - {{path: bad/escape.pt, format: pt, sha256: {sha256(WEIGHTS)}}}
         - {{path: bad/kind, kind: dir, format: model_dir, sha256: {sha256(WEIGHTS)}}}
-    """), area="audio")
+    """,
+        ),
+        area="audio",
+    )
     make_file(root / "good/a.pt", WEIGHTS)
     make_file(root / "bad/digest.pt", OTHER)
     make_file(root / "bad/size.pt", b"short")
@@ -466,8 +581,7 @@ def test_check_reports_every_artifact_and_never_raises(
         ("bad", "bad/escape.pt", "unsafe_path", UnsafePathError),
         ("bad", "bad/kind", "missing", ArtifactMissingError),
     ]
-    assert all(r.error is None or (r.error.spec, r.error.path) == (r.spec, r.path)
-               for r in reports)
+    assert all(r.error is None or (r.error.spec, r.error.path) == (r.spec, r.path) for r in reports)
     # verify raises the first problem, in catalog order
     with pytest.raises(ArtifactMissingError, match=r"'good/missing.pt' is missing"):
         verifier.verify([catalog["good"], catalog["bad"]])
@@ -476,7 +590,10 @@ def test_check_reports_every_artifact_and_never_raises(
 
 
 def test_shared_artifact_between_specs_is_hashed_once(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, cache: DigestCache,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    cache: DigestCache,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shared = f"- {{path: shared/tokenizer.json, format: json, sha256: {sha256(WEIGHTS)}}}"
@@ -487,22 +604,61 @@ def test_shared_artifact_between_specs_is_hashed_once(
     calls = count_hashing(monkeypatch)
     reports = verifier.verify([catalog["whisper_a"], catalog["whisper_b"]])
     assert [(r.spec, r.status, r.sha256) for r in reports] == [
-        ("whisper_a", "ok", sha256(WEIGHTS)), ("whisper_b", "ok", sha256(WEIGHTS))]
+        ("whisper_a", "ok", sha256(WEIGHTS)),
+        ("whisper_b", "ok", sha256(WEIGHTS)),
+    ]
     assert calls == [root / "shared/tokenizer.json"]
 
 
 def test_shared_file_inside_directory_artifacts_is_hashed_once(
-    catalog_dir: Path, root: Path, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch,
+    catalog_dir: Path,
+    root: Path,
+    write_spec: SpecWriter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The file artifact and the directory artifact that contains it: one read of the file.
-    write_spec("model", inprocess_spec("model", f"""
+    write_spec(
+        "model",
+        inprocess_spec(
+            "model",
+            f"""
         - {{path: m/tokenizer, kind: dir, format: tokenizer_dir,
             sha256: {tokenizer_digest(TOKENIZER)}}}
         - {{path: m/tokenizer/vocab.txt, format: txt, sha256: {sha256(TOKENIZER["vocab.txt"])}}}
-    """))
+    """,
+        ),
+    )
     for rel, data in TOKENIZER.items():
         make_file(root / "m/tokenizer" / rel, data)
     catalog, verifier = load_verifier(catalog_dir, root)
     calls = count_hashing(monkeypatch)
     assert all(r.ok for r in verifier.verify(catalog["model"]))
     assert sorted(calls) == sorted(root / "m/tokenizer" / rel for rel in TOKENIZER)
+
+
+def test_a_symlink_to_a_directory_outside_the_root_is_never_walked(
+    catalog_dir: Path,
+    models_root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outside = tmp_path / "outside"
+    make_file(outside / "secret.bin", b"secret")
+    write_spec("d", inprocess_spec("d", "- {path: d, kind: dir, format: model_dir}"))
+    make_file(models_root / "d/config.json", b"{}")
+    (models_root / "d/evil").symlink_to(outside)
+    entered: list[str] = []
+    real_scandir = os.scandir
+
+    def spy(path: object) -> object:
+        entered.append(str(path))
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(digest.os, "scandir", spy)
+    catalog = Catalog.load(catalog_dir)
+    (report,) = Verifier(catalog, models_root, Hasher()).check([catalog["d"]])
+    assert report.status == "unsafe_path"
+    assert isinstance(report.error, UnsafePathError)
+    assert "holds a symlink that leaves MODELS_ROOT" in str(report.error)
+    assert not any(p.startswith(str(outside)) or p.endswith("evil") for p in entered)

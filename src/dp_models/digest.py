@@ -60,10 +60,12 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "CHUNK_SIZE",
+    "MAX_DIRECTORY_FILES",
     "DigestCache",
     "FileChangedError",
     "FileDigest",
     "Hasher",
+    "OutsideRootError",
     "Progress",
     "directory_digest",
     "directory_files",
@@ -105,13 +107,28 @@ def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | 
     return h.hexdigest()
 
 
-def directory_files(directory: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+class OutsideRootError(OSError):
+    """A directory walk reached a symlink that leads outside the allowed tree."""
+
+
+#: More files than this in one directory artifact is a mistake or a hostile tree.
+MAX_DIRECTORY_FILES = 200_000
+
+
+def directory_files(
+    directory: str | os.PathLike[str], *, within: Path | None = None
+) -> list[tuple[str, Path]]:
     """Every regular file below ``directory`` as ``(relative posix path, path)``, in digest order.
 
     Symlinks are followed (the caller checks where they lead), like ``find -L``: a link to a
     directory above it is a loop and is not entered; a broken link is not a file. Which
     directories are entered depends only on the tree, never on the order entries are
     listed in. Raises OSError when a directory cannot be listed.
+
+    With ``within`` (an absolute, resolved directory), a symlinked directory that leads
+    outside it raises :class:`OutsideRootError` before it is entered, so a link such as
+    ``evil -> /`` is never walked. More than :data:`MAX_DIRECTORY_FILES` files raise
+    OSError (a symlink maze can multiply a small tree).
     """
     top = Path(directory)
     found: list[tuple[str, Path]] = []
@@ -134,10 +151,19 @@ def directory_files(directory: str | os.PathLike[str]) -> list[tuple[str, Path]]
                 raise
             if stat.S_ISDIR(st.st_mode):
                 ident = (st.st_dev, st.st_ino)
+                if within is not None and p.is_symlink():
+                    real = Path(os.path.realpath(p))
+                    if real != within and not real.is_relative_to(within):
+                        raise OutsideRootError(f"{p} leads to {real}, outside {within}")
                 if ident not in ancestors:
                     pending.append((p, ancestors | {ident}))
             elif stat.S_ISREG(st.st_mode):
                 found.append((p.relative_to(top).as_posix(), p))
+                if len(found) > MAX_DIRECTORY_FILES:
+                    raise OSError(
+                        f"{top} holds more than {MAX_DIRECTORY_FILES} files (symlinks "
+                        "followed); a directory artifact is not meant to be that large"
+                    )
     found.sort(key=lambda item: os.fsencode(item[0]))
     return found
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Literal
 
 from .catalog import Catalog, Pin
-from .digest import FileChangedError, FileDigest, Hasher, directory_digest, directory_files
+from .digest import (
+    FileChangedError,
+    FileDigest,
+    Hasher,
+    OutsideRootError,
+    directory_digest,
+    directory_files,
+)
 from .errors import (
     ArtifactChangedError,
     ArtifactError,
@@ -170,7 +177,16 @@ class Verifier:
             )
         if not is_dir:
             return [(art.path, path)], st.st_size
-        files = directory_files(path)
+        try:
+            files = directory_files(path, within=self.root)
+        except OutsideRootError as exc:
+            raise UnsafePathError(
+                f"spec {spec.name!r}: directory artifact {art.path!r} holds a symlink that "
+                f"leaves MODELS_ROOT {self.root} ({exc}). Artifacts must live inside the root: "
+                "replace the link by what it points to.",
+                spec=spec.name,
+                path=path,
+            ) from None
         total = 0
         for rel, p in files:
             ensure_inside(self.root, p, spec=spec.name, shown=f"{art.path}/{rel}")
@@ -186,7 +202,7 @@ class Verifier:
                 r.fail(*self._hash_failure(r, res))
                 return
         done = [(rel, res) for rel, res in results if isinstance(res, FileDigest)]
-        r.cached = all(d.cached for _, d in done)
+        r.cached = bool(done) and all(d.cached for _, d in done)
         if r.artifact.kind == "file":
             r.sha256 = done[0][1].sha256
         else:

@@ -1,0 +1,513 @@
+"""Digest benchmarks for dp_models: every target measured as a ratio, in one run.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_digest.py [--size-mb 1024] \\
+        [--out benchmarks/results/digest.md]
+
+Nothing here asserts an absolute time: each number is compared with a baseline measured
+in the same run on the same machine (see benchmarks/README.md for what each row means).
+The exit status is 1 when a target is missed, so CI can run it as a check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import dp_models
+from dp_models.catalog import Catalog
+from dp_models.digest import DigestCache, FileDigest, Hasher, sha256_file
+from dp_models.verify import Verifier
+
+MiB = 1 << 20
+BLOCK = 64 * MiB
+T = TypeVar("T")
+
+
+@dataclass
+class Row:
+    key: str
+    what: str
+    measured: str
+    goal: str
+    ok: bool | None  # None: a reference number, with no target
+    skipped: bool = False
+
+    @property
+    def verdict(self) -> str:
+        if self.skipped:
+            return "skipped"
+        if self.ok is None:
+            return "reference"
+        return "pass" if self.ok else "**MISS**"
+
+
+def log(msg: str) -> None:
+    print(f"[bench_digest] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / seconds / 1e9:.2f} GB/s"
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def write_random(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path``; return their sha256 (hashlib, for checking)."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(BLOCK, left))
+            h.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+        f.flush()
+        os.fsync(f.fileno())  # no writeback competing with the measurements
+    return h.hexdigest()
+
+
+def split_copy(source: Path, directory: Path, count: int, each: int) -> list[tuple[Path, str]]:
+    """``count`` files of ``each`` bytes cut from ``source`` (random bytes), with digests."""
+    directory.mkdir()
+    out = []
+    with open(source, "rb") as f:
+        for i in range(count):
+            data = f.read(each)
+            if len(data) < each:  # source smaller than count * each: pad with fresh bytes
+                data += os.urandom(each - len(data))
+            p = directory / f"part-{i:02d}.bin"
+            with open(p, "wb") as out_file:
+                out_file.write(data)
+                out_file.flush()
+                os.fsync(out_file.fileno())
+            out.append((p, hashlib.sha256(data).hexdigest()))
+    return out
+
+
+def hashlib_file(path: Path) -> str:
+    """The baseline: hashlib's own file reader (Python >= 3.11), else a plain read loop."""
+    with open(path, "rb") as f:
+        if hasattr(hashlib, "file_digest"):
+            return str(hashlib.file_digest(f, "sha256").hexdigest())
+        h = hashlib.sha256()
+        while chunk := f.read(MiB):
+            h.update(chunk)
+        return h.hexdigest()
+
+
+def hashlib_in_memory(path: Path) -> tuple[float, str]:
+    """Seconds spent in sha256 alone over the file's bytes (read in 64 MiB pieces, untimed)."""
+    h = hashlib.sha256()
+    spent = 0.0
+    with open(path, "rb") as f:
+        while chunk := f.read(BLOCK):
+            start = time.perf_counter()
+            h.update(chunk)
+            spent += time.perf_counter() - start
+    return spent, h.hexdigest()
+
+
+def check(actual: str, expected: str, what: str) -> None:
+    if actual != expected:
+        raise SystemExit(f"bench_digest: wrong digest from {what}: {actual} != {expected}")
+
+
+def wait_until_not_racy(path: Path) -> None:
+    """The default cache does not store a file changed in the last 2 s (racy rule)."""
+    probe = DigestCache(None)
+    while probe.is_racy(os.stat(path)):
+        time.sleep(0.1)
+
+
+# -- 1: cold sha256_file vs hashlib ------------------------------------------------------
+
+
+def bench_cold_rate(big: Path, size: int, expected: str, repeats: int) -> list[Row]:
+    ours: list[float] = []
+    theirs: list[float] = []
+    memory: list[float] = []
+    for i in range(repeats):  # interleaved, so drift hits every method alike
+        log(f"1: cold rate, round {i + 1}/{repeats}")
+        t, d = timed(lambda: sha256_file(big))
+        check(d, expected, "sha256_file")
+        ours.append(t)
+        t, d = timed(lambda: hashlib_file(big))
+        check(d, expected, "hashlib.file_digest")
+        theirs.append(t)
+        t, d = hashlib_in_memory(big)
+        check(d, expected, "hashlib in memory")
+        memory.append(t)
+    best_ours, best_theirs, best_mem = min(ours), min(theirs), min(memory)
+    vs_file = best_theirs / best_ours
+    vs_mem = best_mem / best_ours
+    return [
+        Row(
+            "1",
+            f"cold `sha256_file` vs `hashlib.file_digest` on the same {size // MiB} MiB "
+            "file (single core, best of each)",
+            f"{rate(size, best_ours)} vs {rate(size, best_theirs)}: **{vs_file:.2f}**",
+            "≥ 0.90",
+            vs_file >= 0.90,
+        ),
+        Row(
+            "1b",
+            "cold `sha256_file` vs hashlib hashing the same bytes already in memory "
+            "(hash only, no reads)",
+            f"{rate(size, best_ours)} vs {rate(size, best_mem)}: **{vs_mem:.2f}**",
+            "none: the price of reading from the page cache",
+            None,
+        ),
+    ]
+
+
+# -- 2: warm (digest cache hit) vs cold --------------------------------------------------
+
+
+def _catalog(directory: Path, relpath: str, sha: str, size: int) -> Catalog:
+    directory.mkdir()
+    (directory / "bench_big.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: bench_big
+        version: "1"
+        family: bench
+        role: bench
+        users: [Bench/bench_digest]
+        runtime: inprocess
+        engine: torch
+        loader: torch_state_dict
+        artifacts:
+          - {{path: {relpath}, format: pt, sha256: {sha}, size: {size}}}
+        """)
+    )
+    return Catalog.load(directory)
+
+
+def bench_warm(
+    work: Path, root: Path, big: Path, size: int, expected: str, repeats: int, warm_calls: int
+) -> list[Row]:
+    wait_until_not_racy(big)
+    cold_h: list[float] = []
+    warm_h: list[float] = []
+    for i in range(repeats):
+        log(f"2: Hasher cold vs warm, round {i + 1}/{repeats}")
+        cache_dir = work / f"cache-hasher-{i}"
+        t, res = timed(lambda: Hasher(DigestCache(cache_dir)).file(big))  # noqa: B023
+        check(res.sha256, expected, "Hasher cold")
+        if res.cached:
+            raise SystemExit("bench_digest: the cold run hit a cache")
+        cold_h.append(t)
+        for _ in range(warm_calls):
+            t, res = timed(lambda: Hasher(DigestCache(cache_dir)).file(big))  # noqa: B023
+            if not res.cached:
+                raise SystemExit("bench_digest: the warm run missed the cache")
+            warm_h.append(t)
+    hasher_ratio = min(cold_h) / statistics.median(warm_h)
+
+    catalog = _catalog(work / "catalog", big.relative_to(root).as_posix(), expected, size)
+    spec = catalog["bench_big"]
+    cold_v: list[float] = []
+    warm_v: list[float] = []
+    for i in range(repeats):
+        log(f"2b: Verifier cold vs warm, round {i + 1}/{repeats}")
+        cache_dir = work / f"cache-verifier-{i}"
+
+        def verify(cache_dir: Path = cache_dir) -> bool:
+            (report,) = Verifier(catalog, root, Hasher(DigestCache(cache_dir))).verify(spec)
+            return report.cached
+
+        t, cached = timed(verify)
+        if cached:
+            raise SystemExit("bench_digest: the cold verification hit a cache")
+        cold_v.append(t)
+        for _ in range(warm_calls):
+            t, cached = timed(verify)
+            if not cached:
+                raise SystemExit("bench_digest: the warm verification missed the cache")
+            warm_v.append(t)
+    verifier_ratio = min(cold_v) / statistics.median(warm_v)
+    return [
+        Row(
+            "2",
+            f"warm `Hasher.file` (fresh Hasher, digest-cache hit) vs cold, {size // MiB} MiB file",
+            f"cold {duration(min(cold_h))}, warm {duration(statistics.median(warm_h))} "
+            f"(median of {len(warm_h)}): **{hasher_ratio:,.0f}x**",
+            "≥ 100x",
+            hasher_ratio >= 100,
+        ),
+        Row(
+            "2b",
+            "warm `Verifier.verify` of a spec pinning that file vs cold "
+            "(path checks, size, digest)",
+            f"cold {duration(min(cold_v))}, warm {duration(statistics.median(warm_v))} "
+            f"(median of {len(warm_v)}): **{verifier_ratio:,.0f}x**",
+            "≥ 100x",
+            verifier_ratio >= 100,
+        ),
+    ]
+
+
+# -- 3: many artifacts in parallel -------------------------------------------------------
+
+
+def bench_parallel(parts: Sequence[tuple[Path, str]], repeats: int) -> list[Row]:
+    paths = [p for p, _ in parts]
+    expected = [d for _, d in parts]
+    workers = Hasher().max_workers
+    serial: list[float] = []
+    parallel: list[float] = []
+
+    def run(max_workers: int | None) -> list[FileDigest | BaseException]:
+        return Hasher(DigestCache(None), max_workers=max_workers).files(paths)
+
+    for i in range(repeats):
+        log(f"3: {len(paths)} files, 1 worker vs {workers}, round {i + 1}/{repeats}")
+        for max_workers, times in ((1, serial), (None, parallel)):
+            t, results = timed(lambda: run(max_workers))  # noqa: B023
+            got = [r.sha256 if isinstance(r, FileDigest) else repr(r) for r in results]
+            if got != expected:
+                raise SystemExit(f"bench_digest: wrong digests with max_workers={max_workers}")
+            times.append(t)
+    total = sum(p.stat().st_size for p in paths)
+    speedup = min(serial) / min(parallel)
+    ideal = min(os.cpu_count() or 1, len(paths))
+    goal = 0.75 * ideal
+    return [
+        Row(
+            "3",
+            f"{len(paths)} files x {parts[0][0].stat().st_size // MiB} MiB: default "
+            f"workers ({workers}) vs `max_workers=1`",
+            f"{rate(total, min(serial))} vs {rate(total, min(parallel))}: **{speedup:.2f}x** "
+            f"({speedup / ideal:.0%} of {ideal} cores)",
+            f"≥ {goal:.2f}x (75% of min(cores, files))",
+            speedup >= goal,
+        ),
+    ]
+
+
+# -- 4: memory ---------------------------------------------------------------------------
+
+# VmHWM, the peak RSS of this process's own memory map; ru_maxrss would do elsewhere, but on
+# Linux it carries the parent's peak across fork and exec, which could hide the growth.
+_RSS_PROBE = """
+import json, resource, sys
+from dp_models.digest import sha256_file
+
+def peak_kib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+sha256_file(sys.argv[2])  # warm up imports, allocator and the buffer on a small file
+before = peak_kib()
+sha256_file(sys.argv[1])
+after = peak_kib()
+print(json.dumps({"before_kib": before, "after_kib": after}))
+"""
+
+
+def traced_peak(path: Path) -> int:
+    tracemalloc.start()
+    try:
+        sha256_file(path)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def rss_growth(path: Path, small: Path) -> tuple[int, int]:
+    """(growth of the peak RSS while hashing ``path``, the peak RSS after), in bytes."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(path), str(small)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    data = json.loads(out)
+    return int(data["after_kib"] - data["before_kib"]) * 1024, int(data["after_kib"]) * 1024
+
+
+def bench_memory(big: Path, size: int, small: Path) -> list[Row]:
+    log("4: memory while hashing")
+    peak_big = traced_peak(big)
+    peak_small = traced_peak(small)
+    rss_big, rss_peak = rss_growth(big, small)
+    small_mib = small.stat().st_size // MiB
+    return [
+        Row(
+            "4",
+            f"peak traced Python memory while `sha256_file` hashes {size // MiB} MiB "
+            f"(vs a {small_mib} MiB file)",
+            f"**{peak_big / MiB:.2f} MiB** ({peak_small / MiB:.2f} MiB)",
+            "≤ 4 MiB, independent of file size",
+            peak_big <= 4 * MiB and peak_big <= peak_small + MiB,
+        ),
+        Row(
+            "4b",
+            f"growth of the process's peak RSS while hashing {size // MiB} MiB "
+            "(fresh process, after a warm-up hash)",
+            f"**{rss_big / MiB:.2f} MiB** (peak RSS {rss_peak / MiB:.0f} MiB)",
+            "≤ 8 MiB",
+            rss_big <= 8 * MiB,
+        ),
+    ]
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def sha_extensions() -> str:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    return "yes" if " sha_ni" in flags else "no"
+
+
+def render(rows: Sequence[Row], args: argparse.Namespace, work: Path, elapsed: float) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# dp_models digest benchmark",
+        "",
+        f"`{' '.join(['benchmarks/bench_digest.py', *sys.argv[1:]])}` on {when}, "
+        f"{elapsed:.0f} s in all.",
+        "",
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores visible, SHA extensions: "
+        f"{sha_extensions()}; {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
+        f"dp_models {dp_models.__version__}",
+        f'- files in {work.parent} (in the page cache: "cold" means no digest cache, '
+        "not a cold disk); best of "
+        f"{args.repeats} interleaved rounds unless stated",
+        "",
+        "| # | what | measured | target | |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.key} | {r.what} | {r.measured} | {r.goal} | {r.verdict} |")
+    lines += [
+        "",
+        "Row 5 needs fake weights for every packaged spec (`dp_models.testing."
+        "fake_models_root`, a later issue); see benchmarks/README.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--size-mb", type=int, default=1024, help="size of the large file in MiB (default 1024)"
+    )
+    parser.add_argument(
+        "--files", type=int, default=16, help="number of files for the parallel row (default 16)"
+    )
+    parser.add_argument(
+        "--file-mb", type=int, default=64, help="size of each of those files in MiB (default 64)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved rounds per measurement (default 3)"
+    )
+    parser.add_argument(
+        "--warm-calls",
+        type=int,
+        default=50,
+        help="warm (cache hit) calls timed per round (default 50)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to create the temporary files (default: the system temp "
+        "dir); put it on the disk that holds MODELS_ROOT",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the markdown report to this file"
+    )
+    args = parser.parse_args(argv)
+    if min(args.size_mb, args.files, args.file_mb, args.repeats, args.warm_calls) < 1:
+        parser.error("sizes, counts and repeats must be positive")
+
+    start = time.perf_counter()
+    size = args.size_mb * MiB
+    with tempfile.TemporaryDirectory(prefix="dp-models-bench-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        root = work / "root"
+        root.mkdir()
+        big = root / "big.bin"
+        log(f"writing {args.size_mb} MiB of random bytes to {big}")
+        expected = write_random(big, size)
+        log(f"cutting {args.files} files of {args.file_mb} MiB")
+        parts = split_copy(big, work / "parts", args.files, args.file_mb * MiB)
+
+        rows = bench_cold_rate(big, size, expected, args.repeats)
+        rows += bench_warm(work, root, big, size, expected, args.repeats, args.warm_calls)
+        rows += bench_parallel(parts, args.repeats)
+        rows += bench_memory(big, size, parts[0][0])
+        rows.append(
+            Row(
+                "5",
+                "warm `dp-models doctor`-style verification of the whole packaged catalog",
+                "not measured: no fake weights for the packaged specs yet",
+                "whole catalog in milliseconds",
+                None,
+                skipped=True,
+            )
+        )
+        shutil.rmtree(work / "parts")
+        report = render(rows, args, work, time.perf_counter() - start)
+
+    print(report, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report, encoding="utf-8")
+        log(f"wrote {args.out}")
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
