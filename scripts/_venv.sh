@@ -8,6 +8,7 @@ ensure_venv() {
     "$py" -m venv .venv
   fi
   echo "==> installing dp-models[$extras] (pins: constraints/ci.txt)"
+  # This machine's pip config lists extra local indexes; their "is ignored" notes are noise.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -e ".[$extras]" -c constraints/ci.txt
+    -e ".[$extras]" -c constraints/ci.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
 }

@@ -198,7 +198,7 @@ def test_lock_and_check(
     code, out, _ = run(capsys, "lock", "--check", *args)
     assert code == 1 and "m.pt: present in the root but not pinned in the lock" in out
     code, out, _ = run(capsys, "lock", *args)
-    assert code == 0 and "1 pins (1 added, 0 changed, 0 dropped)" in out
+    assert code == 0 and "1 pin (1 added, 0 changed, 0 dropped)" in out
     code, out, _ = run(capsys, "lock", "--check", *args)
     assert code == 0 and "is in sync" in out
     code, out, _ = run(capsys, "doctor", *args)

@@ -178,6 +178,10 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("  ".join(cells).rstrip() + "\n")
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _dump(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2) + "\n")
 
@@ -190,9 +194,9 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     runtimes = {r: sum(s.runtime == r for s in catalog.values()) for r in ("inprocess", "triton")}
     lock = catalog.lock
     out.write(
-        f"catalog {catalog.directory}: {len(catalog)} specs valid "
+        f"catalog {catalog.directory}: {_n(len(catalog), 'spec')} valid "
         f"({runtimes['inprocess']} in-process, {runtimes['triton']} Triton); "
-        f"lock {lock.path.name}: {len(lock.artifacts)} pins"
+        f"lock {lock.path.name}: {_n(len(lock.artifacts), 'pin')}"
         f"{'' if lock.exists else ' (no lock file yet)'}\n"
     )
     return 0
@@ -310,7 +314,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     summary = ", ".join(
         f"{sum(h.status == s for h in health)} {s}" for s in dict.fromkeys(h.status for h in health)
     )
-    out.write(f"\n{len(health)} specs against {verifier.root}: {summary}\n")
+    out.write(f"\n{_n(len(health), 'spec')} against {verifier.root}: {summary}\n")
     if failing:
         out.write(f"\n{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:\n")
         for h in failing:
@@ -339,7 +343,7 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         _close(verifier)
     out.write(
-        f"wrote {plan.lock.path}: {len(plan.lock.artifacts)} pins "
+        f"wrote {plan.lock.path}: {_n(len(plan.lock.artifacts), 'pin')} "
         f"({len(plan.added)} added, {len(plan.changed)} changed, "
         f"{len(plan.dropped)} dropped)\n"
     )
