@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: set up .venv, then check the example catalog against MODELS_ROOT.example/.
+# The demo: set up .venv, check the example catalog against MODELS_ROOT.example/, then
+# load its model through the ModelManager, run it, write and verify a stamped artifact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
@@ -10,12 +11,11 @@ root=MODELS_ROOT.example
 
 echo "==> dp-models validate --catalog $catalog"
 .venv/bin/dp-models validate --catalog "$catalog"
-echo "==> dp-models list --catalog $catalog"
-.venv/bin/dp-models list --catalog "$catalog"
 echo "==> dp-models doctor --catalog $catalog --root $root"
 .venv/bin/dp-models doctor --catalog "$catalog" --root "$root"
 echo "==> dp-models lock --check --catalog $catalog --root $root"
 .venv/bin/dp-models lock --check --catalog "$catalog" --root "$root"
-echo "==> dp-models digest $root/demo/tiny_color_classifier"
-.venv/bin/dp-models digest "$root/demo/tiny_color_classifier" "$root/demo/tiny_color_classifier/model.onnx"
-echo "==> the packaged catalog: $(.venv/bin/dp-models validate)"
+echo "==> python examples/demo.py"
+.venv/bin/python examples/demo.py
+echo "==> dp-models verify-artifact demo_out/predictions.json --catalog $catalog"
+.venv/bin/dp-models verify-artifact demo_out/predictions.json --catalog "$catalog"

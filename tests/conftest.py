@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dp_models.settings import ENV_VARS
+from dp_models.offline import OFFLINE_FLAGS, cache_dirs
+from dp_models.settings import ENV_TRITON_URL, ENV_VARS
+
+#: Every variable dp_models reads or sets; cleaned before and restored after each test.
+TOUCHED_VARS = sorted({*ENV_VARS, *OFFLINE_FLAGS, *cache_dirs(Path("/"))})
 
 #: Small known files and their sha256 (computed independently of dp_models).
 TINY_DATA = {
@@ -25,8 +29,10 @@ def clean_environ(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """No dp_models or framework variable leaks in from the caller; the digest cache is per test."""
-    for name in ENV_VARS:
+    for name in TOUCHED_VARS:
         monkeypatch.delenv(name, raising=False)
+    for name in [k for k in os.environ if k.startswith(ENV_TRITON_URL)]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("DP_MODELS_CACHE_DIR", str(tmp_path_factory.mktemp("digest-cache")))
 
 

@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .catalog import Catalog, Pin
-    from .digest import DigestCache, Hasher, directory_digest, sha256_file
+    from .catalog import (
+        Catalog,
+        Pin,
+    )
+    from .digest import (
+        DigestCache,
+        Hasher,
+        directory_digest,
+        sha256_file,
+    )
     from .errors import (
         ArtifactChangedError,
         ArtifactError,
@@ -26,19 +34,64 @@ if TYPE_CHECKING:
         CatalogError,
         CatalogProblem,
         ConfigurationError,
+        DeviceUnavailableError,
         DigestMismatchError,
         DPModelsError,
+        LoaderArgsError,
+        LoaderError,
+        LoaderNotFoundError,
         LockError,
+        MissingExtraError,
         ModelsRootError,
+        NetworkBlockedError,
+        PrecisionError,
+        ProvenanceError,
         SizeMismatchError,
         SpecNotFoundError,
+        StateDictMismatchError,
         UnpinnedArtifactError,
+        UnsafeCheckpointError,
         UnsafePathError,
     )
-    from .lock import Lock, LockEntry
-    from .settings import resolve_models_root
-    from .spec import Artifact, Spec, TritonSection, TritonTensor
-    from .verify import ArtifactReport, Verifier
+    from .guard import (
+        network_guard,
+    )
+    from .loaders import (
+        LoadContext,
+        Loader,
+        register_loader,
+    )
+    from .lock import (
+        Lock,
+        LockEntry,
+    )
+    from .manager import (
+        ModelHandle,
+        ModelManager,
+    )
+    from .offline import (
+        enforce_offline,
+    )
+    from .provenance import (
+        check_stamps,
+        load_npz,
+        read_stamps,
+        save_npz,
+        write_json,
+    )
+    from .settings import (
+        resolve_models_root,
+    )
+    from .spec import (
+        Artifact,
+        Spec,
+        TritonSection,
+        TritonTensor,
+    )
+    from .verify import (
+        ArtifactReport,
+        Verifier,
+    )
 
 __all__ = [
     "Artifact",
@@ -52,44 +105,78 @@ __all__ = [
     "CatalogProblem",
     "ConfigurationError",
     "DPModelsError",
+    "DeviceUnavailableError",
     "DigestCache",
     "DigestMismatchError",
     "Hasher",
+    "LoadContext",
+    "Loader",
+    "LoaderArgsError",
+    "LoaderError",
+    "LoaderNotFoundError",
     "Lock",
     "LockEntry",
     "LockError",
+    "MissingExtraError",
+    "ModelHandle",
+    "ModelManager",
     "ModelsRootError",
+    "NetworkBlockedError",
     "Pin",
+    "PrecisionError",
+    "ProvenanceError",
     "SizeMismatchError",
     "Spec",
     "SpecNotFoundError",
+    "StateDictMismatchError",
     "TritonSection",
     "TritonTensor",
     "UnpinnedArtifactError",
+    "UnsafeCheckpointError",
     "UnsafePathError",
     "Verifier",
     "__version__",
+    "check_stamps",
     "directory_digest",
+    "enforce_offline",
+    "load_npz",
+    "network_guard",
+    "read_stamps",
+    "register_loader",
     "resolve_models_root",
+    "save_npz",
     "sha256_file",
+    "write_json",
 ]
 
 _WHERE = {
+    "Artifact": "spec",
+    "ArtifactReport": "verify",
     "Catalog": "catalog",
-    "Pin": "catalog",
     "DigestCache": "digest",
     "Hasher": "digest",
-    "directory_digest": "digest",
-    "sha256_file": "digest",
+    "LoadContext": "loaders",
+    "Loader": "loaders",
     "Lock": "lock",
     "LockEntry": "lock",
-    "resolve_models_root": "settings",
-    "Artifact": "spec",
+    "ModelHandle": "manager",
+    "ModelManager": "manager",
+    "Pin": "catalog",
     "Spec": "spec",
     "TritonSection": "spec",
     "TritonTensor": "spec",
-    "ArtifactReport": "verify",
     "Verifier": "verify",
+    "check_stamps": "provenance",
+    "directory_digest": "digest",
+    "enforce_offline": "offline",
+    "load_npz": "provenance",
+    "network_guard": "guard",
+    "read_stamps": "provenance",
+    "register_loader": "loaders",
+    "resolve_models_root": "settings",
+    "save_npz": "provenance",
+    "sha256_file": "digest",
+    "write_json": "provenance",
 }
 
 

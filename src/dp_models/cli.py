@@ -135,6 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
+    p = add(
+        "verify-artifact",
+        _verify_artifact,
+        "compare an artifact's provenance stamps (.json or .npz) with the catalog and lock",
+        [common],
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true")
     p = add("env", _env, "versions, environment flags and resolved settings", [common, rooted])
     p.add_argument("--json", action="store_true")
     return parser
@@ -403,8 +411,45 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
+    from .provenance import check_stamps, read_stamps
+
+    catalog = _catalog(args)
+    stamps = read_stamps(args.file)
+    checks = check_stamps(stamps, catalog)
+    ok = all(c.ok for c in checks)
+    if args.json:
+        _dump(
+            {
+                "file": args.file,
+                "ok": ok,
+                "model_signature": stamps["model_signature"],
+                "models": [
+                    {"name": c.name, "status": c.status, "changes": c.changes} for c in checks
+                ],
+            },
+            out,
+        )
+        return 0 if ok else 1
+    out.write(
+        f"{args.file}: {_n(len(checks), 'model')}, signature "
+        f"{str(stamps['model_signature'])[:16]}...\n"
+    )
+    for c in checks:
+        out.write(f"  {c.name:<32} {c.status}\n")
+        for change in c.changes:
+            out.write(f"      {change}\n")
+    changed = [c.name for c in checks if not c.ok]
+    if changed:
+        out.write(f"changed since the artifact was written: {', '.join(changed)}\n")
+    else:
+        out.write("every model is as the catalog and lock describe it today\n")
+    return 0 if ok else 1
+
+
 def _env(args: argparse.Namespace, out: TextIO) -> int:
     from .settings import (
+        ENV_TRITON_URL,
         ENV_VARS,
         redact,
         resolve_cache_dir,
@@ -425,7 +470,11 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
         root: str = str(resolve_models_root(args.root, origin="--root"))
     except DPModelsError as exc:
         root = f"(not usable: {exc})"
-    environment = {k: redact(os.environ[k]) for k in ENV_VARS if k in os.environ}
+    environment = {
+        k: redact(v)
+        for k, v in sorted(os.environ.items())
+        if k in ENV_VARS or k.startswith(ENV_TRITON_URL + "_")
+    }
     settings = {
         "catalog": str(catalog_dir),
         "lock": str(resolve_lock_path(catalog_dir, args.lock)),

@@ -8,6 +8,16 @@
     ├── LockError (ValueError)               a lock file that is malformed or disagrees
     ├── SpecNotFoundError (KeyError)         an unknown spec name; .suggestions
     ├── ModelsRootError (FileNotFoundError)  MODELS_ROOT unset, missing or not a directory
+    ├── MissingExtraError (ImportError)      a framework not installed; .extra names the fix
+    ├── LoaderNotFoundError (LookupError)    a spec's loader is not registered
+    ├── DeviceUnavailableError (RuntimeError) CUDA asked for where there is none; .requested
+    ├── PrecisionError (ValueError)          a precision the device or spec does not allow
+    ├── NetworkBlockedError (RuntimeError)   a connection or DNS lookup during a load
+    ├── ProvenanceError (ValueError)         stamps that conflict or cannot be read
+    ├── LoaderError (RuntimeError)           a loader failed; .spec, .loader
+    │   ├── LoaderArgsError (TypeError)      loader_args the loader rejects (bad class path...)
+    │   ├── StateDictMismatchError (ValueError) .missing, .unexpected keys
+    │   └── UnsafeCheckpointError (UnpicklingError) a pickle that would run code
     └── ArtifactError                        one artifact of one spec; .spec, .path
         ├── ArtifactMissingError (FileNotFoundError)
         ├── UnsafePathError (PermissionError)    a path that would leave MODELS_ROOT
@@ -24,6 +34,7 @@ for the person on call: what was expected, what was found, and the command that 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +48,22 @@ __all__ = [
     "CatalogProblem",
     "ConfigurationError",
     "DPModelsError",
+    "DeviceUnavailableError",
     "DigestMismatchError",
+    "LoaderArgsError",
+    "LoaderError",
+    "LoaderNotFoundError",
     "LockError",
+    "MissingExtraError",
     "ModelsRootError",
+    "NetworkBlockedError",
+    "PrecisionError",
+    "ProvenanceError",
     "SizeMismatchError",
     "SpecNotFoundError",
+    "StateDictMismatchError",
     "UnpinnedArtifactError",
+    "UnsafeCheckpointError",
     "UnsafePathError",
 ]
 
@@ -118,6 +139,124 @@ class ModelsRootError(DPModelsError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class MissingExtraError(DPModelsError, ImportError):
+    """A framework a spec needs is not installed. ``extra`` is the dp-models extra to install."""
+
+    def __init__(self, module: str, *, extra: str, spec: str | None = None) -> None:
+        self.module = module
+        self.extra = extra
+        self.spec = spec
+        needed = f" (spec {spec!r} needs it)" if spec else ""
+        super().__init__(
+            f"{module} is not installed{needed}. Install it with: pip install 'dp-models[{extra}]'"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LoaderNotFoundError(DPModelsError, LookupError):
+    """A spec names a loader that is neither built in nor registered by an installed package."""
+
+    def __init__(self, loader: str, known: Sequence[str], *, spec: str | None = None) -> None:
+        self.loader = loader
+        self.known = tuple(known)
+        self.spec = spec
+        who = f"spec {spec!r} names loader" if spec else "loader"
+        super().__init__(
+            f"{who} {loader!r}, which is not registered. Known loaders: {', '.join(known)}. "
+            "A third-party loader registers itself under the 'dp_models.loaders' entry-point "
+            "group; install the package that provides it."
+        )
+
+
+class DeviceUnavailableError(DPModelsError, RuntimeError):
+    """The requested device is not there; dp_models never falls back to another one."""
+
+    def __init__(self, message: str, *, spec: str, requested: str) -> None:
+        self.spec = spec
+        self.requested = requested
+        super().__init__(message)
+
+
+class PrecisionError(DPModelsError, ValueError):
+    """A precision the device or the spec does not allow."""
+
+    def __init__(self, message: str, *, spec: str, precision: str, device: str) -> None:
+        self.spec = spec
+        self.precision = precision
+        self.device = device
+        super().__init__(message)
+
+
+class NetworkBlockedError(DPModelsError, RuntimeError):
+    """An outgoing connection or DNS lookup while a model was loading.
+
+    Deliberately not an ``OSError``: HTTP libraries catch ``OSError`` to retry or to fall
+    back to a cache, and this error must reach the caller unchanged, at once."""
+
+    def __init__(self, destination: str, *, specs: Sequence[str], allowed: Sequence[str]) -> None:
+        self.destination = destination
+        self.specs = tuple(specs)
+        self.allowed = tuple(allowed)
+        loading = ", ".join(repr(s) for s in self.specs) or "a model"
+        allow = ", ".join(self.allowed) or "none"
+        super().__init__(
+            f"network access to {destination} blocked while loading {loading}: dp_models loads "
+            "from MODELS_ROOT only and never downloads. Provision the artifact under "
+            f"MODELS_ROOT instead (allowed destinations: the configured Triton endpoints: {allow})."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ProvenanceError(DPModelsError, ValueError):
+    """Provenance stamps that conflict with those already present, or cannot be read."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class LoaderError(DPModelsError, RuntimeError):
+    """A loader failed to build the model of a spec; the framework's error is chained."""
+
+    def __init__(self, message: str, *, spec: str, loader: str) -> None:
+        self.spec = spec
+        self.loader = loader
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LoaderArgsError(LoaderError, TypeError):
+    """``loader_args`` the loader rejects: an unknown argument, a class path that does not
+    import, keyword arguments the class does not take."""
+
+
+class StateDictMismatchError(LoaderError, ValueError):
+    """A state dict whose keys do not fit the model; ``missing`` and ``unexpected`` list them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str,
+        loader: str,
+        missing: Sequence[str],
+        unexpected: Sequence[str],
+    ) -> None:
+        self.missing = tuple(missing)
+        self.unexpected = tuple(unexpected)
+        super().__init__(message, spec=spec, loader=loader)
+
+
+class UnsafeCheckpointError(LoaderError, pickle.UnpicklingError):
+    """A pickled checkpoint that needs more than tensors to load (it could run code); refused."""
 
 
 class ArtifactError(DPModelsError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "resolve_catalog_dir",
     "resolve_lock_path",
     "resolve_models_root",
+    "resolve_triton_endpoints",
     "resolve_verify_policy",
 ]
 
@@ -156,6 +158,23 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     xdg = _env("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "dp_models"
+
+
+def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Triton endpoint URLs by name: ``endpoints``, else the environment:
+    ``$DP_MODELS_TRITON_URL`` is the endpoint named ``default`` and
+    ``$DP_MODELS_TRITON_URL_<NAME>`` the one named ``<name>`` (lowercased)."""
+    if endpoints is not None:
+        return dict(endpoints)
+    found: dict[str, str] = {}
+    for key, value in os.environ.items():
+        if not value.strip():
+            continue
+        if key == ENV_TRITON_URL:
+            found["default"] = value.strip()
+        elif key.startswith(ENV_TRITON_URL + "_"):
+            found[key[len(ENV_TRITON_URL) + 1 :].lower()] = value.strip()
+    return found
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

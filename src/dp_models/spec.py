@@ -275,6 +275,11 @@ class Spec(_Strict):
     device: Device = Field(
         default="auto", description="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
     )
+    allow_half_on_cpu: bool = Field(
+        default=False,
+        description="fp16/bf16 on a CPU is an error unless this is true (most CPU kernels are "
+        "slow or missing in half precision).",
+    )
     preprocess: Preprocess | None = Field(
         default=None, description="Client-side preprocessing preset."
     )

@@ -1,0 +1,188 @@
+"""The network guard: while a model loads, no connection and no DNS lookup leaves the process.
+
+Python raises an *audit event* before every socket connect, ``sendto``/``sendmsg`` and
+name lookup (PEP 578). One audit hook, installed on first use, turns those events into
+:class:`~dp_models.errors.NetworkBlockedError` while any guard is active, in every thread
+of the process, so a loader's worker threads are covered too. The error is raised before
+the socket does anything: there is no timeout to wait for and no partial download.
+
+Allowed: Unix-domain sockets (local IPC, not network), and the host/port pairs given to
+the guard (the configured Triton endpoints). Everything else is blocked, loopback
+included.
+
+What it cannot see: native code that opens sockets without going through Python's
+``socket`` module (a C++ library using libcurl, for instance). The offline flags set by
+:func:`dp_models.enforce_offline` are what keep those frameworks from trying; see
+``docs/offline.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import NetworkBlockedError
+
+__all__ = ["active_guards", "endpoint_address", "network_guard"]
+
+_lock = threading.Lock()
+_active: Counter[str] = Counter()  # spec names being loaded, across threads
+_allowed_hosts: Counter[str] = Counter()
+_allowed_addrs: Counter[tuple[str, int]] = Counter()
+_installed = False
+_blocked: list[NetworkBlockedError] = []  # what guards blocked, for callers whose loader
+# caught the error and raised another one
+_EVENTS = frozenset(
+    {
+        "socket.connect",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyname_ex",
+        "socket.gethostbyaddr",
+        "socket.getnameinfo",
+    }
+)
+
+
+def endpoint_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of an endpoint URL (``http://host:8000``, or a bare ``host:8000``)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return host, port
+
+
+def active_guards() -> tuple[str, ...]:
+    """The spec names whose loads are guarded right now (for diagnostics and tests)."""
+    with _lock:
+        return tuple(sorted(_active))
+
+
+def _allowed() -> list[str]:
+    return sorted(f"{h}:{p}" for h, p in _allowed_addrs)
+
+
+def _destination(event: str, args: tuple[Any, ...]) -> tuple[str, str | None, int | None] | None:
+    """(shown, host, port) of the event, or None when it is not network traffic."""
+    if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+        sock = args[0]
+        if getattr(sock, "family", None) == getattr(socket, "AF_UNIX", object()):
+            return None
+        address = args[1] if len(args) > 1 else None
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = str(address[0]), int(address[1])
+            return f"{host}:{port}", host, port
+        if address is None:  # sendmsg on a connected socket: the connect was checked
+            return None
+        return str(address), None, None
+    if event == "socket.getaddrinfo":
+        host, port = args[0], args[1]
+        if host is None:
+            return None  # a local bind, not a lookup
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            port_num = int(port) if port is not None else None
+        except (TypeError, ValueError):
+            port_num = None
+        shown = f"{host}:{port}" if port is not None else host
+        return f"DNS lookup of {shown}", host, port_num
+    if event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+        host = str(args[0])
+        return f"DNS lookup of {host}", host, None
+    if event == "socket.getnameinfo":
+        sockaddr = args[0]
+        host = str(sockaddr[0]) if isinstance(sockaddr, tuple) and sockaddr else str(sockaddr)
+        return f"reverse DNS lookup of {host}", host, None
+    return None
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _EVENTS or not _active:
+        return
+    found = _destination(event, args)
+    if found is None:
+        return
+    shown, host, port = found
+    with _lock:
+        if not _active:
+            return
+        if host is not None and port is not None and (host, port) in _allowed_addrs:
+            return
+        if (
+            host is not None
+            and event != "socket.connect"
+            and host in _allowed_hosts
+            and (port is None or any(h == host and p == port for h, p in _allowed_addrs))
+        ):
+            return  # resolving an allowed endpoint's host name
+        specs = sorted(_active)
+        allowed = _allowed()
+    error = NetworkBlockedError(shown, specs=specs, allowed=allowed)
+    _blocked.append(error)
+    raise error
+
+
+def _install() -> None:
+    global _installed
+    with _lock:
+        if not _installed:
+            sys.addaudithook(_hook)
+            _installed = True
+
+
+def _resolve_allowed(endpoints: Iterable[str]) -> list[tuple[str, int]]:
+    """Allowed (host, port) pairs: each endpoint as written, and the addresses its host
+    name resolves to (looked up now, before the guard is active)."""
+    pairs: list[tuple[str, int]] = []
+    for url in endpoints:
+        host, port = endpoint_address(url)
+        if not host:
+            continue
+        pairs.append((host, port))
+        with contextlib.suppress(OSError):
+            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                pairs.append((str(info[4][0]), port))
+    return pairs
+
+
+@contextlib.contextmanager
+def network_guard(
+    specs: Iterable[str], allow: Iterable[str] = ()
+) -> Iterator[list[NetworkBlockedError]]:
+    """Block network access in this process while the block runs, except to ``allow``
+    (endpoint URLs such as ``http://triton:8000``). Guards nest and may overlap across
+    threads: traffic is blocked while any is active, allowed to the union of endpoints.
+
+    Yields a list that receives every error raised while this guard was active, so that a
+    caller can re-raise it when a library caught it and raised something else."""
+    _install()
+    names = list(specs) or ["(unnamed)"]
+    pairs = _resolve_allowed(allow)
+    hosts = [h for h, _ in pairs]
+    with _lock:
+        _active.update(names)
+        _allowed_addrs.update(pairs)
+        _allowed_hosts.update(hosts)
+        start = len(_blocked)
+    seen: list[NetworkBlockedError] = []
+    try:
+        yield seen
+    finally:
+        with _lock:
+            _active.subtract(names)
+            _allowed_addrs.subtract(pairs)
+            _allowed_hosts.subtract(hosts)
+            for counter in (_active, _allowed_addrs, _allowed_hosts):
+                for key in [k for k, v in counter.items() if v <= 0]:
+                    del counter[key]
+            seen.extend(e for e in _blocked[start:] if set(e.specs) & set(names))
+            if not _active:
+                _blocked.clear()

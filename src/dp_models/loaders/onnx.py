@@ -1,0 +1,89 @@
+"""ONNX Runtime loader: an ``InferenceSession`` on the providers the device calls for.
+
+``device: cpu`` runs on ``CPUExecutionProvider``; ``device: cuda`` on
+``CUDAExecutionProvider`` only, and is an error where ONNX Runtime has no CUDA provider
+(ONNX Runtime itself would quietly run on the CPU). ``providers`` in loader_args names
+them explicitly; each must be available.
+
+loader_args:
+    providers: null              e.g. [CUDAExecutionProvider, CPUExecutionProvider]
+    intra_op_num_threads: 0      0 lets ONNX Runtime choose
+    inter_op_num_threads: 0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import DeviceUnavailableError, LoaderArgsError, PrecisionError
+from .base import LoadContext, require
+
+__all__ = ["OnnxRuntimeLoader"]
+
+
+class OnnxRuntimeLoader:
+    """``loader: onnxruntime``."""
+
+    name = "onnxruntime"
+    framework = "onnxruntime"
+    extra = "onnx"
+
+    def cuda_available(self) -> bool:
+        try:
+            ort = require("onnxruntime", extra=self.extra)
+        except ImportError:
+            return False
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+
+    def load(self, ctx: LoadContext) -> Any:
+        args = ctx.args({"providers": None, "intra_op_num_threads": 0, "inter_op_num_threads": 0})
+        name = ctx.spec.name
+        ort = require("onnxruntime", extra=self.extra, spec=name)
+        if ctx.precision != ctx.spec.precision:
+            raise PrecisionError(
+                f"spec {name!r}: an ONNX model runs in the precision it was exported in "
+                f"({ctx.spec.precision}); {ctx.precision} needs its own exported model and spec",
+                spec=name,
+                precision=ctx.precision,
+                device=ctx.device,
+            )
+        providers = args["providers"]
+        if providers is None:
+            providers = (
+                ["CUDAExecutionProvider"]
+                if ctx.device.startswith("cuda")
+                else ["CPUExecutionProvider"]
+            )
+        if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
+            raise LoaderArgsError(
+                f"spec {name!r}: loader_args.providers must be a list of provider names",
+                spec=name,
+                loader=self.name,
+            )
+        available = ort.get_available_providers()
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise DeviceUnavailableError(
+                f"spec {name!r}: ONNX Runtime provider(s) {', '.join(missing)} not available "
+                f"here (available: {', '.join(available)}); dp_models does not fall back to "
+                "another provider. Install onnxruntime-gpu with a working CUDA, or ask for "
+                "device cpu.",
+                spec=name,
+                requested=",".join(missing),
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(args["intra_op_num_threads"])
+        options.inter_op_num_threads = int(args["inter_op_num_threads"])
+        session = ort.InferenceSession(
+            str(ctx.artifact("onnx")), sess_options=options, providers=providers
+        )
+        dropped = [p for p in providers if p not in session.get_providers()]
+        if dropped:  # ONNX Runtime fell back quietly: refuse
+            raise DeviceUnavailableError(
+                f"spec {name!r}: ONNX Runtime could not start {', '.join(dropped)} and fell "
+                f"back to {', '.join(session.get_providers())}; dp_models does not run a model "
+                "on another device than asked.",
+                spec=name,
+                requested=",".join(dropped),
+            )
+        return session

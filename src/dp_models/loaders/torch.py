@@ -1,0 +1,218 @@
+"""PyTorch loaders: ``torch_state_dict`` (a module class plus a state dict) and ``torchscript``.
+
+``torch_state_dict`` builds ``module:Class(**kwargs)`` and loads its weights from a
+``.safetensors`` file, or from a pickled ``.pt``/``.pth`` checkpoint with
+``torch.load(weights_only=True)``: a checkpoint that needs anything but tensors and plain
+containers to unpickle could run code, and is refused unless the spec opts out with
+``weights_only: false``. Keys must match exactly unless ``strict: false``.
+
+loader_args (``torch_state_dict``):
+    class_path: "package.module:Class"  (required)
+    kwargs: {}                           keyword arguments for the class
+    strict: true                         missing or unexpected keys are an error
+    state_dict_key: null                 take the state dict from this key of the checkpoint
+    strip_prefix: null                   remove this prefix from every key (e.g. "module.")
+    weights_only: true                   false opts out of safe unpickling (trusted files only)
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import LoaderArgsError, PrecisionError, StateDictMismatchError, UnsafeCheckpointError
+from .base import LoadContext, require
+
+__all__ = ["TorchScriptLoader", "TorchStateDictLoader"]
+
+_WEIGHT_FORMATS = ("safetensors", "pt", "pth", "pth.tar", "pyth")
+_SHOWN_KEYS = 8
+
+
+def _torch(ctx: LoadContext | None = None) -> Any:
+    return require("torch", extra="torch", spec=ctx.spec.name if ctx else None)
+
+
+def _cuda_available() -> bool:
+    try:
+        torch = _torch()
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
+    torch = _torch(ctx)
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if ctx.precision not in dtypes:
+        raise PrecisionError(
+            f"spec {ctx.spec.name!r}: loader {loader!r} runs models in fp32, fp16 or bf16, not "
+            f"{ctx.precision}; quantised models need a loader that builds them",
+            spec=ctx.spec.name,
+            precision=ctx.precision,
+            device=ctx.device,
+        )
+    return model.to(device=ctx.device, dtype=dtypes[ctx.precision])
+
+
+def _import_class(ctx: LoadContext, class_path: Any) -> Any:
+    name = ctx.spec.name
+    if not isinstance(class_path, str) or ":" not in class_path:
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.class_path must be 'package.module:Class', got "
+            f"{class_path!r}",
+            spec=name,
+            loader="torch_state_dict",
+        )
+    module_name, _, attr = class_path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LoaderArgsError(
+            f"spec {name!r}: class_path {class_path!r} does not import ({exc}). Install the "
+            "package that defines the model class, or fix the path.",
+            spec=name,
+            loader="torch_state_dict",
+        ) from exc
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError as exc:
+        raise LoaderArgsError(
+            f"spec {name!r}: module {module_name!r} has no {attr!r} (class_path {class_path!r})",
+            spec=name,
+            loader="torch_state_dict",
+        ) from exc
+    return obj
+
+
+def _read_checkpoint(ctx: LoadContext, path: Path, weights_only: bool) -> Any:
+    name = ctx.spec.name
+    if path.name.endswith(".safetensors"):
+        st = require("safetensors.torch", extra="torch", spec=name)
+        return st.load_file(str(path), device="cpu")
+    torch = _torch(ctx)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        if not weights_only:
+            raise
+        raise UnsafeCheckpointError(
+            f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors to "
+            "load, so unpickling it could run code; it was refused and nothing in it ran. "
+            "Convert it to safetensors, or, if you trust the file, set loader_args "
+            f"weights_only: false in the spec. ({str(exc).splitlines()[0]})",
+            spec=name,
+            loader="torch_state_dict",
+        ) from exc
+
+
+def _state_dict(ctx: LoadContext, checkpoint: Any, key: str | None, prefix: str | None) -> Any:
+    name = ctx.spec.name
+    if key is not None:
+        if not isinstance(checkpoint, Mapping) or key not in checkpoint:
+            found = sorted(checkpoint)[:_SHOWN_KEYS] if isinstance(checkpoint, Mapping) else []
+            raise LoaderArgsError(
+                f"spec {name!r}: the checkpoint has no key {key!r} (loader_args.state_dict_key);"
+                f" its top-level keys are {found}",
+                spec=name,
+                loader="torch_state_dict",
+            )
+        checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, Mapping):
+        raise LoaderArgsError(
+            f"spec {name!r}: the checkpoint is a {type(checkpoint).__name__}, not a state dict;"
+            " set loader_args.state_dict_key if the weights sit under a key",
+            spec=name,
+            loader="torch_state_dict",
+        )
+    if prefix:
+        checkpoint = {
+            k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in checkpoint.items()
+        }
+    return checkpoint
+
+
+def _shown(keys: list[str]) -> str:
+    more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
+    return ", ".join(keys[:_SHOWN_KEYS]) + more
+
+
+class TorchStateDictLoader:
+    """``loader: torch_state_dict``."""
+
+    name = "torch_state_dict"
+    framework = "torch"
+    extra = "torch"
+
+    def cuda_available(self) -> bool:
+        return _cuda_available()
+
+    def load(self, ctx: LoadContext) -> Any:
+        args = ctx.args(
+            {
+                "class_path": None,
+                "kwargs": {},
+                "strict": True,
+                "state_dict_key": None,
+                "strip_prefix": None,
+                "weights_only": True,
+            }
+        )
+        name = ctx.spec.name
+        cls = _import_class(ctx, args["class_path"])
+        if not isinstance(args["kwargs"], Mapping):
+            raise LoaderArgsError(
+                f"spec {name!r}: loader_args.kwargs must be a mapping", spec=name, loader=self.name
+            )
+        try:
+            model = cls(**args["kwargs"])
+        except TypeError as exc:
+            raise LoaderArgsError(
+                f"spec {name!r}: {args['class_path']}(**{dict(args['kwargs'])!r}) failed: {exc}",
+                spec=name,
+                loader=self.name,
+            ) from exc
+        checkpoint = _read_checkpoint(ctx, ctx.artifact(*_WEIGHT_FORMATS), args["weights_only"])
+        state = _state_dict(ctx, checkpoint, args["state_dict_key"], args["strip_prefix"])
+        result = model.load_state_dict(state, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+        if args["strict"] and (missing or unexpected):
+            raise StateDictMismatchError(
+                f"spec {name!r}: the weights do not fit {args['class_path']}: "
+                f"{len(missing)} missing key(s) [{_shown(missing)}], {len(unexpected)} "
+                f"unexpected key(s) [{_shown(unexpected)}]. Check kwargs and strip_prefix, or "
+                "set strict: false if partial loading is intended.",
+                spec=name,
+                loader=self.name,
+                missing=missing,
+                unexpected=unexpected,
+            )
+        model = _apply_precision(model, ctx, self.name)
+        model.eval()
+        return model
+
+
+class TorchScriptLoader:
+    """``loader: torchscript``: ``torch.jit.load`` onto the device. No loader_args."""
+
+    name = "torchscript"
+    framework = "torch"
+    extra = "torch"
+
+    def cuda_available(self) -> bool:
+        return _cuda_available()
+
+    def load(self, ctx: LoadContext) -> Any:
+        ctx.args({})
+        torch = _torch(ctx)
+        model = torch.jit.load(
+            str(ctx.artifact("torchscript", "pt", "pth")), map_location=ctx.device
+        )
+        model = _apply_precision(model, ctx, self.name)
+        model.eval()
+        return model

@@ -1,0 +1,417 @@
+"""The ModelManager: the one object every processor imports to get its models.
+
+>>> from dp_models import ModelManager
+>>> mm = ModelManager()                        # root, catalog, cache from env / package
+>>> handle = mm.get("emonet_8")               # resolved and verified; nothing loaded
+>>> model = handle.load()                     # built by the spec's loader, offline
+>>> meta = mm.stamp({"video_id": "abc"})      # models_used, model_signature, weights_digest
+
+``get`` verifies the spec's artifacts (and those of the specs it requires) and resolves
+device and precision; ``load`` verifies again (a file changed or removed since ``get`` is
+an error, not a surprise inside a framework), then runs the loader inside the network
+guard. Loaded objects are cached per (name, device, precision); threads asking for the
+same one wait for a single load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog
+from .digest import DigestCache, Hasher
+from .errors import (
+    ArtifactMissingError,
+    DeviceUnavailableError,
+    DPModelsError,
+    LoaderError,
+    PrecisionError,
+)
+from .guard import network_guard
+from .loaders import LoadContext, Loader, get_loader
+from .offline import enforce_offline
+from .provenance import model_signature, stamp, weights_digest
+from .settings import (
+    redact,
+    resolve_cache_dir,
+    resolve_models_root,
+    resolve_triton_endpoints,
+    resolve_verify_policy,
+)
+from .spec import Spec
+from .verify import ArtifactReport, Verifier
+
+__all__ = ["ModelHandle", "ModelManager"]
+
+log = logging.getLogger("dp_models")
+
+_DEVICES = ("auto", "cpu", "cuda")
+_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+def _framework_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A resolved, verified spec: what :meth:`ModelManager.get` returns. Loads nothing."""
+
+    spec: Spec
+    device: str
+    precision: str
+    paths: Mapping[str, Path]
+    artifact_digests: tuple[str, ...]
+    model_signature: str
+    weights_digest: str | None
+    requires: tuple[ModelHandle, ...]
+    endpoint: str | None = None
+    _manager: ModelManager | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def path(self) -> Path:
+        """The first artifact's path (most specs have one)."""
+        return self.paths[self.spec.artifacts[0].path]
+
+    @property
+    def models_used_entry(self) -> dict[str, Any]:
+        """This model's ``models_used`` entry."""
+        spec = self.spec
+        framework: dict[str, Any] | None = None
+        if spec.runtime == "inprocess" and spec.loader is not None:
+            dist = _loader_framework(spec.loader)
+            if dist is not None:
+                framework = {"name": dist, "version": _framework_version(dist)}
+        entry: dict[str, Any] = {
+            "name": spec.name,
+            "version": spec.version,
+            "status": "ok",
+            "optional": spec.optional,
+            "runtime": spec.runtime,
+            "engine": spec.engine,
+            "loader": spec.loader,
+            "loader_args": spec.loader_args,
+            "preprocess": spec.preprocess,
+            "precision": self.precision,
+            "device": self.device,
+            "weights_digest": self.weights_digest,
+            "artifacts": [
+                {"path": a.path, "sha256": d}
+                for a, d in zip(spec.artifacts, self.artifact_digests, strict=False)
+            ],
+            "model_signature": self.model_signature,
+            "framework": framework,
+            "requires": [r.name for r in self.requires],
+            "triton": None,
+        }
+        if spec.triton is not None:
+            entry["triton"] = {
+                "model_name": spec.triton.model_name,
+                "model_version": spec.triton.model_version,
+                "endpoint_name": spec.triton.endpoint,
+                "endpoint": redact(self.endpoint) if self.endpoint else None,
+            }
+        return entry
+
+    def load(self) -> Any:
+        """The in-process object (see :meth:`ModelManager.load`)."""
+        if self._manager is None:
+            raise RuntimeError("this handle is not bound to a ModelManager")
+        return self._manager._load_handle(self)
+
+
+def _loader_framework(name: str) -> str | None:
+    try:
+        return get_loader(name).framework
+    except DPModelsError:
+        return None
+
+
+class ModelManager:
+    """Resolves, verifies and loads the catalog's models under MODELS_ROOT.
+
+    Every argument is optional and resolved as argument, then environment, then default:
+    ``models_root`` ($DP_MODELS_ROOT, $MODELS_ROOT), ``catalog`` (a directory or a loaded
+    :class:`Catalog`; $DP_MODELS_CATALOG, else the packaged one), ``lock``, ``verify``
+    ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
+    ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]) and ``device``
+    ("auto", "cpu" or "cuda": overrides every spec's device). Creating a manager enforces
+    offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``.
+    """
+
+    def __init__(
+        self,
+        models_root: str | os.PathLike[str] | None = None,
+        catalog: Catalog | str | os.PathLike[str] | None = None,
+        *,
+        lock: str | os.PathLike[str] | None = None,
+        verify: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        triton_endpoints: Mapping[str, str] | None = None,
+        device: str | None = None,
+        offline: bool = True,
+    ) -> None:
+        if device is not None and device not in _DEVICES:
+            raise ValueError(f"device must be one of {', '.join(_DEVICES)}, got {device!r}")
+        self.root = resolve_models_root(models_root)
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog, lock=lock)
+        self.verify_policy = resolve_verify_policy(verify)
+        self.triton_endpoints = resolve_triton_endpoints(triton_endpoints)
+        self.device = device
+        if offline:
+            enforce_offline(self.root)
+        cache = DigestCache(resolve_cache_dir(cache_dir))
+        self._verifier = Verifier(self.catalog, self.root, Hasher(cache, policy=self.verify_policy))
+        self._lock = threading.RLock()
+        self._loaded: dict[tuple[str, str, str], Any] = {}
+        self._inflight: dict[tuple[str, str, str], Future[Any]] = {}
+        self._used: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ModelManager root={self.root} catalog={self.catalog.directory}>"
+
+    def __enter__(self) -> ModelManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- resolving -----------------------------------------------------------------------
+
+    def get(
+        self, name: str, *, device: str | None = None, precision: str | None = None
+    ) -> ModelHandle:
+        """Resolve and verify ``name`` (and what it requires); load nothing.
+
+        Raises :class:`~dp_models.errors.SpecNotFoundError` (with close names), an
+        :class:`~dp_models.errors.ArtifactError` for a missing, unpinned or wrong artifact,
+        :class:`~dp_models.errors.DeviceUnavailableError` or
+        :class:`~dp_models.errors.PrecisionError`.
+        """
+        handle = self._resolve(self.catalog[name], device, precision)
+        self._record(handle)
+        return handle
+
+    def get_optional(
+        self, name: str, *, device: str | None = None, precision: str | None = None
+    ) -> ModelHandle | None:
+        """Like :meth:`get`, but an ``optional: true`` spec whose artifacts are not
+        provisioned returns None, logs a warning and is recorded as absent in
+        :meth:`models_used`. A required spec raises as :meth:`get` does."""
+        spec = self.catalog[name]
+        try:
+            return self.get(name, device=device, precision=precision)
+        except ArtifactMissingError as exc:
+            if not spec.optional:
+                raise
+            log.warning("dp_models: optional model %r is not provisioned: %s", name, exc)
+            with self._lock:
+                self._used.setdefault(
+                    (name, "-", "-"),
+                    {
+                        "name": name,
+                        "version": spec.version,
+                        "status": "absent",
+                        "optional": True,
+                        "runtime": spec.runtime,
+                        "engine": spec.engine,
+                        "reason": str(exc),
+                    },
+                )
+            return None
+
+    def _resolve(self, spec: Spec, device: str | None, precision: str | None) -> ModelHandle:
+        requires = tuple(self._resolve(self.catalog[d], None, None) for d in spec.requires)
+        precision = precision or spec.precision
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}")
+        endpoint: str | None = None
+        if spec.runtime == "triton":
+            assert spec.triton is not None
+            served = self.catalog.served_digest(spec)
+            digests: tuple[str, ...] = ()
+            paths: dict[str, Path] = {}
+            resolved_device = "triton"
+            endpoint = self.triton_endpoints.get(spec.triton.endpoint)
+            weights = served.sha256 if served else None
+        else:
+            reports = self._verifier.verify(spec)
+            digests = tuple(_digest(r) for r in reports)
+            paths = {r.artifact.path: r.path for r in reports}
+            resolved_device = self._device(spec, device)
+            self._check_precision(spec, precision, resolved_device)
+            weights = weights_digest(digests)
+            served = None
+        signature = model_signature(
+            spec,
+            artifact_digests=digests,
+            precision=precision,
+            served_digest=served.sha256 if served else None,
+            requires={r.name: r.model_signature for r in requires},
+        )
+        return ModelHandle(
+            spec,
+            resolved_device,
+            precision,
+            paths,
+            digests,
+            signature,
+            weights,
+            requires,
+            endpoint,
+            self,
+        )
+
+    def _device(self, spec: Spec, requested: str | None) -> str:
+        wanted = requested or self.device or spec.device
+        if wanted not in _DEVICES and not wanted.startswith("cuda:"):
+            raise ValueError(f"device must be one of {', '.join(_DEVICES)} or cuda:N")
+        if wanted == "cpu":
+            return "cpu"
+        assert spec.loader is not None
+        loader = get_loader(spec.loader, spec=spec.name)
+        has_cuda = loader.cuda_available()
+        if wanted == "auto":
+            return "cuda" if has_cuda else "cpu"
+        if not has_cuda:
+            raise DeviceUnavailableError(
+                f"spec {spec.name!r} asks for device {wanted!r}, but {loader.framework} sees no "
+                "CUDA device here. dp_models never falls back to the CPU silently: ask for "
+                "device 'cpu' (or 'auto') explicitly, or run where CUDA is available.",
+                spec=spec.name,
+                requested=wanted,
+            )
+        return wanted
+
+    @staticmethod
+    def _check_precision(spec: Spec, precision: str, device: str) -> None:
+        if device == "cpu" and precision in ("fp16", "bf16") and not spec.allow_half_on_cpu:
+            raise PrecisionError(
+                f"spec {spec.name!r}: {precision} on the CPU is not allowed (slow or missing "
+                "kernels); use fp32 on the CPU, run on CUDA, or set allow_half_on_cpu: true in "
+                "the spec if this model is known to work.",
+                spec=spec.name,
+                precision=precision,
+                device=device,
+            )
+
+    def _record(self, handle: ModelHandle) -> None:
+        with self._lock:
+            for dep in handle.requires:
+                self._record(dep)
+            key = (handle.name, handle.device, handle.precision)
+            self._used.setdefault(key, handle.models_used_entry)
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self, name: str, *, device: str | None = None, precision: str | None = None) -> Any:
+        """``get(name, ...)`` then its in-process object, loaded once per
+        (name, device, precision) and cached."""
+        return self._load_handle(self.get(name, device=device, precision=precision))
+
+    def _load_handle(self, handle: ModelHandle) -> Any:
+        spec = handle.spec
+        if spec.runtime != "inprocess":
+            raise LoaderError(
+                f"spec {spec.name!r} runs on Triton: it has a client, not an in-process model "
+                "(manager.get(name).client())",
+                spec=spec.name,
+                loader="-",
+            )
+        key = (spec.name, handle.device, handle.precision)
+        with self._lock:
+            if key in self._loaded:
+                return self._loaded[key]
+            future = self._inflight.get(key)
+            owner = future is None
+            if future is None:
+                future = self._inflight[key] = Future()
+        if not owner:
+            return future.result()  # another thread is loading it: wait for that one load
+        try:
+            model = self._build(handle)
+        except BaseException as exc:
+            with self._lock:
+                del self._inflight[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            self._loaded[key] = model
+            del self._inflight[key]
+        future.set_result(model)
+        return model
+
+    def _build(self, handle: ModelHandle) -> Any:
+        spec = handle.spec
+        assert spec.loader is not None
+        loader: Loader = get_loader(spec.loader, spec=spec.name)
+        # Verify again: a file swapped, truncated or removed since get() is caught here.
+        reports = self._verifier.verify(spec)
+        if tuple(_digest(r) for r in reports) != handle.artifact_digests:
+            raise LoaderError(
+                f"spec {spec.name!r}: its artifacts changed since it was resolved; get it again",
+                spec=spec.name,
+                loader=spec.loader,
+            )
+        ctx = LoadContext(
+            spec, dict(handle.paths), handle.device, handle.precision, dict(spec.loader_args)
+        )
+        try:
+            with network_guard([spec.name], allow=self.triton_endpoints.values()) as blocked:
+                return loader.load(ctx)
+        except DPModelsError:
+            raise
+        except Exception as exc:
+            if blocked:
+                raise blocked[0] from exc  # a library caught the guard's error: surface it
+            raise LoaderError(
+                f"spec {spec.name!r}: loader {spec.loader!r} failed on "
+                f"{', '.join(str(p) for p in handle.paths.values())}: "
+                f"{type(exc).__name__}: {exc}. The artifact passed its digest check, so the "
+                "spec's loader or loader_args do not fit it.",
+                spec=spec.name,
+                loader=spec.loader,
+            ) from exc
+
+    def unload(self, name: str) -> int:
+        """Drop every cached object of ``name``; returns how many were dropped."""
+        with self._lock:
+            keys = [k for k in self._loaded if k[0] == name]
+            for k in keys:
+                del self._loaded[k]
+        return len(keys)
+
+    def close(self) -> None:
+        """Drop every cached object."""
+        with self._lock:
+            self._loaded.clear()
+
+    # -- provenance ----------------------------------------------------------------------
+
+    def models_used(self) -> list[dict[str, Any]]:
+        """Every model this manager handed out (and every optional one found absent), in order."""
+        with self._lock:
+            return [dict(e) for e in self._used.values()]
+
+    def stamp(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``meta`` with ``models_used``, ``model_signature`` and ``weights_digest``."""
+        return stamp(meta, self.models_used())
+
+
+def _digest(report: ArtifactReport) -> str:
+    assert report.sha256 is not None
+    return report.sha256
