@@ -305,7 +305,7 @@ def check_stamps(stamps: Mapping[str, Any], catalog: Catalog) -> list[ModelCheck
         if expected["model_signature"] == entry.get("model_signature"):
             checks.append(ModelCheck(name, "unchanged"))
             continue
-        recorded = {"artifacts": [a.get("sha256") for a in entry.get("artifacts", [])], **entry}
+        recorded = {**entry, "artifacts": [a.get("sha256") for a in entry.get("artifacts", [])]}
         changes = [
             f"{key}: {recorded.get(key)!r} then, {value!r} now"
             for key, value in expected.items()
