@@ -205,12 +205,11 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, An
 
 
 def read_stamps(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The stamps of a ``.json`` or ``.npz`` artifact. Raises :class:`ProvenanceError`."""
+    """The three stamp keys of a ``.json`` or ``.npz`` artifact (other metadata left out).
+    Raises :class:`ProvenanceError`."""
     p = Path(path)
     try:
-        if p.suffix == ".npz":
-            return load_npz(p)[1]
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = load_npz(p)[1] if p.suffix == ".npz" else json.loads(p.read_text("utf-8"))
     except ProvenanceError:
         raise
     except (OSError, ValueError) as exc:
