@@ -11,9 +11,10 @@ name is loaded from its module on first use.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import time)
 
 if TYPE_CHECKING:
     from .catalog import (
@@ -180,7 +181,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None and name in __all__:
         module = "errors"

@@ -19,6 +19,7 @@ What it cannot see: native code that opens sockets without going through Python'
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import sys
 import threading
@@ -36,6 +37,7 @@ _active: Counter[str] = Counter()  # spec names being loaded, across threads
 _allowed_hosts: Counter[str] = Counter()
 _allowed_addrs: Counter[tuple[str, int]] = Counter()
 _installed = False
+_local = threading.local()  # .resolving: the allowed host this thread is looking up
 _blocked: list[NetworkBlockedError] = []  # what guards blocked, for callers whose loader
 # caught the error and raised another one
 _EVENTS = frozenset(
@@ -70,6 +72,15 @@ def _allowed() -> list[str]:
     return sorted(f"{h}:{p}" for h, p in _allowed_addrs)
 
 
+def _is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP address written out: resolving it sends nothing."""
+    try:
+        ipaddress.ip_address(host)  # strict: "127.1" or "0x7f000001" count as names
+    except ValueError:
+        return False
+    return True
+
+
 def _destination(event: str, args: tuple[Any, ...]) -> tuple[str, str | None, int | None] | None:
     """(shown, host, port) of the event, or None when it is not network traffic."""
     if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
@@ -88,15 +99,25 @@ def _destination(event: str, args: tuple[Any, ...]) -> tuple[str, str | None, in
         if host is None:
             return None  # a local bind, not a lookup
         host = host.decode() if isinstance(host, bytes) else str(host)
+        if _is_ip_literal(host) or host == getattr(_local, "resolving", None):
+            # No lookup leaves the process for an address literal: the connect that follows
+            # is checked (and named by its address). The allowed endpoints' own host names
+            # are resolved while another guard may be active.
+            return None
         try:
             port_num = int(port) if port is not None else None
         except (TypeError, ValueError):
             port_num = None
         shown = f"{host}:{port}" if port is not None else host
         return f"DNS lookup of {shown}", host, port_num
-    if event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+    if event in ("socket.gethostbyname", "socket.gethostbyname_ex"):
         host = str(args[0])
+        if _is_ip_literal(host):
+            return None
         return f"DNS lookup of {host}", host, None
+    if event == "socket.gethostbyaddr":
+        host = str(args[0])
+        return f"reverse DNS lookup of {host}", host, None
     if event == "socket.getnameinfo":
         sockaddr = args[0]
         host = str(sockaddr[0]) if isinstance(sockaddr, tuple) and sockaddr else str(sockaddr)
@@ -147,9 +168,13 @@ def _resolve_allowed(endpoints: Iterable[str]) -> list[tuple[str, int]]:
         if not host:
             continue
         pairs.append((host, port))
-        with contextlib.suppress(OSError):
-            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-                pairs.append((str(info[4][0]), port))
+        _local.resolving = host
+        try:
+            with contextlib.suppress(OSError):
+                for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                    pairs.append((str(info[4][0]), port))
+        finally:
+            _local.resolving = None
     return pairs
 
 
