@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Byte-code caching on, as in any deployment (this machine's shell may switch it off).
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
