@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
+import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dp_models.offline import OFFLINE_FLAGS, cache_dirs
+from dp_models.offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
 from dp_models.settings import ENV_TRITON_URL, ENV_VARS
 
 #: Every variable dp_models reads or sets; cleaned before and restored after each test.
-TOUCHED_VARS = sorted({*ENV_VARS, *OFFLINE_FLAGS, *cache_dirs(Path("/"))})
+TOUCHED_VARS = sorted({*ENV_VARS, *OFFLINE_FLAGS, *cache_dirs(Path("/")), *LEGACY_CACHE_VARS})
 
 #: Small known files and their sha256 (computed independently of dp_models).
 TINY_DATA = {
@@ -34,6 +39,92 @@ def clean_environ(
     for name in [k for k in os.environ if k.startswith(ENV_TRITON_URL)]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DP_MODELS_CACHE_DIR", str(tmp_path_factory.mktemp("digest-cache")))
+
+
+@pytest.fixture(autouse=True)
+def restore_framework_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ModelManager switches already-imported frameworks to offline mode (module
+    constants, torch.hub's directory); undo that after each test."""
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        for name in (
+            "HF_HUB_OFFLINE",
+            "HF_HUB_DISABLE_TELEMETRY",
+            "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+            "HF_HOME",
+            "HF_HUB_CACHE",
+            "HF_ASSETS_CACHE",
+        ):
+            if hasattr(hub, name):
+                monkeypatch.setattr(hub, name, getattr(hub, name))
+    torch_hub = sys.modules.get("torch.hub")
+    if torch_hub is not None and hasattr(torch_hub, "_hub_dir"):
+        monkeypatch.setattr(torch_hub, "_hub_dir", torch_hub._hub_dir)
+
+
+#: Far longer than any test may take: a request the guard let through would hang this long.
+HANG_S = 10.0
+
+
+class LoopbackServer:
+    """A real HTTP server on 127.0.0.1 that counts what reaches it; ``hang`` stalls replies."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[str] = []
+        self.hang = False
+        self._release = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                if server.hang:
+                    server._release.wait(HANG_S)
+                body = b"ok"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                server.connections += 1
+                return True
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self.port = int(self._httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def saw_connections(self, count: int) -> bool:
+        """Whether ``count`` connections arrived (the server counts them in its own thread)."""
+        deadline = time.monotonic() + 2.0
+        while self.connections < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.connections == count
+
+    def close(self) -> None:
+        self._release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    """A loopback HTTP server that counts connections and requests."""
+    srv = LoopbackServer()
+    yield srv
+    srv.close()
 
 
 def sha256(data: bytes) -> str:

@@ -203,8 +203,9 @@ class NetworkBlockedError(DPModelsError, RuntimeError):
         self.allowed = tuple(allowed)
         loading = ", ".join(repr(s) for s in self.specs) or "a model"
         allow = ", ".join(self.allowed) or "none"
+        what = destination if "DNS lookup" in destination else f"connection to {destination}"
         super().__init__(
-            f"network access to {destination} blocked while loading {loading}: dp_models loads "
+            f"{what} blocked while loading {loading}: dp_models loads "
             "from MODELS_ROOT only and never downloads. Provision the artifact under "
             f"MODELS_ROOT instead (allowed destinations: the configured Triton endpoints: {allow})."
         )

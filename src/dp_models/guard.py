@@ -19,6 +19,7 @@ What it cannot see: native code that opens sockets without going through Python'
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import socket
 import sys
@@ -148,6 +149,12 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         allowed = _allowed()
     error = NetworkBlockedError(shown, specs=specs, allowed=allowed)
     _blocked.append(error)
+    if event == "socket.connect":
+        # socket.create_connection closes its socket only on OSError, which this is not on
+        # purpose: close the refused socket here, or every blocked attempt leaks a descriptor
+        # until garbage collection (and a ResourceWarning with it).
+        with contextlib.suppress(Exception):
+            args[0].close()
     raise error
 
 
@@ -161,7 +168,14 @@ def _install() -> None:
 
 def _resolve_allowed(endpoints: Iterable[str]) -> list[tuple[str, int]]:
     """Allowed (host, port) pairs: each endpoint as written, and the addresses its host
-    name resolves to (looked up now, before the guard is active)."""
+    name resolves to (looked up once per process and endpoint list, before this guard is
+    active; another guard, in another thread, may be, so the hook lets this thread's lookup
+    of that one host through)."""
+    return list(_resolve_cached(tuple(sorted(endpoints))))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve_cached(endpoints: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     pairs: list[tuple[str, int]] = []
     for url in endpoints:
         host, port = endpoint_address(url)
@@ -175,7 +189,7 @@ def _resolve_allowed(endpoints: Iterable[str]) -> list[tuple[str, int]]:
                     pairs.append((str(info[4][0]), port))
         finally:
             _local.resolving = None
-    return pairs
+    return tuple(pairs)
 
 
 @contextlib.contextmanager

@@ -249,11 +249,13 @@ class ModelManager:
             endpoint = self.triton_endpoints.get(spec.triton.endpoint)
             weights = served.sha256 if served else None
         else:
+            assert spec.loader is not None
+            loader = get_loader(spec.loader, spec=spec.name)  # an unknown loader fails here
             reports = self._verifier.verify(spec)
             digests = tuple(_digest(r) for r in reports)
             paths = {r.artifact.path: r.path for r in reports}
-            resolved_device = self._device(spec, device)
-            self._check_precision(spec, precision, resolved_device)
+            resolved_device = self._device(spec, device, loader)
+            self._check_precision(spec, precision, resolved_device, loader)
             weights = weights_digest(digests)
             served = None
         signature = model_signature(
@@ -276,14 +278,12 @@ class ModelManager:
             self,
         )
 
-    def _device(self, spec: Spec, requested: str | None) -> str:
+    def _device(self, spec: Spec, requested: str | None, loader: Loader) -> str:
         wanted = requested or self.device or spec.device
         if wanted not in _DEVICES and not wanted.startswith("cuda:"):
             raise ValueError(f"device must be one of {', '.join(_DEVICES)} or cuda:N")
         if wanted == "cpu":
             return "cpu"
-        assert spec.loader is not None
-        loader = get_loader(spec.loader, spec=spec.name)
         has_cuda = loader.cuda_available()
         if wanted == "auto":
             return "cuda" if has_cuda else "cpu"
@@ -298,7 +298,17 @@ class ModelManager:
         return wanted
 
     @staticmethod
-    def _check_precision(spec: Spec, precision: str, device: str) -> None:
+    def _check_precision(spec: Spec, precision: str, device: str, loader: Loader) -> None:
+        supported = getattr(loader, "precisions", None)
+        if supported is not None and precision not in supported:
+            raise PrecisionError(
+                f"spec {spec.name!r}: loader {loader.name!r} runs models in "
+                f"{', '.join(supported[:-1])} or {supported[-1]}, not {precision}; a model in "
+                "another precision needs a loader that builds it",
+                spec=spec.name,
+                precision=precision,
+                device=device,
+            )
         if device == "cpu" and precision in ("fp16", "bf16") and not spec.allow_half_on_cpu:
             raise PrecisionError(
                 f"spec {spec.name!r}: {precision} on the CPU is not allowed (slow or missing "
@@ -372,7 +382,7 @@ class ModelManager:
         )
         try:
             with network_guard([spec.name], allow=self.triton_endpoints.values()) as blocked:
-                return loader.load(ctx)
+                model = loader.load(ctx)
         except DPModelsError:
             raise
         except Exception as exc:
@@ -386,6 +396,9 @@ class ModelManager:
                 spec=spec.name,
                 loader=spec.loader,
             ) from exc
+        if blocked:  # the loader swallowed the block and returned something else: refuse it
+            raise blocked[0]
+        return model
 
     def unload(self, name: str) -> int:
         """Drop every cached object of ``name``; returns how many were dropped."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .settings import resolve_models_root
 
-__all__ = ["OFFLINE_FLAGS", "cache_dirs", "enforce_offline"]
+__all__ = ["LEGACY_CACHE_VARS", "OFFLINE_FLAGS", "cache_dirs", "enforce_offline"]
 
 log = logging.getLogger("dp_models")
 
@@ -46,12 +46,21 @@ def cache_dirs(root: Path) -> dict[str, str]:
     return {
         "HF_HOME": str(root / "huggingface"),
         "HF_HUB_CACHE": str(root / "huggingface" / "hub"),
-        "HUGGINGFACE_HUB_CACHE": str(root / "huggingface" / "hub"),
-        "TRANSFORMERS_CACHE": str(root / "huggingface" / "hub"),
+        "HF_ASSETS_CACHE": str(root / "huggingface" / "assets"),
         "HF_DATASETS_CACHE": str(root / "huggingface" / "datasets"),
         "SENTENCE_TRANSFORMERS_HOME": str(root / "sentence_transformers"),
         "TORCH_HOME": str(root / "torch"),
     }
+
+
+#: Older cache variables that would still send a framework to a cache outside MODELS_ROOT
+#: (transformers 4.x reads them, and warns when TRANSFORMERS_CACHE is set): removed.
+LEGACY_CACHE_VARS = (
+    "HUGGINGFACE_HUB_CACHE",
+    "TRANSFORMERS_CACHE",
+    "PYTORCH_TRANSFORMERS_CACHE",
+    "PYTORCH_PRETRAINED_BERT_CACHE",
+)
 
 
 def enforce_offline(models_root: str | os.PathLike[str] | None = None) -> dict[str, str]:
@@ -70,6 +79,9 @@ def enforce_offline(models_root: str | os.PathLike[str] | None = None) -> dict[s
                 "dp_models: %s=%r replaced by %r (offline, caches in MODELS_ROOT)", name, old, value
             )
         os.environ[name] = value
+    for name in LEGACY_CACHE_VARS:
+        if os.environ.pop(name, None) is not None:
+            log.info("dp_models: %s removed (caches live in MODELS_ROOT: HF_HUB_CACHE)", name)
     _patch_imported(root)
     return wanted
 
@@ -81,7 +93,7 @@ def _patch_imported(root: Path) -> None:
         hub.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
         hub.HF_HUB_DISABLE_TELEMETRY = True  # type: ignore[attr-defined]
         hub.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # type: ignore[attr-defined]
-        for name in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        for name in ("HF_HOME", "HF_HUB_CACHE", "HF_ASSETS_CACHE"):
             if hasattr(hub, name):
                 setattr(hub, name, os.environ[name])
     tf_hub = sys.modules.get("transformers.utils.hub")

@@ -45,9 +45,10 @@ class LoadContext:
         An unknown argument is a :class:`LoaderArgsError` that lists the known ones."""
         unknown = sorted(set(self.loader_args) - set(allowed))
         if unknown:
+            known = ", ".join(sorted(allowed)) or "none"
             raise LoaderArgsError(
                 f"spec {self.spec.name!r}: loader {self.spec.loader!r} does not take "
-                f"loader_args {', '.join(unknown)}; it takes {', '.join(sorted(allowed))}",
+                f"loader_args {', '.join(unknown)}; it takes {known}",
                 spec=self.spec.name,
                 loader=self.spec.loader or "?",
             )

@@ -20,6 +20,8 @@ from .base import LoadContext, require
 
 __all__ = ["OnnxRuntimeLoader"]
 
+_GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+
 
 class OnnxRuntimeLoader:
     """``loader: onnxruntime``."""
@@ -57,6 +59,18 @@ class OnnxRuntimeLoader:
         if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
             raise LoaderArgsError(
                 f"spec {name!r}: loader_args.providers must be a list of provider names",
+                spec=name,
+                loader=self.name,
+            )
+        on_gpu = [p for p in providers if p in _GPU_PROVIDERS]
+        if ctx.device.startswith("cuda") != bool(on_gpu) or (
+            on_gpu and providers[0] not in _GPU_PROVIDERS
+        ):
+            raise LoaderArgsError(
+                f"spec {name!r}: providers {providers} do not match device {ctx.device!r}: "
+                "on cuda the first provider must be a GPU one (CUDAExecutionProvider, "
+                "TensorrtExecutionProvider), on cpu none may be, so that what runs is what "
+                "models_used records",
                 spec=name,
                 loader=self.name,
             )

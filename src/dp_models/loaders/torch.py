@@ -1,7 +1,7 @@
 """PyTorch loaders: ``torch_state_dict`` (a module class plus a state dict) and ``torchscript``.
 
 ``torch_state_dict`` builds ``module:Class(**kwargs)`` and loads its weights from a
-``.safetensors`` file, or from a pickled ``.pt``/``.pth`` checkpoint with
+``format: safetensors`` artifact, or from a pickled ``pt``/``pth`` checkpoint with
 ``torch.load(weights_only=True)``: a checkpoint that needs anything but tensors and plain
 containers to unpickle could run code, and is refused unless the spec opts out with
 ``weights_only: false``. Keys must match exactly unless ``strict: false``.
@@ -19,17 +19,28 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoaderArgsError, PrecisionError, StateDictMismatchError, UnsafeCheckpointError
+from ..errors import (
+    LoaderArgsError,
+    LoaderError,
+    PrecisionError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+)
 from .base import LoadContext, require
 
 __all__ = ["TorchScriptLoader", "TorchStateDictLoader"]
 
 _WEIGHT_FORMATS = ("safetensors", "pt", "pth", "pth.tar", "pyth")
 _SHOWN_KEYS = 8
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_CLASS_PATH = re.compile(rf"{_DOTTED}:{_DOTTED}")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _torch(ctx: LoadContext | None = None) -> Any:
@@ -60,7 +71,7 @@ def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
 
 def _import_class(ctx: LoadContext, class_path: Any) -> Any:
     name = ctx.spec.name
-    if not isinstance(class_path, str) or ":" not in class_path:
+    if not isinstance(class_path, str) or not _CLASS_PATH.fullmatch(class_path):
         raise LoaderArgsError(
             f"spec {name!r}: loader_args.class_path must be 'package.module:Class', got "
             f"{class_path!r}",
@@ -90,9 +101,28 @@ def _import_class(ctx: LoadContext, class_path: Any) -> Any:
     return obj
 
 
-def _read_checkpoint(ctx: LoadContext, path: Path, weights_only: bool) -> Any:
+def _weights_artifact(ctx: LoadContext) -> tuple[Path, str]:
+    """The weights file and its format as the spec declares it (the format, not the file
+    name, decides how it is read: a safetensors file is never handed to the unpickler)."""
+    path = ctx.artifact(*_WEIGHT_FORMATS)
+    fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
+    return path, fmt
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused (e.g. ``Unsupported global: GLOBAL
+    os.system ...``), without torch's advice to allowlist it and without terminal colours."""
+    text = _ANSI.sub("", str(exc))
+    _, marker, detail = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (detail if marker else text).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0].split(". ")[0].rstrip(".")
+
+
+def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool) -> Any:
     name = ctx.spec.name
-    if path.name.endswith(".safetensors"):
+    if fmt == "safetensors":
         st = require("safetensors.torch", extra="torch", spec=name)
         return st.load_file(str(path), device="cpu")
     torch = _torch(ctx)
@@ -101,11 +131,20 @@ def _read_checkpoint(ctx: LoadContext, path: Path, weights_only: bool) -> Any:
     except pickle.UnpicklingError as exc:
         if not weights_only:
             raise
+        detail = _unpickler_detail(exc)
+        if not detail.startswith("Unsupported global"):  # not refused for safety: unreadable
+            raise LoaderError(
+                f"spec {name!r}: {path} cannot be unpickled as a checkpoint ({detail}); the "
+                "file passed its digest check, so the pinned artifact itself is not a torch "
+                "checkpoint: check the spec's format and the provisioned file.",
+                spec=name,
+                loader="torch_state_dict",
+            ) from exc
         raise UnsafeCheckpointError(
             f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors to "
             "load, so unpickling it could run code; it was refused and nothing in it ran. "
             "Convert it to safetensors, or, if you trust the file, set loader_args "
-            f"weights_only: false in the spec. ({str(exc).splitlines()[0]})",
+            f"weights_only: false in the spec. (torch: {_unpickler_detail(exc)})",
             spec=name,
             loader="torch_state_dict",
         ) from exc
@@ -148,6 +187,7 @@ class TorchStateDictLoader:
     name = "torch_state_dict"
     framework = "torch"
     extra = "torch"
+    precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
         return _cuda_available()
@@ -164,6 +204,13 @@ class TorchStateDictLoader:
             }
         )
         name = ctx.spec.name
+        for flag in ("strict", "weights_only"):
+            if not isinstance(args[flag], bool):
+                raise LoaderArgsError(
+                    f"spec {name!r}: loader_args.{flag} must be true or false, got {args[flag]!r}",
+                    spec=name,
+                    loader=self.name,
+                )
         cls = _import_class(ctx, args["class_path"])
         if not isinstance(args["kwargs"], Mapping):
             raise LoaderArgsError(
@@ -177,7 +224,8 @@ class TorchStateDictLoader:
                 spec=name,
                 loader=self.name,
             ) from exc
-        checkpoint = _read_checkpoint(ctx, ctx.artifact(*_WEIGHT_FORMATS), args["weights_only"])
+        path, fmt = _weights_artifact(ctx)
+        checkpoint = _read_checkpoint(ctx, path, fmt, args["weights_only"])
         state = _state_dict(ctx, checkpoint, args["state_dict_key"], args["strip_prefix"])
         result = model.load_state_dict(state, strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
@@ -203,6 +251,7 @@ class TorchScriptLoader:
     name = "torchscript"
     framework = "torch"
     extra = "torch"
+    precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
         return _cuda_available()
@@ -210,9 +259,13 @@ class TorchScriptLoader:
     def load(self, ctx: LoadContext) -> Any:
         ctx.args({})
         torch = _torch(ctx)
-        model = torch.jit.load(
-            str(ctx.artifact("torchscript", "pt", "pth")), map_location=ctx.device
-        )
+        with warnings.catch_warnings():
+            # torch announces TorchScript's deprecation on every load; the spec chose it.
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            warnings.filterwarnings("ignore", message=r".*TorchScript.*", category=FutureWarning)
+            model = torch.jit.load(
+                str(ctx.artifact("torchscript", "pt", "pth")), map_location=ctx.device
+            )
         model = _apply_precision(model, ctx, self.name)
         model.eval()
         return model

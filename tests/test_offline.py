@@ -1,0 +1,204 @@
+"""Offline enforcement: every framework's offline flags, and its caches inside MODELS_ROOT.
+
+Whether a framework honours a flag depends on when it was imported, so the import-order
+cases run in a fresh interpreter where the order is real.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import constants as hf_constants
+
+from dp_models import ModelManager, ModelsRootError, enforce_offline
+from dp_models.offline import OFFLINE_FLAGS, cache_dirs
+from dp_models.settings import ENV_ROOT
+
+from .conftest import LoopbackServer
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_CATALOG = REPO / "examples" / "spec_catalog"
+
+#: What the issue names, at least.
+FLAGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "YOLO_OFFLINE")
+CACHES = ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "SENTENCE_TRANSFORMERS_HOME")
+
+
+def inside(path: str, root: Path) -> bool:
+    return Path(path).resolve().is_relative_to(root.resolve())
+
+
+def test_enforce_offline_sets_flags_and_caches(models_root: Path) -> None:
+    found = enforce_offline(models_root)
+    for name in FLAGS:
+        assert os.environ[name] == "1", name
+        assert found[name] == "1"
+    for name in CACHES:
+        assert inside(os.environ[name], models_root), name
+        assert found[name] == os.environ[name]
+    assert found == {**OFFLINE_FLAGS, **cache_dirs(models_root.resolve())}
+    assert {k: os.environ[k] for k in found} == found
+
+
+def test_enforce_offline_replaces_and_logs_a_conflicting_value(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    elsewhere = str(models_root.parent / "elsewhere")
+    monkeypatch.setenv("HF_HOME", elsewhere)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")  # already right: nothing to say
+    with caplog.at_level(logging.INFO, logger="dp_models"):
+        enforce_offline(models_root)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert inside(os.environ["HF_HOME"], models_root)
+    replaced = [r for r in caplog.records if r.levelno == logging.INFO and "replaced" in r.message]
+    assert len(replaced) == 2
+    assert any("HF_HOME" in r.message and elsewhere in r.message for r in replaced)
+    assert any("HF_HUB_OFFLINE" in r.message for r in replaced)
+    assert not any("TRANSFORMERS_OFFLINE" in r.message for r in caplog.records)
+
+
+def test_enforce_offline_resolves_the_root_from_the_environment(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelsRootError):
+        enforce_offline()
+    assert "HF_HUB_OFFLINE" not in os.environ  # nothing set when there is no root
+    monkeypatch.setenv(ENV_ROOT, str(models_root))
+    enforce_offline()
+    assert inside(os.environ["TORCH_HOME"], models_root)
+
+
+def test_enforce_offline_switches_an_imported_huggingface_hub(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    enforce_offline(models_root)
+    assert hf_constants.HF_HUB_OFFLINE is True
+    assert hf_constants.is_offline_mode()
+    assert inside(hf_constants.HF_HUB_CACHE, models_root)
+
+
+def test_creating_a_manager_enforces_offline(models_root: Path) -> None:
+    ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG)
+    for name in FLAGS:
+        assert os.environ[name] == "1", name
+    for name in CACHES:
+        assert inside(os.environ[name], models_root), name
+
+
+def test_a_manager_with_offline_false_sets_nothing(models_root: Path) -> None:
+    before = dict(os.environ)
+    ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG, offline=False)
+    assert dict(os.environ) == before
+
+
+# -- in a fresh interpreter --------------------------------------------------------------
+
+
+def run_python(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment (cleaned by conftest), HF_ENDPOINT too, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_ENDPOINT"}
+    env.update(extra)
+    return env
+
+
+IMPORTED_BEFORE = """
+    import json, sys
+    import huggingface_hub
+    import torch.hub
+    from huggingface_hub import constants, errors
+
+    out = {"offline_before": constants.HF_HUB_OFFLINE, "endpoint": constants.ENDPOINT}
+
+    from dp_models import ModelManager
+
+    ModelManager(models_root=sys.argv[1], catalog=sys.argv[2])
+    out["offline_after"] = constants.HF_HUB_OFFLINE
+    out["hf_hub_cache"] = constants.HF_HUB_CACHE
+    out["torch_hub_dir"] = torch.hub.get_dir()
+    try:
+        huggingface_hub.hf_hub_download(repo_id="org/model", filename="x.bin")
+    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as exc:
+        out["error"] = type(exc).__name__
+    print(json.dumps(out))
+"""
+
+
+def test_frameworks_imported_before_the_manager_go_offline(
+    models_root: Path, server: LoopbackServer
+) -> None:
+    env = child_env(HF_ENDPOINT=server.url)
+    out = run_python(IMPORTED_BEFORE, env, str(models_root), str(EXAMPLE_CATALOG))
+    assert out["offline_before"] is False
+    assert out["endpoint"] == server.url  # a download would have gone to the server
+    assert out["offline_after"] is True
+    assert inside(out["hf_hub_cache"], models_root)
+    assert inside(out["torch_hub_dir"], models_root)
+    assert out.get("error") in ("LocalEntryNotFoundError", "OfflineModeIsEnabled")
+    assert server.connections == 0
+
+
+IMPORTED_AFTER = """
+    import json, sys
+    from dp_models import ModelManager
+
+    ModelManager(models_root=sys.argv[1], catalog=sys.argv[2])
+
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    out = {"offline": constants.HF_HUB_OFFLINE, "hf_hub_cache": constants.HF_HUB_CACHE}
+    try:
+        huggingface_hub.hf_hub_download(repo_id="org/model", filename="x.bin")
+    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as exc:
+        out["error"] = type(exc).__name__
+    print(json.dumps(out))
+"""
+
+
+def test_frameworks_imported_after_the_manager_are_offline(
+    models_root: Path, server: LoopbackServer
+) -> None:
+    env = child_env(HF_ENDPOINT=server.url)
+    out = run_python(IMPORTED_AFTER, env, str(models_root), str(EXAMPLE_CATALOG))
+    assert out["offline"] is True
+    assert inside(out["hf_hub_cache"], models_root)
+    assert out.get("error") in ("LocalEntryNotFoundError", "OfflineModeIsEnabled")
+    assert server.connections == 0
+
+
+IMPORT_ONLY = """
+    import json, os
+    before = dict(os.environ)
+    import dp_models
+    print(json.dumps({"changed": sorted(set(os.environ.items()) ^ set(before.items()))}))
+"""
+
+
+def test_importing_dp_models_sets_nothing(models_root: Path) -> None:
+    out = run_python(IMPORT_ONLY, child_env(**{ENV_ROOT: str(models_root)}))
+    assert out["changed"] == []
