@@ -43,14 +43,26 @@ def main() -> int:
     js = write_json(args.out / "predictions.json", {**meta, "labels": predicted})
 
     check = subprocess.run(
-        [sys.executable, "-m", "dp_models.cli", "verify-artifact", str(npz),
-         "--catalog", str(CATALOG), "--json"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "dp_models.cli",
+            "verify-artifact",
+            str(npz),
+            "--catalog",
+            str(CATALOG),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     verdict = json.loads(check.stdout) if check.stdout else {"ok": False}
 
-    print(f"model      {handle.name} {handle.spec.version} ({handle.spec.engine}, "
-          f"{handle.device}, {handle.precision})")
+    print(
+        f"model      {handle.name} {handle.spec.version} ({handle.spec.engine}, "
+        f"{handle.device}, {handle.precision})"
+    )
     print(f"weights    {handle.weights_digest}")
     print(f"signature  {handle.model_signature}")
     for i, (label, row) in enumerate(zip(predicted, probs, strict=True)):
