@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_triton_spec_needs_no_local_artifacts(setup: ModelManager) -> None:
     }
     assert "secret" not in repr(setup.models_used())
     assert [e["name"] for e in setup.models_used()] == ["tokenizer", "asr_triton"]
-    with pytest.raises(RuntimeError, match=r"runs on Triton"):
+    with pytest.raises(RuntimeError, match=r"is served by Triton \(runtime: triton\)"):
         handle.load()
 
 
@@ -247,3 +248,27 @@ def test_resolution_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_manager_device_override_is_validated(setup: ModelManager, models_root: Path) -> None:
     with pytest.raises(ValueError, match=r"device must be one of auto, cpu, cuda"):
         ModelManager(models_root=models_root, catalog=setup.catalog, device="tpu")
+
+
+def test_optional_partly_provisioned_raises(
+    catalog_dir: Path, models_root: Path, write_spec: SpecWriter
+) -> None:
+    files = {"two/a.pt": b"a", "two/b.pt": b"b"}
+    write_spec("two", spec_yaml("two", files, "optional: true\n"))
+    make_file(models_root / "two/a.pt", b"a")
+    mm = ModelManager(models_root=models_root, catalog=catalog_dir)
+    with pytest.raises(ArtifactMissingError, match=r"'two/b.pt' is missing"):
+        mm.get_optional("two")
+    assert mm.models_used() == []
+
+
+def test_optional_absent_needs_no_loader_and_records_no_machine_path(
+    catalog_dir: Path, models_root: Path, write_spec: SpecWriter
+) -> None:
+    body = spec_yaml("later", {"later/w.pt": b"w"}, "optional: true\n")
+    write_spec("later", body.replace(f"loader: {EchoLoader.name}", "loader: not_built_yet"))
+    mm = ModelManager(models_root=models_root, catalog=catalog_dir)
+    assert mm.get_optional("later") is None
+    (entry,) = mm.models_used()
+    assert entry["reason"] == "not provisioned: later/w.pt"
+    assert str(models_root) not in json.dumps(mm.models_used())

@@ -28,7 +28,7 @@ from typing import Any
 from .catalog import Catalog
 from .digest import DigestCache, Hasher
 from .errors import (
-    ArtifactMissingError,
+    ConfigurationError,
     DeviceUnavailableError,
     DPModelsError,
     LoaderError,
@@ -54,6 +54,10 @@ log = logging.getLogger("dp_models")
 
 _DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+def _is_cuda_index(device: str) -> bool:
+    return device.startswith("cuda:") and device[5:].isdigit()
 
 
 def _framework_version(dist: str) -> str | None:
@@ -165,8 +169,10 @@ class ModelManager:
         device: str | None = None,
         offline: bool = True,
     ) -> None:
-        if device is not None and device not in _DEVICES:
-            raise ValueError(f"device must be one of {', '.join(_DEVICES)}, got {device!r}")
+        if device is not None and device not in _DEVICES and not _is_cuda_index(device):
+            raise ConfigurationError(
+                f"device must be one of {', '.join(_DEVICES)} or cuda:N, got {device!r}"
+            )
         self.root = resolve_models_root(models_root)
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog, lock=lock)
         self.verify_policy = resolve_verify_policy(verify)
@@ -209,36 +215,40 @@ class ModelManager:
     def get_optional(
         self, name: str, *, device: str | None = None, precision: str | None = None
     ) -> ModelHandle | None:
-        """Like :meth:`get`, but an ``optional: true`` spec whose artifacts are not
+        """Like :meth:`get`, but an ``optional: true`` spec none of whose artifacts is
         provisioned returns None, logs a warning and is recorded as absent in
-        :meth:`models_used`. A required spec raises as :meth:`get` does."""
+        :meth:`models_used`. A required spec, or an optional one that is partly provisioned
+        or wrong, raises as :meth:`get` does."""
         spec = self.catalog[name]
-        try:
+        absent = spec.optional and not any(
+            os.path.lexists(self.root / a.path) for a in spec.artifacts
+        )
+        if not absent:
             return self.get(name, device=device, precision=precision)
-        except ArtifactMissingError as exc:
-            if not spec.optional:
-                raise
-            log.warning("dp_models: optional model %r is not provisioned: %s", name, exc)
-            with self._lock:
-                self._used.setdefault(
-                    (name, "-", "-"),
-                    {
-                        "name": name,
-                        "version": spec.version,
-                        "status": "absent",
-                        "optional": True,
-                        "runtime": spec.runtime,
-                        "engine": spec.engine,
-                        "reason": str(exc),
-                    },
-                )
-            return None
+        reason = ", ".join(a.path for a in spec.artifacts)
+        log.warning("optional model %r is not provisioned under %s: %s", name, self.root, reason)
+        with self._lock:
+            self._used.setdefault(
+                (name, "-", "-"),
+                {
+                    "name": name,
+                    "version": spec.version,
+                    "status": "absent",
+                    "optional": True,
+                    "runtime": spec.runtime,
+                    "engine": spec.engine,
+                    "reason": f"not provisioned: {reason}",
+                },
+            )
+        return None
 
     def _resolve(self, spec: Spec, device: str | None, precision: str | None) -> ModelHandle:
         requires = tuple(self._resolve(self.catalog[d], None, None) for d in spec.requires)
         precision = precision or spec.precision
         if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}")
+            raise ConfigurationError(
+                f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}"
+            )
         endpoint: str | None = None
         if spec.runtime == "triton":
             assert spec.triton is not None
@@ -280,8 +290,10 @@ class ModelManager:
 
     def _device(self, spec: Spec, requested: str | None, loader: Loader) -> str:
         wanted = requested or self.device or spec.device
-        if wanted not in _DEVICES and not wanted.startswith("cuda:"):
-            raise ValueError(f"device must be one of {', '.join(_DEVICES)} or cuda:N")
+        if wanted not in _DEVICES and not _is_cuda_index(wanted):
+            raise ConfigurationError(
+                f"device must be one of {', '.join(_DEVICES)} or cuda:N, got {wanted!r}"
+            )
         if wanted == "cpu":
             return "cpu"
         has_cuda = loader.cuda_available()
@@ -337,8 +349,8 @@ class ModelManager:
         spec = handle.spec
         if spec.runtime != "inprocess":
             raise LoaderError(
-                f"spec {spec.name!r} runs on Triton: it has a client, not an in-process model "
-                "(manager.get(name).client())",
+                f"spec {spec.name!r} is served by Triton (runtime: triton): there is no "
+                "in-process model to load; talk to the served model through a Triton client",
                 spec=spec.name,
                 loader="-",
             )

@@ -35,7 +35,7 @@ OFFLINE_FLAGS: Mapping[str, str] = {
     "HF_HUB_DISABLE_TELEMETRY": "1",  # huggingface_hub usage reports
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",  # never send a stored token anywhere
     "DISABLE_TELEMETRY": "1",  # older transformers / diffusers telemetry switch
-    "YOLO_OFFLINE": "1",  # ultralytics: no update checks, no asset downloads
+    "YOLO_OFFLINE": "True",  # ultralytics (compares with "true"): no online checks, no assets
     "DO_NOT_TRACK": "1",  # tools that honour the common opt-out (e.g. gradio, ultralytics)
 }
 
@@ -75,13 +75,11 @@ def enforce_offline(models_root: str | os.PathLike[str] | None = None) -> dict[s
     for name, value in wanted.items():
         old = os.environ.get(name)
         if old is not None and old != value:
-            log.info(
-                "dp_models: %s=%r replaced by %r (offline, caches in MODELS_ROOT)", name, old, value
-            )
+            log.info("%s=%r replaced by %r (offline, caches in MODELS_ROOT)", name, old, value)
         os.environ[name] = value
     for name in LEGACY_CACHE_VARS:
         if os.environ.pop(name, None) is not None:
-            log.info("dp_models: %s removed (caches live in MODELS_ROOT: HF_HUB_CACHE)", name)
+            log.info("%s removed (caches live in MODELS_ROOT: HF_HUB_CACHE)", name)
     _patch_imported(root)
     return wanted
 

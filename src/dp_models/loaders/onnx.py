@@ -31,10 +31,7 @@ class OnnxRuntimeLoader:
     extra = "onnx"
 
     def cuda_available(self) -> bool:
-        try:
-            ort = require("onnxruntime", extra=self.extra)
-        except ImportError:
-            return False
+        ort = require("onnxruntime", extra=self.extra)  # missing: MissingExtraError
         return "CUDAExecutionProvider" in ort.get_available_providers()
 
     def load(self, ctx: LoadContext) -> Any:
@@ -75,6 +72,9 @@ class OnnxRuntimeLoader:
                 loader=self.name,
             )
         available = ort.get_available_providers()
+        run_on: list[Any] = list(providers)
+        if ctx.device.startswith("cuda:") and run_on[0] == "CUDAExecutionProvider":
+            run_on[0] = ("CUDAExecutionProvider", {"device_id": int(ctx.device[5:])})
         missing = [p for p in providers if p not in available]
         if missing:
             raise DeviceUnavailableError(
@@ -89,7 +89,7 @@ class OnnxRuntimeLoader:
         options.intra_op_num_threads = int(args["intra_op_num_threads"])
         options.inter_op_num_threads = int(args["inter_op_num_threads"])
         session = ort.InferenceSession(
-            str(ctx.artifact("onnx")), sess_options=options, providers=providers
+            str(ctx.artifact("onnx")), sess_options=options, providers=run_on
         )
         dropped = [p for p in providers if p not in session.get_providers()]
         if dropped:  # ONNX Runtime fell back quietly: refuse

@@ -48,11 +48,7 @@ def _torch(ctx: LoadContext | None = None) -> Any:
 
 
 def _cuda_available() -> bool:
-    try:
-        torch = _torch()
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+    return bool(_torch().cuda.is_available())  # a missing torch is a MissingExtraError
 
 
 def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
@@ -227,7 +223,17 @@ class TorchStateDictLoader:
         path, fmt = _weights_artifact(ctx)
         checkpoint = _read_checkpoint(ctx, path, fmt, args["weights_only"])
         state = _state_dict(ctx, checkpoint, args["state_dict_key"], args["strip_prefix"])
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # same keys, other shapes
+            raise StateDictMismatchError(
+                f"spec {name!r}: the weights do not fit {args['class_path']}: "
+                f"{str(exc).strip()}. Check kwargs against the checkpoint.",
+                spec=name,
+                loader=self.name,
+                missing=[],
+                unexpected=[],
+            ) from exc
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if args["strict"] and (missing or unexpected):
             raise StateDictMismatchError(
