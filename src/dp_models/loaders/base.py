@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..errors import LoaderArgsError, MissingExtraError
 from ..spec import Spec
 
-__all__ = ["LoadContext", "Loader", "require"]
+__all__ = ["LoadContext", "Loader", "require", "write_placeholder"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,17 @@ def require(module: str, *, extra: str, spec: str | None = None) -> ModuleType:
         if exc.name is not None and module.split(".")[0] != exc.name.split(".")[0]:
             raise  # the framework is there but broken: show the real error
         raise MissingExtraError(module, extra=extra, spec=spec) from exc
+
+
+def write_placeholder(path: Path, fmt: str) -> None:
+    """Write a small, well-formed file of ``fmt`` for an artifact that is not the weights
+    (labels, configs): what a fake root needs beside the fake weights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {
+        "txt": "class_0\nclass_1\n",
+        "json": "{}\n",
+        "yaml": "{}\n",
+    }.get(fmt)
+    if content is None:
+        raise ValueError(f"no placeholder for format {fmt!r}")
+    path.write_text(content, encoding="utf-8")

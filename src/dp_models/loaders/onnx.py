@@ -13,10 +13,12 @@ loader_args:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..errors import DeviceUnavailableError, LoaderArgsError, PrecisionError
-from .base import LoadContext, require
+from ..spec import Spec
+from .base import LoadContext, require, write_placeholder
 
 __all__ = ["OnnxRuntimeLoader"]
 
@@ -33,6 +35,28 @@ class OnnxRuntimeLoader:
     def cuda_available(self) -> bool:
         ort = require("onnxruntime", extra=self.extra)  # missing: MissingExtraError
         return "CUDAExecutionProvider" in ort.get_available_providers()
+
+    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
+        """A one-node ONNX model (``x`` -> Identity -> ``y``, float32, any shape) for each
+        ``onnx`` artifact; placeholders for the others."""
+        onnx = require("onnx", extra=self.extra, spec=spec.name)
+        helper = onnx.helper
+        for art in spec.artifacts:
+            path = root / art.path
+            if art.format != "onnx":
+                write_placeholder(path, art.format)
+                continue
+            graph = helper.make_graph(
+                [helper.make_node("Identity", ["x"], ["y"])],
+                "dp_models_fake",
+                [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+            )
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            model.ir_version = 8
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(model.SerializeToString())
+        return None
 
     def load(self, ctx: LoadContext) -> Any:
         args = ctx.args({"providers": None, "intra_op_num_threads": 0, "inter_op_num_threads": 0})

@@ -32,7 +32,8 @@ from ..errors import (
     StateDictMismatchError,
     UnsafeCheckpointError,
 )
-from .base import LoadContext, require
+from ..spec import Spec
+from .base import LoadContext, require, write_placeholder
 
 __all__ = ["TorchScriptLoader", "TorchStateDictLoader"]
 
@@ -188,6 +189,43 @@ class TorchStateDictLoader:
     def cuda_available(self) -> bool:
         return _cuda_available()
 
+    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
+        """Randomly initialised weights of the spec's class, saved the way its loader_args
+        read them back (safetensors or a pickle of tensors, under ``state_dict_key``, with
+        ``strip_prefix`` added). A class that is not importable here is replaced, in the
+        fake catalog only, by :class:`dp_models.testing.nets.TinyNet`."""
+        torch = _torch()
+        args = {"kwargs": {}, "state_dict_key": None, "strip_prefix": None, **spec.loader_args}
+        override: dict[str, Any] | None = None
+        try:
+            module_name, _, attr = str(args.get("class_path", "")).partition(":")
+            cls: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                cls = getattr(cls, part)
+            kwargs = dict(args["kwargs"])
+        except (ImportError, AttributeError, ValueError):
+            from ..testing.nets import TinyNet
+
+            cls, kwargs = TinyNet, {}
+            override = {"class_path": "dp_models.testing.nets:TinyNet", "kwargs": {}}
+        state = cls(**kwargs).state_dict()
+        prefix = args["strip_prefix"] or ""
+        state = {f"{prefix}{k}": v.detach().clone().contiguous() for k, v in state.items()}
+        weights = next((a for a in spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+        for art in spec.artifacts:
+            path = root / art.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if art is not weights:
+                write_placeholder(path, art.format)
+            elif art.format == "safetensors":
+                require("safetensors.torch", extra="torch", spec=spec.name).save_file(
+                    state, str(path)
+                )
+            else:
+                key = args["state_dict_key"]
+                torch.save({key: state} if key else state, path)
+        return override
+
     def load(self, ctx: LoadContext) -> Any:
         args = ctx.args(
             {
@@ -261,6 +299,22 @@ class TorchScriptLoader:
 
     def cuda_available(self) -> bool:
         return _cuda_available()
+
+    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
+        """A scripted 4 -> 3 linear layer for the weights; placeholders for the rest."""
+        torch = _torch()
+        from ..testing.nets import TinyNet
+
+        for i, art in enumerate(spec.artifacts):
+            path = root / art.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if i == 0 or art.format in ("torchscript", "pt", "pth"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    torch.jit.save(torch.jit.script(TinyNet()), str(path))
+            else:
+                write_placeholder(path, art.format)
+        return None
 
     def load(self, ctx: LoadContext) -> Any:
         ctx.args({})

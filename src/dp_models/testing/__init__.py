@@ -1,0 +1,125 @@
+"""Testing support: MODELS_ROOTs with small fake weights that the real frameworks load.
+
+>>> from dp_models.testing import fake_models_root, fake_catalog_dir
+>>> root = fake_models_root(tmp_path, names=["emonet_8"])          # doctest: +SKIP
+>>> mm = ModelManager(models_root=root, catalog=fake_catalog_dir(root))  # doctest: +SKIP
+
+Each loader knows how to write artifacts its framework accepts (``make_fake``): tiny
+configurations where the real models are hundreds of MB. Because fake weights cannot have
+the digests upstream publishes, the fake root carries its own copy of the catalog (under
+``<root>/.dp_models/catalog``) with the specs' digests removed and a lock that pins the
+fake files: the manager verifies them exactly as it verifies real ones. Where a loader
+needs a smaller architecture than the spec names, its fake also rewrites the spec's
+``loader_args`` in that copy (documented per loader in docs/loaders.md).
+
+The pytest plugin (``dp_models.testing.plugin``, registered under ``pytest11``) offers
+fixtures around this; see docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..catalog import Catalog
+from ..digest import Hasher
+from ..errors import DPModelsError
+from ..loaders import get_loader
+from ..lock import Lock, LockEntry
+from ..settings import LOCK_FILENAME
+from ..spec import Spec
+from ..verify import Verifier
+
+__all__ = ["FakeWeightsError", "fake_catalog_dir", "fake_models_root"]
+
+FAKE_DIR = ".dp_models"
+
+
+class FakeWeightsError(DPModelsError, RuntimeError):
+    """A spec's loader cannot make fake weights (it has no ``make_fake``, or the framework
+    cannot build them here)."""
+
+
+def fake_catalog_dir(root: str | os.PathLike[str]) -> Path:
+    """The catalog copy that :func:`fake_models_root` writes inside ``root``."""
+    return Path(root) / FAKE_DIR / "catalog"
+
+
+def _closure(catalog: Catalog, names: Iterable[str]) -> list[Spec]:
+    seen: dict[str, Spec] = {}
+    for name in names:
+        for spec in catalog.closure(name):
+            seen.setdefault(spec.name, spec)
+    return list(seen.values())
+
+
+def fake_models_root(
+    path: str | os.PathLike[str],
+    names: Iterable[str] | None = None,
+    *,
+    catalog: Catalog | str | os.PathLike[str] | None = None,
+) -> Path:
+    """Make ``path`` a MODELS_ROOT with fake weights for ``names`` (every in-process spec
+    of the catalog when None) and what they require, plus a matching catalog copy and lock
+    in :func:`fake_catalog_dir`. Returns the root. Triton specs get no artifacts."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    source = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
+    wanted = (
+        list(names)
+        if names is not None
+        else [s.name for s in source.values() if s.runtime == "inprocess"]
+    )
+    specs = [s for s in _closure(source, wanted) if s.runtime == "inprocess"]
+    overrides: dict[str, Mapping[str, Any]] = {}
+    for spec in specs:
+        assert spec.loader is not None
+        loader = get_loader(spec.loader, spec=spec.name)
+        make = getattr(loader, "make_fake", None)
+        if make is None:
+            raise FakeWeightsError(
+                f"spec {spec.name!r}: loader {spec.loader!r} cannot make fake weights (it has "
+                "no make_fake); provision small real artifacts for this test instead"
+            )
+        args = make(spec, root)
+        if args:
+            overrides[spec.name] = args
+    out = fake_catalog_dir(root)
+    _write_catalog(source, [s.name for s in specs], overrides, out)
+    fake = Catalog.load(out, check_lock=False)
+    # pin the fake artifacts the way `dp-models lock` pins provisioned ones
+    reports = Verifier(fake, root, Hasher()).check(list(fake.values()), hash_unpinned=True)
+    artifacts: dict[str, LockEntry] = {}
+    for r in reports:
+        if r.sha256 is None or r.size is None:
+            raise FakeWeightsError(
+                f"spec {r.spec!r}: the fake artifact {r.artifact.path!r} was not written "
+                f"({r.status}): {r.error}"
+            )
+        artifacts[r.artifact.path] = LockEntry(r.artifact.kind, r.sha256, r.size)
+    Lock(out / LOCK_FILENAME, artifacts).write()
+    return root
+
+
+def _write_catalog(
+    source: Catalog, names: list[str], overrides: Mapping[str, Mapping[str, Any]], out: Path
+) -> None:
+    for name in names:
+        data = yaml.safe_load(source.files[name].read_text(encoding="utf-8"))
+        for art in data.get("artifacts", []):
+            art.pop("sha256", None)
+            art.pop("size", None)
+        if name in overrides:
+            data["loader_args"] = {**data.get("loader_args", {}), **overrides[name]}
+        rel = source.files[name].relative_to(source.directory)
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            "# A fake-weights copy written by dp_models.testing.fake_models_root.\n"
+            + yaml.safe_dump(data, sort_keys=False),
+            encoding="utf-8",
+        )

@@ -1,0 +1,88 @@
+"""The dp_models pytest plugin (entry point ``pytest11``), active wherever dp_models is
+installed. It imports no framework until a fixture is used.
+
+Fixtures
+    ``dp_models_fake_root``: a MODELS_ROOT with fake weights (every in-process spec, or the
+    names given by ``@pytest.mark.dp_models(names=[...])``), made once per test.
+    ``dp_models_manager``: a :class:`~dp_models.ModelManager` bound to that root and its
+    fake catalog, with a per-test digest cache.
+    ``dp_models_fake_root_factory``: ``make(names, catalog=None) -> Path`` for several roots.
+
+Marker
+    ``@pytest.mark.no_network``: the test runs inside the network guard; any connection or
+    DNS lookup raises :class:`~dp_models.errors.NetworkBlockedError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..manager import ModelManager
+
+__all__ = [
+    "dp_models_fake_root",
+    "dp_models_fake_root_factory",
+    "dp_models_manager",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "no_network: run the test inside the dp_models network guard"
+    )
+    config.addinivalue_line(
+        "markers", "dp_models(names=None, catalog=None): what dp_models_fake_root provisions"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+    if item.get_closest_marker("no_network") is None:
+        return (yield)
+    from ..guard import network_guard
+
+    with network_guard([f"test {item.nodeid}"]):
+        return (yield)
+
+
+@pytest.fixture
+def dp_models_fake_root_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., Path]:
+    """``make(names=None, catalog=None) -> Path``: a new fake MODELS_ROOT per call."""
+    from . import fake_models_root
+
+    def make(names: Iterable[str] | None = None, catalog: Any = None) -> Path:
+        return fake_models_root(tmp_path_factory.mktemp("models_root"), names, catalog=catalog)
+
+    return make
+
+
+@pytest.fixture
+def dp_models_fake_root(
+    request: pytest.FixtureRequest, dp_models_fake_root_factory: Callable[..., Path]
+) -> Path:
+    marker = request.node.get_closest_marker("dp_models")
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    return dp_models_fake_root_factory(kwargs.get("names"), kwargs.get("catalog"))
+
+
+@pytest.fixture
+def dp_models_manager(
+    dp_models_fake_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelManager]:
+    from ..manager import ModelManager
+    from . import fake_catalog_dir
+
+    manager = ModelManager(
+        models_root=dp_models_fake_root,
+        catalog=fake_catalog_dir(dp_models_fake_root),
+        cache_dir=tmp_path_factory.mktemp("digest_cache"),
+    )
+    yield manager
+    manager.close()
