@@ -1005,7 +1005,7 @@ def test_an_unknown_loader_lists_the_known_ones() -> None:
     with pytest.raises(
         LoaderNotFoundError,
         match=r"^loader 'nope', which is not registered\. Known loaders: "
-        r"(.*, )?onnxruntime, torch_state_dict, torchscript(, .*)?\. A third-party loader",
+        r"(.*, )?onnxruntime, (.*, )?torch_state_dict, torchscript(, .*)?\. A third-party loader",
     ) as exc:
         get_loader("nope")
     err = exc.value

@@ -80,6 +80,7 @@ class ModelHandle:
     weights_digest: str | None
     requires: tuple[ModelHandle, ...]
     endpoint: str | None = None
+    info: Mapping[str, Any] | None = None
     _manager: ModelManager | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -120,6 +121,7 @@ class ModelHandle:
             "model_signature": self.model_signature,
             "framework": framework,
             "requires": [r.name for r in self.requires],
+            "model_info": dict(self.info) if self.info else None,
             "triton": None,
         }
         if spec.triton is not None:
@@ -250,6 +252,7 @@ class ModelManager:
                 f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}"
             )
         endpoint: str | None = None
+        info: Mapping[str, Any] | None = None
         if spec.runtime == "triton":
             assert spec.triton is not None
             served = self.catalog.served_digest(spec)
@@ -265,6 +268,8 @@ class ModelManager:
             digests = tuple(_digest(r) for r in reports)
             paths = {r.artifact.path: r.path for r in reports}
             resolved_device = self._device(spec, device, loader)
+            describe = getattr(loader, "describe", None)
+            info = describe(spec, paths) if describe is not None else None
             self._check_precision(spec, precision, resolved_device, loader)
             weights = weights_digest(digests)
             served = None
@@ -285,6 +290,7 @@ class ModelManager:
             weights,
             requires,
             endpoint,
+            info,
             self,
         )
 

@@ -37,6 +37,16 @@ _BUILTIN = {
     "torch_state_dict": "dp_models.loaders.torch:TorchStateDictLoader",
     "torchscript": "dp_models.loaders.torch:TorchScriptLoader",
     "onnxruntime": "dp_models.loaders.onnx:OnnxRuntimeLoader",
+    "open_clip": "dp_models.loaders.open_clip:OpenClipLoader",
+    "torchvision": "dp_models.loaders.torchvision:TorchvisionLoader",
+    "slowfast": "dp_models.loaders.slowfast:SlowFastLoader",
+    "ultralytics": "dp_models.loaders.ultralytics:UltralyticsLoader",
+    "ultralytics_tracker": "dp_models.loaders.ultralytics:TrackerConfigLoader",
+    "mediapipe": "dp_models.loaders.mediapipe:MediaPipeLoader",
+    "sentence_transformers": "dp_models.loaders.sentence_transformers:SentenceTransformersLoader",
+    "laion_clap": "dp_models.loaders.laion_clap:LaionClapLoader",
+    "spacy": "dp_models.loaders.spacy:SpacyLoader",
+    "tokenizer": "dp_models.loaders.tokenizers:TokenizerLoader",
 }
 
 _registry: dict[str, Loader] = {}

@@ -76,6 +76,18 @@ class Loader(Protocol):
         ...
 
 
+# Optional loader methods, looked up with getattr (a third-party loader may lack them):
+#
+#   precisions: tuple[str, ...]
+#       The precisions it can run; anything else is a PrecisionError at get().
+#   describe(spec: Spec, paths: Mapping[str, Path]) -> Mapping[str, Any] | None
+#       Facts read from the verified artifacts without loading them (a spaCy pipeline's
+#       name and version, say); recorded as ``model_info`` in models_used.
+#   make_fake(spec: Spec, root: Path) -> Mapping[str, Any] | None
+#       Write small artifacts the framework really loads at ``root / artifact.path``; return
+#       loader_args overrides for the fake catalog copy (a tiny architecture), or None.
+
+
 def require(module: str, *, extra: str, spec: str | None = None) -> ModuleType:
     """Import ``module`` or raise :class:`MissingExtraError` naming the extra that installs it."""
     try:
