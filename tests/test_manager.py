@@ -211,6 +211,7 @@ def test_entry_fields(setup: ModelManager) -> None:
         "model_signature": entry["model_signature"],
         "framework": {"name": "pyyaml", "version": entry["framework"]["version"]},
         "requires": ["tokenizer"],
+        "model_info": None,
         "triton": None,
     }
     assert len(entry["model_signature"]) == 64 and entry["framework"]["version"]
