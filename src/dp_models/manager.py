@@ -29,6 +29,7 @@ from .catalog import Catalog
 from .digest import DigestCache, Hasher
 from .errors import (
     ConfigurationError,
+    MissingExtraError,
     DeviceUnavailableError,
     DPModelsError,
     LoaderError,
@@ -155,7 +156,7 @@ class ModelManager:
     :class:`Catalog`; $DP_MODELS_CATALOG, else the packaged one), ``lock``, ``verify``
     ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
     ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]) and ``device``
-    ("auto", "cpu" or "cuda": overrides every spec's device). Creating a manager enforces
+    ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
     offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``.
     """
 
@@ -207,8 +208,11 @@ class ModelManager:
 
         Raises :class:`~dp_models.errors.SpecNotFoundError` (with close names), an
         :class:`~dp_models.errors.ArtifactError` for a missing, unpinned or wrong artifact,
-        :class:`~dp_models.errors.DeviceUnavailableError` or
-        :class:`~dp_models.errors.PrecisionError`.
+        :class:`~dp_models.errors.DeviceUnavailableError`,
+        :class:`~dp_models.errors.PrecisionError`,
+        :class:`~dp_models.errors.ConfigurationError` (a bad device or precision value),
+        :class:`~dp_models.errors.LoaderNotFoundError` or
+        :class:`~dp_models.errors.MissingExtraError` (the framework is not installed).
         """
         handle = self._resolve(self.catalog[name], device, precision)
         self._record(handle)
@@ -302,7 +306,10 @@ class ModelManager:
             )
         if wanted == "cpu":
             return "cpu"
-        has_cuda = loader.cuda_available()
+        try:
+            has_cuda = loader.cuda_available()
+        except MissingExtraError as exc:
+            raise MissingExtraError(exc.module, extra=exc.extra, spec=spec.name) from exc
         if wanted == "auto":
             return "cuda" if has_cuda else "cpu"
         if not has_cuda:
