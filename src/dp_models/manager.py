@@ -29,10 +29,10 @@ from .catalog import Catalog
 from .digest import DigestCache, Hasher
 from .errors import (
     ConfigurationError,
-    MissingExtraError,
     DeviceUnavailableError,
     DPModelsError,
     LoaderError,
+    MissingExtraError,
     PrecisionError,
 )
 from .guard import network_guard
