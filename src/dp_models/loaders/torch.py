@@ -110,6 +110,10 @@ def _unpickler_detail(exc: BaseException) -> str:
     """What torch's weights-only unpickler refused (e.g. ``Unsupported global: GLOBAL
     os.system ...``), without torch's advice to allowlist it and without terminal colours."""
     text = _ANSI.sub("", str(exc))
+    refused = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
+    if refused:
+        line = refused[0].partition("WeightsUnpickler error:")[2] or refused[0]
+        return line.strip().split(". ")[0].rstrip(".")
     _, marker, detail = text.partition("WeightsUnpickler error:")
     lines = [line.strip() for line in (detail if marker else text).splitlines() if line.strip()]
     if not lines:
@@ -129,7 +133,7 @@ def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool)
         if not weights_only:
             raise
         detail = _unpickler_detail(exc)
-        if "GLOBAL" not in detail and "global" not in detail:  # not a refused import: unreadable
+        if "GLOBAL" not in _ANSI.sub("", str(exc)):  # no import refused: the file is unreadable
             raise LoaderError(
                 f"spec {name!r}: {path} cannot be unpickled as a checkpoint ({detail}); the "
                 "file passed its digest check, so the pinned artifact itself is not a torch "
