@@ -1168,3 +1168,30 @@ def test_an_unknown_loader_fails_at_get_even_on_cpu(
     custom_spec(write_spec, models_root, "nobody", "no_such_loader")
     with pytest.raises(LoaderNotFoundError, match=r"names loader 'no_such_loader'"):
         make_manager().get("nobody")
+
+
+class _SystemPayload:
+    """Unpickling calls os.system: a module torch blocks outright."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_payload_from_a_blocked_module_is_refused_as_unsafe(
+    tmp_path: Path,
+    tinynet: ModuleType,
+    models_root: Path,
+    write_spec: SpecWriter,
+    make_manager: Callable[..., ModelManager],
+) -> None:
+    marker = tmp_path / "system-ran"
+    state_dict_spec(write_spec, models_root, "evil2", {"x": _SystemPayload(marker)})
+    with pytest.raises(
+        UnsafeCheckpointError, match=r"\(torch: Trying to load unsupported GLOBAL posix\.system"
+    ) as exc:
+        make_manager().load("evil2")
+    assert exc.value.spec == "evil2"
+    assert not marker.exists()
