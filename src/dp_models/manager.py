@@ -57,6 +57,10 @@ _DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
+def _either(items: tuple[str, ...]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
 def _is_cuda_index(device: str) -> bool:
     return device.startswith("cuda:") and device[5:].isdigit()
 
@@ -328,7 +332,7 @@ class ModelManager:
         if supported is not None and precision not in supported:
             raise PrecisionError(
                 f"spec {spec.name!r}: loader {loader.name!r} runs models in "
-                f"{', '.join(supported[:-1])} or {supported[-1]}, not {precision}; a model in "
+                f"{_either(supported)}, not {precision}; a model in "
                 "another precision needs a loader that builds it",
                 spec=spec.name,
                 precision=precision,

@@ -35,6 +35,7 @@ OFFLINE_FLAGS: Mapping[str, str] = {
     "HF_HUB_DISABLE_TELEMETRY": "1",  # huggingface_hub usage reports
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",  # never send a stored token anywhere
     "DISABLE_TELEMETRY": "1",  # older transformers / diffusers telemetry switch
+    "YOLO_AUTOINSTALL": "False",  # ultralytics: never pip-install a missing package
     "YOLO_OFFLINE": "True",  # ultralytics (compares with "true"): no online checks, no assets
     "DO_NOT_TRACK": "1",  # tools that honour the common opt-out (e.g. gradio, ultralytics)
 }
