@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv test
+echo "==> Triton server (.venv-triton)"
+scripts/triton_env.sh >/dev/null
 
 echo "==> ruff"
 .venv/bin/ruff check src tests benchmarks examples scripts

@@ -145,6 +145,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("env", _env, "versions, environment flags and resolved settings", [common, rooted])
     p.add_argument("--json", action="store_true")
+    triton = sub.add_parser(
+        "triton", help="Triton Inference Server tools", description="Triton Inference Server tools."
+    ).add_subparsers(metavar="COMMAND")
+    help_ = "write a Triton model repository for the catalog's Triton specs (or NAMES)"
+    p = triton.add_parser("export", help=help_, description=help_, parents=[common, rooted])
+    p.set_defaults(func=_triton_export)
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--out", metavar="DIR", required=True, help="repository to write (new or empty)")
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="hard-link the artifacts (symlink across file systems) instead of copying them",
+    )
     return parser
 
 
@@ -497,6 +510,31 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     out.write("settings:\n")
     for k, v in settings.items():
         out.write(f"  {k:<22} {v}\n")
+    return 0
+
+
+def _triton_export(args: argparse.Namespace, out: TextIO) -> int:
+    from .settings import resolve_models_root
+    from .triton.repository import export_repository
+
+    catalog = _catalog(args)
+    root = resolve_models_root(args.root, origin="--root")
+    hasher = _hasher(args)
+    try:
+        models = export_repository(
+            catalog, root, args.out, args.names or None, link=args.link, hasher=hasher
+        )
+    finally:
+        if hasher.progress is not None:
+            hasher.progress.close()
+    repo = Path(args.out).resolve()
+    out.write(f"wrote Triton model repository {repo}: {_n(len(models), 'model')} from {root}\n")
+    rows = [["MODEL", "VERSION", "SPEC", "FILES", "WEIGHTS DIGEST"]]
+    rows += [
+        [m.model_name, str(m.version), m.spec, str(len(m.files)), m.weights_digest] for m in models
+    ]
+    _table(rows, out)
+    out.write(f"\nserve it with: tritonserver --model-repository {repo}\n")
     return 0
 
 

@@ -7,6 +7,10 @@ Fixtures
     ``dp_models_manager``: a :class:`~dp_models.ModelManager` bound to that root and its
     fake catalog, with a per-test digest cache.
     ``dp_models_fake_root_factory``: ``make(names, catalog=None) -> Path`` for several roots.
+    ``dp_models_triton_server`` (session): a real :class:`~dp_models.testing.triton.TritonServer`
+    on loopback serving a stand-in for every Triton spec of the catalog.
+    ``dp_models_triton_catalog`` (session): the catalog copy whose Triton specs expect the
+    digests those stand-ins serve.
 
 Marker
     ``@pytest.mark.no_network``: the test runs inside the network guard; any connection or
@@ -23,11 +27,14 @@ import pytest
 
 if TYPE_CHECKING:
     from ..manager import ModelManager
+    from .triton import TritonServer
 
 __all__ = [
     "dp_models_fake_root",
     "dp_models_fake_root_factory",
     "dp_models_manager",
+    "dp_models_triton_catalog",
+    "dp_models_triton_server",
 ]
 
 
@@ -86,3 +93,40 @@ def dp_models_manager(
     )
     yield manager
     manager.close()
+
+
+@pytest.fixture(scope="session")
+def _dp_models_triton_standins(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, str | None]]:
+    from ..catalog import Catalog
+    from .triton import write_standin_repository
+
+    repo = tmp_path_factory.mktemp("triton_standins")
+    return repo, write_standin_repository(Catalog.load(), repo)
+
+
+@pytest.fixture(scope="session")
+def dp_models_triton_server(
+    _dp_models_triton_standins: tuple[Path, dict[str, str | None]],
+) -> Iterator[TritonServer]:
+    """A real Triton server on loopback (``scripts/triton_env.sh`` installs it; an error, never
+    a skip, when it is missing) serving a stand-in for every Triton spec of the catalog."""
+    from .triton import TritonServer
+
+    server = TritonServer().start(_dp_models_triton_standins[0])
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def dp_models_triton_catalog(
+    _dp_models_triton_standins: tuple[Path, dict[str, str | None]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A copy of the catalog whose Triton specs expect the digests the stand-ins serve."""
+    from ..catalog import Catalog
+    from .triton import write_standin_catalog
+
+    out = tmp_path_factory.mktemp("triton_catalog")
+    return write_standin_catalog(Catalog.load(), out, _dp_models_triton_standins[1])

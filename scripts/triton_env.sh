@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Makes .venv-triton: a small virtual environment holding a real Triton Inference Server
+# (the `tritonserver` binary and its Python backend, shipped in the nvidia-pytriton wheel)
+# for the Triton tests, and prints the path of the tritonserver binary.
+#
+# It is separate from .venv because Triton's Python-backend stub runs the `python` first
+# on PATH and needs numpy<2 there (with numpy 2 a model loads but returns empty tensors),
+# while the project runs on numpy 2. Only the binary is used, never pytriton's Python API,
+# so the wheel is installed without its dependencies, next to numpy<2.
+#
+# Idempotent and fast once done (a stamp file records what was installed). Usage:
+#   scripts/triton_env.sh            # prints e.g. /repo/.venv-triton/.../bin/tritonserver
+#   PYTHON=python3.11 scripts/triton_env.sh
+# The tests find the server there, or at $DP_MODELS_TRITONSERVER.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTRITON_VERSION=0.7.0
+NUMPY_SPEC="numpy>=1.21,<2"
+VENV=.venv-triton
+STAMP="$VENV/.dp_models_triton_env"
+WANT="nvidia-pytriton==$PYTRITON_VERSION $NUMPY_SPEC"
+
+if [ -f "$STAMP" ] && [ "$(head -n 1 "$STAMP")" = "$WANT" ]; then
+  server=$(sed -n 2p "$STAMP")
+  if [ -x "$server" ]; then
+    echo "$server"
+    exit 0
+  fi
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV with $($py --version)" >&2
+  "$py" -m venv "$VENV"
+fi
+echo "==> installing nvidia-pytriton==$PYTRITON_VERSION (tritonserver) and numpy<2 into $VENV" >&2
+# This machine's pip config lists extra local indexes; their "is ignored" notes are noise.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+  "nvidia-pytriton==$PYTRITON_VERSION" "$NUMPY_SPEC" 2>&1 \
+  | { grep -v "is ignored: it is neither" || true; } >&2
+
+# The wheel carries one Python-backend stub per Python version; the backend looks for it
+# next to libtriton_python.so, and it must match the venv's Python (the one it runs).
+# (located without importing pytriton, whose Python API needs the skipped dependencies)
+pkg=$("$VENV/bin/python" -c \
+  'import importlib.util as u; print(u.find_spec("pytriton").submodule_search_locations[0])')
+pyver=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+tritondir="$pkg/tritonserver"
+stub="$tritondir/python_backend_stubs/$pyver/triton_python_backend_stub"
+if [ ! -f "$stub" ]; then
+  echo "triton_env.sh: the wheel has no Python-backend stub for Python $pyver" \
+    "(it has: $(ls "$tritondir/python_backend_stubs" | tr '\n' ' ')); rerun with PYTHON=python3.X" >&2
+  exit 1
+fi
+cp "$stub" "$tritondir/backends/python/triton_python_backend_stub"
+chmod +x "$tritondir/backends/python/triton_python_backend_stub" "$tritondir/bin/tritonserver"
+
+server="$tritondir/bin/tritonserver"
+printf '%s\n%s\n' "$WANT" "$server" > "$STAMP"
+echo "$server"
