@@ -1,0 +1,377 @@
+"""The ``torchvision`` loader (dp_models.loaders.torchvision): the catalog's ResNet and
+Places365 specs on fake roots, a real ResNet checkpoint in the Places365 layout, feature
+extraction, class lists, device and precision, and the errors of corrupt artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision  # type: ignore[import-untyped]
+import yaml
+
+from dp_models import ModelManager
+from dp_models.catalog import Catalog
+from dp_models.cli import main as dp_models_cli
+from dp_models.errors import (
+    DeviceUnavailableError,
+    LoaderArgsError,
+    LoaderError,
+    MissingExtraError,
+    PrecisionError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+)
+from dp_models.loaders import LoadContext, get_loader
+from dp_models.loaders.torchvision import FAKE_ARCH, TorchvisionLoader, _remove_classifier
+from dp_models.testing import fake_catalog_dir, fake_models_root
+
+SPECS = ["places365_resnet50", "resnet18_features", "resnet50_features"]
+PLACES = "places365_resnet50"
+PLACES_WEIGHTS = "visual/places365/resnet50_places365.pth.tar"
+PLACES_LABELS = "visual/places365/categories_places365.txt"
+ARGS = "arch, feature_extractor, kwargs, num_classes, state_dict_key, strip_prefix, weights_only"
+#: What the fake's MobileNetV3-small (width 0.25) gives in feature-extractor mode.
+FAKE_FEATURES = 256
+IMAGES = torch.linspace(-1.0, 1.0, 2 * 3 * 64 * 64).reshape(2, 3, 64, 64)
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
+    return ModelManager(
+        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
+    )
+
+
+def edit_spec(root: Path, name: str, **fields: Any) -> None:
+    """Change top-level fields of a spec in the fake catalog (``loader_args`` is merged;
+    a loader_arg set to ``...`` is removed)."""
+    path = fake_catalog_dir(root) / "visual" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    args = {**data.get("loader_args", {}), **fields.pop("loader_args", {})}
+    data["loader_args"] = {k: v for k, v in args.items() if v is not ...}
+    data.update(fields)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def repin(root: Path) -> None:
+    """Pin the root's files as they are now (what an operator does with `dp-models lock`)."""
+    catalog = fake_catalog_dir(root)
+    assert (
+        dp_models_cli(["lock", "--catalog", str(catalog), "--root", str(root), "--no-cache"]) == 0
+    )
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_models_root(tmp_path_factory.mktemp("pristine"), names=SPECS)
+
+
+@pytest.fixture
+def root(pristine: Path, tmp_path: Path) -> Path:
+    """A fake root of the test's own (a copy: tests change its files and its catalog)."""
+    return Path(shutil.copytree(pristine, tmp_path / "root"))
+
+
+def places_checkpoint(net: torch.nn.Module) -> dict[str, Any]:
+    """The layout of CSAIL's resnet50_places365.pth.tar: DataParallel keys under state_dict."""
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    return {"epoch": 90, "arch": "resnet50", "state_dict": state, "best_prec1": 54.65}
+
+
+def reference_resnet18(num_classes: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    with torch.no_grad():  # eval-mode batch norm that is not the identity
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                assert m.running_mean is not None and m.running_var is not None
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    result: torch.nn.Module = net.eval()
+    return result
+
+
+# -- every catalog spec, offline -----------------------------------------------------------
+
+
+@pytest.mark.no_network
+def test_every_torchvision_spec_loads_from_a_fake_root_offline(tmp_path: Path) -> None:
+    root = fake_models_root(tmp_path / "root", names=SPECS)  # inside the guard too
+    mm = manager(root, tmp_path, device="cpu")
+    for name in SPECS:
+        assert mm.get(name).spec.loader_args["arch"] == FAKE_ARCH["arch"]  # the fake's override
+
+    places = mm.load(PLACES)
+    assert type(places).__name__ == "MobileNetV3"
+    assert not places.training
+    assert {p.device.type for p in places.parameters()} == {"cpu"}
+    assert {p.dtype for p in places.parameters()} == {torch.float32}
+    assert len(places.categories) == 365
+    assert places.categories[:2] == ("fake_class_000", "fake_class_001")  # /f/ prefix removed
+    with torch.no_grad():
+        logits = places(IMAGES)
+        assert logits.shape == (2, 365)
+        assert torch.equal(places(IMAGES), logits)  # eval mode: deterministic
+
+    for name in ("resnet18_features", "resnet50_features"):
+        features = mm.load(name)
+        assert not features.training
+        assert isinstance(features.classifier[-1], torch.nn.Identity)
+        assert not hasattr(features, "categories")  # no class list in the spec
+        with torch.no_grad():
+            assert features(IMAGES).shape == (2, FAKE_FEATURES)
+
+    used = {e["name"]: e for e in mm.models_used()}
+    assert set(used) == set(SPECS)
+    for entry in used.values():
+        assert entry["framework"] == {
+            "name": "torchvision",
+            "version": metadata.version("torchvision"),
+        }
+        assert (entry["device"], entry["precision"], entry["loader"]) == (
+            "cpu",
+            "fp32",
+            "torchvision",
+        )
+
+
+def test_the_fake_weights_are_small_and_in_the_specs_layout(root: Path) -> None:
+    sizes = [p.stat().st_size for p in root.glob("visual/**/*") if p.is_file()]
+    assert len(sizes) == 4
+    assert sum(sizes) < 5_000_000  # the real three are 245 MB
+    checkpoint = torch.load(root / PLACES_WEIGHTS, weights_only=True)
+    assert list(checkpoint) == ["state_dict"]
+    assert all(k.startswith("module.") for k in checkpoint["state_dict"])
+    lines = (root / PLACES_LABELS).read_text().splitlines()
+    assert (len(lines), lines[0], lines[-1]) == (
+        365,
+        "/f/fake_class_000 0",
+        "/f/fake_class_364 364",
+    )
+
+
+# -- the real architectures ----------------------------------------------------------------
+
+
+@pytest.mark.no_network
+def test_a_real_resnet_in_the_places365_layout_loads_with_its_categories(
+    root: Path, tmp_path: Path
+) -> None:
+    """A real ResNet-18 (ResNet-50 is the same code at 98 MB) saved the way CSAIL saves
+    Places365: pickled checkpoint, ``state_dict`` key, ``module.`` prefix, 365 classes."""
+    reference = reference_resnet18(365)
+    torch.save(places_checkpoint(reference), root / PLACES_WEIGHTS)
+    names = ["/a/abbey", "/a/airfield", "/a/arena/hockey"] + [f"/z/zone_{i}" for i in range(362)]
+    (root / PLACES_LABELS).write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
+    edit_spec(root, PLACES, loader_args={"arch": "resnet18", "kwargs": ...})
+    repin(root)
+    mm = manager(root, tmp_path, device="cpu")
+
+    model = mm.load(PLACES)
+    assert type(model) is torchvision.models.ResNet
+    assert model.categories[:3] == ("abbey", "airfield", "arena/hockey")
+    with torch.no_grad():
+        assert torch.equal(model(IMAGES), reference(IMAGES))
+
+    edit_spec(root, PLACES, loader_args={"feature_extractor": True})
+    features = manager(root, tmp_path, device="cpu").load(PLACES)
+    assert isinstance(features.fc, torch.nn.Identity)
+    reference.fc = torch.nn.Identity()
+    with torch.no_grad():
+        out = features(IMAGES)
+        assert out.shape == (2, 512)
+        assert torch.equal(out, reference(IMAGES))
+
+
+@pytest.mark.parametrize(("arch", "width"), [("resnet18", 512), ("resnet50", 2048)])
+def test_feature_extractor_mode_gives_pooled_resnet_features(arch: str, width: int) -> None:
+    model = torchvision.models.get_model(arch, weights=None).eval()
+    spec = Catalog.load()[f"{arch}_features"]
+    ctx = LoadContext(spec, {}, "cpu", "fp32", spec.loader_args)
+    headless = _remove_classifier(ctx, torch, model, arch)
+    assert isinstance(headless.fc, torch.nn.Identity)
+    with torch.no_grad():
+        assert headless(IMAGES).shape == (2, width)
+
+
+# -- device and precision ------------------------------------------------------------------
+
+
+def test_precisions_the_loader_refuses_at_get(root: Path, tmp_path: Path) -> None:
+    mm = manager(root, tmp_path, device="cpu")
+    with pytest.raises(
+        PrecisionError,
+        match=r"^spec 'places365_resnet50': loader 'torchvision' runs models in "
+        r"fp32, fp16 or bf16, not int8",
+    ) as exc:
+        mm.get(PLACES, precision="int8")
+    assert (exc.value.spec, exc.value.precision) == (PLACES, "int8")
+    with pytest.raises(PrecisionError, match=r"fp16 on the CPU is not allowed"):
+        mm.get(PLACES, precision="fp16")
+
+
+def test_bf16_where_the_spec_allows_it_on_the_cpu(root: Path, tmp_path: Path) -> None:
+    edit_spec(root, PLACES, allow_half_on_cpu=True)
+    model = manager(root, tmp_path, device="cpu").load(PLACES, precision="bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        assert model(IMAGES.bfloat16()).dtype == torch.bfloat16
+
+
+@needs_no_cuda
+def test_cuda_without_cuda_is_an_error_not_a_cpu_run(root: Path, tmp_path: Path) -> None:
+    mm = manager(root, tmp_path)
+    with pytest.raises(DeviceUnavailableError, match=r"torchvision sees no CUDA device") as exc:
+        mm.get(PLACES, device="cuda")
+    assert (exc.value.spec, exc.value.requested) == (PLACES, "cuda")
+    assert mm.get(PLACES).device == "cpu"  # auto
+
+
+@needs_cuda
+@pytest.mark.no_network
+def test_cuda_fp16(root: Path, tmp_path: Path) -> None:
+    mm = manager(root, tmp_path)
+    assert mm.get(PLACES).device == "cuda"  # auto
+    model = mm.load(PLACES, precision="fp16")
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {("cuda", torch.float16)}
+    with torch.no_grad():
+        assert model(IMAGES.cuda().half()).shape == (2, 365)
+    assert mm.models_used()[-1]["device"] == "cuda"
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def test_a_corrupt_checkpoint_is_a_typed_error_naming_the_spec(root: Path, tmp_path: Path) -> None:
+    (root / PLACES_WEIGHTS).write_bytes(b"not a checkpoint at all" * 10)
+    repin(root)
+    with pytest.raises(
+        LoaderError,
+        match=r"^spec 'places365_resnet50': .*resnet50_places365\.pth\.tar cannot be "
+        r"unpickled as a checkpoint",
+    ) as exc:
+        manager(root, tmp_path, device="cpu").load(PLACES)
+    assert (exc.value.spec, exc.value.loader) == (PLACES, "torchvision")
+
+
+def test_a_truncated_checkpoint_is_a_loader_error(root: Path, tmp_path: Path) -> None:
+    data = (root / PLACES_WEIGHTS).read_bytes()
+    (root / PLACES_WEIGHTS).write_bytes(data[: len(data) // 2])
+    repin(root)
+    with pytest.raises(
+        LoaderError, match=r"^spec 'places365_resnet50': loader 'torchvision' failed"
+    ) as exc:
+        manager(root, tmp_path, device="cpu").load(PLACES)
+    assert exc.value.spec == PLACES
+    assert exc.value.__cause__ is not None  # torch's error, chained
+
+
+def test_a_pickle_that_would_run_code_is_refused(root: Path, tmp_path: Path) -> None:
+    torch.save({"state_dict": {}, "extra": hashlib.sha256}, root / PLACES_WEIGHTS)
+    repin(root)
+    with pytest.raises(UnsafeCheckpointError, match=r"unpickling it could run code") as exc:
+        manager(root, tmp_path, device="cpu").load(PLACES)
+    assert (exc.value.spec, exc.value.loader) == (PLACES, "torchvision")
+
+
+def test_weights_of_another_shape_are_a_mismatch(root: Path, tmp_path: Path) -> None:
+    edit_spec(root, PLACES, loader_args={"num_classes": 10})
+    (root / PLACES_LABELS).write_text("".join(f"c{i}\n" for i in range(10)))
+    repin(root)
+    with pytest.raises(
+        StateDictMismatchError,
+        match=r"^spec 'places365_resnet50': the weights do not fit "
+        r"torchvision mobilenet_v3_small: .*size mismatch for classifier\.3\.weight.*Check arch, "
+        r"num_classes",
+    ) as exc:
+        manager(root, tmp_path, device="cpu").load(PLACES)
+    assert exc.value.loader == "torchvision"
+
+
+def test_missing_and_unexpected_keys_are_listed(root: Path, tmp_path: Path) -> None:
+    edit_spec(root, PLACES, loader_args={"strip_prefix": ...})
+    with pytest.raises(
+        StateDictMismatchError, match=r"\d+ missing key\(s\) \[features\.0\.0"
+    ) as exc:
+        manager(root, tmp_path, device="cpu").load(PLACES)
+    assert exc.value.missing and all(k.startswith("module.") for k in exc.value.unexpected)
+
+
+def test_a_class_list_that_does_not_fit(root: Path, tmp_path: Path) -> None:
+    (root / PLACES_LABELS).write_text("/a/abbey 0\n/b/bar 2\n")
+    repin(root)
+    mm = manager(root, tmp_path, device="cpu")
+    with pytest.raises(LoaderError, match=r"does not number its 2 classes 0 to 1 once each") as exc:
+        mm.load(PLACES)
+    assert (exc.value.spec, exc.value.loader) == (PLACES, "torchvision")
+    (root / PLACES_LABELS).write_text("abbey\nbar\n")
+    repin(root)
+    with pytest.raises(LoaderError, match=r"has 2 classes, but loader_args\.num_classes is 365"):
+        manager(root, tmp_path, device="cpu").load(PLACES)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"colour": "red"}, rf"does not take loader_args colour; it takes {ARGS}$"),
+        (
+            {"arch": "resnet5O"},
+            r"loader_args.arch 'resnet5O' is not a torchvision model; did you "
+            r"mean resnet50",
+        ),
+        (
+            {"kwargs": {"weights": "DEFAULT"}},
+            r"loader_args.kwargs may not set weights: the loader "
+            r"builds the model without weights",
+        ),
+        ({"num_classes": "365"}, r"num_classes must be a positive integer, got '365'"),
+        ({"feature_extractor": "yes"}, r"feature_extractor must be true or false, got 'yes'"),
+        (
+            {"arch": "resnet18", "kwargs": {"colour": 1}},
+            r"torchvision cannot build 'resnet18' with",
+        ),
+        (
+            {"arch": "fcn_resnet50", "feature_extractor": True},
+            r"feature_extractor works on image "
+            r"and video classifiers; 'fcn_resnet50' is not one",
+        ),
+    ],
+)
+def test_loader_args_it_refuses(
+    args: dict[str, Any], message: str, root: Path, tmp_path: Path
+) -> None:
+    edit_spec(root, "resnet18_features", loader_args=args)
+    with pytest.raises(LoaderArgsError, match=message) as exc:
+        manager(root, tmp_path, device="cpu").load("resnet18_features")
+    assert (exc.value.spec, exc.value.loader) == ("resnet18_features", "torchvision")
+
+
+def test_without_torchvision_the_extra_is_named(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    message = (
+        r"^torchvision is not installed \(spec 'places365_resnet50' needs it\)\. "
+        r"Install it with: pip install 'dp-models\[torch\]'$"
+    )
+    with pytest.raises(MissingExtraError, match=message):
+        manager(root, tmp_path).get(PLACES)  # device auto asks the framework
+    with pytest.raises(MissingExtraError, match=message) as exc:
+        manager(root, tmp_path, device="cpu").load(PLACES)
+    assert (exc.value.module, exc.value.extra) == ("torchvision", "torch")
+
+
+def test_it_is_the_registered_loader() -> None:
+    loader = get_loader("torchvision")
+    assert isinstance(loader, TorchvisionLoader)
+    assert (loader.framework, loader.extra) == ("torchvision", "torch")
