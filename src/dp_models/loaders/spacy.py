@@ -1,0 +1,197 @@
+"""spaCy loader: a ``spacy.Language`` from a local pipeline directory.
+
+``loader: spacy`` calls ``spacy.load(<verified directory>)``: never a package name (that
+resolves against whatever is installed, or suggests ``spacy download``) and never a
+download. The directory is the pipeline's data directory, e.g. ``en_core_web_sm-3.8.0``
+as unpacked from its release wheel (``en_core_web_sm/en_core_web_sm-3.8.0/``, holding
+``meta.json`` and ``config.cfg``); a pipeline installed as a package is provisioned by
+copying that directory under MODELS_ROOT.
+
+Before spaCy is imported, the pipeline's ``meta.json`` is checked against the spec: its
+version must be the spec's ``version`` and its name (``<lang>_<name>``) the one
+``loader_args.pipeline`` names, and the installed spaCy must satisfy the pipeline's
+``spacy_version`` range (spaCy itself only warns, and a pipeline trained for another
+spaCy can give other results). ``describe`` records the pipeline's name, version,
+language, spaCy range and components as ``model_info`` in ``models_used``.
+
+Device: ``cpu`` only (the small CNN pipelines; spaCy's GPU switch is process-wide), so
+``cuda`` is a :class:`~dp_models.errors.DeviceUnavailableError` at ``get`` and ``auto``
+resolves to ``cpu``. Precision: ``fp32`` only.
+
+loader_args:
+    pipeline: null    the pipeline's package name, e.g. en_core_web_sm; null: not checked
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import DPModelsError, LoaderArgsError, LoaderError, MissingExtraError
+from ..spec import Spec
+from .base import LoadContext, require, write_placeholder
+
+__all__ = ["SpacyLoader"]
+
+_NAME = "spacy"
+_FORMAT = "spacy_pipeline"
+_MAX_META_BYTES = 1024 * 1024
+
+
+class _MetaError(ValueError):
+    """meta.json is missing or not a spaCy pipeline's meta."""
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "meta.json"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_META_BYTES + 1)
+    except OSError as exc:
+        raise _MetaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(raw) > _MAX_META_BYTES:
+        raise _MetaError(f"{path} is larger than {_MAX_META_BYTES} bytes")
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise _MetaError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise _MetaError(f"{path} holds a {type(meta).__name__}, not a mapping")
+    bad = [k for k in ("lang", "name", "version") if not isinstance(meta.get(k), str)]
+    if bad:
+        raise _MetaError(f"{path} has no string {', '.join(bad)}")
+    return meta
+
+
+def _pipeline_name(meta: Mapping[str, Any]) -> str:
+    """The package name spaCy gives a pipeline: ``<lang>_<name>``."""
+    return f"{meta['lang']}_{meta['name']}"
+
+
+class SpacyLoader:
+    """``loader: spacy``: a ``spacy.Language`` from the spec's ``spacy_pipeline`` directory."""
+
+    name = _NAME
+    framework = "spacy"
+    extra = "spacy"
+    precisions = ("fp32",)
+
+    def cuda_available(self) -> bool:
+        if importlib.util.find_spec("spacy") is None:  # no import at get(): spaCy is slow
+            raise MissingExtraError("spacy", extra=self.extra)
+        return False  # CPU pipelines only; see the module docstring
+
+    def describe(self, spec: Spec, paths: Mapping[str, Path]) -> Mapping[str, Any] | None:
+        """The pipeline's ``meta.json`` facts, recorded as ``model_info``."""
+        for art in spec.artifacts:
+            if art.format == _FORMAT:
+                try:
+                    meta = _read_meta(paths[art.path])
+                except _MetaError:
+                    return None  # load() reports it with a typed error
+                components = meta.get("pipeline")
+                return {
+                    "name": _pipeline_name(meta),
+                    "version": meta["version"],
+                    "lang": meta["lang"],
+                    "spacy_version": meta.get("spacy_version"),
+                    "pipeline": list(components) if isinstance(components, list) else None,
+                }
+        return None
+
+    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
+        """``spacy.blank(<lang>)`` plus a rule-based ``sentencizer`` (no weights), its meta
+        name and version set to the spec's (``loader_args.pipeline`` gives language and
+        name; without it, ``xx_pipeline``), saved with ``to_disk``; placeholders for other
+        artifacts. About 150 kB; Russian needs no extra package (only the real
+        ``ru_core_news_sm`` lemmatizer needs pymorphy3)."""
+        spacy = require("spacy", extra=self.extra, spec=spec.name)
+        pipeline = spec.loader_args.get("pipeline") or "xx_pipeline"
+        lang, _, meta_name = str(pipeline).partition("_")
+        for art in spec.artifacts:
+            path = root / art.path
+            if art.format != _FORMAT:
+                write_placeholder(path, art.format)
+                continue
+            try:
+                nlp = spacy.blank(lang)
+            except (ImportError, KeyError, ValueError) as exc:
+                from ..testing import FakeWeightsError
+
+                raise FakeWeightsError(
+                    f"spec {spec.name!r}: spaCy has no language {lang!r} for a blank fake "
+                    f"pipeline ({exc})"
+                ) from exc
+            nlp.add_pipe("sentencizer")
+            nlp.meta["name"] = meta_name or "pipeline"
+            nlp.meta["version"] = spec.version
+            nlp.meta["description"] = "dp_models fake: a blank pipeline with a sentencizer"
+            path.mkdir(parents=True, exist_ok=True)
+            nlp.to_disk(path)
+        return None
+
+    def load(self, ctx: LoadContext) -> Any:
+        args = ctx.args({"pipeline": None})
+        name = ctx.spec.name
+        want = args["pipeline"]
+        if want is not None and not isinstance(want, str):
+            raise LoaderArgsError(
+                f"spec {name!r}: loader_args.pipeline must be a pipeline name such as "
+                f"en_core_web_sm, got {want!r}",
+                spec=name,
+                loader=self.name,
+            )
+        path = ctx.artifact(_FORMAT)
+        try:
+            meta = _read_meta(path)
+        except _MetaError as exc:
+            raise LoaderError(
+                f"spec {name!r}: {path} is not a spaCy pipeline directory: {exc}. Provision "
+                "the pipeline's data directory (the one holding meta.json and config.cfg, "
+                "e.g. en_core_web_sm/en_core_web_sm-3.8.0 inside the release wheel).",
+                spec=name,
+                loader=self.name,
+            ) from exc
+        found = f"{_pipeline_name(meta)} {meta['version']}"
+        expected = f"{want or 'the pipeline'} {ctx.spec.version}"
+        if meta["version"] != ctx.spec.version or (want and _pipeline_name(meta) != want):
+            raise LoaderError(
+                f"spec {name!r} expects {expected}, but {path / 'meta.json'} says {found}. "
+                "Provision the pipeline the spec names, or change the spec's version (and "
+                "loader_args.pipeline) deliberately.",
+                spec=name,
+                loader=self.name,
+            )
+        spacy = require("spacy", extra=self.extra, spec=name)
+        installed = spacy.about.__version__
+        needed = meta.get("spacy_version")
+        if isinstance(needed, str) and spacy.util.is_compatible_version(installed, needed) is False:
+            raise LoaderError(
+                f"spec {name!r}: pipeline {found} needs spaCy {needed}, but spaCy {installed} "
+                "is installed; a pipeline run on another spaCy can give other results. "
+                "Install a matching spaCy, or provision the pipeline built for this one.",
+                spec=name,
+                loader=self.name,
+            )
+        try:
+            return spacy.load(path)
+        except DPModelsError:
+            raise
+        except ImportError as exc:  # a component's dependency, e.g. pymorphy3 for Russian
+            raise LoaderError(
+                f"spec {name!r}: pipeline {found} needs a package that is not installed: {exc}",
+                spec=name,
+                loader=self.name,
+            ) from exc
+        except Exception as exc:
+            raise LoaderError(
+                f"spec {name!r}: spaCy {installed} cannot load {path} "
+                f"({type(exc).__name__}: {exc}). The directory passed its digest check, so "
+                "the pinned pipeline itself does not load with this spaCy and its installed "
+                "packages: check the provisioned directory.",
+                spec=name,
+                loader=self.name,
+            ) from exc

@@ -1,0 +1,244 @@
+"""The ``spacy`` loader (dp_models.loaders.spacy), through the ModelManager on a fake root:
+blank English and Russian pipelines (plus a sentencizer) saved with ``to_disk`` under the
+specs' names and versions, loaded with ``spacy.load(<directory>)``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import spacy
+import yaml
+
+from dp_models import ModelManager
+from dp_models.cli import main as dp_models_cli
+from dp_models.errors import (
+    DeviceUnavailableError,
+    LoaderArgsError,
+    LoaderError,
+    MissingExtraError,
+    PrecisionError,
+)
+from dp_models.testing import fake_catalog_dir, fake_models_root
+
+EN, RU = "spacy_en_core_web_sm", "spacy_ru_core_news_sm"
+DIRS = {EN: "text/spacy/en_core_web_sm-3.8.0", RU: "text/spacy/ru_core_news_sm-3.8.0"}
+TEXTS = {
+    EN: "Dr. Smith paid $3.50 for it. It's fine!",
+    RU: "Привет, мир! Это стоит 3,5 рубля. Всё хорошо.",
+}
+TOKENS = {
+    EN: ["Dr.", "Smith", "paid", "$", "3.50", "for", "it", ".", "It", "'s", "fine", "!"],
+    RU: ["Привет", ",", "мир", "!", "Это", "стоит", "3,5", "рубля", ".", "Всё", "хорошо", "."],
+}
+
+
+@pytest.fixture(scope="module")
+def base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_models_root(tmp_path_factory.mktemp("spacy") / "root", names=[EN, RU])
+
+
+@pytest.fixture
+def root(base_root: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(base_root, tmp_path / "root"))
+
+
+def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
+    return ModelManager(
+        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
+    )
+
+
+def repin(root: Path) -> None:
+    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
+    assert dp_models_cli(args) == 0
+
+
+def edit_meta(root: Path, spec: str, fields: dict[str, Any]) -> None:
+    path = root / DIRS[spec] / "meta.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta.update(fields)
+    path.write_text(json.dumps(meta), encoding="utf-8")
+    repin(root)
+
+
+def set_loader_args(root: Path, name: str, args: dict[str, Any]) -> None:
+    path = fake_catalog_dir(root) / "text" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["loader_args"] = args
+    path.write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.no_network
+@pytest.mark.parametrize("name", [EN, RU])
+def test_pipelines_load_from_their_directories_and_tokenise(
+    root: Path, tmp_path: Path, name: str
+) -> None:
+    nlp = manager(root, tmp_path).load(name)
+    lang = name.split("_")[1]
+    assert isinstance(nlp, spacy.language.Language) and nlp.lang == lang
+    assert nlp.path == root / DIRS[name]  # the artifact, by path
+    assert nlp.meta["version"] == "3.8.0" and nlp.pipe_names == ["sentencizer"]
+    doc = nlp(TEXTS[name])
+    assert [t.text for t in doc] == TOKENS[name]
+    assert len(list(doc.sents)) == (2 if name == EN else 3)
+    # the same tokens as spaCy's own blank pipeline for the language
+    assert [t.text for t in spacy.blank(lang)(TEXTS[name])] == TOKENS[name]
+
+
+@pytest.mark.no_network
+def test_models_used_records_spacy_and_the_pipeline(root: Path, tmp_path: Path) -> None:
+    mm = manager(root, tmp_path)
+    mm.load(EN)
+    handle = mm.get(RU)
+    assert handle.device == "cpu"
+    used = {e["name"]: e for e in mm.models_used()}
+    for name, pipeline in ((EN, "en_core_web_sm"), (RU, "ru_core_news_sm")):
+        entry = used[name]
+        assert entry["framework"] == {"name": "spacy", "version": metadata.version("spacy")}
+        assert entry["loader_args"] == {"pipeline": pipeline}
+        info = entry["model_info"]
+        assert info["name"] == pipeline and info["version"] == "3.8.0"
+        assert info["lang"] == pipeline[:2] and info["pipeline"] == ["sentencizer"]
+        assert spacy.util.is_compatible_version(spacy.about.__version__, info["spacy_version"])
+
+
+@pytest.mark.parametrize(
+    ("meta", "found"),
+    [({"version": "3.7.1"}, "en_core_web_sm 3.7.1"), ({"name": "core_web_lg"}, "en_core_web_lg")],
+    ids=["version", "name"],
+)
+def test_another_pipeline_than_the_spec_names_is_refused(
+    root: Path, tmp_path: Path, meta: dict[str, str], found: str
+) -> None:
+    edit_meta(root, EN, meta)
+    mm = manager(root, tmp_path)
+    assert mm.get(EN).info is not None  # get() records what the directory holds
+    message = rf"^spec '{EN}' expects en_core_web_sm 3\.8\.0, but .*meta\.json says {found}"
+    with pytest.raises(LoaderError, match=message) as info:
+        mm.load(EN)
+    assert info.value.spec == EN and info.value.loader == "spacy"
+
+
+def test_without_loader_args_the_name_is_not_checked(root: Path, tmp_path: Path) -> None:
+    edit_meta(root, EN, {"name": "core_web_lg"})
+    set_loader_args(root, EN, {})
+    assert manager(root, tmp_path).load(EN).meta["name"] == "core_web_lg"
+
+
+def test_a_pipeline_for_another_spacy_is_refused(root: Path, tmp_path: Path) -> None:
+    edit_meta(root, RU, {"spacy_version": ">=2.0.0,<3.0.0"})
+    message = r"pipeline ru_core_news_sm 3\.8\.0 needs spaCy >=2\.0\.0,<3\.0\.0, but spaCy "
+    with pytest.raises(LoaderError, match=message) as info:
+        manager(root, tmp_path).load(RU)
+    assert info.value.spec == RU
+
+
+def test_a_directory_without_meta_json_is_refused(root: Path, tmp_path: Path) -> None:
+    (root / DIRS[EN] / "meta.json").unlink()
+    repin(root)
+    mm = manager(root, tmp_path)
+    assert mm.get(EN).info is None
+    with pytest.raises(LoaderError, match=r"is not a spaCy pipeline directory: cannot read"):
+        mm.load(EN)
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [(b"[1, 2]", "holds a list, not a mapping"), (b"{nope", "is not valid JSON")],
+    ids=["list", "junk"],
+)
+def test_a_bad_meta_json_is_refused(
+    root: Path, tmp_path: Path, content: bytes, detail: str
+) -> None:
+    (root / DIRS[EN] / "meta.json").write_bytes(content)
+    repin(root)
+    with pytest.raises(LoaderError, match=detail) as info:
+        manager(root, tmp_path).load(EN)
+    assert info.value.spec == EN
+
+
+def test_a_corrupt_pipeline_is_a_loader_error(root: Path, tmp_path: Path) -> None:
+    (root / DIRS[EN] / "config.cfg").write_text("[nlp\nlang = ", encoding="utf-8")
+    repin(root)
+    with pytest.raises(LoaderError, match=r"spaCy .* cannot load .*en_core_web_sm-3\.8\.0") as info:
+        manager(root, tmp_path).load(EN)
+    assert "passed its digest check" in str(info.value) and info.value.__cause__ is not None
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pymorphy3") is not None, reason="checks a missing pymorphy3"
+)
+def test_a_missing_component_dependency_is_named(root: Path, tmp_path: Path) -> None:
+    """The real ru_core_news_sm lemmatizer runs on pymorphy3; spaCy imports it at load."""
+    cfg = root / DIRS[RU] / "config.cfg"
+    text = cfg.read_text(encoding="utf-8").replace(
+        'pipeline = ["sentencizer"]', 'pipeline = ["sentencizer","lemmatizer"]'
+    )
+    text += '\n[components.lemmatizer]\nfactory = "lemmatizer"\nmode = "pymorphy3"\n'
+    cfg.write_text(text, encoding="utf-8")
+    repin(root)
+    message = r"pipeline ru_core_news_sm 3\.8\.0 needs a package that is not installed: .*pymorphy3"
+    with pytest.raises(LoaderError, match=message) as info:
+        manager(root, tmp_path).load(RU)
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ({"disable": ["ner"]}, LoaderArgsError, "does not take loader_args disable; it takes"),
+        ({"pipeline": 3}, LoaderArgsError, "loader_args.pipeline must be a pipeline name"),
+    ],
+)
+def test_bad_loader_args(
+    root: Path, tmp_path: Path, args: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    set_loader_args(root, EN, args)
+    with pytest.raises(error, match=message) as info:
+        manager(root, tmp_path).load(EN)
+    assert isinstance(info.value, LoaderArgsError) and info.value.spec == EN
+
+
+def test_cpu_and_fp32_only(root: Path, tmp_path: Path) -> None:
+    mm = manager(root, tmp_path)
+    assert mm.get(EN, device="auto").device == "cpu"
+    with pytest.raises(DeviceUnavailableError, match="spacy sees no CUDA device") as info:
+        mm.get(EN, device="cuda")
+    assert info.value.spec == EN and info.value.requested == "cuda"
+    with pytest.raises(PrecisionError, match=r"runs models in .*fp32, not bf16") as prec:
+        mm.get(EN, precision="bf16")
+    assert prec.value.spec == EN
+
+
+def test_without_spacy(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "spacy", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'dp-models\[spacy\]'") as info:
+        manager(root, tmp_path).load(EN)
+    assert info.value.module == "spacy" and info.value.spec == EN
+    with pytest.raises(MissingExtraError, match="spec 'spacy_ru_core_news_sm' needs it"):
+        manager(root, tmp_path).get(RU, device="auto")
+
+
+def test_an_unprovisioned_optional_pipeline_is_recorded_as_absent(
+    root: Path, tmp_path: Path
+) -> None:
+    shutil.rmtree(root / DIRS[RU])
+    mm = manager(root, tmp_path)
+    assert mm.get_optional(RU) is None
+    assert mm.get_optional(EN) is not None
+    (absent,) = [e for e in mm.models_used() if e["name"] == RU]
+    assert absent["status"] == "absent" and absent["optional"] is True
+
+
+def test_the_fake_is_small(base_root: Path) -> None:
+    for rel in DIRS.values():
+        files = [p for p in (base_root / rel).rglob("*") if p.is_file()]
+        assert {p.name for p in files} >= {"meta.json", "config.cfg", "tokenizer"}
+        assert sum(p.stat().st_size for p in files) < 500_000
