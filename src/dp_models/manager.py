@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog
 from .digest import DigestCache, Hasher
@@ -33,6 +33,7 @@ from .errors import (
     DPModelsError,
     LoaderError,
     MissingExtraError,
+    NetworkBlockedError,
     PrecisionError,
 )
 from .guard import network_guard
@@ -48,6 +49,9 @@ from .settings import (
 )
 from .spec import Spec
 from .verify import ArtifactReport, Verifier
+
+if TYPE_CHECKING:
+    from .triton.client import TritonClient
 
 __all__ = ["ModelHandle", "ModelManager"]
 
@@ -137,6 +141,26 @@ class ModelHandle:
                 "endpoint": redact(self.endpoint) if self.endpoint else None,
             }
         return entry
+
+    def client(self, **options: Any) -> TritonClient:
+        """A :class:`~dp_models.triton.client.TritonClient` bound to this Triton spec, its
+        endpoint and served digest (``options``: timeouts, retries). Once the deployment
+        passes its checks, the manager's ``models_used`` entry gets
+        ``triton.served_digest_verified`` (True, False, or None when not published)."""
+        from .triton.client import TritonClient
+
+        manager, key = self._manager, (self.name, self.device, self.precision)
+
+        def record(verified: bool | None) -> None:
+            if manager is None:
+                return
+            with manager._lock:
+                entry = manager._used.get(key)
+                if entry is not None and entry.get("triton") is not None:
+                    entry["triton"] = {**entry["triton"], "served_digest_verified": verified}
+
+        options.setdefault("on_verified", record)
+        return TritonClient.from_handle(self, **options)
 
     def load(self) -> Any:
         """The in-process object (see :meth:`ModelManager.load`)."""
@@ -412,7 +436,9 @@ class ModelManager:
         try:
             with network_guard([spec.name], allow=self.triton_endpoints.values()) as blocked:
                 model = loader.load(ctx)
-        except DPModelsError:
+        except DPModelsError as exc:
+            if blocked and not isinstance(exc, NetworkBlockedError):
+                raise blocked[0] from exc  # the loader wrapped the guard's error: surface it
             raise
         except Exception as exc:
             if blocked:

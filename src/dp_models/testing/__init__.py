@@ -30,6 +30,7 @@ from ..digest import Hasher
 from ..errors import DPModelsError
 from ..loaders import get_loader
 from ..lock import Lock, LockEntry
+from ..offline import enforce_offline
 from ..settings import LOCK_FILENAME
 from ..spec import Spec
 from ..verify import Verifier
@@ -63,18 +64,17 @@ def fake_models_root(
     *,
     catalog: Catalog | str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Make ``path`` a MODELS_ROOT with fake weights for ``names`` (every in-process spec
-    of the catalog when None) and what they require, plus a matching catalog copy and lock
-    in :func:`fake_catalog_dir`. Returns the root. Triton specs get no artifacts."""
+    """Make ``path`` a MODELS_ROOT with fake weights for ``names`` (every spec of the
+    catalog when None) and what they require, plus a matching catalog copy and lock in
+    :func:`fake_catalog_dir`. Returns the root. Triton specs are copied (a client may need
+    what they require) but get no artifacts. Sets the offline flags (enforce_offline)."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     source = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
-    wanted = (
-        list(names)
-        if names is not None
-        else [s.name for s in source.values() if s.runtime == "inprocess"]
-    )
-    specs = [s for s in _closure(source, wanted) if s.runtime == "inprocess"]
+    enforce_offline(root)  # making fakes never needs the network either
+    wanted = list(names) if names is not None else list(source)
+    listed = _closure(source, wanted)
+    specs = [s for s in listed if s.runtime == "inprocess"]
     overrides: dict[str, Mapping[str, Any]] = {}
     for spec in specs:
         assert spec.loader is not None
@@ -89,10 +89,12 @@ def fake_models_root(
         if args:
             overrides[spec.name] = args
     out = fake_catalog_dir(root)
-    _write_catalog(source, [s.name for s in specs], overrides, out)
+    _write_catalog(source, [s.name for s in listed], overrides, out)
     fake = Catalog.load(out, check_lock=False)
-    # pin the fake artifacts the way `dp-models lock` pins provisioned ones
-    reports = Verifier(fake, root, Hasher()).check(list(fake.values()), hash_unpinned=True)
+    # pin the fake artifacts the way `dp-models lock` pins provisioned ones (Triton specs
+    # are in the copy, for what they require, but have no local artifacts)
+    local = [fake[s.name] for s in specs]
+    reports = Verifier(fake, root, Hasher()).check(local, hash_unpinned=True)
     artifacts: dict[str, LockEntry] = {}
     for r in reports:
         if r.sha256 is None or r.size is None:
