@@ -18,6 +18,12 @@
     │   ├── LoaderArgsError (TypeError)      loader_args the loader rejects (bad class path...)
     │   ├── StateDictMismatchError (ValueError) .missing, .unexpected keys
     │   └── UnsafeCheckpointError (UnpicklingError) a pickle that would run code
+    ├── TritonError                          a model served by Triton; .spec, .endpoint
+    │   ├── TritonUnavailableError (ConnectionError) server down, or model/version not ready
+    │   ├── TritonMetadataMismatchError (ValueError) served tensors differ; .differences
+    │   ├── TritonDigestMismatchError (ValueError) served weights digest; .expected, .actual
+    │   ├── TritonInputError (ValueError)    inputs that do not fit the spec; .problems
+    │   └── TritonInferenceError (RuntimeError) the server refused or failed a request
     └── ArtifactError                        one artifact of one spec; .spec, .path
         ├── ArtifactMissingError (FileNotFoundError)
         ├── UnsafePathError (PermissionError)    a path that would leave MODELS_ROOT
@@ -62,6 +68,12 @@ __all__ = [
     "SizeMismatchError",
     "SpecNotFoundError",
     "StateDictMismatchError",
+    "TritonDigestMismatchError",
+    "TritonError",
+    "TritonInferenceError",
+    "TritonInputError",
+    "TritonMetadataMismatchError",
+    "TritonUnavailableError",
     "UnpinnedArtifactError",
     "UnsafeCheckpointError",
     "UnsafePathError",
@@ -258,6 +270,61 @@ class StateDictMismatchError(LoaderError, ValueError):
 
 class UnsafeCheckpointError(LoaderError, pickle.UnpicklingError):
     """A pickled checkpoint that needs more than tensors to load (it could run code); refused."""
+
+
+class TritonError(DPModelsError):
+    """A problem with a model served by Triton: ``spec`` and ``endpoint`` (credentials masked)."""
+
+    def __init__(self, message: str, *, spec: str, endpoint: str) -> None:
+        self.spec = spec
+        self.endpoint = endpoint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TritonUnavailableError(TritonError, ConnectionError):
+    """The server is not live, or the model version is not ready, within the deadline; or the
+    connection failed after the bounded retries. ``model`` and ``version`` name what was asked."""
+
+    def __init__(self, message: str, *, spec: str, endpoint: str, model: str, version: int):
+        self.model = model
+        self.version = version
+        super().__init__(message, spec=spec, endpoint=endpoint)
+
+
+class TritonMetadataMismatchError(TritonError, ValueError):
+    """The served model's inputs, outputs, version or batch size differ from the spec;
+    ``differences`` lists every one."""
+
+    def __init__(self, message: str, *, spec: str, endpoint: str, differences: Sequence[str]):
+        self.differences = tuple(differences)
+        super().__init__(message, spec=spec, endpoint=endpoint)
+
+
+class TritonDigestMismatchError(TritonError, ValueError):
+    """The served weights digest differs from the catalog's (``actual`` None: not published)."""
+
+    def __init__(
+        self, message: str, *, spec: str, endpoint: str, expected: str | None, actual: str | None
+    ):
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, spec=spec, endpoint=endpoint)
+
+
+class TritonInputError(TritonError, ValueError):
+    """Inputs that do not fit the spec (names, dtypes, shapes), found before anything is sent;
+    ``problems`` lists every one."""
+
+    def __init__(self, message: str, *, spec: str, endpoint: str, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        super().__init__(message, spec=spec, endpoint=endpoint)
+
+
+class TritonInferenceError(TritonError, RuntimeError):
+    """The server answered an inference request with an error; the server's error is chained."""
 
 
 class ArtifactError(DPModelsError):

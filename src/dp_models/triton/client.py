@@ -1,0 +1,607 @@
+"""A ``tritonclient.http`` client bound to one Triton spec, that fails fast when the
+deployment is not what the catalog says.
+
+>>> client = ModelManager().get("midas_dpt_hybrid_triton").client()   # doctest: +SKIP
+>>> depth = client.infer({"image": batch})["depth"]                    # doctest: +SKIP
+>>> client.check()["ok"]                                               # doctest: +SKIP
+True
+
+On first use (and again after the connection was lost) the client checks, in order:
+
+1. the server is live and the pinned model version is ready, within ``ready_timeout_s``
+   (else :class:`~dp_models.errors.TritonUnavailableError`);
+2. the served metadata against the spec: input and output names, datatypes, shapes
+   (``-1`` on either side matches any length), the pinned version among the served
+   ones, and ``max_batch_size`` (every difference in one
+   :class:`~dp_models.errors.TritonMetadataMismatchError`);
+3. the ``weights_digest`` parameter of the served model config against the spec's served
+   digest (:meth:`~dp_models.catalog.Catalog.served_digest`):
+   :class:`~dp_models.errors.TritonDigestMismatchError` when it differs, or when it is
+   missing and the spec sets ``require_weights_digest``; otherwise recorded as unverified
+   (``served_digest_verified: None``).
+
+``infer`` checks input names, dtypes and shapes before anything is sent
+(:class:`~dp_models.errors.TritonInputError`), sends binary tensors, and splits a batch
+larger than the spec's ``max_batch_size`` into requests that fit, concatenating the
+outputs. Connection errors (never server answers) are retried ``retries`` times with
+exponential backoff, then raise :class:`~dp_models.errors.TritonUnavailableError`; the
+next call reconnects and checks the deployment again, so a restarted server is picked up.
+
+URL credentials (``http://user:secret@host:8000``) are sent as HTTP basic auth and never
+appear in messages, logs or ``models_used`` (:func:`~dp_models.settings.redact`).
+``tritonclient`` is imported on first use (the ``triton`` extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import (
+    ConfigurationError,
+    MissingExtraError,
+    TritonDigestMismatchError,
+    TritonInferenceError,
+    TritonInputError,
+    TritonMetadataMismatchError,
+    TritonUnavailableError,
+)
+from ..settings import redact
+from ..spec import Spec, TritonSection
+from .repository import WEIGHTS_DIGEST_PARAMETER
+
+if TYPE_CHECKING:
+    from ..manager import ModelHandle
+
+__all__ = ["TritonClient"]
+
+log = logging.getLogger("dp_models.triton")
+
+_T = TypeVar("_T")
+
+#: What a lost or refused connection raises inside tritonclient.http (geventhttpclient):
+#: socket errors and timeouts are OSError, a connection closed mid-answer an HTTPException.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+
+#: Spec datatype -> numpy dtype the client accepts (BYTES: object or bytes arrays).
+_NUMPY_DTYPES: dict[str, npt.DTypeLike] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BF16": np.float32,  # tritonclient sends float32 arrays as BF16
+}
+
+
+def _httpclient() -> Any:
+    try:
+        import tritonclient.http as httpclient  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise MissingExtraError("tritonclient[http]", extra="triton") from exc
+    return httpclient
+
+
+def _dtype_ok(datatype: str, dtype: np.dtype[Any]) -> bool:
+    if datatype == "BYTES":
+        return dtype.kind in ("O", "S")
+    return dtype == np.dtype(_NUMPY_DTYPES[datatype])
+
+
+def _dims_match(expected: list[int], actual: list[int]) -> bool:
+    return len(expected) == len(actual) and all(
+        e == -1 or a == -1 or e == a for e, a in zip(expected, actual, strict=True)
+    )
+
+
+def _shape(dims: list[int]) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+class TritonClient:
+    """A Triton HTTP client for one spec at one endpoint URL.
+
+    ``served_digest``: the weights digest the deployment must serve (what
+    :meth:`~dp_models.catalog.Catalog.served_digest` gives; :meth:`ModelHandle.client
+    <dp_models.manager.ModelHandle.client>` passes it). ``connection_timeout_s`` and
+    ``network_timeout_s`` bound each request, ``ready_timeout_s`` the readiness wait;
+    ``retries`` and ``backoff_s`` the retries on connection errors. ``on_verified`` is
+    called with the digest verification status (True, or None when unverified) each time
+    the deployment passes its checks.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        url: str,
+        *,
+        served_digest: str | None = None,
+        connection_timeout_s: float = 5.0,
+        network_timeout_s: float = 60.0,
+        ready_timeout_s: float = 30.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        on_verified: Callable[[bool | None], None] | None = None,
+    ) -> None:
+        if spec.triton is None:
+            raise ConfigurationError(
+                f"spec {spec.name!r} is not served by Triton (runtime: {spec.runtime}); "
+                "load it in process with ModelManager.load"
+            )
+        if retries < 0 or backoff_s < 0 or ready_timeout_s < 0:
+            raise ConfigurationError("retries, backoff_s and ready_timeout_s must be >= 0")
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"Triton endpoint {redact(url)!r} of spec {spec.name!r} is not an http(s) URL "
+                "(set DP_MODELS_TRITON_URL, or the manager's triton_endpoints)"
+            )
+        self.spec = spec
+        self.triton: TritonSection = spec.triton
+        self.endpoint = redact(url)
+        self.served_digest = served_digest
+        self.connection_timeout_s = connection_timeout_s
+        self.network_timeout_s = network_timeout_s
+        self.ready_timeout_s = ready_timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._on_verified = on_verified
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        self._address = f"{host}:{parts.port}" if parts.port else host
+        self._address += parts.path.rstrip("/")
+        self._ssl = parts.scheme == "https"
+        self._headers: dict[str, str] = {}
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._verified = False
+        #: True: the served digest matches; None: not published and not required.
+        self.digest_verified: bool | None = None
+        #: The served weights digest, once read.
+        self.served_weights_digest: str | None = None
+
+    @classmethod
+    def from_handle(cls, handle: ModelHandle, **options: Any) -> TritonClient:
+        """The client for a resolved handle: its endpoint and served digest."""
+        spec = handle.spec
+        if spec.triton is None:
+            raise ConfigurationError(f"spec {spec.name!r} is not served by Triton")
+        if handle.endpoint is None:
+            env = "DP_MODELS_TRITON_URL" + (
+                "" if spec.triton.endpoint == "default" else f"_{spec.triton.endpoint.upper()}"
+            )
+            raise ConfigurationError(
+                f"spec {spec.name!r} is served at the Triton endpoint named "
+                f"{spec.triton.endpoint!r}, which is not configured: set ${env} or pass "
+                f"triton_endpoints={{{spec.triton.endpoint!r}: URL}} to the ModelManager"
+            )
+        options.setdefault("served_digest", handle.weights_digest)
+        return cls(spec, handle.endpoint, **options)
+
+    # -- connection ----------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.triton.model_name
+
+    @property
+    def model_version(self) -> int:
+        return self.triton.model_version
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            self._client = _httpclient().InferenceServerClient(
+                self._address,
+                connection_timeout=self.connection_timeout_s,
+                network_timeout=self.network_timeout_s,
+                ssl=self._ssl,
+            )
+        return self._client
+
+    def _drop(self) -> None:
+        """Forget the connection and the checks: the next call reconnects and checks again."""
+        client, self._client = self._client, None
+        self._verified = False
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # a broken connection may fail to close; it is dropped anyway
+                log.debug("closing the Triton client failed", exc_info=True)
+
+    def close(self) -> None:
+        """Close the connection (the client reconnects on its next use)."""
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> TritonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _unavailable(self, why: str) -> TritonUnavailableError:
+        return TritonUnavailableError(
+            f"Triton model {self.model_name!r} version {self.model_version} (spec "
+            f"{self.spec.name!r}) at {self.endpoint}: {why}. Check that the server is up and "
+            "serves this model version (`dp-models doctor` checks every Triton spec).",
+            spec=self.spec.name,
+            endpoint=self.endpoint,
+            model=self.model_name,
+            version=self.model_version,
+        )
+
+    def _call(self, what: str, fn: Callable[[Any], _T]) -> _T:
+        """``fn(client)``, retried with backoff on connection errors only."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(self._connect())
+            except _CONNECTION_ERRORS as exc:
+                self._drop()
+                if attempt == self.retries:
+                    raise self._unavailable(
+                        f"{what} failed after {attempt + 1} attempt(s): "
+                        f"{type(exc).__name__}: {redact(str(exc))}"
+                    ) from exc
+                delay = self.backoff_s * 2**attempt
+                log.debug("Triton %s at %s: %s; retrying in %.2fs", what, self.endpoint, exc, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- checks --------------------------------------------------------------------------
+
+    def _wait_ready(self) -> None:
+        exception = _server_exception()
+        name, version = self.model_name, str(self.model_version)
+        deadline = time.monotonic() + self.ready_timeout_s
+        last = "no answer yet"
+        delay = min(0.05, self.ready_timeout_s) if self.ready_timeout_s else 0.0
+        while True:
+            try:
+                client = self._connect()
+                if not client.is_server_live(headers=self._headers):
+                    last = "the server is not live"
+                elif not client.is_model_ready(name, version, headers=self._headers):
+                    last = "the model version is not ready (not loaded, or not served)"
+                else:
+                    return
+            except _CONNECTION_ERRORS as exc:
+                self._drop()
+                last = f"no connection ({type(exc).__name__}: {redact(str(exc))})"
+            except exception as exc:
+                last = f"the server answered: {redact(str(exc))}"
+            if time.monotonic() + delay > deadline:
+                raise self._unavailable(f"not ready within {self.ready_timeout_s:g} s: {last}")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _server_call(self, what: str, fn: Callable[[Any], _T]) -> _T:
+        """``_call``, with the server's own error answers turned into unavailability."""
+        try:
+            return self._call(what, fn)
+        except _server_exception() as exc:
+            raise self._unavailable(f"{what}: the server answered {redact(str(exc))}") from exc
+
+    def _ensure_verified(self) -> None:
+        with self._lock:
+            if self._verified:
+                return
+            self._wait_ready()
+            name, version = self.model_name, str(self.model_version)
+            metadata = self._server_call(
+                "reading the model metadata",
+                lambda c: c.get_model_metadata(name, version, headers=self._headers),
+            )
+            config = self._server_call(
+                "reading the model config",
+                lambda c: c.get_model_config(name, version, headers=self._headers),
+            )
+            differences = self._metadata_differences(metadata, config)
+            if differences:
+                count = len(differences)
+                raise TritonMetadataMismatchError(
+                    f"Triton model {name!r} version {version} at {self.endpoint} does not match "
+                    f"spec {self.spec.name!r} ({count} difference{'s' if count != 1 else ''}):\n"
+                    + "\n".join(f"  - {d}" for d in differences)
+                    + "\nDeploy the model the catalog describes (`dp-models triton export` "
+                    "writes its repository), or fix the spec.",
+                    spec=self.spec.name,
+                    endpoint=self.endpoint,
+                    differences=differences,
+                )
+            try:
+                self.digest_verified = self._check_digest(config)
+            except TritonDigestMismatchError:
+                self.digest_verified = False
+                if self._on_verified is not None:
+                    self._on_verified(False)
+                raise
+            self._verified = True
+        if self._on_verified is not None:
+            self._on_verified(self.digest_verified)
+
+    def _metadata_differences(
+        self, metadata: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> list[str]:
+        triton = self.triton
+        differences: list[str] = []
+        versions = [str(v) for v in metadata.get("versions", [])]
+        if versions and str(triton.model_version) not in versions:
+            differences.append(
+                f"version: the spec pins {triton.model_version}, the server has "
+                f"{', '.join(versions)}"
+            )
+        served_batch = int(config.get("max_batch_size", 0))
+        if served_batch != triton.max_batch_size:
+            differences.append(
+                f"max_batch_size: the spec says {triton.max_batch_size}, the server {served_batch}"
+            )
+        batched = served_batch > 0
+        for label, expected in (("inputs", triton.inputs), ("outputs", triton.outputs)):
+            served = {str(t["name"]): t for t in metadata.get(label, [])}
+            wanted = {t.name: t for t in expected}
+            for tname in wanted.keys() - served.keys():
+                differences.append(f"{label}: {tname!r} is in the spec but not served")
+            for tname in served.keys() - wanted.keys():
+                differences.append(f"{label}: {tname!r} is served but not in the spec")
+            for tname in sorted(wanted.keys() & served.keys()):
+                spec_t, got = wanted[tname], served[tname]
+                if got.get("datatype") != spec_t.datatype:
+                    differences.append(
+                        f"{label}: {tname!r} datatype is {got.get('datatype')} on the server, "
+                        f"{spec_t.datatype} in the spec"
+                    )
+                dims = [int(d) for d in got.get("shape", [])]
+                if batched and dims:
+                    dims = dims[1:]  # the batch dimension, which the spec leaves out
+                if not _dims_match(spec_t.shape, dims):
+                    differences.append(
+                        f"{label}: {tname!r} shape is {_shape(dims)} on the server, "
+                        f"{_shape(spec_t.shape)} in the spec (without the batch dimension)"
+                    )
+        return sorted(differences)
+
+    def _check_digest(self, config: Mapping[str, Any]) -> bool | None:
+        parameters = config.get("parameters") or {}
+        entry = parameters.get(WEIGHTS_DIGEST_PARAMETER) or {}
+        actual = entry.get("string_value") or None
+        self.served_weights_digest = actual
+        expected = self.served_digest
+        where = (
+            f"Triton model {self.model_name!r} version {self.model_version} at {self.endpoint} "
+            f"(spec {self.spec.name!r})"
+        )
+        if actual is not None and expected is not None:
+            if actual != expected:
+                raise TritonDigestMismatchError(
+                    f"{where} serves weights with digest {actual}, but the catalog expects "
+                    f"{expected}. The deployment serves other weights: redeploy the verified "
+                    "artifacts (`dp-models triton export`) or update the catalog.",
+                    spec=self.spec.name,
+                    endpoint=self.endpoint,
+                    expected=expected,
+                    actual=actual,
+                )
+            return True
+        if not self.triton.require_weights_digest:
+            log.warning("%s: served weights digest not verified", where)
+            return None
+        why = (
+            f"does not publish a '{WEIGHTS_DIGEST_PARAMETER}' parameter in its config"
+            if actual is None
+            else "serves a digest, but the catalog has none to check it against (pin the "
+            "spec's artifacts or set triton.weights_digest)"
+        )
+        raise TritonDigestMismatchError(
+            f"{where} {why}, and the spec sets require_weights_digest. Deploy the repository "
+            "`dp-models triton export` writes (it carries the digest), or set "
+            "require_weights_digest: false to accept an unverified deployment.",
+            spec=self.spec.name,
+            endpoint=self.endpoint,
+            expected=expected,
+            actual=actual,
+        )
+
+    # -- inference -----------------------------------------------------------------------
+
+    def _input_problems(self, inputs: Mapping[str, Any]) -> tuple[list[str], int]:
+        triton = self.triton
+        batched = triton.max_batch_size > 0
+        wanted = {t.name: t for t in triton.inputs}
+        problems = [f"missing input {n!r}" for n in wanted if n not in inputs]
+        problems += [
+            f"unexpected input {n!r} (the spec's inputs: {', '.join(wanted)})"
+            for n in inputs
+            if n not in wanted
+        ]
+        batch_sizes: dict[str, int] = {}
+        for tname, t in wanted.items():
+            if tname not in inputs:
+                continue
+            array = inputs[tname]
+            if not isinstance(array, np.ndarray):
+                problems.append(f"input {tname!r} is a {type(array).__name__}, not a numpy array")
+                continue
+            if not _dtype_ok(t.datatype, array.dtype):
+                want = "object or bytes" if t.datatype == "BYTES" else _np_name(t.datatype)
+                problems.append(
+                    f"input {tname!r} has dtype {array.dtype}, the spec's {t.datatype} needs "
+                    f"{want} (convert it explicitly; nothing is cast silently)"
+                )
+            dims = list(array.shape)
+            if batched:
+                if not dims or dims[0] < 1:
+                    problems.append(
+                        f"input {tname!r} has shape {_shape(dims)}: it needs a batch dimension "
+                        f"of at least 1, then {_shape(t.shape)}"
+                    )
+                    continue
+                batch_sizes[tname] = dims[0]
+                dims = dims[1:]
+            if not _dims_match(t.shape, dims) or any(d == 0 for d in dims):
+                problems.append(
+                    f"input {tname!r} has shape {_shape(list(array.shape))}, the spec's is "
+                    + ("[batch, " + _shape(t.shape)[1:] if batched else _shape(t.shape))
+                )
+        if len(set(batch_sizes.values())) > 1:
+            sizes = ", ".join(f"{n}: {b}" for n, b in batch_sizes.items())
+            problems.append(f"inputs disagree on the batch size ({sizes})")
+        batch = next(iter(batch_sizes.values()), 1)
+        return problems, batch
+
+    def validate_inputs(self, inputs: Mapping[str, Any]) -> int:
+        """Check ``inputs`` against the spec without sending anything; returns the batch size
+        (1 for a model without a batch dimension). Raises :class:`TritonInputError`."""
+        problems, batch = self._input_problems(inputs)
+        if problems:
+            count = len(problems)
+            raise TritonInputError(
+                f"inputs for Triton model {self.model_name!r} (spec {self.spec.name!r}) do not "
+                f"fit the spec ({count} problem{'s' if count != 1 else ''}); nothing was sent:\n"
+                + "\n".join(f"  - {p}" for p in problems),
+                spec=self.spec.name,
+                endpoint=self.endpoint,
+                problems=problems,
+            )
+        return batch
+
+    def infer(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        """Run the model on ``inputs`` (arrays by input name, with the batch dimension when
+        the spec has one); returns the outputs by name. A batch larger than the spec's
+        ``max_batch_size`` is sent in parts, and the outputs concatenated."""
+        batch = self.validate_inputs(inputs)
+        self._ensure_verified()
+        limit = self.triton.max_batch_size
+        if limit <= 0 or batch <= limit:
+            return self._infer_once(inputs)
+        parts = [
+            self._infer_once({n: a[start : start + limit] for n, a in inputs.items()})
+            for start in range(0, batch, limit)
+        ]
+        try:
+            return {
+                t.name: np.concatenate([p[t.name] for p in parts], axis=0)
+                for t in self.triton.outputs
+            }
+        except ValueError as exc:
+            raise TritonInferenceError(
+                f"Triton model {self.model_name!r} (spec {self.spec.name!r}) answered the parts "
+                f"of a batch of {batch} (max_batch_size {limit}) with outputs whose variable "
+                f"dimensions differ; send at most {limit} items per call: {exc}",
+                spec=self.spec.name,
+                endpoint=self.endpoint,
+            ) from exc
+
+    def _infer_once(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        httpclient = _httpclient()
+        requests = []
+        for t in self.triton.inputs:
+            array = np.ascontiguousarray(inputs[t.name])
+            tensor = httpclient.InferInput(t.name, list(array.shape), t.datatype)
+            tensor.set_data_from_numpy(array, binary_data=True)
+            requests.append(tensor)
+        outputs = [
+            httpclient.InferRequestedOutput(t.name, binary_data=True) for t in self.triton.outputs
+        ]
+        try:
+            result = self._call(
+                "inference",
+                lambda c: c.infer(
+                    self.model_name,
+                    requests,
+                    model_version=str(self.model_version),
+                    outputs=outputs,
+                    headers=self._headers,
+                ),
+            )
+        except TritonUnavailableError:
+            raise
+        except _server_exception() as exc:
+            raise TritonInferenceError(
+                f"Triton model {self.model_name!r} version {self.model_version} at "
+                f"{self.endpoint} (spec {self.spec.name!r}) failed the request: "
+                f"{redact(str(exc))}",
+                spec=self.spec.name,
+                endpoint=self.endpoint,
+            ) from exc
+        return {t.name: result.as_numpy(t.name) for t in self.triton.outputs}
+
+    # -- health --------------------------------------------------------------------------
+
+    def check(self) -> dict[str, Any]:
+        """A health report for a processor's health endpoint; never raises for the
+        deployment's problems (they are in ``error``). Re-checks the deployment."""
+        report: dict[str, Any] = {
+            "spec": self.spec.name,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "endpoint": self.endpoint,
+            "ok": False,
+            "ready": False,
+            "metadata_ok": None,
+            "served_digest": None,
+            "served_digest_verified": None,
+            "error": None,
+            "error_type": None,
+        }
+        with self._lock:
+            self._verified = False
+            try:
+                self._ensure_verified()
+            except TritonUnavailableError as exc:
+                report.update(error=str(exc), error_type=type(exc).__name__)
+                return report
+            except TritonMetadataMismatchError as exc:
+                report.update(ready=True, metadata_ok=False)
+                report.update(error=str(exc), error_type=type(exc).__name__)
+                return report
+            except TritonDigestMismatchError as exc:
+                report.update(ready=True, metadata_ok=True, served_digest=exc.actual)
+                report.update(served_digest_verified=False)
+                report.update(error=str(exc), error_type=type(exc).__name__)
+                return report
+        report.update(
+            ok=True,
+            ready=True,
+            metadata_ok=True,
+            served_digest=self.served_weights_digest,
+            served_digest_verified=self.digest_verified,
+        )
+        return report
+
+    def __repr__(self) -> str:
+        return (
+            f"<TritonClient {self.spec.name!r}: {self.model_name!r} v{self.model_version} "
+            f"at {self.endpoint}>"
+        )
+
+
+def _np_name(datatype: str) -> str:
+    return str(np.dtype(_NUMPY_DTYPES[datatype]).name)
+
+
+def _server_exception() -> type[Exception]:
+    try:
+        from tritonclient.utils import (  # type: ignore[import-untyped]
+            InferenceServerException,
+        )
+    except ImportError as exc:
+        raise MissingExtraError("tritonclient[http]", extra="triton") from exc
+    return InferenceServerException  # type: ignore[no-any-return]

@@ -1,0 +1,434 @@
+"""The spec-bound Triton client (dp_models.triton.client) against a real Triton server.
+
+Two servers, each started once: the plugin's session server with a stand-in for every
+Triton spec of the packaged catalog (each checked through ``ModelHandle.client()``), and a
+module server with small stand-ins made to differ from their specs (other versions, a wrong
+or missing weights digest), which is also the one stopped and restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from dp_models import ModelManager
+from dp_models.catalog import Catalog
+from dp_models.errors import (
+    ConfigurationError,
+    TritonDigestMismatchError,
+    TritonError,
+    TritonInputError,
+    TritonMetadataMismatchError,
+    TritonUnavailableError,
+)
+from dp_models.settings import LOCK_FILENAME
+from dp_models.spec import Spec, TritonTensor
+from dp_models.testing import fake_catalog_dir, fake_models_root
+from dp_models.testing.triton import (
+    STANDIN_VARIABLE_DIM,
+    TritonServer,
+    expected_standin_outputs,
+    write_standin_repository,
+)
+from dp_models.triton.client import TritonClient
+
+PACKAGED = Catalog.load()
+TRITON_SPECS = sorted(name for name, spec in PACKAGED.items() if spec.runtime == "triton")
+ENDPOINT_NAMES = sorted({s.triton.endpoint for s in PACKAGED.values() if s.triton is not None})
+#: Length given to a variable (-1) input dimension in the requests here.
+VARIABLE_INPUT = 5
+WRONG_DIGEST = "0" * 64
+#: Nothing listens there: connections are refused at once.
+CLOSED_URL = "http://127.0.0.1:1"
+#: Fast failure for the tests that expect one.
+FAST: dict[str, Any] = {
+    "ready_timeout_s": 0.5,
+    "retries": 1,
+    "backoff_s": 0.01,
+    "connection_timeout_s": 2.0,
+}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _inputs(spec: Spec, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    triton = spec.triton
+    assert triton is not None
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for t in triton.inputs:
+        dims = [VARIABLE_INPUT if d == -1 else d for d in t.shape]
+        shape = [batch, *dims] if triton.max_batch_size > 0 else dims
+        dtype = {"FP32": np.float32, "INT64": np.int64}[t.datatype]
+        arrays[t.name] = (rng.standard_normal(shape) * 4).astype(dtype)
+    return arrays
+
+
+def _assert_outputs(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert sorted(got) == sorted(expected)
+    for name, want in expected.items():
+        assert got[name].shape == want.shape, name
+        np.testing.assert_array_equal(got[name], want)
+
+
+# -- every Triton spec of the packaged catalog, through the session server ------------------
+
+
+@pytest.fixture(scope="module")
+def packaged_manager(
+    dp_models_triton_server: TritonServer,
+    dp_models_triton_catalog: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ModelManager:
+    # the Whisper specs require shared_tokenizer_v1, an in-process artifact: a fake one
+    root = fake_models_root(
+        tmp_path_factory.mktemp("root"), ["shared_tokenizer_v1"], catalog=dp_models_triton_catalog
+    )
+    return ModelManager(
+        models_root=root,
+        catalog=dp_models_triton_catalog,
+        lock=fake_catalog_dir(root) / LOCK_FILENAME,
+        triton_endpoints={name: dp_models_triton_server.url for name in ENDPOINT_NAMES},
+    )
+
+
+@pytest.mark.parametrize("name", TRITON_SPECS)
+def test_every_packaged_triton_spec_passes_the_client_checks(
+    packaged_manager: ModelManager, dp_models_triton_server: TritonServer, name: str
+) -> None:
+    handle = packaged_manager.get(name)
+    spec = handle.spec
+    assert spec.triton is not None
+    with handle.client(network_timeout_s=30.0) as client:
+        report = client.check()
+        assert report["ok"], report["error"]
+        assert report["served_digest_verified"] is True
+        assert report["served_digest"] == handle.weights_digest
+        inputs = _inputs(spec, batch=2)
+        _assert_outputs(client.infer(inputs), expected_standin_outputs(spec, inputs))
+    entry = next(e for e in packaged_manager.models_used() if e["name"] == name)
+    assert entry["triton"] == {
+        "model_name": spec.triton.model_name,
+        "model_version": spec.triton.model_version,
+        "endpoint_name": spec.triton.endpoint,
+        "endpoint": dp_models_triton_server.url,
+        "served_digest_verified": True,
+    }
+
+
+def test_the_packaged_catalog_has_triton_specs() -> None:
+    assert len(TRITON_SPECS) >= 10
+
+
+# -- stand-ins made to differ, on a module server ---------------------------------------------
+
+
+def _spec_yaml(name: str, body: str) -> str:
+    return (
+        f'name: {name}\nversion: "1"\nfamily: test\nrole: test\nusers: [VisualProcessor/test]\n'
+        "runtime: triton\nengine: python\n" + textwrap.dedent(body).strip() + "\n"
+    )
+
+
+def _echo_body(model: str, *, version: int = 1, digest: str | None, require: bool = True) -> str:
+    pin = f"\n{' ' * 10}weights_digest: {digest}" if digest else ""
+    return f"""
+        triton:
+          model_name: {model}
+          model_version: {version}
+          platform: python
+          max_batch_size: 2
+          require_weights_digest: {str(require).lower()}{pin}
+          inputs:
+            - {{name: x, datatype: FP32, shape: [4]}}
+            - {{name: ids, datatype: INT64, shape: [-1]}}
+          outputs:
+            - {{name: y, datatype: FP32, shape: [2]}}
+            - {{name: label, datatype: BYTES, shape: [1]}}
+            - {{name: tokens, datatype: INT32, shape: [-1]}}
+        """
+
+
+#: spec name -> (model name, pinned version, digest in the spec, require digest)
+ODD_SPECS = {
+    "tc_echo": ("tc_echo", 1, _digest("tc_echo"), True),
+    "tc_echo_v2": ("tc_echo", 2, _digest("tc_echo"), True),
+    "tc_echo_v3": ("tc_echo", 3, _digest("tc_echo"), True),
+    "tc_wrong_digest": ("tc_wrong", 1, _digest("tc_wrong"), True),
+    "tc_no_digest": ("tc_nodigest", 1, _digest("tc_nodigest"), False),
+    "tc_no_digest_required": ("tc_nodigest", 1, _digest("tc_nodigest"), True),
+}
+
+
+@dataclass
+class Odd:
+    server: TritonServer
+    catalog_dir: Path
+    catalog: Catalog
+    root: Path
+
+    def manager(self, url: str | None = None) -> ModelManager:
+        return ModelManager(
+            models_root=self.root,
+            catalog=self.catalog_dir,
+            triton_endpoints={"default": url or self.server.url},
+        )
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Odd]:
+    base = tmp_path_factory.mktemp("triton_client")
+    catalog_dir = base / "catalog"
+    (catalog_dir / "visual").mkdir(parents=True)
+    for name, (model, version, digest, require) in ODD_SPECS.items():
+        body = _echo_body(model, version=version, digest=digest, require=require)
+        (catalog_dir / "visual" / f"{name}.yaml").write_text(_spec_yaml(name, body))
+    catalog = Catalog.load(catalog_dir)
+    repo = base / "repo"
+    write_standin_repository(catalog, repo, ["tc_echo"], versions={"tc_echo": [1, 2]})
+    write_standin_repository(
+        catalog,
+        repo,
+        ["tc_wrong_digest", "tc_no_digest"],
+        digest_override={"tc_wrong_digest": WRONG_DIGEST, "tc_no_digest": None},
+    )
+    root = base / "root"
+    root.mkdir()
+    server = TritonServer(stop_timeout_s=1.0).start(repo)
+    try:
+        yield Odd(server, catalog_dir, catalog, root)
+    finally:
+        server.kill()
+
+
+def _echo_inputs(batch: int, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.standard_normal((batch, 4)).astype(np.float32),
+        "ids": rng.integers(0, 50, size=(batch, 6)).astype(np.int64),
+    }
+
+
+def _with_triton(spec: Spec, **changes: Any) -> Spec:
+    assert spec.triton is not None
+    return spec.model_copy(update={"triton": spec.triton.model_copy(update=changes)})
+
+
+def test_binary_inference_through_the_manager_records_a_verified_digest(odd: Odd) -> None:
+    mm = odd.manager()
+    handle = mm.get("tc_echo")
+    with handle.client() as client:
+        inputs = _echo_inputs(2)
+        got = client.infer(inputs)
+        _assert_outputs(got, expected_standin_outputs(handle.spec, inputs))
+        assert got["label"].dtype == np.object_
+        assert got["tokens"].shape == (2, STANDIN_VARIABLE_DIM)
+        assert client.digest_verified is True
+    [entry] = mm.models_used()
+    assert entry["triton"]["served_digest_verified"] is True
+    assert entry["triton"]["model_name"] == "tc_echo"
+    assert entry["triton"]["model_version"] == 1
+    assert entry["triton"]["endpoint"] == odd.server.url
+
+
+def test_a_batch_beyond_max_batch_size_is_split_and_concatenated(odd: Odd) -> None:
+    spec = odd.catalog["tc_echo"]
+    raw = httpclient.InferenceServerClient(odd.server.address)
+
+    def executions() -> int:
+        stats = raw.get_inference_statistics("tc_echo", "1")["model_stats"][0]
+        return int(stats["execution_count"])
+
+    try:
+        before = executions()
+        with TritonClient(spec, odd.server.url, served_digest=_digest("tc_echo")) as client:
+            inputs = _echo_inputs(5, seed=3)
+            got = client.infer(inputs)
+        _assert_outputs(got, expected_standin_outputs(spec, inputs))
+        assert got["y"].shape == (5, 2)
+        assert executions() - before == 3  # 2 + 2 + 1: max_batch_size is 2
+    finally:
+        raw.close()
+
+
+def test_version_pinning(odd: Odd) -> None:
+    mm = odd.manager()
+    inputs = _echo_inputs(1, seed=5)
+    for name, version in (("tc_echo", 1), ("tc_echo_v2", 2)):
+        with mm.get(name).client() as client:
+            got = client.infer(inputs)
+        want = expected_standin_outputs(odd.catalog[name], inputs, version=version)
+        _assert_outputs(got, want)
+        assert float(got["y"][0, 0]) >= 100 * version
+    with (
+        mm.get("tc_echo_v3").client(**FAST) as client,
+        pytest.raises(TritonUnavailableError, match=r"'tc_echo' version 3 .*not ready") as info,
+    ):
+        client.infer(inputs)
+    assert (info.value.model, info.value.version) == ("tc_echo", 3)
+    assert info.value.endpoint == odd.server.url
+
+
+def test_a_served_digest_that_differs_is_an_error(odd: Odd) -> None:
+    mm = odd.manager()
+    with (
+        mm.get("tc_wrong_digest").client() as client,
+        pytest.raises(TritonDigestMismatchError, match="serves weights with digest 0000") as info,
+    ):
+        client.infer(_echo_inputs(1))
+    assert info.value.expected == _digest("tc_wrong")
+    assert info.value.actual == WRONG_DIGEST
+    [entry] = mm.models_used()
+    assert entry["triton"]["served_digest_verified"] is False
+    report = mm.get("tc_wrong_digest").client().check()
+    assert not report["ok"]
+    assert report["error_type"] == "TritonDigestMismatchError"
+    assert report["served_digest"] == WRONG_DIGEST
+
+
+def test_a_missing_served_digest_is_unverified_or_an_error_as_the_spec_says(odd: Odd) -> None:
+    mm = odd.manager()
+    with mm.get("tc_no_digest").client() as client:
+        client.infer(_echo_inputs(1))
+        assert client.digest_verified is None
+        assert client.check()["served_digest_verified"] is None
+    [entry] = mm.models_used()
+    assert entry["triton"]["served_digest_verified"] is None
+    with (
+        mm.get("tc_no_digest_required").client() as client,
+        pytest.raises(TritonDigestMismatchError, match="does not publish a 'weights_digest'"),
+    ):
+        client.infer(_echo_inputs(1))
+
+
+def test_every_metadata_difference_is_listed(odd: Odd) -> None:
+    spec = odd.catalog["tc_echo"]
+    assert spec.triton is not None
+    wrong = _with_triton(
+        spec,
+        max_batch_size=4,
+        inputs=[
+            TritonTensor(name="x", datatype="FP16", shape=[4]),
+            TritonTensor(name="input_ids", datatype="INT64", shape=[-1]),
+        ],
+        outputs=[
+            TritonTensor(name="y", datatype="FP32", shape=[3]),
+            TritonTensor(name="label", datatype="BYTES", shape=[1]),
+            TritonTensor(name="tokens", datatype="INT32", shape=[-1, 2]),
+        ],
+    )
+    client = TritonClient(wrong, odd.server.url, served_digest=_digest("tc_echo"))
+    with pytest.raises(TritonMetadataMismatchError, match="6 differences") as info:
+        client.infer({"x": np.zeros((1, 4), np.float16), "input_ids": np.zeros((1, 2), np.int64)})
+    differences = info.value.differences
+    assert len(differences) == 6
+    joined = "\n".join(differences)
+    for needle in (
+        "max_batch_size: the spec says 4, the server 2",
+        "inputs: 'input_ids' is in the spec but not served",
+        "inputs: 'ids' is served but not in the spec",
+        "inputs: 'x' datatype is FP32 on the server, FP16 in the spec",
+        "outputs: 'y' shape is [2] on the server, [3] in the spec",
+        "outputs: 'tokens' shape is [-1] on the server, [-1, 2] in the spec",
+    ):
+        assert needle in joined
+    assert "'label'" not in joined
+    report = client.check()
+    assert report["error_type"] == "TritonMetadataMismatchError"
+    assert report["ready"] and report["metadata_ok"] is False
+
+
+def test_wrong_inputs_are_refused_before_anything_is_sent() -> None:
+    spec = PACKAGED["optical_flow_raft_triton"]
+    client = TritonClient(spec, CLOSED_URL, served_digest=WRONG_DIGEST, **FAST)
+    good = _inputs(spec, batch=2)
+    bad: dict[str, Any] = {
+        "frame0": good["frame0"].astype(np.float64),  # dtype
+        "frame1": good["frame1"][:, :2],  # shape: 2 channels
+        "frame2": good["frame1"],  # not an input
+    }
+    with pytest.raises(TritonInputError, match=r"\(3 problems\); nothing was sent") as info:
+        client.infer(bad)
+    assert info.value.problems == (
+        "unexpected input 'frame2' (the spec's inputs: frame0, frame1)",
+        "input 'frame0' has dtype float64, the spec's FP32 needs float32 (convert it "
+        "explicitly; nothing is cast silently)",
+        "input 'frame1' has shape [2, 2, 5, 5], the spec's is [batch, 3, -1, -1]",
+    )
+    with pytest.raises(TritonInputError, match="missing input 'frame1'"):
+        client.infer({"frame0": good["frame0"]})
+    with pytest.raises(TritonInputError, match="disagree on the batch size"):
+        client.infer({"frame0": good["frame0"], "frame1": good["frame1"][:1]})
+    with pytest.raises(TritonInputError, match=r"shape \[3, 5, 5\], the spec's is \[batch, 3"):
+        client.infer({"frame0": good["frame0"][0], "frame1": good["frame1"][0]})
+    with pytest.raises(TritonInputError, match="needs a batch dimension of at least 1"):
+        client.infer({"frame0": good["frame0"][:0], "frame1": good["frame1"][:0]})
+    with pytest.raises(TritonInputError, match="is a list, not a numpy array"):
+        client.infer({"frame0": good["frame0"].tolist(), "frame1": good["frame1"]})
+    # the inputs that fit reach the network, and find nobody there
+    with pytest.raises(TritonUnavailableError):
+        client.infer(good)
+
+
+def test_credentials_in_the_endpoint_never_show(odd: Odd) -> None:
+    spec = odd.catalog["tc_echo"]
+    secret_url = CLOSED_URL.replace("://", "://bob:hunter2@")
+    client = TritonClient(spec, secret_url, served_digest=_digest("tc_echo"), **FAST)
+    with pytest.raises(TritonUnavailableError) as info:
+        client.infer(_echo_inputs(1))
+    assert "hunter2" not in str(info.value)
+    assert info.value.endpoint == "http://***@127.0.0.1:1"
+    assert "hunter2" not in repr(client) and "hunter2" not in str(client.check())
+    # Triton without authentication ignores the basic-auth header: the checks pass
+    authed = odd.server.url.replace("://", "://bob:hunter2@")
+    with TritonClient(spec, authed, served_digest=_digest("tc_echo")) as client:
+        assert client.check()["ok"]
+        assert client.check()["endpoint"] == odd.server.url.replace("://", "://***@")
+
+
+def test_an_unconfigured_endpoint_or_an_inprocess_spec_is_a_configuration_error(
+    odd: Odd, tmp_path: Path
+) -> None:
+    mm = ModelManager(models_root=odd.root, catalog=odd.catalog_dir, triton_endpoints={})
+    with pytest.raises(ConfigurationError, match=r"\$DP_MODELS_TRITON_URL or pass"):
+        mm.get("tc_echo").client()
+    inprocess = next(s for s in PACKAGED.values() if s.runtime == "inprocess")
+    with pytest.raises(ConfigurationError, match="is not served by Triton"):
+        TritonClient(inprocess, CLOSED_URL)
+    with pytest.raises(ConfigurationError, match="not an http"):
+        TritonClient(odd.catalog["tc_echo"], "ftp://127.0.0.1:1")
+
+
+def test_a_server_stopped_mid_run_is_a_clear_error_then_the_client_recovers(odd: Odd) -> None:
+    mm = odd.manager()
+    handle = mm.get("tc_echo")
+    inputs = _echo_inputs(2, seed=9)
+    want = expected_standin_outputs(handle.spec, inputs)
+    client = handle.client(ready_timeout_s=1.0, retries=2, backoff_s=0.05)
+    try:
+        _assert_outputs(client.infer(inputs), want)
+        odd.server.stop()
+        with pytest.raises(TritonUnavailableError, match="'tc_echo' version 1") as info:
+            client.infer(inputs)
+        assert isinstance(info.value, ConnectionError) and isinstance(info.value, TritonError)
+        assert odd.server.url in str(info.value)
+        report = client.check()
+        assert not report["ok"] and not report["ready"]
+        assert report["error_type"] == "TritonUnavailableError"
+        odd.server.start()  # the same repository, on the same port
+        _assert_outputs(client.infer(inputs), want)
+        assert client.check()["ok"]
+    finally:
+        client.close()
+        if not odd.server.running:
+            odd.server.start()
