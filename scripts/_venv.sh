@@ -11,4 +11,9 @@ ensure_venv() {
   # This machine's pip config lists extra local indexes; their "is ignored" notes are noise.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -e ".[$extras]" -c constraints/ci.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  if [[ ",$extras," == *",test,"* || ",$extras," == *",clap,"* || ",$extras," == *",all,"* ]]; then
+    # laion-clap pins numpy<2; its real needs come with the clap extra (pyproject.toml)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+      -c constraints/ci.txt laion-clap 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  fi
 }

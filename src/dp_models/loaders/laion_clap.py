@@ -1,0 +1,573 @@
+"""laion_clap loader: LAION-CLAP's ``CLAP_Module`` from a local checkpoint and a local
+RoBERTa tokenizer/config directory.
+
+The laion-clap package reaches the Hugging Face Hub in three places, none of which this
+loader lets it use:
+
+- at import, ``laion_clap.training.data`` builds module-level BERT, RoBERTa and BART
+  tokenizers with ``from_pretrained("bert-base-uncased")`` and so on (used only by its
+  training data pipeline). The loader imports the package with those calls answered by
+  placeholders that raise if they are ever used, whatever the offline flags say;
+- building the model calls ``RobertaModel.from_pretrained("roberta-base")`` (500 MB of
+  weights the checkpoint overwrites anyway): the loader builds the text tower from the
+  artifact directory's ``config.json`` instead, randomly initialised, then loads the
+  checkpoint;
+- ``CLAP_Module`` makes its tokenizer with ``RobertaTokenizer.from_pretrained(
+  "roberta-base")``: the loader gives it the artifact directory's tokenizer, and checks
+  that its vocabulary is the text tower's (transformers 5 quietly builds a 5-token
+  tokenizer from a directory without ``vocab.json``).
+
+The checkpoint is read with ``torch.load(weights_only=True)`` (never laion-clap's
+``load_state_dict``, which unpickles everything), with numpy's scalar and dtype types
+allowed: LAION's training code stores numpy floats (learning rates) beside the weights.
+A pickle protocol torch's weights-only unpickler cannot parse (4, reported for LAION's
+released checkpoints) is read by Python's unpickler restricted to the same allowlist.
+Only the ``state_dict`` is used; keys must match exactly.
+
+loader_args:
+    amodel: HTSAT-tiny      audio tower: a laion-clap model config (HTSAT-tiny, PANN-14, ...)
+    tmodel: roberta         text tower: only ``roberta`` (its files are the spec's artifact)
+    enable_fusion: false    the fusion variant (needs a fusion checkpoint)
+    weights_only: true      false opts out of safe unpickling (trusted files only)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from ..errors import (
+    ArtifactMissingError,
+    DPModelsError,
+    LoaderArgsError,
+    LoaderError,
+    MissingExtraError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+)
+from ..spec import Spec
+from .base import LoadContext, require, write_placeholder
+
+__all__ = ["LaionClapLoader"]
+
+_NAME = "laion_clap"
+_WEIGHT_FORMATS = ("pt", "pth", "safetensors")
+_TEXT_FILES = ("config.json", "vocab.json", "merges.txt")
+_HUB_TOKENIZERS = ("BertTokenizer", "RobertaTokenizer", "BartTokenizer")
+#: Buffers that older transformers saved with the weights and newer ones do not keep.
+_STALE_BUFFERS = ("text_branch.embeddings.position_ids", "text_branch.embeddings.token_type_ids")
+_SHOWN_KEYS = 8
+_NUMERIC_DTYPES = tuple(
+    f"{kind}DType"
+    for kind in (
+        "Bool",
+        *(f"Int{b}" for b in (8, 16, 32, 64)),
+        *(f"UInt{b}" for b in (8, 16, 32, 64)),
+        "Float16",
+        "Float32",
+        "Float64",
+        "LongDouble",
+        "Complex64",
+        "Complex128",
+    )
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# CLAP_Module looks RobertaModel / RobertaTokenizer up in its modules' globals while it is
+# built; they point at the spec's directory for the duration of one build at a time.
+_BUILD_LOCK = threading.Lock()
+_IMPORT_LOCK = threading.Lock()
+
+
+class UnprovisionedTokenizerError(DPModelsError, RuntimeError):
+    """laion-clap's module-level training tokenizers are not provisioned by dp_models."""
+
+
+class _HubPlaceholder:
+    """What ``laion_clap.training.data``'s module-level tokenizers are: unusable, loudly."""
+
+    def __init__(self, cls_name: str, repo: str) -> None:
+        self._what = f"{cls_name}.from_pretrained({repo!r})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnprovisionedTokenizerError(
+            f"laion_clap's training tokenizer {self._what} would come from the Hugging Face "
+            "Hub; dp_models does not provide it. Use the CLAP_Module's own tokenizer "
+            "(clap.tokenizer(texts), clap.get_text_embedding(texts))."
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{self._what} is not provisioned by dp_models (laion_clap)")
+
+    def __repr__(self) -> str:
+        return f"<not provisioned: {self._what}>"
+
+
+class _NoHub:
+    """Stands in for a transformers tokenizer class while laion_clap imports."""
+
+    def __init__(self, cls_name: str) -> None:
+        self.__name__ = cls_name
+
+    def from_pretrained(self, repo: str, *args: Any, **kwargs: Any) -> _HubPlaceholder:
+        return _HubPlaceholder(self.__name__, repo)
+
+
+def _torch(spec: str | None = None) -> Any:
+    return require("torch", extra="clap", spec=spec)
+
+
+def _import_laion_clap(spec: str | None) -> ModuleType:
+    """``import laion_clap`` without its import-time Hub downloads (see the module doc)."""
+    with _IMPORT_LOCK:
+        if "laion_clap" in sys.modules and sys.modules["laion_clap"] is not None:
+            return sys.modules["laion_clap"]
+        if importlib.util.find_spec("laion_clap") is None:
+            raise MissingExtraError("laion_clap", extra="clap", spec=spec)
+        require("transformers", extra="clap", spec=spec)
+        # transformers swaps the module in sys.modules for a new lazy module the first time
+        # some of its classes are imported: import what laion_clap imports first, then patch
+        # the module that `from transformers import X` will read
+        for module_name in ("transformers.tokenization_utils_base", "transformers"):
+            importlib.import_module(module_name)
+        for name in (*_HUB_TOKENIZERS, "BertModel", "RobertaModel", "BartModel"):
+            getattr(sys.modules["transformers"], name)
+        transformers = sys.modules["transformers"]
+        real = {name: getattr(transformers, name) for name in _HUB_TOKENIZERS}
+        shims = {name: _NoHub(name) for name in _HUB_TOKENIZERS}
+        try:
+            for name, shim in shims.items():
+                setattr(transformers, name, shim)
+            with warnings.catch_warnings():
+                # timm and librosa warn about their own deprecations while laion_clap imports
+                warnings.simplefilter("ignore")
+                module = require("laion_clap", extra="clap", spec=spec)
+        finally:
+            for mod in {
+                id(transformers): transformers,
+                id(sys.modules["transformers"]): sys.modules["transformers"],
+            }.values():
+                for name, cls in real.items():
+                    setattr(mod, name, cls)
+        # `from transformers import X` bound the shims in laion_clap's modules: undo that
+        for mod in list(sys.modules.values()):
+            namespace = getattr(mod, "__dict__", {})  # not getattr: lazy modules would import
+            for name, shim in shims.items():
+                if namespace.get(name) is shim:
+                    namespace[name] = real[name]
+        return module
+
+
+def _numpy_scalars() -> list[Any]:
+    """numpy scalars and dtypes, under the names numpy 1 and numpy 2 pickle them: plain
+    data (a dtype and the scalar's bytes), nothing that runs code."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: dtype instances of these classes
+    numeric = [
+        getattr(dtypes, name)
+        for name in _NUMERIC_DTYPES
+        if dtypes is not None and hasattr(dtypes, name)
+    ]
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *numeric,
+    ]
+
+
+def _allowed_globals() -> dict[str, Any]:
+    """What the fallback unpickler may import: torch's own weights-only allowlist (tensor
+    and storage rebuilders, plain containers, dtypes) plus numpy scalars and dtypes."""
+    allowed: dict[str, Any] = {}
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        allowed.update(_get_allowed_globals())
+    except ImportError:  # pragma: no cover - torch moved it; the fallback still refuses all
+        pass
+    for entry in _numpy_scalars():
+        obj, qualname = entry if isinstance(entry, tuple) else (entry, None)
+        allowed[qualname or f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return allowed
+
+
+def _restricted_pickle(allowed: Mapping[str, Any]) -> Any:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler imports only ``allowed``: the
+    "restricting globals" pattern of Python's pickle documentation. Python's unpickler
+    reads every pickle protocol; torch's weights-only one stops at protocol 4's FRAME."""
+
+    class RestrictedUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            found = allowed.get(f"{module}.{name}")
+            if found is None:
+                raise pickle.UnpicklingError(
+                    f"Unsupported global: GLOBAL {module}.{name} is not an allowed global"
+                )
+            return found
+
+    def load(file: Any, **kwargs: Any) -> Any:
+        return RestrictedUnpickler(file, **kwargs).load()
+
+    return SimpleNamespace(Unpickler=RestrictedUnpickler, load=load, __name__=__name__)
+
+
+def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool) -> Any:
+    """The checkpoint, unpickled safely: torch's weights-only unpickler first; a file in a
+    pickle protocol it cannot read (``Unsupported operand``: LAION's are protocol 4) is
+    read again by :func:`_restricted_pickle` with the same allowlist."""
+    name = ctx.spec.name
+    if fmt == "safetensors":
+        return require("safetensors.torch", extra="torch", spec=name).load_file(str(path))
+    torch = _torch(name)
+    if not weights_only:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    try:
+        with warnings.catch_warnings():
+            # torch warns on every protocol-4 file that its safe unpickler may not read it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            try:
+                with torch.serialization.safe_globals(_numpy_scalars()):
+                    return torch.load(str(path), map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                if "Unsupported operand" not in str(exc):
+                    raise
+            restricted = _restricted_pickle(_allowed_globals())
+            return torch.load(
+                str(path), map_location="cpu", weights_only=False, pickle_module=restricted
+            )
+    except pickle.UnpicklingError as exc:
+        text = _ANSI.sub("", str(exc))
+        refused = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
+        if not refused:
+            raise LoaderError(
+                f"spec {name!r}: {path} cannot be unpickled as a checkpoint; the file passed "
+                "its digest check, so the pinned artifact itself is not a torch checkpoint.",
+                spec=name,
+                loader=_NAME,
+            ) from exc
+        detail = refused[0].partition("WeightsUnpickler error:")[2] or refused[0]
+        raise UnsafeCheckpointError(
+            f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors and "
+            "numpy scalars to load, so unpickling it could run code; it was refused and "
+            "nothing in it ran. Convert it to safetensors, or, if you trust the file, set "
+            f"loader_args weights_only: false in the spec. (torch: "
+            f"{detail.strip().split('. ')[0]})",
+            spec=name,
+            loader=_NAME,
+        ) from exc
+
+
+def _state_dict(ctx: LoadContext, checkpoint: Any) -> dict[str, Any]:
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping):
+        raise LoaderError(
+            f"spec {ctx.spec.name!r}: the checkpoint holds a {type(checkpoint).__name__}, not "
+            "a state dict (nor a mapping with one under 'state_dict')",
+            spec=ctx.spec.name,
+            loader=_NAME,
+        )
+    state = dict(checkpoint)
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _text_tower(ctx: LoadContext) -> tuple[Any, Any, Path]:
+    """The RoBERTa config and tokenizer of the spec's ``tokenizer_dir`` artifact."""
+    name = ctx.spec.name
+    directory = ctx.artifact("tokenizer_dir", "model_dir")
+    for file in _TEXT_FILES:
+        if not (directory / file).is_file():
+            raise ArtifactMissingError(
+                f"spec {name!r}: the RoBERTa directory {directory} has no {file}; it needs "
+                f"{', '.join(_TEXT_FILES)} (from roberta-base). Provision the whole directory "
+                "and pin it again with `dp-models lock`.",
+                spec=name,
+                path=directory / file,
+            )
+    transformers = require("transformers", extra="clap", spec=name)
+    config = transformers.RobertaConfig.from_pretrained(str(directory), local_files_only=True)
+    tokenizer = transformers.RobertaTokenizer.from_pretrained(str(directory), local_files_only=True)
+    if len(tokenizer) != config.vocab_size:
+        raise LoaderError(
+            f"spec {name!r}: the RoBERTa tokenizer in {directory} has {len(tokenizer)} tokens "
+            f"but its config.json says vocab_size {config.vocab_size}; the directory is not "
+            "one model's files (vocab.json, merges.txt and config.json of roberta-base)",
+            spec=name,
+            loader=_NAME,
+        )
+    return config, tokenizer, directory
+
+
+def _clap_modules(laion_clap: ModuleType) -> tuple[ModuleType, ModuleType, ModuleType]:
+    """laion_clap's hook, factory and model modules. The package puts its own directory on
+    sys.path and imports ``clap_module`` as a top-level package, so these are found from
+    the objects, not by name."""
+    hook = sys.modules[laion_clap.CLAP_Module.__module__]
+    factory = sys.modules[hook.create_model.__module__]
+    return hook, factory, sys.modules[factory.CLAP.__module__]
+
+
+@contextmanager
+def _local_roberta(
+    laion_clap: ModuleType, config: Any, tokenizer: Any, spec: str
+) -> Iterator[None]:
+    """While one CLAP_Module is built: ``RobertaModel.from_pretrained("roberta-base")`` is a
+    randomly initialised RoBERTa of ``config`` (the checkpoint holds its weights), and
+    ``RobertaTokenizer.from_pretrained("roberta-base")`` is ``tokenizer``."""
+    transformers = sys.modules["transformers"]
+    hook, _, model_module = _clap_modules(laion_clap)
+
+    def local(make: Callable[[], Any], what: str) -> Any:
+        class Local:
+            @staticmethod
+            def from_pretrained(repo: str, *args: Any, **kwargs: Any) -> Any:
+                if repo != "roberta-base":
+                    raise LoaderError(
+                        f"spec {spec!r}: laion_clap asked for {what}.from_pretrained({repo!r}); "
+                        "only roberta-base is provided (the spec's tokenizer_dir artifact)",
+                        spec=spec,
+                        loader=_NAME,
+                    )
+                return make()
+
+        return Local
+
+    patches = [
+        (
+            model_module,
+            "RobertaModel",
+            local(lambda: transformers.RobertaModel(config), "RobertaModel"),
+        ),
+        (hook, "RobertaTokenizer", local(lambda: tokenizer, "RobertaTokenizer")),
+    ]
+    with _BUILD_LOCK:
+        saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
+        try:
+            for mod, attr, value in patches:
+                setattr(mod, attr, value)
+            with warnings.catch_warnings():
+                # HTSAT calls torch.meshgrid without indexing=, and torch warns on every call
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for mod, attr, value in saved:
+                setattr(mod, attr, value)
+
+
+def _shown(keys: list[str]) -> str:
+    more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
+    return ", ".join(keys[:_SHOWN_KEYS]) + more
+
+
+def _load_weights(ctx: LoadContext, model: Any, state: dict[str, Any], label: str) -> None:
+    name = ctx.spec.name
+    own = model.state_dict()
+    for key in _STALE_BUFFERS:
+        if key not in own:
+            state.pop(key, None)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same keys, other shapes
+        raise StateDictMismatchError(
+            f"spec {name!r}: the checkpoint does not fit CLAP {label}: {str(exc).strip()}. "
+            "Check amodel and enable_fusion against the checkpoint, and the RoBERTa config.",
+            spec=name,
+            loader=_NAME,
+            missing=[],
+            unexpected=[],
+        ) from exc
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        raise StateDictMismatchError(
+            f"spec {name!r}: the checkpoint does not fit CLAP {label}: {len(missing)} missing "
+            f"key(s) [{_shown(missing)}], {len(unexpected)} unexpected key(s) "
+            f"[{_shown(unexpected)}]. Check amodel and enable_fusion against the checkpoint "
+            "(a fusion checkpoint needs enable_fusion: true).",
+            spec=name,
+            loader=_NAME,
+            missing=missing,
+            unexpected=unexpected,
+        )
+
+
+def _check_args(ctx: LoadContext, args: Mapping[str, Any], laion_clap: ModuleType) -> None:
+    name = ctx.spec.name
+    for flag in ("enable_fusion", "weights_only"):
+        if not isinstance(args[flag], bool):
+            raise LoaderArgsError(
+                f"spec {name!r}: loader_args.{flag} must be true or false, got {args[flag]!r}",
+                spec=name,
+                loader=_NAME,
+            )
+    if args["tmodel"] != "roberta":
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.tmodel {args['tmodel']!r} is not supported: laion_clap "
+            "would download its text tower from the Hugging Face Hub; only 'roberta' is built "
+            "from the spec's RoBERTa directory",
+            spec=name,
+            loader=_NAME,
+        )
+    known = _clap_modules(laion_clap)[1].list_models()
+    if args["amodel"] not in known:
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.amodel {args['amodel']!r} is not a laion_clap audio "
+            f"model config; known: {', '.join(known)}",
+            spec=name,
+            loader=_NAME,
+        )
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2's byte-level alphabet (what RoBERTa's vocabulary is built on), in byte order."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = dict(zip(printable, printable, strict=True))
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = 256 + extra
+            extra += 1
+    return [chr(chars[b]) for b in range(256)]
+
+
+def _write_fake_roberta(directory: Path) -> Any:
+    """A byte-level RoBERTa tokenizer (261 tokens, no merges) and a one-layer RoBERTa
+    config of hidden size 768 (CLAP's text projection is built for 768)."""
+    transformers = require("transformers", extra="clap")
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for char in _bytes_to_unicode():
+        vocab.setdefault(char, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    config = transformers.RobertaConfig(
+        vocab_size=len(vocab),
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=64,
+        max_position_embeddings=80,  # 77 tokens after the padding offset of 2
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+    )
+    config.to_json_file(str(directory / "config.json"))
+    return config
+
+
+class LaionClapLoader:
+    """``loader: laion_clap``; returns a ``laion_clap.CLAP_Module`` in eval mode."""
+
+    name = _NAME
+    framework = "laion_clap"
+    extra = "clap"
+    # CLAP_Module feeds its towers float32 features; half precision is the caller's autocast
+    precisions = ("fp32",)
+
+    def cuda_available(self) -> bool:
+        # find_spec, not an import: laion_clap takes seconds to import and get() loads nothing
+        if importlib.util.find_spec("laion_clap") is None:
+            raise MissingExtraError("laion_clap", extra=self.extra)
+        return bool(_torch().cuda.is_available())
+
+    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
+        """The spec's audio tower (HTSAT-tiny is fixed by laion_clap: 28M parameters, about
+        130 MB) with a one-layer RoBERTa, randomly initialised and saved the way LAION's
+        checkpoints are: ``{"epoch", "name", "state_dict" (keys with "module."), "optimizer"
+        (a numpy learning rate)}``; a byte-level RoBERTa tokenizer directory beside it."""
+        import numpy as np
+
+        torch = _torch(spec.name)
+        laion_clap = _import_laion_clap(spec.name)
+        args = {"amodel": "HTSAT-tiny", "enable_fusion": False, **spec.loader_args}
+        text_dir = next(
+            (a for a in spec.artifacts if a.format in ("tokenizer_dir", "model_dir")), None
+        )
+        if text_dir is None:
+            raise LoaderArgsError(
+                f"spec {spec.name!r}: loader laion_clap needs a tokenizer_dir artifact "
+                "(roberta-base)",
+                spec=spec.name,
+                loader=_NAME,
+            )
+        config = _write_fake_roberta(root / text_dir.path)
+        transformers = require("transformers", extra="clap", spec=spec.name)
+        tokenizer = transformers.RobertaTokenizer.from_pretrained(
+            str(root / text_dir.path), local_files_only=True
+        )
+        with _local_roberta(laion_clap, config, tokenizer, spec.name):
+            clap = laion_clap.CLAP_Module(
+                enable_fusion=bool(args["enable_fusion"]), device="cpu", amodel=str(args["amodel"])
+            )
+        state = {f"module.{k}": v for k, v in clap.model.state_dict().items()}
+        # what transformers < 4.31 saved, and LAION's checkpoints therefore carry
+        state["module.text_branch.embeddings.position_ids"] = torch.arange(80).unsqueeze(0)
+        checkpoint = {
+            "epoch": 1,
+            "name": "dp_models-fake",
+            "state_dict": state,
+            "optimizer": {"state": {}, "param_groups": [{"lr": np.float64(1e-4), "params": [0]}]},
+        }
+        for art in spec.artifacts:
+            path = root / art.path
+            if art is text_dir:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if art.format in ("pt", "pth"):
+                # protocol 4, as LAION's released checkpoints are pickled
+                torch.save(checkpoint, path, pickle_protocol=4)
+            elif art.format == "safetensors":
+                require("safetensors.torch", extra="torch", spec=spec.name).save_file(
+                    {k[len("module.") :]: v.contiguous() for k, v in state.items()}, str(path)
+                )
+            else:
+                write_placeholder(path, art.format)
+        return None
+
+    def load(self, ctx: LoadContext) -> Any:
+        args = ctx.args(
+            {
+                "amodel": "HTSAT-tiny",
+                "tmodel": "roberta",
+                "enable_fusion": False,
+                "weights_only": True,
+            }
+        )
+        name = ctx.spec.name
+        laion_clap = _import_laion_clap(name)
+        _check_args(ctx, args, laion_clap)
+        config, tokenizer, _ = _text_tower(ctx)
+        path = ctx.artifact(*_WEIGHT_FORMATS)
+        fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
+        state = _state_dict(ctx, _read_checkpoint(ctx, path, fmt, args["weights_only"]))
+        with _local_roberta(laion_clap, config, tokenizer, name):
+            clap = laion_clap.CLAP_Module(
+                enable_fusion=args["enable_fusion"],
+                device=ctx.device,
+                amodel=args["amodel"],
+                tmodel="roberta",
+            )
+        label = f"{args['amodel']} + roberta (enable_fusion: {str(args['enable_fusion']).lower()})"
+        _load_weights(ctx, clap.model, state, label)
+        clap.eval()
+        return clap

@@ -1,0 +1,459 @@
+"""open_clip loader: CLIP image and text towers built by open_clip from local weights only.
+
+The model is built from one of open_clip's built-in architecture configs (``model_name``),
+never from a pretrained tag, a Hub id or a ``local-dir:``/``hf-hub:`` schema, so
+open_clip's download machinery is never reached; its weights come from the spec's
+verified artifact, read by this loader:
+
+``pretrained_format: openai``
+    An OpenAI CLIP release (``ViT-B-32.pt``, ...): a TorchScript archive. It is read with
+    ``torch.jit.load`` (never ``torch.load(weights_only=False)``): TorchScript's own
+    unpickler resolves torch and TorchScript types only (a pickle ``GLOBAL`` such as
+    ``os.system`` is refused with ``Unknown type name``), and the archive's code is
+    TorchScript, which cannot import or call Python. Only its ``state_dict()`` is kept; the
+    model that runs is open_clip's, with QuickGELU as OpenAI trained it. A plain state dict
+    in the OpenAI layout is read with ``torch.load(weights_only=True)``.
+``pretrained_format: open_clip``
+    A state dict saved by open_clip: ``format: safetensors`` (no pickle at all), or a
+    ``pt``/``pth`` pickle read with ``torch.load(weights_only=True)``.
+
+Keys must match the architecture exactly (a checkpoint of another size is a
+:class:`~dp_models.errors.StateDictMismatchError`, never a resized positional embedding).
+The spec's ``preprocess`` preset (``openai_clip_224|336|448``) must name the model's input
+resolution.
+
+loader_args:
+    model_name: (required)          open_clip architecture config, e.g. "ViT-B-32"
+    pretrained_format: openai       "openai" or "open_clip"
+    model_kwargs: {}                overrides of the architecture config (open_clip's
+                                    ``**model_kwargs``: embed_dim, vision_cfg, text_cfg, ...)
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    LoaderArgsError,
+    LoaderError,
+    MissingExtraError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+)
+from ..spec import Spec
+from .base import LoadContext, require, write_placeholder
+
+__all__ = ["OpenClipLoader", "OpenClipModel"]
+
+_NAME = "open_clip"
+_FORMATS = ("openai", "open_clip")
+_WEIGHT_FORMATS = ("pt", "pth", "torchscript", "safetensors")
+#: Preset -> the square input resolution it resizes and crops to.
+PRESET_SIZES = {"openai_clip_224": 224, "openai_clip_336": 336, "openai_clip_448": 448}
+#: Entries an OpenAI TorchScript archive (or a scripted open_clip model) carries in its
+#: state_dict besides the weights.
+_JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+_SHOWN_KEYS = 8
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class OpenClipModel:
+    """What ``loader: open_clip`` returns.
+
+    ``model`` is open_clip's ``CLIP`` in eval mode on ``device``; ``preprocess`` turns a PIL
+    image into a ``(3, image_size, image_size)`` float tensor (open_clip's eval transform:
+    resize, centre crop, OpenAI mean and std); ``tokenizer`` turns a list of strings into a
+    ``(N, context_length)`` LongTensor. Images go to the model in ``input_dtype``.
+
+    >>> clip = mm.load("clip_vit_b32")                              # doctest: +SKIP
+    >>> text = clip.text_embeddings(["a photo of a cat", "a dog"])  # doctest: +SKIP
+    >>> image = clip.image_embeddings(torch.stack([clip.preprocess(img)]))  # doctest: +SKIP
+    >>> similarity = image @ text.T                                 # doctest: +SKIP
+    """
+
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    image_size: int
+    context_length: int
+    device: str
+    input_dtype: Any  # torch.dtype
+
+    def text_embeddings(self, prompts: Sequence[str], *, batch_size: int = 256) -> Any:
+        """L2-normalised text embeddings of ``prompts``: a float32 ``(N, embed_dim)`` tensor
+        on ``device``, in the order given."""
+        import torch
+
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError("prompts must be a sequence of strings (a list of prompts)")
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(prompts), batch_size):
+                tokens = self.tokenizer(list(prompts[start : start + batch_size]))
+                features = self.model.encode_text(tokens.to(self.device), normalize=True)
+                chunks.append(features.float())
+        if not chunks:
+            return torch.empty((0, int(self.model.text_projection.shape[-1])), device=self.device)
+        return torch.cat(chunks)
+
+    def image_embeddings(self, images: Any) -> Any:
+        """L2-normalised image embeddings: ``images`` is a ``(N, 3, S, S)`` batch made by
+        ``preprocess``; returns a float32 ``(N, embed_dim)`` tensor on ``device``."""
+        import torch
+
+        with torch.inference_mode():
+            batch = images.to(device=self.device, dtype=self.input_dtype)
+            return self.model.encode_image(batch, normalize=True).float()
+
+
+def _torch(spec: str | None = None) -> Any:
+    return require("torch", extra="clip", spec=spec)
+
+
+def _open_clip(spec: str | None = None) -> Any:
+    with warnings.catch_warnings():
+        # open_clip imports timm and transformers, which warn about their own deprecations.
+        warnings.simplefilter("ignore")
+        return require("open_clip", extra="clip", spec=spec)
+
+
+class _DropRandomInitNotice(logging.Filter):
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" because the
+    weights are loaded by this loader, after it built the model: not true, not shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    root = logging.getLogger()
+    notice = _DropRandomInitNotice()
+    root.addFilter(notice)
+    try:
+        with warnings.catch_warnings():
+            # torch announces TorchScript's deprecation on every jit call; the spec chose it.
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            warnings.filterwarnings("ignore", message=r".*TorchScript.*", category=FutureWarning)
+            yield
+    finally:
+        root.removeFilter(notice)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with ``constants.pkl`` and ``code/``),
+    read from the zip's directory only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def _square(size: Any) -> int | None:
+    if isinstance(size, int):
+        return size
+    if isinstance(size, Sequence) and len(size) == 2 and size[0] == size[1]:
+        return int(size[0])
+    return None
+
+
+def _check_args(ctx: LoadContext, args: Mapping[str, Any], open_clip: Any) -> dict[str, Any]:
+    name = ctx.spec.name
+    model_name = args["model_name"]
+    if not isinstance(model_name, str) or not model_name:
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.model_name is required: an open_clip architecture "
+            "config such as 'ViT-B-32'",
+            spec=name,
+            loader=_NAME,
+        )
+    if ":" in model_name:
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.model_name {model_name!r} names a schema "
+            "(hf-hub:, local-dir:); open_clip would read its config and weights from there, not "
+            "from the spec's verified artifacts. Name a built-in architecture such as "
+            "'ViT-B-32' instead.",
+            spec=name,
+            loader=_NAME,
+        )
+    if args["pretrained_format"] not in _FORMATS:
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.pretrained_format must be 'openai' (an OpenAI CLIP "
+            "release) or 'open_clip' (a state dict saved by open_clip), got "
+            f"{args['pretrained_format']!r}",
+            spec=name,
+            loader=_NAME,
+        )
+    kwargs = args["model_kwargs"]
+    if not isinstance(kwargs, Mapping):
+        raise LoaderArgsError(
+            f"spec {name!r}: loader_args.model_kwargs must be a mapping of architecture "
+            f"overrides, got {kwargs!r}",
+            spec=name,
+            loader=_NAME,
+        )
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        close = difflib.get_close_matches(model_name, open_clip.list_models(), n=4)
+        hint = f"; close names: {', '.join(close)}" if close else ""
+        raise LoaderArgsError(
+            f"spec {name!r}: open_clip {open_clip.__version__} has no architecture config "
+            f"{model_name!r} (loader_args.model_name){hint}",
+            spec=name,
+            loader=_NAME,
+        )
+    text_cfg = {**config.get("text_cfg", {}), **kwargs.get("text_cfg", {})}
+    if "hf_model_name" in text_cfg or "hf_tokenizer_name" in text_cfg:
+        raise LoaderArgsError(
+            f"spec {name!r}: {model_name!r} has a Hugging Face text tower or tokenizer "
+            f"({text_cfg.get('hf_model_name') or text_cfg.get('hf_tokenizer_name')}), which "
+            "open_clip fetches from the Hub; loader open_clip builds CLIP text towers only",
+            spec=name,
+            loader=_NAME,
+        )
+    return dict(kwargs)
+
+
+def _read_state_dict(ctx: LoadContext, path: Path, fmt: str, pretrained_format: str) -> Any:
+    """The weights as a plain mapping, read the safe way for what the file is."""
+    name = ctx.spec.name
+    torch = _torch(name)
+    if fmt == "safetensors":
+        st = require("safetensors.torch", extra="torch", spec=name)
+        return st.load_file(str(path), device="cpu")
+    if _is_torchscript(path):
+        if pretrained_format != "openai":
+            raise LoaderArgsError(
+                f"spec {name!r}: {path} is a TorchScript archive (an OpenAI CLIP release), "
+                "not a state dict saved by open_clip: set loader_args.pretrained_format: openai",
+                spec=name,
+                loader=_NAME,
+            )
+        with _quiet():
+            scripted = torch.jit.load(str(path), map_location="cpu")
+        return dict(scripted.state_dict())
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = _ANSI.sub("", str(exc))
+        refused = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
+        if not refused:
+            raise  # not a pickle at all: the manager reports it as a LoaderError, chained
+        raise UnsafeCheckpointError(
+            f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors to "
+            "load, so unpickling it could run code; it was refused and nothing in it ran. "
+            f"Convert it to safetensors. (torch: {refused[0].split('. ')[0]})",
+            spec=name,
+            loader=_NAME,
+        ) from exc
+
+
+def _unwrap(ctx: LoadContext, checkpoint: Any, model: Any) -> dict[str, Any]:
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping):
+        raise LoaderError(
+            f"spec {ctx.spec.name!r}: the weights file holds a {type(checkpoint).__name__}, "
+            "not a state dict",
+            spec=ctx.spec.name,
+            loader=_NAME,
+        )
+    state = dict(checkpoint)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    own = model.state_dict()
+    for key in _JIT_EXTRAS:
+        if key not in own:
+            state.pop(key, None)
+    return state
+
+
+def _shown(keys: list[str]) -> str:
+    more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
+    return ", ".join(keys[:_SHOWN_KEYS]) + more
+
+
+def _load_weights(ctx: LoadContext, model: Any, state: Mapping[str, Any], label: str) -> None:
+    name = ctx.spec.name
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same keys, other shapes
+        raise StateDictMismatchError(
+            f"spec {name!r}: the weights do not fit open_clip {label}: {str(exc).strip()}. "
+            "The checkpoint is of another architecture or resolution than loader_args say.",
+            spec=name,
+            loader=_NAME,
+            missing=[],
+            unexpected=[],
+        ) from exc
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        raise StateDictMismatchError(
+            f"spec {name!r}: the weights do not fit open_clip {label}: {len(missing)} missing "
+            f"key(s) [{_shown(missing)}], {len(unexpected)} unexpected key(s) "
+            f"[{_shown(unexpected)}]. Check model_name and pretrained_format against the "
+            "checkpoint.",
+            spec=name,
+            loader=_NAME,
+            missing=missing,
+            unexpected=unexpected,
+        )
+
+
+def _check_preprocess(ctx: LoadContext, image_size: Any) -> int:
+    name = ctx.spec.name
+    size = _square(image_size)
+    if size is None:
+        raise LoaderError(
+            f"spec {name!r}: the model takes {image_size} images; the openai_clip presets "
+            "are square",
+            spec=name,
+            loader=_NAME,
+        )
+    preset = ctx.spec.preprocess
+    if preset is None:
+        return size
+    wanted = PRESET_SIZES.get(preset)
+    if wanted is None:
+        raise LoaderError(
+            f"spec {name!r}: preprocess {preset!r} is not a CLIP preset; an open_clip model "
+            f"takes openai_clip_{size} input",
+            spec=name,
+            loader=_NAME,
+        )
+    if wanted != size:
+        raise LoaderError(
+            f"spec {name!r}: preprocess {preset!r} makes {wanted}x{wanted} images, but the "
+            f"model takes {size}x{size} (loader_args.model_name "
+            f"{ctx.loader_args.get('model_name')!r}); set preprocess: openai_clip_{size} or "
+            "fix the architecture",
+            spec=name,
+            loader=_NAME,
+        )
+    return size
+
+
+def _tiny_model_kwargs(image_size: int) -> dict[str, Any]:
+    """A CLIP of the real layout, a few MB: one block per tower, the real vocabulary (the
+    tokenizer's ids must fit) and the preset's resolution (the preprocess check still holds)."""
+    return {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": image_size,
+            "layers": 1,
+            "width": 32,
+            "patch_size": 32,
+            "head_width": 16,
+        },
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 16,
+            "heads": 2,
+            "layers": 1,
+        },
+    }
+
+
+class OpenClipLoader:
+    """``loader: open_clip``; returns an :class:`OpenClipModel`."""
+
+    name = _NAME
+    framework = "open_clip_torch"
+    extra = "clip"
+    precisions = ("fp32", "fp16", "bf16")
+
+    def cuda_available(self) -> bool:
+        # find_spec, not an import: open_clip takes seconds to import and get() loads nothing
+        if importlib.util.find_spec("open_clip") is None:
+            raise MissingExtraError("open_clip", extra=self.extra)
+        return bool(_torch().cuda.is_available())
+
+    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
+        """A tiny CLIP (one block per tower, a few MB) at the spec's preset resolution, saved
+        as the spec's format reads it: a TorchScript archive like OpenAI's for
+        ``pretrained_format: openai``, a state dict (safetensors or pickle of tensors) for
+        ``open_clip``. Returns ``model_kwargs`` for the fake catalog."""
+        torch = _torch(spec.name)
+        open_clip = _open_clip(spec.name)
+        args = {"pretrained_format": "openai", **spec.loader_args}
+        size = PRESET_SIZES.get(spec.preprocess or "", 224)
+        kwargs = _tiny_model_kwargs(size)
+        openai = args["pretrained_format"] == "openai"
+        with _quiet():
+            model = open_clip.create_model(
+                str(args.get("model_name", "ViT-B-32")), force_quick_gelu=openai, **kwargs
+            )
+        model.eval()
+        weights = next((a for a in spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+        for art in spec.artifacts:
+            path = root / art.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if art is not weights:
+                write_placeholder(path, art.format)
+            elif art.format == "safetensors":
+                state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+                require("safetensors.torch", extra="torch", spec=spec.name).save_file(
+                    state, str(path)
+                )
+            elif openai:
+                with _quiet():
+                    torch.jit.save(torch.jit.script(model), str(path))
+            else:
+                torch.save(model.state_dict(), path)
+        return {"model_kwargs": kwargs}
+
+    def load(self, ctx: LoadContext) -> OpenClipModel:
+        args = ctx.args({"model_name": None, "pretrained_format": "openai", "model_kwargs": {}})
+        name = ctx.spec.name
+        open_clip = _open_clip(name)
+        kwargs = _check_args(ctx, args, open_clip)
+        openai = args["pretrained_format"] == "openai"
+        path = ctx.artifact(*_WEIGHT_FORMATS)
+        fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
+        checkpoint = _read_state_dict(ctx, path, fmt, args["pretrained_format"])
+        try:
+            with _quiet():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    args["model_name"],
+                    pretrained=None,
+                    precision=ctx.precision,
+                    device=ctx.device,
+                    force_quick_gelu=openai,
+                    **kwargs,
+                )
+        except TypeError as exc:
+            raise LoaderArgsError(
+                f"spec {name!r}: open_clip cannot build {args['model_name']!r} with "
+                f"model_kwargs {kwargs!r}: {exc}",
+                spec=name,
+                loader=_NAME,
+            ) from exc
+        size = _check_preprocess(ctx, model.visual.image_size)
+        _load_weights(ctx, model, _unwrap(ctx, checkpoint, model), repr(args["model_name"]))
+        model.eval()
+        context_length = int(model.context_length)
+        tokenizer = open_clip.get_tokenizer(args["model_name"], context_length=context_length)
+        return OpenClipModel(
+            model=model,
+            preprocess=preprocess,
+            tokenizer=tokenizer,
+            image_size=size,
+            context_length=context_length,
+            device=ctx.device,
+            input_dtype=open_clip.get_input_dtype(ctx.precision) or _torch(name).float32,
+        )

@@ -1,0 +1,312 @@
+"""loader laion_clap (dp_models.loaders.laion_clap): the catalog's CLAP spec on a fake root
+(HTSAT-tiny with a one-layer RoBERTa, saved as LAION saves its checkpoints, and a byte-level
+RoBERTa tokenizer directory), through the manager, inside the network guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import zipfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dp_models import Catalog, ModelManager
+from dp_models.cli import main as dp_models_cli
+from dp_models.errors import (
+    ArtifactMissingError,
+    DeviceUnavailableError,
+    LoaderArgsError,
+    LoaderError,
+    MissingExtraError,
+    PrecisionError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+)
+from dp_models.loaders import LoadContext
+from dp_models.loaders.laion_clap import (
+    UnprovisionedTokenizerError,
+    _import_laion_clap,
+    _read_checkpoint,
+)
+from dp_models.testing import fake_catalog_dir, fake_models_root
+
+CLAP = "laion_clap"
+SPEC_FILE = "audio/laion_clap.yaml"
+CKPT = "audio/laion_clap/630k-audioset-best.pt"
+TEXT_DIR = "audio/laion_clap/roberta-base"
+TEXTS = ["a dog barks", "rain on a roof", "a dog barks"]
+needs_no_cuda = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks a machine without CUDA"
+)
+
+
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fake root (about 150 MB) for every test; tests that change it use ``root``."""
+    return fake_models_root(tmp_path_factory.mktemp("clap") / "root", names=[CLAP])
+
+
+@pytest.fixture
+def root(shared_root: Path, tmp_path: Path) -> Path:
+    """A private copy; the checkpoint is a hard link, so replace it (``replace``), never
+    write into it."""
+
+    def copy(src: str, dst: str) -> None:
+        if src.endswith(".pt"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    return Path(shutil.copytree(shared_root, tmp_path / "root", copy_function=copy))
+
+
+@pytest.fixture
+def no_laion_clap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(sys.modules, "laion_clap", None)
+    yield
+
+
+def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
+    return ModelManager(
+        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
+    )
+
+
+def repin(root: Path) -> None:
+    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
+    assert dp_models_cli(args) == 0
+
+
+def replace(path: Path, data: bytes) -> None:
+    path.unlink()  # break the hard link to the shared root
+    path.write_bytes(data)
+
+
+def edit_spec(root: Path, **loader_args: Any) -> None:
+    path = fake_catalog_dir(root) / SPEC_FILE
+    data = yaml.safe_load(path.read_text())
+    data["loader_args"] = {**data.get("loader_args", {}), **loader_args}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def trusted_checkpoint(root: Path) -> Any:
+    return torch.load(root / CKPT, weights_only=False)  # written by this test suite
+
+
+class Payload:
+    """A pickle that would create a file if it were ever unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+# -- the catalog's spec on a fake, through the manager ---------------------------------------
+
+
+@pytest.mark.no_network
+def test_the_spec_loads_offline_from_its_checkpoint_and_roberta_dir(
+    shared_root: Path, tmp_path: Path
+) -> None:
+    mm = manager(shared_root, tmp_path, device="cpu")
+    clap = mm.load(CLAP)
+    assert type(clap).__name__ == "CLAP_Module"
+    assert not clap.training and not clap.model.training
+    assert {p.device.type for p in clap.parameters()} == {"cpu"}
+    assert {p.dtype for p in clap.parameters()} == {torch.float32}
+    # the tokenizer and text tower come from the artifact directory, not the Hub
+    assert clap.tokenize.name_or_path == str(shared_root / TEXT_DIR)
+    assert len(clap.tokenize) == 261 == clap.model.text_branch.config.vocab_size
+    # the weights are the checkpoint's (saved with "module." prefixes), not a random init
+    saved = trusted_checkpoint(shared_root)["state_dict"]
+    own = clap.model.state_dict()
+    for key in ("audio_projection.0.weight", "text_branch.encoder.layer.0.output.dense.weight"):
+        assert torch.equal(own[key], saved[f"module.{key}"]), key
+    with torch.inference_mode():
+        text = clap.get_text_embedding(TEXTS, use_tensor=True)
+        assert text.shape == (3, 512)
+        assert torch.allclose(text.norm(dim=-1), torch.ones(3))
+        assert torch.equal(text[0], text[2]) and not torch.equal(text[0], text[1])
+        wave = np.sin(np.linspace(0, 2000, 48_000)).astype(np.float32)[None]  # 1 s at 48 kHz
+        first = clap.get_audio_embedding_from_data(wave)
+        assert first.shape == (1, 512)
+        np.testing.assert_array_equal(first, clap.get_audio_embedding_from_data(wave))
+    entry = mm.models_used()[0]
+    assert entry["framework"] == {"name": "laion_clap", "version": metadata.version("laion_clap")}
+    assert entry["loader_args"]["amodel"] == "HTSAT-tiny"
+
+
+def test_the_fake_is_saved_like_laions_checkpoints(shared_root: Path) -> None:
+    checkpoint = trusted_checkpoint(shared_root)
+    assert {"epoch", "name", "state_dict", "optimizer"} <= set(checkpoint)
+    assert all(k.startswith("module.") for k in checkpoint["state_dict"])
+    assert "module.text_branch.embeddings.position_ids" in checkpoint["state_dict"]
+    assert isinstance(checkpoint["optimizer"]["param_groups"][0]["lr"], np.float64)
+    with zipfile.ZipFile(shared_root / CKPT) as archive:
+        data = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+        assert archive.read(data)[:2] == b"\x80\x04"  # pickle protocol 4, like LAION's files
+    assert sorted(p.name for p in (shared_root / TEXT_DIR).iterdir()) == [
+        "config.json",
+        "merges.txt",
+        "vocab.json",
+    ]
+
+
+def test_importing_laion_clap_left_the_hub_and_transformers_alone(shared_root: Path) -> None:
+    import transformers
+
+    laion_clap = _import_laion_clap(CLAP)
+    data = sys.modules["laion_clap.training.data"]
+    for attr in ("bert_tokenizer", "roberta_tokenizer", "bart_tokenizer"):
+        with pytest.raises(UnprovisionedTokenizerError, match="dp_models does not provide it"):
+            getattr(data, attr)(["text"])
+    for name in ("BertTokenizer", "RobertaTokenizer", "BartTokenizer"):
+        real = getattr(transformers, name)
+        assert isinstance(real, type) and hasattr(real, "from_pretrained")  # not a stand-in
+        assert getattr(data, name) is real
+    hook = sys.modules[laion_clap.CLAP_Module.__module__]
+    assert hook.RobertaTokenizer is transformers.RobertaTokenizer  # the build's patch is undone
+
+
+def test_a_numpy_1_checkpoint_reads_with_weights_only(tmp_path: Path) -> None:
+    """LAION's checkpoints were pickled by numpy 1 (numpy.core.multiarray.scalar)."""
+    path = tmp_path / "np1.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "lr": np.float64(0.5)}, path)
+    # protocol-2 GLOBALs are text: rename numpy 2's module to numpy 1's
+    renamed = tmp_path / "renamed.pt"
+
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(renamed, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            zout.writestr(item, data)
+    spec = Catalog.load()[CLAP]
+    ctx = LoadContext(spec, {CKPT: renamed}, "cpu", "fp32")
+    checkpoint = _read_checkpoint(ctx, renamed, "pt", weights_only=True)
+    assert checkpoint["lr"] == 0.5 and type(checkpoint["lr"]) is np.float64
+    assert torch.equal(checkpoint["state_dict"]["w"], torch.ones(2))
+
+
+# -- device and precision --------------------------------------------------------------------
+
+
+def test_half_precision_is_refused_at_get(shared_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(PrecisionError, match="fp32, not fp16") as exc:
+        manager(shared_root, tmp_path).get(CLAP, precision="fp16")
+    assert (exc.value.spec, exc.value.precision) == (CLAP, "fp16")
+
+
+@needs_no_cuda
+def test_cuda_without_cuda_is_an_error(shared_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(DeviceUnavailableError, match="sees no CUDA device") as exc:
+        manager(shared_root, tmp_path).get(CLAP, device="cuda")
+    assert exc.value.requested == "cuda"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.no_network
+def test_loads_on_cuda(shared_root: Path, tmp_path: Path) -> None:
+    clap = manager(shared_root, tmp_path).load(CLAP, device="cuda")
+    assert {p.device.type for p in clap.parameters()} == {"cuda"}
+    with torch.inference_mode():
+        assert clap.get_text_embedding(TEXTS, use_tensor=True).device.type == "cuda"
+
+
+# -- loader_args, artifacts, hostile and corrupt files ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loader_args", "message"),
+    [
+        ({"colour": "red"}, "does not take loader_args colour"),
+        ({"tmodel": "bert"}, "tmodel 'bert' is not supported"),
+        (
+            {"amodel": "HTSAT-huge"},
+            "amodel 'HTSAT-huge' is not a laion_clap audio model.*HTSAT-tiny",
+        ),
+        ({"enable_fusion": "yes"}, "enable_fusion must be true or false"),
+        ({"weights_only": "no"}, "weights_only must be true or false"),
+    ],
+)
+def test_bad_loader_args(
+    root: Path, tmp_path: Path, loader_args: dict[str, Any], message: str
+) -> None:
+    edit_spec(root, **loader_args)
+    with pytest.raises(LoaderArgsError, match=message) as exc:
+        manager(root, tmp_path, device="cpu").load(CLAP)
+    assert (exc.value.spec, exc.value.loader) == (CLAP, "laion_clap")
+
+
+def test_a_roberta_dir_without_its_vocabulary_is_named(root: Path, tmp_path: Path) -> None:
+    (root / TEXT_DIR / "vocab.json").unlink()
+    repin(root)
+    with pytest.raises(ArtifactMissingError, match=r"has no vocab\.json") as exc:
+        manager(root, tmp_path, device="cpu").load(CLAP)
+    assert exc.value.spec == CLAP and exc.value.path == root / TEXT_DIR / "vocab.json"
+
+
+def test_a_tokenizer_of_another_vocabulary_is_an_error(root: Path, tmp_path: Path) -> None:
+    config = json.loads((root / TEXT_DIR / "config.json").read_text())
+    replace(root / TEXT_DIR / "config.json", json.dumps({**config, "vocab_size": 50265}).encode())
+    repin(root)
+    with pytest.raises(
+        LoaderError, match=r"has 261 tokens but its config\.json says vocab_size 50265"
+    ):
+        manager(root, tmp_path, device="cpu").load(CLAP)
+
+
+def test_a_corrupt_checkpoint_is_a_loader_error(root: Path, tmp_path: Path) -> None:
+    replace(root / CKPT, b"not a checkpoint at all")
+    repin(root)
+    with pytest.raises(LoaderError, match="cannot be unpickled as a checkpoint") as exc:
+        manager(root, tmp_path, device="cpu").load(CLAP)
+    assert (exc.value.spec, exc.value.loader) == (CLAP, "laion_clap")
+    assert exc.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("protocol", [2, 4])  # torch's own unpickler; the fallback for 4
+def test_a_pickle_payload_is_refused_and_never_runs(
+    root: Path, tmp_path: Path, protocol: int
+) -> None:
+    marker = tmp_path / "pwned"
+    (root / CKPT).unlink()
+    torch.save({"state_dict": {"w": Payload(marker)}}, root / CKPT, pickle_protocol=protocol)
+    repin(root)
+    with pytest.raises(UnsafeCheckpointError, match="refused and nothing in it ran") as exc:
+        manager(root, tmp_path, device="cpu").load(CLAP)
+    assert exc.value.spec == CLAP and "GLOBAL posix.system" in str(exc.value)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_architecture_is_a_mismatch(root: Path, tmp_path: Path) -> None:
+    edit_spec(root, enable_fusion=True)
+    with pytest.raises(StateDictMismatchError, match="a fusion checkpoint needs") as exc:
+        manager(root, tmp_path, device="cpu").load(CLAP)
+    assert exc.value.missing and not exc.value.unexpected
+    assert all("fusion" in k or "mel_conv2d" in k for k in exc.value.missing)
+
+
+# -- the framework missing -------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_laion_clap")
+def test_without_laion_clap_get_and_load_say_which_extra(shared_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(MissingExtraError, match=r"pip install 'dp-models\[clap\]'") as exc:
+        manager(shared_root, tmp_path).get(CLAP)  # device auto asks the loader at get
+    assert (exc.value.extra, exc.value.spec) == ("clap", CLAP)
+    with pytest.raises(MissingExtraError, match="laion_clap is not installed") as exc:
+        manager(shared_root, tmp_path, device="cpu").load(CLAP)
+    assert exc.value.spec == CLAP
