@@ -241,7 +241,8 @@ class TritonClient:
         return TritonUnavailableError(
             f"Triton model {self.model_name!r} version {self.model_version} (spec "
             f"{self.spec.name!r}) at {self.endpoint}: {why}. Check that the server is up and "
-            "serves this model version (its /v2/health/ready and /v2/models/<name>/versions/<v>/ready).",
+            "serves this model version (GET /v2/health/ready and "
+            "/v2/models/<name>/versions/<version>/ready).",
             spec=self.spec.name,
             endpoint=self.endpoint,
             model=self.model_name,
