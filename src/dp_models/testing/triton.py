@@ -69,6 +69,7 @@ from ..catalog import Catalog
 from ..errors import DPModelsError
 from ..settings import LOCK_FILENAME
 from ..spec import Spec
+from ..triton.client import NUMPY_DTYPES
 from ..triton.repository import CONFIG_FILENAME, render_config
 
 __all__ = [
@@ -94,20 +95,10 @@ STANDIN_VARIABLE_DIM = 3
 
 _VENV = ".venv-triton"
 _SERVER_GLOB = "lib/python3*/site-packages/pytriton/tritonserver/bin/tritonserver"
-#: Spec datatype to numpy dtype, for the stand-ins (numpy has no bfloat16).
+#: Spec datatype to numpy dtype, for the stand-ins: the client's map, without BF16 (numpy
+#: has no bfloat16) and with BYTES as object arrays.
 _NUMPY_TYPES: dict[str, npt.DTypeLike] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
+    **{k: v for k, v in NUMPY_DTYPES.items() if k != "BF16"},
     "BYTES": np.object_,
 }
 

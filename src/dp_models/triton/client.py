@@ -73,7 +73,7 @@ _T = TypeVar("_T")
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
 
 #: Spec datatype -> numpy dtype the client accepts (BYTES: object or bytes arrays).
-_NUMPY_DTYPES: dict[str, npt.DTypeLike] = {
+NUMPY_DTYPES: dict[str, npt.DTypeLike] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
     "UINT16": np.uint16,
@@ -101,7 +101,7 @@ def _httpclient() -> Any:
 def _dtype_ok(datatype: str, dtype: np.dtype[Any]) -> bool:
     if datatype == "BYTES":
         return dtype.kind in ("O", "S")
-    return dtype == np.dtype(_NUMPY_DTYPES[datatype])
+    return dtype == np.dtype(NUMPY_DTYPES[datatype])
 
 
 def _dims_match(expected: list[int], actual: list[int]) -> bool:
@@ -595,7 +595,7 @@ class TritonClient:
 
 
 def _np_name(datatype: str) -> str:
-    return str(np.dtype(_NUMPY_DTYPES[datatype]).name)
+    return str(np.dtype(NUMPY_DTYPES[datatype]).name)
 
 
 def _server_exception() -> type[Exception]:
