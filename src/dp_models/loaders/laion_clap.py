@@ -52,11 +52,11 @@ from ..errors import (
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
-    StateDictMismatchError,
     UnsafeCheckpointError,
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
+from .torch import fit_state_dict
 
 __all__ = ["LaionClapLoader"]
 
@@ -66,7 +66,6 @@ _TEXT_FILES = ("config.json", "vocab.json", "merges.txt")
 _HUB_TOKENIZERS = ("BertTokenizer", "RobertaTokenizer", "BartTokenizer")
 #: Buffers that older transformers saved with the weights and newer ones do not keep.
 _STALE_BUFFERS = ("text_branch.embeddings.position_ids", "text_branch.embeddings.token_type_ids")
-_SHOWN_KEYS = 8
 _NUMERIC_DTYPES = tuple(
     f"{kind}DType"
     for kind in (
@@ -371,40 +370,22 @@ def _local_roberta(
                 setattr(mod, attr, value)
 
 
-def _shown(keys: list[str]) -> str:
-    more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
-    return ", ".join(keys[:_SHOWN_KEYS]) + more
-
-
 def _load_weights(ctx: LoadContext, model: Any, state: dict[str, Any], label: str) -> None:
     name = ctx.spec.name
     own = model.state_dict()
     for key in _STALE_BUFFERS:
         if key not in own:
             state.pop(key, None)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # same keys, other shapes
-        raise StateDictMismatchError(
-            f"spec {name!r}: the checkpoint does not fit CLAP {label}: {str(exc).strip()}. "
-            "Check amodel and enable_fusion against the checkpoint, and the RoBERTa config.",
-            spec=name,
-            loader=_NAME,
-            missing=[],
-            unexpected=[],
-        ) from exc
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
-        raise StateDictMismatchError(
-            f"spec {name!r}: the checkpoint does not fit CLAP {label}: {len(missing)} missing "
-            f"key(s) [{_shown(missing)}], {len(unexpected)} unexpected key(s) "
-            f"[{_shown(unexpected)}]. Check amodel and enable_fusion against the checkpoint "
-            "(a fusion checkpoint needs enable_fusion: true).",
-            spec=name,
-            loader=_NAME,
-            missing=missing,
-            unexpected=unexpected,
-        )
+    fit_state_dict(
+        model,
+        state,
+        spec=name,
+        loader=_NAME,
+        what=f"the checkpoint does not fit CLAP {label}",
+        shape_hint="Check amodel and enable_fusion against the checkpoint, and the RoBERTa config.",
+        key_hint="Check amodel and enable_fusion against the checkpoint (a fusion checkpoint "
+        "needs enable_fusion: true).",
+    )
 
 
 def _check_args(ctx: LoadContext, args: Mapping[str, Any], laion_clap: ModuleType) -> None:

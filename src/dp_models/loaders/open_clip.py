@@ -48,11 +48,11 @@ from ..errors import (
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
-    StateDictMismatchError,
     UnsafeCheckpointError,
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
+from .torch import fit_state_dict
 
 __all__ = ["OpenClipLoader", "OpenClipModel"]
 
@@ -64,7 +64,6 @@ PRESET_SIZES = {"openai_clip_224": 224, "openai_clip_336": 336, "openai_clip_448
 #: Entries an OpenAI TorchScript archive (or a scripted open_clip model) carries in its
 #: state_dict besides the weights.
 _JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
-_SHOWN_KEYS = 8
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -282,36 +281,16 @@ def _unwrap(ctx: LoadContext, checkpoint: Any, model: Any) -> dict[str, Any]:
     return state
 
 
-def _shown(keys: list[str]) -> str:
-    more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
-    return ", ".join(keys[:_SHOWN_KEYS]) + more
-
-
 def _load_weights(ctx: LoadContext, model: Any, state: Mapping[str, Any], label: str) -> None:
-    name = ctx.spec.name
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # same keys, other shapes
-        raise StateDictMismatchError(
-            f"spec {name!r}: the weights do not fit open_clip {label}: {str(exc).strip()}. "
-            "The checkpoint is of another architecture or resolution than loader_args say.",
-            spec=name,
-            loader=_NAME,
-            missing=[],
-            unexpected=[],
-        ) from exc
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
-        raise StateDictMismatchError(
-            f"spec {name!r}: the weights do not fit open_clip {label}: {len(missing)} missing "
-            f"key(s) [{_shown(missing)}], {len(unexpected)} unexpected key(s) "
-            f"[{_shown(unexpected)}]. Check model_name and pretrained_format against the "
-            "checkpoint.",
-            spec=name,
-            loader=_NAME,
-            missing=missing,
-            unexpected=unexpected,
-        )
+    fit_state_dict(
+        model,
+        state,
+        spec=ctx.spec.name,
+        loader=_NAME,
+        what=f"the weights do not fit open_clip {label}",
+        shape_hint="The checkpoint is of another architecture or resolution than loader_args say.",
+        key_hint="Check model_name and pretrained_format against the checkpoint.",
+    )
 
 
 def _check_preprocess(ctx: LoadContext, image_size: Any) -> int:

@@ -182,6 +182,41 @@ def _shown(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOWN_KEYS]) + more
 
 
+def fit_state_dict(
+    model: Any,
+    state: Mapping[str, Any],
+    *,
+    spec: str,
+    loader: str,
+    what: str,
+    shape_hint: str,
+    key_hint: str,
+) -> None:
+    """Load ``state`` into ``model`` with every key accounted for. Other shapes for the
+    same keys, and missing or unexpected keys, raise :class:`StateDictMismatchError`
+    saying ``{what}`` and the hint that fits (``shape_hint`` / ``key_hint``)."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same keys, other shapes
+        raise StateDictMismatchError(
+            f"spec {spec!r}: {what}: {str(exc).strip()}. {shape_hint}",
+            spec=spec,
+            loader=loader,
+            missing=[],
+            unexpected=[],
+        ) from exc
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        raise StateDictMismatchError(
+            f"spec {spec!r}: {what}: {len(missing)} missing key(s) [{_shown(missing)}], "
+            f"{len(unexpected)} unexpected key(s) [{_shown(unexpected)}]. {key_hint}",
+            spec=spec,
+            loader=loader,
+            missing=missing,
+            unexpected=unexpected,
+        )
+
+
 class TorchStateDictLoader:
     """``loader: torch_state_dict``."""
 
