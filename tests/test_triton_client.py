@@ -9,6 +9,8 @@ or missing weights digest), which is also the one stopped and restarted.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +23,12 @@ import tritonclient.http as httpclient
 
 from dp_models import ModelManager
 from dp_models.catalog import Catalog
+from dp_models.cli import main
 from dp_models.errors import (
     ConfigurationError,
     TritonDigestMismatchError,
     TritonError,
+    TritonInferenceError,
     TritonInputError,
     TritonMetadataMismatchError,
     TritonUnavailableError,
@@ -193,6 +197,13 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Odd]:
     for name, (model, version, digest, require) in ODD_SPECS.items():
         body = _echo_body(model, version=version, digest=digest, require=require)
         (catalog_dir / "visual" / f"{name}.yaml").write_text(_spec_yaml(name, body))
+    # tc_echo as served, but with another output shape in the spec
+    wrong_shape = _echo_body("tc_echo", digest=_digest("tc_echo")).replace(
+        "{name: y, datatype: FP32, shape: [2]}", "{name: y, datatype: FP32, shape: [3]}"
+    )
+    (catalog_dir / "visual" / "tc_echo_wrong_shape.yaml").write_text(
+        _spec_yaml("tc_echo_wrong_shape", wrong_shape)
+    )
     catalog = Catalog.load(catalog_dir)
     repo = base / "repo"
     write_standin_repository(catalog, repo, ["tc_echo"], versions={"tc_echo": [1, 2]})
@@ -432,3 +443,165 @@ def test_a_server_stopped_mid_run_is_a_clear_error_then_the_client_recovers(odd:
         client.close()
         if not odd.server.running:
             odd.server.start()
+
+
+# -- health: dp-models doctor and ModelManager.check ----------------------------------------
+
+#: What doctor says of each spec of the module server's catalog.
+ODD_STATUSES = {
+    "tc_echo": "served",
+    "tc_echo_v2": "served",
+    "tc_echo_v3": "unavailable",
+    "tc_echo_wrong_shape": "metadata_mismatch",
+    "tc_no_digest": "unverified",
+    "tc_no_digest_required": "served_digest_mismatch",
+    "tc_wrong_digest": "served_digest_mismatch",
+}
+
+
+def _doctor(capsys: pytest.CaptureFixture[str], odd: Odd, *argv: str) -> tuple[int, str]:
+    code = main(["doctor", "--catalog", str(odd.catalog_dir), "--root", str(odd.root), *argv])
+    out, _ = capsys.readouterr()
+    return code, out
+
+
+def test_doctor_checks_each_triton_spec_against_its_endpoint(
+    odd: Odd, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _doctor(
+        capsys, odd, "--json", "--triton-url", odd.server.url, "--triton-timeout", "1"
+    )
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    assert {s["name"]: s["status"] for s in report["specs"]} == ODD_STATUSES
+    assert report["triton_endpoints"] == {"default": odd.server.url}
+    by_name = {s["name"]: s for s in report["specs"]}
+    assert by_name["tc_echo"]["ok"] and by_name["tc_echo"]["triton"]["served_digest_verified"]
+    assert by_name["tc_no_digest"]["ok"]  # accepted as unverified: reported, not failing
+    assert by_name["tc_no_digest"]["triton"]["served_digest_verified"] is None
+    mismatch = by_name["tc_echo_wrong_shape"]
+    assert not mismatch["ok"]
+    assert "outputs: 'y' shape is [2] on the server, [3] in the spec" in mismatch["message"]
+    assert "triton export" in mismatch["fix"]
+    assert by_name["tc_wrong_digest"]["triton"]["served_digest"] == WRONG_DIGEST
+    assert "version 3" in by_name["tc_echo_v3"]["message"]
+    # the same through the environment, as a table
+    code, out = _doctor(capsys, odd, "--triton-timeout", "1")
+    assert code == 0  # no endpoint configured: nothing contacted, Triton specs are remote
+    assert all(line.split()[2] == "remote" for line in out.splitlines()[1:8])
+    assert "endpoint 'default' not configured ($DP_MODELS_TRITON_URL)" in out
+    os.environ["DP_MODELS_TRITON_URL"] = odd.server.url  # restored by clean_environ
+    code, out = _doctor(capsys, odd, "--triton-timeout", "1")
+    rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:8]}
+    assert rows == {
+        n: s.upper() if s not in ("served", "unverified") else s for n, s in ODD_STATUSES.items()
+    }
+    assert f"tc_echo v1 at {odd.server.url}; served digest verified" in out
+    assert "4 required specs not ok:" in out
+    code, out = _doctor(capsys, odd, "--no-triton", "tc_echo")
+    assert code == 0 and "not checked (--no-triton)" in out
+
+
+def test_doctor_against_a_dead_endpoint_waits_once(
+    odd: Odd, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _doctor(
+        capsys, odd, "--json", "--triton-url", f"default={CLOSED_URL}", "--triton-timeout", "0.5"
+    )
+    report = json.loads(out)
+    assert code == 1
+    assert {s["status"] for s in report["specs"]} == {"unavailable"}
+    served = [s["triton"] for s in report["specs"]]
+    assert not any(r["live"] or r["ready"] for r in served)
+    # the first spec waited for readiness; the others, on the same dead endpoint, did not
+    assert "not ready within 0.5 s" in served[0]["error"]
+    assert all("not ready within 0 s" in r["error"] for r in served[1:])
+    assert main(["doctor", "--triton-url", "=", "--catalog", str(odd.catalog_dir)]) == 1
+    assert "--triton-url takes [NAME=]URL" in capsys.readouterr().err
+
+
+def test_manager_check_for_a_health_endpoint(odd: Odd) -> None:
+    mm = odd.manager()
+    assert mm.check() == {"ok": True, "models": []}  # nothing handed out yet
+    mm.get("tc_echo")
+    mm.get("tc_no_digest")
+    health = mm.check()
+    assert health["ok"] is True
+    assert [(r["spec"], r["runtime"], r["ok"]) for r in health["models"]] == [
+        ("tc_echo", "triton", True),
+        ("tc_no_digest", "triton", True),
+    ]
+    # the check recorded what it verified in models_used
+    used = {e["name"]: e["triton"]["served_digest_verified"] for e in mm.models_used()}
+    assert used == {"tc_echo": True, "tc_no_digest": None}
+    health = mm.check(["tc_echo", "tc_wrong_digest", "tc_echo_v3"], ready_timeout_s=0.5)
+    assert health["ok"] is False
+    assert [r["error_type"] for r in health["models"]] == [
+        None,
+        "TritonDigestMismatchError",
+        "TritonUnavailableError",
+    ]
+    unconfigured = ModelManager(models_root=odd.root, catalog=odd.catalog_dir, triton_endpoints={})
+    [report] = unconfigured.check(["tc_echo"])["models"]
+    assert not report["ok"] and report["error_type"] == "ConfigurationError"
+    assert "$DP_MODELS_TRITON_URL" in report["error"]
+
+
+def test_manager_check_reverifies_inprocess_artifacts(tmp_path: Path) -> None:
+    root = fake_models_root(tmp_path / "root", ["shared_tokenizer_v1"])
+    mm = ModelManager(models_root=root, catalog=fake_catalog_dir(root), verify="always")
+    mm.load("shared_tokenizer_v1")
+    [report] = mm.check()["models"]
+    assert report["ok"] and report["loaded"] and report["runtime"] == "inprocess"
+    tokenizer_json = root / "text" / "shared_tokenizer_v1" / "tokenizer.json"
+    tokenizer_json.write_text("{}")
+    health = mm.check()
+    assert health["ok"] is False
+    assert health["models"][0]["error_type"] == "SizeMismatchError"  # {} is smaller
+
+
+# -- Whisper: token ids decoded with the tokenizer the spec requires -------------------------
+
+
+@pytest.mark.parametrize("name", ["whisper_small_triton", "whisper_large_triton"])
+def test_whisper_client_decodes_token_ids_with_the_shared_tokenizer(
+    packaged_manager: ModelManager, name: str
+) -> None:
+    handle = packaged_manager.get(name)
+    assert [r.name for r in handle.requires] == ["shared_tokenizer_v1"]
+    tokenizer = packaged_manager.load("shared_tokenizer_v1")
+    features = np.zeros((2, 80, 3000), dtype=np.float32)
+    features[1] += 7.0  # the stand-in's ids follow the input's mean: two different rows
+    with handle.client() as client:
+        ids = client.infer({"input_features": features})["token_ids"]
+        texts = client.decode_batch(ids)
+    assert ids.shape == (2, STANDIN_VARIABLE_DIM) and ids[0, 0] != ids[1, 0]
+    assert texts == [tokenizer.decode([int(i) for i in row]) for row in ids]
+    assert all(texts)
+
+
+def test_decode_drops_special_tokens_padding_and_what_follows_the_end(
+    packaged_manager: ModelManager,
+) -> None:
+    tokenizer = packaged_manager.load("shared_tokenizer_v1")
+    client = packaged_manager.get("whisper_medium_triton").client()
+    text = " hello world, the quick brown fox"
+    words = tokenizer.encode(text, add_special_tokens=False).ids
+    special = [tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|en|>")]
+    end = tokenizer.token_to_id("<|endoftext|>")
+    ids = np.array([*special, *words, end, *words, -1, -1], dtype=np.int32)
+    assert client.decode(ids) == text
+    assert client.decode(np.array([], dtype=np.int64)) == ""
+    assert client.decode_batch(np.stack([ids, ids])) == [text, text]
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    with pytest.raises(TritonInferenceError, match=f"token ids {size} outside the vocabulary"):
+        client.decode(np.array([*words, size], dtype=np.int64))
+    with pytest.raises(TritonInputError, match="one 1-D integer sequence"):
+        client.decode(np.zeros((2, 3), dtype=np.int32))
+    with pytest.raises(TritonInputError, match="one 1-D integer sequence"):
+        client.decode(np.zeros(3, dtype=np.float32))
+    with pytest.raises(TritonInputError, match=r"\[batch, length\]"):
+        client.decode_batch(ids)
+    depth = packaged_manager.get("midas_dpt_hybrid_triton").client()
+    with pytest.raises(ConfigurationError, match="requires no tokenizer"):
+        depth.decode(ids)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._version import __version__
-from .errors import DPModelsError
+from .errors import ConfigurationError, DPModelsError
 
 __all__ = ["main"]
 
@@ -116,9 +116,31 @@ def _parser() -> argparse.ArgumentParser:
     p = add("show", _show, "show one spec with its pins", [common])
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
-    p = add("doctor", _doctor, "check every spec (or NAMES) against MODELS_ROOT", [common, rooted])
+    p = add(
+        "doctor",
+        _doctor,
+        "check every spec (or NAMES) against MODELS_ROOT, and Triton specs against their endpoints",
+        [common, rooted],
+    )
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument(
+        "--triton-url",
+        action="append",
+        metavar="[NAME=]URL",
+        help="URL of the Triton endpoint NAME (default: 'default'); repeatable; replaces "
+        "$DP_MODELS_TRITON_URL[_<NAME>]",
+    )
+    p.add_argument(
+        "--no-triton", action="store_true", help="contact no Triton endpoint (Triton specs: remote)"
+    )
+    p.add_argument(
+        "--triton-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for each endpoint to be ready (default: 10)",
+    )
     p = add(
         "lock",
         _lock,
@@ -292,11 +314,17 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     from .doctor import diagnose, report_json
+    from .settings import redact
 
     catalog = _catalog(args)
+    endpoints = None if args.no_triton else _triton_endpoints(args.triton_url)
+    if args.triton_timeout < 0:
+        raise ConfigurationError(f"--triton-timeout must be >= 0, not {args.triton_timeout:g}")
     verifier = _verifier(args, catalog)
     try:
-        health = diagnose(catalog, verifier, args.names)
+        health = diagnose(
+            catalog, verifier, args.names, endpoints=endpoints, ready_timeout_s=args.triton_timeout
+        )
     finally:
         _close(verifier)
     failing = [h for h in health if h.failing]
@@ -308,6 +336,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
                 lock=str(catalog.lock.path),
                 root=str(verifier.root),
                 verify=verifier.hasher.policy,
+                triton_endpoints={k: redact(v) for k, v in sorted((endpoints or {}).items())},
             ),
             out,
         )
@@ -315,11 +344,28 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
     for h in health:
         detail = ""
-        if h.status == "remote":
-            assert h.spec.triton is not None
+        triton = h.spec.triton
+        if h.served is not None and not (h.failing and h.served["ok"]):
+            assert triton is not None
+            where = f"{triton.model_name} v{triton.model_version} at {h.served['endpoint']}"
+            if h.status == "served":
+                detail = f"{where}; served digest verified"
+            elif h.status == "unverified":
+                detail = f"{where}; the server publishes no weights digest"
+            else:
+                detail = f"{where}: {h.status.replace('_', ' ')}"
+        elif h.status == "remote":
+            assert triton is not None
+            if args.no_triton:
+                why = "not checked (--no-triton)"
+            else:
+                env = "DP_MODELS_TRITON_URL" + (
+                    "" if triton.endpoint == "default" else f"_{triton.endpoint.upper()}"
+                )
+                why = f"endpoint {triton.endpoint!r} not configured (${env})"
             detail = (
-                f"served by Triton as {h.spec.triton.model_name} "
-                f"v{h.spec.triton.model_version}; artifacts not provisioned here"
+                f"served by Triton as {triton.model_name} v{triton.model_version}; {why}; "
+                "artifacts not provisioned here"
             )
         elif h.status == "absent":
             detail = "optional; not provisioned"
@@ -341,6 +387,23 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
         for h in failing:
             out.write(f"- {h.message}\n  fix: {h.fix}\n")
     return 1 if failing else 0
+
+
+def _triton_endpoints(values: list[str] | None) -> dict[str, str]:
+    """``--triton-url [NAME=]URL`` options, else the environment."""
+    from .settings import redact, resolve_triton_endpoints
+
+    if not values:
+        return resolve_triton_endpoints()
+    endpoints: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or "://" in name:
+            name, url = "default", value
+        if not name or not url:
+            raise ConfigurationError(f"--triton-url takes [NAME=]URL, not {redact(value)!r}")
+        endpoints[name.lower()] = url
+    return resolve_triton_endpoints(endpoints)
 
 
 def _lock(args: argparse.Namespace, out: TextIO) -> int:

@@ -6,8 +6,16 @@ pinned size and digest. Otherwise its status is the first problem found (``missi
 ``changed``) and it *fails*, with two exceptions that are reported, never hidden:
 
 - ``absent``: an ``optional: true`` spec none of whose artifacts is provisioned;
-- ``remote``: a Triton spec none of whose artifacts is provisioned here: the model is
-  served by Triton, and its artifacts are needed only to export a model repository.
+- ``remote``: a Triton spec none of whose artifacts is provisioned here and whose
+  endpoint is not checked (no URL configured, or ``--no-triton``): the model is served by
+  Triton, and its artifacts are needed only to export a model repository.
+
+A Triton spec whose endpoint has a URL is checked against it
+(:mod:`dp_models.triton.health`): ``served`` when the server is live, the pinned version
+ready, the metadata as the spec says and the served weights digest verified;
+``unverified`` (reported, not failing) when the server publishes no digest and the spec
+does not require one; otherwise it fails as ``unavailable``, ``metadata_mismatch`` or
+``served_digest_mismatch``. Its local artifacts, where present, are verified first.
 
 A spec whose artifacts are present but wrong fails even when it is optional.
 """
@@ -15,7 +23,7 @@ A spec whose artifacts are present but wrong fails even when it is optional.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +41,19 @@ _FIX = {
     "unsafe_path": "replace the symlink that leaves MODELS_ROOT with the file itself",
     "unreadable": "fix the artifact's permissions so this user can read it",
     "changed": "let whatever writes the artifact finish, then rerun `dp-models doctor`",
+    "unavailable": "start the Triton server (or point the endpoint's URL at it) and deploy "
+    "the model version: `dp-models triton export` writes its repository",
+    "metadata_mismatch": "deploy the model the catalog describes (`dp-models triton export`), "
+    "or fix the spec",
+    "served_digest_mismatch": "redeploy the verified artifacts (`dp-models triton export`), or "
+    "update the catalog if the new weights are intended",
+}
+
+#: TritonClient.check() error types -> doctor status.
+_SERVED_STATUS = {
+    "TritonUnavailableError": "unavailable",
+    "TritonMetadataMismatchError": "metadata_mismatch",
+    "TritonDigestMismatchError": "served_digest_mismatch",
 }
 
 
@@ -44,15 +65,19 @@ class SpecHealth:
     status: str
     failing: bool
     artifacts: tuple[ArtifactReport, ...]
+    #: The endpoint check of a Triton spec (TritonClient.check()); None when not checked.
+    served: Mapping[str, Any] | None = None
 
     @property
     def message(self) -> str:
-        """The first artifact error of a failing spec; empty otherwise."""
+        """The first error of a failing spec; empty otherwise."""
         if not self.failing:
             return ""
         for r in self.artifacts:
             if r.error is not None:
                 return str(r.error)
+        if self.served is not None and self.served.get("error"):
+            return str(self.served["error"])
         return ""
 
     @property
@@ -70,6 +95,7 @@ class SpecHealth:
             "message": self.message,
             "fix": self.fix,
             "artifacts": [_artifact_json(r) for r in self.artifacts],
+            "triton": dict(self.served) if self.served is not None else None,
         }
 
 
@@ -88,26 +114,58 @@ def _artifact_json(r: ArtifactReport) -> dict[str, Any]:
     }
 
 
-def diagnose(catalog: Catalog, verifier: Verifier, names: Sequence[str] = ()) -> list[SpecHealth]:
-    """Check ``names`` (all specs when empty) and return one :class:`SpecHealth` each."""
+def diagnose(
+    catalog: Catalog,
+    verifier: Verifier,
+    names: Sequence[str] = (),
+    *,
+    endpoints: Mapping[str, str] | None = None,
+    ready_timeout_s: float = 10.0,
+) -> list[SpecHealth]:
+    """Check ``names`` (all specs when empty) and return one :class:`SpecHealth` each.
+
+    ``endpoints`` (endpoint name -> URL): check each Triton spec whose endpoint has a URL
+    against it, waiting at most ``ready_timeout_s`` for readiness per endpoint; no other
+    address is contacted. None: no endpoint is contacted."""
+    from .triton.health import Deployment, check_deployments
+
     specs = [catalog[n] for n in names] if names else list(catalog.values())
     reports = verifier.check(specs)
     by_spec: dict[str, list[ArtifactReport]] = {s.name: [] for s in specs}
     for r in reports:
         by_spec[r.spec].append(r)
-    return [_verdict(spec, tuple(by_spec[spec.name])) for spec in specs]
+    served: dict[str, Mapping[str, Any]] = {}
+    if endpoints:
+        deployments = []
+        for spec in specs:
+            if spec.triton is None or spec.triton.endpoint not in endpoints:
+                continue
+            pin = catalog.served_digest(spec)
+            url = endpoints[spec.triton.endpoint]
+            deployments.append(Deployment(spec, url, pin.sha256 if pin else None))
+        checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
+        served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}
+    return [_verdict(spec, tuple(by_spec[spec.name]), served.get(spec.name)) for spec in specs]
 
 
-def _verdict(spec: Spec, reports: tuple[ArtifactReport, ...]) -> SpecHealth:
+def _verdict(
+    spec: Spec, reports: tuple[ArtifactReport, ...], served: Mapping[str, Any] | None = None
+) -> SpecHealth:
     bad = [r for r in reports if not r.ok]
+    nothing_here = all(r.status == "missing" and not r.path.exists() for r in reports)
+    if bad and not (nothing_here and (spec.runtime == "triton" or spec.optional)):
+        return SpecHealth(spec, bad[0].status, True, reports, served)
+    if served is not None:
+        if not served["ok"]:
+            status = _SERVED_STATUS.get(str(served.get("error_type")), "unavailable")
+            return SpecHealth(spec, status, True, reports, served)
+        status = "served" if served["served_digest_verified"] else "unverified"
+        return SpecHealth(spec, status, False, reports, served)
+    if spec.runtime == "triton" and nothing_here:  # also a spec without artifacts
+        return SpecHealth(spec, "remote", False, reports)
     if not bad:
         return SpecHealth(spec, "ok", False, reports)
-    nothing_here = all(r.status == "missing" and not r.path.exists() for r in reports)
-    if nothing_here and spec.runtime == "triton":
-        return SpecHealth(spec, "remote", False, reports)
-    if nothing_here and spec.optional:
-        return SpecHealth(spec, "absent", False, reports)
-    return SpecHealth(spec, bad[0].status, True, reports)
+    return SpecHealth(spec, "absent", False, reports)
 
 
 def report_json(health: Sequence[SpecHealth], **context: Any) -> dict[str, Any]:

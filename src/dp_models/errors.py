@@ -324,7 +324,8 @@ class TritonInputError(TritonError, ValueError):
 
 
 class TritonInferenceError(TritonError, RuntimeError):
-    """The server answered an inference request with an error; the server's error is chained."""
+    """The server answered an inference request with an error (chained), or with outputs that
+    cannot be read (token ids outside the vocabulary of the tokenizer the spec requires)."""
 
 
 class ArtifactError(DPModelsError):

@@ -15,10 +15,11 @@ same one wait for a single load.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -149,17 +150,10 @@ class ModelHandle:
         ``triton.served_digest_verified`` (True, False, or None when not published)."""
         from .triton.client import TritonClient
 
-        manager, key = self._manager, (self.name, self.device, self.precision)
-
-        def record(verified: bool | None) -> None:
-            if manager is None:
-                return
-            with manager._lock:
-                entry = manager._used.get(key)
-                if entry is not None and entry.get("triton") is not None:
-                    entry["triton"] = {**entry["triton"], "served_digest_verified": verified}
-
-        options.setdefault("on_verified", record)
+        if self._manager is not None:
+            key = (self.name, self.device, self.precision)
+            record = functools.partial(self._manager._record_verified, key)
+            options.setdefault("on_verified", record)
         return TritonClient.from_handle(self, **options)
 
     def load(self) -> Any:
@@ -467,6 +461,77 @@ class ModelManager:
         """Drop every cached object."""
         with self._lock:
             self._loaded.clear()
+
+    # -- health --------------------------------------------------------------------------
+
+    def check(
+        self, names: Iterable[str] | None = None, *, ready_timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """The health of ``names`` (default: every model this manager has handed out), for a
+        processor's health endpoint: ``{"ok": bool, "models": [report, ...]}``.
+
+        A Triton spec's deployment is checked as
+        :meth:`TritonClient.check <dp_models.triton.client.TritonClient.check>` does (live,
+        ready, metadata, served digest; an unconfigured endpoint is not ok); its
+        ``served_digest_verified`` is recorded in :meth:`models_used`. An in-process spec's
+        artifacts are verified again (from the digest cache unless ``verify="always"``) and
+        ``loaded`` says whether it is loaded. Never raises for a deployment's or an
+        artifact's problem (they are in each report's ``error``); an unknown name raises
+        :class:`~dp_models.errors.SpecNotFoundError`."""
+        from .triton.health import Deployment, check_deployments
+
+        if names is None:
+            with self._lock:
+                wanted = list(dict.fromkeys(k[0] for k in self._used))
+        else:
+            wanted = list(dict.fromkeys(names))
+        specs = [self.catalog[n] for n in wanted]
+        deployments = []
+        for spec in specs:
+            if spec.triton is None:
+                continue
+            served = self.catalog.served_digest(spec)
+            with self._lock:
+                key = next((k for k in self._used if k[0] == spec.name and k[1] == "triton"), None)
+            record = None if key is None else functools.partial(self._record_verified, key)
+            deployments.append(
+                Deployment(
+                    spec,
+                    self.triton_endpoints.get(spec.triton.endpoint),
+                    served.sha256 if served else None,
+                    on_verified=record,
+                )
+            )
+        served_reports = iter(check_deployments(deployments, ready_timeout_s=ready_timeout_s))
+        reports: list[dict[str, Any]] = []
+        for spec in specs:
+            if spec.triton is not None:
+                reports.append({"runtime": "triton", **next(served_reports)})
+            else:
+                reports.append(self._check_inprocess(spec))
+        return {"ok": all(r["ok"] for r in reports), "models": reports}
+
+    def _record_verified(self, key: tuple[str, str, str], verified: bool | None) -> None:
+        """Record a served digest's verification in the ``models_used`` entry ``key``."""
+        with self._lock:
+            entry = self._used.get(key)
+            if entry is not None and entry.get("triton") is not None:
+                entry["triton"] = {**entry["triton"], "served_digest_verified": verified}
+
+    def _check_inprocess(self, spec: Spec) -> dict[str, Any]:
+        bad = [r for r in self._verifier.check([spec]) if not r.ok]
+        with self._lock:
+            loaded = any(k[0] == spec.name for k in self._loaded)
+        error = bad[0].error if bad else None
+        return {
+            "spec": spec.name,
+            "runtime": "inprocess",
+            "ok": not bad,
+            "loaded": loaded,
+            "artifacts_ok": not bad,
+            "error": str(error) if error is not None else None,
+            "error_type": type(error).__name__ if error is not None else None,
+        }
 
     # -- provenance ----------------------------------------------------------------------
 

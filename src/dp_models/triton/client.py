@@ -138,6 +138,7 @@ class TritonClient:
         retries: int = 3,
         backoff_s: float = 0.2,
         on_verified: Callable[[bool | None], None] | None = None,
+        tokenizer: Callable[[], Any] | None = None,
     ) -> None:
         if spec.triton is None:
             raise ConfigurationError(
@@ -162,6 +163,8 @@ class TritonClient:
         self.retries = retries
         self.backoff_s = backoff_s
         self._on_verified = on_verified
+        self._tokenizer_factory = tokenizer
+        self._tokenizer: Any = None
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         self._address = f"{host}:{parts.port}" if parts.port else host
         self._address += parts.path.rstrip("/")
@@ -177,6 +180,8 @@ class TritonClient:
         self.digest_verified: bool | None = None
         #: The served weights digest, once read.
         self.served_weights_digest: str | None = None
+        #: Whether the server answered as live at the last readiness wait.
+        self.server_live = False
 
     @classmethod
     def from_handle(cls, handle: ModelHandle, **options: Any) -> TritonClient:
@@ -194,6 +199,9 @@ class TritonClient:
                 f"triton_endpoints={{{spec.triton.endpoint!r}: URL}} to the ModelManager"
             )
         options.setdefault("served_digest", handle.weights_digest)
+        tokenizer = next((r for r in handle.requires if r.spec.role == "tokenizer"), None)
+        if tokenizer is not None:
+            options.setdefault("tokenizer", tokenizer.load)
         return cls(spec, handle.endpoint, **options)
 
     # -- connection ----------------------------------------------------------------------
@@ -274,10 +282,12 @@ class TritonClient:
         deadline = time.monotonic() + self.ready_timeout_s
         last = "no answer yet"
         delay = min(0.05, self.ready_timeout_s) if self.ready_timeout_s else 0.0
+        self.server_live = False
         while True:
             try:
                 client = self._connect()
-                if not client.is_server_live(headers=self._headers):
+                self.server_live = bool(client.is_server_live(headers=self._headers))
+                if not self.server_live:
                     last = "the server is not live"
                 elif not client.is_model_ready(name, version, headers=self._headers):
                     last = "the model version is not ready (not loaded, or not served)"
@@ -285,6 +295,7 @@ class TritonClient:
                     return
             except _CONNECTION_ERRORS as exc:
                 self._drop()
+                self.server_live = False
                 last = f"no connection ({type(exc).__name__}: {redact(str(exc))})"
             except exception as exc:
                 last = f"the server answered: {redact(str(exc))}"
@@ -544,6 +555,69 @@ class TritonClient:
             ) from exc
         return {t.name: result.as_numpy(t.name) for t in self.triton.outputs}
 
+    # -- token ids to text ----------------------------------------------------------------
+
+    def _get_tokenizer(self) -> Any:
+        with self._lock:
+            if self._tokenizer is None:
+                if self._tokenizer_factory is None:
+                    raise ConfigurationError(
+                        f"spec {self.spec.name!r} requires no tokenizer, so its client cannot "
+                        "decode token ids (a spec that returns token ids lists its tokenizer "
+                        "spec under requires, as the Whisper specs list shared_tokenizer_v1)"
+                    )
+                self._tokenizer = self._tokenizer_factory()
+            return self._tokenizer
+
+    def decode(self, token_ids: Any) -> str:
+        """The text of one sequence of token ids (1-D), with the tokenizer the spec requires
+        (``shared_tokenizer_v1`` for Whisper). Negative ids (padding) are dropped, the
+        sequence ends at the first ``<|endoftext|>``, and special tokens (task, language,
+        timestamps) are left out. The tokenizer is loaded on first use.
+
+        An id outside the tokenizer's vocabulary is a :class:`TritonInferenceError`: the
+        served model and the tokenizer spec do not belong together."""
+        ids = np.asarray(token_ids)
+        if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
+            raise TritonInputError(
+                f"decode takes one 1-D integer sequence of token ids, not a {ids.dtype} array "
+                f"of shape {list(ids.shape)} (decode_batch takes [batch, length])",
+                spec=self.spec.name,
+                endpoint=self.endpoint,
+                problems=[f"token ids of shape {list(ids.shape)} and dtype {ids.dtype}"],
+            )
+        tokenizer = self._get_tokenizer()
+        values = [int(i) for i in ids if i >= 0]
+        end = tokenizer.token_to_id("<|endoftext|>")
+        if end is not None and end in values:
+            values = values[: values.index(end)]
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        outside = sorted({i for i in values if i >= size})
+        if outside:
+            raise TritonInferenceError(
+                f"Triton model {self.model_name!r} (spec {self.spec.name!r}) returned token ids "
+                f"{', '.join(map(str, outside[:5]))} outside the vocabulary of its tokenizer "
+                f"({size} tokens): the served model and the tokenizer spec it requires do not "
+                "belong together (e.g. a Whisper large-v3 deployment needs its own tokenizer)",
+                spec=self.spec.name,
+                endpoint=self.endpoint,
+            )
+        return str(tokenizer.decode(values, skip_special_tokens=True))
+
+    def decode_batch(self, token_ids: Any) -> list[str]:
+        """:meth:`decode` for each row of a ``[batch, length]`` array (what :meth:`infer`
+        returns for a batched spec)."""
+        ids = np.asarray(token_ids)
+        if ids.ndim != 2:
+            raise TritonInputError(
+                f"decode_batch takes a [batch, length] array of token ids, not shape "
+                f"{list(ids.shape)} (decode takes one sequence)",
+                spec=self.spec.name,
+                endpoint=self.endpoint,
+                problems=[f"token ids of shape {list(ids.shape)}"],
+            )
+        return [self.decode(row) for row in ids]
+
     # -- health --------------------------------------------------------------------------
 
     def check(self) -> dict[str, Any]:
@@ -555,6 +629,7 @@ class TritonClient:
             "model_version": self.model_version,
             "endpoint": self.endpoint,
             "ok": False,
+            "live": False,
             "ready": False,
             "metadata_ok": None,
             "served_digest": None,
@@ -567,19 +642,20 @@ class TritonClient:
             try:
                 self._ensure_verified()
             except TritonUnavailableError as exc:
-                report.update(error=str(exc), error_type=type(exc).__name__)
+                report.update(live=self.server_live, error=str(exc), error_type=type(exc).__name__)
                 return report
             except TritonMetadataMismatchError as exc:
-                report.update(ready=True, metadata_ok=False)
+                report.update(live=True, ready=True, metadata_ok=False)
                 report.update(error=str(exc), error_type=type(exc).__name__)
                 return report
             except TritonDigestMismatchError as exc:
-                report.update(ready=True, metadata_ok=True, served_digest=exc.actual)
+                report.update(live=True, ready=True, metadata_ok=True, served_digest=exc.actual)
                 report.update(served_digest_verified=False)
                 report.update(error=str(exc), error_type=type(exc).__name__)
                 return report
         report.update(
             ok=True,
+            live=True,
             ready=True,
             metadata_ok=True,
             served_digest=self.served_weights_digest,
