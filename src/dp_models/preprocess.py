@@ -1,23 +1,56 @@
-"""Client-side image preprocessing presets, in numpy only (the spec's ``preprocess``).
+"""Client-side preprocessing presets in numpy (the spec's ``preprocess``): what the client
+of a Triton spec runs before :meth:`~dp_models.triton.client.TritonClient.infer`.
 
 >>> import numpy as np
 >>> from dp_models.preprocess import preprocess
 >>> image = np.zeros((480, 640, 3), dtype=np.uint8)          # HWC RGB uint8
 >>> preprocess("openai_clip_224", image).shape
 (3, 224, 224)
+>>> preprocess("whisper_log_mel_80", np.zeros(48_000, np.float32), sample_rate=48_000).shape
+(80, 3000)
+
+Images (HWC uint8 RGB, RGBA or HW gray) to CHW float32:
 
 ``openai_clip_{224,336,448}``
     open_clip's inference transform: resize the shortest side to N (bicubic), center crop
-    N x N, scale to [0, 1], normalize with the OpenAI CLIP mean/std; CHW float32.
+    N x N, scale to [0, 1], normalize with the OpenAI CLIP mean/std.
 ``places365_{224,336,448}``
     The Places365 reference transform: resize to (8/7 N) x (8/7 N) (bilinear; 256 for
-    224), center crop N x N, ImageNet mean/std; CHW float32.
+    224), center crop N x N, ImageNet mean/std.
+``imagenet_224``
+    torchvision's ImageNet evaluation transform (the ResNet ``IMAGENET1K_V1`` weights):
+    resize the shortest side to 256 (bilinear), center crop 224, ImageNet mean/std.
+``midas_384``
+    MiDaS DPT-Hybrid at a fixed 384 x 384 input: resize to 384 x 384 (bicubic, aspect not
+    kept), mean and std 0.5 (values in [-1, 1]).
+``raft_frames``
+    Two frames of one size (height and width multiples of 8, as RAFT needs), each scaled
+    to [-1, 1]: ``preprocess("raft_frames", frame0, frame1)`` returns both.
 
-The resize reproduces Pillow's (what torchvision's ``Resize`` runs on a PIL image, and
+The resize reproduces Pillow 13's (what torchvision's ``Resize`` runs on a PIL image, and
 so what open_clip's transform runs): separable, antialiased convolution in Pillow's
-8-bit fixed-point arithmetic, horizontal pass first. Pillow builds that order the passes
-otherwise differ by one uint8 level on some pixels; the tests compare each preset with
-the in-process reference on the same image within that.
+8-bit fixed-point arithmetic with an 8-bit intermediate; the horizontal pass first,
+except where Pillow 13 runs the vertical one first (the height shrinks, and
+``2 * (new width - width) > new height - height``). The tests compare each image preset
+with its in-process reference on the same images: equal up to float rounding.
+
+Audio (``waveform``: float, or int16/int32 PCM, ``(samples,)`` or ``(channels,
+samples)``; ``sample_rate`` in Hz, default 16000):
+
+``audio_16k_mono``
+    The channels averaged, resampled to 16 kHz: band-limited polyphase resampling, the
+    definition of ``scipy.signal.resample_poly`` (Kaiser-windowed sinc, beta 5); float32
+    ``(samples,)``.
+``whisper_log_mel_80``, ``whisper_log_mel_128``
+    ``audio_16k_mono``, padded with silence or cut to 30 s, then Whisper's log-mel
+    features (400-point STFT every 160 samples, Slaney mel filters, log10, clipped to 8
+    below the maximum, ``(x + 4) / 4``): ``(80 | 128, 3000)`` float32, as OpenAI Whisper's
+    ``log_mel_spectrogram`` and Hugging Face's ``WhisperFeatureExtractor`` compute them.
+``log_mel_128``
+    ``audio_16k_mono``, then a 128-bin power mel spectrogram (1024-point STFT every 256
+    samples, zero-padded centered frames, Slaney mel filters to 8 kHz) in dB, floored at
+    80 dB below its maximum: ``(128, 1 + samples // 256)`` float32, as
+    ``librosa.power_to_db(librosa.feature.melspectrogram(...), top_db=80)`` computes it.
 """
 
 from __future__ import annotations
@@ -29,16 +62,31 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PRESETS", "ImagePreset", "preprocess", "resize"]
+from ._audio import AudioPreset, LogMelPreset, WhisperLogMelPreset, mel_filters, resample
+
+__all__ = [
+    "PRESETS",
+    "AudioPreset",
+    "FramePairPreset",
+    "ImagePreset",
+    "LogMelPreset",
+    "WhisperLogMelPreset",
+    "mel_filters",
+    "preprocess",
+    "resample",
+    "resize",
+]
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
 
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point precision for 8-bit images
 
 UInt8Image = npt.NDArray[np.uint8]
+Float32 = npt.NDArray[np.float32]
 
 
 def _bicubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -101,11 +149,16 @@ def resize(image: UInt8Image, height: int, width: int, method: str = "bicubic") 
     (antialiased; ``method`` is ``bicubic`` or ``bilinear``)."""
     if method not in _FILTERS:
         raise ValueError(f"resize method must be one of {', '.join(_FILTERS)}, not {method!r}")
+    in_height, in_width = image.shape[:2]
+    # Pillow 13 runs the vertical pass first when the height shrinks and
+    # 2 * (width growth) > (height growth); the horizontal one first otherwise.
+    axes = [(1, width), (0, height)]
+    if height < in_height and 2 * (width - in_width) > height - in_height:
+        axes.reverse()
     out = image
-    if out.shape[1] != width:
-        out = _resample_axis(out, width, 1, method)
-    if out.shape[0] != height:
-        out = _resample_axis(out, height, 0, method)
+    for axis, size in axes:
+        if out.shape[axis] != size:
+            out = _resample_axis(out, size, axis, method)
     return out
 
 
@@ -164,7 +217,32 @@ class ImagePreset:
         return _normalize(_center_crop(resized, self.crop), self.mean, self.std)
 
 
-PRESETS: dict[str, ImagePreset] = {
+@dataclass(frozen=True)
+class FramePairPreset:
+    """Two frames of one size, each scaled to [-1, 1] (CHW float32); height and width must
+    be multiples of ``multiple``."""
+
+    name: str
+    multiple: int = 8
+
+    def __call__(self, frame0: Any, frame1: Any) -> tuple[Float32, Float32]:
+        first, second = _as_rgb(frame0), _as_rgb(frame1)
+        if first.shape != second.shape:
+            raise ValueError(
+                f"both frames must have one size, not {first.shape[:2]} and {second.shape[:2]}"
+            )
+        height, width = first.shape[:2]
+        if height % self.multiple or width % self.multiple:
+            raise ValueError(
+                f"{self.name} takes frames whose height and width are multiples of "
+                f"{self.multiple}, not {height}x{width}: resize or crop both frames first"
+            )
+        return _normalize(first, HALF, HALF), _normalize(second, HALF, HALF)
+
+
+Preset = ImagePreset | FramePairPreset | AudioPreset | WhisperLogMelPreset | LogMelPreset
+
+PRESETS: dict[str, Preset] = {
     **{
         f"openai_clip_{n}": ImagePreset(
             f"openai_clip_{n}", n, n, "bicubic", False, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -177,15 +255,26 @@ PRESETS: dict[str, ImagePreset] = {
         )
         for n in (224, 336, 448)
     },
+    "imagenet_224": ImagePreset(
+        "imagenet_224", 256, 224, "bilinear", False, IMAGENET_MEAN, IMAGENET_STD
+    ),
+    "midas_384": ImagePreset("midas_384", 384, 384, "bicubic", True, HALF, HALF),
+    "raft_frames": FramePairPreset("raft_frames"),
+    "audio_16k_mono": AudioPreset("audio_16k_mono"),
+    "whisper_log_mel_80": WhisperLogMelPreset("whisper_log_mel_80", 80),
+    "whisper_log_mel_128": WhisperLogMelPreset("whisper_log_mel_128", 128),
+    "log_mel_128": LogMelPreset("log_mel_128", 128),
 }
 
 
-def preprocess(name: str, image: Any) -> npt.NDArray[np.float32]:
-    """``image`` (HWC uint8 RGB, or HW gray) through the preset ``name``: CHW float32."""
+def preprocess(name: str, *data: Any, **options: Any) -> Any:
+    """``data`` through the preset ``name`` (see the module documentation): an image
+    preset takes one image, ``raft_frames`` two frames (and returns two arrays), an audio
+    preset a waveform and ``sample_rate=``."""
     try:
         preset = PRESETS[name]
     except KeyError:
         raise ValueError(
-            f"no image preprocess preset {name!r}; known: {', '.join(sorted(PRESETS))}"
+            f"no preprocess preset {name!r}; known: {', '.join(sorted(PRESETS))}"
         ) from None
-    return preset(image)
+    return preset(*data, **options)
