@@ -39,6 +39,8 @@ from torchvision.models.optical_flow import Raft_Small_Weights
 from transformers import WhisperFeatureExtractor
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
+from dp_models.catalog import Catalog
+from dp_models.errors import ConfigurationError
 from dp_models.preprocess import (
     HALF,
     IMAGENET_MEAN,
@@ -46,10 +48,15 @@ from dp_models.preprocess import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     PRESETS,
+    AudioPreset,
+    FramePairPreset,
+    LogMelPreset,
+    WhisperLogMelPreset,
     preprocess,
     resize,
 )
 from dp_models.spec import PREPROCESS_PRESETS
+from dp_models.triton.client import TritonClient
 
 #: (height, width): landscape, portrait, square, smaller than the crop (upscaled)
 SHAPES = [(301, 457), (480, 270), (256, 256), (120, 200)]
@@ -292,3 +299,34 @@ def test_log_mel_128_matches_librosa(rate: int) -> None:
     assert got.dtype == np.float32 and got.shape == reference.shape
     assert got.shape == (128, 1 + len(audio) // 256)
     np.testing.assert_allclose(got, reference, rtol=0, atol=1e-3)
+
+
+# -- the catalog's Triton specs take what their presets make ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n, s in Catalog.load().items() if s.runtime == "triton" and s.preprocess),
+)
+def test_each_triton_spec_takes_what_its_preset_makes(name: str) -> None:
+    spec = Catalog.load()[name]
+    assert spec.triton is not None and spec.preprocess is not None
+    client = TritonClient(spec, "http://127.0.0.1:1")  # nothing is sent: inputs are only checked
+    preset = PRESETS[spec.preprocess]
+    if isinstance(preset, FramePairPreset):
+        made = client.preprocess(_image(120, 160), _image(120, 160, seed=1))
+    elif isinstance(preset, AudioPreset | WhisperLogMelPreset | LogMelPreset):
+        made = client.preprocess(_tone(2.0, 44100, channels=2), sample_rate=44100)
+    else:
+        made = client.preprocess(_image(301, 457))
+    arrays = made if isinstance(made, tuple) else (made,)
+    assert len(arrays) == len(spec.triton.inputs)
+    inputs = {t.name: np.stack([a, a]) for t, a in zip(spec.triton.inputs, arrays, strict=True)}
+    assert client.validate_inputs(inputs) == 2
+
+
+def test_a_spec_without_preset_has_no_client_preprocess() -> None:
+    spec = next(s for s in Catalog.load().values() if s.runtime == "triton")
+    bare = spec.model_copy(update={"preprocess": None})
+    with pytest.raises(ConfigurationError, match="names no preprocess preset"):
+        TritonClient(bare, "http://127.0.0.1:1").preprocess(_image(10, 10))

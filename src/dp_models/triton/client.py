@@ -555,6 +555,20 @@ class TritonClient:
             ) from exc
         return {t.name: result.as_numpy(t.name) for t in self.triton.outputs}
 
+    def preprocess(self, *data: Any, **options: Any) -> Any:
+        """``data`` through the spec's ``preprocess`` preset (:mod:`dp_models.preprocess`):
+        one image, two frames for ``raft_frames``, or a waveform and ``sample_rate=``.
+        Returns what the preset makes (without a batch dimension: stack items for
+        :meth:`infer`)."""
+        from ..preprocess import preprocess
+
+        if self.spec.preprocess is None:
+            raise ConfigurationError(
+                f"spec {self.spec.name!r} names no preprocess preset: prepare its inputs "
+                "yourself, or set preprocess in the spec"
+            )
+        return preprocess(self.spec.preprocess, *data, **options)
+
     # -- token ids to text ----------------------------------------------------------------
 
     def _get_tokenizer(self) -> Any:
