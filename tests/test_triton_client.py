@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tokenizers import Tokenizer
 
 from dp_models import ModelManager
 from dp_models.catalog import Catalog
@@ -605,3 +606,20 @@ def test_decode_drops_special_tokens_padding_and_what_follows_the_end(
     depth = packaged_manager.get("midas_dpt_hybrid_triton").client()
     with pytest.raises(ConfigurationError, match="requires no tokenizer"):
         depth.decode(ids)
+
+
+def test_decode_drops_timestamp_markers_that_are_not_special(
+    packaged_manager: ModelManager, tmp_path: Path
+) -> None:
+    """Some Whisper tokenizer files add <|0.00|>... as ordinary tokens, which
+    skip_special_tokens keeps: decode drops every <|...|> marker."""
+    source = packaged_manager.get("shared_tokenizer_v1").path
+    tokenizer = Tokenizer.from_file(str(source))  # a copy: the manager's stays unchanged
+    tokenizer.add_tokens(["<|0.00|>", "<|1.50|>"])
+    stamps = [tokenizer.token_to_id(t) for t in ("<|0.00|>", "<|1.50|>")]
+    words = tokenizer.encode(" hello world", add_special_tokens=False).ids
+    ids = np.array([stamps[0], *words, stamps[1]], dtype=np.int32)
+    assert "<|0.00|>" in tokenizer.decode(ids.tolist(), skip_special_tokens=True)
+    spec = packaged_manager.catalog["whisper_small_triton"]
+    client = TritonClient(spec, CLOSED_URL, tokenizer=lambda: tokenizer)
+    assert client.decode(ids) == " hello world"

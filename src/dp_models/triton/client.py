@@ -165,6 +165,7 @@ class TritonClient:
         self._on_verified = on_verified
         self._tokenizer_factory = tokenizer
         self._tokenizer: Any = None
+        self._marker_ids: frozenset[int] | None = None
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         self._address = f"{host}:{parts.port}" if parts.port else host
         self._address += parts.path.rstrip("/")
@@ -586,8 +587,9 @@ class TritonClient:
     def decode(self, token_ids: Any) -> str:
         """The text of one sequence of token ids (1-D), with the tokenizer the spec requires
         (``shared_tokenizer_v1`` for Whisper). Negative ids (padding) are dropped, the
-        sequence ends at the first ``<|endoftext|>``, and special tokens (task, language,
-        timestamps) are left out. The tokenizer is loaded on first use.
+        sequence ends at the first ``<|endoftext|>``, and the ``<|...|>`` markers (task,
+        language, timestamps) and other special tokens are left out. The tokenizer is
+        loaded on first use.
 
         An id outside the tokenizer's vocabulary is a :class:`TritonInferenceError`: the
         served model and the tokenizer spec do not belong together."""
@@ -605,6 +607,8 @@ class TritonClient:
         end = tokenizer.token_to_id("<|endoftext|>")
         if end is not None and end in values:
             values = values[: values.index(end)]
+        markers = self._markers(tokenizer)
+        values = [i for i in values if i not in markers]
         size = tokenizer.get_vocab_size(with_added_tokens=True)
         outside = sorted({i for i in values if i >= size})
         if outside:
@@ -617,6 +621,22 @@ class TritonClient:
                 endpoint=self.endpoint,
             )
         return str(tokenizer.decode(values, skip_special_tokens=True))
+
+    def _markers(self, tokenizer: Any) -> frozenset[int]:
+        """The ids of the tokenizer's ``<|...|>`` tokens (Whisper's task, language and
+        timestamp markers), special or not: some tokenizer files add the timestamps as
+        ordinary tokens, which ``skip_special_tokens`` would keep."""
+        with self._lock:
+            cached = self._marker_ids
+            if cached is None:
+                added = tokenizer.get_added_tokens_decoder()
+                cached = frozenset(
+                    int(i)
+                    for i, token in added.items()
+                    if token.content.startswith("<|") and token.content.endswith("|>")
+                )
+                self._marker_ids = cached
+            return cached
 
     def decode_batch(self, token_ids: Any) -> list[str]:
         """:meth:`decode` for each row of a ``[batch, length]`` array (what :meth:`infer`
