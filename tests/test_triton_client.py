@@ -623,3 +623,23 @@ def test_decode_drops_timestamp_markers_that_are_not_special(
     spec = packaged_manager.catalog["whisper_small_triton"]
     client = TritonClient(spec, CLOSED_URL, tokenizer=lambda: tokenizer)
     assert client.decode(ids) == " hello world"
+
+
+def test_doctor_says_served_for_every_packaged_triton_spec(
+    packaged_manager: ModelManager,
+    dp_models_triton_server: TritonServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalog = packaged_manager.catalog
+    argv = ["doctor", "--json", "--catalog", str(catalog.directory), "--lock"]
+    argv += [str(catalog.lock.path), "--root", str(packaged_manager.root)]
+    for name in ENDPOINT_NAMES:
+        argv += ["--triton-url", f"{name}={dp_models_triton_server.url}"]
+    code = main([*argv, *TRITON_SPECS])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert report["summary"] == {"served": len(TRITON_SPECS)}
+    for entry in report["specs"]:
+        assert (
+            entry["triton"]["served_digest"] == catalog.served_digest(catalog[entry["name"]]).sha256
+        )  # type: ignore[union-attr]
