@@ -640,6 +640,5 @@ def test_doctor_says_served_for_every_packaged_triton_spec(
     assert code == 0, report
     assert report["summary"] == {"served": len(TRITON_SPECS)}
     for entry in report["specs"]:
-        assert (
-            entry["triton"]["served_digest"] == catalog.served_digest(catalog[entry["name"]]).sha256
-        )  # type: ignore[union-attr]
+        pin = catalog.served_digest(catalog[entry["name"]])
+        assert pin is not None and entry["triton"]["served_digest"] == pin.sha256
