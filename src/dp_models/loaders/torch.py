@@ -191,22 +191,27 @@ def fit_state_dict(
     what: str,
     shape_hint: str,
     key_hint: str,
+    strict: bool = True,
 ) -> None:
-    """Load ``state`` into ``model`` with every key accounted for. Other shapes for the
-    same keys, and missing or unexpected keys, raise :class:`StateDictMismatchError`
-    saying ``{what}`` and the hint that fits (``shape_hint`` / ``key_hint``)."""
+    """Load ``state`` into ``model`` with every key accounted for (``strict``; otherwise
+    missing and unexpected keys are allowed). Other shapes for the same keys, and missing
+    or unexpected keys, raise :class:`StateDictMismatchError` saying ``{what}`` and the
+    hint that fits (``shape_hint`` / ``key_hint``)."""
     try:
         result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # same keys, other shapes
+    except RuntimeError as exc:  # same keys, other shapes: torch lists them a line each
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        shown = "; ".join(line.rstrip(".") for line in lines[:3]) or str(exc).strip()
+        more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
         raise StateDictMismatchError(
-            f"spec {spec!r}: {what}: {str(exc).strip()}. {shape_hint}",
+            f"spec {spec!r}: {what}: {shown}{more}. {shape_hint}",
             spec=spec,
             loader=loader,
             missing=[],
             unexpected=[],
         ) from exc
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
+    if strict and (missing or unexpected):
         raise StateDictMismatchError(
             f"spec {spec!r}: {what}: {len(missing)} missing key(s) [{_shown(missing)}], "
             f"{len(unexpected)} unexpected key(s) [{_shown(unexpected)}]. {key_hint}",
@@ -300,29 +305,17 @@ class TorchStateDictLoader:
         path, fmt = _weights_artifact(ctx)
         checkpoint = _read_checkpoint(ctx, path, fmt, args["weights_only"])
         state = _state_dict(ctx, checkpoint, args["state_dict_key"], args["strip_prefix"])
-        try:
-            result = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # same keys, other shapes
-            raise StateDictMismatchError(
-                f"spec {name!r}: the weights do not fit {args['class_path']}: "
-                f"{str(exc).strip()}. Check kwargs against the checkpoint.",
-                spec=name,
-                loader=self.name,
-                missing=[],
-                unexpected=[],
-            ) from exc
-        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-        if args["strict"] and (missing or unexpected):
-            raise StateDictMismatchError(
-                f"spec {name!r}: the weights do not fit {args['class_path']}: "
-                f"{len(missing)} missing key(s) [{_shown(missing)}], {len(unexpected)} "
-                f"unexpected key(s) [{_shown(unexpected)}]. Check kwargs and strip_prefix, or "
-                "set strict: false if partial loading is intended.",
-                spec=name,
-                loader=self.name,
-                missing=missing,
-                unexpected=unexpected,
-            )
+        fit_state_dict(
+            model,
+            state,
+            spec=name,
+            loader=self.name,
+            what=f"the weights do not fit {args['class_path']}",
+            shape_hint="Check kwargs against the checkpoint.",
+            key_hint="Check kwargs and strip_prefix, or set strict: false if partial loading "
+            "is intended.",
+            strict=args["strict"],
+        )
         model = _apply_precision(model, ctx, self.name)
         model.eval()
         return model

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoaderArgsError, LoaderError, StateDictMismatchError
+from ..errors import LoaderArgsError, LoaderError
 from ..spec import Spec
 from .base import LoadContext, require
 from .torch import (
@@ -40,9 +40,9 @@ from .torch import (
     _apply_precision,
     _cuda_available,
     _read_checkpoint,
-    _shown,
     _state_dict,
     _weights_artifact,
+    fit_state_dict,
 )
 
 __all__ = ["TorchvisionLoader"]
@@ -102,30 +102,15 @@ def load_weights(
     with _reported_as(loader):
         checkpoint = _read_checkpoint(ctx, path, fmt, weights_only)
         state = _state_dict(ctx, checkpoint, state_dict_key, strip_prefix)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # same keys, other shapes: torch lists them a line each
-        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-        shown = "; ".join(line.rstrip(".") for line in lines[:3]) or str(exc).strip()
-        more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
-        raise StateDictMismatchError(
-            f"spec {name!r}: the weights do not fit {what}: {shown}{more}. {hint}",
-            spec=name,
-            loader=loader,
-            missing=[],
-            unexpected=[],
-        ) from exc
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
-        raise StateDictMismatchError(
-            f"spec {name!r}: the weights do not fit {what}: {len(missing)} missing key(s) "
-            f"[{_shown(missing)}], {len(unexpected)} unexpected key(s) [{_shown(unexpected)}]. "
-            f"{hint}",
-            spec=name,
-            loader=loader,
-            missing=missing,
-            unexpected=unexpected,
-        )
+    fit_state_dict(
+        model,
+        state,
+        spec=name,
+        loader=loader,
+        what=f"the weights do not fit {what}",
+        shape_hint=hint,
+        key_hint=hint,
+    )
     model = _apply_precision(model, ctx, loader)
     model.eval()
     return model
