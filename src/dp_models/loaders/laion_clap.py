@@ -36,7 +36,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
-import re
 import sys
 import threading
 import warnings
@@ -56,7 +55,7 @@ from ..errors import (
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
-from .torch import fit_state_dict
+from .torch import _unpickler_detail, fit_state_dict, refused_global
 
 __all__ = ["LaionClapLoader"]
 
@@ -80,7 +79,6 @@ _NUMERIC_DTYPES = tuple(
         "Complex128",
     )
 )
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # CLAP_Module looks RobertaModel / RobertaTokenizer up in its modules' globals while it is
 # built; they point at the spec's directory for the duration of one build at a time.
 _BUILD_LOCK = threading.Lock()
@@ -250,22 +248,18 @@ def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool)
                 str(path), map_location="cpu", weights_only=False, pickle_module=restricted
             )
     except pickle.UnpicklingError as exc:
-        text = _ANSI.sub("", str(exc))
-        refused = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
-        if not refused:
+        if not refused_global(exc):
             raise LoaderError(
                 f"spec {name!r}: {path} cannot be unpickled as a checkpoint; the file passed "
                 "its digest check, so the pinned artifact itself is not a torch checkpoint.",
                 spec=name,
                 loader=_NAME,
             ) from exc
-        detail = refused[0].partition("WeightsUnpickler error:")[2] or refused[0]
         raise UnsafeCheckpointError(
             f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors and "
             "numpy scalars to load, so unpickling it could run code; it was refused and "
             "nothing in it ran. Convert it to safetensors, or, if you trust the file, set "
-            f"loader_args weights_only: false in the spec. (torch: "
-            f"{detail.strip().split('. ')[0]})",
+            f"loader_args weights_only: false in the spec. (torch: {_unpickler_detail(exc)})",
             spec=name,
             loader=_NAME,
         ) from exc

@@ -106,6 +106,12 @@ def _weights_artifact(ctx: LoadContext) -> tuple[Path, str]:
     return path, fmt
 
 
+def refused_global(exc: BaseException) -> bool:
+    """Whether a weights-only unpickling error refused an import (``GLOBAL ...``): the file
+    is a pickle that would run code, as opposed to one that cannot be read at all."""
+    return "GLOBAL" in _ANSI.sub("", str(exc))
+
+
 def _unpickler_detail(exc: BaseException) -> str:
     """What torch's weights-only unpickler refused (e.g. ``Unsupported global: GLOBAL
     os.system ...``), without torch's advice to allowlist it and without terminal colours."""
@@ -133,7 +139,7 @@ def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool)
         if not weights_only:
             raise
         detail = _unpickler_detail(exc)
-        if "GLOBAL" not in _ANSI.sub("", str(exc)):  # no import refused: the file is unreadable
+        if not refused_global(exc):  # no import refused: the file is unreadable
             raise LoaderError(
                 f"spec {name!r}: {path} cannot be unpickled as a checkpoint ({detail}); the "
                 "file passed its digest check, so the pinned artifact itself is not a torch "

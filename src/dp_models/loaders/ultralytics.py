@@ -46,7 +46,7 @@ from ..errors import DPModelsError, LoaderArgsError, LoaderError, UnsafeCheckpoi
 from ..offline import OFFLINE_FLAGS
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
-from .torch import _ANSI, _unpickler_detail
+from .torch import _ANSI, _unpickler_detail, refused_global
 
 __all__ = ["BYTETRACK_DEFAULTS", "TrackerConfig", "TrackerConfigLoader", "UltralyticsLoader"]
 
@@ -143,7 +143,7 @@ def _checkpoint_error(
     name = ctx.spec.name
     cause = exc.__cause__
     if weights_only and isinstance(cause, pickle.UnpicklingError):
-        if "GLOBAL" in _ANSI.sub("", str(cause)):
+        if refused_global(cause):
             return UnsafeCheckpointError(
                 f"spec {name!r}: {path} needs more than Ultralytics and torch layer classes to "
                 "unpickle, so loading it could run code; it was refused and nothing in it ran. "
