@@ -314,7 +314,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     from .doctor import diagnose, report_json
-    from .settings import redact
+    from .settings import redact, triton_url_variable
 
     catalog = _catalog(args)
     endpoints = None if args.no_triton else _triton_endpoints(args.triton_url)
@@ -359,9 +359,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
             if args.no_triton:
                 why = "not checked (--no-triton)"
             else:
-                env = "DP_MODELS_TRITON_URL" + (
-                    "" if triton.endpoint == "default" else f"_{triton.endpoint.upper()}"
-                )
+                env = triton_url_variable(triton.endpoint)
                 why = f"endpoint {triton.endpoint!r} not configured (${env})"
             detail = (
                 f"served by Triton as {triton.model_name} v{triton.model_version}; {why}; "

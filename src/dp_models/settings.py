@@ -34,6 +34,7 @@ __all__ = [
     "resolve_models_root",
     "resolve_triton_endpoints",
     "resolve_verify_policy",
+    "triton_url_variable",
 ]
 
 ENV_ROOT = "DP_MODELS_ROOT"
@@ -175,6 +176,11 @@ def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict
         elif key.startswith(ENV_TRITON_URL + "_"):
             found[key[len(ENV_TRITON_URL) + 1 :].lower()] = value.strip()
     return found
+
+
+def triton_url_variable(endpoint: str) -> str:
+    """The environment variable that gives the URL of the Triton endpoint ``endpoint``."""
+    return ENV_TRITON_URL if endpoint == "default" else f"{ENV_TRITON_URL}_{endpoint.upper()}"
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

@@ -55,7 +55,7 @@ from ..errors import (
     TritonMetadataMismatchError,
     TritonUnavailableError,
 )
-from ..settings import redact
+from ..settings import redact, triton_url_variable
 from ..spec import Spec, TritonSection
 from .repository import WEIGHTS_DIGEST_PARAMETER
 
@@ -191,9 +191,7 @@ class TritonClient:
         if spec.triton is None:
             raise ConfigurationError(f"spec {spec.name!r} is not served by Triton")
         if handle.endpoint is None:
-            env = "DP_MODELS_TRITON_URL" + (
-                "" if spec.triton.endpoint == "default" else f"_{spec.triton.endpoint.upper()}"
-            )
+            env = triton_url_variable(spec.triton.endpoint)
             raise ConfigurationError(
                 f"spec {spec.name!r} is served at the Triton endpoint named "
                 f"{spec.triton.endpoint!r}, which is not configured: set ${env} or pass "
@@ -595,12 +593,10 @@ class TritonClient:
         served model and the tokenizer spec do not belong together."""
         ids = np.asarray(token_ids)
         if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
-            raise TritonInputError(
+            raise self._ids_error(
                 f"decode takes one 1-D integer sequence of token ids, not a {ids.dtype} array "
                 f"of shape {list(ids.shape)} (decode_batch takes [batch, length])",
-                spec=self.spec.name,
-                endpoint=self.endpoint,
-                problems=[f"token ids of shape {list(ids.shape)} and dtype {ids.dtype}"],
+                ids,
             )
         tokenizer = self._get_tokenizer()
         values = [int(i) for i in ids if i >= 0]
@@ -643,34 +639,27 @@ class TritonClient:
         returns for a batched spec)."""
         ids = np.asarray(token_ids)
         if ids.ndim != 2:
-            raise TritonInputError(
+            raise self._ids_error(
                 f"decode_batch takes a [batch, length] array of token ids, not shape "
                 f"{list(ids.shape)} (decode takes one sequence)",
-                spec=self.spec.name,
-                endpoint=self.endpoint,
-                problems=[f"token ids of shape {list(ids.shape)}"],
+                ids,
             )
         return [self.decode(row) for row in ids]
+
+    def _ids_error(self, message: str, ids: np.ndarray[Any, Any]) -> TritonInputError:
+        return TritonInputError(
+            message,
+            spec=self.spec.name,
+            endpoint=self.endpoint,
+            problems=[f"token ids of shape {list(ids.shape)} and dtype {ids.dtype}"],
+        )
 
     # -- health --------------------------------------------------------------------------
 
     def check(self) -> dict[str, Any]:
         """A health report for a processor's health endpoint; never raises for the
         deployment's problems (they are in ``error``). Re-checks the deployment."""
-        report: dict[str, Any] = {
-            "spec": self.spec.name,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "endpoint": self.endpoint,
-            "ok": False,
-            "live": False,
-            "ready": False,
-            "metadata_ok": None,
-            "served_digest": None,
-            "served_digest_verified": None,
-            "error": None,
-            "error_type": None,
-        }
+        report = blank_report(self.spec, self.endpoint)
         with self._lock:
             self._verified = False
             try:
@@ -702,6 +691,25 @@ class TritonClient:
             f"<TritonClient {self.spec.name!r}: {self.model_name!r} v{self.model_version} "
             f"at {self.endpoint}>"
         )
+
+
+def blank_report(spec: Spec, endpoint: str | None) -> dict[str, Any]:
+    """A :meth:`TritonClient.check` report before anything is known: nothing ok."""
+    assert spec.triton is not None
+    return {
+        "spec": spec.name,
+        "model_name": spec.triton.model_name,
+        "model_version": spec.triton.model_version,
+        "endpoint": endpoint,
+        "ok": False,
+        "live": False,
+        "ready": False,
+        "metadata_ok": None,
+        "served_digest": None,
+        "served_digest_verified": None,
+        "error": None,
+        "error_type": None,
+    }
 
 
 def _np_name(datatype: str) -> str:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..guard import network_guard
+from ..settings import triton_url_variable
 from ..spec import Spec
-from .client import TritonClient
+from .client import TritonClient, blank_report
 
 __all__ = ["Deployment", "check_deployments", "unconfigured_report"]
 
@@ -42,21 +43,13 @@ def unconfigured_report(spec: Spec) -> dict[str, Any]:
     """The report of a spec whose endpoint has no URL: not checked, and not ok."""
     assert spec.triton is not None
     name = spec.triton.endpoint
-    env = "DP_MODELS_TRITON_URL" + ("" if name == "default" else f"_{name.upper()}")
-    return {
-        "spec": spec.name,
-        "model_name": spec.triton.model_name,
-        "model_version": spec.triton.model_version,
-        "endpoint": None,
-        "ok": False,
-        "live": False,
-        "ready": False,
-        "metadata_ok": None,
-        "served_digest": None,
-        "served_digest_verified": None,
-        "error": f"the Triton endpoint named {name!r} is not configured (set ${env})",
-        "error_type": "ConfigurationError",
-    }
+    env = triton_url_variable(name)
+    report = blank_report(spec, None)
+    report.update(
+        error=f"the Triton endpoint named {name!r} is not configured (set ${env})",
+        error_type="ConfigurationError",
+    )
+    return report
 
 
 def check_deployments(
