@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from dp_models import Catalog, ModelManager
-from dp_models.cli import main as dp_models_cli
+from dp_models import Catalog
 from dp_models.errors import (
     ArtifactMissingError,
     DeviceUnavailableError,
@@ -37,10 +35,11 @@ from dp_models.loaders.laion_clap import (
     _import_laion_clap,
     _read_checkpoint,
 )
-from dp_models.testing import fake_catalog_dir, fake_models_root
+from dp_models.testing import fake_models_root
+
+from .fakeroots import manager, repin, set_loader_args
 
 CLAP = "laion_clap"
-SPEC_FILE = "audio/laion_clap.yaml"
 CKPT = "audio/laion_clap/630k-audioset-best.pt"
 TEXT_DIR = "audio/laion_clap/roberta-base"
 TEXTS = ["a dog barks", "rain on a roof", "a dog barks"]
@@ -75,27 +74,9 @@ def no_laion_clap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def repin(root: Path) -> None:
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
-
-
 def replace(path: Path, data: bytes) -> None:
     path.unlink()  # break the hard link to the shared root
     path.write_bytes(data)
-
-
-def edit_spec(root: Path, **loader_args: Any) -> None:
-    path = fake_catalog_dir(root) / SPEC_FILE
-    data = yaml.safe_load(path.read_text())
-    data["loader_args"] = {**data.get("loader_args", {}), **loader_args}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def trusted_checkpoint(root: Path) -> Any:
@@ -244,7 +225,7 @@ def test_loads_on_cuda(shared_root: Path, tmp_path: Path) -> None:
 def test_bad_loader_args(
     root: Path, tmp_path: Path, loader_args: dict[str, Any], message: str
 ) -> None:
-    edit_spec(root, **loader_args)
+    set_loader_args(root, CLAP, **loader_args)
     with pytest.raises(LoaderArgsError, match=message) as exc:
         manager(root, tmp_path, device="cpu").load(CLAP)
     assert (exc.value.spec, exc.value.loader) == (CLAP, "laion_clap")
@@ -292,7 +273,7 @@ def test_a_pickle_payload_is_refused_and_never_runs(
 
 
 def test_a_checkpoint_of_another_architecture_is_a_mismatch(root: Path, tmp_path: Path) -> None:
-    edit_spec(root, enable_fusion=True)
+    set_loader_args(root, CLAP, enable_fusion=True)
     with pytest.raises(StateDictMismatchError, match="a fusion checkpoint needs") as exc:
         manager(root, tmp_path, device="cpu").load(CLAP)
     assert exc.value.missing and not exc.value.unexpected

@@ -16,11 +16,9 @@ from typing import Any
 import mediapipe as mp  # type: ignore[import-untyped]
 import numpy as np
 import pytest
-import yaml
 
 from dp_models import LoadContext, ModelManager
 from dp_models.catalog import Catalog
-from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
     DeviceUnavailableError,
     LoaderArgsError,
@@ -30,8 +28,10 @@ from dp_models.errors import (
 )
 from dp_models.loaders import get_loader
 from dp_models.loaders.mediapipe import TASKS, LiveStreamTask
-from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root
+from dp_models.testing import FakeWeightsError, fake_models_root
 from dp_models.testing.tflite import constant_model
+
+from .fakeroots import manager, repin, set_loader_args
 
 SPECS = {
     "mediapipe_face_detector": ("FaceDetector", "visual/mediapipe/blaze_face_short_range.tflite"),
@@ -58,13 +58,6 @@ def root(base_root: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(base_root, tmp_path / "root"))
 
 
-def manager(root: Path, tmp_path: Path) -> ModelManager:
-    """A manager on ``root`` as it is now (its catalog is read here)."""
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache"
-    )
-
-
 @pytest.fixture
 def mm(root: Path, tmp_path: Path) -> Iterator[ModelManager]:
     with manager(root, tmp_path) as mm:
@@ -79,18 +72,6 @@ def loaded(mm: ModelManager, name: str, **kwargs: Any) -> Iterator[Any]:
         yield task
     finally:
         task.close()
-
-
-def repin(root: Path) -> None:
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
-
-
-def set_loader_args(root: Path, name: str, **args: Any) -> None:
-    spec = fake_catalog_dir(root) / "visual" / f"{name}.yaml"
-    data = yaml.safe_load(spec.read_text())
-    data["loader_args"] = {**data.get("loader_args", {}), **args}
-    spec.write_text(yaml.safe_dump(data))
 
 
 # -- every spec, on real MediaPipe -----------------------------------------------------------

@@ -21,8 +21,6 @@ import torch
 import yaml
 from PIL import Image
 
-from dp_models import ModelManager
-from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
     DeviceUnavailableError,
     LoaderArgsError,
@@ -35,6 +33,8 @@ from dp_models.errors import (
 from dp_models.loaders.open_clip import OpenClipModel
 from dp_models.settings import packaged_catalog_dir
 from dp_models.testing import fake_catalog_dir, fake_models_root
+
+from .fakeroots import edit_spec, manager, repin
 
 B32, L14 = "clip_vit_b32", "clip_vit_l14_336"
 SPEC_FILES = {B32: "visual/clip_vit_b32.yaml", L14: "visual/clip_vit_l14_336.yaml"}
@@ -61,27 +61,6 @@ def root(shared_root: Path, tmp_path: Path) -> Path:
 def no_open_clip(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(sys.modules, "open_clip", None)
     yield
-
-
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def repin(root: Path) -> None:
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
-
-
-def edit_spec(root: Path, name: str, **fields: Any) -> None:
-    """Change top-level fields of the fake catalog's spec; ``loader_args`` are merged."""
-    path = fake_catalog_dir(root) / SPEC_FILES[name]
-    data = yaml.safe_load(path.read_text())
-    if "loader_args" in fields:
-        data["loader_args"] = {**data.get("loader_args", {}), **fields.pop("loader_args")}
-    data.update(fields)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def rewrite_zip(path: Path, replace: dict[str, bytes]) -> None:

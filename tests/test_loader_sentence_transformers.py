@@ -34,6 +34,8 @@ from dp_models.errors import (
 )
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
+from .fakeroots import edit_spec, manager, repin
+
 MINILM, E5 = "all_minilm_l6_v2", "multilingual_e5_large"
 MINILM_DIR = "text/sentence_transformers/all-MiniLM-L6-v2"
 E5_DIR = "text/sentence_transformers/multilingual-e5-large"
@@ -55,27 +57,6 @@ def base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root(base_root: Path, tmp_path: Path) -> Path:
     """A private copy of the fake root, free to change."""
     return Path(shutil.copytree(base_root, tmp_path / "root"))
-
-
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def repin(root: Path) -> None:
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
-
-
-def edit_spec(root: Path, name: str, **fields: Any) -> None:
-    """Change top-level fields of the fake catalog's spec; ``loader_args`` are merged."""
-    path = fake_catalog_dir(root) / SPEC_FILES[name]
-    data = yaml.safe_load(path.read_text())
-    if "loader_args" in fields:
-        data["loader_args"] = {**data.get("loader_args", {}), **fields.pop("loader_args")}
-    data.update(fields)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def norms(embeddings: np.ndarray) -> np.ndarray:

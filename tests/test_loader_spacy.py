@@ -13,10 +13,7 @@ from typing import Any
 
 import pytest
 import spacy
-import yaml
 
-from dp_models import ModelManager
-from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
     DeviceUnavailableError,
     LoaderArgsError,
@@ -24,7 +21,9 @@ from dp_models.errors import (
     MissingExtraError,
     PrecisionError,
 )
-from dp_models.testing import fake_catalog_dir, fake_models_root
+from dp_models.testing import fake_models_root
+
+from .fakeroots import edit_spec, manager, repin
 
 EN, RU = "spacy_en_core_web_sm", "spacy_ru_core_news_sm"
 DIRS = {EN: "text/spacy/en_core_web_sm-3.8.0", RU: "text/spacy/ru_core_news_sm-3.8.0"}
@@ -48,30 +47,12 @@ def root(base_root: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(base_root, tmp_path / "root"))
 
 
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def repin(root: Path) -> None:
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
-
-
 def edit_meta(root: Path, spec: str, fields: dict[str, Any]) -> None:
     path = root / DIRS[spec] / "meta.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
     meta.update(fields)
     path.write_text(json.dumps(meta), encoding="utf-8")
     repin(root)
-
-
-def set_loader_args(root: Path, name: str, args: dict[str, Any]) -> None:
-    path = fake_catalog_dir(root) / "text" / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["loader_args"] = args
-    path.write_text(yaml.safe_dump(data))
 
 
 @pytest.mark.no_network
@@ -127,7 +108,7 @@ def test_another_pipeline_than_the_spec_names_is_refused(
 
 def test_without_loader_args_the_name_is_not_checked(root: Path, tmp_path: Path) -> None:
     edit_meta(root, EN, {"name": "core_web_lg"})
-    set_loader_args(root, EN, {})
+    edit_spec(root, EN, loader_args={}, replace_loader_args=True)
     assert manager(root, tmp_path).load(EN).meta["name"] == "core_web_lg"
 
 
@@ -199,7 +180,7 @@ def test_a_missing_component_dependency_is_named(
 def test_bad_loader_args(
     root: Path, tmp_path: Path, args: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    set_loader_args(root, EN, args)
+    edit_spec(root, EN, loader_args=args, replace_loader_args=True)
     with pytest.raises(error, match=message) as info:
         manager(root, tmp_path).load(EN)
     assert isinstance(info.value, LoaderArgsError) and info.value.spec == EN

@@ -8,14 +8,11 @@ import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tokenizers
 import yaml
 
-from dp_models import ModelManager
-from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
     DeviceUnavailableError,
     LoaderArgsError,
@@ -25,6 +22,8 @@ from dp_models.errors import (
 )
 from dp_models.loaders.tokenizers import FAKE_SPECIAL_TOKENS
 from dp_models.testing import fake_catalog_dir, fake_models_root
+
+from .fakeroots import manager, repin
 
 NAME = "shared_tokenizer_v1"
 FILE = "text/shared_tokenizer_v1/tokenizer.json"
@@ -39,17 +38,6 @@ def base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def root(base_root: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(base_root, tmp_path / "root"))
-
-
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def repin(root: Path) -> None:
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
 
 
 @pytest.mark.no_network

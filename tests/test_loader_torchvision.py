@@ -14,11 +14,8 @@ from typing import Any
 import pytest
 import torch
 import torchvision  # type: ignore[import-untyped]
-import yaml
 
-from dp_models import ModelManager
 from dp_models.catalog import Catalog
-from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
     DeviceUnavailableError,
     LoaderArgsError,
@@ -30,7 +27,9 @@ from dp_models.errors import (
 )
 from dp_models.loaders import LoadContext, get_loader
 from dp_models.loaders.torchvision import FAKE_ARCH, TorchvisionLoader, _remove_classifier
-from dp_models.testing import fake_catalog_dir, fake_models_root
+from dp_models.testing import fake_models_root
+
+from .fakeroots import edit_spec, manager, repin
 
 SPECS = ["places365_resnet50", "resnet18_features", "resnet50_features"]
 PLACES = "places365_resnet50"
@@ -44,31 +43,6 @@ needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a ma
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def edit_spec(root: Path, name: str, **fields: Any) -> None:
-    """Change top-level fields of a spec in the fake catalog (``loader_args`` is merged;
-    a loader_arg set to ``...`` is removed)."""
-    path = fake_catalog_dir(root) / "visual" / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    args = {**data.get("loader_args", {}), **fields.pop("loader_args", {})}
-    data["loader_args"] = {k: v for k, v in args.items() if v is not ...}
-    data.update(fields)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-
-def repin(root: Path) -> None:
-    """Pin the root's files as they are now (what an operator does with `dp-models lock`)."""
-    catalog = fake_catalog_dir(root)
-    assert (
-        dp_models_cli(["lock", "--catalog", str(catalog), "--root", str(root), "--no-cache"]) == 0
-    )
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ import pytest
 import torch
 import yaml
 
-from dp_models import ModelManager
 from dp_models.catalog import Catalog
-from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
     DeviceUnavailableError,
     LoaderArgsError,
@@ -34,7 +32,9 @@ from dp_models.errors import (
 from dp_models.guard import network_guard
 from dp_models.loaders import get_loader
 from dp_models.loaders.ultralytics import BYTETRACK_DEFAULTS, TrackerConfig
-from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root
+from dp_models.testing import FakeWeightsError, fake_models_root
+
+from .fakeroots import manager, repin, set_loader_args
 
 DETECTOR, TRACKER = "yolo11n_detector", "bytetrack_tracker"
 WEIGHTS, TRACKER_YAML = "visual/yolo/yolo11n.pt", "visual/yolo/bytetrack.yaml"
@@ -53,25 +53,6 @@ def base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root(base_root: Path, tmp_path: Path) -> Path:
     """A private copy of the fake root, free to corrupt."""
     return Path(shutil.copytree(base_root, tmp_path / "root"))
-
-
-def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
-    return ModelManager(
-        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
-    )
-
-
-def repin(root: Path) -> None:
-    """Pin the root's files as they are now in the fake catalog's lock."""
-    args = ["lock", "--catalog", str(fake_catalog_dir(root)), "--root", str(root), "--no-cache"]
-    assert dp_models_cli(args) == 0
-
-
-def set_loader_args(root: Path, name: str, **args: Any) -> None:
-    spec = fake_catalog_dir(root) / "visual" / f"{name}.yaml"
-    data = yaml.safe_load(spec.read_text())
-    data["loader_args"] = {**data.get("loader_args", {}), **args}
-    spec.write_text(yaml.safe_dump(data))
 
 
 class RunsCode:
