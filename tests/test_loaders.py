@@ -48,7 +48,7 @@ from dp_models.errors import (
 )
 from dp_models.loaders import LoadContext, get_loader, loader_names, register_loader, require
 from dp_models.loaders.onnx import OnnxRuntimeLoader
-from dp_models.loaders.torch import TorchScriptLoader, TorchStateDictLoader
+from dp_models.loaders.torch import TorchScriptLoader, TorchStateDictLoader, unwrap_state_dict
 
 from .conftest import SpecWriter
 
@@ -1195,3 +1195,12 @@ def test_a_payload_from_a_blocked_module_is_refused_as_unsafe(
         make_manager().load("evil2")
     assert exc.value.spec == "evil2"
     assert not marker.exists()
+
+
+def test_unwrap_state_dict_takes_lightning_and_data_parallel_checkpoints() -> None:
+    weights = {"layer.weight": 1, "layer.bias": 2}
+    parallel = {f"module.{k}": v for k, v in weights.items()}
+    for checkpoint in (weights, {"state_dict": weights, "epoch": 3}, {"state_dict": parallel}):
+        assert unwrap_state_dict(checkpoint, spec="s", loader="l") == weights
+    with pytest.raises(LoaderError, match=r"^spec 's': the checkpoint holds a list, not a state"):
+        unwrap_state_dict([1, 2], spec="s", loader="l")

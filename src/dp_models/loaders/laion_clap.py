@@ -55,7 +55,7 @@ from ..errors import (
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
-from .torch import _unpickler_detail, fit_state_dict, refused_global
+from .torch import _unpickler_detail, fit_state_dict, refused_global, unwrap_state_dict
 
 __all__ = ["LaionClapLoader"]
 
@@ -263,22 +263,6 @@ def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool)
             spec=name,
             loader=_NAME,
         ) from exc
-
-
-def _state_dict(ctx: LoadContext, checkpoint: Any) -> dict[str, Any]:
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, Mapping):
-        raise LoaderError(
-            f"spec {ctx.spec.name!r}: the checkpoint holds a {type(checkpoint).__name__}, not "
-            "a state dict (nor a mapping with one under 'state_dict')",
-            spec=ctx.spec.name,
-            loader=_NAME,
-        )
-    state = dict(checkpoint)
-    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
 
 
 def _text_tower(ctx: LoadContext) -> tuple[Any, Any, Path]:
@@ -534,7 +518,8 @@ class LaionClapLoader:
         config, tokenizer, _ = _text_tower(ctx)
         path = ctx.artifact(*_WEIGHT_FORMATS)
         fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
-        state = _state_dict(ctx, _read_checkpoint(ctx, path, fmt, args["weights_only"]))
+        checkpoint = _read_checkpoint(ctx, path, fmt, args["weights_only"])
+        state = unwrap_state_dict(checkpoint, spec=ctx.spec.name, loader=_NAME)
         with _local_roberta(laion_clap, config, tokenizer, name):
             clap = laion_clap.CLAP_Module(
                 enable_fusion=args["enable_fusion"],

@@ -52,7 +52,7 @@ from ..errors import (
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
-from .torch import fit_state_dict
+from .torch import fit_state_dict, unwrap_state_dict
 
 __all__ = ["OpenClipLoader", "OpenClipModel"]
 
@@ -262,18 +262,7 @@ def _read_state_dict(ctx: LoadContext, path: Path, fmt: str, pretrained_format: 
 
 
 def _unwrap(ctx: LoadContext, checkpoint: Any, model: Any) -> dict[str, Any]:
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, Mapping):
-        raise LoaderError(
-            f"spec {ctx.spec.name!r}: the weights file holds a {type(checkpoint).__name__}, "
-            "not a state dict",
-            spec=ctx.spec.name,
-            loader=_NAME,
-        )
-    state = dict(checkpoint)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    state = unwrap_state_dict(checkpoint, spec=ctx.spec.name, loader=_NAME)
     own = model.state_dict()
     for key in _JIT_EXTRAS:
         if key not in own:

@@ -183,6 +183,25 @@ def _state_dict(ctx: LoadContext, checkpoint: Any, key: str | None, prefix: str 
     return checkpoint
 
 
+def unwrap_state_dict(checkpoint: Any, *, spec: str, loader: str) -> dict[str, Any]:
+    """The state dict of a checkpoint that is one, or holds one under ``state_dict`` (as
+    PyTorch Lightning and the CLIP training code save them), without the ``module.`` prefix
+    that ``DataParallel`` adds to every key. Anything else is a :class:`LoaderError`."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping):
+        raise LoaderError(
+            f"spec {spec!r}: the checkpoint holds a {type(checkpoint).__name__}, not a state "
+            "dict (nor a mapping with one under 'state_dict')",
+            spec=spec,
+            loader=loader,
+        )
+    state = dict(checkpoint)
+    if state and all(str(k).startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
 def _shown(keys: list[str]) -> str:
     more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
     return ", ".join(keys[:_SHOWN_KEYS]) + more
