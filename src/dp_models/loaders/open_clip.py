@@ -51,8 +51,8 @@ from ..errors import (
     UnsafeCheckpointError,
 )
 from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
-from .torch import fit_state_dict, unwrap_state_dict
+from .base import LoadContext, require
+from .torch import fit_state_dict, unwrap_state_dict, write_weights
 
 __all__ = ["OpenClipLoader", "OpenClipModel"]
 
@@ -367,22 +367,15 @@ class OpenClipLoader:
                 str(args.get("model_name", "ViT-B-32")), force_quick_gelu=openai, **kwargs
             )
         model.eval()
-        weights = next((a for a in spec.artifacts if a.format in _WEIGHT_FORMATS), None)
-        for art in spec.artifacts:
-            path = root / art.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if art is not weights:
-                write_placeholder(path, art.format)
-            elif art.format == "safetensors":
-                state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-                require("safetensors.torch", extra="torch", spec=spec.name).save_file(
-                    state, str(path)
-                )
-            elif openai:
+
+        def save(path: Path) -> None:
+            if openai:  # OpenAI's releases are TorchScript archives
                 with _quiet():
                     torch.jit.save(torch.jit.script(model), str(path))
             else:
                 torch.save(model.state_dict(), path)
+
+        write_weights(spec, root, model.state_dict(), _WEIGHT_FORMATS, save)
         return {"model_kwargs": kwargs}
 
     def load(self, ctx: LoadContext) -> OpenClipModel:

@@ -21,7 +21,7 @@ import importlib
 import pickle
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,31 @@ def _state_dict(ctx: LoadContext, checkpoint: Any, key: str | None, prefix: str 
     return checkpoint
 
 
+def write_weights(
+    spec: Spec,
+    root: Path,
+    state: Mapping[str, Any],
+    formats: tuple[str, ...],
+    save: Callable[[Path], None],
+) -> None:
+    """Make ``spec``'s artifacts under ``root``: its first artifact of ``formats`` holds the
+    weights (``state`` as safetensors for a ``safetensors`` artifact, else what
+    ``save(path)`` writes), every other artifact a placeholder."""
+    weights = next((a for a in spec.artifacts if a.format in formats), None)
+    for art in spec.artifacts:
+        path = root / art.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if art is not weights:
+            write_placeholder(path, art.format)
+        elif art.format == "safetensors":
+            tensors = {k: v.detach().clone().contiguous() for k, v in state.items()}
+            require("safetensors.torch", extra="torch", spec=spec.name).save_file(
+                tensors, str(path)
+            )
+        else:
+            save(path)
+
+
 def unwrap_state_dict(checkpoint: Any, *, spec: str, loader: str) -> dict[str, Any]:
     """The state dict of a checkpoint that is one, or holds one under ``state_dict`` (as
     PyTorch Lightning and the CLIP training code save them), without the ``module.`` prefix
@@ -280,19 +305,14 @@ class TorchStateDictLoader:
         state = cls(**kwargs).state_dict()
         prefix = args["strip_prefix"] or ""
         state = {f"{prefix}{k}": v.detach().clone().contiguous() for k, v in state.items()}
-        weights = next((a for a in spec.artifacts if a.format in _WEIGHT_FORMATS), None)
-        for art in spec.artifacts:
-            path = root / art.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if art is not weights:
-                write_placeholder(path, art.format)
-            elif art.format == "safetensors":
-                require("safetensors.torch", extra="torch", spec=spec.name).save_file(
-                    state, str(path)
-                )
-            else:
-                key = args["state_dict_key"]
-                torch.save({key: state} if key else state, path)
+        key = args["state_dict_key"]
+        write_weights(
+            spec,
+            root,
+            state,
+            _WEIGHT_FORMATS,
+            lambda p: torch.save({key: state} if key else state, p),
+        )
         return override
 
     def load(self, ctx: LoadContext) -> Any:
