@@ -66,6 +66,12 @@ def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
     return model.to(device=ctx.device, dtype=dtypes[ctx.precision])
 
 
+def _loader_of(ctx: LoadContext) -> str:
+    """The loader to name in errors: the spec's (these helpers serve torchvision and
+    slowfast too)."""
+    return ctx.spec.loader or "torch_state_dict"
+
+
 def _import_class(ctx: LoadContext, class_path: Any) -> Any:
     name = ctx.spec.name
     if not isinstance(class_path, str) or not _CLASS_PATH.fullmatch(class_path):
@@ -73,7 +79,7 @@ def _import_class(ctx: LoadContext, class_path: Any) -> Any:
             f"spec {name!r}: loader_args.class_path must be 'package.module:Class', got "
             f"{class_path!r}",
             spec=name,
-            loader="torch_state_dict",
+            loader=_loader_of(ctx),
         )
     module_name, _, attr = class_path.partition(":")
     try:
@@ -83,7 +89,7 @@ def _import_class(ctx: LoadContext, class_path: Any) -> Any:
             f"spec {name!r}: class_path {class_path!r} does not import ({exc}). Install the "
             "package that defines the model class, or fix the path.",
             spec=name,
-            loader="torch_state_dict",
+            loader=_loader_of(ctx),
         ) from exc
     try:
         obj = module
@@ -93,7 +99,7 @@ def _import_class(ctx: LoadContext, class_path: Any) -> Any:
         raise LoaderArgsError(
             f"spec {name!r}: module {module_name!r} has no {attr!r} (class_path {class_path!r})",
             spec=name,
-            loader="torch_state_dict",
+            loader=_loader_of(ctx),
         ) from exc
     return obj
 
@@ -145,7 +151,7 @@ def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool)
                 "file passed its digest check, so the pinned artifact itself is not a torch "
                 "checkpoint: check the spec's format and the provisioned file.",
                 spec=name,
-                loader="torch_state_dict",
+                loader=_loader_of(ctx),
             ) from exc
         raise UnsafeCheckpointError(
             f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors to "
@@ -153,7 +159,7 @@ def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool)
             "Convert it to safetensors, or, if you trust the file, set loader_args "
             f"weights_only: false in the spec. (torch: {_unpickler_detail(exc)})",
             spec=name,
-            loader="torch_state_dict",
+            loader=_loader_of(ctx),
         ) from exc
 
 
@@ -166,7 +172,7 @@ def _state_dict(ctx: LoadContext, checkpoint: Any, key: str | None, prefix: str 
                 f"spec {name!r}: the checkpoint has no key {key!r} (loader_args.state_dict_key);"
                 f" its top-level keys are {found}",
                 spec=name,
-                loader="torch_state_dict",
+                loader=_loader_of(ctx),
             )
         checkpoint = checkpoint[key]
     if not isinstance(checkpoint, Mapping):
@@ -174,7 +180,7 @@ def _state_dict(ctx: LoadContext, checkpoint: Any, key: str | None, prefix: str 
             f"spec {name!r}: the checkpoint is a {type(checkpoint).__name__}, not a state dict;"
             " set loader_args.state_dict_key if the weights sit under a key",
             spec=name,
-            loader="torch_state_dict",
+            loader=_loader_of(ctx),
         )
     if prefix:
         checkpoint = {

@@ -27,8 +27,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +60,6 @@ def _torchvision(spec: str | None = None) -> Any:
     return require("torchvision", extra="torch", spec=spec)
 
 
-@contextmanager
-def _reported_as(loader: str) -> Iterator[None]:
-    """torch.py's checkpoint helpers name ``torch_state_dict`` in the errors they raise;
-    name the loader that called them instead."""
-    try:
-        yield
-    except LoaderError as exc:
-        exc.loader = loader
-        raise
-
-
 def bool_arg(ctx: LoadContext, args: Mapping[str, Any], key: str, loader: str) -> bool:
     value = args[key]
     if not isinstance(value, bool):
@@ -99,9 +87,8 @@ def load_weights(
     errors; ``hint`` says which loader_args to check when keys do not match."""
     name = ctx.spec.name
     path, fmt = _weights_artifact(ctx)
-    with _reported_as(loader):
-        checkpoint = _read_checkpoint(ctx, path, fmt, weights_only)
-        state = _state_dict(ctx, checkpoint, state_dict_key, strip_prefix)
+    checkpoint = _read_checkpoint(ctx, path, fmt, weights_only)
+    state = _state_dict(ctx, checkpoint, state_dict_key, strip_prefix)
     fit_state_dict(
         model,
         state,
