@@ -53,6 +53,7 @@ from dp_models.preprocess import (
     LogMelPreset,
     WhisperLogMelPreset,
     preprocess,
+    resample,
     resize,
 )
 from dp_models.spec import PREPROCESS_PRESETS
@@ -330,3 +331,16 @@ def test_a_spec_without_preset_has_no_client_preprocess() -> None:
     bare = spec.model_copy(update={"preprocess": None})
     with pytest.raises(ConfigurationError, match="names no preprocess preset"):
         TritonClient(bare, "http://127.0.0.1:1").preprocess(_image(10, 10))
+
+
+@pytest.mark.parametrize(("rate", "target"), [(44100, 16000), (16001, 16000), (8000, 16000)])
+@pytest.mark.parametrize("length", [1, 5, 441, 10_007])
+def test_resample_matches_scipy_on_short_and_odd_lengths(
+    rate: int, target: int, length: int
+) -> None:
+    wave = np.random.default_rng(length).standard_normal(length)
+    g = math.gcd(rate, target)
+    reference = scipy.signal.resample_poly(wave, target // g, rate // g)
+    got = resample(wave, rate, target)
+    assert got.shape == reference.shape
+    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-9)

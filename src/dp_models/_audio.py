@@ -31,7 +31,8 @@ Float64 = npt.NDArray[np.float64]
 SAMPLE_RATE = 16_000
 #: More channels than this in the first axis means the array is (samples, channels).
 _MAX_CHANNELS = 16
-#: Output samples computed per block when resampling (bounds the temporary arrays).
+#: Output samples of one phase computed per matrix product when resampling (bounds the
+#: temporary copy of the strided windows).
 _RESAMPLE_BLOCK = 1 << 15
 
 
@@ -92,22 +93,30 @@ def resample(waveform: Float64, orig_rate: int, target_rate: int) -> Float64:
     if up == down == 1:
         return np.array(waveform, dtype=np.float64)
     h = _lowpass(up, down)
-    half = (len(h) - 1) // 2
-    n_in = len(waveform)
-    n_out = -(-n_in * up // down)
-    # y[m] = sum_k x[k] h[m*down - k*up + half]: the k whose tap falls inside the filter
-    width = -(-len(h) // up) + 1
-    padded = np.concatenate([waveform, np.zeros(1)])  # index n_in reads a zero
+    taps, half = len(h), (len(h) - 1) // 2
+    n_out = -(-len(waveform) * up // down)
+    # y[m] = sum_k x[k] h[m*down - k*up + half]. With first(m) = ceil((m*down - half) / up),
+    # k = first(m) + j and r(m) = m*down + half - first(m)*up, the taps are h[r(m) - j*up].
+    # r depends on m mod up only, and first(m + up) = first(m) + down: each residue class
+    # of m is a strided window of x times one fixed filter (a matrix-vector product).
+    width = -(-taps // up) + 1
+    phases = np.arange(min(up, n_out), dtype=np.int64)
+    first = -((half - phases * down) // up)
+    reach = np.arange(width, dtype=np.int64) * up
+    tap = (phases * down + half - first * up)[:, None] - reach[None, :]
+    filters = np.where((tap >= 0) & (tap < taps), h[np.clip(tap, 0, taps - 1)], 0.0)
+    last = int(first.max()) + down * ((n_out - 1) // up) + width
+    pad_left = max(0, -int(first.min()))
+    padded = np.zeros(pad_left + max(len(waveform), last) + 1, dtype=np.float64)
+    padded[pad_left : pad_left + len(waveform)] = waveform
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
     out = np.empty(n_out, dtype=np.float64)
-    for start in range(0, n_out, _RESAMPLE_BLOCK):
-        m = np.arange(start, min(start + _RESAMPLE_BLOCK, n_out), dtype=np.int64)
-        first = -((half - m * down) // up)  # ceil((m*down - half) / up)
-        k = first[:, None] + np.arange(width, dtype=np.int64)[None, :]
-        tap = m[:, None] * down - k * up + half
-        valid = (tap >= 0) & (tap < len(h)) & (k >= 0) & (k < n_in)
-        samples = padded[np.where(valid, k, n_in)]
-        weights = np.where(valid, h[np.clip(tap, 0, len(h) - 1)], 0.0)
-        out[start : start + len(m)] = (samples * weights).sum(axis=1)
+    for phase, start in enumerate(first):
+        count = len(range(phase, n_out, up))
+        rows = windows[start + pad_left :: down]
+        for block in range(0, count, _RESAMPLE_BLOCK):
+            stop = min(block + _RESAMPLE_BLOCK, count)
+            out[phase + up * block : phase + up * stop : up] = rows[block:stop] @ filters[phase]
     return out
 
 
