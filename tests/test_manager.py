@@ -273,3 +273,35 @@ def test_optional_absent_needs_no_loader_and_records_no_machine_path(
     (entry,) = mm.models_used()
     assert entry["reason"] == "not provisioned: later/w.pt"
     assert str(models_root) not in json.dumps(mm.models_used())
+
+
+def test_check_reports_inprocess_models_and_keeps_absent_optional_ones_ok(
+    setup: ModelManager, models_root: Path
+) -> None:
+    setup.get("encoder")
+    assert setup.get_optional("extra") is None
+    health = setup.check()
+    assert health["ok"] is True
+    by_name = {r["spec"]: r for r in health["models"]}
+    assert list(by_name) == ["tokenizer", "encoder", "extra"]  # handed out, in order
+    assert by_name["extra"] == {
+        "spec": "extra",
+        "runtime": "inprocess",
+        "ok": True,
+        "absent": True,
+        "loaded": False,
+        "artifacts_ok": False,
+        "error": None,
+        "error_type": None,
+    }
+    assert by_name["encoder"]["artifacts_ok"] and not by_name["encoder"]["absent"]
+    (models_root / "enc/w.pt").write_bytes(b"tampered")
+    health = setup.check(["encoder"])
+    assert health["ok"] is False
+    [report] = health["models"]
+    assert report["error_type"] == "DigestMismatchError" and "enc/w.pt" in report["error"]
+    make_file(models_root / "extra/w.pt", b"wrong")  # partly provisioned: no longer absent
+    [report] = setup.check(["extra"])["models"]
+    assert not report["ok"] and not report["absent"]
+    with pytest.raises(SpecNotFoundError):
+        setup.check(["nope"])

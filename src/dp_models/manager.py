@@ -475,7 +475,8 @@ class ModelManager:
         ready, metadata, served digest; an unconfigured endpoint is not ok); its
         ``served_digest_verified`` is recorded in :meth:`models_used`. An in-process spec's
         artifacts are verified again (from the digest cache unless ``verify="always"``) and
-        ``loaded`` says whether it is loaded. Never raises for a deployment's or an
+        ``loaded`` says whether it is loaded; an optional spec none of whose artifacts is
+        provisioned is ``absent`` and still ok (as :meth:`get_optional` treats it). Never raises for a deployment's or an
         artifact's problem (they are in each report's ``error``); an unknown name raises
         :class:`~dp_models.errors.SpecNotFoundError`."""
         from .triton.health import Deployment, check_deployments
@@ -519,7 +520,10 @@ class ModelManager:
                 entry["triton"] = {**entry["triton"], "served_digest_verified": verified}
 
     def _check_inprocess(self, spec: Spec) -> dict[str, Any]:
-        bad = [r for r in self._verifier.check([spec]) if not r.ok]
+        absent = spec.optional and not any(
+            os.path.lexists(self.root / a.path) for a in spec.artifacts
+        )
+        bad = [] if absent else [r for r in self._verifier.check([spec]) if not r.ok]
         with self._lock:
             loaded = any(k[0] == spec.name for k in self._loaded)
         error = bad[0].error if bad else None
@@ -527,8 +531,9 @@ class ModelManager:
             "spec": spec.name,
             "runtime": "inprocess",
             "ok": not bad,
+            "absent": absent,
             "loaded": loaded,
-            "artifacts_ok": not bad,
+            "artifacts_ok": not bad and not absent,
             "error": str(error) if error is not None else None,
             "error_type": type(error).__name__ if error is not None else None,
         }
