@@ -476,9 +476,9 @@ class ModelManager:
         ``served_digest_verified`` is recorded in :meth:`models_used`. An in-process spec's
         artifacts are verified again (from the digest cache unless ``verify="always"``) and
         ``loaded`` says whether it is loaded; an optional spec none of whose artifacts is
-        provisioned is ``absent`` and still ok (as :meth:`get_optional` treats it). Never raises for a deployment's or an
-        artifact's problem (they are in each report's ``error``); an unknown name raises
-        :class:`~dp_models.errors.SpecNotFoundError`."""
+        provisioned is ``absent`` and still ok (as :meth:`get_optional` treats it). Never
+        raises for a deployment's or an artifact's problem (they are in each report's
+        ``error``); an unknown name raises :class:`~dp_models.errors.SpecNotFoundError`."""
         from .triton.health import Deployment, check_deployments
 
         if names is None:
