@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import report
 
 # Byte-code caching on, as in any deployment (this machine's shell may switch it off).
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -179,21 +180,8 @@ def main() -> int:
                     r <= 1.05,
                 )
             )
-    lines = [
-        "# dp_models runtime benchmark",
-        "",
-        f"`benchmarks/bench_runtime.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f", Python {sys.version.split()[0]}, best of {args.repeats} interleaved rounds.",
-        "",
-        "| what | measured | target | |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {w} | {m} | {t} | {'pass' if ok else 'MISS'} |" for w, m, t, ok in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0 if all(ok for *_, ok in rows) else 1
+    how = f"best of {args.repeats} interleaved rounds."
+    return report("bench_runtime.py", "dp_models runtime benchmark", how, rows, args.out)
 
 
 if __name__ == "__main__":

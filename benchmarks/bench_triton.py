@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.http as httpclient
+from _report import report
 
 from dp_models.catalog import Catalog
 from dp_models.testing.triton import TritonServer, write_standin_repository
@@ -135,23 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             raw.close()
         finally:
             server.stop()
-    lines = [
-        "# dp_models Triton client benchmark",
-        "",
-        f"`benchmarks/bench_triton.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f", Python {sys.version.split()[0]}, a real Triton server on loopback (CPU, Python-"
-        f"backend stand-ins); per side the best of {args.rounds} interleaved rounds' median "
-        f"of {args.calls} calls.",
-        "",
-        "| what | measured | target | |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {w} | {m} | {t} | {'pass' if ok else 'MISS'} |" for w, m, t, ok in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0 if all(ok for *_, ok in rows) else 1
+    how = (
+        "a real Triton server on loopback (CPU, Python-backend stand-ins); per side the best "
+        f"of {args.rounds} interleaved rounds' median of {args.calls} calls."
+    )
+    return report("bench_triton.py", "dp_models Triton client benchmark", how, rows, args.out)
 
 
 if __name__ == "__main__":

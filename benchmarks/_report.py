@@ -1,0 +1,32 @@
+"""The markdown report of bench_runtime.py and bench_triton.py: a table of ratios with
+their targets, printed and optionally written to a file."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+#: (what, measured, target, met)
+Row = tuple[str, str, str, bool]
+
+
+def report(script: str, title: str, how: str, rows: Sequence[Row], out: Path | None) -> int:
+    """Print the report (and write it to ``out``); return the exit status: 1 when a target
+    is missed."""
+    lines = [
+        f"# {title}",
+        "",
+        f"`benchmarks/{script}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f", Python {sys.version.split()[0]}, {how}",
+        "",
+        "| what | measured | target | |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {w} | {m} | {t} | {'pass' if ok else 'MISS'} |" for w, m, t, ok in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.write_text(text)
+    return 0 if all(ok for *_, ok in rows) else 1
