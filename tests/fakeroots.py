@@ -1,12 +1,17 @@
 """Helpers the loader tests share: a manager on a fake root, re-pinning it after a change,
-and editing a spec of its fake catalog copy (dp_models.testing.fake_models_root)."""
+editing a spec of its fake catalog copy (dp_models.testing.fake_models_root), a hostile
+pickle, and the CUDA markers."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
 import yaml
 
 from dp_models import ModelManager
@@ -55,3 +60,21 @@ def edit_spec(root: Path, name: str, *, replace_loader_args: bool = False, **fie
 def set_loader_args(root: Path, name: str, **args: Any) -> None:
     """Merge ``args`` into the loader_args of spec ``name`` in the fake catalog."""
     edit_spec(root, name, loader_args=args)
+
+
+class RunsCode:
+    """A hostile pickle: unpickling it calls ``os.system`` to create ``marker``, so a test
+    can tell that nothing in a refused checkpoint ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+#: The CUDA paths need a GPU; the CPU-only refusals need a machine without one.
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+needs_no_cuda = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks a machine without CUDA"
+)

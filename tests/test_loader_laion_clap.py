@@ -37,15 +37,12 @@ from dp_models.loaders.laion_clap import (
 )
 from dp_models.testing import fake_models_root
 
-from .fakeroots import manager, repin, set_loader_args
+from .fakeroots import RunsCode, manager, needs_cuda, needs_no_cuda, repin, set_loader_args
 
 CLAP = "laion_clap"
 CKPT = "audio/laion_clap/630k-audioset-best.pt"
 TEXT_DIR = "audio/laion_clap/roberta-base"
 TEXTS = ["a dog barks", "rain on a roof", "a dog barks"]
-needs_no_cuda = pytest.mark.skipif(
-    torch.cuda.is_available(), reason="checks a machine without CUDA"
-)
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +78,6 @@ def replace(path: Path, data: bytes) -> None:
 
 def trusted_checkpoint(root: Path) -> Any:
     return torch.load(root / CKPT, weights_only=False)  # written by this test suite
-
-
-class Payload:
-    """A pickle that would create a file if it were ever unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 # -- the catalog's spec on a fake, through the manager ---------------------------------------
@@ -197,7 +184,7 @@ def test_cuda_without_cuda_is_an_error(shared_root: Path, tmp_path: Path) -> Non
     assert exc.value.requested == "cuda"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 @pytest.mark.no_network
 def test_loads_on_cuda(shared_root: Path, tmp_path: Path) -> None:
     clap = manager(shared_root, tmp_path).load(CLAP, device="cuda")
@@ -264,7 +251,7 @@ def test_a_pickle_payload_is_refused_and_never_runs(
 ) -> None:
     marker = tmp_path / "pwned"
     (root / CKPT).unlink()
-    torch.save({"state_dict": {"w": Payload(marker)}}, root / CKPT, pickle_protocol=protocol)
+    torch.save({"state_dict": {"w": RunsCode(marker)}}, root / CKPT, pickle_protocol=protocol)
     repin(root)
     with pytest.raises(UnsafeCheckpointError, match="refused and nothing in it ran") as exc:
         manager(root, tmp_path, device="cpu").load(CLAP)

@@ -4,7 +4,6 @@ inside the network guard; open_clip-native safetensors; hostile archives and pic
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import sys
@@ -34,15 +33,12 @@ from dp_models.loaders.open_clip import OpenClipModel
 from dp_models.settings import packaged_catalog_dir
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import edit_spec, manager, repin
+from .fakeroots import RunsCode, edit_spec, manager, needs_cuda, needs_no_cuda, repin
 
 B32, L14 = "clip_vit_b32", "clip_vit_l14_336"
 SPEC_FILES = {B32: "visual/clip_vit_b32.yaml", L14: "visual/clip_vit_l14_336.yaml"}
 WEIGHTS = {B32: "visual/clip/ViT-B-32.pt", L14: "visual/clip/ViT-L-14-336px.pt"}
 PROMPTS = ["a photo of a cat", "a photo of a dog", "a photo of a cat"]
-needs_no_cuda = pytest.mark.skipif(
-    torch.cuda.is_available(), reason="checks a machine without CUDA"
-)
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +72,6 @@ def rewrite_zip(path: Path, replace: dict[str, bytes]) -> None:
                     data = new
             zout.writestr(item, data)
     tmp.unlink()
-
-
-class Payload:
-    """A pickle that would create a file if it were ever unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 # -- the catalog's specs on fakes, through the manager -------------------------------------
@@ -183,7 +169,7 @@ def test_cuda_without_cuda_is_an_error(shared_root: Path, tmp_path: Path) -> Non
     assert exc.value.requested == "cuda"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 @pytest.mark.no_network
 def test_fp16_on_cuda(shared_root: Path, tmp_path: Path) -> None:
     clip = manager(shared_root, tmp_path).load(B32, device="cuda", precision="fp16")
@@ -264,7 +250,7 @@ def test_a_corrupt_file_is_a_loader_error_naming_the_spec(root: Path, tmp_path: 
 
 def test_a_pickle_payload_in_a_torchscript_archive_never_runs(root: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    rewrite_zip(root / WEIGHTS[B32], {"/data.pkl": pickle.dumps(Payload(marker), protocol=2)})
+    rewrite_zip(root / WEIGHTS[B32], {"/data.pkl": pickle.dumps(RunsCode(marker), protocol=2)})
     repin(root)
     with pytest.raises(LoaderError, match=r"Unknown type name 'posix\.system'") as exc:
         manager(root, tmp_path, device="cpu").load(B32)
@@ -289,7 +275,7 @@ def test_python_code_in_a_torchscript_archive_never_runs(root: Path, tmp_path: P
 
 def test_a_pickle_payload_in_a_state_dict_is_refused(root: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    torch.save({"visual.proj": Payload(marker)}, root / WEIGHTS[B32])
+    torch.save({"visual.proj": RunsCode(marker)}, root / WEIGHTS[B32])
     repin(root)
     edit_spec(root, B32, loader_args={"pretrained_format": "open_clip"})
     with pytest.raises(UnsafeCheckpointError, match="refused and nothing in it ran") as exc:

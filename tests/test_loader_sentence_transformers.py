@@ -34,7 +34,7 @@ from dp_models.errors import (
 )
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import edit_spec, manager, repin
+from .fakeroots import edit_spec, manager, needs_cuda, needs_no_cuda, repin
 
 MINILM, E5 = "all_minilm_l6_v2", "multilingual_e5_large"
 MINILM_DIR = "text/sentence_transformers/all-MiniLM-L6-v2"
@@ -43,8 +43,6 @@ SPEC_FILES = {MINILM: "shared/all_minilm_l6_v2.yaml", E5: "text/multilingual_e5_
 #: Hugging Face's LFS sha256 of all-MiniLM-L6-v2's model.safetensors (in the packaged spec)
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 SENTENCES = ["the cat sat on the mat", "a kitten sits on the rug", "stock markets fell sharply"]
-needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only machine")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from dp_models.loaders._slowfast_net import SlowFast
 from dp_models.loaders.slowfast import FAKE_OVERRIDES, SlowFastLoader
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
+from .fakeroots import needs_cuda, needs_no_cuda
 from .test_loader_torchvision import edit_spec, manager, repin
 
 NAME = "slowfast_r50"
@@ -41,8 +42,6 @@ ARGS = (
 PYTORCHVIDEO_R50_KEYS = "8c94cebf7413000a7bea924521ac9dbecb5aaba678c950a644b0459a7a90324d"
 PYTORCHVIDEO_R50_PARAMS = 34_566_488
 CLIP = torch.linspace(-1.0, 1.0, 2 * 3 * 32 * 32 * 32).reshape(2, 3, 32, 32, 32)
-needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture(scope="module")

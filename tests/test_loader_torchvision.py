@@ -29,7 +29,7 @@ from dp_models.loaders import LoadContext, get_loader
 from dp_models.loaders.torchvision import FAKE_ARCH, TorchvisionLoader, _remove_classifier
 from dp_models.testing import fake_models_root
 
-from .fakeroots import edit_spec, manager, repin
+from .fakeroots import edit_spec, manager, needs_cuda, needs_no_cuda, repin
 
 SPECS = ["places365_resnet50", "resnet18_features", "resnet50_features"]
 PLACES = "places365_resnet50"
@@ -39,8 +39,6 @@ ARGS = "arch, feature_extractor, kwargs, num_classes, state_dict_key, strip_pref
 #: What the fake's MobileNetV3-small (width 0.25) gives in feature-extractor mode.
 FAKE_FEATURES = 256
 IMAGES = torch.linspace(-1.0, 1.0, 2 * 3 * 64 * 64).reshape(2, 3, 64, 64)
-needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 # -- helpers -------------------------------------------------------------------------------
 

@@ -34,13 +34,11 @@ from dp_models.loaders import get_loader
 from dp_models.loaders.ultralytics import BYTETRACK_DEFAULTS, TrackerConfig
 from dp_models.testing import FakeWeightsError, fake_models_root
 
-from .fakeroots import manager, repin, set_loader_args
+from .fakeroots import RunsCode, manager, needs_cuda, needs_no_cuda, repin, set_loader_args
 
 DETECTOR, TRACKER = "yolo11n_detector", "bytetrack_tracker"
 WEIGHTS, TRACKER_YAML = "visual/yolo/yolo11n.pt", "visual/yolo/bytetrack.yaml"
 FRAME = np.zeros((64, 96, 3), np.uint8)
-needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only machine")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +51,6 @@ def base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root(base_root: Path, tmp_path: Path) -> Path:
     """A private copy of the fake root, free to corrupt."""
     return Path(shutil.copytree(base_root, tmp_path / "root"))
-
-
-class RunsCode:
-    """A pickle payload: unpickling it calls ``os.system``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 # -- the detector --------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from dp_models.loaders.onnx import OnnxRuntimeLoader
 from dp_models.loaders.torch import TorchScriptLoader, TorchStateDictLoader, unwrap_state_dict
 
 from .conftest import SpecWriter
+from .fakeroots import RunsCode, needs_no_cuda
 
 BUILTIN_LOADERS = ["onnxruntime", "torch_state_dict", "torchscript"]
 STATE_DICT_ARGS = "class_path, kwargs, state_dict_key, strict, strip_prefix, weights_only"
@@ -58,9 +59,6 @@ KWARGS = {"in_features": 4, "hidden": 6, "out_features": 3}
 X = torch.linspace(-2.0, 2.0, 20).reshape(5, 4)
 OLD = 1_000_000_000  # an mtime well outside the digest cache's racy window
 AUTO = "cuda" if torch.cuda.is_available() else "cpu"  # what device: auto resolves to
-needs_no_cuda = pytest.mark.skipif(
-    torch.cuda.is_available(), reason="checks a machine without CUDA"
-)
 
 TINYNET = """
 from __future__ import annotations
@@ -1170,16 +1168,6 @@ def test_an_unknown_loader_fails_at_get_even_on_cpu(
         make_manager().get("nobody")
 
 
-class _SystemPayload:
-    """Unpickling calls os.system: a module torch blocks outright."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_payload_from_a_blocked_module_is_refused_as_unsafe(
     tmp_path: Path,
     tinynet: ModuleType,
@@ -1188,7 +1176,7 @@ def test_a_payload_from_a_blocked_module_is_refused_as_unsafe(
     make_manager: Callable[..., ModelManager],
 ) -> None:
     marker = tmp_path / "system-ran"
-    state_dict_spec(write_spec, models_root, "evil2", {"x": _SystemPayload(marker)})
+    state_dict_spec(write_spec, models_root, "evil2", {"x": RunsCode(marker)})
     with pytest.raises(
         UnsafeCheckpointError, match=r"\(torch: Trying to load unsupported GLOBAL posix\.system"
     ) as exc:
