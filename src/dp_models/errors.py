@@ -14,6 +14,8 @@
     ├── PrecisionError (ValueError)          a precision the device or spec does not allow
     ├── NetworkBlockedError (RuntimeError)   a connection or DNS lookup during a load
     ├── ProvenanceError (ValueError)         stamps that conflict or cannot be read
+    ├── NotRegularFileError (OSError)        a FIFO, device or socket where a file belongs
+    ├── FileTooLargeError (OSError)          a small file (spec, lock, entry) over its limit
     ├── LoaderError (RuntimeError)           a loader failed; .spec, .loader
     │   ├── LoaderArgsError (TypeError)      loader_args the loader rejects (bad class path...)
     │   ├── StateDictMismatchError (ValueError) .missing, .unexpected keys
@@ -56,6 +58,7 @@ __all__ = [
     "DPModelsError",
     "DeviceUnavailableError",
     "DigestMismatchError",
+    "FileTooLargeError",
     "LoaderArgsError",
     "LoaderError",
     "LoaderNotFoundError",
@@ -63,6 +66,7 @@ __all__ = [
     "MissingExtraError",
     "ModelsRootError",
     "NetworkBlockedError",
+    "NotRegularFileError",
     "PrecisionError",
     "ProvenanceError",
     "SizeMismatchError",
@@ -232,6 +236,48 @@ class ProvenanceError(DPModelsError, ValueError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         self.key = key
         super().__init__(message)
+
+
+class NotRegularFileError(DPModelsError, OSError):
+    """A path that should be a regular file is a FIFO, a device, a socket or a directory:
+    refused before a byte is read (a FIFO would block, ``/dev/zero`` never ends). ``.path``
+    and ``.kind`` ("a FIFO (named pipe)", ...)."""
+
+    def __init__(self, message: str, *, path: Path, kind: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class FileTooLargeError(DPModelsError, OSError):
+    """A file that is read whole (a spec, a lock, a cache entry, a stamp) is larger than its
+    limit; it was not read. ``.path`` and ``.limit`` (bytes)."""
+
+    def __init__(self, message: str, *, path: Path, limit: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]) -> BaseException:
+    """Unpickle an error whose ``__init__`` takes keyword-only fields: rebuilt from its
+    message and attributes, not by calling ``__init__`` again."""
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class LoaderError(DPModelsError, RuntimeError):

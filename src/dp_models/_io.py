@@ -1,0 +1,75 @@
+"""Opening files the safe way: regular files only, checked on the opened descriptor, with
+bounded reads.
+
+A path can name a FIFO (``open`` blocks until a writer appears), a character device
+(``/dev/zero`` never ends) or a socket; a check by path before ``open`` can be raced by a
+rename. So files are opened with ``O_NONBLOCK`` (opening a FIFO returns at once), the
+*descriptor* is checked with ``fstat``, and anything but a regular file is refused with
+:class:`~dp_models.errors.NotRegularFileError` before a byte is read. Reads of small files
+(specs, locks, cache entries, stamps) are bounded: a file larger than its limit is refused,
+never read into memory whole.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import FileTooLargeError, NotRegularFileError
+
+__all__ = ["describe_mode", "open_regular", "read_regular"]
+
+_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def describe_mode(mode: int) -> str:
+    """What kind of file ``mode`` (an ``st_mode``) says, for messages: ``"a FIFO"``, ..."""
+    for test, kind in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """Open ``path`` for reading and return the descriptor, or raise
+    :class:`~dp_models.errors.NotRegularFileError` (after closing it) when what was opened is
+    not a regular file. Never blocks on a FIFO. OSErrors of ``open`` itself propagate."""
+    fd = os.open(path, _FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(
+                f"{os.fspath(path)} is {describe_mode(st.st_mode)}, not a regular file",
+                path=Path(os.fspath(path)),
+                kind=describe_mode(st.st_mode),
+            )
+        if _FLAGS & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them: a larger file
+    raises :class:`~dp_models.errors.FileTooLargeError` without being read whole."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLargeError(
+            f"{os.fspath(path)} is larger than {max_bytes} bytes, the most this file may hold",
+            path=Path(os.fspath(path)),
+            limit=max_bytes,
+        )
+    return data
