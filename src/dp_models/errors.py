@@ -271,7 +271,9 @@ class FileTooLargeError(DPModelsError, OSError):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-def _rebuild(cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]) -> BaseException:
+def _rebuild(
+    cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]
+) -> BaseException:
     """Unpickle an error whose ``__init__`` takes keyword-only fields: rebuilt from its
     message and attributes, not by calling ``__init__`` again."""
     err = cls.__new__(cls)
