@@ -20,7 +20,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub import constants as hf_constants
 
-from dp_models import ModelManager, NetworkBlockedError
+from dp_models import ConfigurationError, ModelManager, NetworkBlockedError
 from dp_models.guard import active_guards, endpoint_address, network_guard
 from dp_models.loaders import LoadContext, register_loader
 
@@ -391,15 +391,21 @@ def test_outside_any_guard_nothing_is_blocked(server: LoopbackServer) -> None:
         ("http://triton", ("triton", 80)),
         ("https://triton", ("triton", 443)),
         ("https://triton:8443/v2", ("triton", 8443)),
-        ("triton:8001", ("triton", 8001)),
-        ("triton", ("triton", 80)),
         ("http://user:secret@127.0.0.1:8000/v2", ("127.0.0.1", 8000)),
+        ("http://us@r:p@ss@127.0.0.1:8000", ("127.0.0.1", 8000)),
         ("http://[::1]:8000", ("::1", 8000)),
         ("HTTP://Triton:8000", ("triton", 8000)),
     ],
 )
 def test_endpoint_address(url: str, expected: tuple[str, int]) -> None:
     assert endpoint_address(url) == expected
+
+
+@pytest.mark.parametrize("url", ["triton:8001", "triton", "user:secret@127.0.0.1:8000"])
+def test_an_endpoint_without_a_scheme_is_refused_not_guessed(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="no scheme") as exc:
+        endpoint_address(url)
+    assert "secret" not in str(exc.value)
 
 
 def test_a_loader_that_swallows_the_block_does_not_get_its_model_through(

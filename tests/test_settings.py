@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from dp_models import ModelsRootError
+from dp_models import ConfigurationError, ModelsRootError
 from dp_models.settings import (
     ENV_CACHE_DIR,
     ENV_ROOT,
     ENV_ROOT_ALIAS,
+    ENV_TRITON_URL,
     ENV_VERIFY,
-    redact,
     resolve_cache_dir,
     resolve_models_root,
+    resolve_triton_endpoints,
     resolve_verify_policy,
 )
 
@@ -93,14 +94,41 @@ def test_verify_policy(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_verify_policy()
 
 
+def test_triton_endpoints_from_the_argument_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV_TRITON_URL, " http://triton:8000 ")
+    monkeypatch.setenv(ENV_TRITON_URL + "_ASR", "https://bob:p@ss@asr:8443/v2")
+    assert resolve_triton_endpoints() == {
+        "default": "http://triton:8000",
+        "asr": "https://bob:p@ss@asr:8443/v2",
+    }
+    assert resolve_triton_endpoints({"x": "http://[::1]:1"}) == {"x": "http://[::1]:1"}
+
+
+@pytest.mark.adversarial
 @pytest.mark.parametrize(
-    ("raw", "shown"),
+    ("value", "why"),
     [
-        ("http://bob:hunter2@triton:8000/v2", "http://***@triton:8000/v2"),
-        ("https://token@host/x", "https://***@host/x"),
-        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
-        ("/plain/path", "/plain/path"),
+        ("bob:hunter2@triton:8000", "no scheme"),
+        ("triton:8000", "no scheme"),
+        ("ftp://bob:hunter2@triton", "only http and https"),
+        ("http://bob:hunter2/x@triton:8000", "an '@' after the host"),
+        ("http://bob:hunter2@", "no host"),
+        ("http://bob:hunter2@triton:http", "port"),
     ],
 )
-def test_redact(raw: str, shown: str) -> None:
-    assert redact(raw) == shown
+def test_a_triton_url_that_is_not_http_is_refused_at_configuration_time(
+    monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    """A scheme-less ``user:secret@host:port`` was taken as is, and printed with its secret."""
+    with pytest.raises(ConfigurationError, match=why) as exc:
+        resolve_triton_endpoints({"asr": value})
+    message = str(exc.value)
+    assert "triton_endpoints['asr']" in message and "http://HOST:PORT" in message
+    assert "hunter2" not in message and "bob" not in message
+    monkeypatch.setenv(ENV_TRITON_URL + "_ASR", value)
+    with pytest.raises(ConfigurationError, match=why) as exc:
+        resolve_triton_endpoints()
+    assert "$DP_MODELS_TRITON_URL_ASR" in str(exc.value)
+    assert "hunter2" not in str(exc.value) and "bob" not in str(exc.value)

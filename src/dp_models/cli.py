@@ -314,7 +314,8 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     from .doctor import diagnose, report_json
-    from .settings import redact, triton_url_variable
+    from .settings import triton_url_variable
+    from .urls import redact_url
 
     catalog = _catalog(args)
     endpoints = None if args.no_triton else _triton_endpoints(args.triton_url)
@@ -336,7 +337,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
                 lock=str(catalog.lock.path),
                 root=str(verifier.root),
                 verify=verifier.hasher.policy,
-                triton_endpoints={k: redact(v) for k, v in sorted((endpoints or {}).items())},
+                triton_endpoints={k: redact_url(v) for k, v in sorted((endpoints or {}).items())},
             ),
             out,
         )
@@ -389,17 +390,23 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 def _triton_endpoints(values: list[str] | None) -> dict[str, str]:
     """``--triton-url [NAME=]URL`` options, else the environment."""
-    from .settings import redact, resolve_triton_endpoints
+    import re
+
+    from .settings import resolve_triton_endpoints
+    from .urls import parse_endpoint, redact_url
 
     if not values:
         return resolve_triton_endpoints()
     endpoints: dict[str, str] = {}
     for value in values:
         name, sep, url = value.partition("=")
-        if not sep or "://" in name:
+        if sep and (not name or not url):
+            raise ConfigurationError(f"--triton-url takes [NAME=]URL, not {redact_url(value)!r}")
+        # what precedes "=" is a name only when it looks like one: "user:pw=x@host" and
+        # "http://u:a=b@host" are URLs (their credentials never become a name to show)
+        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name.lower()):
             name, url = "default", value
-        if not name or not url:
-            raise ConfigurationError(f"--triton-url takes [NAME=]URL, not {redact(value)!r}")
+        parse_endpoint(url, source=f"--triton-url (endpoint {name.lower()!r})")
         endpoints[name.lower()] = url
     return resolve_triton_endpoints(endpoints)
 
@@ -525,13 +532,13 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     from .settings import (
         ENV_TRITON_URL,
         ENV_VARS,
-        redact,
         resolve_cache_dir,
         resolve_catalog_dir,
         resolve_lock_path,
         resolve_models_root,
         resolve_verify_policy,
     )
+    from .urls import redact, redact_url
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for dist in _DISTRIBUTIONS:
@@ -544,8 +551,9 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
         root: str = str(resolve_models_root(args.root, origin="--root"))
     except DPModelsError as exc:
         root = f"(not usable: {exc})"
+    # a Triton URL variable holds one URL, whatever it holds: masked up to its last "@"
     environment = {
-        k: redact(v)
+        k: redact_url(v) if k.startswith(ENV_TRITON_URL) else redact(v)
         for k, v in sorted(os.environ.items())
         if k in ENV_VARS or k.startswith(ENV_TRITON_URL + "_")
     }

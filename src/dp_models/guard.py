@@ -27,9 +27,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import NetworkBlockedError
+from .urls import parse_endpoint
 
 __all__ = ["active_guards", "endpoint_address", "network_guard"]
 
@@ -56,11 +56,11 @@ _EVENTS = frozenset(
 
 
 def endpoint_address(url: str) -> tuple[str, int]:
-    """``(host, port)`` of an endpoint URL (``http://host:8000``, or a bare ``host:8000``)."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return host, port
+    """``(host, port)`` of an endpoint URL (``http://host:8000``; the scheme's port when
+    none is given). Raises :class:`~dp_models.errors.ConfigurationError` for anything but
+    an http(s) URL (:func:`~dp_models.urls.parse_endpoint`)."""
+    parts = parse_endpoint(url, source="the allowed endpoint")
+    return parts.host, parts.effective_port
 
 
 def active_guards() -> tuple[str, ...]:
@@ -179,8 +179,6 @@ def _resolve_cached(endpoints: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     pairs: list[tuple[str, int]] = []
     for url in endpoints:
         host, port = endpoint_address(url)
-        if not host:
-            continue
         pairs.append((host, port))
         _local.resolving = host
         try:

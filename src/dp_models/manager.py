@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,13 +42,13 @@ from .loaders import LoadContext, Loader, get_loader
 from .offline import enforce_offline
 from .provenance import model_signature, stamp, weights_digest
 from .settings import (
-    redact,
     resolve_cache_dir,
     resolve_models_root,
     resolve_triton_endpoints,
     resolve_verify_policy,
 )
 from .spec import Spec
+from .urls import redact_url
 from .verify import ArtifactReport, Verifier
 
 if TYPE_CHECKING:
@@ -92,6 +92,13 @@ class ModelHandle:
     endpoint: str | None = None
     info: Mapping[str, Any] | None = None
     _manager: ModelManager | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with the endpoint's credentials masked."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        if self.endpoint is not None:
+            shown["endpoint"] = redact_url(self.endpoint)
+        return f"ModelHandle({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def name(self) -> str:
@@ -139,7 +146,7 @@ class ModelHandle:
                 "model_name": spec.triton.model_name,
                 "model_version": spec.triton.model_version,
                 "endpoint_name": spec.triton.endpoint,
-                "endpoint": redact(self.endpoint) if self.endpoint else None,
+                "endpoint": redact_url(self.endpoint) if self.endpoint else None,
             }
         return entry
 

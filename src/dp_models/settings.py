@@ -7,12 +7,12 @@ default. Every environment variable dp_models reads is named here and nowhere el
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
 from .errors import ConfigurationError, ModelsRootError
+from .urls import parse_endpoint
 
 __all__ = [
     "ENV_CACHE_DIR",
@@ -27,7 +27,6 @@ __all__ = [
     "LOCK_FILENAME",
     "VERIFY_POLICIES",
     "packaged_catalog_dir",
-    "redact",
     "resolve_cache_dir",
     "resolve_catalog_dir",
     "resolve_lock_path",
@@ -78,15 +77,6 @@ LOCK_FILENAME = "catalog.lock.json"
 #: ``cached``: trust a digest-cache entry whose file identity and stat still match;
 #: ``always``: hash every artifact on every verification.
 VERIFY_POLICIES = ("cached", "always")
-
-
-def redact(value: str) -> str:
-    """``value`` with any URL credentials (``scheme://user:secret@host``) masked.
-
-    >>> redact("http://bob:hunter2@triton:8000/v2")
-    'http://***@triton:8000/v2'
-    """
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", value)
 
 
 def _env(name: str) -> str | None:
@@ -164,8 +154,14 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict[str, str]:
     """Triton endpoint URLs by name: ``endpoints``, else the environment:
     ``$DP_MODELS_TRITON_URL`` is the endpoint named ``default`` and
-    ``$DP_MODELS_TRITON_URL_<NAME>`` the one named ``<name>`` (lowercased)."""
+    ``$DP_MODELS_TRITON_URL_<NAME>`` the one named ``<name>`` (lowercased).
+
+    Each URL must be ``http(s)://HOST[:PORT][/PATH]``, optionally with credentials
+    (:func:`~dp_models.urls.parse_endpoint`); anything else, a scheme-less ``host:8000``
+    included, is a :class:`ConfigurationError` that shows the value with credentials masked."""
     if endpoints is not None:
+        for name, url in endpoints.items():
+            parse_endpoint(url, source=f"triton_endpoints[{name!r}]")
         return dict(endpoints)
     found: dict[str, str] = {}
     for key, value in os.environ.items():
@@ -175,6 +171,9 @@ def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict
             found["default"] = value.strip()
         elif key.startswith(ENV_TRITON_URL + "_"):
             found[key[len(ENV_TRITON_URL) + 1 :].lower()] = value.strip()
+        else:
+            continue
+        parse_endpoint(value, source=f"${key}")
     return found
 
 

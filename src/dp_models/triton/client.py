@@ -28,7 +28,8 @@ exponential backoff, then raise :class:`~dp_models.errors.TritonUnavailableError
 next call reconnects and checks the deployment again, so a restarted server is picked up.
 
 URL credentials (``http://user:secret@host:8000``) are sent as HTTP basic auth and never
-appear in messages, logs or ``models_used`` (:func:`~dp_models.settings.redact`).
+appear in messages, logs, reprs or ``models_used`` (:mod:`dp_models.urls` parses the URL
+and masks them).
 ``tritonclient`` is imported on first use (the ``triton`` extra).
 """
 
@@ -41,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -55,8 +55,9 @@ from ..errors import (
     TritonMetadataMismatchError,
     TritonUnavailableError,
 )
-from ..settings import redact, triton_url_variable
+from ..settings import triton_url_variable
 from ..spec import Spec, TritonSection
+from ..urls import parse_endpoint, redact
 from .repository import WEIGHTS_DIGEST_PARAMETER
 
 if TYPE_CHECKING:
@@ -147,15 +148,11 @@ class TritonClient:
             )
         if retries < 0 or backoff_s < 0 or ready_timeout_s < 0:
             raise ConfigurationError("retries, backoff_s and ready_timeout_s must be >= 0")
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(
-                f"Triton endpoint {redact(url)!r} of spec {spec.name!r} is not an http(s) URL "
-                "(set DP_MODELS_TRITON_URL, or the manager's triton_endpoints)"
-            )
+        parts = parse_endpoint(url, source=f"the Triton endpoint of spec {spec.name!r}")
         self.spec = spec
         self.triton: TritonSection = spec.triton
-        self.endpoint = redact(url)
+        #: The URL to show: credentials masked.
+        self.endpoint = parts.redacted
         self.served_digest = served_digest
         self.connection_timeout_s = connection_timeout_s
         self.network_timeout_s = network_timeout_s
@@ -166,13 +163,11 @@ class TritonClient:
         self._tokenizer_factory = tokenizer
         self._tokenizer: Any = None
         self._marker_ids: frozenset[int] | None = None
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        self._address = f"{host}:{parts.port}" if parts.port else host
-        self._address += parts.path.rstrip("/")
+        self._address = parts.address
         self._ssl = parts.scheme == "https"
         self._headers: dict[str, str] = {}
         if parts.username is not None:
-            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            token = f"{parts.username}:{parts.password or ''}"
             self._headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
         self._lock = threading.RLock()
         self._client: Any = None
@@ -269,7 +264,13 @@ class TritonClient:
                         f"{type(exc).__name__}: {redact(str(exc))}"
                     ) from exc
                 delay = self.backoff_s * 2**attempt
-                log.debug("Triton %s at %s: %s; retrying in %.2fs", what, self.endpoint, exc, delay)
+                log.debug(
+                    "Triton %s at %s: %s; retrying in %.2fs",
+                    what,
+                    self.endpoint,
+                    redact(str(exc)),
+                    delay,
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -16,12 +16,13 @@ served there are checked without waiting for readiness again, so a dead server c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..guard import network_guard
 from ..settings import triton_url_variable
 from ..spec import Spec
+from ..urls import redact_url
 from .client import TritonClient, blank_report
 
 __all__ = ["Deployment", "check_deployments", "unconfigured_report"]
@@ -34,9 +35,16 @@ class Deployment:
     for :class:`~dp_models.triton.client.TritonClient`."""
 
     spec: Spec
-    url: str | None
+    url: str | None = field(repr=False)  # may hold credentials: repr() masks them
     served_digest: str | None
     on_verified: Callable[[bool | None], None] | None = None
+
+    def __repr__(self) -> str:
+        url = redact_url(self.url) if self.url is not None else None
+        return (
+            f"Deployment(spec={self.spec.name!r}, url={url!r}, "
+            f"served_digest={self.served_digest!r})"
+        )
 
 
 def unconfigured_report(spec: Spec) -> dict[str, Any]:
