@@ -12,6 +12,7 @@ never read into memory whole.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -43,7 +44,22 @@ def open_regular(path: str | os.PathLike[str]) -> int:
     """Open ``path`` for reading and return the descriptor, or raise
     :class:`~dp_models.errors.NotRegularFileError` (after closing it) when what was opened is
     not a regular file. Never blocks on a FIFO. OSErrors of ``open`` itself propagate."""
-    fd = os.open(path, _FLAGS)
+    try:
+        fd = os.open(path, _FLAGS)
+    except OSError as exc:
+        # a socket cannot be opened at all (ENXIO): say what it is, not "no such device"
+        if exc.errno == errno.ENXIO:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                raise exc from None
+            if not stat.S_ISREG(mode):
+                raise NotRegularFileError(
+                    f"{os.fspath(path)} is {describe_mode(mode)}, not a regular file",
+                    path=Path(os.fspath(path)),
+                    kind=describe_mode(mode),
+                ) from None
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

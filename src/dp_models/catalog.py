@@ -24,10 +24,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from ._io import read_regular
 from ._yaml import MAX_SPEC_BYTES, YamlRejectedError, load_spec_yaml
-from .errors import CatalogError, CatalogProblem, LockError, SpecNotFoundError
+from .errors import (
+    CatalogError,
+    CatalogProblem,
+    FileTooLargeError,
+    LockError,
+    LockSignatureError,
+    NotRegularFileError,
+    SpecNotFoundError,
+)
 from .lock import Lock, LockEntry
-from .settings import resolve_catalog_dir, resolve_lock_path
+from .settings import resolve_catalog_dir, resolve_lock_key, resolve_lock_path
+from .signing import load_signed_lock
 from .spec import Artifact, Spec, TritonSection, TritonTensor
 
 __all__ = ["Catalog", "Pin"]
@@ -68,11 +78,18 @@ class Catalog(Mapping[str, Spec]):
         *,
         lock: str | os.PathLike[str] | None = None,
         check_lock: bool = True,
+        lock_key: str | os.PathLike[str] | None = None,
     ) -> Catalog:
         """Load and validate a catalog. Raises :class:`CatalogError` listing every problem.
 
         ``check_lock=False`` is for rewriting the lock: a malformed lock reads as empty and
         its disagreements with the specs are not errors (``dp-models lock`` replaces it).
+
+        ``lock_key`` (else ``$DP_MODELS_LOCK_KEY``) is the public key the lock must be
+        signed with: a lock that is missing, unsigned, signed with another key or edited
+        since raises :class:`~dp_models.errors.LockSignatureError`, and the pins used are
+        parsed from the bytes that verified (:mod:`dp_models.signing`). Not checked with
+        ``check_lock=False``.
         """
         directory = resolve_catalog_dir(catalog)
         lock_path = resolve_lock_path(directory, lock)
@@ -137,8 +154,11 @@ class Catalog(Mapping[str, Spec]):
             specs[spec.name] = spec
             files[spec.name] = path
 
+        key = resolve_lock_key(lock_key) if check_lock else None
         try:
-            lock_data = Lock.read(lock_path)
+            lock_data = Lock.read(lock_path) if key is None else load_signed_lock(lock_path, key)
+        except LockSignatureError:
+            raise
         except LockError as exc:
             if check_lock:
                 problems.append(CatalogProblem(str(lock_path), "", str(exc)))
@@ -221,14 +241,17 @@ class Catalog(Mapping[str, Spec]):
 
 
 def _spec_files(directory: Path) -> list[Path]:
+    """Every ``*.yaml`` / ``*.yml`` below ``directory``, whatever it is: a directory, FIFO or
+    device of that name is listed (and then reported), never walked into or skipped."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        named = [*filenames, *dirnames]
         found += [
-            Path(dirpath) / f
-            for f in filenames
-            if f.endswith(_SPEC_SUFFIXES) and not f.startswith(".")
+            Path(dirpath) / f for f in named if f.endswith(_SPEC_SUFFIXES) and not f.startswith(".")
         ]
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not d.endswith(_SPEC_SUFFIXES)
+        )
     return sorted(found)
 
 
@@ -246,18 +269,26 @@ def _load_one(
     file that does not validate goes into ``broken``, so that specs requiring it are not
     also told that it does not exist."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_SPEC_BYTES:
-                problems.append(
-                    CatalogProblem(
-                        shown,
-                        "",
-                        f"file is {size} bytes; a spec file is at most {MAX_SPEC_BYTES} bytes",
-                    )
-                )
-                return None
-            raw = f.read(MAX_SPEC_BYTES + 1)
+        raw = read_regular(path, max_bytes=MAX_SPEC_BYTES)
+    except NotRegularFileError as exc:
+        problems.append(
+            CatalogProblem(
+                shown,
+                "",
+                f"is {exc.kind}, not a regular file; a spec file is a YAML file (replace it "
+                "with one, or remove it)",
+            )
+        )
+        return None
+    except FileTooLargeError:
+        try:
+            size = f"is {os.stat(path).st_size} bytes"
+        except OSError:
+            size = f"is larger than {MAX_SPEC_BYTES} bytes"
+        problems.append(
+            CatalogProblem(shown, "", f"file {size}; a spec file is at most {MAX_SPEC_BYTES} bytes")
+        )
+        return None
     except OSError as exc:
         problems.append(CatalogProblem(shown, "", f"cannot read: {exc}"))
         return None

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._io import read_regular
+from ._json import JsonRejectedError, load_json
 from .digest import is_sha256
-from .errors import LockError
+from .errors import FileTooLargeError, LockError, NotRegularFileError
 from .spec import check_relative_path
 
 __all__ = ["LOCK_FORMAT", "Lock", "LockEntry"]
@@ -58,19 +60,35 @@ class Lock:
     def read(cls, path: Path) -> Lock:
         """Read and validate a lock; a missing file is an empty lock. Raises :class:`LockError`."""
         try:
-            with open(path, "rb") as f:
-                raw = f.read(_MAX_LOCK_BYTES + 1)
+            raw = read_regular(path, max_bytes=_MAX_LOCK_BYTES)
         except FileNotFoundError:
             return cls(path)
+        except NotRegularFileError as exc:
+            raise LockError(
+                f"lock {path} is {exc.kind}, not a regular file; remove it and run "
+                "`dp-models lock` to write the lock file",
+                path=path,
+            ) from None
+        except FileTooLargeError:
+            raise LockError(
+                f"lock {path} is larger than {_MAX_LOCK_BYTES} bytes; regenerate it with "
+                "`dp-models lock`",
+                path=path,
+            ) from None
         except OSError as exc:
             raise LockError(f"cannot read lock {path}: {exc}", path=path) from exc
-        if len(raw) > _MAX_LOCK_BYTES:
-            raise LockError(f"lock {path} is larger than {_MAX_LOCK_BYTES} bytes", path=path)
+        return cls.parse(raw, path)
+
+    @classmethod
+    def parse(cls, raw: bytes, path: Path) -> Lock:
+        """The lock whose file ``path`` holds ``raw``: for bytes already read (and verified,
+        :mod:`dp_models.signing`), so what was checked is what is used. Raises
+        :class:`LockError`."""
         try:
-            data = json.loads(raw)
-        except ValueError as exc:
+            data = load_json(raw)
+        except JsonRejectedError as exc:
             raise LockError(
-                f"lock {path} is not valid JSON ({exc}). Regenerate it with `dp-models lock`.",
+                f"lock {path} cannot be read: {exc}. Regenerate it with `dp-models lock`.",
                 path=path,
             ) from None
         return cls(path, _parse(data, path), exists=True)
@@ -97,6 +115,12 @@ class Lock:
             raise
 
 
+def _short(value: object) -> str:
+    """``repr(value)``, cut short: a hostile lock must not make a megabyte message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
     def bad(why: str) -> LockError:
         return LockError(
@@ -107,22 +131,22 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
     if not isinstance(data, dict) or set(data) != {"format", "artifacts"}:
         raise bad("expected an object with exactly the keys 'format' and 'artifacts'")
     if data["format"] != LOCK_FORMAT:
-        raise bad(f"format {data['format']!r} is not supported (expected {LOCK_FORMAT})")
+        raise bad(f"format {_short(data['format'])} is not supported (expected {LOCK_FORMAT})")
     artifacts = data["artifacts"]
     if not isinstance(artifacts, dict):
         raise bad("'artifacts' must be an object keyed by artifact path")
     entries: dict[str, LockEntry] = {}
     for key, value in artifacts.items():
         if not isinstance(value, dict) or set(value) != {"kind", "sha256", "size"}:
-            raise bad(f"entry {key!r} must have exactly 'kind', 'sha256' and 'size'")
+            raise bad(f"entry {_short(key)} must have exactly 'kind', 'sha256' and 'size'")
         if (problem := check_relative_path(key)) is not None:
-            raise bad(f"artifact path {key!r} {problem}")
+            raise bad(f"artifact path {_short(key)} {problem}")
         kind, digest, size = value["kind"], value["sha256"], value["size"]
         if kind not in ("file", "dir"):
-            raise bad(f"entry {key!r}: kind must be 'file' or 'dir', got {kind!r}")
+            raise bad(f"entry {_short(key)}: kind must be 'file' or 'dir', got {_short(kind)}")
         if not is_sha256(digest):
-            raise bad(f"entry {key!r}: sha256 must be 64 lowercase hex characters")
+            raise bad(f"entry {_short(key)}: sha256 must be 64 lowercase hex characters")
         if type(size) is not int or size < 0:
-            raise bad(f"entry {key!r}: size must be a non-negative integer")
+            raise bad(f"entry {_short(key)}: size must be a non-negative integer")
         entries[key] = LockEntry(kind, digest, size)
     return entries
