@@ -32,7 +32,13 @@ Digest cache
     change apart (git's "racy" rule). Entries live one small JSON file each in a per-user
     cache directory, written atomically (temporary file, then rename), so several
     processes can share it; a corrupt entry is ignored and rewritten, an unwritable
-    directory only costs speed.
+    directory only costs speed. An entry is read only when it is a regular file (checked
+    on the descriptor, opened without blocking) of at most 64 KiB holding shallow JSON: a
+    FIFO, a link to ``/dev/zero``, a directory, a huge or deeply nested file is never
+    trusted, never fatal and never waited on; the file is hashed and the entry replaced
+    (the rename replaces a link, it never writes through one). The ``.lock`` file beside
+    an entry is opened the same way, without following a link; one that is not a regular
+    file is not used.
 """
 
 from __future__ import annotations
@@ -49,9 +55,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from ._io import open_regular, read_regular
+from ._json import load_json
+from .errors import FileTooLargeError, NotRegularFileError
 
 try:  # POSIX only; elsewhere processes may hash the same file twice, which is harmless
     import fcntl
@@ -70,14 +80,25 @@ __all__ = [
     "directory_digest",
     "directory_files",
     "is_sha256",
+    "sha256_fd",
     "sha256_file",
+    "stat_key",
 ]
 
 log = logging.getLogger("dp_models")
 
 CHUNK_SIZE = 1 << 20
+_KEEP_CHUNK = 16 << 20  # reads that keep their bytes: fewer, larger chunks
 _HEX = frozenset("0123456789abcdef")
 _CACHE_FORMAT = 1
+_MAX_ENTRY_BYTES = 64 * 1024  # an entry is a few hundred bytes
+_LOCK_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 _NOT_A_FILE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
@@ -87,23 +108,50 @@ def is_sha256(value: object) -> bool:
 
 
 def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
-    """The sha256 hex digest of a file, streamed with a fixed 1 MiB buffer.
+    """The sha256 hex digest of a regular file, streamed with a fixed 1 MiB buffer.
+    Anything but a regular file (a FIFO, a device) is a
+    :class:`~dp_models.errors.NotRegularFileError`, raised before a byte is read.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
     >>> sha256_file(p)
     'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
     """
+    fd = open_regular(path)
+    try:
+        return sha256_fd(fd, progress)
+    finally:
+        os.close(fd)
+
+
+def sha256_fd(
+    fd: int,
+    progress: Callable[[int], None] | None = None,
+    *,
+    keep: list[bytes] | None = None,
+) -> str:
+    """The sha256 of what the open descriptor ``fd`` holds, read from offset 0 (``pread``:
+    the descriptor's own offset is left alone). With ``keep``, the chunks read are also
+    appended to it: one pass both verifies a file and hands its content to a loader."""
     h = hashlib.sha256()
+    with contextlib.suppress(AttributeError, OSError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    offset = 0
+    if keep is not None:
+        while chunk := os.pread(fd, _KEEP_CHUNK, offset):
+            h.update(chunk)
+            keep.append(chunk)
+            offset += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        return h.hexdigest()
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        with contextlib.suppress(AttributeError, OSError):
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            if progress is not None:
-                progress(n)
+    while n := os.preadv(fd, [buf], offset):
+        h.update(view[:n])
+        offset += n
+        if progress is not None:
+            progress(n)
     return h.hexdigest()
 
 
@@ -189,9 +237,13 @@ class FileDigest:
     sha256: str
     size: int
     cached: bool
+    #: stat_key of the file that was hashed (or whose cache entry matched)
+    identity: tuple[int, int, int, int, int] = field(
+        default=(0, 0, 0, 0, 0), compare=False, repr=False
+    )
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -236,15 +288,19 @@ class DigestCache:
         """The cached digest for a file with this stat, or None. Never raises."""
         if self.directory is None:
             return None
+        path = self._entry_path(st)
         try:
-            raw = self._entry_path(st).read_bytes()
+            raw = read_regular(path, max_bytes=_MAX_ENTRY_BYTES)
         except FileNotFoundError:
+            return None
+        except (NotRegularFileError, FileTooLargeError) as exc:  # planted or broken: replaced
+            log.debug("ignoring digest cache entry %s: %s", path, exc)
             return None
         except OSError as exc:
             self._warn("read", exc)
             return None
         try:
-            entry = json.loads(raw)
+            entry = load_json(raw)
             stored = (
                 entry["dev"],
                 entry["ino"],
@@ -257,7 +313,7 @@ class DigestCache:
         except (ValueError, KeyError, TypeError):
             log.debug("ignoring corrupt digest cache entry %s", self._entry_path(st))
             return None
-        if not valid or stored != _stat_key(st) or not is_sha256(digest):
+        if not valid or stored != stat_key(st) or not is_sha256(digest):
             return None
         return str(digest)
 
@@ -265,7 +321,7 @@ class DigestCache:
         """Store a digest computed for a file with stat ``st``. Never raises."""
         if self.directory is None or self.is_racy(st):
             return
-        dev, ino, size, mtime_ns, ctime_ns = _stat_key(st)
+        dev, ino, size, mtime_ns, ctime_ns = stat_key(st)
         entry = {
             "format": _CACHE_FORMAT,
             "dev": dev,
@@ -299,15 +355,23 @@ class DigestCache:
             yield
             return
         fd = -1
+        path = self._entry_path(st).with_suffix(".lock")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._entry_path(st).with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(path, _LOCK_FLAGS, 0o600)  # a FIFO opens at once, a link not at all
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotRegularFileError(
+                    f"{path} is not a regular file", path=path, kind="not a regular file"
+                )
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
             if fd >= 0:
                 os.close(fd)
                 fd = -1
-            self._warn("lock", exc)
+            if isinstance(exc, NotRegularFileError) or exc.errno == errno.ELOOP:
+                log.debug("hashing without the lock %s: not a regular file", path)
+            else:
+                self._warn("lock", exc)
         try:
             yield
         finally:
@@ -352,33 +416,48 @@ class Hasher:
         self._memo_lock = threading.Lock()
 
     def file(self, path: str | os.PathLike[str]) -> FileDigest:
-        """The digest of one file. Raises OSError (FileNotFoundError, ...) or FileChangedError."""
-        p = Path(path)
-        st = os.stat(p)
-        key = _stat_key(st)
+        """The digest of one regular file. Raises OSError (FileNotFoundError,
+        :class:`~dp_models.errors.NotRegularFileError`, ...) or FileChangedError."""
+        fd = open_regular(path)
+        try:
+            return self.file_fd(Path(path), fd)
+        finally:
+            os.close(fd)
+
+    def file_fd(
+        self, path: Path, fd: int, *, keep: list[bytes] | None = None, force: bool = False
+    ) -> FileDigest:
+        """The digest of the regular file open at ``fd`` (``path`` names it in messages and
+        cache entries): the file's identity comes from the descriptor, so what is hashed,
+        cached and later loaded is one file, whatever happens to ``path`` meanwhile. ``keep``
+        collects the bytes when the file is hashed (see :func:`sha256_fd`); ``force`` hashes
+        even when the cache knows the digest."""
+        st = os.fstat(fd)
+        key = stat_key(st)
         with self._memo_lock:
             key_lock = self._inflight.setdefault(key, threading.Lock())
         with key_lock:  # one thread hashes a given file; the others wait and reuse its digest
-            if self.policy == "cached":
+            cached_ok = self.policy == "cached" and not force
+            if cached_ok:
                 with self._memo_lock:
                     memo = self._memo.get(key)
                 if memo is not None:
-                    return FileDigest(p, memo, st.st_size, cached=True)
+                    return FileDigest(path, memo, st.st_size, cached=True, identity=key)
                 if (hit := self.cache.get(st)) is not None:
-                    return FileDigest(p, hit, st.st_size, cached=True)
+                    return FileDigest(path, hit, st.st_size, cached=True, identity=key)
             with self.cache.hashing(st):
-                if self.policy == "cached" and (hit := self.cache.get(st)) is not None:
-                    return FileDigest(p, hit, st.st_size, cached=True)  # another process hashed it
+                if cached_ok and (hit := self.cache.get(st)) is not None:
+                    return FileDigest(path, hit, st.st_size, cached=True, identity=key)  # another's
                 if self.progress is not None:
                     self.progress.add_total(st.st_size)
-                digest = sha256_file(p, self.progress.advance if self.progress else None)
-                if _stat_key(os.stat(p)) != key:
-                    raise FileChangedError(f"{p} changed while it was being hashed")
-                self.cache.put(p, st, digest)
+                digest = sha256_fd(fd, self.progress.advance if self.progress else None, keep=keep)
+                if stat_key(os.fstat(fd)) != key:
+                    raise FileChangedError(f"{path} changed while it was being hashed")
+                self.cache.put(path, st, digest)
             if not self.cache.is_racy(st):
                 with self._memo_lock:
                     self._memo[key] = digest
-        return FileDigest(p, digest, st.st_size, cached=False)
+        return FileDigest(path, digest, st.st_size, cached=False, identity=key)
 
     def files(self, paths: Sequence[str | os.PathLike[str]]) -> list[FileDigest | BaseException]:
         """Digests of many files in parallel, in the given order; failures are returned.
