@@ -29,6 +29,7 @@ from dp_models.digest import (
 )
 
 from .conftest import TINY_DATA, make_file, sha256
+from .hashing import count_hashing
 
 MiB = 1 << 20
 
@@ -86,19 +87,6 @@ def only_entry(cache: DigestCache) -> dict[str, object]:
     data = json.loads(entries[0].read_bytes())
     assert isinstance(data, dict)
     return data
-
-
-def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Record every path dp_models.digest hashes from now on."""
-    calls: list[Path] = []
-    original = digest.sha256_file
-
-    def counting(path: str | os.PathLike[str], progress: object = None) -> str:
-        calls.append(Path(path))
-        return original(path, progress)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(digest, "sha256_file", counting)
-    return calls
 
 
 def tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -484,24 +472,24 @@ def test_file_modified_while_hashed_raises(
     same_size: bool,
 ) -> None:
     age(weights)
-    original = digest.sha256_file
+    original = digest.sha256_fd
 
-    def modify_midway(path: str | os.PathLike[str], progress: object = None) -> str:
+    def modify_midway(fd: int, progress: object = None, **kwargs: object) -> str:
         seen = 0
 
         def advance(n: int) -> None:
             nonlocal seen
             if seen == 0:  # after the first chunk: another writer touches the file
-                with open(path, "r+b") as f:
+                with open(weights, "r+b") as f:
                     f.seek(0, os.SEEK_END if not same_size else os.SEEK_SET)
                     f.write(b"X")
             seen += n
             if progress is not None:
                 progress(n)  # type: ignore[operator]
 
-        return original(path, advance)
+        return original(fd, advance, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(digest, "sha256_file", modify_midway)
+    monkeypatch.setattr(digest, "sha256_fd", modify_midway)
     cache = DigestCache(cache_dir)
     with pytest.raises(
         FileChangedError, match=r"weights\.bin changed while it was being hashed"

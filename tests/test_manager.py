@@ -40,7 +40,12 @@ class EchoLoader:
         return False
 
     def load(self, ctx: LoadContext) -> Any:
-        return {"paths": dict(ctx.paths), "device": ctx.device, "precision": ctx.precision}
+        return {
+            "paths": dict(ctx.paths),
+            "content": {key: path.read_bytes() for key, path in ctx.paths.items()},
+            "device": ctx.device,
+            "precision": ctx.precision,
+        }
 
 
 register_loader(EchoLoader.name, EchoLoader, replace=True)
@@ -111,7 +116,9 @@ def test_get_resolves_and_verifies_with_requirements(
     assert handle.device == "cpu" and handle.precision == "fp32"
     assert [e["name"] for e in setup.models_used()] == ["tokenizer", "encoder"]
     loaded = handle.load()
-    assert loaded["paths"] == {"enc/w.pt": models_root / "enc/w.pt"}
+    # the loader is given a path to the verified, open file, named like the artifact
+    assert [(k, p.name) for k, p in loaded["paths"].items()] == [("enc/w.pt", "w.pt")]
+    assert loaded["content"] == {"enc/w.pt": b"encoder"}
 
 
 def test_get_fails_on_a_required_spec_problem(setup: ModelManager, models_root: Path) -> None:

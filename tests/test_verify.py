@@ -26,6 +26,7 @@ from dp_models.settings import resolve_models_root
 from dp_models.verify import ArtifactReport, Verifier
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
+from .hashing import count_hashing
 
 WEIGHTS = b"weights v1" * 100
 OTHER = b"weights v2" * 100  # same size as WEIGHTS
@@ -83,18 +84,6 @@ def forbid_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"{path} was hashed")
 
     monkeypatch.setattr(digest, "sha256_file", refuse)
-
-
-def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    calls: list[Path] = []
-    original = digest.sha256_file
-
-    def counting(path: str | os.PathLike[str], progress: object = None) -> str:
-        calls.append(Path(path))
-        return original(path, progress)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(digest, "sha256_file", counting)
-    return calls
 
 
 def single_report(verifier: Verifier, catalog: Catalog, name: str = "model") -> ArtifactReport:
@@ -513,15 +502,15 @@ def test_artifact_changed_while_verified(
 ) -> None:
     one_file_spec(write_spec)
     weights = make_file(root / "m/weights.pt", WEIGHTS)
-    original = digest.sha256_file
+    original = digest.sha256_fd
 
-    def swap_after(path: str | os.PathLike[str], progress: object = None) -> str:
-        result = original(path, progress)  # type: ignore[arg-type]
+    def swap_after(fd: int, progress: object = None, **kwargs: object) -> str:
+        result = original(fd, progress, **kwargs)  # type: ignore[arg-type]
         with open(weights, "ab") as f:
             f.write(b"appended by a copy still running")
         return result
 
-    monkeypatch.setattr(digest, "sha256_file", swap_after)
+    monkeypatch.setattr(digest, "sha256_fd", swap_after)
     catalog, verifier = load_verifier(catalog_dir, root)
     with pytest.raises(
         ArtifactChangedError, match=r"artifact .*m/weights\.pt changed while it was being verified"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog import Catalog
 from .digest import DigestCache, Hasher
 from .errors import (
+    ArtifactError,
     ConfigurationError,
     DeviceUnavailableError,
     DPModelsError,
@@ -39,6 +40,7 @@ from .errors import (
 )
 from .guard import network_guard
 from .loaders import LoadContext, Loader, get_loader
+from .loaders.base import FrameworkPaths
 from .offline import enforce_offline
 from .provenance import model_signature, stamp, weights_digest
 from .settings import (
@@ -182,7 +184,9 @@ class ModelManager:
 
     Every argument is optional and resolved as argument, then environment, then default:
     ``models_root`` ($DP_MODELS_ROOT, $MODELS_ROOT), ``catalog`` (a directory or a loaded
-    :class:`Catalog`; $DP_MODELS_CATALOG, else the packaged one), ``lock``, ``verify``
+    :class:`Catalog`; $DP_MODELS_CATALOG, else the packaged one), ``lock``, ``lock_key`` (the
+    public key the lock must be signed with, $DP_MODELS_LOCK_KEY: an unsigned or wrongly
+    signed lock raises :class:`~dp_models.errors.LockSignatureError`), ``verify``
     ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
     ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]) and ``device``
     ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
@@ -195,6 +199,7 @@ class ModelManager:
         catalog: Catalog | str | os.PathLike[str] | None = None,
         *,
         lock: str | os.PathLike[str] | None = None,
+        lock_key: str | os.PathLike[str] | None = None,
         verify: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         triton_endpoints: Mapping[str, str] | None = None,
@@ -206,7 +211,13 @@ class ModelManager:
                 f"device must be one of {', '.join(_DEVICES)} or cuda:N, got {device!r}"
             )
         self.root = resolve_models_root(models_root)
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog, lock=lock)
+        if isinstance(catalog, Catalog):
+            from .signing import check_catalog_lock
+
+            check_catalog_lock(catalog, lock_key)  # no key given nor set: nothing to check
+            self.catalog = catalog
+        else:
+            self.catalog = Catalog.load(catalog, lock=lock, lock_key=lock_key)
         self.verify_policy = resolve_verify_policy(verify)
         self.triton_endpoints = resolve_triton_endpoints(triton_endpoints)
         self.device = device
@@ -277,7 +288,12 @@ class ModelManager:
             )
         return None
 
-    def _resolve(self, spec: Spec, device: str | None, precision: str | None) -> ModelHandle:
+    def _resolve(
+        self, spec: Spec, device: str | None, precision: str | None, *, hash_now: bool = True
+    ) -> ModelHandle:
+        """The handle of ``spec``. ``hash_now=False`` checks everything but the digests of
+        its own artifacts (the pins stand in for them) for a load that hashes them as it
+        reads them."""
         requires = tuple(self._resolve(self.catalog[d], None, None) for d in spec.requires)
         precision = precision or spec.precision
         if precision not in _PRECISIONS:
@@ -297,8 +313,12 @@ class ModelManager:
         else:
             assert spec.loader is not None
             loader = get_loader(spec.loader, spec=spec.name)  # an unknown loader fails here
-            reports = self._verifier.verify(spec)
-            digests = tuple(_digest(r) for r in reports)
+            if hash_now:
+                reports = self._verifier.verify(spec)
+                digests = tuple(_digest(r) for r in reports)
+            else:
+                reports = self._verifier.inspect(spec)
+                digests = tuple(r.pin.sha256 for r in reports if r.pin is not None)
             paths = {r.artifact.path: r.path for r in reports}
             resolved_device = self._device(spec, device, loader)
             describe = getattr(loader, "describe", None)
@@ -385,7 +405,13 @@ class ModelManager:
     def load(self, name: str, *, device: str | None = None, precision: str | None = None) -> Any:
         """``get(name, ...)`` then its in-process object, loaded once per
         (name, device, precision) and cached."""
-        return self._load_handle(self.get(name, device=device, precision=precision))
+        if self.verify_policy != "always":
+            return self._load_handle(self.get(name, device=device, precision=precision))
+        # verify: always hashes each file while the load reads it (one pass), not in get()
+        handle = self._resolve(self.catalog[name], device, precision, hash_now=False)
+        model = self._load_handle(handle)
+        self._record(handle)
+        return model
 
     def _load_handle(self, handle: ModelHandle) -> Any:
         spec = handle.spec
@@ -423,20 +449,40 @@ class ModelManager:
         spec = handle.spec
         assert spec.loader is not None
         loader: Loader = get_loader(spec.loader, spec=spec.name)
-        # Verify again: a file swapped, truncated or removed since get() is caught here.
-        reports = self._verifier.verify(spec)
-        if tuple(_digest(r) for r in reports) != handle.artifact_digests:
-            raise LoaderError(
-                f"spec {spec.name!r}: its artifacts changed since it was resolved; get it again",
-                spec=spec.name,
-                loader=spec.loader,
+        # The loader reads the files opened and verified here, not their paths looked up
+        # again: a file swapped, truncated or removed since get() is caught, and one renamed
+        # over the path during the load is not what loads.
+        with self._verifier.open_for_load(spec) as opened:
+            directories = {
+                r.artifact.path: r.path for r in opened.reports if r.artifact.kind == "dir"
+            }
+            ctx = LoadContext(
+                spec,
+                FrameworkPaths(directories, opened.files),
+                handle.device,
+                handle.precision,
+                dict(spec.loader_args),
+                files=opened.files,
             )
-        ctx = LoadContext(
-            spec, dict(handle.paths), handle.device, handle.precision, dict(spec.loader_args)
-        )
+            model = self._run_loader(loader, ctx, handle)
+            if opened.digests() != handle.artifact_digests:
+                raise LoaderError(
+                    f"spec {spec.name!r}: its artifacts changed since it was resolved; get it "
+                    "again",
+                    spec=spec.name,
+                    loader=spec.loader,
+                )
+            opened.check_unchanged()
+        return model
+
+    def _run_loader(self, loader: Loader, ctx: LoadContext, handle: ModelHandle) -> Any:
+        spec = handle.spec
+        assert spec.loader is not None
         try:
             with network_guard([spec.name], allow=self.triton_endpoints.values()) as blocked:
                 model = loader.load(ctx)
+        except ArtifactError:
+            raise  # the verified file did not match or changed: already typed
         except DPModelsError as exc:
             if blocked and not isinstance(exc, NetworkBlockedError):
                 raise blocked[0] from exc  # the loader wrapped the guard's error: surface it

@@ -10,12 +10,19 @@ every file still in question is hashed once, in parallel, through the digest cac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
+import stat
+import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
+from ._io import describe_mode, open_regular
 from .catalog import Catalog, Pin
 from .digest import (
     FileChangedError,
@@ -24,6 +31,7 @@ from .digest import (
     OutsideRootError,
     directory_digest,
     directory_files,
+    stat_key,
 )
 from .errors import (
     ArtifactChangedError,
@@ -31,6 +39,7 @@ from .errors import (
     ArtifactMissingError,
     ArtifactUnreadableError,
     DigestMismatchError,
+    NotRegularFileError,
     SizeMismatchError,
     UnpinnedArtifactError,
     UnsafePathError,
@@ -38,7 +47,7 @@ from .errors import (
 from .paths import ensure_inside, resolve_artifact_path
 from .spec import Artifact, Spec
 
-__all__ = ["ArtifactReport", "Status", "Verifier"]
+__all__ = ["ArtifactReport", "LoadSet", "OpenedFile", "Status", "Verifier"]
 
 Status = Literal[
     "ok",
@@ -66,6 +75,7 @@ class ArtifactReport:
     cached: bool = False
     error: ArtifactError | None = None
     files: list[tuple[str, Path]] = field(default_factory=list, repr=False)
+    identities: list[tuple[int, int, int, int, int]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -95,16 +105,59 @@ class Verifier:
         """One report per artifact of ``specs``, in order. ``hash_unpinned`` also computes
         the digest of artifacts that have no pin (for writing the lock)."""
         reports = [self._inspect(spec, art) for spec in specs for art in spec.artifacts]
+        self._hash([r for r in reports if r.ok or (r.status == "unpinned" and hash_unpinned)])
+        return reports
+
+    def inspect(self, spec: Spec) -> list[ArtifactReport]:
+        """The cheap checks only (path, presence, kind, pin, size), or the first typed error:
+        for a load that hashes the files as it reads them (:meth:`open_for_load`)."""
+        reports = [self._inspect(spec, art) for art in spec.artifacts]
+        for r in reports:
+            if r.error is not None:
+                raise r.error
+        return reports
+
+    def open_for_load(self, spec: Spec) -> LoadSet:
+        """``spec``'s artifacts opened for a load, or the first artifact's typed error.
+
+        Each file artifact is opened once and the loader reads that descriptor
+        (:class:`OpenedFile`): with the ``cached`` policy it is verified here (a cache hit
+        is keyed by the descriptor's stat); with ``always`` it is hashed while the loader
+        reads it, before the loader gets a byte. Directory artifacts are hashed here."""
+        reports = self.inspect(spec)
+        self._hash([r for r in reports if r.artifact.kind == "dir"])
+        for r in reports:
+            if r.error is not None:
+                raise r.error
+        workdir = _Workdir()
+        files: dict[str, OpenedFile] = {}
+        load = LoadSet(reports, files)
+        load._workdirs.append(workdir)
+        try:
+            for r in reports:
+                if r.artifact.kind != "file":
+                    continue
+                try:
+                    fd = open_regular(r.path)
+                except (OSError, ValueError) as exc:
+                    raise self._hash_failure(r, exc)[1] from exc
+                files[r.artifact.path] = OpenedFile(r, fd, self.hasher, workdir)
+                if self.hasher.policy == "cached":
+                    files[r.artifact.path].verify()
+        except BaseException:
+            load.close()
+            raise
+        return load
+
+    def _hash(self, reports: Sequence[ArtifactReport]) -> None:
+        """Hash the files of ``reports`` (in parallel, each once) and conclude each."""
         to_hash: dict[str, Path] = {}
         for r in reports:
-            if r.status == "ok" or (r.status == "unpinned" and hash_unpinned):
-                for _, p in r.files:
-                    to_hash.setdefault(str(p), p)
+            for _, p in r.files:
+                to_hash.setdefault(str(p), p)
         digests = dict(zip(to_hash, self.hasher.files(list(to_hash.values())), strict=True))
         for r in reports:
-            if r.status == "ok" or (r.status == "unpinned" and hash_unpinned):
-                self._conclude(r, digests)
-        return reports
+            self._conclude(r, digests)
 
     # -- phase 1: cheap checks -----------------------------------------------------------
 
@@ -115,6 +168,11 @@ class Verifier:
             report.files, report.size = self._files(spec, art, report.path)
         except ArtifactError as exc:
             report.fail("unsafe_path" if isinstance(exc, UnsafePathError) else "missing", exc)
+            return report
+        except NotRegularFileError as exc:
+            report.fail(
+                "unreadable", ArtifactUnreadableError(str(exc), spec=spec.name, path=report.path)
+            )
             return report
         except OSError as exc:
             report.fail(
@@ -175,6 +233,14 @@ class Verifier:
                 spec=spec.name,
                 path=path,
             )
+        if not is_dir and not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(
+                f"spec {spec.name!r}: artifact {art.path!r} at {path} is "
+                f"{describe_mode(st.st_mode)}, not a regular file; it was not opened (a FIFO "
+                "would block, a device never ends). Replace it with the file the spec describes.",
+                path=path,
+                kind=describe_mode(st.st_mode),
+            )
         if not is_dir:
             return [(art.path, path)], st.st_size
         try:
@@ -203,6 +269,7 @@ class Verifier:
                 return
         done = [(rel, res) for rel, res in results if isinstance(res, FileDigest)]
         r.cached = bool(done) and all(d.cached for _, d in done)
+        r.identities = [d.identity for _, d in done]
         if r.artifact.kind == "file":
             r.sha256 = done[0][1].sha256
         else:
@@ -255,3 +322,220 @@ def _reprovision(art: Artifact) -> str:
         f"re-provision it{where}. If the new file is intended, update the pin (the spec's "
         "sha256, or `dp-models lock --root ROOT` for a lock pin)."
     )
+
+
+# -- what a load reads -------------------------------------------------------------------
+
+
+class OpenedFile:
+    """One file artifact held open for a load: the loader reads *this* file, the one that
+    was verified, never a second lookup of its path.
+
+    The descriptor is opened once (regular files only). Its digest comes from the digest
+    cache when the policy allows and the cache entry matches the descriptor's stat, or from
+    hashing the descriptor: with :meth:`read_bytes` / :meth:`open` the bytes read for the
+    hash are the bytes handed to the loader (one pass); with :meth:`framework_path` the
+    file is hashed first, then the framework opens ``/proc/self/fd/N`` (on Linux), which
+    is the same open file whatever was renamed onto the path since. Nothing is handed out
+    before it matched its pin. :meth:`check_unchanged` (after the load) catches writes in
+    place through the stat; writes through a shared memory map change no stat field and
+    are the documented limit (docs/security.md).
+    """
+
+    def __init__(self, report: ArtifactReport, fd: int, hasher: Hasher, workdir: _Workdir):
+        self.report = report
+        self._fd = fd
+        self._identity = stat_key(os.fstat(fd))
+        self._hasher = hasher
+        self._workdir = workdir
+        self._sha256: str | None = None
+        self._data: bytes | None = None
+        self._alias: Path | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self.report.path
+
+    @property
+    def sha256(self) -> str | None:
+        """The verified digest, or None while the file has not been verified yet."""
+        return self._sha256
+
+    def verify(self, *, keep: bool = False) -> str:
+        """Establish the digest (from the cache, or by hashing the descriptor) and check it
+        against the pin; with ``keep``, a file that has to be hashed keeps its bytes for
+        :meth:`read_bytes`."""
+        with self._lock:
+            if self._sha256 is not None:
+                return self._sha256
+            chunks: list[bytes] | None = [] if keep else None
+            try:
+                found = self._hasher.file_fd(self.path, self._fd, keep=chunks)
+            except (OSError, ValueError) as exc:
+                raise self._failure(exc) from exc
+            if found.identity != self._identity:
+                raise self._changed("while it was open for the load")
+            pin = self.report.pin
+            if pin is None or found.sha256 != pin.sha256:
+                self.report.sha256 = found.sha256
+                expected = pin.sha256 if pin is not None else "(no pin)"
+                raise DigestMismatchError(
+                    f"spec {self.report.spec!r}: artifact {self.path} has sha256 "
+                    f"{found.sha256}, expected {expected} (pinned in the "
+                    f"{pin.source if pin else 'nowhere'}). It is not the pinned artifact: "
+                    f"{_reprovision(self.report.artifact)}",
+                    spec=self.report.spec,
+                    path=self.path,
+                    expected=expected,
+                    actual=found.sha256,
+                )
+            if chunks:
+                self._data = b"".join(chunks)
+            self._sha256 = found.sha256
+            return found.sha256
+
+    def read_bytes(self) -> bytes:
+        """The verified bytes of the file (read once, hashed while read when needed)."""
+        self.verify(keep=True)
+        with self._lock:
+            if self._data is None:
+                size = os.fstat(self._fd).st_size
+                chunks = []
+                offset = 0
+                while offset < size and (chunk := os.pread(self._fd, size - offset, offset)):
+                    chunks.append(chunk)
+                    offset += len(chunk)
+                self._data = b"".join(chunks)
+            return self._data
+
+    def open(self) -> BinaryIO:
+        """A binary file object over the verified file, positioned at 0."""
+        return io.BytesIO(self.read_bytes())
+
+    def framework_path(self) -> Path:
+        """A path for frameworks that only open paths: verified first, then a link in a
+        private directory, named like the artifact, to ``/proc/self/fd/N`` (the open,
+        verified file). Where ``/proc`` has no such links, the artifact's own path (the
+        window until :meth:`check_unchanged` is documented)."""
+        self.verify()
+        with self._lock:
+            if self._alias is None:
+                target = Path(f"/proc/self/fd/{self._fd}")
+                if not _PROC_FD:
+                    self._alias = self.path
+                else:
+                    self._alias = self._workdir.link(self.path.name, target)
+            return self._alias
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`ArtifactChangedError` when the file was written since it was opened."""
+        if stat_key(os.fstat(self._fd)) != self._identity:
+            raise self._changed("during the load")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._data = None
+
+    def _changed(self, when: str) -> ArtifactChangedError:
+        return ArtifactChangedError(
+            f"spec {self.report.spec!r}: artifact {self.path} was written {when}; the model "
+            "built from it is discarded. Wait for whatever writes it to finish, then load again.",
+            spec=self.report.spec,
+            path=self.path,
+        )
+
+    def _failure(self, exc: BaseException) -> ArtifactError:
+        if isinstance(exc, FileChangedError):
+            return self._changed("while it was being verified")
+        return ArtifactUnreadableError(
+            f"spec {self.report.spec!r}: artifact {self.path} cannot be read ({exc}).",
+            spec=self.report.spec,
+            path=self.path,
+        )
+
+
+_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
+class _Workdir:
+    """A private temporary directory for one load's path links, made on first use."""
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+
+    def link(self, name: str, target: Path) -> Path:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="dp_models-load-")
+        sub = Path(tempfile.mkdtemp(dir=self._dir))  # one per file: names may repeat
+        alias = sub / name
+        os.symlink(target, alias)
+        return alias
+
+    def remove(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+class LoadSet:
+    """A spec's artifacts opened for one load (:meth:`Verifier.open_for_load`).
+
+    File artifacts are :class:`OpenedFile` (verified before the loader sees them, lazily
+    when the policy is ``always`` so that reading and hashing are one pass); directory
+    artifacts are verified up front and checked again, file by file, after the load.
+    """
+
+    def __init__(self, reports: list[ArtifactReport], files: dict[str, OpenedFile]):
+        self.reports = reports
+        self.files = files
+        self._workdirs: list[_Workdir] = []
+
+    def digests(self) -> tuple[str, ...]:
+        """Every artifact's verified digest, in spec order (verifies what the load did
+        not touch)."""
+        out = []
+        for r in self.reports:
+            opened = self.files.get(r.artifact.path)
+            out.append(opened.verify() if opened is not None else _sha(r))
+        return tuple(out)
+
+    def check_unchanged(self) -> None:
+        """After the load: no file was written and no directory entry replaced."""
+        for r in self.reports:
+            opened = self.files.get(r.artifact.path)
+            if opened is not None:
+                opened.check_unchanged()
+                continue
+            now = []
+            try:
+                listed = directory_files(r.path)
+                now = [stat_key(os.stat(p)) for _, p in listed]
+            except OSError:
+                listed = []
+            if [rel for rel, _ in listed] != [rel for rel, _ in r.files] or now != r.identities:
+                raise ArtifactChangedError(
+                    f"spec {r.spec!r}: directory artifact {r.path} changed during the load; "
+                    "the model built from it is discarded. Wait for whatever writes it to "
+                    "finish, then load again.",
+                    spec=r.spec,
+                    path=r.path,
+                )
+
+    def close(self) -> None:
+        for opened in self.files.values():
+            opened.close()
+        for w in self._workdirs:
+            w.remove()
+
+    def __enter__(self) -> LoadSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sha(report: ArtifactReport) -> str:
+    assert report.sha256 is not None
+    return report.sha256

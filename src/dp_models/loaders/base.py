@@ -3,35 +3,62 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from .._io import open_regular
 from ..errors import LoaderArgsError, MissingExtraError
 from ..spec import Spec
 
-__all__ = ["LoadContext", "Loader", "require", "write_placeholder"]
+__all__ = [
+    "FrameworkPaths",
+    "LoadContext",
+    "Loader",
+    "VerifiedFile",
+    "require",
+    "write_placeholder",
+]
+
+
+class VerifiedFile(Protocol):
+    """A file artifact as a load sees it (:class:`dp_models.verify.OpenedFile`): the open,
+    verified file, whatever happened to its path since."""
+
+    def read_bytes(self) -> bytes: ...
+
+    def open(self) -> BinaryIO: ...
+
+    def framework_path(self) -> Path: ...
 
 
 @dataclass(frozen=True)
 class LoadContext:
     """Everything a loader may use: the spec, its verified artifacts, the resolved device and
-    precision. Loaders read files only through ``paths``: each is inside MODELS_ROOT and was
-    verified just before the load."""
+    precision.
+
+    Loaders read files through the context only: :meth:`read_bytes` and :meth:`open` hand
+    over the bytes of the file that was verified (read once, hashed while read when the
+    policy is ``verify: always``); :meth:`artifact` and ``paths`` give a path, for
+    frameworks that only take paths, that leads to that same open file (a link to
+    ``/proc/self/fd/N`` named like the artifact), or, for a directory artifact, the
+    directory itself, checked again file by file after the load.
+    """
 
     spec: Spec
-    paths: Mapping[str, Path]  # artifact path as the spec writes it -> file on disk
+    paths: Mapping[str, Path]  # artifact path as the spec writes it -> path to give a framework
     device: str  # "cpu" or "cuda" / "cuda:N"
     precision: str  # "fp32", "fp16", "bf16" or "int8"
     loader_args: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, VerifiedFile] = field(default_factory=dict)  # file artifacts, opened
 
-    def artifact(self, *formats: str) -> Path:
-        """The path of the spec's first artifact, or of the first one of ``formats``."""
+    def _find(self, formats: tuple[str, ...]) -> str:
         for art in self.spec.artifacts:
             if not formats or art.format in formats:
-                return self.paths[art.path]
+                return art.path
         want = " or ".join(formats) or "any"
         raise LoaderArgsError(
             f"spec {self.spec.name!r} has no artifact of format {want}; its loader "
@@ -39,6 +66,30 @@ class LoadContext:
             spec=self.spec.name,
             loader=self.spec.loader or "?",
         )
+
+    def artifact(self, *formats: str) -> Path:
+        """The path of the spec's first artifact, or of the first one of ``formats``."""
+        key = self._find(formats)
+        opened = self.files.get(key)
+        return opened.framework_path() if opened is not None else self.paths[key]
+
+    def read_bytes(self, *formats: str) -> bytes:
+        """The verified bytes of the first artifact (of ``formats``), a file."""
+        key = self._find(formats)
+        opened = self.files.get(key)
+        if opened is not None:
+            return opened.read_bytes()
+        fd = open_regular(self.paths[key])
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    def open(self, *formats: str) -> BinaryIO:
+        """A binary file object over the verified first artifact (of ``formats``)."""
+        key = self._find(formats)
+        opened = self.files.get(key)
+        if opened is not None:
+            return opened.open()
+        return os.fdopen(open_regular(self.paths[key]), "rb")
 
     def args(self, allowed: Mapping[str, Any]) -> dict[str, Any]:
         """``loader_args`` checked against ``allowed`` (name -> default), defaults filled in.
@@ -53,6 +104,26 @@ class LoadContext:
                 loader=self.spec.loader or "?",
             )
         return {**allowed, **self.loader_args}
+
+
+class FrameworkPaths(Mapping[str, Path]):
+    """``LoadContext.paths`` for a load: a file artifact's entry is its verified file's
+    :meth:`~VerifiedFile.framework_path` (verified when first asked for), a directory's is
+    the directory."""
+
+    def __init__(self, directories: Mapping[str, Path], files: Mapping[str, VerifiedFile]):
+        self._directories = directories
+        self._files = files
+
+    def __getitem__(self, key: str) -> Path:
+        opened = self._files.get(key)
+        return opened.framework_path() if opened is not None else self._directories[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._directories, *self._files])
+
+    def __len__(self) -> int:
+        return len(self._directories) + len(self._files)
 
 
 @runtime_checkable
