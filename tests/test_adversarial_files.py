@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from dp_models import Catalog, CatalogError
 from dp_models._yaml import MAX_NESTING, YamlRejectedError, load_spec_yaml
+from dp_models.cli import main
 from dp_models.digest import DigestCache, FileDigest, Hasher
 from dp_models.errors import LockError
 from dp_models.lock import Lock
@@ -308,6 +309,38 @@ def test_odd_lock_file_in_the_cache_is_not_used(tmp_path: Path, weights: Path, k
     assert result.sha256 == sha256(weights.read_bytes())
     assert not victim.exists()
     assert Hasher(DigestCache(tmp_path / "cache")).file(weights).cached is True
+
+
+# -- dp-models digest ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "described"),
+    [("fifo", "a FIFO (named pipe)"), ("socket", "a socket"), ("device", "a character device")],
+)
+def test_digest_command_says_what_an_odd_file_is(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    sockets: Callable[[Path], None],
+    kind: str,
+    described: str,
+) -> None:
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        sockets(path)
+    else:
+        path.symlink_to("/dev/null")
+    code = bounded(lambda: main(["digest", str(path)]), unblock=release(path))
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err == f"dp-models: error: {path} is {described}, not a regular file\n"
+    code = bounded(lambda: main(["digest", "--json", str(path)]), unblock=release(path))
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert code == 1
+    assert error["type"] == "NotRegularFileError"
+    assert (error["path"], error["kind"]) == (str(path), described)
 
 
 # -- property tests -----------------------------------------------------------------------

@@ -3,13 +3,17 @@ console script."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,3 +324,192 @@ def test_digest_of_a_directory_with_a_non_utf8_name(
     assert code == 0
     expected = sha256(f"{sha256(b'x')}  ".encode() + b"caf\xe9.txt\n")
     assert json.loads(out)[0]["sha256"] == expected
+
+
+# -- fatal errors with --json, Ctrl-C --------------------------------------------------------
+
+
+def main_or_fail(argv: list[str]) -> int:
+    """``main(argv)``, failing the test (not ending the session) if Ctrl-C escapes it."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped main (a traceback for the user)")
+
+
+@pytest.mark.adversarial
+def test_json_error_object_for_a_fatal_error(
+    capsys: pytest.CaptureFixture[str], catalog_dir: Path, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    write_spec("x", "name: x\nbogus: 1\n")
+    code, out, err = run(capsys, "list", "--json", "--catalog", str(catalog_dir))
+    assert code == 1 and err == ""
+    data = json.loads(out)
+    assert data["ok"] is False
+    error = data["error"]
+    assert error["type"] == "CatalogError"
+    assert "visual/x.yaml: bogus: unknown key 'bogus'" in error["message"]
+    assert error["catalog"] == str(catalog_dir)
+    assert {
+        "file": "visual/x.yaml",
+        "field": "bogus",
+        "message": "unknown key 'bogus' (see docs/spec.md)",
+    } in error["problems"]
+
+    code, out, err = run(capsys, "digest", "--json", str(tmp_path / "missing"))
+    assert code == 1 and err == ""
+    error = json.loads(out)["error"]
+    assert error == {
+        "type": "FileNotFoundError",
+        "message": f"{tmp_path / 'missing'}: no such file or directory",
+        "errno": "ENOENT",
+        "filename": str(tmp_path / "missing"),
+    }
+
+    code, out, err = run(capsys, "list", "--catalog", str(catalog_dir))  # without --json
+    assert code == 1 and out == ""
+    assert err.startswith("dp-models: error: catalog ") and "unknown key 'bogus'" in err
+
+
+@pytest.mark.adversarial
+def test_json_error_object_for_an_unknown_spec(
+    capsys: pytest.CaptureFixture[str], small: tuple[Path, Path]
+) -> None:
+    code, out, _ = run(capsys, "show", "goood", "--json", "--catalog", str(small[0]))
+    assert code == 1
+    error = json.loads(out)["error"]
+    assert error["type"] == "SpecNotFoundError"
+    assert error["name"] == "goood" and error["suggestions"] == ["good"]
+    assert "did you mean 'good'" in error["message"]
+
+
+@pytest.mark.adversarial
+def test_unreadable_file_is_a_message_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # tests run as root, which reads any file: refuse this one at open() instead
+    secret = make_file(tmp_path / "secret.bin", b"s")
+    real_open = os.open
+
+    def refusing_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == str(secret):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    code, out, err = run(capsys, "digest", str(secret))
+    assert (code, out) == (1, "")
+    assert err == f"dp-models: error: {secret}: Permission denied\n"
+    code, out, err = run(capsys, "digest", "--json", str(secret))
+    assert code == 1
+    assert json.loads(out)["error"] == {
+        "type": "PermissionError",
+        "message": f"{secret}: Permission denied",
+        "errno": "EACCES",
+        "filename": str(secret),
+    }
+
+
+def _unpinned(catalog_dir: Path, models_root: Path, write_spec: SpecWriter) -> tuple[str, ...]:
+    write_spec("m", inprocess_spec("m", "- {path: m.pt, format: pt}"))
+    make_file(models_root / "m.pt", b"m")
+    return ("--catalog", str(catalog_dir), "--root", str(models_root))
+
+
+@pytest.mark.adversarial
+def test_ctrl_c_while_the_lock_is_written_leaves_it_as_it_was(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    catalog_dir: Path,
+    models_root: Path,
+    write_spec: SpecWriter,
+) -> None:
+    args = _unpinned(catalog_dir, models_root, write_spec)
+    assert run(capsys, "lock", *args)[0] == 0
+    lock = catalog_dir / "catalog.lock.json"
+    before = lock.read_bytes()
+    write_spec("n", inprocess_spec("n", "- {path: n.pt, format: pt}"))
+    make_file(models_root / "n.pt", b"n")
+
+    def interrupt(fd: int) -> None:  # the new lock is written, not yet in place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    code = main_or_fail(["lock", *args])
+    _, err = capsys.readouterr()
+    assert code == 130
+    assert err == "dp-models: interrupted\n"
+    assert lock.read_bytes() == before
+    assert sorted(p.name for p in catalog_dir.iterdir()) == ["catalog.lock.json", "visual"]
+
+
+@pytest.mark.adversarial
+def test_ctrl_c_while_the_cache_is_written_leaves_it_intact(
+    no_racy_window: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    first = make_file(tmp_path / "first.bin", b"first")
+    second = make_file(tmp_path / "second.bin", b"second")
+    assert run(capsys, "digest", "--cache-dir", str(cache), str(first))[0] == 0
+    entries = {p: p.read_bytes() for p in cache.rglob("*.json")}
+    assert len(entries) == 1
+    real_replace = os.replace
+
+    def interrupt(src: Any, dst: Any) -> None:  # the entry is written, not yet in place
+        if Path(dst).is_relative_to(cache):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupt)
+    code = main_or_fail(["digest", "--cache-dir", str(cache), str(second)])
+    _, err = capsys.readouterr()
+    assert (code, err) == (130, "dp-models: interrupted\n")
+    assert {p: p.read_bytes() for p in cache.rglob("*.json")} == entries
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.adversarial
+def test_sigint_mid_hash_exits_130_with_one_line(tmp_path: Path) -> None:
+    """A real SIGINT to a real process, delivered while it hashes (the progress hook waits
+    for it): exit 130, one line, no traceback, nothing left in the cache."""
+    big = make_file(tmp_path / "big.bin", b"\0" * (3 << 20))
+    cache = tmp_path / "cache"
+    started = tmp_path / "started"
+    script = f"""
+import sys, time
+from pathlib import Path
+from dp_models._progress import TerminalProgress
+from dp_models.cli import main
+
+def advance(self, nbytes):
+    Path({str(started)!r}).touch()
+    time.sleep(60)
+
+TerminalProgress.advance = advance
+sys.exit(main(["digest", "--cache-dir", {str(cache)!r}, {str(big)!r}]))
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), "the process never started hashing"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err == "dp-models: interrupted\n"
+    assert out == ""
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
+    assert not list(cache.rglob("*.json"))

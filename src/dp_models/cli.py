@@ -8,9 +8,12 @@ command, 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
 import os
 import platform
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -43,24 +46,83 @@ _DISTRIBUTIONS = (
     "huggingface-hub",
     "laion-clap",
     "spacy",
+    "model-signing",
 )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Run the command line; returns the exit status.
+
+    A dp_models error or an OSError that stops a command is one line on stderr (exit 1),
+    or with ``--json`` a JSON error object on stdout (exit 1); Ctrl-C is one line
+    ("interrupted") and exit 130, never a traceback. Files are written atomically, so an
+    interrupted command leaves the lock and the digest cache as they were."""
+    as_json = False
     try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        as_json = bool(getattr(args, "json", False))
         status: int = args.func(args, sys.stdout)
         return status
-    except DPModelsError as exc:
-        print(f"dp-models: error: {exc}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # `dp-models list | head`
         return 0
+    except KeyboardInterrupt:
+        print("dp-models: interrupted", file=sys.stderr)
+        return 130
+    except (DPModelsError, OSError) as exc:
+        if as_json:
+            _dump({"ok": False, "error": _error_json(exc)}, sys.stdout)
+        else:
+            print(f"dp-models: error: {_error_message(exc)}", file=sys.stderr)
+        return 1
+
+
+def _error_message(exc: BaseException) -> str:
+    """The one line for an error: a bare OSError as ``FILE: reason``, not ``[Errno 2] ...``."""
+    if isinstance(exc, OSError) and not isinstance(exc, DPModelsError):
+        if exc.filename is not None and exc.strerror:
+            return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
+    return str(exc)
+
+
+def _error_json(exc: BaseException) -> dict[str, Any]:
+    """``{"type", "message"}`` and the error's own fields (``.path``, ``.spec``,
+    ``.problems``...) where they are plain data; for an OSError its errno name and file."""
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": _error_message(exc)}
+    for name, value in vars(exc).items():
+        if not name.startswith("_") and name not in error:
+            plain = _plain(value)
+            if plain is not _NOT_PLAIN:
+                error[name] = plain
+    if isinstance(exc, OSError):
+        if exc.errno is not None:
+            error.setdefault("errno", errno.errorcode.get(exc.errno, exc.errno))
+        if exc.filename is not None:
+            error.setdefault("filename", os.fsdecode(exc.filename))
+    return error
+
+
+_NOT_PLAIN = object()
+
+
+def _plain(value: object, depth: int = 0) -> Any:
+    """``value`` as JSON data (paths as strings, dataclasses as objects), else _NOT_PLAIN."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    if depth < 3 and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if depth < 3 and isinstance(value, (list, tuple)):
+        items = [_plain(v, depth + 1) for v in value]
+        return _NOT_PLAIN if any(i is _NOT_PLAIN for i in items) else items
+    if depth < 3 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        fields = {k: _plain(v, depth + 1) for k, v in value.items()}
+        return _NOT_PLAIN if any(f is _NOT_PLAIN for f in fields.values()) else fields
+    return _NOT_PLAIN
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,10 +209,16 @@ def _parser() -> argparse.ArgumentParser:
         "pin unpinned artifacts from a provisioned root into the lock",
         [common, rooted],
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--check",
         action="store_true",
         help="write nothing; fail when catalog, lock and root disagree",
+    )
+    mode.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="then sign the lock with this EC private key (PEM), writing LOCK.sig beside it",
     )
     p = add(
         "digest", _digest, "print the sha256 (directory digest for a directory) of paths", [rooted]
@@ -164,6 +232,19 @@ def _parser() -> argparse.ArgumentParser:
         [common],
     )
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p = add(
+        "verify-lock",
+        _verify_lock,
+        "verify the lock's signature (OMS, a local key pair) offline",
+        [common],
+    )
+    p.add_argument(
+        "--key",
+        metavar="PUB",
+        help="EC public key (PEM) the lock must be signed with (default: $DP_MODELS_LOCK_KEY)",
+    )
+    p.add_argument("--signature", metavar="SIG", help="signature file (default: LOCK.sig)")
     p.add_argument("--json", action="store_true")
     p = add("env", _env, "versions, environment flags and resolved settings", [common, rooted])
     p.add_argument("--json", action="store_true")
@@ -406,14 +487,16 @@ def _triton_endpoints(values: list[str] | None) -> dict[str, str]:
         # "http://u:a=b@host" are URLs (their credentials never become a name to show)
         if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name.lower()):
             name, url = "default", value
-        parse_endpoint(url, source=f"--triton-url (endpoint {name.lower()!r})")
+        parse_endpoint(url, source="--triton-url")
         endpoints[name.lower()] = url
     return resolve_triton_endpoints(endpoints)
 
 
 def _lock(args: argparse.Namespace, out: TextIO) -> int:
     from .pinning import check_lock, write_lock
+    from .signing import sign_lock, signature_matches, signature_path, signing_key_id
 
+    key_id = signing_key_id(args.sign) if args.sign else ""  # before the lock is written
     catalog = _catalog(args, check_lock=args.check)
     verifier = _verifier(args, catalog)
     try:
@@ -445,6 +528,45 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
     ):
         for item in items:
             out.write(f"  {label}: {item}\n")
+    if args.sign:
+        signature = sign_lock(plan.lock.path, args.sign)
+        out.write(f"signed {plan.lock.path}: {signature} (key sha256 {key_id[:16]}...)\n")
+    elif signature_matches(plan.lock.path) is False:
+        out.write(
+            f"note: {signature_path(plan.lock.path)} was made for another version of the lock; "
+            "sign it again with `dp-models lock --sign PRIVATE_KEY`\n"
+        )
+    return 0
+
+
+def _verify_lock(args: argparse.Namespace, out: TextIO) -> int:
+    """Verify the lock's signature; exit 1 (with the reason) when it does not verify."""
+    from .settings import resolve_catalog_dir, resolve_lock_key, resolve_lock_path
+    from .signing import signature_path, verify_lock
+
+    lock = resolve_lock_path(resolve_catalog_dir(args.catalog), args.lock)
+    key = resolve_lock_key(args.key)
+    if key is None:
+        raise ConfigurationError(
+            "verify-lock needs the public key the lock must be signed with: "
+            "pass --key PUB, or set DP_MODELS_LOCK_KEY"
+        )
+    signature = Path(args.signature) if args.signature else signature_path(lock)
+    facts: dict[str, Any] = {"lock": str(lock), "signature": str(signature), "key": str(key)}
+    try:
+        verified = verify_lock(lock, key, signature)
+    except DPModelsError as exc:
+        if not args.json:
+            raise
+        reason = getattr(exc, "reason", None)
+        _dump({"ok": False, **facts, "reason": reason, "error": str(exc)}, out)
+        return 1
+    facts.update(key_sha256=verified.key_id, lock_sha256=verified.sha256)
+    if args.json:
+        _dump({"ok": True, **facts}, out)
+        return 0
+    _table([[k, str(v)] for k, v in facts.items()], out)
+    out.write("verified: signed with this key, and unchanged since it was signed\n")
     return 0
 
 
@@ -456,7 +578,11 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
     try:
         for raw in args.paths:
             path = Path(raw)
-            if path.is_dir():
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, "no such file or directory", raw) from None
+            if stat.S_ISDIR(mode):
                 files = directory_files(path)
                 digests = hasher.files([p for _, p in files])
                 pairs = []
@@ -473,12 +599,9 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
                         "files": len(files),
                     }
                 )
-            elif path.is_file():
+            else:  # a FIFO, socket or device: NotRegularFileError says which, before reading
                 d = hasher.file(path)
                 results.append({"path": raw, "kind": "file", "sha256": d.sha256, "size": d.size})
-            else:
-                print(f"dp-models: error: {raw}: no such file or directory", file=sys.stderr)
-                return 1
     finally:
         if hasher.progress is not None:
             hasher.progress.close()
@@ -493,39 +616,50 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
-    from .provenance import check_stamps, read_stamps
+    """Recompute every checked field of the stamps; print every difference with its fix."""
+    from .provenance import _show, check_stamps, read_stamps
 
     catalog = _catalog(args)
-    stamps = read_stamps(args.file)
-    checks = check_stamps(stamps, catalog)
-    ok = all(c.ok for c in checks)
+    report = check_stamps(read_stamps(args.file), catalog)
+    status = 0 if report.ok else 1
     if args.json:
-        _dump(
-            {
-                "file": args.file,
-                "ok": ok,
-                "model_signature": stamps["model_signature"],
-                "models": [
-                    {"name": c.name, "status": c.status, "changes": c.changes} for c in checks
-                ],
-            },
-            out,
-        )
-        return 0 if ok else 1
+        _dump({"file": args.file, **report.as_dict()}, out)
+        return status
     out.write(
-        f"{args.file}: {_n(len(checks), 'model')}, signature "
-        f"{str(stamps['model_signature'])[:16]}...\n"
+        f"{args.file}: {_n(len(report), 'model')}, signature {report.model_signature[:16]}...\n"
     )
-    for c in checks:
-        out.write(f"  {c.name:<32} {c.status}\n")
-        for change in c.changes:
-            out.write(f"      {change}\n")
-    changed = [c.name for c in checks if not c.ok]
-    if changed:
-        out.write(f"changed since the artifact was written: {', '.join(changed)}\n")
-    else:
-        out.write("every model is as the catalog and lock describe it today\n")
-    return 0 if ok else 1
+
+    def differences(found: list[Any]) -> None:
+        fixes = list(dict.fromkeys(d.fix for d in found))
+        for d in found:
+            out.write(f"      {d.message}\n")
+        for fix in fixes:
+            out.write(f"      fix: {fix}\n")
+
+    for c in report:
+        line = f"  {_show(c.name):<32} {c.status}"
+        out.write(f"{line}  ({c.note})\n" if c.note and c.status != "unchanged" else f"{line}\n")
+        differences(c.differences)
+        if c.info:
+            shown = ", ".join(f"{_show(k)}={_show(v)}" for k, v in c.info.items())
+            out.write(f"      informational (not checked): {shown}\n")
+    if report.differences:
+        out.write("  the combined stamps (model_signature, weights_digest)\n")
+        differences(report.differences)
+    if report.ok:
+        out.write(
+            "every model is as the catalog and lock describe it today\n"
+            if len(report)
+            else "no model: models_used is empty and the stamps are those of no model\n"
+        )
+        return status
+    where = [_show(c.name) for c in report if not c.ok]
+    where += ["the combined stamps"] if report.differences else []
+    out.write(
+        f"{_n(len(report.all_differences), 'difference')} ({', '.join(where)}): the stamps "
+        "are not what the catalog and lock give today\n"
+    )
+    return status
 
 
 def _env(args: argparse.Namespace, out: TextIO) -> int:
@@ -534,6 +668,7 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
         ENV_VARS,
         resolve_cache_dir,
         resolve_catalog_dir,
+        resolve_lock_key,
         resolve_lock_path,
         resolve_models_root,
         resolve_verify_policy,
@@ -560,6 +695,7 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     settings = {
         "catalog": str(catalog_dir),
         "lock": str(resolve_lock_path(catalog_dir, args.lock)),
+        "lock_key": str(resolve_lock_key() or "(none: the lock's signature is not checked)"),
         "models_root": root,
         "cache_dir": "(disabled)" if args.no_cache else str(resolve_cache_dir(args.cache_dir)),
         "verify": resolve_verify_policy(args.verify),
