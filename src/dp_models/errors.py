@@ -6,6 +6,7 @@
     ├── ConfigurationError (ValueError)      a setting (argument or variable) with a bad value
     ├── CatalogError (ValueError)            a catalog that does not validate; .problems lists all
     ├── LockError (ValueError)               a lock file that is malformed or disagrees
+    │   └── LockSignatureError               a lock not signed by the key it must be; .reason
     ├── SpecNotFoundError (KeyError)         an unknown spec name; .suggestions
     ├── ModelsRootError (FileNotFoundError)  MODELS_ROOT unset, missing or not a directory
     ├── MissingExtraError (ImportError)      a framework not installed; .extra names the fix
@@ -63,6 +64,7 @@ __all__ = [
     "LoaderError",
     "LoaderNotFoundError",
     "LockError",
+    "LockSignatureError",
     "MissingExtraError",
     "ModelsRootError",
     "NetworkBlockedError",
@@ -125,6 +127,38 @@ class LockError(DPModelsError, ValueError):
     def __init__(self, message: str, *, path: Path | None = None) -> None:
         self.path = path
         super().__init__(message)
+
+
+class LockSignatureError(LockError):
+    """A lock that does not carry a valid signature by the expected key, or a key that cannot
+    be used; refused before anything in the lock is trusted. ``.path`` (the lock),
+    ``.signature``, ``.key`` (the key file) and ``.reason``, one of:
+
+    ``"key"``: the key file is missing, unreadable, or not an EC P-256/384/521 key in PEM;
+    ``"no-lock"``: there is no lock to verify; ``"unsigned"``: no signature beside the lock;
+    ``"malformed"``: the signature is not an OMS signature dp_models can read;
+    ``"wrong-key"``: it was made with another key; ``"invalid"``: it does not verify (altered);
+    ``"modified"``: the lock changed after it was signed.
+    """
+
+    REASONS = ("key", "no-lock", "unsigned", "malformed", "wrong-key", "invalid", "modified")
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        path: Path | None,
+        signature: Path | None = None,
+        key: Path | None = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.reason = reason
+        self.signature = signature
+        self.key = key
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class SpecNotFoundError(DPModelsError, KeyError):

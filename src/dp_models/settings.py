@@ -18,6 +18,7 @@ __all__ = [
     "ENV_CACHE_DIR",
     "ENV_CATALOG",
     "ENV_LOCK",
+    "ENV_LOCK_KEY",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
     "ENV_TRITON_URL",
@@ -29,6 +30,7 @@ __all__ = [
     "packaged_catalog_dir",
     "resolve_cache_dir",
     "resolve_catalog_dir",
+    "resolve_lock_key",
     "resolve_lock_path",
     "resolve_models_root",
     "resolve_triton_endpoints",
@@ -40,6 +42,8 @@ ENV_ROOT = "DP_MODELS_ROOT"
 ENV_ROOT_ALIAS = "MODELS_ROOT"
 ENV_CATALOG = "DP_MODELS_CATALOG"
 ENV_LOCK = "DP_MODELS_LOCK"
+#: Public key (PEM) the lock must be signed with; unset: the lock's signature is not checked.
+ENV_LOCK_KEY = "DP_MODELS_LOCK_KEY"
 ENV_CACHE_DIR = "DP_MODELS_CACHE_DIR"
 ENV_VERIFY = "DP_MODELS_VERIFY"
 #: URL of the default Triton endpoint; ``DP_MODELS_TRITON_URL_<NAME>`` names another one.
@@ -65,6 +69,7 @@ ENV_VARS = (
     ENV_ROOT_ALIAS,
     ENV_CATALOG,
     ENV_LOCK,
+    ENV_LOCK_KEY,
     ENV_CACHE_DIR,
     ENV_VERIFY,
     ENV_TRITON_URL,
@@ -103,6 +108,15 @@ def resolve_lock_path(catalog_dir: Path, lock: str | os.PathLike[str] | None = N
         return Path(lock).expanduser()
     env = _env(ENV_LOCK)
     return Path(env).expanduser() if env else catalog_dir / LOCK_FILENAME
+
+
+def resolve_lock_key(key: str | os.PathLike[str] | None = None) -> Path | None:
+    """The public key the lock must be signed with: ``key``, else ``$DP_MODELS_LOCK_KEY``,
+    else None (signatures are not checked). See :mod:`dp_models.signing`."""
+    if key is not None:
+        return Path(key).expanduser()
+    env = _env(ENV_LOCK_KEY)
+    return Path(env).expanduser() if env else None
 
 
 def resolve_models_root(
