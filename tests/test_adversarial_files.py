@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dp_models import Catalog, CatalogError
+from dp_models._json import JsonRejectedError, load_json
 from dp_models._yaml import MAX_NESTING, YamlRejectedError, load_spec_yaml
 from dp_models.cli import main
 from dp_models.digest import DigestCache, FileDigest, Hasher
@@ -238,6 +239,13 @@ def test_deep_and_odd_lock_json_is_a_lock_error(tmp_path: Path, text: str, phras
     path.write_text(text)
     with pytest.raises(LockError, match=phrase):
         bounded(lambda: Lock.read(path))
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = b'{"a": "' + b"[" * 1000 + b'", "b": "\\"{{{{\\\\", "c": [["]]]]"]]}'
+    assert load_json(text) == {"a": "[" * 1000, "b": '"{{{{\\', "c": [["]]]]"]]}
+    with pytest.raises(JsonRejectedError, match="nested more than 64"):
+        load_json(b'{"a": "]]]]", "b": ' + b"[" * 64 + b"]" * 64 + b"}")
 
 
 # -- the digest cache ---------------------------------------------------------------------
