@@ -166,7 +166,7 @@ def _load_public_key(
         if b"PRIVATE KEY" in raw:
             raise bad(
                 "holds a private key; verify with the public one "
-                "(`openssl ec -in KEY.pem -pubout -out KEY.pub`)"
+                "(`openssl pkey -in KEY.pem -pubout -out KEY.pub`)"
             ) from None
         raise bad("is not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
     if (why := _check_curve(key)) is not None:
@@ -191,7 +191,7 @@ def signing_key_id(private_key_path: str | os.PathLike[str]) -> str:
     except TypeError:  # encrypted, and no password given
         raise bad(
             "is encrypted; dp-models signs with an unencrypted key (keep it on the signing "
-            "machine only), e.g. `openssl ec -in KEY.pem -out PLAIN.pem`"
+            "machine only), e.g. `openssl pkey -in KEY.pem -out PLAIN.pem`"
         ) from None
     except Exception:  # ValueError, UnsupportedAlgorithm: never echo the bytes
         if b"PUBLIC KEY" in raw and b"PRIVATE KEY" not in raw:
