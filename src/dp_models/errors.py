@@ -23,6 +23,7 @@
     │   └── UnsafeCheckpointError (UnpicklingError) a pickle that would run code
     ├── TritonError                          a model served by Triton; .spec, .endpoint
     │   ├── TritonUnavailableError (ConnectionError) server down, or model/version not ready
+    │   │   └── TritonTimeoutError (TimeoutError) no answer within the configured timeout
     │   ├── TritonMetadataMismatchError (ValueError) served tensors differ; .differences
     │   ├── TritonDigestMismatchError (ValueError) served weights digest; .expected, .actual
     │   ├── TritonInputError (ValueError)    inputs that do not fit the spec; .problems
@@ -79,6 +80,7 @@ __all__ = [
     "TritonInferenceError",
     "TritonInputError",
     "TritonMetadataMismatchError",
+    "TritonTimeoutError",
     "TritonUnavailableError",
     "UnpinnedArtifactError",
     "UnsafeCheckpointError",
@@ -362,6 +364,10 @@ class TritonError(DPModelsError):
         self.endpoint = endpoint
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only fields: pickled (e.g. across a process pool) by their attributes
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
     def __str__(self) -> str:
         return str(self.args[0])
 
@@ -374,6 +380,26 @@ class TritonUnavailableError(TritonError, ConnectionError):
         self.model = model
         self.version = version
         super().__init__(message, spec=spec, endpoint=endpoint)
+
+
+class TritonTimeoutError(TritonUnavailableError, TimeoutError):
+    """The server did not answer within the configured timeout (``timeout_s``, which the
+    ``option`` names). Not retried: the server may still be working on the request."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str,
+        endpoint: str,
+        model: str,
+        version: int,
+        timeout_s: float,
+        option: str,
+    ):
+        self.timeout_s = timeout_s
+        self.option = option
+        super().__init__(message, spec=spec, endpoint=endpoint, model=model, version=version)
 
 
 class TritonMetadataMismatchError(TritonError, ValueError):

@@ -47,6 +47,7 @@ from .settings import (
     resolve_cache_dir,
     resolve_models_root,
     resolve_triton_endpoints,
+    resolve_triton_options,
     resolve_verify_policy,
 )
 from .spec import Spec
@@ -154,12 +155,18 @@ class ModelHandle:
 
     def client(self, **options: Any) -> TritonClient:
         """A :class:`~dp_models.triton.client.TritonClient` bound to this Triton spec, its
-        endpoint and served digest (``options``: timeouts, retries). Once the deployment
-        passes its checks, the manager's ``models_used`` entry gets
-        ``triton.served_digest_verified`` (True, False, or None when not published)."""
+        endpoint and served digest (``options``: timeouts, retries; what is not given comes
+        from the manager's ``triton_timeouts`` for the spec's endpoint, then the client's
+        defaults). Once the deployment passes its checks, the manager's ``models_used``
+        entry gets ``triton.served_digest_verified`` (True, False, or None when not
+        published)."""
         from .triton.client import TritonClient
 
         if self._manager is not None:
+            if self.spec.triton is not None:
+                configured = self._manager.triton_timeouts.get(self.spec.triton.endpoint, {})
+                for option, value in configured.items():
+                    options.setdefault(option, value)
             key = (self.name, self.device, self.precision)
             record = functools.partial(self._manager._record_verified, key)
             options.setdefault("on_verified", record)
@@ -188,7 +195,9 @@ class ModelManager:
     public key the lock must be signed with, $DP_MODELS_LOCK_KEY: an unsigned or wrongly
     signed lock raises :class:`~dp_models.errors.LockSignatureError`), ``verify``
     ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
-    ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]) and ``device``
+    ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]), ``triton_timeouts``
+    (endpoint name -> {client option: value}: the timeouts and retries of its clients;
+    $DP_MODELS_TRITON_TIMEOUT[_<NAME>], checked here) and ``device``
     ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
     offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``.
     """
@@ -203,6 +212,7 @@ class ModelManager:
         verify: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         triton_endpoints: Mapping[str, str] | None = None,
+        triton_timeouts: Mapping[str, Mapping[str, float]] | None = None,
         device: str | None = None,
         offline: bool = True,
     ) -> None:
@@ -220,6 +230,7 @@ class ModelManager:
             self.catalog = Catalog.load(catalog, lock=lock, lock_key=lock_key)
         self.verify_policy = resolve_verify_policy(verify)
         self.triton_endpoints = resolve_triton_endpoints(triton_endpoints)
+        self.triton_timeouts = resolve_triton_options(triton_timeouts)
         self.device = device
         if offline:
             enforce_offline(self.root)

@@ -6,6 +6,7 @@ default. Every environment variable dp_models reads is named here and nowhere el
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -21,12 +22,15 @@ __all__ = [
     "ENV_LOCK_KEY",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
+    "ENV_TRITON_TIMEOUT",
     "ENV_TRITON_URL",
     "ENV_VARS",
     "ENV_VERIFY",
     "FRAMEWORK_ENV_VARS",
     "LOCK_FILENAME",
+    "TRITON_CLIENT_DEFAULTS",
     "VERIFY_POLICIES",
+    "check_triton_option",
     "packaged_catalog_dir",
     "resolve_cache_dir",
     "resolve_catalog_dir",
@@ -34,7 +38,9 @@ __all__ = [
     "resolve_lock_path",
     "resolve_models_root",
     "resolve_triton_endpoints",
+    "resolve_triton_options",
     "resolve_verify_policy",
+    "triton_timeout_variable",
     "triton_url_variable",
 ]
 
@@ -48,6 +54,9 @@ ENV_CACHE_DIR = "DP_MODELS_CACHE_DIR"
 ENV_VERIFY = "DP_MODELS_VERIFY"
 #: URL of the default Triton endpoint; ``DP_MODELS_TRITON_URL_<NAME>`` names another one.
 ENV_TRITON_URL = "DP_MODELS_TRITON_URL"
+#: Timeouts and retries of the default Triton endpoint's clients (``connect=5,network=60``);
+#: ``DP_MODELS_TRITON_TIMEOUT_<NAME>`` those of another one.
+ENV_TRITON_TIMEOUT = "DP_MODELS_TRITON_TIMEOUT"
 
 #: Variables of the frameworks dp_models drives, shown by ``dp-models env``.
 FRAMEWORK_ENV_VARS = (
@@ -73,6 +82,7 @@ ENV_VARS = (
     ENV_CACHE_DIR,
     ENV_VERIFY,
     ENV_TRITON_URL,
+    ENV_TRITON_TIMEOUT,
     *FRAMEWORK_ENV_VARS,
 )
 
@@ -194,6 +204,112 @@ def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict
 def triton_url_variable(endpoint: str) -> str:
     """The environment variable that gives the URL of the Triton endpoint ``endpoint``."""
     return ENV_TRITON_URL if endpoint == "default" else f"{ENV_TRITON_URL}_{endpoint.upper()}"
+
+
+#: The options of :class:`~dp_models.triton.client.TritonClient` that bound a request, with
+#: the client's defaults: what ``triton_timeouts`` and ``$DP_MODELS_TRITON_TIMEOUT`` may set.
+TRITON_CLIENT_DEFAULTS: dict[str, float] = {
+    "connection_timeout_s": 5.0,
+    "network_timeout_s": 60.0,
+    "ready_timeout_s": 30.0,
+    "retries": 3,
+    "backoff_s": 0.2,
+}
+#: The keys of ``$DP_MODELS_TRITON_TIMEOUT[_<NAME>]`` and the options they set.
+_TIMEOUT_KEYS = {
+    "connect": "connection_timeout_s",
+    "network": "network_timeout_s",
+    "ready": "ready_timeout_s",
+    "retries": "retries",
+    "backoff": "backoff_s",
+}
+
+
+def check_triton_option(name: str, value: object, *, source: str) -> float:
+    """``value`` of the Triton client option ``name``, checked: ``retries`` a whole number
+    >= 0; ``connection_timeout_s`` and ``network_timeout_s`` seconds > 0; ``ready_timeout_s``
+    and ``backoff_s`` seconds >= 0 (0: no waiting). Numbers may be given as strings.
+    Raises :class:`ConfigurationError` naming ``source``."""
+    if name not in TRITON_CLIENT_DEFAULTS:
+        raise ConfigurationError(
+            f"{source}: unknown Triton client option {name!r} (the options: "
+            f"{', '.join(TRITON_CLIENT_DEFAULTS)})"
+        )
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    if name == "retries":
+        if number is None or not number.is_integer() or number < 0:
+            raise ConfigurationError(
+                f"{source}: retries must be a whole number >= 0, got {value!r}"
+            )
+        return int(number)
+    positive = name in ("connection_timeout_s", "network_timeout_s")
+    if number is None or not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigurationError(
+            f"{source}: {name} must be a finite number of seconds {bound}, got {value!r}"
+        )
+    return number
+
+
+def _parse_timeouts(text: str, *, source: str) -> dict[str, float]:
+    options: dict[str, float] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _TIMEOUT_KEYS:
+            raise ConfigurationError(
+                f"{source}={text!r}: expected comma-separated key=value pairs such as "
+                f"'ready=10,network=30' (keys: {', '.join(_TIMEOUT_KEYS)}; seconds, and a "
+                "count for retries)"
+            )
+        name = _TIMEOUT_KEYS[key]
+        options[name] = check_triton_option(name, value, source=f"{source} ({key}=)")
+    return options
+
+
+def resolve_triton_options(
+    options: Mapping[str, Mapping[str, object]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Triton client options (timeouts, retries) by endpoint name: ``options`` (endpoint
+    name -> {option name: value}, the names of :data:`TRITON_CLIENT_DEFAULTS`), else the
+    environment: ``$DP_MODELS_TRITON_TIMEOUT`` for the endpoint named ``default`` and
+    ``$DP_MODELS_TRITON_TIMEOUT_<NAME>`` for ``<name>`` (lowercased), each a list such as
+    ``connect=2,network=30,ready=10,retries=1,backoff=0.1``. What is not set keeps the
+    client's default. Every value is checked here (:func:`check_triton_option`)."""
+    if options is not None:
+        return {
+            name: {
+                k: check_triton_option(k, v, source=f"triton_timeouts[{name!r}]")
+                for k, v in given.items()
+            }
+            for name, given in options.items()
+        }
+    found: dict[str, dict[str, float]] = {}
+    for key, value in os.environ.items():
+        if not value.strip():
+            continue
+        if key == ENV_TRITON_TIMEOUT:
+            name = "default"
+        elif key.startswith(ENV_TRITON_TIMEOUT + "_"):
+            name = key[len(ENV_TRITON_TIMEOUT) + 1 :].lower()
+        else:
+            continue
+        found[name] = _parse_timeouts(value.strip(), source=f"${key}")
+    return found
+
+
+def triton_timeout_variable(endpoint: str) -> str:
+    """The environment variable that sets the timeouts of the Triton endpoint ``endpoint``."""
+    return (
+        ENV_TRITON_TIMEOUT if endpoint == "default" else f"{ENV_TRITON_TIMEOUT}_{endpoint.upper()}"
+    )
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

@@ -53,9 +53,10 @@ from ..errors import (
     TritonInferenceError,
     TritonInputError,
     TritonMetadataMismatchError,
+    TritonTimeoutError,
     TritonUnavailableError,
 )
-from ..settings import triton_url_variable
+from ..settings import check_triton_option, triton_timeout_variable, triton_url_variable
 from ..spec import Spec, TritonSection
 from ..urls import parse_endpoint, redact
 from .repository import WEIGHTS_DIGEST_PARAMETER
@@ -72,6 +73,17 @@ _T = TypeVar("_T")
 #: What a lost or refused connection raises inside tritonclient.http (geventhttpclient):
 #: socket errors and timeouts are OSError, a connection closed mid-answer an HTTPException.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+
+
+class _ReconnectedError(Exception):
+    """Raised by the connection hook when a request whose answer depends on the checked
+    deployment would go over a new connection: behind it may be a restarted server, with
+    other weights. The request is not sent; the deployment is checked again first."""
+
+
+class _DeadlineError(TimeoutError):
+    """A request got no complete answer within its deadline."""
+
 
 #: Spec datatype -> numpy dtype the client accepts (BYTES: object or bytes arrays).
 NUMPY_DTYPES: dict[str, npt.DTypeLike] = {
@@ -146,8 +158,17 @@ class TritonClient:
                 f"spec {spec.name!r} is not served by Triton (runtime: {spec.runtime}); "
                 "load it in process with ModelManager.load"
             )
-        if retries < 0 or backoff_s < 0 or ready_timeout_s < 0:
-            raise ConfigurationError("retries, backoff_s and ready_timeout_s must be >= 0")
+        source = f"the Triton client of spec {spec.name!r}"
+        connection_timeout_s, network_timeout_s, ready_timeout_s, backoff_s = (
+            check_triton_option(name, value, source=source)
+            for name, value in (
+                ("connection_timeout_s", connection_timeout_s),
+                ("network_timeout_s", network_timeout_s),
+                ("ready_timeout_s", ready_timeout_s),
+                ("backoff_s", backoff_s),
+            )
+        )
+        retries = int(check_triton_option("retries", retries, source=source))
         parts = parse_endpoint(url, source=f"the Triton endpoint of spec {spec.name!r}")
         self.spec = spec
         self.triton: TritonSection = spec.triton
@@ -172,6 +193,12 @@ class TritonClient:
         self._lock = threading.RLock()
         self._client: Any = None
         self._verified = False
+        #: True from a passed check until the next request that depends on it: that request
+        #: may open a new connection; later ones may not (see _watch).
+        self._fresh = False
+        #: Whether the connection pool reports new connections (see _watch).
+        self._watching = False
+        self._guard = threading.local()
         #: True: the served digest matches; None: not published and not required.
         self.digest_verified: bool | None = None
         #: The served weights digest, once read.
@@ -210,13 +237,52 @@ class TritonClient:
 
     def _connect(self) -> Any:
         if self._client is None:
-            self._client = _httpclient().InferenceServerClient(
+            client = _httpclient().InferenceServerClient(
                 self._address,
                 connection_timeout=self.connection_timeout_s,
-                network_timeout=self.network_timeout_s,
+                # the deadline of _within ends a request first; this bounds each read too
+                network_timeout=self.network_timeout_s + 1.0,
                 ssl=self._ssl,
             )
+            self._watch(client)
+            self._client = client
         return self._client
+
+    def _watch(self, client: Any) -> None:
+        """Have ``client``'s connection pool report each new connection to this client (its
+        ``after_connect`` hook), so that a request depending on the checked deployment never
+        goes over a connection opened since the check: a server restarted between two
+        requests (with other weights, perhaps) is checked again before it answers one.
+        Where the pool has no such hook, the deployment is checked before every request."""
+        pool: Any = getattr(getattr(client, "_client_stub", None), "_connection_pool", None)
+        after_connect: Callable[[Any], None] | None = getattr(pool, "after_connect", None)
+        self._watching = after_connect is not None
+        if after_connect is None:
+            log.debug("Triton client at %s: checking before every request", self.endpoint)
+            return
+
+        def hook(sock: Any) -> None:
+            after_connect(sock)
+            if getattr(self._guard, "active", False) and not self._fresh:
+                raise _ReconnectedError
+
+        pool.after_connect = hook
+
+    def _within(self, seconds: float, fn: Callable[[Any], _T], client: Any) -> _T:
+        """``fn(client)``, ended after ``seconds`` in all (tritonclient's own timeout bounds
+        each socket read, not a whole answer): raises :class:`_DeadlineError`."""
+        import gevent  # type: ignore[import-untyped]  # tritonclient.http runs on gevent
+
+        timer = gevent.Timeout(seconds)
+        timer.start()
+        try:
+            return fn(client)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise _DeadlineError(f"no complete answer within {seconds:g} s") from None
+        finally:
+            timer.close()
 
     def _drop(self) -> None:
         """Forget the connection and the checks: the next call reconnects and checks again."""
@@ -251,11 +317,57 @@ class TritonClient:
             version=self.model_version,
         )
 
-    def _call(self, what: str, fn: Callable[[Any], _T]) -> _T:
-        """``fn(client)``, retried with backoff on connection errors only."""
-        for attempt in range(self.retries + 1):
+    def _timed_out(self, what: str, exc: TimeoutError) -> TritonTimeoutError:
+        if isinstance(exc, _DeadlineError):
+            option, seconds = "network_timeout_s", self.network_timeout_s
+        else:  # the socket's own timeout: only connecting can outlast the deadline's
+            option, seconds = "connection_timeout_s", self.connection_timeout_s
+        key = "network" if option == "network_timeout_s" else "connect"
+        variable = triton_timeout_variable(self.triton.endpoint)
+        return TritonTimeoutError(
+            f"Triton model {self.model_name!r} version {self.model_version} (spec "
+            f"{self.spec.name!r}) at {self.endpoint}: {what} got no answer within {seconds:g} s "
+            f"({option}). It was not sent again: the server may still be working on it, or be "
+            f"stuck. If this endpoint's answers take longer, raise the timeout "
+            f"(${variable}={key}=SECONDS, or {option}= of the client).",
+            spec=self.spec.name,
+            endpoint=self.endpoint,
+            model=self.model_name,
+            version=self.model_version,
+            timeout_s=seconds,
+            option=option,
+        )
+
+    def _call(self, what: str, fn: Callable[[Any], _T], *, recheck: bool = False) -> _T:
+        """``fn(client)`` within ``network_timeout_s``. A lost connection is retried
+        ``retries`` times with backoff; a timeout is not (:class:`TritonTimeoutError`).
+
+        With ``recheck`` (a request whose answer depends on the served weights), the
+        deployment is checked (again) before each attempt, and a request that would go over
+        a connection opened since the last check is stopped before it is sent and checked
+        first (:meth:`_watch`): a server restarted with other weights is never used
+        unchecked, however the restart happened."""
+        attempt = rechecks = 0
+        while True:
+            if recheck:
+                self._ensure_verified()
+            client = self._connect()
+            self._guard.active = recheck
             try:
-                return fn(self._connect())
+                return self._within(self.network_timeout_s, fn, client)
+            except _ReconnectedError:
+                self._drop()
+                rechecks += 1
+                if rechecks > self.retries + 1:
+                    raise self._unavailable(
+                        f"{what}: the connection was replaced {rechecks} times between the "
+                        "deployment's check and the request"
+                    ) from None
+                log.debug("Triton %s at %s: new connection, checking again", what, self.endpoint)
+                continue
+            except TimeoutError as exc:
+                self._drop()  # a half-read answer leaves the connection unusable
+                raise self._timed_out(what, exc) from exc
             except _CONNECTION_ERRORS as exc:
                 self._drop()
                 if attempt == self.retries:
@@ -272,7 +384,13 @@ class TritonClient:
                     delay,
                 )
                 time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+                attempt += 1
+            finally:
+                self._guard.active = False
+                if recheck:
+                    self._fresh = False
+                    if not self._watching:
+                        self._verified = False  # no hook: check before the next request
 
     # -- checks --------------------------------------------------------------------------
 
@@ -283,16 +401,28 @@ class TritonClient:
         last = "no answer yet"
         delay = min(0.05, self.ready_timeout_s) if self.ready_timeout_s else 0.0
         self.server_live = False
+
+        def probe(client: Any) -> str | None:
+            self.server_live = bool(client.is_server_live(headers=self._headers))
+            if not self.server_live:
+                return "the server is not live"
+            if not client.is_model_ready(name, version, headers=self._headers):
+                return "the model version is not ready (not loaded, or not served)"
+            return None
+
         while True:
+            # a probe may use the time left, but at least connection_timeout_s
+            left = max(deadline - time.monotonic(), self.connection_timeout_s)
+            seconds = min(left, self.network_timeout_s)
             try:
-                client = self._connect()
-                self.server_live = bool(client.is_server_live(headers=self._headers))
-                if not self.server_live:
-                    last = "the server is not live"
-                elif not client.is_model_ready(name, version, headers=self._headers):
-                    last = "the model version is not ready (not loaded, or not served)"
-                else:
+                found = self._within(seconds, probe, self._connect())
+                if found is None:
                     return
+                last = found
+            except TimeoutError:
+                self._drop()
+                self.server_live = False
+                last = f"no answer within {seconds:g} s"
             except _CONNECTION_ERRORS as exc:
                 self._drop()
                 self.server_live = False
@@ -346,6 +476,7 @@ class TritonClient:
                     self._on_verified(False)
                 raise
             self._verified = True
+            self._fresh = True
         if self._on_verified is not None:
             self._on_verified(self.digest_verified)
 
@@ -542,6 +673,7 @@ class TritonClient:
                     outputs=outputs,
                     headers=self._headers,
                 ),
+                recheck=True,
             )
         except TritonUnavailableError:
             raise
