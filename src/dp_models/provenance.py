@@ -21,30 +21,46 @@ same model gives the same signature on every machine.
 
 Stamps are written into JSON files (top-level keys) and ``.npz`` archives (one array
 ``__dp_models__`` holding the JSON text, readable with ``allow_pickle=False``), always
-atomically. :func:`check_stamps` compares an artifact's stamps with the current catalog
-and lock and says which model changed (``dp-models verify-artifact FILE``).
+atomically. :func:`check_stamps` recomputes every derived field of an artifact's stamps
+from its entries, the current catalog and the lock, and names each field that differs
+(``dp-models verify-artifact FILE``): an edited digest, version or loader, an entry turned
+absent, emptied ``models_used`` are all caught; fields that vary per machine (device,
+framework version, endpoint URL, model info) are reported, not checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import itertools
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import open_regular, read_regular
 from .catalog import Catalog
-from .errors import ProvenanceError
+from .errors import DPModelsError, FileTooLargeError, ProvenanceError
 from .spec import Spec
 
 __all__ = [
+    "ABSENT_FIELDS",
+    "CHECKED_FIELDS",
+    "EMPTY_DIGEST",
+    "INFORMATIONAL_FIELDS",
+    "MAX_STAMP_BYTES",
     "NPZ_KEY",
     "STAMP_KEYS",
+    "Difference",
     "ModelCheck",
+    "StampReport",
     "check_stamps",
     "combined_signature",
     "combined_weights_digest",
@@ -59,6 +75,8 @@ __all__ = [
 
 STAMP_KEYS = ("models_used", "model_signature", "weights_digest")
 NPZ_KEY = "__dp_models__"
+#: The most a ``.json`` stamped file, or the stamps member of an ``.npz``, may hold.
+MAX_STAMP_BYTES = 64 * 1024 * 1024
 _SIGNATURE_FORMAT = 1
 
 
@@ -80,24 +98,57 @@ def model_signature(
 ) -> str:
     """The signature of ``spec`` run at ``precision`` with these artifact digests (spec
     order), served digest (Triton) and required specs' signatures."""
+    return _signature_of(
+        name=spec.name,
+        version=spec.version,
+        runtime=spec.runtime,
+        engine=spec.engine,
+        loader=spec.loader,
+        loader_args=spec.loader_args,
+        precision=precision,
+        preprocess=spec.preprocess,
+        artifacts=artifact_digests,
+        requires=requires or {},
+        triton=None if spec.triton is None else (spec.triton.model_name, spec.triton.model_version),
+        served_digest=served_digest,
+    )
+
+
+def _signature_of(
+    *,
+    name: str,
+    version: str,
+    runtime: str,
+    engine: str,
+    loader: str | None,
+    loader_args: Mapping[str, Any],
+    precision: str,
+    preprocess: str | None,
+    artifacts: Sequence[str],
+    requires: Mapping[str, str],
+    triton: tuple[str, int] | None,
+    served_digest: str | None,
+) -> str:
+    """The signature recipe on plain values: a spec's (:func:`model_signature`) or a
+    stamped entry's own (:func:`check_stamps` checks an entry against itself)."""
     payload: dict[str, Any] = {
         "format": _SIGNATURE_FORMAT,
-        "name": spec.name,
-        "version": spec.version,
-        "runtime": spec.runtime,
-        "engine": spec.engine,
-        "loader": spec.loader,
-        "loader_args": spec.loader_args,
+        "name": name,
+        "version": version,
+        "runtime": runtime,
+        "engine": engine,
+        "loader": loader,
+        "loader_args": loader_args,
         "precision": precision,
-        "preprocess": spec.preprocess,
-        "artifacts": list(artifact_digests),
-        "requires": dict(sorted((requires or {}).items())),
+        "preprocess": preprocess,
+        "artifacts": list(artifacts),
+        "requires": dict(sorted(requires.items())),
         "triton": None,
     }
-    if spec.triton is not None:
+    if triton is not None:
         payload["triton"] = {
-            "model_name": spec.triton.model_name,
-            "model_version": spec.triton.model_version,
+            "model_name": triton[0],
+            "model_version": triton[1],
             "served_weights_digest": served_digest,
         }
     return _sha(_canonical(payload))
@@ -192,125 +243,847 @@ def save_npz(
     return _atomic_write(Path(path), lambda f: np.savez(f, **payload))
 
 
-def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(arrays, stamps)`` of an ``.npz`` written by :func:`save_npz`; never unpickles."""
+@contextlib.contextmanager
+def _open_npz(path: Path) -> Iterator[Any]:
+    """An ``.npz`` opened from a regular file only (a FIFO or device is refused before a
+    byte is read), never unpickling; the archive and the file are closed on exit."""
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as data:
+    with os.fdopen(open_regular(path), "rb") as f:
+        data = np.load(f, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ProvenanceError(f"{path} is not an .npz archive (a zip of arrays)", key=NPZ_KEY)
+        with data:
+            yield data
+
+
+def _npz_stamps(data: Any, path: Path) -> dict[str, Any]:
+    """The stamps held by an opened ``.npz``; their size is checked before they are read."""
+    if NPZ_KEY not in data.files:
+        raise ProvenanceError(f"{path} carries no dp_models stamps", key=NPZ_KEY)
+    size = data.zip.getinfo(f"{NPZ_KEY}.npy").file_size
+    if size > MAX_STAMP_BYTES:
+        raise FileTooLargeError(
+            f"{path}: its stamps ({NPZ_KEY}) are {size} bytes, more than the "
+            f"{MAX_STAMP_BYTES} stamps may hold",
+            path=path,
+            limit=MAX_STAMP_BYTES,
+        )
+    value = data[NPZ_KEY]
+    if value.ndim != 0 or value.dtype.kind != "U":
+        raise ProvenanceError(
+            f"{path}: {NPZ_KEY} is not the stamps' JSON text (a 0-d string array)", key=NPZ_KEY
+        )
+    stamps = json.loads(str(value))
+    if not isinstance(stamps, dict):
+        raise ProvenanceError(f"{path}: {NPZ_KEY} holds no JSON object", key=NPZ_KEY)
+    return stamps
+
+
+def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(arrays, stamps)`` of an ``.npz`` written by :func:`save_npz`; never unpickles.
+    Only a regular file is opened (:class:`~dp_models.errors.NotRegularFileError`), and
+    stamps over :data:`MAX_STAMP_BYTES` are refused (:class:`FileTooLargeError`)."""
+    p = Path(path)
+    with _open_npz(p) as data:
+        stamps = _npz_stamps(data, p)
         arrays = {k: data[k] for k in data.files if k != NPZ_KEY}
-        if NPZ_KEY not in data.files:
-            raise ProvenanceError(f"{path} carries no dp_models stamps", key=NPZ_KEY)
-        stamps = json.loads(str(data[NPZ_KEY]))
     return arrays, stamps
+
+
+#: What reading a hostile or broken file may raise besides a DPModelsError: a bad zip or
+#: deflate stream, a truncated array, JSON nested too deep, a number too long.
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def read_stamps(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The three stamp keys of a ``.json`` or ``.npz`` artifact (other metadata left out).
-    Raises :class:`ProvenanceError`."""
+
+    Raises :class:`ProvenanceError` for a file that cannot be read or carries no stamps,
+    :class:`~dp_models.errors.NotRegularFileError` for a FIFO, device or directory (never
+    opened for reading, so never blocks) and :class:`~dp_models.errors.FileTooLargeError`
+    for stamps over :data:`MAX_STAMP_BYTES` (a ``.json`` file, or the ``.npz`` stamps
+    member; the arrays of an ``.npz`` are not read)."""
     p = Path(path)
     try:
-        data = load_npz(p)[1] if p.suffix == ".npz" else json.loads(p.read_text("utf-8"))
-    except ProvenanceError:
+        if p.suffix == ".npz":
+            with _open_npz(p) as npz:
+                data: Any = _npz_stamps(npz, p)
+        else:
+            data = json.loads(read_regular(p, max_bytes=MAX_STAMP_BYTES))
+    except DPModelsError:
         raise
-    except (OSError, ValueError) as exc:
+    except RecursionError as exc:
+        raise ProvenanceError(f"cannot read stamps from {p}: JSON nested too deeply") from exc
+    except _READ_ERRORS as exc:
         raise ProvenanceError(f"cannot read stamps from {p}: {exc}") from exc
-    if not isinstance(data, dict) or not all(k in data for k in STAMP_KEYS):
+    missing = [k for k in STAMP_KEYS if not isinstance(data, dict) or k not in data]
+    if missing:
         raise ProvenanceError(
-            f"{p} carries no dp_models stamps (expected the keys {', '.join(STAMP_KEYS)})"
+            f"{p} carries no dp_models stamps (expected the keys {', '.join(STAMP_KEYS)}; "
+            f"missing: {', '.join(missing)})",
+            key=missing[0],
         )
     return {k: data[k] for k in STAMP_KEYS}
 
 
 # -- checking -------------------------------------------------------------------------------
 
+#: Keys of an entry with ``status: ok`` that :func:`check_stamps` recomputes from the
+#: catalog and lock (or, for ``status``, checks against the spec) and fails on.
+CHECKED_FIELDS = (
+    "name",
+    "version",
+    "status",
+    "optional",
+    "runtime",
+    "engine",
+    "loader",
+    "loader_args",
+    "preprocess",
+    "precision",
+    "weights_digest",
+    "artifacts",
+    "model_signature",
+    "requires",
+    "triton",
+)
+#: Keys of an entry with ``status: absent`` that are checked (the manager writes no others
+#: but ``reason``).
+ABSENT_FIELDS = ("name", "version", "status", "optional", "runtime", "engine")
+#: Keys reported but never failed on: they differ between machines and runs and are not
+#: part of the signature. Keys dp_models does not write are reported the same way.
+INFORMATIONAL_FIELDS = (
+    "device",
+    "framework",
+    "model_info",
+    "reason",
+    "triton.endpoint",
+    "triton.served_digest_verified",
+)
+_TRITON_CHECKED = ("model_name", "model_version", "endpoint_name")
+_TRITON_INFO = ("endpoint", "served_digest_verified")
+#: ``model_signature`` and ``weights_digest`` of a stamp made with no model at all.
+EMPTY_DIGEST = _sha(b"")
+
+_FIX_STAMP = (
+    "the stamp contradicts itself, so it was edited after ModelManager.stamp wrote it; "
+    "regenerate the artifact (run the models again)"
+)
+_FIX_REMOVED = (
+    "`dp-models list` shows the catalog's specs; check the artifact against the catalog it "
+    "was made with (--catalog DIR --lock FILE)"
+)
+_FIX_UNPINNED = "`dp-models lock` pins the provisioned artifacts; then verify again"
+
+
+def _fix_spec(name: str) -> str:
+    return (
+        f"`dp-models show {name}` shows the spec as the catalog has it today; an artifact "
+        "made by another version of the model is restamped by running it again"
+    )
+
+
+def _fix_pin(name: str) -> str:
+    return (
+        f"`dp-models show {name}` shows where each digest is pinned (spec or lock); "
+        "`dp-models lock --check` compares the lock with MODELS_ROOT"
+    )
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One field of a stamp that is not what it should be.
+
+    ``field`` names it (``models_used[2].artifacts[0].sha256``), ``stamped`` is what the
+    stamp says, ``expected`` what the catalog and lock (or the stamp's own entries) give,
+    ``message`` says both, ``fix`` the command that fixes or explains it."""
+
+    field: str
+    stamped: Any
+    expected: Any
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``--json``)."""
+        return {
+            "field": self.field,
+            "stamped": _jsonable(self.stamped),
+            "expected": _jsonable(self.expected),
+            "message": self.message,
+            "fix": self.fix,
+        }
+
 
 @dataclass
 class ModelCheck:
-    """How one model of an artifact's stamps compares with the current catalog."""
+    """How one ``models_used`` entry compares with the current catalog and lock.
+
+    ``status``: ``unchanged`` (every checked field as the catalog gives it), ``changed``
+    (the entry is consistent, but the catalog or lock says otherwise today: the model
+    changed since), ``edited`` (the entry contradicts itself or the stamp: changed after
+    it was written), ``removed`` (no spec of that name), ``unpinned`` (a digest cannot be
+    recomputed: `dp-models lock`), ``absent`` (an optional model that was not provisioned).
+    ``ok`` when there is no difference. ``info`` holds the informational fields."""
 
     name: str
-    status: str  # unchanged | changed | removed | unpinned | absent
-    changes: list[str] = field(default_factory=list)
+    status: str
+    differences: list[Difference] = field(default_factory=list)
+    index: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.status in ("unchanged", "absent")
+        return not self.differences and self.status in ("unchanged", "absent")
+
+    @property
+    def changes(self) -> list[str]:
+        """The differences as sentences."""
+        return [d.message for d in self.differences]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``--json``)."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "status": self.status,
+            "ok": self.ok,
+            "note": self.note,
+            "changes": self.changes,
+            "differences": [d.as_dict() for d in self.differences],
+            "info": {k: _jsonable(v) for k, v in self.info.items()},
+        }
 
 
-def _expected(catalog: Catalog, spec: Spec, precision: str) -> dict[str, Any] | None:
-    """What a fresh entry for ``spec`` would say today, from catalog pins; None if unpinned."""
-    digests: list[str] = []
-    if spec.runtime == "inprocess":
-        for art in spec.artifacts:
-            pin = catalog.pin(art)
-            if pin is None:
-                return None
-            digests.append(pin.sha256)
+@dataclass
+class StampReport:
+    """What :func:`check_stamps` found: one :class:`ModelCheck` per entry (iterating the
+    report yields them) and the differences of the top-level stamps."""
+
+    models: list[ModelCheck]
+    differences: list[Difference]
+    model_signature: str
+    weights_digest: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and all(m.ok for m in self.models)
+
+    @property
+    def all_differences(self) -> list[Difference]:
+        """Every difference: the top-level ones, then each entry's."""
+        return [*self.differences, *(d for m in self.models for d in m.differences)]
+
+    def __iter__(self) -> Iterator[ModelCheck]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``--json``)."""
+        return {
+            "ok": self.ok,
+            "model_signature": self.model_signature,
+            "weights_digest": self.weights_digest,
+            "differences": [d.as_dict() for d in self.all_differences],
+            "stamp_differences": [d.as_dict() for d in self.differences],
+            "models": [m.as_dict() for m in self.models],
+        }
+
+
+# -- showing values -------------------------------------------------------------------------
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that any JSON writer takes: a stamp handed in from Python may
+    hold anything, and one read from a file may hold NaN or nest deeply. What JSON cannot
+    hold, and anything nested deeper than 32 levels, becomes a short description."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= 32 and isinstance(value, (list, dict)):
+        return f"<{_kind(value)} nested too deeply>"
+    if isinstance(value, list):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    return f"<{type(value).__name__}>"
+
+
+def _show(value: Any) -> str:
+    """A value for a message: plain strings bare, anything else (and strings with control
+    characters or edge spaces) as JSON, cut at 200 characters."""
+    if isinstance(value, str) and value and value.isprintable() and value.strip() == value:
+        text = value
+    else:
+        try:
+            text = json.dumps(value, sort_keys=True, ensure_ascii=True)
+        except (TypeError, ValueError, RecursionError):
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON: ``1`` is not ``1.0`` nor ``true``, ``{"a": 2}`` not ``{"a": 2.0}``."""
+    try:
+        return _canonical(a) == _canonical(b)
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def _differ(
+    where: str, stamped: Any, expected: Any, source: str, fix: str, note: str = ""
+) -> Difference:
+    message = f"{where}: stamp says {_show(stamped)}, {source} {_show(expected)}"
+    return Difference(where, stamped, expected, f"{message} ({note})" if note else message, fix)
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    kinds.update({int: "an integer", float: "a number", type(None): "null"})
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+# -- the shape of a stamp -------------------------------------------------------------------
+
+
+def _malformed(where: str, expected: str, value: Any) -> ProvenanceError:
+    return ProvenanceError(
+        f"{where}: expected {expected}, got {_kind(value)}. The stamp is malformed: it was "
+        "edited, or not written by dp_models; regenerate the artifact (run the models again)",
+        key=where,
+    )
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_str_or_null(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _need(
+    data: Mapping[str, Any], key: str, where: str, expected: str, test: Callable[[Any], bool]
+) -> Any:
+    """``data[key]`` when it passes ``test``; else a :class:`ProvenanceError` naming it."""
+    if key not in data:
+        raise ProvenanceError(
+            f"{where}.{key} is missing: dp_models writes it in every such entry. The stamp is "
+            "malformed: it was edited, or not written by dp_models; regenerate the artifact",
+            key=f"{where}.{key}",
+        )
+    value = data[key]
+    if not test(value):
+        raise _malformed(f"{where}.{key}", expected, value)
+    return value
+
+
+def _validate_entry(entry: Any, where: str) -> None:
+    """Refuse an entry of the wrong shape: missing keys, wrong types (checked fields only)."""
+    if not isinstance(entry, Mapping):
+        raise _malformed(where, "an object (one models_used entry)", entry)
+    _need(entry, "name", where, "a string", _is_str)
+    status = _need(entry, "status", where, "'ok' or 'absent'", lambda v: v in ("ok", "absent"))
+    for key in ("version", "runtime", "engine"):
+        _need(entry, key, where, "a string", _is_str)
+    _need(entry, "optional", where, "true or false", lambda v: isinstance(v, bool))
+    if status == "absent":
+        return
+    for key in ("loader", "preprocess", "weights_digest"):
+        _need(entry, key, where, "a string or null", _is_str_or_null)
+    for key in ("precision", "model_signature"):
+        _need(entry, key, where, "a string", _is_str)
+    _need(entry, "loader_args", where, "an object", lambda v: isinstance(v, Mapping))
+    _need(entry, "requires", where, "a list of spec names", _is_str_list)
+    artifacts = _need(entry, "artifacts", where, "a list", lambda v: isinstance(v, list))
+    for j, art in enumerate(artifacts):
+        at = f"{where}.artifacts[{j}]"
+        if not isinstance(art, Mapping):
+            raise _malformed(at, "an object with path and sha256", art)
+        _need(art, "path", at, "a string", _is_str)
+        _need(art, "sha256", at, "a string", _is_str)
+    triton = _need(
+        entry, "triton", where, "an object or null", lambda v: v is None or isinstance(v, Mapping)
+    )
+    if triton is not None:
+        at = f"{where}.triton"
+        _need(triton, "model_name", at, "a string", _is_str)
+        _need(triton, "model_version", at, "an integer", _is_int)
+        _need(triton, "endpoint_name", at, "a string", _is_str)
+
+
+# -- recomputing ----------------------------------------------------------------------------
+
+
+def _pinned(catalog: Catalog, spec: Spec) -> list[str | None]:
+    """The digests the catalog and lock pin for ``spec``'s artifacts, None where unpinned;
+    ``[]`` for a Triton spec (its entries list no artifacts)."""
+    if spec.runtime != "inprocess":
+        return []
+    pins = [catalog.pin(a) for a in spec.artifacts]
+    return [p.sha256 if p is not None else None for p in pins]
+
+
+def _served(catalog: Catalog, spec: Spec) -> str | None:
     served = catalog.served_digest(spec)
+    return served.sha256 if served is not None else None
+
+
+def _catalog_signature(catalog: Catalog, name: str) -> tuple[str | None, list[str]]:
+    """Today's signature of spec ``name`` at its own precision (how the manager resolves a
+    required spec), and the unpinned artifact paths (its own or of what it requires) that
+    keep it unknown: ``(None, paths)`` then."""
+    spec = catalog[name]
+    digests = _pinned(catalog, spec)
+    unpinned = [a.path for a, d in zip(spec.artifacts, digests, strict=False) if d is None]
     requires: dict[str, str] = {}
     for dep in spec.requires:
-        sub = _expected(catalog, catalog[dep], catalog[dep].precision)
-        if sub is None:
-            return None
-        requires[dep] = sub["model_signature"]
-    return {
-        "version": spec.version,
-        "runtime": spec.runtime,
-        "engine": spec.engine,
-        "loader": spec.loader,
-        "loader_args": spec.loader_args,
-        "preprocess": spec.preprocess,
-        "artifacts": digests,
-        "weights_digest": weights_digest(digests)
-        if digests
-        else (served.sha256 if served else None),
-        "model_signature": model_signature(
+        signature, missing = _catalog_signature(catalog, dep)
+        unpinned += missing
+        if signature is not None:
+            requires[dep] = signature
+    if unpinned:
+        return None, unpinned
+    signature = model_signature(
+        spec,
+        artifact_digests=[d for d in digests if d is not None],
+        precision=spec.precision,
+        served_digest=_served(catalog, spec),
+        requires=requires,
+    )
+    return signature, []
+
+
+def _own_signatures(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The signatures ``entry``'s own fields give, with the signature of each required
+    model taken from the stamp's entries of that name (one per combination, at most 64)."""
+    triton = entry["triton"]
+    choices: list[list[tuple[str, str]]] = []
+    for dep in dict.fromkeys(entry["requires"]):
+        found = dict.fromkeys(e["model_signature"] for e in present if e["name"] == dep)
+        choices.append([(dep, s) for s in found][:4])
+    own: set[str] = set()
+    for combination in itertools.islice(itertools.product(*choices), 64):
+        own.add(
+            _signature_of(
+                name=entry["name"],
+                version=entry["version"],
+                runtime=entry["runtime"],
+                engine=entry["engine"],
+                loader=entry["loader"],
+                loader_args=entry["loader_args"],
+                precision=entry["precision"],
+                preprocess=entry["preprocess"],
+                artifacts=[a["sha256"] for a in entry["artifacts"]],
+                requires=dict(combination),
+                triton=None if triton is None else (triton["model_name"], triton["model_version"]),
+                served_digest=entry["weights_digest"],
+            )
+        )
+    return own
+
+
+def _consistent(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``entry`` agrees with itself: its ``model_signature`` is that of its own
+    fields and (in-process) its ``weights_digest`` that of its artifact digests. An entry
+    dp_models wrote always does, whatever the catalog says today."""
+    try:
+        if entry["model_signature"] not in _own_signatures(entry, present):
+            return False
+    except (TypeError, ValueError, RecursionError):
+        return False
+    if entry["triton"] is None:
+        return _same(
+            entry["weights_digest"], weights_digest([a["sha256"] for a in entry["artifacts"]])
+        )
+    return True
+
+
+def _info(entry: Mapping[str, Any], checked: Sequence[str]) -> dict[str, Any]:
+    """The entry's informational fields and any keys dp_models does not write."""
+    from .urls import redact_url
+
+    info = {k: v for k, v in entry.items() if k not in checked and k not in CHECKED_FIELDS}
+    triton = entry.get("triton")
+    if isinstance(triton, Mapping):
+        for key, value in triton.items():
+            if key not in _TRITON_CHECKED:
+                # a stamp written by hand may hold an unmasked URL: never shown as it is
+                info[f"triton.{key}"] = redact_url(value) if isinstance(value, str) else value
+    return info
+
+
+def _check_absent(index: int, entry: Mapping[str, Any], catalog: Catalog) -> ModelCheck:
+    where = f"models_used[{index}]"
+    name = entry["name"]
+    info = _info(entry, ABSENT_FIELDS)
+    if name not in catalog:
+        diff = _differ(
+            f"{where}.name", name, None, "the catalog has no spec of this name:", _FIX_REMOVED
+        )
+        return ModelCheck(name, "removed", [diff], index, info)
+    spec = catalog[name]
+    diffs = [
+        _differ(f"{where}.{key}", entry[key], getattr(spec, key), "catalog says", _fix_spec(name))
+        for key in ("version", "runtime", "engine", "optional")
+        if not _same(entry[key], getattr(spec, key))
+    ]
+    if not spec.optional:
+        diffs.append(
+            _differ(
+                f"{where}.status",
+                "absent",
+                "ok",
+                "but the spec is not optional, so dp_models never records it absent: expected",
+                _fix_spec(name),
+            )
+        )
+    ran = [k for k in CHECKED_FIELDS if k in entry and k not in ABSENT_FIELDS]
+    ran += [k for k in ("device", "framework", "model_info") if k in entry]
+    if ran:
+        diffs.append(
+            _differ(
+                f"{where}.status",
+                "absent",
+                "ok",
+                f"but the entry carries {', '.join(ran)}, which only a model that ran has: "
+                "expected",
+                _FIX_STAMP,
+            )
+        )
+    reason = entry.get("reason")
+    note = f"optional, not provisioned when the artifact was written ({_show(reason)})"
+    return ModelCheck(name, "absent", diffs, index, info, note)
+
+
+def _check_entry(
+    index: int, entry: Mapping[str, Any], present: Sequence[Mapping[str, Any]], catalog: Catalog
+) -> ModelCheck:
+    """Recompute every checked field of an entry with ``status: ok``."""
+    from .manager import _PRECISIONS
+
+    where = f"models_used[{index}]"
+    name = entry["name"]
+    info = _info(entry, ())
+    if name not in catalog:
+        diff = _differ(
+            f"{where}.name", name, None, "the catalog has no spec of this name:", _FIX_REMOVED
+        )
+        return ModelCheck(name, "removed", [diff], index, info)
+    spec = catalog[name]
+    fix = _fix_spec(name)
+    diffs: list[Difference] = []
+    edited: list[Difference] = []  # the stamp against itself, whatever the catalog says
+
+    for key in ("version", "optional", "runtime", "engine", "loader", "loader_args", "preprocess"):
+        if not _same(entry[key], getattr(spec, key)):
+            diffs.append(
+                _differ(f"{where}.{key}", entry[key], getattr(spec, key), "catalog says", fix)
+            )
+    if not _same(entry["requires"], list(spec.requires)):
+        diffs.append(
+            _differ(
+                f"{where}.requires", entry["requires"], list(spec.requires), "catalog says", fix
+            )
+        )
+    names = {e["name"] for e in present}
+    for dep in entry["requires"]:
+        if dep not in names:
+            edited.append(
+                _differ(
+                    f"{where}.requires",
+                    dep,
+                    None,
+                    "but models_used has no entry of that model (dp_models records what a "
+                    "model requires before it):",
+                    _FIX_STAMP,
+                )
+            )
+
+    # triton
+    expected_triton: dict[str, Any] | None = None
+    if spec.triton is not None:
+        expected_triton = {
+            "model_name": spec.triton.model_name,
+            "model_version": spec.triton.model_version,
+            "endpoint_name": spec.triton.endpoint,
+        }
+    triton = entry["triton"]
+    if triton is None or expected_triton is None:
+        if triton is not None or expected_triton is not None:
+            shown = None if triton is None else {k: triton[k] for k in _TRITON_CHECKED}
+            diffs.append(_differ(f"{where}.triton", shown, expected_triton, "catalog says", fix))
+    else:
+        for key, value in expected_triton.items():
+            if not _same(triton[key], value):
+                diffs.append(
+                    _differ(f"{where}.triton.{key}", triton[key], value, "catalog says", fix)
+                )
+
+    # artifacts, against the pins
+    pins = _pinned(catalog, spec)
+    stamped = entry["artifacts"]
+    digests: list[str] = []
+    unpinned: list[str] = []
+    pin_fix = _fix_pin(name)
+    if len(stamped) != len(pins):
+        expected_paths = [a.path for a in spec.artifacts] if pins else []
+        diffs.append(
+            _differ(
+                f"{where}.artifacts",
+                [a["path"] for a in stamped],
+                expected_paths,
+                "catalog lists",
+                fix,
+                f"{len(stamped)} artifacts stamped, {len(pins)} expected",
+            )
+        )
+    for j, pin in enumerate(pins):
+        art = spec.artifacts[j]
+        got = stamped[j] if j < len(stamped) else None
+        at = f"{where}.artifacts[{j}]"
+        if got is not None and got["path"] != art.path:
+            diffs.append(_differ(f"{at}.path", got["path"], art.path, "catalog says", fix))
+        if pin is None:
+            unpinned.append(art.path)
+            diffs.append(
+                _differ(
+                    f"{at}.sha256",
+                    None if got is None else got["sha256"],
+                    None,
+                    f"catalog and lock pin nothing for {art.path}:",
+                    _FIX_UNPINNED,
+                )
+            )
+            digests.append(got["sha256"] if got is not None else "")
+            continue
+        if got is not None and got["sha256"] != pin:
+            diffs.append(_differ(f"{at}.sha256", got["sha256"], pin, "catalog pins", pin_fix))
+        digests.append(pin)
+
+    # weights digest and signature, recomputed from the above
+    served = _served(catalog, spec)
+    expected_weights = served if spec.runtime != "inprocess" else weights_digest(digests)
+    if not _same(entry["weights_digest"], expected_weights):
+        source = "the catalog's pins give" if spec.runtime == "inprocess" else "catalog serves"
+        diffs.append(
+            _differ(
+                f"{where}.weights_digest",
+                entry["weights_digest"],
+                expected_weights,
+                source,
+                pin_fix,
+            )
+        )
+    requires: dict[str, str] = {}
+    dep_unpinned: list[str] = []
+    for dep in spec.requires:
+        signature, missing = _catalog_signature(catalog, dep)
+        dep_unpinned += missing
+        if signature is not None:
+            requires[dep] = signature
+
+    def expected_signature(precision: str) -> str:
+        return model_signature(
             spec,
             artifact_digests=digests,
             precision=precision,
-            served_digest=served.sha256 if served else None,
+            served_digest=served,
             requires=requires,
-        ),
-    }
+        )
 
-
-def check_stamps(stamps: Mapping[str, Any], catalog: Catalog) -> list[ModelCheck]:
-    """Compare each ``models_used`` entry with what the catalog and lock say today."""
-    entries = stamps.get("models_used")
-    if not isinstance(entries, list):
-        raise ProvenanceError("stamps have no models_used list", key="models_used")
-    checks: list[ModelCheck] = []
-    for entry in entries:
-        name = str(entry.get("name"))
-        if entry.get("status") == "absent":
-            checks.append(ModelCheck(name, "absent"))
-            continue
-        if name not in catalog:
-            checks.append(ModelCheck(name, "removed", ["the catalog has no spec of this name"]))
-            continue
-        expected = _expected(catalog, catalog[name], str(entry.get("precision")))
-        if expected is None:
-            checks.append(
-                ModelCheck(
-                    name,
-                    "unpinned",
-                    [
-                        "an artifact of the spec (or of a spec it requires) is "
-                        "not pinned: run `dp-models lock`"
-                    ],
+    precision = entry["precision"]
+    stamped_signature = entry["model_signature"]
+    if precision not in _PRECISIONS:
+        diffs.append(
+            _differ(
+                f"{where}.precision",
+                precision,
+                list(_PRECISIONS),
+                "dp_models runs models in one of",
+                fix,
+            )
+        )
+    elif dep_unpinned:
+        diffs.append(
+            _differ(
+                f"{where}.model_signature",
+                stamped_signature,
+                None,
+                "it cannot be recomputed: nothing pins "
+                f"{', '.join(dep_unpinned)} (of a spec it requires):",
+                _FIX_UNPINNED,
+            )
+        )
+    elif (signature := expected_signature(precision)) != stamped_signature:
+        others = [
+            p for p in _PRECISIONS if p != precision and expected_signature(p) == stamped_signature
+        ]
+        if others:
+            diffs.append(
+                _differ(
+                    f"{where}.precision",
+                    precision,
+                    others[0],
+                    "but its model_signature is the one the catalog gives at",
+                    _FIX_STAMP,
                 )
             )
+        else:
+            changed = [
+                dep
+                for dep in spec.requires
+                if dep in requires
+                and not any(
+                    e["name"] == dep and e["model_signature"] == requires[dep] for e in present
+                )
+            ]
+            note = f"a spec it requires changed: {', '.join(changed)}" if changed else ""
+            diffs.append(
+                _differ(
+                    f"{where}.model_signature",
+                    stamped_signature,
+                    signature,
+                    "catalog gives",
+                    fix,
+                    note,
+                )
+            )
+
+    consistent = _consistent(entry, present)
+    diffs += edited
+    if unpinned or dep_unpinned:
+        status, note = "unpinned", "an artifact (or one of a spec it requires) is not pinned"
+    elif not diffs:
+        status, note = "unchanged", ""
+    elif not consistent or edited:
+        status = "edited"
+        note = (
+            "the entry contradicts itself (its model_signature or weights_digest is not that "
+            "of its own fields), so it was edited after dp_models wrote it"
+            if not consistent
+            else "the entry contradicts the rest of the stamp, so it was edited"
+        )
+    else:
+        status, note = "changed", "the model changed since the artifact was written"
+    return ModelCheck(name, status, diffs, index, info, note)
+
+
+def _duplicates(entries: Sequence[Mapping[str, Any]]) -> dict[int, Difference]:
+    """Entries dp_models would have recorded once: the same (name, device, precision), or
+    the same model absent twice."""
+    seen: dict[str, int] = {}
+    found: dict[int, Difference] = {}
+    for i, e in enumerate(entries):
+        if e["status"] == "absent":
+            key: Any = [e["name"], "absent"]
+        else:
+            key = [e["name"], e.get("device"), e["precision"]]
+        try:
+            text = _canonical(key).decode()
+        except (TypeError, ValueError, RecursionError):
             continue
-        if expected["model_signature"] == entry.get("model_signature"):
-            checks.append(ModelCheck(name, "unchanged"))
-            continue
-        recorded = {**entry, "artifacts": [a.get("sha256") for a in entry.get("artifacts", [])]}
-        changes = [
-            f"{key}: {recorded.get(key)!r} then, {value!r} now"
-            for key, value in expected.items()
-            if key != "model_signature" and recorded.get(key) != value
-        ]
-        if not changes:
-            changes = ["a required spec changed"] if catalog[name].requires else ["signature"]
-        checks.append(ModelCheck(name, "changed", changes))
-    return checks
+        if text in seen:
+            found[i] = _differ(
+                f"models_used[{i}]",
+                f"a second entry of {e['name']}",
+                f"models_used[{seen[text]}] only",
+                "but dp_models records each (name, device, precision) once:",
+                _FIX_STAMP,
+            )
+        else:
+            seen[text] = i
+    return found
+
+
+def check_stamps(stamps: Mapping[str, Any], catalog: Catalog) -> StampReport:
+    """Recompute every checked field of ``stamps`` from its entries, the catalog and the
+    lock, and report each difference naming its field.
+
+    Top level: ``model_signature`` and ``weights_digest`` must be what
+    :func:`combined_signature` / :func:`combined_weights_digest` give for ``models_used``
+    as written. Each entry: see :data:`CHECKED_FIELDS` (``ABSENT_FIELDS`` for an absent
+    one); :data:`INFORMATIONAL_FIELDS` are reported in ``info`` and never fail. A stamp
+    with no entries is ok only with both top-level digests :data:`EMPTY_DIGEST` (what
+    ``stamp(meta, [])`` writes). Raises :class:`ProvenanceError` (``.key`` names the
+    field) for a malformed stamp: a missing key, a wrong type, an entry or artifact that
+    is not an object."""
+    if not isinstance(stamps, Mapping):
+        raise _malformed(
+            "stamps", "an object with models_used, model_signature and weights_digest", stamps
+        )
+    for key in STAMP_KEYS:
+        if key not in stamps:
+            raise ProvenanceError(
+                f"{key} is missing: the stamps were not written by ModelManager.stamp", key=key
+            )
+    entries = stamps["models_used"]
+    if not isinstance(entries, list):
+        raise _malformed("models_used", "a list of entries", entries)
+    for key in ("model_signature", "weights_digest"):
+        if not isinstance(stamps[key], str):
+            raise _malformed(key, "a string (a sha256)", stamps[key])
+    for i, entry in enumerate(entries):
+        _validate_entry(entry, f"models_used[{i}]")
+
+    top: list[Difference] = []
+    for key, recompute in (
+        ("model_signature", combined_signature),
+        ("weights_digest", combined_weights_digest),
+    ):
+        expected = recompute(entries)
+        if stamps[key] != expected:
+            top.append(
+                _differ(key, stamps[key], expected, "its models_used entries give", _FIX_STAMP)
+            )
+    if not entries and top:
+        top.insert(
+            0,
+            _differ(
+                "models_used",
+                [],
+                "entries",
+                "but its model_signature and weights_digest are not those of no model "
+                f"({EMPTY_DIGEST[:16]}...), so the entries were removed; expected",
+                _FIX_STAMP,
+            ),
+        )
+
+    present = _present(entries)
+    duplicates = _duplicates(entries)
+    models: list[ModelCheck] = []
+    for i, entry in enumerate(entries):
+        if entry["status"] == "absent":
+            check = _check_absent(i, entry, catalog)
+        else:
+            check = _check_entry(i, entry, present, catalog)
+        if i in duplicates:
+            check.differences.append(duplicates[i])
+            if check.status in ("unchanged", "changed"):
+                check.status, check.note = "edited", "a duplicate entry"
+        models.append(check)
+    return StampReport(models, top, stamps["model_signature"], stamps["weights_digest"])
