@@ -640,9 +640,9 @@ def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
         line = f"  {_show(c.name):<32} {c.status}"
         out.write(f"{line}  ({c.note})\n" if c.note and c.status != "unchanged" else f"{line}\n")
         differences(c.differences)
-        if c.info:
-            shown = ", ".join(f"{_show(k)}={_show(v)}" for k, v in c.info.items())
-            out.write(f"      informational (not checked): {shown}\n")
+        info = [f"{_show(k)}={_show(v)}" for k, v in c.info.items() if v is not None]
+        if info:
+            out.write(f"      informational (not checked): {', '.join(info)}\n")
     if report.differences:
         out.write("  the combined stamps (model_signature, weights_digest)\n")
         differences(report.differences)

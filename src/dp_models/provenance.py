@@ -370,7 +370,6 @@ INFORMATIONAL_FIELDS = (
     "triton.served_digest_verified",
 )
 _TRITON_CHECKED = ("model_name", "model_version", "endpoint_name")
-_TRITON_INFO = ("endpoint", "served_digest_verified")
 #: ``model_signature`` and ``weights_digest`` of a stamp made with no model at all.
 EMPTY_DIGEST = _sha(b"")
 
@@ -775,8 +774,7 @@ def _check_absent(index: int, entry: Mapping[str, Any], catalog: Catalog) -> Mod
                 _FIX_STAMP,
             )
         )
-    reason = entry.get("reason")
-    note = f"optional, not provisioned when the artifact was written ({_show(reason)})"
+    note = "optional, not provisioned when the artifact was written"
     return ModelCheck(name, "absent", diffs, index, info, note)
 
 
@@ -983,10 +981,10 @@ def _check_entry(
     elif not consistent or edited:
         status = "edited"
         note = (
-            "the entry contradicts itself (its model_signature or weights_digest is not that "
-            "of its own fields), so it was edited after dp_models wrote it"
+            "its model_signature or weights_digest is not that of its own fields: changed "
+            "after dp_models wrote it"
             if not consistent
-            else "the entry contradicts the rest of the stamp, so it was edited"
+            else "it contradicts the rest of the stamp: changed after dp_models wrote it"
         )
     else:
         status, note = "changed", "the model changed since the artifact was written"
