@@ -789,3 +789,50 @@ def _catalog(path: Path) -> Catalog:
     if path not in _CATALOGS:
         _CATALOGS[path] = Catalog.load(path)
     return _CATALOGS[path]
+
+
+def _relocked(catalog: Path, tmp_path: Path, path: str, sha: str | None) -> Catalog:
+    """A copy of ``catalog`` whose lock pins ``path`` to ``sha`` (None: not at all)."""
+    copied = Path(shutil.copytree(catalog, tmp_path / "catalog"))
+    lock_path = copied / "catalog.lock.json"
+    lock = json.loads(lock_path.read_text())
+    if sha is None:
+        del lock["artifacts"][path]
+    else:
+        lock["artifacts"][path]["sha256"] = sha
+    lock_path.write_text(json.dumps(lock))
+    return Catalog.load(copied)
+
+
+def test_a_required_spec_changed_since(
+    real_stamp: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Re-pinning what another model requires changes both: `changed` (the stamps agree
+    with themselves), and the dependent one says which requirement changed."""
+    catalog, stamps = real_stamp
+    tokenizer = "text/shared_tokenizer_v1/tokenizer.json"
+    report = check_stamps(stamps, _relocked(catalog, tmp_path, tokenizer, "12" * 32))
+    assert [c.status for c in report] == ["changed", "changed", "unchanged", "absent"]
+    assert [d.field for d in report.models[0].differences] == [
+        "models_used[0].artifacts[0].sha256",
+        "models_used[0].weights_digest",
+        "models_used[0].model_signature",
+    ]
+    (dependent,) = report.models[1].differences
+    assert dependent.field == "models_used[1].model_signature"
+    assert "a spec it requires changed: shared_tokenizer_v1" in dependent.message
+    assert report.differences == []
+
+
+def test_an_unpinned_artifact_is_reported_with_the_command_that_pins_it(
+    real_stamp: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    catalog, stamps = real_stamp
+    labels = "visual/places365/categories_places365.txt"
+    report = check_stamps(stamps, _relocked(catalog, tmp_path, labels, None))
+    check = report.models[2]
+    assert check.status == "unpinned" and not check.ok and not report.ok
+    (diff,) = check.differences
+    assert diff.field == "models_used[2].artifacts[1].sha256"
+    assert f"catalog and lock pin nothing for {labels}" in diff.message
+    assert "`dp-models lock`" in diff.fix
