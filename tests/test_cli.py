@@ -245,6 +245,22 @@ def test_env_redacts_credentials(
     assert "s3cret" not in out and "models_root" in out
 
 
+@pytest.mark.adversarial
+def test_env_masks_a_triton_url_whole_whatever_it_holds(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheme-less URL, or a password with an "@", showed its secret (or half of it)."""
+    monkeypatch.setenv("DP_MODELS_TRITON_URL", "bob:hun@ter2@triton:8000")
+    monkeypatch.setenv("DP_MODELS_TRITON_URL_ASR", "http://bob:hun@ter2@asr:8000/v2")
+    code, out, _ = run(capsys, "env", "--json")
+    assert code == 0
+    environment = json.loads(out)["environment"]
+    assert environment["DP_MODELS_TRITON_URL"] == "***@triton:8000"
+    assert environment["DP_MODELS_TRITON_URL_ASR"] == "http://***@asr:8000/v2"
+    code, out, _ = run(capsys, "env")
+    assert code == 0 and "ter2" not in out and "bob" not in out and "***@triton:8000" in out
+
+
 def test_progress_bar_only_after_a_second_and_only_on_a_terminal() -> None:
     stream = io.StringIO()
     quick = TerminalProgress(stream=stream, enabled=True, delay_s=60)

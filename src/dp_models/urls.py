@@ -50,12 +50,15 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._\-]*[A-Za-z0-9_])?")
 def redact(text: str) -> str:
     """``text`` with the user information of every URL in it masked (user and password).
 
-    Works on any text: a URL, a message or a log line with URLs in it. On each line,
-    everything from the first word that holds ``://`` or ``@`` (keeping an ``http://`` or
-    ``https://`` there) up to the line's last ``@`` is masked: a password holding ``@``,
-    ``:``, ``/``, ``%``, ``://``, or even spaces after a scheme, leaves no piece behind. This
-    can mask more than the credentials, never less. For one value given whole (a setting,
-    which may hold anything), :func:`redact_url` masks everything before its last ``@``.
+    Works on any text: a URL, a message or a log line with URLs in it. On each line with an
+    ``@``, everything up to the line's last ``@`` is masked, from the first word that holds
+    ``://`` or ``@`` when that word starts with ``http://`` or ``https://`` (the text before
+    it and the scheme are kept), else from the start of the line: a password holding ``@``,
+    ``:``, ``/``, ``%``, ``://`` or spaces leaves no piece behind, with or without a scheme.
+    This can mask more than the credentials, never less; the one thing it cannot tell
+    apart is a scheme-less secret that itself holds a space followed by ``http://``. A
+    value that is one URL whole (a setting) is masked with :func:`redact_url`, which does
+    not go by lines.
 
     >>> redact("http://bob:hunter2@triton:8000/v2")
     'http://***@triton:8000/v2'
@@ -72,6 +75,8 @@ def _redact_line(line: str) -> str:
     for word in _TOKEN.finditer(line, 0, at + 1):
         if "@" in word.group() or "://" in word.group():
             start = word.end() - len(word.group().lstrip(_LEAD))
+            if _HTTP_SCHEME.match(line, start) is None:
+                start = 0  # no scheme: the credentials may begin anywhere before
             return line[:start] + _mask(line[start:at]) + line[at:]
     return line  # pragma: no cover: the word holding the last "@" always matches
 
