@@ -73,6 +73,58 @@ class RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+def rewrite_zip(path: Path, replace: dict[str, bytes]) -> None:
+    """Rewrite the members of the zip at ``path`` whose names end with a key of ``replace``,
+    as a new file renamed over ``path`` (a file hard-linked from a shared root stays as
+    it was)."""
+    import zipfile
+
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            for suffix, new in replace.items():
+                if item.filename.endswith(suffix):
+                    data = new
+            zout.writestr(item, data)
+    os.replace(tmp, path)
+
+
+def _unicode4(text: str) -> bytes:
+    data = text.encode()
+    return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+
+#: A protocol 4 pickle that sets ``collections.Counter.update = builtins.set`` through
+#: pickle's BUILD step (``setattr`` on an allowed *class*) and returns the class. A type is
+#: not bound as a method, so every ``counter.update(...)`` of the process would then do
+#: nothing, the network guard's bookkeeping included.
+REBINDS_COUNTER_UPDATE = (
+    b"\x80\x04"
+    + _unicode4("collections")
+    + b"\x94"
+    + _unicode4("Counter")
+    + b"\x94\x93\x94N}"
+    + _unicode4("update")
+    + _unicode4("builtins")
+    + _unicode4("set")
+    + b"\x93s\x86b."
+)
+
+
+def save_writes_on_load(path: Path, marker: Path) -> None:
+    """Save a :class:`WritesOnLoad` archive at ``path`` whose load would create ``marker``."""
+    import warnings
+
+    from .torchscript_payload import WritesOnLoad
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
+        torch.jit.save(torch.jit.script(WritesOnLoad(str(marker))), str(path))
+    assert not marker.exists()
+
+
 #: The CUDA paths need a GPU; the CPU-only refusals need a machine without one.
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 needs_no_cuda = pytest.mark.skipif(

@@ -4,9 +4,11 @@ RoBERTa tokenizer directory), through the manager, inside the network guard."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
+import socket
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -25,10 +27,12 @@ from dp_models.errors import (
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
+    NetworkBlockedError,
     PrecisionError,
     StateDictMismatchError,
     UnsafeCheckpointError,
 )
+from dp_models.guard import network_guard
 from dp_models.loaders import LoadContext
 from dp_models.loaders.laion_clap import (
     UnprovisionedTokenizerError,
@@ -37,7 +41,17 @@ from dp_models.loaders.laion_clap import (
 )
 from dp_models.testing import fake_models_root
 
-from .fakeroots import RunsCode, manager, needs_cuda, needs_no_cuda, repin, set_loader_args
+from .conftest import LoopbackServer
+from .fakeroots import (
+    REBINDS_COUNTER_UPDATE,
+    RunsCode,
+    manager,
+    needs_cuda,
+    needs_no_cuda,
+    repin,
+    rewrite_zip,
+    set_loader_args,
+)
 
 CLAP = "laion_clap"
 CKPT = "audio/laion_clap/630k-audioset-best.pt"
@@ -163,7 +177,7 @@ def test_a_numpy_1_checkpoint_reads_with_weights_only(tmp_path: Path) -> None:
             zout.writestr(item, data)
     spec = Catalog.load()[CLAP]
     ctx = LoadContext(spec, {CKPT: renamed}, "cpu", "fp32")
-    checkpoint = _read_checkpoint(ctx, renamed, "pt", weights_only=True)
+    checkpoint = _read_checkpoint(ctx, Path(CKPT), "pt", weights_only=True)
     assert checkpoint["lr"] == 0.5 and type(checkpoint["lr"]) is np.float64
     assert torch.equal(checkpoint["state_dict"]["w"], torch.ones(2))
 
@@ -239,13 +253,14 @@ def test_a_tokenizer_of_another_vocabulary_is_an_error(root: Path, tmp_path: Pat
 def test_a_corrupt_checkpoint_is_a_loader_error(root: Path, tmp_path: Path) -> None:
     replace(root / CKPT, b"not a checkpoint at all")
     repin(root)
-    with pytest.raises(LoaderError, match="cannot be unpickled as a checkpoint") as exc:
+    with pytest.raises(LoaderError, match="cannot be read as a checkpoint") as exc:
         manager(root, tmp_path, device="cpu").load(CLAP)
     assert (exc.value.spec, exc.value.loader) == (CLAP, "laion_clap")
     assert exc.value.__cause__ is not None
 
 
-@pytest.mark.parametrize("protocol", [2, 4])  # torch's own unpickler; the fallback for 4
+@pytest.mark.adversarial
+@pytest.mark.parametrize("protocol", [2, 4])  # torch's unpickler; protocol 4 translated first
 def test_a_pickle_payload_is_refused_and_never_runs(
     root: Path, tmp_path: Path, protocol: int
 ) -> None:
@@ -257,6 +272,31 @@ def test_a_pickle_payload_is_refused_and_never_runs(
         manager(root, tmp_path, device="cpu").load(CLAP)
     assert exc.value.spec == CLAP and "GLOBAL posix.system" in str(exc.value)
     assert not marker.exists()
+
+
+@pytest.fixture
+def counter_update() -> Iterator[None]:
+    """Put ``collections.Counter.update`` back whatever a hostile checkpoint did to it."""
+    original = collections.Counter.update
+    yield
+    collections.Counter.update = original  # type: ignore[method-assign]
+
+
+@pytest.mark.adversarial
+@pytest.mark.usefixtures("counter_update")
+def test_a_checkpoint_that_rebinds_a_class_is_refused_and_the_guard_still_blocks(
+    root: Path, tmp_path: Path, server: LoopbackServer
+) -> None:
+    original = collections.Counter.update
+    rewrite_zip(root / CKPT, {"/data.pkl": REBINDS_COUNTER_UPDATE})
+    repin(root)
+    with pytest.raises(UnsafeCheckpointError, match="refused and nothing in it ran") as exc:
+        manager(root, tmp_path, device="cpu").load(CLAP)
+    assert exc.value.spec == CLAP and "Can only build" in str(exc.value)
+    assert collections.Counter.update is original  # BUILD never touched the class
+    with network_guard(["after-a-hostile-checkpoint"]), pytest.raises(NetworkBlockedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    assert not server.saw_connections(1)
 
 
 def test_a_checkpoint_of_another_architecture_is_a_mismatch(root: Path, tmp_path: Path) -> None:

@@ -29,11 +29,21 @@ from dp_models.errors import (
     StateDictMismatchError,
     UnsafeCheckpointError,
 )
+from dp_models.loaders._checkpoint import read_torchscript_state_dict
 from dp_models.loaders.open_clip import OpenClipModel
 from dp_models.settings import packaged_catalog_dir
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import RunsCode, edit_spec, manager, needs_cuda, needs_no_cuda, repin
+from .fakeroots import (
+    RunsCode,
+    edit_spec,
+    manager,
+    needs_cuda,
+    needs_no_cuda,
+    repin,
+    rewrite_zip,
+    save_writes_on_load,
+)
 
 B32, L14 = "clip_vit_b32", "clip_vit_l14_336"
 SPEC_FILES = {B32: "visual/clip_vit_b32.yaml", L14: "visual/clip_vit_l14_336.yaml"}
@@ -57,21 +67,6 @@ def root(shared_root: Path, tmp_path: Path) -> Path:
 def no_open_clip(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(sys.modules, "open_clip", None)
     yield
-
-
-def rewrite_zip(path: Path, replace: dict[str, bytes]) -> None:
-    """Rewrite the members of the zip at ``path`` whose names end with a key of ``replace``."""
-    original = path.read_bytes()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(original)
-    with zipfile.ZipFile(tmp) as zin, zipfile.ZipFile(path, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            for suffix, new in replace.items():
-                if item.filename.endswith(suffix):
-                    data = new
-            zout.writestr(item, data)
-    tmp.unlink()
 
 
 # -- the catalog's specs on fakes, through the manager -------------------------------------
@@ -243,22 +238,47 @@ def test_an_openai_archive_declared_open_clip_is_named(root: Path, tmp_path: Pat
 def test_a_corrupt_file_is_a_loader_error_naming_the_spec(root: Path, tmp_path: Path) -> None:
     (root / WEIGHTS[B32]).write_bytes(b"not a checkpoint at all")
     repin(root)
-    with pytest.raises(LoaderError, match=r"spec 'clip_vit_b32': loader 'open_clip' failed") as e:
+    with pytest.raises(LoaderError, match=r"spec 'clip_vit_b32': .* cannot be read as a") as e:
         manager(root, tmp_path, device="cpu").load(B32)
     assert e.value.spec == B32 and e.value.__cause__ is not None
 
 
+@pytest.mark.adversarial
 def test_a_pickle_payload_in_a_torchscript_archive_never_runs(root: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     rewrite_zip(root / WEIGHTS[B32], {"/data.pkl": pickle.dumps(RunsCode(marker), protocol=2)})
     repin(root)
-    with pytest.raises(LoaderError, match=r"Unknown type name 'posix\.system'") as exc:
+    with pytest.raises(UnsafeCheckpointError, match=r"refused and nothing in it ran") as exc:
         manager(root, tmp_path, device="cpu").load(B32)
-    assert exc.value.spec == B32
+    assert (exc.value.spec, exc.value.loader) == (B32, "open_clip")
+    assert "posix.system" in str(exc.value)
     assert not marker.exists()
 
 
-def test_python_code_in_a_torchscript_archive_never_runs(root: Path, tmp_path: Path) -> None:
+@pytest.mark.adversarial
+def test_an_archive_whose_setstate_writes_files_is_read_as_data(root: Path, tmp_path: Path) -> None:
+    # torch.jit.load runs an archive's __setstate__, and aten::from_file creates files:
+    # the OpenAI-format reader must never run it
+    marker = tmp_path / "written-by-the-archive"
+    save_writes_on_load(root / WEIGHTS[B32], marker)
+    repin(root)
+    with pytest.raises(LoaderError, match=r"spec 'clip_vit_b32': .* not a TorchScript archive"):
+        manager(root, tmp_path, device="cpu").load(B32)
+    assert not marker.exists()
+
+
+def test_the_archive_reader_gives_what_torchscript_would(shared_root: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript
+        reference = torch.jit.load(str(shared_root / WEIGHTS[B32])).state_dict()
+    with open(shared_root / WEIGHTS[B32], "rb") as f:
+        read = read_torchscript_state_dict(f)
+    assert list(read) == list(reference)
+    assert all(torch.equal(read[k], reference[k]) for k in reference)
+
+
+@pytest.mark.adversarial
+def test_python_code_in_a_torchscript_archive_is_never_compiled(root: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     code = f"import os\nos.system('touch {marker}')\n".encode()
     with zipfile.ZipFile(root / WEIGHTS[B32]) as archive:
@@ -268,8 +288,8 @@ def test_python_code_in_a_torchscript_archive_never_runs(root: Path, tmp_path: P
         source = archive.read(name)
     rewrite_zip(root / WEIGHTS[B32], {"/code/__torch__/open_clip/model.py": code + source})
     repin(root)
-    with pytest.raises(LoaderError, match=r"(?s)spec 'clip_vit_b32'.*Unexpected token in code"):
-        manager(root, tmp_path, device="cpu").load(B32)
+    clip = manager(root, tmp_path, device="cpu").load(B32)  # the code is read as text only
+    assert clip.image_size == 224
     assert not marker.exists()
 
 

@@ -230,7 +230,7 @@ def test_a_corrupt_checkpoint_is_a_typed_error_naming_the_spec(root: Path, tmp_p
     with pytest.raises(
         LoaderError,
         match=r"^spec 'places365_resnet50': .*resnet50_places365\.pth\.tar cannot be "
-        r"unpickled as a checkpoint",
+        r"read as a checkpoint",
     ) as exc:
         manager(root, tmp_path, device="cpu").load(PLACES)
     assert (exc.value.spec, exc.value.loader) == (PLACES, "torchvision")

@@ -51,7 +51,7 @@ from dp_models.loaders.onnx import OnnxRuntimeLoader
 from dp_models.loaders.torch import TorchScriptLoader, TorchStateDictLoader, unwrap_state_dict
 
 from .conftest import SpecWriter
-from .fakeroots import RunsCode, needs_no_cuda
+from .fakeroots import RunsCode, needs_no_cuda, save_writes_on_load
 
 BUILTIN_LOADERS = ["onnxruntime", "torch_state_dict", "torchscript"]
 STATE_DICT_ARGS = "class_path, kwargs, state_dict_key, strict, strip_prefix, weights_only"
@@ -708,7 +708,14 @@ def test_torchscript_loads_with_the_reference_outputs(
     path.parent.mkdir()
     scripted.save(str(path))
     art = artifact(models_root, "ts/model.pt", "torchscript")
-    spec = spec_yaml("ts", [art], loader="torchscript", engine="torchscript", device="cpu")
+    spec = spec_yaml(
+        "ts",
+        [art],
+        loader="torchscript",
+        engine="torchscript",
+        device="cpu",
+        loader_args={"trust_archive_code": True},
+    )
     write_spec("ts", spec)
     model = make_manager().load("ts")
     assert isinstance(model, torch.jit.ScriptModule)
@@ -719,7 +726,7 @@ def test_torchscript_loads_with_the_reference_outputs(
         assert torch.equal(model(X), ref(X))
 
 
-def test_torchscript_takes_no_loader_args(
+def test_torchscript_takes_only_the_trust_flag(
     models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
 ) -> None:
     write_bytes(models_root / "ts" / "model.pt", b"not read")
@@ -731,11 +738,39 @@ def test_torchscript_takes_no_loader_args(
     with pytest.raises(
         LoaderArgsError,
         match=r"^spec 'ts': loader 'torchscript' does not take loader_args map_location; it "
-        r"takes none$",
+        r"takes trust_archive_code$",
     ) as exc:
         make_manager().load("ts")
     assert isinstance(exc.value, TypeError)
     assert (exc.value.spec, exc.value.loader) == ("ts", "torchscript")
+
+
+@pytest.mark.adversarial
+def test_torchscript_code_runs_only_where_the_spec_trusts_it(
+    models_root: Path,
+    write_spec: SpecWriter,
+    make_manager: Callable[..., ModelManager],
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "written-by-the-archive"
+    save_writes_on_load(models_root / "ts" / "model.pt", marker)
+    art = artifact(models_root, "ts/model.pt", "torchscript")
+    write_spec("ts", spec_yaml("ts", [art], loader="torchscript", engine="torchscript"))
+    with pytest.raises(UnsafeCheckpointError, match="trust_archive_code: true") as exc:
+        make_manager().load("ts")
+    assert (exc.value.spec, exc.value.loader) == ("ts", "torchscript")
+    assert not marker.exists()  # refused before torch.jit.load saw the archive
+    # opting in is what lets the archive's code run, and it is on the record
+    trusted = {"trust_archive_code": True}
+    write_spec(
+        "ts",
+        spec_yaml("ts", [art], loader="torchscript", engine="torchscript", loader_args=trusted),
+    )
+    mm = make_manager()
+    mm.load("ts")
+    assert marker.exists()
+    (entry,) = mm.models_used()
+    assert entry["loader_args"] == trusted
 
 
 # -- onnxruntime ---------------------------------------------------------------------------
@@ -1154,7 +1189,7 @@ def test_a_corrupt_pickle_is_not_called_unsafe(
             device="cpu",
         ),
     )
-    with pytest.raises(LoaderError, match=r"cannot be unpickled as a checkpoint") as exc:
+    with pytest.raises(LoaderError, match=r"cannot be read as a checkpoint") as exc:
         make_manager().load("junk")
     assert not isinstance(exc.value, UnsafeCheckpointError)
     assert exc.value.spec == "junk"

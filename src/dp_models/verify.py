@@ -410,8 +410,16 @@ class OpenedFile:
             return self._data
 
     def open(self) -> BinaryIO:
-        """A binary file object over the verified file, positioned at 0."""
-        return io.BytesIO(self.read_bytes())
+        """A binary file object over the verified file, positioned at 0: its bytes when
+        they were read for the hash, else a new descriptor on the same open file (no
+        lookup by path)."""
+        if self._sha256 is None:
+            self.verify(keep=True)
+        if self._data is not None:
+            return io.BytesIO(self._data)
+        f = os.fdopen(os.dup(self._fd), "rb")
+        f.seek(0)
+        return f
 
     def framework_path(self) -> Path:
         """A path for frameworks that only open paths: verified first, then a link in a

@@ -17,12 +17,14 @@ loader lets it use:
   that its vocabulary is the text tower's (transformers 5 quietly builds a 5-token
   tokenizer from a directory without ``vocab.json``).
 
-The checkpoint is read with ``torch.load(weights_only=True)`` (never laion-clap's
-``load_state_dict``, which unpickles everything), with numpy's scalar and dtype types
-allowed: LAION's training code stores numpy floats (learning rates) beside the weights.
-A pickle protocol torch's weights-only unpickler cannot parse (4, reported for LAION's
-released checkpoints) is read by Python's unpickler restricted to the same allowlist.
-Only the ``state_dict`` is used; keys must match exactly.
+The checkpoint is read by torch's weights-only unpickler (never laion-clap's
+``load_state_dict``, which unpickles everything, and never Python's own unpickler), with
+numpy's scalar and dtype types added to its allowlist: LAION's training code stores numpy
+floats (learning rates) beside the weights. A pickle in a protocol torch's unpickler does
+not parse (4, reported for LAION's released checkpoints) is translated to protocol 2
+opcode for opcode, building and importing nothing, and read by that same unpickler
+(:mod:`dp_models.loaders._checkpoint`). Only the ``state_dict`` is used; keys must match
+exactly.
 
 loader_args:
     amodel: HTSAT-tiny      audio tower: a laion-clap model config (HTSAT-tiny, PANN-14, ...)
@@ -35,14 +37,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import pickle
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 from ..errors import (
@@ -51,11 +52,10 @@ from ..errors import (
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
-    UnsafeCheckpointError,
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
-from .torch import _unpickler_detail, fit_state_dict, refused_global, unwrap_state_dict
+from .torch import fit_state_dict, read_checkpoint, unwrap_state_dict
 
 __all__ = ["LaionClapLoader"]
 
@@ -187,82 +187,13 @@ def _numpy_scalars() -> list[Any]:
     ]
 
 
-def _allowed_globals() -> dict[str, Any]:
-    """What the fallback unpickler may import: torch's own weights-only allowlist (tensor
-    and storage rebuilders, plain containers, dtypes) plus numpy scalars and dtypes."""
-    allowed: dict[str, Any] = {}
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        allowed.update(_get_allowed_globals())
-    except ImportError:  # pragma: no cover - torch moved it; the fallback still refuses all
-        pass
-    for entry in _numpy_scalars():
-        obj, qualname = entry if isinstance(entry, tuple) else (entry, None)
-        allowed[qualname or f"{obj.__module__}.{obj.__qualname__}"] = obj
-    return allowed
-
-
-def _restricted_pickle(allowed: Mapping[str, Any]) -> Any:
-    """A ``pickle_module`` for ``torch.load`` whose unpickler imports only ``allowed``: the
-    "restricting globals" pattern of Python's pickle documentation. Python's unpickler
-    reads every pickle protocol; torch's weights-only one stops at protocol 4's FRAME."""
-
-    class RestrictedUnpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            found = allowed.get(f"{module}.{name}")
-            if found is None:
-                raise pickle.UnpicklingError(
-                    f"Unsupported global: GLOBAL {module}.{name} is not an allowed global"
-                )
-            return found
-
-    def load(file: Any, **kwargs: Any) -> Any:
-        return RestrictedUnpickler(file, **kwargs).load()
-
-    return SimpleNamespace(Unpickler=RestrictedUnpickler, load=load, __name__=__name__)
-
-
 def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool) -> Any:
-    """The checkpoint, unpickled safely: torch's weights-only unpickler first; a file in a
-    pickle protocol it cannot read (``Unsupported operand``: LAION's are protocol 4) is
-    read again by :func:`_restricted_pickle` with the same allowlist."""
-    name = ctx.spec.name
-    if fmt == "safetensors":
-        return require("safetensors.torch", extra="torch", spec=name).load_file(str(path))
-    torch = _torch(name)
-    if not weights_only:
-        return torch.load(str(path), map_location="cpu", weights_only=False)
-    try:
-        with warnings.catch_warnings():
-            # torch warns on every protocol-4 file that its safe unpickler may not read it
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            try:
-                with torch.serialization.safe_globals(_numpy_scalars()):
-                    return torch.load(str(path), map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError as exc:
-                if "Unsupported operand" not in str(exc):
-                    raise
-            restricted = _restricted_pickle(_allowed_globals())
-            return torch.load(
-                str(path), map_location="cpu", weights_only=False, pickle_module=restricted
-            )
-    except pickle.UnpicklingError as exc:
-        if not refused_global(exc):
-            raise LoaderError(
-                f"spec {name!r}: {path} cannot be unpickled as a checkpoint; the file passed "
-                "its digest check, so the pinned artifact itself is not a torch checkpoint.",
-                spec=name,
-                loader=_NAME,
-            ) from exc
-        raise UnsafeCheckpointError(
-            f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors and "
-            "numpy scalars to load, so unpickling it could run code; it was refused and "
-            "nothing in it ran. Convert it to safetensors, or, if you trust the file, set "
-            f"loader_args weights_only: false in the spec. (torch: {_unpickler_detail(exc)})",
-            spec=name,
-            loader=_NAME,
-        ) from exc
+    """The checkpoint, read by torch's weights-only unpickler with numpy's scalars and
+    dtypes allowed (any pickle protocol: LAION's are protocol 4, which is translated to
+    protocol 2 first, running nothing; see :mod:`._checkpoint`)."""
+    return read_checkpoint(
+        ctx, path, fmt, weights_only, allow=_numpy_scalars(), what="tensors and numpy scalars"
+    )
 
 
 def _text_tower(ctx: LoadContext) -> tuple[Any, Any, Path]:
@@ -516,9 +447,11 @@ class LaionClapLoader:
         laion_clap = _import_laion_clap(name)
         _check_args(ctx, args, laion_clap)
         config, tokenizer, _ = _text_tower(ctx)
-        path = ctx.artifact(*_WEIGHT_FORMATS)
-        fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
-        checkpoint = _read_checkpoint(ctx, path, fmt, args["weights_only"])
+        art = next((a for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+        if art is None:
+            ctx.artifact(*_WEIGHT_FORMATS)  # raises: the spec has no weights artifact
+            raise AssertionError("unreachable")
+        checkpoint = _read_checkpoint(ctx, Path(art.path), art.format, args["weights_only"])
         state = unwrap_state_dict(checkpoint, spec=ctx.spec.name, loader=_NAME)
         with _local_roberta(laion_clap, config, tokenizer, name):
             clap = laion_clap.CLAP_Module(

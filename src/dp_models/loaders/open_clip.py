@@ -6,13 +6,15 @@ open_clip's download machinery is never reached; its weights come from the spec'
 verified artifact, read by this loader:
 
 ``pretrained_format: openai``
-    An OpenAI CLIP release (``ViT-B-32.pt``, ...): a TorchScript archive. It is read with
-    ``torch.jit.load`` (never ``torch.load(weights_only=False)``): TorchScript's own
-    unpickler resolves torch and TorchScript types only (a pickle ``GLOBAL`` such as
-    ``os.system`` is refused with ``Unknown type name``), and the archive's code is
-    TorchScript, which cannot import or call Python. Only its ``state_dict()`` is kept; the
-    model that runs is open_clip's, with QuickGELU as OpenAI trained it. A plain state dict
-    in the OpenAI layout is read with ``torch.load(weights_only=True)``.
+    An OpenAI CLIP release (``ViT-B-32.pt``, ...): a TorchScript archive. It is read as
+    data, never with ``torch.jit.load`` (which runs the archive's ``__setstate__`` code,
+    and that code can call aten ops that write files): its ``data.pkl`` is unpickled by
+    torch's weights-only unpickler with the archive's TorchScript classes as inert
+    records, its tensors come from the archive's storage records, and which attributes are
+    parameters and buffers is read from its code as text
+    (:func:`~dp_models.loaders._checkpoint.read_torchscript_state_dict`). The model that
+    runs is open_clip's, built from that state dict, with QuickGELU as OpenAI trained it.
+    A plain state dict in the OpenAI layout is read with torch's weights-only unpickler.
 ``pretrained_format: open_clip``
     A state dict saved by open_clip: ``format: safetensors`` (no pickle at all), or a
     ``pt``/``pth`` pickle read with ``torch.load(weights_only=True)``.
@@ -51,8 +53,15 @@ from ..errors import (
     UnsafeCheckpointError,
 )
 from ..spec import Spec
+from ._checkpoint import UnsupportedPickleError, read_torchscript_state_dict
 from .base import LoadContext, require
-from .torch import fit_state_dict, unwrap_state_dict, write_weights
+from .torch import (
+    _unpickler_detail,
+    fit_state_dict,
+    read_checkpoint,
+    unwrap_state_dict,
+    write_weights,
+)
 
 __all__ = ["OpenClipLoader", "OpenClipModel"]
 
@@ -151,11 +160,11 @@ def _quiet() -> Iterator[None]:
         root.removeFilter(notice)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (a zip with ``constants.pkl`` and ``code/``),
-    read from the zip's directory only."""
+def _is_torchscript(ctx: LoadContext, fmt: str) -> bool:
+    """Whether the verified artifact is a TorchScript archive (a zip with ``constants.pkl``
+    and ``code/``), read from the zip's directory only."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with ctx.open(fmt) as f, zipfile.ZipFile(f) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError):
         return False
@@ -228,13 +237,10 @@ def _check_args(ctx: LoadContext, args: Mapping[str, Any], open_clip: Any) -> di
 
 
 def _read_state_dict(ctx: LoadContext, path: Path, fmt: str, pretrained_format: str) -> Any:
-    """The weights as a plain mapping, read the safe way for what the file is."""
+    """The weights as a plain mapping, read the safe way for what the file is; nothing in
+    the file runs (see the module doc)."""
     name = ctx.spec.name
-    torch = _torch(name)
-    if fmt == "safetensors":
-        st = require("safetensors.torch", extra="torch", spec=name)
-        return st.load_file(str(path), device="cpu")
-    if _is_torchscript(path):
+    if fmt != "safetensors" and _is_torchscript(ctx, fmt):
         if pretrained_format != "openai":
             raise LoaderArgsError(
                 f"spec {name!r}: {path} is a TorchScript archive (an OpenAI CLIP release), "
@@ -242,23 +248,26 @@ def _read_state_dict(ctx: LoadContext, path: Path, fmt: str, pretrained_format: 
                 spec=name,
                 loader=_NAME,
             )
-        with _quiet():
-            scripted = torch.jit.load(str(path), map_location="cpu")
-        return dict(scripted.state_dict())
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = _ANSI.sub("", str(exc))
-        refused = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
-        if not refused:
-            raise  # not a pickle at all: the manager reports it as a LoaderError, chained
-        raise UnsafeCheckpointError(
-            f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors to "
-            "load, so unpickling it could run code; it was refused and nothing in it ran. "
-            f"Convert it to safetensors. (torch: {refused[0].split('. ')[0]})",
-            spec=name,
-            loader=_NAME,
-        ) from exc
+        _torch(name)
+        try:
+            with ctx.open(fmt) as f:
+                return read_torchscript_state_dict(f)
+        except UnsupportedPickleError as exc:
+            raise LoaderError(
+                f"spec {name!r}: {path} is not a TorchScript archive this loader reads as "
+                f"data ({exc}). Convert the weights to a state dict (safetensors).",
+                spec=name,
+                loader=_NAME,
+            ) from exc
+        except pickle.UnpicklingError as exc:
+            raise UnsafeCheckpointError(
+                f"spec {name!r}: the TorchScript archive {path} holds more than modules and "
+                "tensors, so reading it could run code; it was refused and nothing in it "
+                f"ran. ({_unpickler_detail(exc)})",
+                spec=name,
+                loader=_NAME,
+            ) from exc
+    return read_checkpoint(ctx, path, fmt, weights_only=True)
 
 
 def _unwrap(ctx: LoadContext, checkpoint: Any, model: Any) -> dict[str, Any]:
@@ -384,9 +393,11 @@ class OpenClipLoader:
         open_clip = _open_clip(name)
         kwargs = _check_args(ctx, args, open_clip)
         openai = args["pretrained_format"] == "openai"
-        path = ctx.artifact(*_WEIGHT_FORMATS)
-        fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
-        checkpoint = _read_state_dict(ctx, path, fmt, args["pretrained_format"])
+        art = next((a for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+        if art is None:
+            ctx.artifact(*_WEIGHT_FORMATS)  # raises: the spec has no weights artifact
+            raise AssertionError("unreachable")
+        checkpoint = _read_state_dict(ctx, Path(art.path), art.format, args["pretrained_format"])
         try:
             with _quiet():
                 model, _, preprocess = open_clip.create_model_and_transforms(

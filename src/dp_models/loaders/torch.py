@@ -21,7 +21,7 @@ import importlib
 import pickle
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from ..errors import (
     UnsafeCheckpointError,
 )
 from ..spec import Spec
+from ._checkpoint import UnsupportedPickleError, read_pickle
 from .base import LoadContext, require, write_placeholder
 
 __all__ = ["TorchScriptLoader", "TorchStateDictLoader"]
@@ -105,17 +106,29 @@ def _import_class(ctx: LoadContext, class_path: Any) -> Any:
 
 
 def _weights_artifact(ctx: LoadContext) -> tuple[Path, str]:
-    """The weights file and its format as the spec declares it (the format, not the file
-    name, decides how it is read: a safetensors file is never handed to the unpickler)."""
-    path = ctx.artifact(*_WEIGHT_FORMATS)
-    fmt = next(a.format for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS)
-    return path, fmt
+    """The weights artifact's path as the spec writes it (for messages) and its format as
+    the spec declares it (the format, not the file name, decides how it is read: a
+    safetensors file is never handed to the unpickler)."""
+    art = next((a for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+    if art is None:
+        ctx.artifact(*_WEIGHT_FORMATS)  # raises: no artifact of these formats
+        raise AssertionError("unreachable")
+    return Path(art.path), art.format
+
+
+#: What torch's weights-only unpickler says when it refuses something a pickle asked for
+#: (an import, building or calling something not allowed), as opposed to bytes it cannot
+#: parse at all.
+_REFUSALS = ("GLOBAL", "Can only", "unrecognized function", "is blocked")
 
 
 def refused_global(exc: BaseException) -> bool:
-    """Whether a weights-only unpickling error refused an import (``GLOBAL ...``): the file
-    is a pickle that would run code, as opposed to one that cannot be read at all."""
-    return "GLOBAL" in _ANSI.sub("", str(exc))
+    """Whether a weights-only unpickling error refused something the pickle asked for (an
+    import such as ``GLOBAL os.system``, ``BUILD`` on a class, a call of a function that
+    is not allowed): the file is a pickle that would run code, as opposed to one that
+    cannot be read at all."""
+    text = _ANSI.sub("", str(exc))
+    return any(marker in text for marker in _REFUSALS)
 
 
 def _unpickler_detail(exc: BaseException) -> str:
@@ -133,31 +146,55 @@ def _unpickler_detail(exc: BaseException) -> str:
     return lines[0].split(". ")[0].rstrip(".")
 
 
-def _read_checkpoint(ctx: LoadContext, path: Path, fmt: str, weights_only: bool) -> Any:
+def read_checkpoint(
+    ctx: LoadContext,
+    path: Path,
+    fmt: str,
+    weights_only: bool,
+    *,
+    allow: Sequence[Any] = (),
+    what: str = "tensors",
+) -> Any:
+    """The checkpoint of ``ctx``'s artifact of format ``fmt`` (``path`` as the spec names
+    it, for messages), read from the verified file: safetensors without any pickle; a
+    pickle with torch's weights-only unpickler and ``allow`` added to its allowlist (any
+    protocol, see :mod:`._checkpoint`), or, where the spec opted out with
+    ``weights_only: false``, with torch's full unpickler. A pickle that asks for anything
+    else is an :class:`UnsafeCheckpointError` (nothing in it ran); one that cannot be read
+    at all a :class:`LoaderError`."""
     name = ctx.spec.name
     if fmt == "safetensors":
         st = require("safetensors.torch", extra="torch", spec=name)
-        return st.load_file(str(path), device="cpu")
+        return st.load(ctx.read_bytes(fmt))
     torch = _torch(ctx)
+    if not weights_only:
+        with ctx.open(fmt) as f:
+            return torch.load(f, map_location="cpu", weights_only=False)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+        return read_pickle(lambda: ctx.open(fmt), allow=allow)
+    except UnsupportedPickleError as exc:
+        raise LoaderError(
+            f"spec {name!r}: {path} cannot be read as a checkpoint ({exc}); the file passed "
+            "its digest check, so the pinned artifact itself is not a torch checkpoint of "
+            "plain tensors: check the spec's format and the provisioned file.",
+            spec=name,
+            loader=_loader_of(ctx),
+        ) from exc
     except pickle.UnpicklingError as exc:
-        if not weights_only:
-            raise
         detail = _unpickler_detail(exc)
-        if not refused_global(exc):  # no import refused: the file is unreadable
+        if not refused_global(exc):
             raise LoaderError(
-                f"spec {name!r}: {path} cannot be unpickled as a checkpoint ({detail}); the "
+                f"spec {name!r}: {path} cannot be read as a checkpoint ({detail}); the "
                 "file passed its digest check, so the pinned artifact itself is not a torch "
                 "checkpoint: check the spec's format and the provisioned file.",
                 spec=name,
                 loader=_loader_of(ctx),
             ) from exc
         raise UnsafeCheckpointError(
-            f"spec {name!r}: {path} is a pickled checkpoint that needs more than tensors to "
+            f"spec {name!r}: {path} is a pickled checkpoint that needs more than {what} to "
             "load, so unpickling it could run code; it was refused and nothing in it ran. "
             "Convert it to safetensors, or, if you trust the file, set loader_args "
-            f"weights_only: false in the spec. (torch: {_unpickler_detail(exc)})",
+            f"weights_only: false in the spec. (torch: {detail})",
             spec=name,
             loader=_loader_of(ctx),
         ) from exc
@@ -354,7 +391,7 @@ class TorchStateDictLoader:
                 loader=self.name,
             ) from exc
         path, fmt = _weights_artifact(ctx)
-        checkpoint = _read_checkpoint(ctx, path, fmt, args["weights_only"])
+        checkpoint = read_checkpoint(ctx, path, fmt, args["weights_only"])
         state = _state_dict(ctx, checkpoint, args["state_dict_key"], args["strip_prefix"])
         fit_state_dict(
             model,
@@ -373,7 +410,18 @@ class TorchStateDictLoader:
 
 
 class TorchScriptLoader:
-    """``loader: torchscript``: ``torch.jit.load`` onto the device. No loader_args."""
+    """``loader: torchscript``: ``torch.jit.load`` onto the device, only where the spec
+    says it trusts the archive's code.
+
+    A TorchScript archive is code: ``torch.jit.load`` runs its classes' ``__setstate__``
+    methods, which may call any aten op (``aten::from_file`` creates and writes files), and
+    the model's ``forward`` is the archive's code too. The digest pins *which* archive
+    runs; it says nothing about what that archive does. So the loader refuses unless the
+    spec sets ``loader_args: {trust_archive_code: true}``, a statement that the pinned
+    archive comes from someone whose code you would run; the flag is part of the spec's
+    ``loader_args``, so it is in every ``models_used`` entry and the model signature.
+    Prefer safetensors (``torch_state_dict``) or ONNX.
+    """
 
     name = "torchscript"
     framework = "torch"
@@ -384,7 +432,8 @@ class TorchScriptLoader:
         return _cuda_available()
 
     def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A scripted 4 -> 3 linear layer for the weights; placeholders for the rest."""
+        """A scripted 4 -> 3 linear layer for the weights; placeholders for the rest. The
+        fake catalog keeps the spec's own ``trust_archive_code``."""
         torch = _torch()
         from ..testing.nets import TinyNet
 
@@ -400,15 +449,26 @@ class TorchScriptLoader:
         return None
 
     def load(self, ctx: LoadContext) -> Any:
-        ctx.args({})
+        args = ctx.args({"trust_archive_code": False})
+        name = ctx.spec.name
         torch = _torch(ctx)
+        if args["trust_archive_code"] is not True:
+            raise UnsafeCheckpointError(
+                f"spec {name!r}: loader torchscript runs the archive's own code while it "
+                "loads (its __setstate__ methods can call any aten op, file writes "
+                "included), so it was not loaded and nothing in it ran. If you trust the "
+                "code of this pinned archive, set loader_args: {trust_archive_code: true} in "
+                "the spec (it is recorded in models_used); otherwise export the model to "
+                "safetensors (loader torch_state_dict) or ONNX.",
+                spec=name,
+                loader=self.name,
+            )
         with warnings.catch_warnings():
             # torch announces TorchScript's deprecation on every load; the spec chose it.
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             warnings.filterwarnings("ignore", message=r".*TorchScript.*", category=FutureWarning)
-            model = torch.jit.load(
-                str(ctx.artifact("torchscript", "pt", "pth")), map_location=ctx.device
-            )
+            with ctx.open("torchscript", "pt", "pth") as f:
+                model = torch.jit.load(f, map_location=ctx.device)
         model = _apply_precision(model, ctx, self.name)
         model.eval()
         return model

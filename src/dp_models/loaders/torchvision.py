@@ -38,10 +38,10 @@ from .torch import (
     TorchStateDictLoader,
     _apply_precision,
     _cuda_available,
-    _read_checkpoint,
     _state_dict,
     _weights_artifact,
     fit_state_dict,
+    read_checkpoint,
 )
 
 __all__ = ["TorchvisionLoader"]
@@ -87,7 +87,7 @@ def load_weights(
     errors; ``hint`` says which loader_args to check when keys do not match."""
     name = ctx.spec.name
     path, fmt = _weights_artifact(ctx)
-    checkpoint = _read_checkpoint(ctx, path, fmt, weights_only)
+    checkpoint = read_checkpoint(ctx, path, fmt, weights_only)
     state = _state_dict(ctx, checkpoint, state_dict_key, strip_prefix)
     fit_state_dict(
         model,
