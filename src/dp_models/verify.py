@@ -31,6 +31,7 @@ from .digest import (
     OutsideRootError,
     directory_digest,
     directory_files,
+    sha256_fd,
     stat_key,
 )
 from .errors import (
@@ -374,8 +375,7 @@ class OpenedFile:
                 found = self._hasher.file_fd(self.path, self._fd, keep=chunks)
             except (OSError, ValueError) as exc:
                 raise self._failure(exc) from exc
-            if found.identity != self._identity:
-                raise self._changed("while it was open for the load")
+            self._identity = found.identity  # what was hashed (or matched the cache)
             pin = self.report.pin
             if pin is None or found.sha256 != pin.sha256:
                 self.report.sha256 = found.sha256
@@ -437,9 +437,15 @@ class OpenedFile:
             return self._alias
 
     def check_unchanged(self) -> None:
-        """Raise :class:`ArtifactChangedError` when the file was written since it was opened."""
-        if stat_key(os.fstat(self._fd)) != self._identity:
-            raise self._changed("during the load")
+        """Raise :class:`ArtifactChangedError` when the file was written since it was opened.
+        Only its ctime moved (a rename over its path, a link, chmod, a restored mtime): its
+        content decides, hashed again from the descriptor."""
+        now = stat_key(os.fstat(self._fd))
+        if now == self._identity:
+            return
+        if now[:4] == self._identity[:4] and sha256_fd(self._fd) == self._sha256:
+            return
+        raise self._changed("during the load")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
