@@ -6,7 +6,9 @@ deployment is not what the catalog says.
 >>> client.check()["ok"]                                               # doctest: +SKIP
 True
 
-On first use (and again after the connection was lost) the client checks, in order:
+On first use, and again before any request that would go over a connection opened since
+(a lost connection, a retry, a server restarted while the client was idle), the client
+checks, in order:
 
 1. the server is live and the pinned model version is ready, within ``ready_timeout_s``
    (else :class:`~dp_models.errors.TritonUnavailableError`);
@@ -23,9 +25,14 @@ On first use (and again after the connection was lost) the client checks, in ord
 ``infer`` checks input names, dtypes and shapes before anything is sent
 (:class:`~dp_models.errors.TritonInputError`), sends binary tensors, and splits a batch
 larger than the spec's ``max_batch_size`` into requests that fit, concatenating the
-outputs. Connection errors (never server answers) are retried ``retries`` times with
-exponential backoff, then raise :class:`~dp_models.errors.TritonUnavailableError`; the
-next call reconnects and checks the deployment again, so a restarted server is picked up.
+outputs. Each request gets ``network_timeout_s`` for its whole answer, else
+:class:`~dp_models.errors.TritonTimeoutError` (not retried: the server may still be
+working on it). A lost connection (never a server answer) is retried ``retries`` times
+with exponential backoff, each retry after the checks pass again, then raises
+:class:`~dp_models.errors.TritonUnavailableError`; a restarted server is picked up, and
+one serving other weights is a :class:`~dp_models.errors.TritonDigestMismatchError`
+before it answers anything. The defaults and the per-endpoint settings
+(``$DP_MODELS_TRITON_TIMEOUT[_<NAME>]``) are in docs/triton.md.
 
 URL credentials (``http://user:secret@host:8000``) are sent as HTTP basic auth and never
 appear in messages, logs, reprs or ``models_used`` (:mod:`dp_models.urls` parses the URL
@@ -132,9 +139,10 @@ class TritonClient:
 
     ``served_digest``: the weights digest the deployment must serve (what
     :meth:`~dp_models.catalog.Catalog.served_digest` gives; :meth:`ModelHandle.client
-    <dp_models.manager.ModelHandle.client>` passes it). ``connection_timeout_s`` and
-    ``network_timeout_s`` bound each request, ``ready_timeout_s`` the readiness wait;
-    ``retries`` and ``backoff_s`` the retries on connection errors. ``on_verified`` is
+    <dp_models.manager.ModelHandle.client>` passes it). ``connection_timeout_s`` bounds
+    connecting, ``network_timeout_s`` each request's whole answer, ``ready_timeout_s`` the
+    readiness wait; ``retries`` and ``backoff_s`` the retries on lost connections (checked
+    by :func:`~dp_models.settings.check_triton_option`). ``on_verified`` is
     called with the digest verification status (True, or None when unverified) each time
     the deployment passes its checks.
     """
@@ -419,10 +427,13 @@ class TritonClient:
                 if found is None:
                     return
                 last = found
-            except TimeoutError:
+            except TimeoutError as exc:
                 self._drop()
                 self.server_live = False
-                last = f"no answer within {seconds:g} s"
+                if isinstance(exc, _DeadlineError):
+                    last = f"no answer within {seconds:g} s"
+                else:  # the socket's timeout: connecting took connection_timeout_s
+                    last = f"no connection within {self.connection_timeout_s:g} s"
             except _CONNECTION_ERRORS as exc:
                 self._drop()
                 self.server_live = False
