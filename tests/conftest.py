@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dp_models.offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
-from dp_models.settings import ENV_TRITON_URL, ENV_VARS
+from dp_models.settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS
 
 #: Every variable dp_models reads or sets; cleaned before and restored after each test.
 TOUCHED_VARS = sorted({*ENV_VARS, *OFFLINE_FLAGS, *cache_dirs(Path("/")), *LEGACY_CACHE_VARS})
@@ -36,7 +36,7 @@ def clean_environ(
     """No dp_models or framework variable leaks in from the caller; the digest cache is per test."""
     for name in TOUCHED_VARS:
         monkeypatch.delenv(name, raising=False)
-    for name in [k for k in os.environ if k.startswith(ENV_TRITON_URL)]:
+    for name in [k for k in os.environ if k.startswith((ENV_TRITON_URL, ENV_TRITON_TIMEOUT))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DP_MODELS_CACHE_DIR", str(tmp_path_factory.mktemp("digest-cache")))
 

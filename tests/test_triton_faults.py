@@ -524,3 +524,18 @@ def test_the_fault_proxy_stops_for_sure_and_only_forwards_to_loopback(served: Se
     with pytest.raises(FaultProxyError, match="already running"):
         with FaultProxy(served.server.address) as again:
             again.start()
+
+
+def test_dp_models_env_shows_the_timeout_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from dp_models.cli import main
+
+    monkeypatch.setenv(ENV_TRITON_TIMEOUT, "ready=2")
+    monkeypatch.setenv(ENV_TRITON_TIMEOUT + "_GPU_LARGE", "network=300")
+    assert main(["env", "--json"]) == 0
+    environment = json.loads(capsys.readouterr().out)["environment"]
+    assert environment[ENV_TRITON_TIMEOUT] == "ready=2"
+    assert environment[ENV_TRITON_TIMEOUT + "_GPU_LARGE"] == "network=300"

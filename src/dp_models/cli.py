@@ -664,6 +664,7 @@ def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
 
 def _env(args: argparse.Namespace, out: TextIO) -> int:
     from .settings import (
+        ENV_TRITON_TIMEOUT,
         ENV_TRITON_URL,
         ENV_VARS,
         resolve_cache_dir,
@@ -690,7 +691,7 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     environment = {
         k: redact_url(v) if k.startswith(ENV_TRITON_URL) else redact(v)
         for k, v in sorted(os.environ.items())
-        if k in ENV_VARS or k.startswith(ENV_TRITON_URL + "_")
+        if k in ENV_VARS or k.startswith((ENV_TRITON_URL + "_", ENV_TRITON_TIMEOUT + "_"))
     }
     settings = {
         "catalog": str(catalog_dir),
