@@ -334,13 +334,14 @@ class OpenedFile:
 
     The descriptor is opened once (regular files only). Its digest comes from the digest
     cache when the policy allows and the cache entry matches the descriptor's stat, or from
-    hashing the descriptor: with :meth:`read_bytes` / :meth:`open` the bytes read for the
-    hash are the bytes handed to the loader (one pass); with :meth:`framework_path` the
-    file is hashed first, then the framework opens ``/proc/self/fd/N`` (on Linux), which
-    is the same open file whatever was renamed onto the path since. Nothing is handed out
-    before it matched its pin. :meth:`check_unchanged` (after the load) catches writes in
-    place through the stat; writes through a shared memory map change no stat field and
-    are the documented limit (docs/security.md).
+    hashing the descriptor, before anything is handed to the loader: with
+    :meth:`read_bytes` / :meth:`open` the bytes read for the hash are the bytes handed over
+    (one read); with :meth:`framework_path` the framework opens ``/proc/self/fd/N`` (on
+    Linux), the same open file whatever was renamed onto the path since, and reads the
+    pages the hash just read from the page cache (its native reader is faster than any
+    Python file object; ``benchmarks/results/runtime.md``). :meth:`check_unchanged` (after
+    the load) catches writes in place through the stat; writes through a shared memory map
+    change no stat field and are the documented limit (docs/security.md).
     """
 
     def __init__(self, report: ArtifactReport, fd: int, hasher: Hasher, workdir: _Workdir):

@@ -23,6 +23,7 @@ classes, never to a class or a function:
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import pickletools
 import re
@@ -30,7 +31,7 @@ import struct
 import threading
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, BinaryIO
@@ -216,26 +217,26 @@ def _allowed(globals_: Iterable[Any]) -> Iterator[None]:
         yield
 
 
-def read_pickle(open_file: Callable[[], BinaryIO], *, allow: Iterable[Any] = ()) -> Any:
-    """A ``torch.save`` checkpoint read with torch's weights-only unpickler, with ``allow``
-    (classes or ``(object, "module.name")`` pairs) added to its allowlist for this read.
-    ``open_file`` is called once per attempt (a protocol 3-5 pickle is read a second
-    time, translated). Raises ``pickle.UnpicklingError`` as torch does."""
+def read_pickle(path: str | os.PathLike[str], *, allow: Iterable[Any] = ()) -> Any:
+    """The ``torch.save`` checkpoint at ``path`` read with torch's weights-only unpickler,
+    with ``allow`` (classes or ``(object, "module.name")`` pairs) added to its allowlist
+    for this read. A protocol 3-5 pickle is read a second time, translated. Raises
+    ``pickle.UnpicklingError`` as torch does."""
     import torch
 
     allow = list(allow)
     with warnings.catch_warnings():
         # torch warns on every protocol > 2 pickle that its safe unpickler may not read it
         warnings.filterwarnings("ignore", message="Detected pickle protocol")
-        with _allowed(allow), open_file() as f:
-            try:
-                return torch.load(f, map_location="cpu", weights_only=True)
+        with _allowed(allow):
+            try:  # a path: torch reads it with its own (fast) file reader
+                return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
             except pickle.UnpicklingError as exc:
                 if "Unsupported operand" not in str(exc):
                     raise
         # weights_only=False only because torch takes no pickle_module with True: the
         # unpickler that runs is torch's weights-only one (see _protocol_2_pickle)
-        with _allowed(allow), open_file() as f:
+        with _allowed(allow), open(path, "rb") as f:
             return torch.load(
                 f, map_location="cpu", weights_only=False, pickle_module=_protocol_2_pickle()
             )

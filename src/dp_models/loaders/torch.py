@@ -156,22 +156,24 @@ def read_checkpoint(
     what: str = "tensors",
 ) -> Any:
     """The checkpoint of ``ctx``'s artifact of format ``fmt`` (``path`` as the spec names
-    it, for messages), read from the verified file: safetensors without any pickle; a
+    it, for messages), read from the verified, open file: safetensors without any pickle; a
     pickle with torch's weights-only unpickler and ``allow`` added to its allowlist (any
     protocol, see :mod:`._checkpoint`), or, where the spec opted out with
     ``weights_only: false``, with torch's full unpickler. A pickle that asks for anything
     else is an :class:`UnsafeCheckpointError` (nothing in it ran); one that cannot be read
     at all a :class:`LoaderError`."""
     name = ctx.spec.name
+    # the path leads to the verified, open file (LoadContext.artifact); frameworks read a
+    # path with their own native readers, faster than through any Python file object
+    verified = str(ctx.artifact(fmt))
     if fmt == "safetensors":
         st = require("safetensors.torch", extra="torch", spec=name)
-        return st.load(ctx.read_bytes(fmt))
+        return st.load_file(verified, device="cpu")
     torch = _torch(ctx)
     if not weights_only:
-        with ctx.open(fmt) as f:
-            return torch.load(f, map_location="cpu", weights_only=False)
+        return torch.load(verified, map_location="cpu", weights_only=False)
     try:
-        return read_pickle(lambda: ctx.open(fmt), allow=allow)
+        return read_pickle(verified, allow=allow)
     except UnsupportedPickleError as exc:
         raise LoaderError(
             f"spec {name!r}: {path} cannot be read as a checkpoint ({exc}); the file passed "
