@@ -329,9 +329,15 @@ def test_a_server_killed_mid_request_is_unavailable_then_the_client_recovers(
     assert report["ok"] and report["served_digest_verified"] is True
 
 
-def test_a_restart_with_other_weights_between_requests_is_caught(served: Served) -> None:
+@pytest.mark.parametrize("hook", [True, False], ids=["pool-hook", "no-pool-hook"])
+def test_a_restart_with_other_weights_between_requests_is_caught(
+    served: Served, hook: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed and restarted while the client is idle: its next request opens a new
-    connection, which must not reach the new server before it is checked."""
+    connection, which must not reach the new server before it is checked (where the
+    connection pool cannot report new connections, the client checks every time)."""
+    if not hook:
+        monkeypatch.setattr(TritonClient, "_watch", lambda self, client: None)
     mm = ModelManager(
         served.root, served.catalog_dir, triton_endpoints={"default": served.server.url}
     )
