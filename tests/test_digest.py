@@ -585,3 +585,23 @@ def test_several_processes_verify_the_same_file(cache_dir: Path, tmp_path: Path)
     assert Hasher(cache).file(p).cached is True
     assert cache.directory is not None
     assert not [t for t in cache.directory.iterdir() if t.name.startswith(".tmp-")]
+
+
+@pytest.mark.adversarial
+def test_an_interrupt_drops_the_files_not_yet_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = [make_file(tmp_path / f"f{i}", b"x" * 1000) for i in range(64)]
+    calls = count_hashing(monkeypatch)
+    original = digest.sha256_fd
+
+    def interrupted(fd: int, progress: object = None, **kwargs: object) -> str:
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(fd, progress, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(digest, "sha256_fd", interrupted)
+    calls = count_hashing(monkeypatch)  # counts, then interrupts at the third file
+    with pytest.raises(KeyboardInterrupt):
+        Hasher(max_workers=2).files(files)
+    assert len(calls) < len(files)  # the queued files were cancelled, not hashed to the end

@@ -473,7 +473,13 @@ class Hasher:
         if len(unique) <= 1 or self.max_workers == 1:
             results = [one(p) for p in unique]
         else:
-            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(unique))) as pool:
+            pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(unique)))
+            try:
                 results = list(pool.map(one, unique))
+            except BaseException:
+                # Ctrl-C: files not started yet are dropped instead of hashed to the end
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         by_path = dict(zip(unique, results, strict=True))
         return [by_path[os.fspath(p)] for p in paths]
