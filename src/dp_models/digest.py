@@ -27,7 +27,9 @@ Digest cache
     the file's identity (device, inode) and stores size, mtime and ctime in nanoseconds;
     it is trusted only while all of them still match. Restoring a file's mtime after a
     change (``touch -r``) does not fool it: the kernel sets ctime on every change and no
-    user can set it back. An entry is not written when the file changed while it was
+    user can set it back. Writes through a shared memory map (``mmap(MAP_SHARED)``) change
+    the bytes without touching any of these fields: the cache cannot see them, which is
+    what ``verify="always"`` is for (docs/MODEL_SYSTEM_RULES.md, section 6). An entry is not written when the file changed while it was
     hashed, nor when it changed too recently for the file system's clock to tell a later
     change apart (git's "racy" rule). Entries live one small JSON file each in a per-user
     cache directory, written atomically (temporary file, then rename), so several
