@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dp_models import ModelManager
 from dp_models.offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
 from dp_models.settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS
 
@@ -146,6 +147,20 @@ def models_root(tmp_path: Path) -> Path:
     d = tmp_path / "root"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def make_manager(
+    models_root: Path, catalog_dir: Path, tmp_path: Path
+) -> Callable[..., ModelManager]:
+    """A manager on the test's root and catalog; call it after writing the specs."""
+
+    def make(**kwargs: Any) -> ModelManager:
+        return ModelManager(
+            models_root=models_root, catalog=catalog_dir, cache_dir=tmp_path / "cache", **kwargs
+        )
+
+    return make
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import json
 import os
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +28,7 @@ from dp_models.errors import LockError
 from dp_models.lock import Lock
 from dp_models.settings import packaged_catalog_dir
 
+from .bounded import bounded
 from .conftest import SpecWriter, make_file, sha256
 
 pytestmark = pytest.mark.adversarial
@@ -37,28 +37,6 @@ T = TypeVar("T")
 
 #: Far longer than any of these may take; a hang fails the test instead of the suite.
 DEADLINE_S = 30.0
-
-
-def bounded(fn: Callable[[], T], *, unblock: Callable[[], None] = lambda: None) -> T:
-    """``fn()``, run on a thread: a test failure (not a hung suite) when it takes longer
-    than :data:`DEADLINE_S`. ``unblock`` releases a thread stuck on a FIFO afterwards."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(DEADLINE_S)
-    if thread.is_alive():
-        unblock()
-        pytest.fail(f"did not return within {DEADLINE_S} s (blocked)")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def release(fifo: Path) -> Callable[[], None]:

@@ -69,9 +69,7 @@ def saved(obj: Any, protocol: int) -> bytes:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(obj=checkpoints)
-def test_every_protocol_reads_back_what_was_saved(
-    protocol: int, obj: Any, tmp_path: Path
-) -> None:
+def test_every_protocol_reads_back_what_was_saved(protocol: int, obj: Any, tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     path.write_bytes(saved({"state_dict": obj, "shared": [obj, obj]}, protocol))
     got = read_pickle(path)

@@ -279,20 +279,6 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_manager(
-    models_root: Path, catalog_dir: Path, tmp_path: Path
-) -> Callable[..., ModelManager]:
-    """A manager on the test's root and catalog; call it after writing the specs."""
-
-    def make(**kwargs: Any) -> ModelManager:
-        return ModelManager(
-            models_root=models_root, catalog=catalog_dir, cache_dir=tmp_path / "cache", **kwargs
-        )
-
-    return make
-
-
-@pytest.fixture
 def pymods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A directory on sys.path for modules the tests write; they are forgotten afterwards."""
     directory = tmp_path / "pymods"

@@ -47,6 +47,8 @@ from dp_models.testing.triton import (
 )
 from dp_models.triton.client import TritonClient
 
+from .bounded import bounded
+
 pytestmark = pytest.mark.adversarial
 
 _T = TypeVar("_T")
@@ -167,24 +169,8 @@ class Outcome:
 
 
 def _bounded(fn: Callable[[], _T]) -> _T:
-    """``fn()`` on a thread (the client lives there alone): its result or its exception,
-    or a test failure when it runs past :data:`DEADLINE_S`."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(DEADLINE_S)
-    if thread.is_alive():
-        pytest.fail(f"the scenario hung for {DEADLINE_S:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    """``fn()`` on a thread (the client lives there alone), bounded by :data:`DEADLINE_S`."""
+    return bounded(fn, deadline_s=DEADLINE_S)
 
 
 def _timed(fn: Callable[[], object]) -> Outcome:

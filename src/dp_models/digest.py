@@ -23,24 +23,24 @@ Directory digest
     count.
 
 Digest cache
-    A large weight file is hashed once, not at every process start. An entry is keyed by
-    the file's identity (device, inode) and stores size, mtime and ctime in nanoseconds;
-    it is trusted only while all of them still match. Restoring a file's mtime after a
-    change (``touch -r``) does not fool it: the kernel sets ctime on every change and no
-    user can set it back. Writes through a shared memory map (``mmap(MAP_SHARED)``) change
-    the bytes without touching any of these fields: the cache cannot see them, which is
-    what ``verify="always"`` is for (docs/MODEL_SYSTEM_RULES.md, section 6). An entry is not written when the file changed while it was
-    hashed, nor when it changed too recently for the file system's clock to tell a later
-    change apart (git's "racy" rule). Entries live one small JSON file each in a per-user
-    cache directory, written atomically (temporary file, then rename), so several
-    processes can share it; a corrupt entry is ignored and rewritten, an unwritable
-    directory only costs speed. An entry is read only when it is a regular file (checked
-    on the descriptor, opened without blocking) of at most 64 KiB holding shallow JSON: a
-    FIFO, a link to ``/dev/zero``, a directory, a huge or deeply nested file is never
-    trusted, never fatal and never waited on; the file is hashed and the entry replaced
-    (the rename replaces a link, it never writes through one). The ``.lock`` file beside
-    an entry is opened the same way, without following a link; one that is not a regular
-    file is not used.
+    A large weight file is hashed once, not at every process start. An entry is keyed by the
+    file's identity (device, inode) and stores size, mtime and ctime in nanoseconds; it is
+    trusted only while all of them still match. Restoring a file's mtime after a change
+    (``touch -r``) does not fool it: the kernel sets ctime on every change and no user can
+    set it back. Writes through a shared memory map (``mmap(MAP_SHARED)``) change the bytes
+    without touching any of these fields: the cache cannot see them, which is what
+    ``verify="always"`` is for (docs/MODEL_SYSTEM_RULES.md, section 6). An entry is not
+    written when the file changed while it was hashed, nor when it changed too recently for
+    the file system's clock to tell a later change apart (git's "racy" rule). Entries live
+    one small JSON file each in a per-user cache directory, written atomically (temporary
+    file, then rename), so several processes can share it; a corrupt entry is ignored and
+    rewritten, an unwritable directory only costs speed. An entry is read only when it is a
+    regular file (checked on the descriptor, opened without blocking) of at most 64 KiB
+    holding shallow JSON: a FIFO, a link to ``/dev/zero``, a directory, a huge or deeply
+    nested file is never trusted, never fatal and never waited on; the file is hashed and
+    the entry replaced (the rename replaces a link, it never writes through one). The
+    ``.lock`` file beside an entry is opened the same way, without following a link; one
+    that is not a regular file is not used.
 """
 
 from __future__ import annotations
