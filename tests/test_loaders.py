@@ -1189,6 +1189,7 @@ def test_an_unknown_loader_fails_at_get_even_on_cpu(
         make_manager().get("nobody")
 
 
+@pytest.mark.adversarial
 def test_a_payload_from_a_blocked_module_is_refused_as_unsafe(
     tmp_path: Path,
     tinynet: ModuleType,

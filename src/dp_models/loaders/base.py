@@ -34,6 +34,9 @@ class VerifiedFile(Protocol):
 
     def framework_path(self) -> Path: ...
 
+    @property
+    def path(self) -> Path: ...
+
 
 @dataclass(frozen=True)
 class LoadContext:
@@ -72,6 +75,14 @@ class LoadContext:
         key = self._find(formats)
         opened = self.files.get(key)
         return opened.framework_path() if opened is not None else self.paths[key]
+
+    def source(self, *formats: str) -> Path:
+        """Where the first artifact (of ``formats``) lives under MODELS_ROOT: for messages
+        and records only. Never open it: that would look the path up again
+        (:meth:`artifact`, :meth:`open` and :meth:`read_bytes` read the verified file)."""
+        key = self._find(formats)
+        opened = self.files.get(key)
+        return opened.path if opened is not None else self.paths[key]
 
     def read_bytes(self, *formats: str) -> bytes:
         """The verified bytes of the first artifact (of ``formats``), a file."""

@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +244,9 @@ class UltralyticsLoader:
             )
         try:
             with _restricted(tasks, weights_only):
-                model = ul.YOLO(str(path.resolve()), task=task)  # a path, never a model name
+                # an absolute path, never a model name; not resolved: it leads to the
+                # verified, open file (LoadContext.artifact), its target does not
+                model = ul.YOLO(str(path), task=task)
         except DPModelsError:
             raise
         except Exception as exc:
@@ -256,6 +259,9 @@ class UltralyticsLoader:
                 loader=self.name,
             )
         model.to(ctx.device)
+        # the weights were read from the verified file; record the artifact, not the link
+        # to it that is gone after the load
+        model.overrides["model"] = model.ckpt_path = str(ctx.source("pt"))
         # predict() and track() run where and how the spec says unless a call overrides it
         model.overrides["device"] = ctx.device
         model.overrides["half"] = ctx.precision == "fp16"
@@ -309,6 +315,19 @@ def _tracker_problems(cfg: Any) -> list[str]:
     return problems
 
 
+def _tracker_config(name: str, data: bytes, cfg: dict[str, Any]) -> TrackerConfig:
+    """A :class:`TrackerConfig` whose file is a private copy of the verified bytes:
+    Ultralytics reads the tracker file when tracking starts, long after the load, and must
+    read what was verified, not whatever is at the artifact's path by then. The copy is
+    removed when the config is garbage-collected (or at exit)."""
+    directory = tempfile.mkdtemp(prefix="dp_models-tracker-")
+    copy = Path(directory) / name
+    copy.write_bytes(data)
+    config = TrackerConfig(copy, cfg)
+    weakref.finalize(config, shutil.rmtree, directory, True)
+    return config
+
+
 class TrackerConfigLoader:
     """``loader: ultralytics_tracker``: a validated ByteTrack YAML as a :class:`TrackerConfig`."""
 
@@ -354,9 +373,10 @@ class TrackerConfigLoader:
         name = ctx.spec.name
         _ultralytics(name)
         require("lap", extra=self.extra, spec=name)  # ByteTrack's matcher; else a pip attempt
-        path = ctx.artifact("yaml", "yml")
+        path = Path(next(a.path for a in ctx.spec.artifacts if a.format in ("yaml", "yml")))
+        data = ctx.read_bytes("yaml", "yml")
         try:
-            cfg = load_spec_yaml(path.read_bytes())
+            cfg = load_spec_yaml(data)
         except Exception as exc:
             raise LoaderError(
                 f"spec {name!r}: {path} is not a readable tracker YAML ({exc})",
@@ -371,4 +391,4 @@ class TrackerConfigLoader:
                 spec=name,
                 loader=self.name,
             )
-        return TrackerConfig(path.resolve(), dict(cfg))
+        return _tracker_config(path.name, data, dict(cfg))
