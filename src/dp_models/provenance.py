@@ -48,7 +48,7 @@ from typing import Any
 from ._io import open_regular, read_regular
 from .catalog import Catalog
 from .errors import DPModelsError, FileTooLargeError, ProvenanceError
-from .spec import Spec
+from .spec import PRECISIONS, Spec
 
 __all__ = [
     "ABSENT_FIELDS",
@@ -782,8 +782,6 @@ def _check_entry(
     index: int, entry: Mapping[str, Any], present: Sequence[Mapping[str, Any]], catalog: Catalog
 ) -> ModelCheck:
     """Recompute every checked field of an entry with ``status: ok``."""
-    from .manager import _PRECISIONS
-
     where = f"models_used[{index}]"
     name = entry["name"]
     info = _info(entry, ())
@@ -916,12 +914,12 @@ def _check_entry(
 
     precision = entry["precision"]
     stamped_signature = entry["model_signature"]
-    if precision not in _PRECISIONS:
+    if precision not in PRECISIONS:
         diffs.append(
             _differ(
                 f"{where}.precision",
                 precision,
-                list(_PRECISIONS),
+                list(PRECISIONS),
                 "dp_models runs models in one of",
                 fix,
             )
@@ -939,7 +937,7 @@ def _check_entry(
         )
     elif (signature := expected_signature(precision)) != stamped_signature:
         others = [
-            p for p in _PRECISIONS if p != precision and expected_signature(p) == stamped_signature
+            p for p in PRECISIONS if p != precision and expected_signature(p) == stamped_signature
         ]
         if others:
             diffs.append(

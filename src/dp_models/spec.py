@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "ENGINES",
+    "PRECISIONS",
     "PREPROCESS_PRESETS",
     "SCHEMA_ID",
     "Artifact",
@@ -101,6 +102,7 @@ ArtifactFormat = Literal[
 ENGINES: tuple[str, ...] = get_args(Engine)
 #: Client-side preprocessing presets a spec may name.
 PREPROCESS_PRESETS: tuple[str, ...] = get_args(Preprocess)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 TritonDatatype = Literal[
     "BOOL",
