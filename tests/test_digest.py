@@ -19,7 +19,6 @@ from dp_models import digest
 from dp_models.digest import (
     CHUNK_SIZE,
     DigestCache,
-    FileChangedError,
     FileDigest,
     Hasher,
     directory_digest,
@@ -27,6 +26,7 @@ from dp_models.digest import (
     is_sha256,
     sha256_file,
 )
+from dp_models.errors import ConfigurationError, DPModelsError, FileChangedError
 
 from .conftest import TINY_DATA, make_file, sha256
 from .hashing import count_hashing
@@ -459,7 +459,7 @@ def test_policy_always_rehashes_despite_valid_entry(
 
 
 def test_unknown_policy_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"policy must be 'cached' or 'always', got 'never'"):
+    with pytest.raises(ConfigurationError, match=r"policy must be 'cached' or 'always'"):
         Hasher(policy="never")
 
 
@@ -495,7 +495,8 @@ def test_file_modified_while_hashed_raises(
         FileChangedError, match=r"weights\.bin changed while it was being hashed"
     ) as info:
         Hasher(cache).file(weights)
-    assert isinstance(info.value, OSError)
+    assert isinstance(info.value, OSError) and isinstance(info.value, DPModelsError)
+    assert info.value.path == Path(weights)
     assert cache_entries(cache) == []
     # through files() it is returned, not raised
     monkeypatch.setattr(digest, "sha256_file", modify_midway)

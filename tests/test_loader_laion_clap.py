@@ -30,15 +30,12 @@ from dp_models.errors import (
     NetworkBlockedError,
     PrecisionError,
     StateDictMismatchError,
+    UnprovisionedTokenizerError,
     UnsafeCheckpointError,
 )
 from dp_models.guard import network_guard
 from dp_models.loaders import LoadContext
-from dp_models.loaders.laion_clap import (
-    UnprovisionedTokenizerError,
-    _import_laion_clap,
-    _read_checkpoint,
-)
+from dp_models.loaders.laion_clap import _import_laion_clap, _read_checkpoint
 from dp_models.testing import fake_models_root
 
 from .conftest import LoopbackServer

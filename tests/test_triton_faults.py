@@ -27,6 +27,7 @@ from dp_models import ModelManager
 from dp_models.catalog import Catalog
 from dp_models.errors import (
     ConfigurationError,
+    FaultProxyError,
     TritonDigestMismatchError,
     TritonError,
     TritonTimeoutError,
@@ -39,7 +40,7 @@ from dp_models.settings import (
     triton_timeout_variable,
 )
 from dp_models.spec import Spec
-from dp_models.testing.faults import FaultProxy, FaultProxyError
+from dp_models.testing.faults import FaultProxy
 from dp_models.testing.triton import (
     TritonServer,
     expected_standin_outputs,

@@ -30,6 +30,9 @@ from dp_models.cli import main
 from dp_models.errors import (
     DigestMismatchError,
     SpecNotFoundError,
+    TritonExportError,
+    TritonServerError,
+    TritonServerNotFoundError,
     UnpinnedArtifactError,
 )
 from dp_models.spec import Spec
@@ -38,8 +41,6 @@ from dp_models.testing.triton import (
     ENV_TRITONSERVER,
     STANDIN_VARIABLE_DIM,
     TritonServer,
-    TritonServerError,
-    TritonServerNotFoundError,
     expected_standin_outputs,
     find_tritonserver,
     standin_digest,
@@ -47,11 +48,7 @@ from dp_models.testing.triton import (
     write_standin_catalog,
     write_standin_repository,
 )
-from dp_models.triton.repository import (
-    TritonExportError,
-    export_repository,
-    render_config,
-)
+from dp_models.triton.repository import export_repository, render_config
 
 PACKAGED = Catalog.load()
 TRITON_SPECS = sorted(name for name, spec in PACKAGED.items() if spec.runtime == "triton")

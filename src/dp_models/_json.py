@@ -6,7 +6,8 @@ entries).
 raising an interpreter limit. This reader measures the nesting before parsing and refuses
 anything deeper than :data:`MAX_NESTING`, refuses integers longer than
 :data:`MAX_INT_DIGITS` digits and ``NaN`` / ``Infinity`` (not JSON), and reads UTF-8 only.
-Every refusal is a :class:`JsonRejectedError` (a ``ValueError``) that says why.
+Every refusal is a :class:`~dp_models.errors.JsonRejectedError` (a ``ValueError``) that
+says why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MAX_INT_DIGITS", "MAX_NESTING", "JsonRejectedError", "load_json"]
+from .errors import JsonRejectedError
+
+__all__ = ["MAX_INT_DIGITS", "MAX_NESTING", "load_json"]
 
 #: The lock nests three levels; anything near this is hostile.
 MAX_NESTING = 64
@@ -32,10 +35,6 @@ for _b in b"[{":
     _STEP[_b] = 1
 for _b in b"]}":
     _STEP[_b] = -1
-
-
-class JsonRejectedError(ValueError):
-    """The bytes are not acceptable JSON; the message says why."""
 
 
 def nesting(raw: bytes) -> int:

@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_INT_CHARS", "MAX_NESTING", "MAX_SPEC_BYTES", "YamlRejectedError", "load_spec_yaml"]
+from .errors import YamlRejectedError
+
+__all__ = ["MAX_INT_CHARS", "MAX_NESTING", "MAX_SPEC_BYTES", "load_spec_yaml"]
 
 #: A spec is a few KiB; anything far larger is a mistake or an attack.
 MAX_SPEC_BYTES = 256 * 1024
@@ -28,10 +30,6 @@ MAX_NESTING = 64
 
 #: The longest integer literal read; sizes in bytes need 20 digits at most.
 MAX_INT_CHARS = 100
-
-
-class YamlRejectedError(ValueError):
-    """The text is not acceptable spec YAML; the message says why and where."""
 
 
 class _SpecLoader(yaml.SafeLoader):

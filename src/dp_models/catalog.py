@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from ._io import read_regular
-from ._yaml import MAX_SPEC_BYTES, YamlRejectedError, load_spec_yaml
+from ._yaml import MAX_SPEC_BYTES, load_spec_yaml
 from .errors import (
     CatalogError,
     CatalogProblem,
@@ -34,6 +34,7 @@ from .errors import (
     LockSignatureError,
     NotRegularFileError,
     SpecNotFoundError,
+    YamlRejectedError,
 )
 from .lock import Lock, LockEntry
 from .settings import resolve_catalog_dir, resolve_lock_key, resolve_lock_path

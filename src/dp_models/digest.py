@@ -63,7 +63,14 @@ from typing import Protocol
 
 from ._io import open_regular, read_regular
 from ._json import load_json
-from .errors import FileTooLargeError, NotRegularFileError
+from .errors import (
+    ConfigurationError,
+    DirectoryTooLargeError,
+    FileChangedError,
+    FileTooLargeError,
+    NotRegularFileError,
+    OutsideRootError,
+)
 
 try:  # POSIX only; elsewhere processes may hash the same file twice, which is harmless
     import fcntl
@@ -74,10 +81,8 @@ __all__ = [
     "CHUNK_SIZE",
     "MAX_DIRECTORY_FILES",
     "DigestCache",
-    "FileChangedError",
     "FileDigest",
     "Hasher",
-    "OutsideRootError",
     "Progress",
     "directory_digest",
     "directory_files",
@@ -157,10 +162,6 @@ def sha256_fd(
     return h.hexdigest()
 
 
-class OutsideRootError(OSError):
-    """A directory walk reached a symlink that leads outside the allowed tree."""
-
-
 #: More files than this in one directory artifact is a mistake or a hostile tree.
 MAX_DIRECTORY_FILES = 200_000
 
@@ -176,9 +177,10 @@ def directory_files(
     listed in. Raises OSError when a directory cannot be listed.
 
     With ``within`` (an absolute, resolved directory), a symlinked directory that leads
-    outside it raises :class:`OutsideRootError` before it is entered, so a link such as
-    ``evil -> /`` is never walked. More than :data:`MAX_DIRECTORY_FILES` files raise
-    OSError (a symlink maze can multiply a small tree).
+    outside it raises :class:`~dp_models.errors.OutsideRootError` before it is entered, so
+    a link such as ``evil -> /`` is never walked. More than :data:`MAX_DIRECTORY_FILES` files
+    raise :class:`~dp_models.errors.DirectoryTooLargeError` (a symlink maze can multiply a
+    small tree). Both are OSErrors.
     """
     top = Path(directory)
     found: list[tuple[str, Path]] = []
@@ -204,15 +206,22 @@ def directory_files(
                 if within is not None and p.is_symlink():
                     real = Path(os.path.realpath(p))
                     if real != within and not real.is_relative_to(within):
-                        raise OutsideRootError(f"{p} leads to {real}, outside {within}")
+                        raise OutsideRootError(
+                            f"{p} leads to {real}, outside {within}",
+                            path=p,
+                            target=real,
+                            root=within,
+                        )
                 if ident not in ancestors:
                     pending.append((p, ancestors | {ident}))
             elif stat.S_ISREG(st.st_mode):
                 found.append((p.relative_to(top).as_posix(), p))
                 if len(found) > MAX_DIRECTORY_FILES:
-                    raise OSError(
+                    raise DirectoryTooLargeError(
                         f"{top} holds more than {MAX_DIRECTORY_FILES} files (symlinks "
-                        "followed); a directory artifact is not meant to be that large"
+                        "followed); a directory artifact is not meant to be that large",
+                        path=top,
+                        limit=MAX_DIRECTORY_FILES,
                     )
     found.sort(key=lambda item: os.fsencode(item[0]))
     return found
@@ -225,10 +234,6 @@ def directory_digest(entries: Sequence[tuple[str, str]]) -> str:
     for rel, digest in sorted(entries, key=lambda item: os.fsencode(item[0])):
         h.update(f"{digest}  ".encode() + os.fsencode(rel) + b"\n")
     return h.hexdigest()
-
-
-class FileChangedError(OSError):
-    """A file changed while it was being hashed."""
 
 
 @dataclass(frozen=True)
@@ -408,7 +413,7 @@ class Hasher:
         progress: Progress | None = None,
     ) -> None:
         if policy not in ("cached", "always"):
-            raise ValueError(f"policy must be 'cached' or 'always', got {policy!r}")
+            raise ConfigurationError(f"policy must be 'cached' or 'always', got {policy!r}")
         self.cache = cache or DigestCache(None)
         self.policy = policy
         self.max_workers = max_workers or min(32, os.cpu_count() or 1)
@@ -419,7 +424,8 @@ class Hasher:
 
     def file(self, path: str | os.PathLike[str]) -> FileDigest:
         """The digest of one regular file. Raises OSError (FileNotFoundError,
-        :class:`~dp_models.errors.NotRegularFileError`, ...) or FileChangedError."""
+        :class:`~dp_models.errors.NotRegularFileError`, ...), including
+        :class:`~dp_models.errors.FileChangedError`."""
         fd = open_regular(path)
         try:
             return self.file_fd(Path(path), fd)
@@ -454,7 +460,7 @@ class Hasher:
                     self.progress.add_total(st.st_size)
                 digest = sha256_fd(fd, self.progress.advance if self.progress else None, keep=keep)
                 if stat_key(os.fstat(fd)) != key:
-                    raise FileChangedError(f"{path} changed while it was being hashed")
+                    raise FileChangedError(f"{path} changed while it was being hashed", path=path)
                 self.cache.put(path, st, digest)
             if not self.cache.is_racy(st):
                 with self._memo_lock:

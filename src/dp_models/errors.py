@@ -17,6 +17,10 @@
     ├── ProvenanceError (ValueError)         stamps that conflict or cannot be read
     ├── NotRegularFileError (OSError)        a FIFO, device or socket where a file belongs
     ├── FileTooLargeError (OSError)          a small file (spec, lock, entry) over its limit
+    ├── FileChangedError (OSError)           a file changed while it was hashed; .path
+    ├── DirectoryTooLargeError (OSError)     a directory of more files than a walk lists; .limit
+    ├── OutsideRootError (OSError)           a symlinked directory that leads outside; .target
+    ├── UnprovisionedTokenizerError (RuntimeError) laion-clap's training tokenizers were used
     ├── LoaderError (RuntimeError)           a loader failed; .spec, .loader
     │   ├── LoaderArgsError (TypeError)      loader_args the loader rejects (bad class path...)
     │   ├── StateDictMismatchError (ValueError) .missing, .unexpected keys
@@ -28,26 +32,45 @@
     │   ├── TritonDigestMismatchError (ValueError) served weights digest; .expected, .actual
     │   ├── TritonInputError (ValueError)    inputs that do not fit the spec; .problems
     │   └── TritonInferenceError (RuntimeError) the server refused or failed a request
-    └── ArtifactError                        one artifact of one spec; .spec, .path
-        ├── ArtifactMissingError (FileNotFoundError)
-        ├── UnsafePathError (PermissionError)    a path that would leave MODELS_ROOT
-        ├── UnpinnedArtifactError (LookupError)  no digest in the spec or the lock
-        ├── ArtifactUnreadableError (OSError)    present but cannot be read
-        ├── ArtifactChangedError (RuntimeError)  changed while it was being verified
-        ├── SizeMismatchError (ValueError)       .expected, .actual (bytes)
-        └── DigestMismatchError (ValueError)     .expected, .actual (sha256)
+    ├── TritonExportError (ValueError)       a model repository that cannot be written; .spec
+    ├── ArtifactError                        one artifact of one spec; .spec, .path
+    │   ├── ArtifactMissingError (FileNotFoundError)
+    │   ├── UnsafePathError (PermissionError)    a path that would leave MODELS_ROOT
+    │   ├── UnpinnedArtifactError (LookupError)  no digest in the spec or the lock
+    │   ├── ArtifactUnreadableError (OSError)    present but cannot be read
+    │   ├── ArtifactChangedError (RuntimeError)  changed while it was being verified
+    │   ├── SizeMismatchError (ValueError)       .expected, .actual (bytes)
+    │   └── DigestMismatchError (ValueError)     .expected, .actual (sha256)
+    │
+    │   raised by dp_models.testing (test support):
+    ├── FakeWeightsError (RuntimeError)      a spec whose artifacts cannot be faked
+    ├── FaultProxyError (RuntimeError)       the fault proxy could not start or stop
+    ├── TritonServerError (RuntimeError)     the test Triton server could not start
+    │   └── TritonServerNotFoundError (FileNotFoundError) no tritonserver binary
+    │
+    │   internal: raised and translated inside dp_models, never reach a caller, not exported:
+    ├── YamlRejectedError (ValueError)       spec YAML refused (a CatalogError problem)
+    ├── JsonRejectedError (ValueError)       lock or cache JSON refused (LockError, or ignored)
+    └── UnsupportedPickleError (UnpicklingError) a pickle the safe reader cannot translate
+                                             (a LoaderError)
 
 Each leaf also subclasses the builtin a caller would naturally catch, and carries the
 facts as attributes so that code and tests never parse messages. Messages are written
 for the person on call: what was expected, what was found, and the command that fixes it.
+
+Every error pickles with its type, message and attributes (processors run in process
+pools): :meth:`DPModelsError.__reduce__` rebuilds it from them, so a subclass whose
+``__init__`` takes keyword-only fields needs nothing of its own.
 """
 
 from __future__ import annotations
 
 import pickle
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ArtifactChangedError",
@@ -60,6 +83,10 @@ __all__ = [
     "DPModelsError",
     "DeviceUnavailableError",
     "DigestMismatchError",
+    "DirectoryTooLargeError",
+    "FakeWeightsError",
+    "FaultProxyError",
+    "FileChangedError",
     "FileTooLargeError",
     "LoaderArgsError",
     "LoaderError",
@@ -70,6 +97,7 @@ __all__ = [
     "ModelsRootError",
     "NetworkBlockedError",
     "NotRegularFileError",
+    "OutsideRootError",
     "PrecisionError",
     "ProvenanceError",
     "SizeMismatchError",
@@ -77,19 +105,63 @@ __all__ = [
     "StateDictMismatchError",
     "TritonDigestMismatchError",
     "TritonError",
+    "TritonExportError",
     "TritonInferenceError",
     "TritonInputError",
     "TritonMetadataMismatchError",
+    "TritonServerError",
+    "TritonServerNotFoundError",
     "TritonTimeoutError",
     "TritonUnavailableError",
     "UnpinnedArtifactError",
+    "UnprovisionedTokenizerError",
     "UnsafeCheckpointError",
     "UnsafePathError",
 ]
 
 
 class DPModelsError(Exception):
-    """Root of every error raised by dp_models."""
+    """Root of every error raised by dp_models. Every one pickles with its fields."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default calls ``type(self)(*self.args)`` when unpickling: a TypeError for
+        # keyword-only fields, a wrong error where __init__ builds the message from fields.
+        return (_rebuild, (type(self), self.args, _state(self)))
+
+
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python, not a builtin
+
+
+def _state(err: BaseException) -> dict[str, object]:
+    """The attributes of ``err``: its ``__dict__``, and the fields builtin bases keep in
+    slots (``OSError.errno``, ``.filename``, ``ImportError.name``...)."""
+    state = dict(vars(err))
+    for base in type(err).__mro__:
+        if base.__module__ == "builtins" and base is not BaseException:
+            for name, member in vars(base).items():
+                if isinstance(member, types.MemberDescriptorType):
+                    value = getattr(err, name)
+                    if value is not None:  # unset; set to None, OSError's str() would show it
+                        state[name] = value
+    return state
+
+
+def _rebuild(
+    cls: type[DPModelsError], args: tuple[object, ...], state: dict[str, object]
+) -> DPModelsError:
+    """Unpickle an error from its message and attributes, without calling ``__init__``."""
+    if not (isinstance(cls, type) and issubclass(cls, DPModelsError)):
+        raise TypeError(f"not a dp_models error: {cls!r}")
+    # the builtin that lays the instance out (OSError for TritonServerNotFoundError, not
+    # the RuntimeError before it in the MRO), as the constructor would
+    layout: Any = cls
+    while layout.__flags__ & _HEAP_TYPE:
+        layout = layout.__base__
+    err: DPModelsError = layout.__new__(cls)
+    err.args = args
+    for name, value in state.items():
+        setattr(err, name, value)
+    return err
 
 
 @dataclass(frozen=True)
@@ -158,9 +230,6 @@ class LockSignatureError(LockError):
         self.reason = reason
         self.signature = signature
         self.key = key
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class SpecNotFoundError(DPModelsError, KeyError):
@@ -287,9 +356,6 @@ class NotRegularFileError(DPModelsError, OSError):
     def __str__(self) -> str:
         return str(self.args[0])
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
-
 
 class FileTooLargeError(DPModelsError, OSError):
     """A file that is read whole (a spec, a lock, a cache entry, a stamp) is larger than its
@@ -303,19 +369,49 @@ class FileTooLargeError(DPModelsError, OSError):
     def __str__(self) -> str:
         return str(self.args[0])
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.args, self.__dict__))
+
+class FileChangedError(DPModelsError, OSError):
+    """A file whose identity (inode, size, times) changed while it was being hashed: the
+    digest is of no one version, and is not used. ``.path``."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-def _rebuild(
-    cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]
-) -> BaseException:
-    """Unpickle an error whose ``__init__`` takes keyword-only fields: rebuilt from its
-    message and attributes, not by calling ``__init__`` again."""
-    err = cls.__new__(cls)
-    err.args = args
-    err.__dict__.update(state)
-    return err
+class DirectoryTooLargeError(DPModelsError, OSError):
+    """A directory walk that found more than ``.limit`` files below ``.path`` (symlinks
+    followed): a directory artifact is not that large, a symlink maze can be."""
+
+    def __init__(self, message: str, *, path: Path, limit: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class OutsideRootError(DPModelsError, OSError):
+    """A directory walk reached a symlinked directory (``.path``) that leads to ``.target``,
+    outside the tree it must stay in (``.root``); it was not entered."""
+
+    def __init__(self, message: str, *, path: Path, target: Path, root: Path) -> None:
+        super().__init__(message)
+        self.path = path
+        self.target = target
+        self.root = root
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnprovisionedTokenizerError(DPModelsError, RuntimeError):
+    """laion-clap's module-level training tokenizers are not provisioned by dp_models (they
+    would come from the Hugging Face Hub); the model's own tokenizer is."""
 
 
 class LoaderError(DPModelsError, RuntimeError):
@@ -363,10 +459,6 @@ class TritonError(DPModelsError):
         self.spec = spec
         self.endpoint = endpoint
         super().__init__(message)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # keyword-only fields: pickled (e.g. across a process pool) by their attributes
-        return (_rebuild, (type(self), self.args, self.__dict__))
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -436,6 +528,16 @@ class TritonInferenceError(TritonError, RuntimeError):
     cannot be read (token ids outside the vocabulary of the tokenizer the spec requires)."""
 
 
+class TritonExportError(DPModelsError, ValueError):
+    """A model repository that cannot be written as asked: a spec that is not a Triton
+    spec or cannot be exported, clashing names, an output directory in the way.
+    Artifact problems raise the :class:`ArtifactError` leaves instead. ``.spec`` (or None)."""
+
+    def __init__(self, message: str, *, spec: str | None = None) -> None:
+        self.spec = spec
+        super().__init__(message)
+
+
 class ArtifactError(DPModelsError):
     """A problem with one artifact of one spec."""
 
@@ -484,3 +586,44 @@ class DigestMismatchError(ArtifactError, ValueError):
         self.expected = expected
         self.actual = actual
         super().__init__(message, spec=spec, path=path)
+
+
+# -- raised by dp_models.testing --------------------------------------------------------------
+
+
+class FakeWeightsError(DPModelsError, RuntimeError):
+    """A spec whose artifacts ``dp_models.testing`` cannot fake (its loader has no
+    ``make_fake``, or the framework cannot build them here): provision small real artifacts
+    for that test instead."""
+
+
+class FaultProxyError(DPModelsError, RuntimeError):
+    """The fault proxy (``dp_models.testing.faults``) could not start, or did not stop
+    cleanly."""
+
+
+class TritonServerError(DPModelsError, RuntimeError):
+    """The test Triton server (``dp_models.testing.triton``) could not be started (its log's
+    tail is in the message)."""
+
+
+class TritonServerNotFoundError(TritonServerError, FileNotFoundError):
+    """No ``tritonserver`` binary: run ``scripts/triton_env.sh``."""
+
+
+# -- internal: raised and translated inside dp_models ------------------------------------------
+
+
+class YamlRejectedError(DPModelsError, ValueError):
+    """The text is not acceptable spec YAML; the message says why and where. The catalog
+    reports it as a :class:`CatalogProblem` of a :class:`CatalogError`."""
+
+
+class JsonRejectedError(DPModelsError, ValueError):
+    """The bytes are not acceptable JSON (the lock, a digest-cache entry); the message says
+    why. The lock reports it as a :class:`LockError`; the digest cache ignores the entry."""
+
+
+class UnsupportedPickleError(DPModelsError, pickle.UnpicklingError):
+    """A pickle that uses an opcode the safe checkpoint readers do not translate; the
+    loaders report it as a :class:`LoaderError`."""

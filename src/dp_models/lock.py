@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._io import read_regular
-from ._json import JsonRejectedError, load_json
+from ._json import load_json
 from .digest import is_sha256
-from .errors import FileTooLargeError, LockError, NotRegularFileError
+from .errors import FileTooLargeError, JsonRejectedError, LockError, NotRegularFileError
 from .spec import check_relative_path
 
 __all__ = ["LOCK_FORMAT", "Lock", "LockEntry"]

@@ -25,10 +25,8 @@ from typing import BinaryIO, Literal
 from ._io import describe_mode, open_regular
 from .catalog import Catalog, Pin
 from .digest import (
-    FileChangedError,
     FileDigest,
     Hasher,
-    OutsideRootError,
     directory_digest,
     directory_files,
     sha256_fd,
@@ -40,7 +38,9 @@ from .errors import (
     ArtifactMissingError,
     ArtifactUnreadableError,
     DigestMismatchError,
+    FileChangedError,
     NotRegularFileError,
+    OutsideRootError,
     SizeMismatchError,
     UnpinnedArtifactError,
     UnsafePathError,

@@ -36,8 +36,9 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
+from ..errors import UnsupportedPickleError
+
 __all__ = [
-    "UnsupportedPickleError",
     "read_pickle",
     "read_torchscript_state_dict",
     "to_protocol_2",
@@ -45,10 +46,6 @@ __all__ = [
 
 # torch's allowlist is process-wide: one reader at a time changes it
 _ALLOW_LOCK = threading.RLock()
-
-
-class UnsupportedPickleError(pickle.UnpicklingError):
-    """A pickle that uses an opcode the safe readers do not translate."""
 
 
 # -- protocol 3-5 -> protocol 2 ------------------------------------------------------------

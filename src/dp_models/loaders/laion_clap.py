@@ -48,10 +48,10 @@ from typing import Any
 
 from ..errors import (
     ArtifactMissingError,
-    DPModelsError,
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
+    UnprovisionedTokenizerError,
 )
 from ..spec import Spec
 from .base import LoadContext, require, write_placeholder
@@ -83,10 +83,6 @@ _NUMERIC_DTYPES = tuple(
 # built; they point at the spec's directory for the duration of one build at a time.
 _BUILD_LOCK = threading.Lock()
 _IMPORT_LOCK = threading.Lock()
-
-
-class UnprovisionedTokenizerError(DPModelsError, RuntimeError):
-    """laion-clap's module-level training tokenizers are not provisioned by dp_models."""
 
 
 class _HubPlaceholder:

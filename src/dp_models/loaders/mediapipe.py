@@ -220,7 +220,7 @@ class MediaPipeLoader:
         image. Placeholders for the other artifacts."""
         task = TASKS.get(str(spec.loader_args.get("task")))
         if task is None:
-            from ..testing import FakeWeightsError
+            from ..errors import FakeWeightsError
 
             raise FakeWeightsError(
                 f"spec {spec.name!r}: no fake MediaPipe asset for task "

@@ -51,9 +51,10 @@ from ..errors import (
     LoaderError,
     MissingExtraError,
     UnsafeCheckpointError,
+    UnsupportedPickleError,
 )
 from ..spec import Spec
-from ._checkpoint import UnsupportedPickleError, read_torchscript_state_dict
+from ._checkpoint import read_torchscript_state_dict
 from .base import LoadContext, require
 from .torch import (
     _unpickler_detail,

@@ -316,7 +316,7 @@ class SentenceTransformersLoader:
             if art is directory or (directory is not None and path.exists()):
                 continue
             if art.format == "safetensors":
-                from ..testing import FakeWeightsError
+                from ..errors import FakeWeightsError
 
                 raise FakeWeightsError(
                     f"spec {spec.name!r}: its safetensors artifact {art.path} is not the "

@@ -119,7 +119,7 @@ class SpacyLoader:
             try:
                 nlp = spacy.blank(lang)
             except (ImportError, KeyError, ValueError) as exc:
-                from ..testing import FakeWeightsError
+                from ..errors import FakeWeightsError
 
                 raise FakeWeightsError(
                     f"spec {spec.name!r}: spaCy has no language {lang!r} for a blank fake "

@@ -31,9 +31,10 @@ from ..errors import (
     PrecisionError,
     StateDictMismatchError,
     UnsafeCheckpointError,
+    UnsupportedPickleError,
 )
 from ..spec import Spec
-from ._checkpoint import UnsupportedPickleError, read_pickle
+from ._checkpoint import read_pickle
 from .base import LoadContext, require, write_placeholder
 
 __all__ = ["TorchScriptLoader", "TorchStateDictLoader"]

@@ -186,7 +186,7 @@ class UltralyticsLoader:
         the other artifacts. Only ``task: detect`` (or no task) can be faked."""
         task = spec.loader_args.get("task")
         if task not in (None, "detect"):
-            from ..testing import FakeWeightsError
+            from ..errors import FakeWeightsError
 
             raise FakeWeightsError(
                 f"spec {spec.name!r}: fake Ultralytics weights exist for detect models only, "

@@ -27,7 +27,7 @@ import yaml
 
 from ..catalog import Catalog
 from ..digest import Hasher
-from ..errors import DPModelsError
+from ..errors import FakeWeightsError
 from ..loaders import get_loader
 from ..lock import Lock, LockEntry
 from ..offline import enforce_offline
@@ -38,11 +38,6 @@ from ..verify import Verifier
 __all__ = ["FakeWeightsError", "fake_catalog_dir", "fake_models_root"]
 
 FAKE_DIR = ".dp_models"
-
-
-class FakeWeightsError(DPModelsError, RuntimeError):
-    """A spec's loader cannot make fake weights (it has no ``make_fake``, or the framework
-    cannot build them here)."""
 
 
 def fake_catalog_dir(root: str | os.PathLike[str]) -> Path:

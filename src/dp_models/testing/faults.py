@@ -36,16 +36,12 @@ from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..errors import DPModelsError
+from ..errors import FaultProxyError
 
-__all__ = ["FaultProxy", "FaultProxyError"]
+__all__ = ["FaultProxy"]
 
 #: How often the threads look at the stop flag and the mode, in seconds.
 _TICK_S = 0.02
-
-
-class FaultProxyError(DPModelsError, RuntimeError):
-    """The fault proxy could not start, or did not stop cleanly."""
 
 
 @dataclass(frozen=True)

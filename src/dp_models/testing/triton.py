@@ -66,7 +66,7 @@ import numpy.typing as npt
 import yaml
 
 from ..catalog import Catalog
-from ..errors import DPModelsError
+from ..errors import TritonServerError, TritonServerNotFoundError
 from ..settings import LOCK_FILENAME
 from ..spec import Spec
 from ..triton.client import NUMPY_DTYPES
@@ -76,8 +76,6 @@ __all__ = [
     "ENV_TRITONSERVER",
     "STANDIN_VARIABLE_DIM",
     "TritonServer",
-    "TritonServerError",
-    "TritonServerNotFoundError",
     "expected_standin_outputs",
     "find_tritonserver",
     "standin_digest",
@@ -101,14 +99,6 @@ _NUMPY_TYPES: dict[str, npt.DTypeLike] = {
     **{k: v for k, v in NUMPY_DTYPES.items() if k != "BF16"},
     "BYTES": np.object_,
 }
-
-
-class TritonServerError(DPModelsError, RuntimeError):
-    """The test Triton server could not be started (its log's tail is in the message)."""
-
-
-class TritonServerNotFoundError(TritonServerError, FileNotFoundError):
-    """No ``tritonserver`` binary: run ``scripts/triton_env.sh``."""
 
 
 # -- finding the server ---------------------------------------------------------------------

@@ -60,7 +60,7 @@ from pathlib import Path
 
 from ..catalog import Catalog
 from ..digest import Hasher
-from ..errors import DPModelsError
+from ..errors import TritonExportError
 from ..settings import resolve_models_root
 from ..spec import Spec, TritonSection, TritonTensor
 from ..verify import ArtifactReport, Verifier
@@ -70,7 +70,6 @@ __all__ = [
     "DEFAULT_MODEL_FILENAMES",
     "WEIGHTS_DIGEST_PARAMETER",
     "ExportedModel",
-    "TritonExportError",
     "export_repository",
     "render_config",
 ]
@@ -106,16 +105,6 @@ _CONFIG_TYPES = {
     "BYTES": "TYPE_STRING",
 }
 _INSTANCE_KINDS = {"cpu": "KIND_CPU", "cuda": "KIND_GPU"}
-
-
-class TritonExportError(DPModelsError, ValueError):
-    """A model repository that cannot be written as asked: a spec that is not a Triton
-    spec or cannot be exported, clashing names, an output directory in the way.
-    Artifact problems raise the :class:`~dp_models.errors.ArtifactError` leaves instead."""
-
-    def __init__(self, message: str, *, spec: str | None = None) -> None:
-        self.spec = spec
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
