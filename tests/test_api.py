@@ -36,7 +36,14 @@ def test_all_is_sorted_and_resolves() -> None:
 
 
 #: Raised and translated inside dp_models (never reach a caller): in the tree, not exported.
-INTERNAL_ERRORS = {"JsonRejectedError", "UnsupportedPickleError", "YamlRejectedError"}
+INTERNAL_ERRORS = {
+    "DeadlineError",  # these three: dp_models.triton.transport's signals to the client
+    "JsonRejectedError",
+    "NewConnectionError",
+    "ServerAnswerError",
+    "UnsupportedPickleError",
+    "YamlRejectedError",
+}
 
 
 def test_every_error_is_exported() -> None:

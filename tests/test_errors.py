@@ -123,6 +123,9 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "YamlRejectedError": (("line 2: duplicate key",), {}),
     "JsonRejectedError": (("nested too deep",), {}),
     "UnsupportedPickleError": (("an opcode",), {}),
+    "DeadlineError": (("no complete answer within 30 s",), {}),
+    "ServerAnswerError": (("unexpected shape for input 'x'",), {}),
+    "NewConnectionError": ((), {}),
 }
 
 

@@ -51,8 +51,12 @@
     │   internal: raised and translated inside dp_models, never reach a caller, not exported:
     ├── YamlRejectedError (ValueError)       spec YAML refused (a CatalogError problem)
     ├── JsonRejectedError (ValueError)       lock or cache JSON refused (LockError, or ignored)
-    └── UnsupportedPickleError (UnpicklingError) a pickle the safe reader cannot translate
-                                             (a LoaderError)
+    ├── UnsupportedPickleError (UnpicklingError) a pickle the safe reader cannot translate
+    │                                        (a LoaderError)
+    │   from a Triton transport to the client (dp_models.triton.transport), a TritonError then:
+    ├── DeadlineError (TimeoutError)         no complete answer within the call's timeout
+    ├── ServerAnswerError                    the server answered with an error
+    └── NewConnectionError                   the call would use a connection opened since
 
 Each leaf also subclasses the builtin a caller would naturally catch, and carries the
 facts as attributes so that code and tests never parse messages. Messages are written
@@ -627,3 +631,18 @@ class JsonRejectedError(DPModelsError, ValueError):
 class UnsupportedPickleError(DPModelsError, pickle.UnpicklingError):
     """A pickle that uses an opcode the safe checkpoint readers do not translate; the
     loaders report it as a :class:`LoaderError`."""
+
+
+class DeadlineError(DPModelsError, TimeoutError):
+    """A Triton transport's call got no complete answer within its ``timeout_s``; the
+    client raises :class:`TritonTimeoutError`."""
+
+
+class ServerAnswerError(DPModelsError):
+    """The Triton server answered a transport's call with an error (its message,
+    credentials masked); the client raises a :class:`TritonError` leaf."""
+
+
+class NewConnectionError(DPModelsError):
+    """A transport's call would have gone over a connection opened since the last call
+    (a restarted server may be behind it); not sent. The client checks the deployment."""
