@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, batch, what in CASES:
                 spec = catalog[name]
                 inputs = _inputs(spec, batch)
-                ours = TritonClient(spec, server.url, served_digest=digests[name])
+                ours = TritonClient(spec, server.url, expected_digest=digests[name])
                 want = _raw_infer(raw, spec, inputs)
                 got = ours.infer(inputs)  # also the one-time deployment check, untimed
                 for key, value in want.items():

@@ -294,6 +294,7 @@ def test_check_reports_inprocess_models_and_keeps_absent_optional_ones_ok(
     assert by_name["extra"] == {
         "spec": "extra",
         "runtime": "inprocess",
+        "status": "absent",
         "ok": True,
         "absent": True,
         "loaded": False,
@@ -307,6 +308,7 @@ def test_check_reports_inprocess_models_and_keeps_absent_optional_ones_ok(
     assert health["ok"] is False
     [report] = health["models"]
     assert report["error_type"] == "DigestMismatchError" and "enc/w.pt" in report["error"]
+    assert report["status"] == "digest_mismatch"
     make_file(models_root / "extra/w.pt", b"wrong")  # partly provisioned: no longer absent
     [report] = setup.check(["extra"])["models"]
     assert not report["ok"] and not report["absent"]

@@ -35,6 +35,7 @@ from dp_models.errors import (
     TritonMetadataMismatchError,
     TritonUnavailableError,
 )
+from dp_models.health import HealthStatus
 from dp_models.settings import LOCK_FILENAME
 from dp_models.spec import Spec, TritonTensor
 from dp_models.testing import fake_catalog_dir, fake_models_root
@@ -44,6 +45,7 @@ from dp_models.testing.triton import (
     expected_standin_outputs,
     write_standin_repository,
 )
+from dp_models.triton import whisper
 from dp_models.triton.client import TritonClient
 
 PACKAGED = Catalog.load()
@@ -117,9 +119,9 @@ def test_every_packaged_triton_spec_passes_the_client_checks(
     assert spec.triton is not None
     with handle.client(network_timeout_s=30.0) as client:
         report = client.check()
-        assert report["ok"], report["error"]
-        assert report["served_digest_verified"] is True
-        assert report["served_digest"] == handle.weights_digest
+        assert report.ok, report.error
+        assert report.status is HealthStatus.SERVED and report.served_digest_verified is True
+        assert report.served_digest == handle.weights_digest
         inputs = _inputs(spec, batch=2)
         _assert_outputs(client.infer(inputs), expected_standin_outputs(spec, inputs))
     entry = next(e for e in packaged_manager.models_used() if e["name"] == name)
@@ -246,7 +248,7 @@ def test_binary_inference_through_the_manager_records_a_verified_digest(odd: Odd
         _assert_outputs(got, expected_standin_outputs(handle.spec, inputs))
         assert got["label"].dtype == np.object_
         assert got["tokens"].shape == (2, STANDIN_VARIABLE_DIM)
-        assert client.digest_verified is True
+        assert client.served_digest_verified is True
     [entry] = mm.models_used()
     assert entry["triton"]["served_digest_verified"] is True
     assert entry["triton"]["model_name"] == "tc_echo"
@@ -264,7 +266,7 @@ def test_a_batch_beyond_max_batch_size_is_split_and_concatenated(odd: Odd) -> No
 
     try:
         before = executions()
-        with TritonClient(spec, odd.server.url, served_digest=_digest("tc_echo")) as client:
+        with TritonClient(spec, odd.server.url, expected_digest=_digest("tc_echo")) as client:
             inputs = _echo_inputs(5, seed=3)
             got = client.infer(inputs)
         _assert_outputs(got, expected_standin_outputs(spec, inputs))
@@ -309,17 +311,19 @@ def test_a_served_digest_that_differs_is_an_error(odd: Odd) -> None:
     [entry] = mm.models_used()
     assert entry["triton"]["served_digest_verified"] is False
     report = mm.get("tc_wrong_digest").client().check()
-    assert not report["ok"]
-    assert report["error_type"] == "TritonDigestMismatchError"
-    assert report["served_digest"] == WRONG_DIGEST
+    assert not report.ok and report.status is HealthStatus.SERVED_DIGEST_MISMATCH
+    assert report.error_type == "TritonDigestMismatchError"
+    assert report.served_digest == WRONG_DIGEST and report.served_digest_verified is False
 
 
 def test_a_missing_served_digest_is_unverified_or_an_error_as_the_spec_says(odd: Odd) -> None:
     mm = odd.manager()
     with mm.get("tc_no_digest").client() as client:
         client.infer(_echo_inputs(1))
-        assert client.digest_verified is None
-        assert client.check()["served_digest_verified"] is None
+        assert client.served_digest_verified is None
+        report = client.check()
+        assert report.status is HealthStatus.UNVERIFIED and report.ok
+        assert report.served_digest_verified is None
     [entry] = mm.models_used()
     assert entry["triton"]["served_digest_verified"] is None
     with (
@@ -345,7 +349,7 @@ def test_every_metadata_difference_is_listed(odd: Odd) -> None:
             TritonTensor(name="tokens", datatype="INT32", shape=[-1, 2]),
         ],
     )
-    client = TritonClient(wrong, odd.server.url, served_digest=_digest("tc_echo"))
+    client = TritonClient(wrong, odd.server.url, expected_digest=_digest("tc_echo"))
     with pytest.raises(TritonMetadataMismatchError, match="6 differences") as info:
         client.infer({"x": np.zeros((1, 4), np.float16), "input_ids": np.zeros((1, 2), np.int64)})
     differences = info.value.differences
@@ -362,13 +366,14 @@ def test_every_metadata_difference_is_listed(odd: Odd) -> None:
         assert needle in joined
     assert "'label'" not in joined
     report = client.check()
-    assert report["error_type"] == "TritonMetadataMismatchError"
-    assert report["ready"] and report["metadata_ok"] is False
+    assert report.status is HealthStatus.METADATA_MISMATCH
+    assert report.error_type == "TritonMetadataMismatchError"
+    assert report.ready and report.metadata_ok is False
 
 
 def test_wrong_inputs_are_refused_before_anything_is_sent() -> None:
     spec = PACKAGED["optical_flow_raft_triton"]
-    client = TritonClient(spec, CLOSED_URL, served_digest=WRONG_DIGEST, **FAST)
+    client = TritonClient(spec, CLOSED_URL, expected_digest=WRONG_DIGEST, **FAST)
     good = _inputs(spec, batch=2)
     bad: dict[str, Any] = {
         "frame0": good["frame0"].astype(np.float64),  # dtype
@@ -401,17 +406,17 @@ def test_wrong_inputs_are_refused_before_anything_is_sent() -> None:
 def test_credentials_in_the_endpoint_never_show(odd: Odd) -> None:
     spec = odd.catalog["tc_echo"]
     secret_url = CLOSED_URL.replace("://", "://bob:hunter2@")
-    client = TritonClient(spec, secret_url, served_digest=_digest("tc_echo"), **FAST)
+    client = TritonClient(spec, secret_url, expected_digest=_digest("tc_echo"), **FAST)
     with pytest.raises(TritonUnavailableError) as info:
         client.infer(_echo_inputs(1))
     assert "hunter2" not in str(info.value)
     assert info.value.endpoint == "http://***@127.0.0.1:1"
-    assert "hunter2" not in repr(client) and "hunter2" not in str(client.check())
+    assert "hunter2" not in repr(client) and "hunter2" not in str(client.check().as_dict())
     # Triton without authentication ignores the basic-auth header: the checks pass
     authed = odd.server.url.replace("://", "://bob:hunter2@")
-    with TritonClient(spec, authed, served_digest=_digest("tc_echo")) as client:
-        assert client.check()["ok"]
-        assert client.check()["endpoint"] == odd.server.url.replace("://", "://***@")
+    with TritonClient(spec, authed, expected_digest=_digest("tc_echo")) as client:
+        assert client.check().ok
+        assert client.check().endpoint == odd.server.url.replace("://", "://***@")
 
 
 def test_an_unconfigured_endpoint_or_an_inprocess_spec_is_a_configuration_error(
@@ -441,11 +446,12 @@ def test_a_server_stopped_mid_run_is_a_clear_error_then_the_client_recovers(odd:
         assert isinstance(info.value, ConnectionError) and isinstance(info.value, TritonError)
         assert odd.server.url in str(info.value)
         report = client.check()
-        assert not report["ok"] and not report["ready"]
-        assert report["error_type"] == "TritonUnavailableError"
+        assert not report.ok and not report.ready
+        assert report.status is HealthStatus.UNAVAILABLE
+        assert report.error_type == "TritonUnavailableError"
         odd.server.start()  # the same repository, on the same port
         _assert_outputs(client.infer(inputs), want)
-        assert client.check()["ok"]
+        assert client.check().ok
     finally:
         client.close()
         if not odd.server.running:
@@ -581,7 +587,7 @@ def test_whisper_client_decodes_token_ids_with_the_shared_tokenizer(
     features[1] += 7.0  # the stand-in's ids follow the input's mean: two different rows
     with handle.client() as client:
         ids = client.infer({"input_features": features})["token_ids"]
-        texts = client.decode_batch(ids)
+        texts = whisper.decode_batch(client, ids)
     assert ids.shape == (2, STANDIN_VARIABLE_DIM) and ids[0, 0] != ids[1, 0]
     assert texts == [tokenizer.decode([int(i) for i in row]) for row in ids]
     assert all(texts)
@@ -597,21 +603,21 @@ def test_decode_drops_special_tokens_padding_and_what_follows_the_end(
     special = [tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|en|>")]
     end = tokenizer.token_to_id("<|endoftext|>")
     ids = np.array([*special, *words, end, *words, -1, -1], dtype=np.int32)
-    assert client.decode(ids) == text
-    assert client.decode(np.array([], dtype=np.int64)) == ""
-    assert client.decode_batch(np.stack([ids, ids])) == [text, text]
+    assert whisper.decode(client, ids) == text
+    assert whisper.decode(client, np.array([], dtype=np.int64)) == ""
+    assert whisper.decode_batch(client, np.stack([ids, ids])) == [text, text]
     size = tokenizer.get_vocab_size(with_added_tokens=True)
     with pytest.raises(TritonInferenceError, match=f"token ids {size} outside the vocabulary"):
-        client.decode(np.array([*words, size], dtype=np.int64))
+        whisper.decode(client, np.array([*words, size], dtype=np.int64))
     with pytest.raises(TritonInputError, match="one 1-D integer sequence"):
-        client.decode(np.zeros((2, 3), dtype=np.int32))
+        whisper.decode(client, np.zeros((2, 3), dtype=np.int32))
     with pytest.raises(TritonInputError, match="one 1-D integer sequence"):
-        client.decode(np.zeros(3, dtype=np.float32))
+        whisper.decode(client, np.zeros(3, dtype=np.float32))
     with pytest.raises(TritonInputError, match=r"\[batch, length\]"):
-        client.decode_batch(ids)
+        whisper.decode_batch(client, ids)
     depth = packaged_manager.get("midas_dpt_hybrid_triton").client()
     with pytest.raises(ConfigurationError, match="requires no tokenizer"):
-        depth.decode(ids)
+        whisper.decode(depth, ids)
 
 
 def test_decode_drops_timestamp_markers_that_are_not_special(
@@ -628,7 +634,7 @@ def test_decode_drops_timestamp_markers_that_are_not_special(
     assert "<|0.00|>" in tokenizer.decode(ids.tolist(), skip_special_tokens=True)
     spec = packaged_manager.catalog["whisper_small_triton"]
     client = TritonClient(spec, CLOSED_URL, tokenizer=lambda: tokenizer)
-    assert client.decode(ids) == " hello world"
+    assert whisper.decode(client, ids) == " hello world"
 
 
 def test_doctor_says_served_for_every_packaged_triton_spec(

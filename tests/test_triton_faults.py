@@ -33,6 +33,7 @@ from dp_models.errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
+from dp_models.health import HealthStatus
 from dp_models.settings import (
     ENV_TRITON_TIMEOUT,
     TRITON_CLIENT_DEFAULTS,
@@ -47,6 +48,7 @@ from dp_models.testing.triton import (
     write_standin_repository,
 )
 from dp_models.triton.client import TritonClient
+from dp_models.triton.transport import HTTPTransport
 
 from .bounded import bounded
 
@@ -117,7 +119,7 @@ class Served:
 
     def client(self, url: str | None = None, **options: Any) -> TritonClient:
         return TritonClient(
-            self.spec, url or self.server.url, served_digest=WEIGHTS, **{**FAST, **options}
+            self.spec, url or self.server.url, expected_digest=WEIGHTS, **{**FAST, **options}
         )
 
 
@@ -203,7 +205,7 @@ def test_a_slow_answer_is_a_timeout_error_within_the_network_timeout(
 
     def scenario() -> tuple[Outcome, dict[str, Any]]:
         with served.client(proxy.url, backoff_s=0.5) as client:
-            assert client.check()["ok"]
+            assert client.check().ok
             proxy.delay(30.0)
             outcome = _timed(lambda: client.infer(inputs))
             proxy.heal()
@@ -265,7 +267,7 @@ def test_answers_cut_anywhere_are_typed_errors_and_the_client_recovers(
     def scenario() -> list[tuple[int, Outcome]]:
         outcomes = []
         with served.client(proxy.url, ready_timeout_s=1.0) as client:
-            assert client.check()["ok"]
+            assert client.check().ok
             before = proxy.answered
             client.infer(inputs)
             size = proxy.answered - before  # the bytes of one inference answer
@@ -305,7 +307,7 @@ def test_a_server_killed_mid_request_is_unavailable_then_the_client_recovers(
             report = client.check()
             served.server.start()  # the same weights, on the same port
             proxy.heal()
-            return outcome, report["ok"], client.infer(inputs), client.check()
+            return outcome, report.ok, client.infer(inputs), client.check()
 
     outcome, ok_while_down, answer, report = _bounded(scenario)
     error = _typed(outcome, TritonUnavailableError)
@@ -313,7 +315,7 @@ def test_a_server_killed_mid_request_is_unavailable_then_the_client_recovers(
     assert outcome.elapsed_s < 0.5 + FAST["backoff_s"] * 4 + 1.0 + MARGIN_S
     assert not ok_while_down
     _assert_answer(spec, answer, inputs)  # recovered: same client, same weights
-    assert report["ok"] and report["served_digest_verified"] is True
+    assert report.ok and report.served_digest_verified is True
 
 
 @pytest.mark.parametrize("hook", [True, False], ids=["pool-hook", "no-pool-hook"])
@@ -324,7 +326,7 @@ def test_a_restart_with_other_weights_between_requests_is_caught(
     connection, which must not reach the new server before it is checked (where the
     connection pool cannot report new connections, the client checks every time)."""
     if not hook:
-        monkeypatch.setattr(TritonClient, "_watch", lambda self, client: None)
+        monkeypatch.setattr(HTTPTransport, "_watch", lambda self, client: None)
     mm = ModelManager(
         served.root, served.catalog_dir, triton_endpoints={"default": served.server.url}
     )
@@ -343,8 +345,9 @@ def test_a_restart_with_other_weights_between_requests_is_caught(
     for outcome in (first, again):
         error = _typed(outcome, TritonDigestMismatchError)
         assert (error.expected, error.actual) == (WEIGHTS, OTHER_WEIGHTS)
-    assert not report["ok"] and report["served_digest_verified"] is False
-    assert report["served_digest"] == OTHER_WEIGHTS
+    assert not report.ok and report.served_digest_verified is False
+    assert report.status is HealthStatus.SERVED_DIGEST_MISMATCH
+    assert report.served_digest == OTHER_WEIGHTS
     entry = next(e for e in mm.models_used() if e["name"] == "fault_echo")
     assert entry["triton"]["served_digest_verified"] is False
 
@@ -402,7 +405,7 @@ def test_timeouts_come_from_the_endpoint_configuration(
 
     def scenario() -> Outcome:
         with client:
-            assert client.check()["ok"]
+            assert client.check().ok
             proxy.delay(30.0)
             return _timed(lambda: client.infer(_inputs()))
 

@@ -394,8 +394,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
-    from .doctor import diagnose, report_json
-    from .settings import triton_url_variable
+    from .doctor import diagnose, render_table, report_json
     from .urls import redact_url
 
     catalog = _catalog(args)
@@ -423,49 +422,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
             out,
         )
         return 1 if failing else 0
-    rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
-    for h in health:
-        detail = ""
-        triton = h.spec.triton
-        if h.served is not None and not (h.failing and h.served["ok"]):
-            assert triton is not None
-            where = f"{triton.model_name} v{triton.model_version} at {h.served['endpoint']}"
-            if h.status == "served":
-                detail = f"{where}; served digest verified"
-            elif h.status == "unverified":
-                detail = f"{where}; the server publishes no weights digest"
-            else:
-                detail = f"{where}: {h.status.replace('_', ' ')}"
-        elif h.status == "remote":
-            assert triton is not None
-            if args.no_triton:
-                why = "not checked (--no-triton)"
-            else:
-                env = triton_url_variable(triton.endpoint)
-                why = f"endpoint {triton.endpoint!r} not configured (${env})"
-            detail = (
-                f"served by Triton as {triton.model_name} v{triton.model_version}; {why}; "
-                "artifacts not provisioned here"
-            )
-        elif h.status == "absent":
-            detail = "optional; not provisioned"
-        elif h.failing:
-            bad = next(r for r in h.artifacts if not r.ok)
-            detail = bad.artifact.path
-        elif h.status == "ok":
-            detail = f"{len(h.artifacts)} artifact{'s' if len(h.artifacts) != 1 else ''}"
-        rows.append(
-            [h.spec.name, h.spec.runtime, h.status.upper() if h.failing else h.status, detail]
-        )
-    _table(rows, out)
-    summary = ", ".join(
-        f"{sum(h.status == s for h in health)} {s}" for s in dict.fromkeys(h.status for h in health)
-    )
-    out.write(f"\n{_n(len(health), 'spec')} against {verifier.root}: {summary}\n")
-    if failing:
-        out.write(f"\n{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:\n")
-        for h in failing:
-            out.write(f"- {h.message}\n  fix: {h.fix}\n")
+    out.write(render_table(health, root=verifier.root, triton_checked=not args.no_triton))
     return 1 if failing else 0
 
 

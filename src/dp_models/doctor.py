@@ -18,6 +18,10 @@ does not require one; otherwise it fails as ``unavailable``, ``metadata_mismatch
 ``served_digest_mismatch``. Its local artifacts, where present, are verified first.
 
 A spec whose artifacts are present but wrong fails even when it is optional.
+
+The statuses are :class:`~dp_models.health.HealthStatus`; a Triton spec's endpoint check is
+the :class:`~dp_models.health.HealthReport` the client made, taken as it is.
+:func:`report_json` is ``dp-models doctor --json``, :func:`render_table` the table.
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .catalog import Catalog
+from .health import HealthReport, HealthStatus
+from .settings import triton_url_variable
 from .spec import Spec
 from .verify import ArtifactReport, Verifier
 
-__all__ = ["SpecHealth", "diagnose", "report_json"]
+__all__ = ["SpecHealth", "diagnose", "render_table", "report_json"]
 
-_FIX = {
+_FIX: dict[str, str] = {
     "missing": "provision the artifact (dp_models never downloads), then rerun `dp-models doctor`",
     "unpinned": "pin it from a provisioned root: `dp-models lock --root ROOT`",
     "size_mismatch": "re-provision the artifact from its source; it is not the pinned file",
@@ -49,24 +56,20 @@ _FIX = {
     "update the catalog if the new weights are intended",
 }
 
-#: TritonClient.check() error types -> doctor status.
-_SERVED_STATUS = {
-    "TritonUnavailableError": "unavailable",
-    "TritonMetadataMismatchError": "metadata_mismatch",
-    "TritonDigestMismatchError": "served_digest_mismatch",
-}
-
 
 @dataclass(frozen=True)
 class SpecHealth:
     """The verdict for one spec."""
 
     spec: Spec
-    status: str
-    failing: bool
+    status: HealthStatus
     artifacts: tuple[ArtifactReport, ...]
     #: The endpoint check of a Triton spec (TritonClient.check()); None when not checked.
-    served: Mapping[str, Any] | None = None
+    served: HealthReport | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.status.failing
 
     @property
     def message(self) -> str:
@@ -76,8 +79,8 @@ class SpecHealth:
         for r in self.artifacts:
             if r.error is not None:
                 return str(r.error)
-        if self.served is not None and self.served.get("error"):
-            return str(self.served["error"])
+        if self.served is not None and self.served.error:
+            return self.served.error
         return ""
 
     @property
@@ -90,12 +93,12 @@ class SpecHealth:
             "runtime": self.spec.runtime,
             "engine": self.spec.engine,
             "optional": self.spec.optional,
-            "status": self.status,
+            "status": self.status.value,
             "ok": not self.failing,
             "message": self.message,
             "fix": self.fix,
             "artifacts": [_artifact_json(r) for r in self.artifacts],
-            "triton": dict(self.served) if self.served is not None else None,
+            "triton": self.served.as_dict() if self.served is not None else None,
         }
 
 
@@ -134,38 +137,34 @@ def diagnose(
     by_spec: dict[str, list[ArtifactReport]] = {s.name: [] for s in specs}
     for r in reports:
         by_spec[r.spec].append(r)
-    served: dict[str, Mapping[str, Any]] = {}
+    served: dict[str, HealthReport] = {}
     if endpoints:
         deployments = []
         for spec in specs:
             if spec.triton is None or spec.triton.endpoint not in endpoints:
                 continue
-            pin = catalog.served_digest(spec)
+            expected = catalog.served_digest(spec)
             url = endpoints[spec.triton.endpoint]
-            deployments.append(Deployment(spec, url, pin.sha256 if pin else None))
+            deployments.append(Deployment(spec, url, expected.sha256 if expected else None))
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
         served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}
     return [_verdict(spec, tuple(by_spec[spec.name]), served.get(spec.name)) for spec in specs]
 
 
 def _verdict(
-    spec: Spec, reports: tuple[ArtifactReport, ...], served: Mapping[str, Any] | None = None
+    spec: Spec, reports: tuple[ArtifactReport, ...], served: HealthReport | None = None
 ) -> SpecHealth:
     bad = [r for r in reports if not r.ok]
     nothing_here = all(r.status == "missing" and not r.path.exists() for r in reports)
     if bad and not (nothing_here and (spec.runtime == "triton" or spec.optional)):
-        return SpecHealth(spec, bad[0].status, True, reports, served)
+        return SpecHealth(spec, HealthStatus(bad[0].status), reports, served)
     if served is not None:
-        if not served["ok"]:
-            status = _SERVED_STATUS.get(str(served.get("error_type")), "unavailable")
-            return SpecHealth(spec, status, True, reports, served)
-        status = "served" if served["served_digest_verified"] else "unverified"
-        return SpecHealth(spec, status, False, reports, served)
+        return SpecHealth(spec, served.status, reports, served)
     if spec.runtime == "triton" and nothing_here:  # also a spec without artifacts
-        return SpecHealth(spec, "remote", False, reports)
+        return SpecHealth(spec, HealthStatus.REMOTE, reports)
     if not bad:
-        return SpecHealth(spec, "ok", False, reports)
-    return SpecHealth(spec, "absent", False, reports)
+        return SpecHealth(spec, HealthStatus.OK, reports)
+    return SpecHealth(spec, HealthStatus.ABSENT, reports)
 
 
 def report_json(health: Sequence[SpecHealth], **context: Any) -> dict[str, Any]:
@@ -173,6 +172,61 @@ def report_json(health: Sequence[SpecHealth], **context: Any) -> dict[str, Any]:
     return {
         **context,
         "ok": not any(h.failing for h in health),
-        "summary": dict(sorted(Counter(h.status for h in health).items())),
+        "summary": dict(sorted(Counter(h.status.value for h in health).items())),
         "specs": [h.to_json() for h in health],
     }
+
+
+def _detail(h: SpecHealth, *, triton_checked: bool) -> str:
+    """The table's DETAIL cell: where a Triton spec is served, or the artifact at fault."""
+    triton = h.spec.triton
+    if h.served is not None and not (h.failing and h.served.ok):
+        assert triton is not None
+        where = f"{triton.model_name} v{triton.model_version} at {h.served.endpoint}"
+        if h.status is HealthStatus.SERVED:
+            return f"{where}; served digest verified"
+        if h.status is HealthStatus.UNVERIFIED:
+            return f"{where}; the server publishes no weights digest"
+        return f"{where}: {h.status.value.replace('_', ' ')}"
+    if h.status is HealthStatus.REMOTE:
+        assert triton is not None
+        if not triton_checked:
+            why = "not checked (--no-triton)"
+        else:
+            env = triton_url_variable(triton.endpoint)
+            why = f"endpoint {triton.endpoint!r} not configured (${env})"
+        return (
+            f"served by Triton as {triton.model_name} v{triton.model_version}; {why}; "
+            "artifacts not provisioned here"
+        )
+    if h.status is HealthStatus.ABSENT:
+        return "optional; not provisioned"
+    if h.failing:
+        return next(r for r in h.artifacts if not r.ok).artifact.path
+    if h.status is HealthStatus.OK:
+        count = len(h.artifacts)
+        return f"{count} artifact{'s' if count != 1 else ''}"
+    return ""
+
+
+def render_table(health: Sequence[SpecHealth], *, root: Path, triton_checked: bool) -> str:
+    """``dp-models doctor`` for people: one row per spec (failing statuses in capitals),
+    a summary against ``root``, then each failing spec's message and fix.
+    ``triton_checked``: False when no endpoint was contacted on purpose (``--no-triton``)."""
+    rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
+    for h in health:
+        status = h.status.value.upper() if h.failing else h.status.value
+        rows.append(
+            [h.spec.name, h.spec.runtime, status, _detail(h, triton_checked=triton_checked)]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    counts = Counter(h.status.value for h in health)
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    lines += ["", f"{len(health)} spec{'s' if len(health) != 1 else ''} against {root}: {summary}"]
+    failing = [h for h in health if h.failing]
+    if failing:
+        lines += ["", f"{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:"]
+        for h in failing:
+            lines += [f"- {h.message}", f"  fix: {h.fix}"]
+    return "\n".join(lines) + "\n"

@@ -39,6 +39,7 @@ from .errors import (
     PrecisionError,
 )
 from .guard import network_guard
+from .health import HealthReport, HealthStatus
 from .loaders import LoadContext, Loader, get_loader
 from .loaders.base import FrameworkPaths
 from .offline import enforce_offline
@@ -154,23 +155,42 @@ class ModelHandle:
         return entry
 
     def client(self, **options: Any) -> TritonClient:
-        """A :class:`~dp_models.triton.client.TritonClient` bound to this Triton spec, its
-        endpoint and served digest (``options``: timeouts, retries; what is not given comes
-        from the manager's ``triton_timeouts`` for the spec's endpoint, then the client's
-        defaults). Once the deployment passes its checks, the manager's ``models_used``
-        entry gets ``triton.served_digest_verified`` (True, False, or None when not
-        published)."""
+        """A :class:`~dp_models.triton.client.TritonClient` for this Triton spec: its
+        endpoint URL, its expected digest (the handle's ``weights_digest``) and the
+        tokenizer it requires, if any (``options``: timeouts, retries, ``transport``; what
+        is not given comes from the manager's ``triton_timeouts`` for the spec's endpoint,
+        then the client's defaults). Once the deployment passes its checks, the manager's
+        ``models_used`` entry gets ``triton.served_digest_verified`` (True, False, or None
+        when not published). An unconfigured endpoint is a
+        :class:`~dp_models.errors.ConfigurationError` naming the variable to set."""
+        from .settings import triton_url_variable
         from .triton.client import TritonClient
 
+        spec = self.spec
+        if spec.triton is None:
+            raise ConfigurationError(
+                f"spec {spec.name!r} is not served by Triton (runtime: {spec.runtime}); "
+                "load it in process with ModelManager.load"
+            )
+        if self.endpoint is None:
+            env = triton_url_variable(spec.triton.endpoint)
+            raise ConfigurationError(
+                f"spec {spec.name!r} is served at the Triton endpoint named "
+                f"{spec.triton.endpoint!r}, which is not configured: set ${env} or pass "
+                f"triton_endpoints={{{spec.triton.endpoint!r}: URL}} to the ModelManager"
+            )
         if self._manager is not None:
-            if self.spec.triton is not None:
-                configured = self._manager.triton_timeouts.get(self.spec.triton.endpoint, {})
-                for option, value in configured.items():
-                    options.setdefault(option, value)
+            configured = self._manager.triton_timeouts.get(spec.triton.endpoint, {})
+            for option, value in configured.items():
+                options.setdefault(option, value)
             key = (self.name, self.device, self.precision)
             record = functools.partial(self._manager._record_verified, key)
             options.setdefault("on_verified", record)
-        return TritonClient.from_handle(self, **options)
+        options.setdefault("expected_digest", self.weights_digest)
+        tokenizer = next((r for r in self.requires if r.spec.role == "tokenizer"), None)
+        if tokenizer is not None:
+            options.setdefault("tokenizer", tokenizer.load)
+        return TritonClient(spec, self.endpoint, **options)
 
     def load(self) -> Any:
         """The in-process object (see :meth:`ModelManager.load`)."""
@@ -532,7 +552,8 @@ class ModelManager:
         self, names: Iterable[str] | None = None, *, ready_timeout_s: float = 10.0
     ) -> dict[str, Any]:
         """The health of ``names`` (default: every model this manager has handed out), for a
-        processor's health endpoint: ``{"ok": bool, "models": [report, ...]}``.
+        processor's health endpoint: ``{"ok": bool, "models": [report, ...]}``, each report
+        a :meth:`HealthReport.as_dict <dp_models.health.HealthReport.as_dict>`.
 
         A Triton spec's deployment is checked as
         :meth:`TritonClient.check <dp_models.triton.client.TritonClient.check>` does (live,
@@ -555,7 +576,7 @@ class ModelManager:
         for spec in specs:
             if spec.triton is None:
                 continue
-            served = self.catalog.served_digest(spec)
+            expected = self.catalog.served_digest(spec)
             with self._lock:
                 key = next((k for k in self._used if k[0] == spec.name and k[1] == "triton"), None)
             record = None if key is None else functools.partial(self._record_verified, key)
@@ -563,18 +584,16 @@ class ModelManager:
                 Deployment(
                     spec,
                     self.triton_endpoints.get(spec.triton.endpoint),
-                    served.sha256 if served else None,
+                    expected.sha256 if expected else None,
                     on_verified=record,
                 )
             )
-        served_reports = iter(check_deployments(deployments, ready_timeout_s=ready_timeout_s))
-        reports: list[dict[str, Any]] = []
-        for spec in specs:
-            if spec.triton is not None:
-                reports.append({"runtime": "triton", **next(served_reports)})
-            else:
-                reports.append(self._check_inprocess(spec))
-        return {"ok": all(r["ok"] for r in reports), "models": reports}
+        served = iter(check_deployments(deployments, ready_timeout_s=ready_timeout_s))
+        reports = [
+            next(served) if spec.triton is not None else self._check_inprocess(spec)
+            for spec in specs
+        ]
+        return {"ok": all(r.ok for r in reports), "models": [r.as_dict() for r in reports]}
 
     def _record_verified(self, key: tuple[str, str, str], verified: bool | None) -> None:
         """Record a served digest's verification in the ``models_used`` entry ``key``."""
@@ -583,7 +602,7 @@ class ModelManager:
             if entry is not None and entry.get("triton") is not None:
                 entry["triton"] = {**entry["triton"], "served_digest_verified": verified}
 
-    def _check_inprocess(self, spec: Spec) -> dict[str, Any]:
+    def _check_inprocess(self, spec: Spec) -> HealthReport:
         absent = spec.optional and not any(
             os.path.lexists(self.root / a.path) for a in spec.artifacts
         )
@@ -591,16 +610,18 @@ class ModelManager:
         with self._lock:
             loaded = any(k[0] == spec.name for k in self._loaded)
         error = bad[0].error if bad else None
-        return {
-            "spec": spec.name,
-            "runtime": "inprocess",
-            "ok": not bad,
-            "absent": absent,
-            "loaded": loaded,
-            "artifacts_ok": not bad and not absent,
-            "error": str(error) if error is not None else None,
-            "error_type": type(error).__name__ if error is not None else None,
-        }
+        if absent:
+            status = HealthStatus.ABSENT
+        else:
+            status = HealthStatus(bad[0].status) if bad else HealthStatus.OK
+        return HealthReport(
+            spec=spec.name,
+            runtime="inprocess",
+            status=status,
+            error=str(error) if error is not None else None,
+            error_type=type(error).__name__ if error is not None else None,
+            loaded=loaded,
+        )
 
     # -- provenance ----------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ from ..catalog import Catalog
 from ..errors import TritonServerError, TritonServerNotFoundError
 from ..settings import LOCK_FILENAME
 from ..spec import Spec
-from ..triton.client import NUMPY_DTYPES
+from ..triton.checks import NUMPY_DTYPES
 from ..triton.repository import CONFIG_FILENAME, render_config
 
 __all__ = [

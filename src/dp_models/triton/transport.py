@@ -1,0 +1,261 @@
+"""What :class:`~dp_models.triton.client.TritonClient` needs from a connection to a
+Triton server, as a small protocol (the way httpx takes a transport), and the default
+transport over ``tritonclient.http``.
+
+>>> client = TritonClient(spec, url, transport=FakeTransport.serving(spec))  # doctest: +SKIP
+
+The client keeps every decision (when to check the deployment, what to retry, which error
+to raise); a transport only carries calls and reports how each ended, in these terms:
+
+- a lost, refused or reset connection (nothing answered): :class:`ConnectionError` (any
+  :class:`OSError` that is not a :class:`TimeoutError`); the client retries it;
+- connecting took longer than the connection timeout: a plain :class:`TimeoutError`;
+- no complete answer within the call's ``timeout_s``: :class:`DeadlineError`; not retried,
+  the server may still be working on it;
+- the server answered with an error: :class:`ServerAnswerError`;
+- a call with ``new_connection_ok=False`` that would go over a connection opened since the
+  last one (a restarted server may be behind it): :class:`NewConnectionError`, raised
+  before anything is sent. A transport that cannot tell sets ``watches_connections``
+  False, and the client checks the deployment before every such call instead.
+
+These exceptions (defined in :mod:`dp_models.errors`, re-exported here for transports)
+are signals between a transport and the client; the client turns each
+into a :class:`~dp_models.errors.TritonError`, and none of them leaves it. The in-memory
+transport for tests is :class:`dp_models.testing.triton_transport.FakeTransport`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import numpy as np
+
+from ..errors import DeadlineError, MissingExtraError, NewConnectionError, ServerAnswerError
+from ..urls import redact
+
+__all__ = [
+    "DeadlineError",
+    "HTTPTransport",
+    "InferTensor",
+    "NewConnectionError",
+    "ServerAnswerError",
+    "Transport",
+]
+
+log = logging.getLogger("dp_models.triton")
+
+_T = TypeVar("_T")
+
+
+class InferTensor(NamedTuple):
+    """One input of an inference request: its name, Triton datatype and data."""
+
+    name: str
+    datatype: str
+    data: np.ndarray[Any, Any]
+
+
+class Transport(Protocol):
+    """The calls :class:`~dp_models.triton.client.TritonClient` makes, each bounded by
+    ``timeout_s`` (seconds for its whole answer). A transport connects on its first call
+    and again after :meth:`close`."""
+
+    @property
+    def watches_connections(self) -> bool:
+        """Whether :meth:`infer` can refuse a new connection (``new_connection_ok``)."""
+        ...
+
+    def is_server_live(self, *, timeout_s: float) -> bool: ...
+
+    def is_model_ready(self, model: str, version: str, *, timeout_s: float) -> bool: ...
+
+    def get_model_metadata(
+        self, model: str, version: str, *, timeout_s: float
+    ) -> Mapping[str, Any]: ...
+
+    def get_model_config(self, model: str, version: str, *, timeout_s: float) -> Mapping[str, Any]:
+        """The model config as Triton's JSON answer (``max_batch_size``, ``parameters``)."""
+        ...
+
+    def infer(
+        self,
+        model: str,
+        version: str,
+        inputs: Sequence[InferTensor],
+        outputs: Sequence[str],
+        *,
+        timeout_s: float,
+        new_connection_ok: bool,
+    ) -> Mapping[str, np.ndarray[Any, Any]]:
+        """The ``outputs`` by name, as numpy arrays."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection (a broken one too); the next call connects again."""
+        ...
+
+
+def _httpclient() -> Any:
+    try:
+        import tritonclient.http as httpclient  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise MissingExtraError("tritonclient[http]", extra="triton") from exc
+    return httpclient
+
+
+def _server_exception() -> type[Exception]:
+    try:
+        from tritonclient.utils import (  # type: ignore[import-untyped]
+            InferenceServerException,
+        )
+    except ImportError as exc:
+        raise MissingExtraError("tritonclient[http]", extra="triton") from exc
+    return InferenceServerException  # type: ignore[no-any-return]
+
+
+class HTTPTransport:
+    """The default transport: ``tritonclient.http.InferenceServerClient`` (on gevent) at
+    ``address`` (``host:port[/path]``), with ``headers`` on every request (basic auth).
+
+    ``connection_timeout_s`` bounds connecting; ``read_timeout_s`` each socket read (the
+    ``timeout_s`` of each call bounds its whole answer). New connections are seen through
+    the connection pool's ``after_connect`` hook; where the pool has none,
+    :attr:`watches_connections` is False."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        ssl: bool = False,
+        headers: Mapping[str, str] | None = None,
+        connection_timeout_s: float = 5.0,
+        read_timeout_s: float = 61.0,
+    ) -> None:
+        self._address = address
+        self._ssl = ssl
+        self._headers = dict(headers or {})
+        self._connection_timeout_s = connection_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._client: Any = None
+        self._guard = threading.local()
+        self._lock = threading.Lock()
+        self.watches_connections = False
+
+    def __repr__(self) -> str:
+        return f"<HTTPTransport {redact(self._address)}>"
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                client = _httpclient().InferenceServerClient(
+                    self._address,
+                    connection_timeout=self._connection_timeout_s,
+                    network_timeout=self._read_timeout_s,
+                    ssl=self._ssl,
+                )
+                self._watch(client)
+                self._client = client
+            return self._client
+
+    def _watch(self, client: Any) -> None:
+        """Have ``client``'s connection pool report each new connection (its
+        ``after_connect`` hook), so that a call made with ``new_connection_ok=False`` never
+        goes over a connection opened since the last call: a server restarted between two
+        requests (with other weights, perhaps) is checked again before it answers one."""
+        pool: Any = getattr(getattr(client, "_client_stub", None), "_connection_pool", None)
+        after_connect: Callable[[Any], None] | None = getattr(pool, "after_connect", None)
+        self.watches_connections = after_connect is not None
+        if after_connect is None:
+            log.debug("Triton transport to %s: the pool reports no new connections", self)
+            return
+
+        def hook(sock: Any) -> None:
+            after_connect(sock)
+            if getattr(self._guard, "refuse_new", False):
+                raise NewConnectionError
+
+        pool.after_connect = hook
+
+    def _run(
+        self, timeout_s: float, fn: Callable[[Any], _T], *, new_connection_ok: bool = True
+    ) -> _T:
+        """``fn(client)``, ended after ``timeout_s`` in all (tritonclient's own timeout
+        bounds each socket read, not a whole answer), its failures in the protocol's terms."""
+        import gevent  # type: ignore[import-untyped]  # tritonclient.http runs on gevent
+
+        client = self._connect()
+        server_exception = _server_exception()
+        timer = gevent.Timeout(timeout_s)
+        self._guard.refuse_new = not new_connection_ok
+        timer.start()
+        try:
+            return fn(client)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise DeadlineError(f"no complete answer within {timeout_s:g} s") from None
+        except http.client.HTTPException as exc:  # a connection closed mid-answer
+            raise ConnectionError(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+        except server_exception as exc:
+            raise ServerAnswerError(redact(str(exc))) from exc
+        finally:
+            timer.close()
+            self._guard.refuse_new = False
+
+    def is_server_live(self, *, timeout_s: float) -> bool:
+        return bool(self._run(timeout_s, lambda c: c.is_server_live(headers=self._headers)))
+
+    def is_model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
+        return bool(
+            self._run(timeout_s, lambda c: c.is_model_ready(model, version, headers=self._headers))
+        )
+
+    def get_model_metadata(self, model: str, version: str, *, timeout_s: float) -> Any:
+        return self._run(
+            timeout_s, lambda c: c.get_model_metadata(model, version, headers=self._headers)
+        )
+
+    def get_model_config(self, model: str, version: str, *, timeout_s: float) -> Any:
+        return self._run(
+            timeout_s, lambda c: c.get_model_config(model, version, headers=self._headers)
+        )
+
+    def infer(
+        self,
+        model: str,
+        version: str,
+        inputs: Sequence[InferTensor],
+        outputs: Sequence[str],
+        *,
+        timeout_s: float,
+        new_connection_ok: bool,
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        httpclient = _httpclient()
+        requests = []
+        for t in inputs:
+            array = np.ascontiguousarray(t.data)
+            tensor = httpclient.InferInput(t.name, list(array.shape), t.datatype)
+            tensor.set_data_from_numpy(array, binary_data=True)
+            requests.append(tensor)
+        wanted = [httpclient.InferRequestedOutput(n, binary_data=True) for n in outputs]
+        result = self._run(
+            timeout_s,
+            lambda c: c.infer(
+                model, requests, model_version=version, outputs=wanted, headers=self._headers
+            ),
+            new_connection_ok=new_connection_ok,
+        )
+        return {n: result.as_numpy(n) for n in outputs}
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # a broken connection may fail to close; it is dropped anyway
+                log.debug("closing the Triton connection failed", exc_info=True)

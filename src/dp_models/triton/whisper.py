@@ -1,0 +1,101 @@
+"""Token ids to text for the specs that answer with token ids (the Whisper specs), with
+the tokenizer the spec requires (``shared_tokenizer_v1``).
+
+>>> from dp_models.triton.whisper import decode_batch
+>>> asr = mm.get("whisper_small_triton").client()                # doctest: +SKIP
+>>> ids = asr.infer({"input_features": features})["token_ids"]   # doctest: +SKIP
+>>> texts = decode_batch(asr, ids)                               # doctest: +SKIP
+
+Negative ids (padding) are dropped, a sequence ends at its first ``<|endoftext|>``, and
+the ``<|...|>`` markers (task, language, timestamps) and other special tokens are left out.
+The tokenizer is the client's (:meth:`TritonClient.tokenizer
+<dp_models.triton.client.TritonClient.tokenizer>`, loaded on first use).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import TritonInferenceError, TritonInputError
+from .client import TritonClient
+
+__all__ = ["decode", "decode_batch"]
+
+
+def decode(client: TritonClient, token_ids: Any) -> str:
+    """The text of one sequence of token ids (1-D) that ``client``'s model returned.
+
+    An id outside the tokenizer's vocabulary is a :class:`TritonInferenceError`: the
+    served model and the tokenizer spec do not belong together; anything but one 1-D
+    integer sequence is a :class:`TritonInputError`."""
+    ids = np.asarray(token_ids)
+    if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
+        raise _ids_error(
+            client,
+            f"decode takes one 1-D integer sequence of token ids, not a {ids.dtype} array "
+            f"of shape {list(ids.shape)} (decode_batch takes [batch, length])",
+            ids,
+        )
+    tokenizer = client.tokenizer()
+    return _decode(client, tokenizer, _markers(tokenizer), ids)
+
+
+def decode_batch(client: TritonClient, token_ids: Any) -> list[str]:
+    """:func:`decode` for each row of a ``[batch, length]`` array (what
+    :meth:`~dp_models.triton.client.TritonClient.infer` returns for a batched spec)."""
+    ids = np.asarray(token_ids)
+    if ids.ndim != 2 or not (ids.dtype.kind in "iu" or ids.size == 0):
+        raise _ids_error(
+            client,
+            f"decode_batch takes a [batch, length] integer array of token ids, not a "
+            f"{ids.dtype} array of shape {list(ids.shape)} (decode takes one sequence)",
+            ids,
+        )
+    tokenizer = client.tokenizer()
+    markers = _markers(tokenizer)
+    return [_decode(client, tokenizer, markers, row) for row in ids]
+
+
+def _decode(
+    client: TritonClient, tokenizer: Any, markers: frozenset[int], ids: np.ndarray[Any, Any]
+) -> str:
+    values = [int(i) for i in ids if i >= 0]
+    end = tokenizer.token_to_id("<|endoftext|>")
+    if end is not None and end in values:
+        values = values[: values.index(end)]
+    values = [i for i in values if i not in markers]
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    outside = sorted({i for i in values if i >= size})
+    if outside:
+        raise TritonInferenceError(
+            f"Triton model {client.model_name!r} (spec {client.spec.name!r}) returned token "
+            f"ids {', '.join(map(str, outside[:5]))} outside the vocabulary of its tokenizer "
+            f"({size} tokens): the served model and the tokenizer spec it requires do not "
+            "belong together (e.g. a Whisper large-v3 deployment needs its own tokenizer)",
+            spec=client.spec.name,
+            endpoint=client.endpoint,
+        )
+    return str(tokenizer.decode(values, skip_special_tokens=True))
+
+
+def _markers(tokenizer: Any) -> frozenset[int]:
+    """The ids of the tokenizer's ``<|...|>`` tokens (Whisper's task, language and
+    timestamp markers), special or not: some tokenizer files add the timestamps as
+    ordinary tokens, which ``skip_special_tokens`` would keep."""
+    added = tokenizer.get_added_tokens_decoder()
+    return frozenset(
+        int(i)
+        for i, token in added.items()
+        if token.content.startswith("<|") and token.content.endswith("|>")
+    )
+
+
+def _ids_error(client: TritonClient, message: str, ids: np.ndarray[Any, Any]) -> TritonInputError:
+    return TritonInputError(
+        message,
+        spec=client.spec.name,
+        endpoint=client.endpoint,
+        problems=[f"token ids of shape {list(ids.shape)} and dtype {ids.dtype}"],
+    )
