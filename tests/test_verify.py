@@ -651,3 +651,81 @@ def test_a_symlink_to_a_directory_outside_the_root_is_never_walked(
     assert isinstance(report.error, UnsafePathError)
     assert "holds a symlink that leaves MODELS_ROOT" in str(report.error)
     assert not any(p.startswith(str(outside)) or p.endswith("evil") for p in entered)
+
+
+# -- one rule for "not provisioned here" ---------------------------------------------------
+
+SERVED_SPEC = """
+name: served
+version: "1"
+family: test
+role: test
+users: [AudioProcessor/test]
+runtime: triton
+engine: onnx
+artifacts: [{path: triton/served/model.onnx, format: onnx}]
+triton:
+  model_name: served
+  model_version: 1
+  platform: onnxruntime_onnx
+  max_batch_size: 4
+  inputs: [{name: x, datatype: FP32, shape: [-1]}]
+  outputs: [{name: y, datatype: FP32, shape: [2]}]
+"""
+
+
+def _doctor_statuses(catalog_dir: Path, root: Path) -> tuple[int, dict[str, str]]:
+    import contextlib
+    import io
+    import json
+
+    from dp_models.cli import main
+
+    argv = ["doctor", "--json", "--no-triton", "--catalog", str(catalog_dir), "--root", str(root)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, {s["name"]: s["status"] for s in json.loads(out.getvalue())["specs"]}
+
+
+@pytest.mark.adversarial
+def test_a_dangling_symlink_is_not_absence_anywhere(
+    catalog_dir: Path, root: Path, write_spec: SpecWriter
+) -> None:
+    """Doctor called an optional spec behind a dangling symlink "absent", and a Triton spec
+    "remote", both ok (``Path.exists`` follows the link), while ``get_optional`` raised for
+    the same spec (``os.path.lexists`` does not). One rule now: something at an artifact's
+    path, a broken link included, was provisioned, and its problem is an error."""
+    from dp_models import ModelManager
+
+    write_spec(
+        "maybe",
+        inprocess_spec(
+            "maybe",
+            f"- {{path: maybe/w.pt, format: pt, sha256: {sha256(b'w')}}}",
+            "optional: true\n",
+        ),
+    )
+    write_spec("served", SERVED_SPEC, area="audio")
+    catalog, verifier = load_verifier(catalog_dir, root)
+    mm = ModelManager(models_root=root, catalog=catalog_dir, offline=False)
+
+    # nothing at all: absent everywhere
+    assert verifier.absent(catalog["maybe"]) and verifier.absent(catalog["served"])
+    assert mm.get_optional("maybe") is None
+    health = mm.check(["maybe"])
+    assert health["ok"] is True and health["models"][0]["absent"] is True
+    assert _doctor_statuses(catalog_dir, root) == (0, {"maybe": "absent", "served": "remote"})
+
+    # a link to nothing where each artifact goes: provisioned, wrongly, everywhere
+    (root / "maybe").mkdir()
+    (root / "maybe/w.pt").symlink_to(root / "maybe/gone.pt")
+    (root / "triton/served").mkdir(parents=True)
+    (root / "triton/served/model.onnx").symlink_to("nowhere.onnx")
+    assert not verifier.absent(catalog["maybe"]) and not verifier.absent(catalog["served"])
+    with pytest.raises(ArtifactMissingError, match=r"maybe/w\.pt") as info:
+        mm.get_optional("maybe")
+    assert info.value.spec == "maybe"
+    health = mm.check(["maybe"])
+    assert health["ok"] is False and health["models"][0]["absent"] is False
+    assert _doctor_statuses(catalog_dir, root) == (1, {"maybe": "missing", "served": "missing"})

@@ -29,6 +29,7 @@ from ._yaml import MAX_SPEC_BYTES, load_spec_yaml
 from .errors import (
     CatalogError,
     CatalogProblem,
+    ConfigurationError,
     FileTooLargeError,
     LockError,
     LockSignatureError,
@@ -37,7 +38,7 @@ from .errors import (
     YamlRejectedError,
 )
 from .lock import Lock, LockEntry
-from .settings import resolve_catalog_dir, resolve_lock_key, resolve_lock_path
+from .settings import Settings
 from .signing import load_signed_lock
 from .spec import Artifact, Spec, TritonSection, TritonTensor
 
@@ -80,6 +81,7 @@ class Catalog(Mapping[str, Spec]):
         lock: str | os.PathLike[str] | None = None,
         check_lock: bool = True,
         lock_key: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
     ) -> Catalog:
         """Load and validate a catalog. Raises :class:`CatalogError` listing every problem.
 
@@ -91,9 +93,20 @@ class Catalog(Mapping[str, Spec]):
         since raises :class:`~dp_models.errors.LockSignatureError`, and the pins used are
         parsed from the bytes that verified (:mod:`dp_models.signing`). Not checked with
         ``check_lock=False``.
+
+        ``settings`` (a resolved :class:`~dp_models.settings.Settings`) gives the catalog
+        directory, the lock and its key instead; without it they are resolved from the
+        arguments and the environment (:meth:`Settings.resolve
+        <dp_models.settings.Settings.resolve>`).
         """
-        directory = resolve_catalog_dir(catalog)
-        lock_path = resolve_lock_path(directory, lock)
+        if settings is None:
+            settings = Settings.resolve(catalog=catalog, lock=lock, lock_key=lock_key)
+        elif (catalog, lock, lock_key) != (None, None, None):
+            raise ConfigurationError(
+                "Catalog.load takes catalog, lock and lock_key, or settings that hold them, "
+                "not both"
+            )
+        directory, lock_path = settings.catalog, settings.lock
         if not directory.is_dir():
             raise CatalogError(
                 [
@@ -155,7 +168,7 @@ class Catalog(Mapping[str, Spec]):
             specs[spec.name] = spec
             files[spec.name] = path
 
-        key = resolve_lock_key(lock_key) if check_lock else None
+        key = settings.lock_key if check_lock else None
         try:
             lock_data = Lock.read(lock_path) if key is None else load_signed_lock(lock_path, key)
         except LockSignatureError:

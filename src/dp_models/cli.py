@@ -267,26 +267,55 @@ def _parser() -> argparse.ArgumentParser:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _catalog(args: argparse.Namespace, *, check_lock: bool = True) -> Any:
+#: How the command line names the arguments of Settings.resolve, for messages.
+_OPTION_NAMES = {
+    "models_root": "--root",
+    "verify": "--verify",
+    "triton_endpoints": "--triton-url",
+}
+
+
+def _setting_arguments(args: argparse.Namespace, **given: Any) -> dict[str, Any]:
+    """The command's options as arguments of Settings.resolve (options a command does not
+    have are None: the environment, then the default)."""
+    return {
+        "models_root": getattr(args, "root", None),
+        "catalog": getattr(args, "catalog", None),
+        "lock": getattr(args, "lock", None),
+        "cache_dir": getattr(args, "cache_dir", None),
+        "use_cache": not getattr(args, "no_cache", False),
+        "verify": getattr(args, "verify", None),
+        "argument_names": _OPTION_NAMES,
+        **given,
+    }
+
+
+def _settings(args: argparse.Namespace, **given: Any) -> Any:
+    """The command's settings, resolved once: its options (and ``given``), then the
+    environment, then the defaults (:meth:`dp_models.settings.Settings.resolve`)."""
+    from .settings import Settings
+
+    return Settings.resolve(**_setting_arguments(args, **given))
+
+
+def _catalog(settings: Any, *, check_lock: bool = True) -> Any:
     from .catalog import Catalog
 
-    return Catalog.load(args.catalog, lock=args.lock, check_lock=check_lock)
+    return Catalog.load(settings=settings, check_lock=check_lock)
 
 
-def _hasher(args: argparse.Namespace) -> Any:
+def _hasher(settings: Any) -> Any:
     from ._progress import TerminalProgress
     from .digest import DigestCache, Hasher
-    from .settings import resolve_cache_dir, resolve_verify_policy
 
-    cache = DigestCache(None if args.no_cache else resolve_cache_dir(args.cache_dir))
-    return Hasher(cache, policy=resolve_verify_policy(args.verify), progress=TerminalProgress())
+    cache = DigestCache(settings.cache_dir)
+    return Hasher(cache, policy=settings.verify, progress=TerminalProgress())
 
 
-def _verifier(args: argparse.Namespace, catalog: Any) -> Any:
-    from .settings import resolve_models_root
+def _verifier(settings: Any, catalog: Any) -> Any:
     from .verify import Verifier
 
-    return Verifier(catalog, resolve_models_root(args.root, origin="--root"), _hasher(args))
+    return Verifier(catalog, settings.require_root(), _hasher(settings))
 
 
 def _close(verifier: Any) -> None:
@@ -314,7 +343,7 @@ def _dump(data: Any, out: TextIO) -> None:
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
-    catalog = _catalog(args)
+    catalog = _catalog(_settings(args))
     runtimes = {r: sum(s.runtime == r for s in catalog.values()) for r in ("inprocess", "triton")}
     lock = catalog.lock
     out.write(
@@ -335,7 +364,7 @@ def _pinned(catalog: Any, spec: Any) -> str:
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
-    catalog = _catalog(args)
+    catalog = _catalog(_settings(args))
     specs = [s for s in catalog.values() if args.runtime in (None, s.runtime)]
     specs.sort(key=lambda s: s.name)
     if args.json:
@@ -365,7 +394,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _show(args: argparse.Namespace, out: TextIO) -> int:
-    catalog = _catalog(args)
+    catalog = _catalog(_settings(args))
     spec = catalog[args.name]
     data = spec.model_dump(mode="json", exclude_defaults=False)
     data["file"] = str(catalog.files[spec.name])
@@ -397,11 +426,12 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     from .doctor import diagnose, render_table, report_json
     from .urls import redact_url
 
-    catalog = _catalog(args)
-    endpoints = None if args.no_triton else _triton_endpoints(args.triton_url)
+    settings = _settings(args, triton_endpoints=_triton_urls(args.triton_url))
+    catalog = _catalog(settings)
+    endpoints = None if args.no_triton else dict(settings.triton_endpoints)
     if args.triton_timeout < 0:
         raise ConfigurationError(f"--triton-timeout must be >= 0, not {args.triton_timeout:g}")
-    verifier = _verifier(args, catalog)
+    verifier = _verifier(settings, catalog)
     try:
         health = diagnose(
             catalog, verifier, args.names, endpoints=endpoints, ready_timeout_s=args.triton_timeout
@@ -426,15 +456,15 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if failing else 0
 
 
-def _triton_endpoints(values: list[str] | None) -> dict[str, str]:
-    """``--triton-url [NAME=]URL`` options, else the environment."""
+def _triton_urls(values: list[str] | None) -> dict[str, str] | None:
+    """The endpoints ``--triton-url [NAME=]URL`` options name; None without any (the
+    environment's then)."""
     import re
 
-    from .settings import resolve_triton_endpoints
     from .urls import parse_endpoint, redact_url
 
     if not values:
-        return resolve_triton_endpoints()
+        return None
     endpoints: dict[str, str] = {}
     for value in values:
         name, sep, url = value.partition("=")
@@ -446,7 +476,7 @@ def _triton_endpoints(values: list[str] | None) -> dict[str, str]:
             name, url = "default", value
         parse_endpoint(url, source="--triton-url")
         endpoints[name.lower()] = url
-    return resolve_triton_endpoints(endpoints)
+    return endpoints
 
 
 def _lock(args: argparse.Namespace, out: TextIO) -> int:
@@ -454,8 +484,9 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
     from .signing import sign_lock, signature_matches, signature_path, signing_key_id
 
     key_id = signing_key_id(args.sign) if args.sign else ""  # before the lock is written
-    catalog = _catalog(args, check_lock=args.check)
-    verifier = _verifier(args, catalog)
+    settings = _settings(args)
+    catalog = _catalog(settings, check_lock=args.check)
+    verifier = _verifier(settings, catalog)
     try:
         if args.check:
             problems = check_lock(catalog, verifier)
@@ -498,11 +529,10 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
 
 def _verify_lock(args: argparse.Namespace, out: TextIO) -> int:
     """Verify the lock's signature; exit 1 (with the reason) when it does not verify."""
-    from .settings import resolve_catalog_dir, resolve_lock_key, resolve_lock_path
     from .signing import signature_path, verify_lock
 
-    lock = resolve_lock_path(resolve_catalog_dir(args.catalog), args.lock)
-    key = resolve_lock_key(args.key)
+    settings = _settings(args, lock_key=args.key)
+    lock, key = settings.lock, settings.lock_key
     if key is None:
         raise ConfigurationError(
             "verify-lock needs the public key the lock must be signed with: "
@@ -530,7 +560,7 @@ def _verify_lock(args: argparse.Namespace, out: TextIO) -> int:
 def _digest(args: argparse.Namespace, out: TextIO) -> int:
     from .digest import directory_digest, directory_files
 
-    hasher = _hasher(args)
+    hasher = _hasher(_settings(args))
     results: list[dict[str, Any]] = []
     try:
         for raw in args.paths:
@@ -576,7 +606,7 @@ def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
     """Recompute every checked field of the stamps; print every difference with its fix."""
     from .provenance import _show, check_stamps, read_stamps
 
-    catalog = _catalog(args)
+    catalog = _catalog(_settings(args))
     report = check_stamps(read_stamps(args.file), catalog)
     status = 0 if report.ok else 1
     if args.json:
@@ -620,17 +650,7 @@ def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _env(args: argparse.Namespace, out: TextIO) -> int:
-    from .settings import (
-        ENV_TRITON_TIMEOUT,
-        ENV_TRITON_URL,
-        ENV_VARS,
-        resolve_cache_dir,
-        resolve_catalog_dir,
-        resolve_lock_key,
-        resolve_lock_path,
-        resolve_models_root,
-        resolve_verify_policy,
-    )
+    from .settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS, Settings
     from .urls import redact, redact_url
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -639,25 +659,16 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    catalog_dir = resolve_catalog_dir(args.catalog)
-    try:
-        root: str = str(resolve_models_root(args.root, origin="--root"))
-    except DPModelsError as exc:
-        root = f"(not usable: {exc})"
+    # a broken setting is shown with its problem, not a reason to stop: env is for finding it
+    resolved, problems = Settings.resolve_reporting(**_setting_arguments(args))
     # a Triton URL variable holds one URL, whatever it holds: masked up to its last "@"
     environment = {
         k: redact_url(v) if k.startswith(ENV_TRITON_URL) else redact(v)
         for k, v in sorted(os.environ.items())
         if k in ENV_VARS or k.startswith((ENV_TRITON_URL + "_", ENV_TRITON_TIMEOUT + "_"))
     }
-    settings = {
-        "catalog": str(catalog_dir),
-        "lock": str(resolve_lock_path(catalog_dir, args.lock)),
-        "lock_key": str(resolve_lock_key() or "(none: the lock's signature is not checked)"),
-        "models_root": root,
-        "cache_dir": "(disabled)" if args.no_cache else str(resolve_cache_dir(args.cache_dir)),
-        "verify": resolve_verify_policy(args.verify),
-    }
+    settings = resolved.shown()
+    settings.update({name: f"(not usable: {exc})" for name, exc in problems.items()})
     data = {"versions": versions, "environment": environment, "settings": settings}
     if args.json:
         _dump(data, out)
@@ -677,12 +688,12 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _triton_export(args: argparse.Namespace, out: TextIO) -> int:
-    from .settings import resolve_models_root
     from .triton.repository import export_repository
 
-    catalog = _catalog(args)
-    root = resolve_models_root(args.root, origin="--root")
-    hasher = _hasher(args)
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    root = settings.require_root()
+    hasher = _hasher(settings)
     try:
         models = export_repository(
             catalog, root, args.out, args.names or None, link=args.link, hasher=hasher

@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ._io import open_regular, read_regular
+from ._io import atomic_write, open_regular, read_regular
 from ._json import load_json
 from .errors import (
     ConfigurationError,
@@ -342,15 +341,8 @@ class DigestCache:
         target = self._entry_path(st)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(entry, f)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            # not durable: an entry lost in a power cut only means the file is hashed again
+            atomic_write(target, json.dumps(entry), durable=False)
         except OSError as exc:
             self._warn("write", exc)
 

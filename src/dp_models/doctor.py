@@ -5,7 +5,9 @@ pinned size and digest. Otherwise its status is the first problem found (``missi
 ``unpinned``, ``size_mismatch``, ``digest_mismatch``, ``unsafe_path``, ``unreadable``,
 ``changed``) and it *fails*, with two exceptions that are reported, never hidden:
 
-- ``absent``: an ``optional: true`` spec none of whose artifacts is provisioned;
+- ``absent``: an ``optional: true`` spec none of whose artifacts is provisioned (nothing
+  at any artifact path, not even a dangling symlink: :meth:`Verifier.absent
+  <dp_models.verify.Verifier.absent>`, the rule ``get_optional`` and ``check`` follow too);
 - ``remote``: a Triton spec none of whose artifacts is provisioned here and whose
   endpoint is not checked (no URL configured, or ``--no-triton``): the model is served by
   Triton, and its artifacts are needed only to export a model repository.
@@ -148,14 +150,20 @@ def diagnose(
             deployments.append(Deployment(spec, url, expected.sha256 if expected else None))
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
         served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}
-    return [_verdict(spec, tuple(by_spec[spec.name]), served.get(spec.name)) for spec in specs]
+    return [
+        _verdict(spec, tuple(by_spec[spec.name]), served.get(spec.name), verifier.absent(spec))
+        for spec in specs
+    ]
 
 
 def _verdict(
-    spec: Spec, reports: tuple[ArtifactReport, ...], served: HealthReport | None = None
+    spec: Spec,
+    reports: tuple[ArtifactReport, ...],
+    served: HealthReport | None,
+    nothing_here: bool,
 ) -> SpecHealth:
+    """``nothing_here``: :meth:`Verifier.absent` (a dangling symlink is not absence)."""
     bad = [r for r in reports if not r.ok]
-    nothing_here = all(r.status == "missing" and not r.path.exists() for r in reports)
     if bad and not (nothing_here and (spec.runtime == "triton" or spec.optional)):
         return SpecHealth(spec, HealthStatus(bad[0].status), reports, served)
     if served is not None:

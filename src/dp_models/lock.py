@@ -17,14 +17,12 @@ It is written atomically with sorted keys, so it diffs cleanly in review.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._io import read_regular
+from ._io import atomic_write, read_regular
 from ._json import load_json
 from .digest import is_sha256
 from .errors import FileTooLargeError, JsonRejectedError, LockError, NotRegularFileError
@@ -101,18 +99,7 @@ class Lock:
         }
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, text)
 
 
 def _short(value: object) -> str:

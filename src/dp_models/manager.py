@@ -44,13 +44,7 @@ from .loaders import LoadContext, Loader, get_loader
 from .loaders.base import FrameworkPaths
 from .offline import enforce_offline
 from .provenance import model_signature, stamp, weights_digest
-from .settings import (
-    resolve_cache_dir,
-    resolve_models_root,
-    resolve_triton_endpoints,
-    resolve_triton_options,
-    resolve_verify_policy,
-)
+from .settings import Settings, check_device
 from .spec import Spec
 from .urls import redact_url
 from .verify import ArtifactReport, Verifier
@@ -62,16 +56,11 @@ __all__ = ["ModelHandle", "ModelManager"]
 
 log = logging.getLogger("dp_models")
 
-_DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _either(items: tuple[str, ...]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
-
-
-def _is_cuda_index(device: str) -> bool:
-    return device.startswith("cuda:") and device[5:].isdigit()
 
 
 def _framework_version(dist: str) -> str | None:
@@ -220,6 +209,11 @@ class ModelManager:
     $DP_MODELS_TRITON_TIMEOUT[_<NAME>], checked here) and ``device``
     ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
     offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``.
+
+    The arguments are resolved once, by :meth:`Settings.resolve
+    <dp_models.settings.Settings.resolve>`, into ``mm.settings``; ``settings=`` takes an
+    already resolved :class:`~dp_models.settings.Settings` instead (then the only other
+    argument allowed is a loaded :class:`Catalog`).
     """
 
     def __init__(
@@ -234,28 +228,43 @@ class ModelManager:
         triton_endpoints: Mapping[str, str] | None = None,
         triton_timeouts: Mapping[str, Mapping[str, float]] | None = None,
         device: str | None = None,
-        offline: bool = True,
+        offline: bool | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        if device is not None and device not in _DEVICES and not _is_cuda_index(device):
+        loaded = catalog if isinstance(catalog, Catalog) else None
+        arguments: dict[str, Any] = {
+            "models_root": models_root,
+            "catalog": None if loaded is not None else catalog,
+            "lock": lock,
+            "lock_key": lock_key,
+            "verify": verify,
+            "cache_dir": cache_dir,
+            "triton_endpoints": triton_endpoints,
+            "triton_timeouts": triton_timeouts,
+            "device": device,
+            "offline": offline,
+        }
+        if settings is None:
+            settings = Settings.resolve(**{k: v for k, v in arguments.items() if v is not None})
+        elif given := [k for k, v in arguments.items() if v is not None]:
             raise ConfigurationError(
-                f"device must be one of {', '.join(_DEVICES)} or cuda:N, got {device!r}"
+                f"ModelManager got settings and {', '.join(given)}: pass the settings alone "
+                "(dataclasses.replace(settings, ...) changes one), or the arguments alone"
             )
-        self.root = resolve_models_root(models_root)
-        if isinstance(catalog, Catalog):
+        #: Every setting of this manager, resolved once (:class:`~dp_models.settings.Settings`).
+        self.settings = settings
+        self.root = settings.require_root()
+        if loaded is not None:
             from .signing import check_catalog_lock
 
-            check_catalog_lock(catalog, lock_key)  # no key given nor set: nothing to check
-            self.catalog = catalog
+            check_catalog_lock(loaded, settings.lock_key)  # no key: nothing to check
+            self.catalog = loaded
         else:
-            self.catalog = Catalog.load(catalog, lock=lock, lock_key=lock_key)
-        self.verify_policy = resolve_verify_policy(verify)
-        self.triton_endpoints = resolve_triton_endpoints(triton_endpoints)
-        self.triton_timeouts = resolve_triton_options(triton_timeouts)
-        self.device = device
-        if offline:
-            enforce_offline(self.root)
-        cache = DigestCache(resolve_cache_dir(cache_dir))
-        self._verifier = Verifier(self.catalog, self.root, Hasher(cache, policy=self.verify_policy))
+            self.catalog = Catalog.load(settings=settings)
+        if settings.offline:
+            enforce_offline(settings=settings)
+        hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
+        self._verifier = Verifier(self.catalog, self.root, hasher)
         self._lock = threading.RLock()
         self._loaded: dict[tuple[str, str, str], Any] = {}
         self._inflight: dict[tuple[str, str, str], Future[Any]] = {}
@@ -263,6 +272,26 @@ class ModelManager:
 
     def __repr__(self) -> str:
         return f"<ModelManager root={self.root} catalog={self.catalog.directory}>"
+
+    @property
+    def verify_policy(self) -> str:
+        """``"cached"`` or ``"always"`` (``settings.verify``)."""
+        return self.settings.verify
+
+    @property
+    def triton_endpoints(self) -> dict[str, str]:
+        """Triton endpoint URLs by name (``settings.triton_endpoints``), credentials included."""
+        return dict(self.settings.triton_endpoints)
+
+    @property
+    def triton_timeouts(self) -> dict[str, dict[str, float]]:
+        """Triton client options by endpoint name (``settings.triton_timeouts``)."""
+        return {k: dict(v) for k, v in self.settings.triton_timeouts.items()}
+
+    @property
+    def device(self) -> str | None:
+        """The device every spec runs on instead of its own; None: each spec's."""
+        return self.settings.device
 
     def __enter__(self) -> ModelManager:
         return self
@@ -297,10 +326,7 @@ class ModelManager:
         :meth:`models_used`. A required spec, or an optional one that is partly provisioned
         or wrong, raises as :meth:`get` does."""
         spec = self.catalog[name]
-        absent = spec.optional and not any(
-            os.path.lexists(self.root / a.path) for a in spec.artifacts
-        )
-        if not absent:
+        if not (spec.optional and self._verifier.absent(spec)):
             return self.get(name, device=device, precision=precision)
         reason = ", ".join(a.path for a in spec.artifacts)
         log.warning("optional model %r is not provisioned under %s: %s", name, self.root, reason)
@@ -379,11 +405,7 @@ class ModelManager:
         )
 
     def _device(self, spec: Spec, requested: str | None, loader: Loader) -> str:
-        wanted = requested or self.device or spec.device
-        if wanted not in _DEVICES and not _is_cuda_index(wanted):
-            raise ConfigurationError(
-                f"device must be one of {', '.join(_DEVICES)} or cuda:N, got {wanted!r}"
-            )
+        wanted = check_device(requested or self.device or spec.device, source=f"spec {spec.name!r}")
         if wanted == "cpu":
             return "cpu"
         try:
@@ -603,9 +625,7 @@ class ModelManager:
                 entry["triton"] = {**entry["triton"], "served_digest_verified": verified}
 
     def _check_inprocess(self, spec: Spec) -> HealthReport:
-        absent = spec.optional and not any(
-            os.path.lexists(self.root / a.path) for a in spec.artifacts
-        )
+        absent = spec.optional and self._verifier.absent(spec)
         bad = [] if absent else [r for r in self._verifier.check([spec]) if not r.ok]
         with self._lock:
             loaded = any(k[0] == spec.name for k in self._loaded)

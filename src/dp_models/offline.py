@@ -21,7 +21,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .settings import resolve_models_root
+from .errors import ConfigurationError
+from .settings import Settings
 
 __all__ = ["LEGACY_CACHE_VARS", "OFFLINE_FLAGS", "cache_dirs", "enforce_offline"]
 
@@ -64,14 +65,26 @@ LEGACY_CACHE_VARS = (
 )
 
 
-def enforce_offline(models_root: str | os.PathLike[str] | None = None) -> dict[str, str]:
+def enforce_offline(
+    models_root: str | os.PathLike[str] | None = None, *, settings: Settings | None = None
+) -> dict[str, str]:
     """Set every framework's offline flags and point their caches into MODELS_ROOT.
 
-    Returns the variables it set. Values the caller had set differently are replaced
-    (logged at INFO): a cache outside MODELS_ROOT would hold unverified weights.
-    Frameworks already imported are switched to offline mode too.
+    MODELS_ROOT comes from ``settings`` (what a ModelManager passes: resolved once for
+    both), else from ``models_root``, ``$DP_MODELS_ROOT``, ``$MODELS_ROOT``
+    (:meth:`Settings.resolve <dp_models.settings.Settings.resolve>`). Returns the
+    variables it set. Values the caller had set differently are replaced (logged at
+    INFO): a cache outside MODELS_ROOT would hold unverified weights. Frameworks already
+    imported are switched to offline mode too.
     """
-    root = resolve_models_root(models_root)
+    if settings is None:
+        settings = Settings.resolve(models_root=models_root)
+    elif models_root is not None:
+        raise ConfigurationError(
+            "enforce_offline takes models_root or settings, not both: the root is the "
+            "settings' (pass Settings.resolve(models_root=...))"
+        )
+    root = settings.require_root()
     wanted = {**OFFLINE_FLAGS, **cache_dirs(root)}
     for name, value in wanted.items():
         old = os.environ.get(name)

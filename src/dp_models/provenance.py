@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import itertools
 import json
 import math
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import open_regular, read_regular
+from ._io import atomic_write, open_regular, read_regular
 from .catalog import Catalog
 from .errors import DPModelsError, FileTooLargeError, ProvenanceError
 from .spec import PRECISIONS, Spec
@@ -202,27 +200,10 @@ def stamp(meta: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> dict
 # -- files ----------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], object]) -> Path:
-    """Write through a temporary file in the same directory, then rename: a reader sees
-    the old file or the new one, and a failure leaves no partial file behind."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     """Write ``data`` (already stamped with ``manager.stamp``) as JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    return _atomic_write(Path(path), lambda f: f.write(text.encode()))
+    return atomic_write(path, text)
 
 
 def save_npz(
@@ -240,7 +221,7 @@ def save_npz(
             f"stamps lack {', '.join(missing)}: pass manager.stamp(...)'s result", key=missing[0]
         )
     payload = {**arrays, NPZ_KEY: np.array(json.dumps(dict(stamps), allow_nan=False))}
-    return _atomic_write(Path(path), lambda f: np.savez(f, **payload))
+    return atomic_write(path, lambda f: np.savez(f, **payload))
 
 
 @contextlib.contextmanager

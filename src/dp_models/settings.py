@@ -1,7 +1,17 @@
-"""Where dp_models finds its catalog, its root and its cache.
+"""Every setting dp_models reads, resolved once into one frozen :class:`Settings`.
 
 One resolution order everywhere: the argument, then the environment, then the packaged
-default. Every environment variable dp_models reads is named here and nowhere else.
+default (:meth:`Settings.resolve`). The ModelManager, :func:`~dp_models.offline.enforce_offline`,
+``Catalog.load`` and every ``dp-models`` command take their settings from a Settings
+object; no other module reads a variable of its own. Every environment variable
+dp_models reads is named here and nowhere else; empty values count as unset.
+
+Resolving reads the environment and checks every value's form (verify policy, device,
+Triton URLs and timeouts): a bad one is a :class:`~dp_models.errors.ConfigurationError`
+naming the argument or variable it came from. It does not look at the file system: a
+MODELS_ROOT that does not exist is reported by :meth:`Settings.require_root`, when
+something needs the root, so that commands that never touch the root are not stopped by
+it.
 """
 
 from __future__ import annotations
@@ -9,13 +19,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeAlias
 
-from .errors import ConfigurationError, ModelsRootError
-from .urls import parse_endpoint
+from .errors import ConfigurationError, DPModelsError, ModelsRootError
+from .urls import parse_endpoint, redact_url
 
 __all__ = [
+    "DEVICES",
     "ENV_CACHE_DIR",
     "ENV_CATALOG",
     "ENV_LOCK",
@@ -30,6 +44,8 @@ __all__ = [
     "LOCK_FILENAME",
     "TRITON_CLIENT_DEFAULTS",
     "VERIFY_POLICIES",
+    "Settings",
+    "check_device",
     "check_triton_option",
     "packaged_catalog_dir",
     "resolve_cache_dir",
@@ -57,6 +73,8 @@ ENV_TRITON_URL = "DP_MODELS_TRITON_URL"
 #: Timeouts and retries of the default Triton endpoint's clients (``connect=5,network=60``);
 #: ``DP_MODELS_TRITON_TIMEOUT_<NAME>`` those of another one.
 ENV_TRITON_TIMEOUT = "DP_MODELS_TRITON_TIMEOUT"
+#: Read only for the default digest cache (``$XDG_CACHE_HOME/dp_models``).
+_ENV_XDG_CACHE = "XDG_CACHE_HOME"
 
 #: Variables of the frameworks dp_models drives, shown by ``dp-models env``.
 FRAMEWORK_ENV_VARS = (
@@ -93,118 +111,8 @@ LOCK_FILENAME = "catalog.lock.json"
 #: ``always``: hash every artifact on every verification.
 VERIFY_POLICIES = ("cached", "always")
 
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
-def packaged_catalog_dir() -> Path:
-    """The catalog shipped inside the package (``dp_models/spec_catalog``)."""
-    return Path(str(resources.files("dp_models").joinpath("spec_catalog")))
-
-
-def resolve_catalog_dir(catalog: str | os.PathLike[str] | None = None) -> Path:
-    """The catalog directory: ``catalog``, else ``$DP_MODELS_CATALOG``, else the packaged one."""
-    if catalog is not None:
-        return Path(catalog).expanduser()
-    env = _env(ENV_CATALOG)
-    return Path(env).expanduser() if env else packaged_catalog_dir()
-
-
-def resolve_lock_path(catalog_dir: Path, lock: str | os.PathLike[str] | None = None) -> Path:
-    """The lock: ``lock``, else ``$DP_MODELS_LOCK``, else ``catalog.lock.json`` in the catalog."""
-    if lock is not None:
-        return Path(lock).expanduser()
-    env = _env(ENV_LOCK)
-    return Path(env).expanduser() if env else catalog_dir / LOCK_FILENAME
-
-
-def resolve_lock_key(key: str | os.PathLike[str] | None = None) -> Path | None:
-    """The public key the lock must be signed with: ``key``, else ``$DP_MODELS_LOCK_KEY``,
-    else None (signatures are not checked). See :mod:`dp_models.signing`."""
-    if key is not None:
-        return Path(key).expanduser()
-    env = _env(ENV_LOCK_KEY)
-    return Path(env).expanduser() if env else None
-
-
-def resolve_models_root(
-    root: str | os.PathLike[str] | None = None, *, origin: str = "the models_root argument"
-) -> Path:
-    """MODELS_ROOT: ``root``, else ``$DP_MODELS_ROOT``, else ``$MODELS_ROOT``; never guessed.
-
-    Returns the absolute, symlink-resolved directory. Raises :class:`ModelsRootError`
-    when nothing is set or the directory does not exist. ``origin`` names where ``root``
-    came from, for the message.
-    """
-    if root is not None:
-        raw = str(root)
-    elif (env := _env(ENV_ROOT)) is not None:
-        raw, origin = env, f"${ENV_ROOT}"
-    elif (env := _env(ENV_ROOT_ALIAS)) is not None:
-        raw, origin = env, f"${ENV_ROOT_ALIAS}"
-    else:
-        raise ModelsRootError(
-            "MODELS_ROOT is not set: dp_models does not guess where model weights live. "
-            f"Pass models_root=..., or set {ENV_ROOT}=/path/to/models (or {ENV_ROOT_ALIAS}), "
-            "or give --root to the dp-models command."
-        )
-    path = Path(raw).expanduser()
-    if not path.exists():
-        raise ModelsRootError(
-            f"MODELS_ROOT {path} (from {origin}) does not exist. Create it and provision "
-            "the artifacts, or point it at the provisioned directory.",
-            path=path,
-        )
-    if not path.is_dir():
-        raise ModelsRootError(f"MODELS_ROOT {path} (from {origin}) is not a directory.", path=path)
-    return path.resolve()
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The per-user digest cache: ``cache_dir``, else ``$DP_MODELS_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/dp_models``, else ``~/.cache/dp_models``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = _env(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    xdg = _env("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "dp_models"
-
-
-def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Triton endpoint URLs by name: ``endpoints``, else the environment:
-    ``$DP_MODELS_TRITON_URL`` is the endpoint named ``default`` and
-    ``$DP_MODELS_TRITON_URL_<NAME>`` the one named ``<name>`` (lowercased).
-
-    Each URL must be ``http(s)://HOST[:PORT][/PATH]``, optionally with credentials
-    (:func:`~dp_models.urls.parse_endpoint`); anything else, a scheme-less ``host:8000``
-    included, is a :class:`ConfigurationError` that shows the value with credentials masked."""
-    if endpoints is not None:
-        for name, url in endpoints.items():
-            parse_endpoint(url, source=f"triton_endpoints[{name!r}]")
-        return dict(endpoints)
-    found: dict[str, str] = {}
-    for key, value in os.environ.items():
-        if not value.strip():
-            continue
-        if key == ENV_TRITON_URL:
-            found["default"] = value.strip()
-        elif key.startswith(ENV_TRITON_URL + "_"):
-            found[key[len(ENV_TRITON_URL) + 1 :].lower()] = value.strip()
-        else:
-            continue
-        parse_endpoint(value, source=f"${key}")
-    return found
-
-
-def triton_url_variable(endpoint: str) -> str:
-    """The environment variable that gives the URL of the Triton endpoint ``endpoint``."""
-    return ENV_TRITON_URL if endpoint == "default" else f"{ENV_TRITON_URL}_{endpoint.upper()}"
-
+#: The devices a spec, a manager or a call may ask for; ``cuda:N`` names one CUDA device.
+DEVICES = ("auto", "cpu", "cuda")
 
 #: The options of :class:`~dp_models.triton.client.TritonClient` that bound a request, with
 #: the client's defaults: what ``triton_timeouts`` and ``$DP_MODELS_TRITON_TIMEOUT`` may set.
@@ -223,6 +131,326 @@ _TIMEOUT_KEYS = {
     "retries": "retries",
     "backoff": "backoff_s",
 }
+
+_NOT_SET = (
+    "MODELS_ROOT is not set: dp_models does not guess where model weights live. "
+    f"Pass models_root=..., or set {ENV_ROOT}=/path/to/models (or {ENV_ROOT_ALIAS}), "
+    "or give --root to the dp-models command."
+)
+
+PathArg: TypeAlias = "str | os.PathLike[str]"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, resolved once; build it with :meth:`Settings.resolve`.
+
+    Frozen: a manager, the offline switches and a command all see the same values for
+    their whole life. ``models_root`` is absolute with symlinks resolved when it names a
+    directory; when it is set but unusable, ``models_root_problem`` says why and
+    :meth:`require_root` raises it.
+    """
+
+    #: MODELS_ROOT, or None when nothing sets it (dp_models never guesses it).
+    models_root: Path | None
+    #: The catalog directory.
+    catalog: Path
+    #: The lock file.
+    lock: Path
+    #: The public key (PEM) the lock must be signed with; None: signatures not checked.
+    lock_key: Path | None
+    #: The per-user digest cache; None: no cache is read or written.
+    cache_dir: Path | None
+    #: ``"cached"`` or ``"always"`` (:data:`VERIFY_POLICIES`).
+    verify: str
+    #: Triton endpoint URLs by endpoint name (credentials included: show them masked).
+    triton_endpoints: Mapping[str, str]
+    #: Triton client options (timeouts, retries) by endpoint name, checked.
+    triton_timeouts: Mapping[str, Mapping[str, float]]
+    #: A device every spec runs on instead of its own (``auto``, ``cpu``, ``cuda``,
+    #: ``cuda:N``); None: each spec's.
+    device: str | None
+    #: Whether a ModelManager switches the frameworks offline when it is created.
+    offline: bool
+    #: Why the configured ``models_root`` cannot be used (None: it can, or it is not set).
+    models_root_problem: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        models_root: PathArg | None = None,
+        catalog: PathArg | None = None,
+        lock: PathArg | None = None,
+        lock_key: PathArg | None = None,
+        cache_dir: PathArg | None = None,
+        use_cache: bool = True,
+        verify: str | None = None,
+        triton_endpoints: Mapping[str, str] | None = None,
+        triton_timeouts: Mapping[str, Mapping[str, object]] | None = None,
+        device: str | None = None,
+        offline: bool = True,
+        environ: Mapping[str, str] | None = None,
+        argument_names: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Each setting from its argument, else the environment (``environ``, default
+        ``os.environ``), else its default; every value checked.
+
+        ``use_cache=False`` turns the digest cache off (``cache_dir`` is then None).
+        ``argument_names`` says how the caller names its arguments in messages (the
+        command line: ``{"models_root": "--root"}``). Raises
+        :class:`~dp_models.errors.ConfigurationError` naming the argument or the variable
+        of a bad value (all of them when several are bad)."""
+        settings, problems = cls.resolve_reporting(
+            models_root=models_root,
+            catalog=catalog,
+            lock=lock,
+            lock_key=lock_key,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            verify=verify,
+            triton_endpoints=triton_endpoints,
+            triton_timeouts=triton_timeouts,
+            device=device,
+            offline=offline,
+            environ=environ,
+            argument_names=argument_names,
+        )
+        errors = list(problems.values())
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ConfigurationError(
+                f"{len(errors)} settings are invalid:\n" + "\n".join(f"- {e}" for e in errors)
+            )
+        return settings
+
+    @classmethod
+    def resolve_reporting(
+        cls,
+        *,
+        models_root: PathArg | None = None,
+        catalog: PathArg | None = None,
+        lock: PathArg | None = None,
+        lock_key: PathArg | None = None,
+        cache_dir: PathArg | None = None,
+        use_cache: bool = True,
+        verify: str | None = None,
+        triton_endpoints: Mapping[str, str] | None = None,
+        triton_timeouts: Mapping[str, Mapping[str, object]] | None = None,
+        device: str | None = None,
+        offline: bool = True,
+        environ: Mapping[str, str] | None = None,
+        argument_names: Mapping[str, str] | None = None,
+    ) -> tuple[Settings, dict[str, DPModelsError]]:
+        """Like :meth:`resolve`, but a bad value does not raise: the setting keeps its
+        default and its error is returned by field name. For ``dp-models env``, which
+        shows a broken configuration instead of stopping at it."""
+        env = os.environ if environ is None else environ
+        names = dict(argument_names or {})
+        problems: dict[str, DPModelsError] = {}
+
+        def attempt(name: str, default: Any, resolve: Any, *args: Any) -> Any:
+            try:
+                return resolve(*args)
+            except DPModelsError as exc:
+                problems[name] = exc
+                return default
+
+        root, root_problem = _models_root(
+            models_root, env, origin=names.get("models_root", "the models_root argument")
+        )
+        catalog_dir = _catalog_dir(catalog, env)
+        endpoints = attempt(
+            "triton_endpoints",
+            {},
+            _triton_endpoints,
+            triton_endpoints,
+            env,
+            names.get("triton_endpoints", "triton_endpoints"),
+        )
+        timeouts = attempt(
+            "triton_timeouts",
+            {},
+            _triton_options,
+            triton_timeouts,
+            env,
+            names.get("triton_timeouts", "triton_timeouts"),
+        )
+        settings = cls(
+            models_root=root,
+            catalog=catalog_dir,
+            lock=_lock_path(catalog_dir, lock, env),
+            lock_key=_lock_key(lock_key, env),
+            cache_dir=_cache_dir(cache_dir, env) if use_cache else None,
+            verify=attempt(
+                "verify", VERIFY_POLICIES[0], _verify_policy, verify, env, names.get("verify")
+            ),
+            triton_endpoints=MappingProxyType(dict(endpoints)),
+            triton_timeouts=MappingProxyType(
+                {k: MappingProxyType(dict(v)) for k, v in timeouts.items()}
+            ),
+            device=attempt("device", None, _device, device, names.get("device", "device")),
+            offline=bool(offline),
+            models_root_problem=root_problem,
+        )
+        return settings, problems
+
+    def require_root(self) -> Path:
+        """MODELS_ROOT, for whatever needs it; :class:`~dp_models.errors.ModelsRootError`
+        when it is not set, does not exist or is not a directory."""
+        if self.models_root is None:
+            raise ModelsRootError(_NOT_SET)
+        if self.models_root_problem is not None:
+            raise ModelsRootError(self.models_root_problem, path=self.models_root)
+        return self.models_root
+
+    def shown(self) -> dict[str, Any]:
+        """The settings as plain data for people and logs: Triton URLs with their
+        credentials masked (:func:`~dp_models.urls.redact_url`), absent values explained."""
+        if self.models_root is None:
+            root = "(not set)"
+        elif self.models_root_problem is not None:
+            root = f"(not usable: {self.models_root_problem})"
+        else:
+            root = str(self.models_root)
+        return {
+            "catalog": str(self.catalog),
+            "lock": str(self.lock),
+            "lock_key": str(self.lock_key or "(none: the lock's signature is not checked)"),
+            "models_root": root,
+            "cache_dir": str(self.cache_dir) if self.cache_dir is not None else "(disabled)",
+            "verify": self.verify,
+            "triton_endpoints": {
+                k: redact_url(v) for k, v in sorted(self.triton_endpoints.items())
+            },
+            "triton_timeouts": {k: dict(v) for k, v in sorted(self.triton_timeouts.items())},
+            "device": self.device or "(each spec's own)",
+            "offline": self.offline,
+        }
+
+
+# -- one setting each -----------------------------------------------------------------------
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def packaged_catalog_dir() -> Path:
+    """The catalog shipped inside the package (``dp_models/spec_catalog``)."""
+    return Path(str(resources.files("dp_models").joinpath("spec_catalog")))
+
+
+def _catalog_dir(catalog: PathArg | None, env: Mapping[str, str]) -> Path:
+    if catalog is not None:
+        return Path(catalog).expanduser()
+    value = _get(env, ENV_CATALOG)
+    return Path(value).expanduser() if value else packaged_catalog_dir()
+
+
+def _lock_path(catalog_dir: Path, lock: PathArg | None, env: Mapping[str, str]) -> Path:
+    if lock is not None:
+        return Path(lock).expanduser()
+    value = _get(env, ENV_LOCK)
+    return Path(value).expanduser() if value else catalog_dir / LOCK_FILENAME
+
+
+def _lock_key(key: PathArg | None, env: Mapping[str, str]) -> Path | None:
+    if key is not None:
+        return Path(key).expanduser()
+    value = _get(env, ENV_LOCK_KEY)
+    return Path(value).expanduser() if value else None
+
+
+def _models_root(
+    root: PathArg | None, env: Mapping[str, str], *, origin: str
+) -> tuple[Path | None, str | None]:
+    """The root and why it cannot be used (None when it can); (None, None) when unset."""
+    if root is not None:
+        raw = str(root)
+    elif (value := _get(env, ENV_ROOT)) is not None:
+        raw, origin = value, f"${ENV_ROOT}"
+    elif (value := _get(env, ENV_ROOT_ALIAS)) is not None:
+        raw, origin = value, f"${ENV_ROOT_ALIAS}"
+    else:
+        return None, None
+    path = Path(raw).expanduser()
+    if not path.exists():
+        return path, (
+            f"MODELS_ROOT {path} (from {origin}) does not exist. Create it and provision "
+            "the artifacts, or point it at the provisioned directory."
+        )
+    if not path.is_dir():
+        return path, f"MODELS_ROOT {path} (from {origin}) is not a directory."
+    return path.resolve(), None
+
+
+def _cache_dir(cache_dir: PathArg | None, env: Mapping[str, str]) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    value = _get(env, ENV_CACHE_DIR)
+    if value:
+        return Path(value).expanduser()
+    xdg = _get(env, _ENV_XDG_CACHE)
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "dp_models"
+
+
+def _verify_policy(verify: str | None, env: Mapping[str, str], name: str | None) -> str:
+    value = verify if verify is not None else (_get(env, ENV_VERIFY) or VERIFY_POLICIES[0])
+    if value not in VERIFY_POLICIES:
+        source = (name or "the argument") if verify is not None else "$" + ENV_VERIFY
+        raise ConfigurationError(
+            f"verify policy must be one of {', '.join(VERIFY_POLICIES)}; got {value!r}"
+            f" (from {source})"
+        )
+    return value
+
+
+def check_device(device: object, *, source: str) -> str:
+    """``device`` when it is one of :data:`DEVICES` or ``cuda:N``; else a
+    :class:`~dp_models.errors.ConfigurationError` naming ``source``. The one device check:
+    the manager's override, a call's ``device=`` and a spec's device all go through it."""
+    if isinstance(device, str) and (
+        device in DEVICES
+        or (device.startswith("cuda:") and device[5:].isascii() and device[5:].isdigit())
+    ):
+        return device
+    raise ConfigurationError(
+        f"{source}: device must be one of {', '.join(DEVICES)} or cuda:N, got {device!r}"
+    )
+
+
+def _device(device: str | None, name: str) -> str | None:
+    return None if device is None else check_device(device, source=name)
+
+
+def _triton_endpoints(
+    endpoints: Mapping[str, str] | None, env: Mapping[str, str], name: str
+) -> dict[str, str]:
+    if endpoints is not None:
+        for endpoint, url in endpoints.items():
+            parse_endpoint(url, source=f"{name}[{endpoint!r}]")
+        return dict(endpoints)
+    found: dict[str, str] = {}
+    for key, value in env.items():
+        if not value.strip():
+            continue
+        if key == ENV_TRITON_URL:
+            found["default"] = value.strip()
+        elif key.startswith(ENV_TRITON_URL + "_"):
+            found[key[len(ENV_TRITON_URL) + 1 :].lower()] = value.strip()
+        else:
+            continue
+        parse_endpoint(value, source=f"${key}")
+    return found
+
+
+def triton_url_variable(endpoint: str) -> str:
+    """The environment variable that gives the URL of the Triton endpoint ``endpoint``."""
+    return ENV_TRITON_URL if endpoint == "default" else f"{ENV_TRITON_URL}_{endpoint.upper()}"
 
 
 def check_triton_option(name: str, value: object, *, source: str) -> float:
@@ -274,34 +502,28 @@ def _parse_timeouts(text: str, *, source: str) -> dict[str, float]:
     return options
 
 
-def resolve_triton_options(
-    options: Mapping[str, Mapping[str, object]] | None = None,
+def _triton_options(
+    options: Mapping[str, Mapping[str, object]] | None, env: Mapping[str, str], name: str
 ) -> dict[str, dict[str, float]]:
-    """Triton client options (timeouts, retries) by endpoint name: ``options`` (endpoint
-    name -> {option name: value}, the names of :data:`TRITON_CLIENT_DEFAULTS`), else the
-    environment: ``$DP_MODELS_TRITON_TIMEOUT`` for the endpoint named ``default`` and
-    ``$DP_MODELS_TRITON_TIMEOUT_<NAME>`` for ``<name>`` (lowercased), each a list such as
-    ``connect=2,network=30,ready=10,retries=1,backoff=0.1``. What is not set keeps the
-    client's default. Every value is checked here (:func:`check_triton_option`)."""
     if options is not None:
         return {
-            name: {
-                k: check_triton_option(k, v, source=f"triton_timeouts[{name!r}]")
+            endpoint: {
+                k: check_triton_option(k, v, source=f"{name}[{endpoint!r}]")
                 for k, v in given.items()
             }
-            for name, given in options.items()
+            for endpoint, given in options.items()
         }
     found: dict[str, dict[str, float]] = {}
-    for key, value in os.environ.items():
+    for key, value in env.items():
         if not value.strip():
             continue
         if key == ENV_TRITON_TIMEOUT:
-            name = "default"
+            endpoint = "default"
         elif key.startswith(ENV_TRITON_TIMEOUT + "_"):
-            name = key[len(ENV_TRITON_TIMEOUT) + 1 :].lower()
+            endpoint = key[len(ENV_TRITON_TIMEOUT) + 1 :].lower()
         else:
             continue
-        found[name] = _parse_timeouts(value.strip(), source=f"${key}")
+        found[endpoint] = _parse_timeouts(value.strip(), source=f"${key}")
     return found
 
 
@@ -312,12 +534,71 @@ def triton_timeout_variable(endpoint: str) -> str:
     )
 
 
+# -- one setting alone (documented helpers; the same code as Settings.resolve) -------------
+
+
+def resolve_catalog_dir(catalog: PathArg | None = None) -> Path:
+    """The catalog directory: ``catalog``, else ``$DP_MODELS_CATALOG``, else the packaged one."""
+    return _catalog_dir(catalog, os.environ)
+
+
+def resolve_lock_path(catalog_dir: Path, lock: PathArg | None = None) -> Path:
+    """The lock: ``lock``, else ``$DP_MODELS_LOCK``, else ``catalog.lock.json`` in the catalog."""
+    return _lock_path(catalog_dir, lock, os.environ)
+
+
+def resolve_lock_key(key: PathArg | None = None) -> Path | None:
+    """The public key the lock must be signed with: ``key``, else ``$DP_MODELS_LOCK_KEY``,
+    else None (signatures are not checked). See :mod:`dp_models.signing`."""
+    return _lock_key(key, os.environ)
+
+
+def resolve_models_root(
+    root: PathArg | None = None, *, origin: str = "the models_root argument"
+) -> Path:
+    """MODELS_ROOT: ``root``, else ``$DP_MODELS_ROOT``, else ``$MODELS_ROOT``; never guessed.
+
+    Returns the absolute, symlink-resolved directory. Raises :class:`ModelsRootError`
+    when nothing is set or the directory does not exist. ``origin`` names where ``root``
+    came from, for the message.
+    """
+    path, problem = _models_root(root, os.environ, origin=origin)
+    if path is None:
+        raise ModelsRootError(_NOT_SET)
+    if problem is not None:
+        raise ModelsRootError(problem, path=path)
+    return path
+
+
+def resolve_cache_dir(cache_dir: PathArg | None = None) -> Path:
+    """The per-user digest cache: ``cache_dir``, else ``$DP_MODELS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/dp_models``, else ``~/.cache/dp_models``."""
+    return _cache_dir(cache_dir, os.environ)
+
+
+def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Triton endpoint URLs by name: ``endpoints``, else the environment:
+    ``$DP_MODELS_TRITON_URL`` is the endpoint named ``default`` and
+    ``$DP_MODELS_TRITON_URL_<NAME>`` the one named ``<name>`` (lowercased).
+
+    Each URL must be ``http(s)://HOST[:PORT][/PATH]``, optionally with credentials
+    (:func:`~dp_models.urls.parse_endpoint`); anything else, a scheme-less ``host:8000``
+    included, is a :class:`ConfigurationError` that shows the value with credentials masked."""
+    return _triton_endpoints(endpoints, os.environ, "triton_endpoints")
+
+
+def resolve_triton_options(
+    options: Mapping[str, Mapping[str, object]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Triton client options (timeouts, retries) by endpoint name: ``options`` (endpoint
+    name -> {option name: value}, the names of :data:`TRITON_CLIENT_DEFAULTS`), else the
+    environment: ``$DP_MODELS_TRITON_TIMEOUT`` for the endpoint named ``default`` and
+    ``$DP_MODELS_TRITON_TIMEOUT_<NAME>`` for ``<name>`` (lowercased), each a list such as
+    ``connect=2,network=30,ready=10,retries=1,backoff=0.1``. What is not set keeps the
+    client's default. Every value is checked here (:func:`check_triton_option`)."""
+    return _triton_options(options, os.environ, "triton_timeouts")
+
+
 def resolve_verify_policy(verify: str | None = None) -> str:
     """``verify``, else ``$DP_MODELS_VERIFY``, else ``"cached"``; validated."""
-    value = verify if verify is not None else (_env(ENV_VERIFY) or "cached")
-    if value not in VERIFY_POLICIES:
-        raise ConfigurationError(
-            f"verify policy must be one of {', '.join(VERIFY_POLICIES)}; got {value!r}"
-            f" (from {'the argument' if verify is not None else '$' + ENV_VERIFY})"
-        )
-    return value
+    return _verify_policy(verify, os.environ, None)

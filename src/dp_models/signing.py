@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._io import read_regular
+from ._io import atomic_write, read_regular
 from .errors import (
     FileTooLargeError,
     LockError,
@@ -46,7 +46,6 @@ from .errors import (
     NotRegularFileError,
 )
 from .lock import _MAX_LOCK_BYTES, Lock
-from .settings import resolve_lock_key
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -311,15 +310,10 @@ def sign_lock(
     with tempfile.TemporaryDirectory(prefix="dp_models-sign-") as private:
         model = Path(private) / lock.name
         model.write_bytes(data)
-        fd, tmp = tempfile.mkstemp(dir=sig.parent, prefix=f".{sig.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            signing.Config().use_elliptic_key_signer(private_key=key).sign(model, tmp)
-            os.chmod(tmp, stat.S_IMODE(os.stat(lock).st_mode))  # readable as the lock is
-            os.replace(tmp, sig)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        signed = Path(private) / sig.name  # model-signing writes it; it is moved in whole
+        signing.Config().use_elliptic_key_signer(private_key=key).sign(model, signed)
+        mode = stat.S_IMODE(os.stat(lock).st_mode)  # readable as the lock is
+        atomic_write(sig, read_regular(signed, max_bytes=_MAX_SIGNATURE_BYTES), mode=mode)
     return sig
 
 
@@ -420,12 +414,13 @@ def load_signed_lock(
 def check_catalog_lock(
     catalog: Catalog, lock_key: str | os.PathLike[str] | None = None
 ) -> VerifiedLock | None:
-    """Refuse ``catalog`` unless its lock file is signed by ``lock_key`` (else
-    ``$DP_MODELS_LOCK_KEY``; neither set: nothing to check, None) and holds exactly the
-    pins the catalog uses: for a catalog loaded before the key was known."""
-    key = resolve_lock_key(lock_key)
-    if key is None:
+    """Refuse ``catalog`` unless its lock file is signed by ``lock_key`` (None: nothing to
+    check, None returned; the key of the settings, ``Settings.lock_key``, is what a
+    ModelManager passes) and holds exactly the pins the catalog uses: for a catalog loaded
+    before the key was known."""
+    if lock_key is None:
         return None
+    key = Path(lock_key)
     verified = verify_lock(catalog.lock.path, key)
     if dict(verified.lock().artifacts) != dict(catalog.lock.artifacts):
         raise LockSignatureError(

@@ -109,6 +109,14 @@ class Verifier:
         self._hash([r for r in reports if r.ok or (r.status == "unpinned" and hash_unpinned)])
         return reports
 
+    def absent(self, spec: Spec) -> bool:
+        """Whether none of ``spec``'s artifacts is under the root at all, not even as a
+        dangling symlink: the one rule for "not provisioned here" (an optional spec is then
+        skipped, a Triton spec served elsewhere). Anything at an artifact's path, a broken
+        link included, was provisioned and is verified: its problem is an error, never
+        absence."""
+        return not any(os.path.lexists(self.root / a.path) for a in spec.artifacts)
+
     def inspect(self, spec: Spec) -> list[ArtifactReport]:
         """The cheap checks only (path, presence, kind, pin, size), or the first typed error:
         for a load that hashes the files as it reads them (:meth:`open_for_load`)."""

@@ -50,7 +50,6 @@ Serve it with ``tritonserver --model-repository OUT``; the server loads exactly 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -58,10 +57,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._io import fsync_directory
 from ..catalog import Catalog
 from ..digest import Hasher
 from ..errors import TritonExportError
-from ..settings import resolve_models_root
+from ..settings import Settings
 from ..spec import Spec, TritonSection, TritonTensor
 from ..verify import ArtifactReport, Verifier
 
@@ -353,7 +353,7 @@ def export_repository(
     hashes without a cache). Returns one :class:`ExportedModel` per spec, in order.
     """
     specs = _select(catalog, names)
-    root = resolve_models_root(models_root)
+    root = Settings.resolve(models_root=models_root).require_root()
     out = Path(out_dir).absolute()
     _check_target(out)
     verifier = Verifier(catalog, root, hasher or Hasher())
@@ -389,12 +389,7 @@ def export_repository(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
-        fd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_directory(out.parent)  # make the rename durable where the OS allows it
     return [
         ExportedModel(
             spec=p.spec.name,
