@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -18,6 +20,7 @@ from dp_models.catalog import Catalog
 from dp_models.cli import main
 from dp_models.offline import enforce_offline
 from dp_models.settings import (
+    DEVICES,
     ENV_CACHE_DIR,
     ENV_CATALOG,
     ENV_LOCK,
@@ -35,6 +38,7 @@ from dp_models.settings import (
     resolve_triton_endpoints,
     resolve_verify_policy,
 )
+from dp_models.spec import Device
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
 
@@ -209,11 +213,23 @@ def test_the_argument_names_of_the_command_line() -> None:
 
 
 def test_check_device_is_the_one_device_check() -> None:
+    assert get_args(Device) == DEVICES  # what a spec may name, and the rest may ask for
     for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
         assert check_device(good, source="x") == good
     for bad in ("CPU", "cuda:", "cuda:-1", "cuda:1.0", "cuda:\u0661", "gpu", "", None, 0):
         with pytest.raises(ConfigurationError, match=r"^here: device must be one of"):
             check_device(bad, source="here")
+
+
+def test_settings_and_enforce_offline_import_nothing_heavy() -> None:
+    """Processors call enforce_offline first thing, before any framework is imported."""
+    code = (
+        "import sys, json; from dp_models.offline import enforce_offline; "
+        "from dp_models.settings import Settings; "
+        "print(json.dumps([m for m in ('pydantic', 'yaml', 'numpy') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
 
 
 # -- MODELS_ROOT: never guessed, checked where it is needed ---------------------------------

@@ -111,7 +111,9 @@ LOCK_FILENAME = "catalog.lock.json"
 #: ``always``: hash every artifact on every verification.
 VERIFY_POLICIES = ("cached", "always")
 
-#: The devices a spec, a manager or a call may ask for; ``cuda:N`` names one CUDA device.
+#: The devices a spec may name (``spec.Device``, the schema's list: a test keeps the two
+#: equal; spec is not imported here, so that settings and enforce_offline stay free of
+#: pydantic); a manager or a call may also ask for ``cuda:N``, one CUDA device.
 DEVICES = ("auto", "cpu", "cuda")
 
 #: The options of :class:`~dp_models.triton.client.TritonClient` that bound a request, with
