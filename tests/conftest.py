@@ -180,6 +180,7 @@ def write_spec(catalog_dir: Path) -> SpecWriter:
                 runtime: inprocess
                 engine: torch
                 loader: torch_state_dict
+                loader_args: {{class_path: "{TINYNET}"}}
                 artifacts:
                   - path: {name}/weights.pt
                     format: pt
@@ -192,11 +193,17 @@ def write_spec(catalog_dir: Path) -> SpecWriter:
     return write
 
 
+#: The class_path of the minimal in-process specs (torch_state_dict requires one).
+TINYNET = "dp_models.testing.nets:TinyNet"
+
+
 def inprocess_spec(name: str, artifacts: str, extra: str = "") -> str:
-    """YAML text of a minimal in-process spec with the given ``artifacts:`` block."""
+    """YAML text of a minimal in-process spec with the given ``artifacts:`` block (and
+    ``loader_args: {class_path: TINYNET}`` unless ``extra`` has loader_args)."""
+    args = "" if "loader_args" in extra else f"loader_args: {{class_path: '{TINYNET}'}}\n"
     return (
         f'name: {name}\nversion: "1"\nfamily: test\nrole: test\nusers: [VisualProcessor/test]\n'
-        f"runtime: inprocess\nengine: torch\nloader: torch_state_dict\n"
+        f"runtime: inprocess\nengine: torch\nloader: torch_state_dict\n{args}"
         f"artifacts:\n{textwrap.indent(textwrap.dedent(artifacts).strip(), '  ')}\n{extra}"
     )
 

@@ -22,7 +22,7 @@ from huggingface_hub import constants as hf_constants
 
 from dp_models import ConfigurationError, ModelManager, NetworkBlockedError
 from dp_models.guard import active_guards, endpoint_address, network_guard
-from dp_models.loaders import LoadContext, register_loader
+from dp_models.loaders import LoadContext, Loader, NoArgs
 
 from .conftest import HANG_S, LoopbackServer, SpecWriter, make_file, sha256
 
@@ -42,7 +42,7 @@ def get(url: str) -> bytes:
     return data
 
 
-class CallLoader:
+class CallLoader(Loader[NoArgs]):
     """Runs whatever function the test gives it, inside the manager's guarded load."""
 
     name = "guard_tests_call"
@@ -52,15 +52,11 @@ class CallLoader:
     def __init__(self) -> None:
         self.fn: Callable[[LoadContext], Any] = lambda ctx: None
 
-    def cuda_available(self) -> bool:
-        return False
-
     def load(self, ctx: LoadContext) -> Any:
         return self.fn(ctx)
 
 
 CALL = CallLoader()
-register_loader(CALL.name, CALL, replace=True)
 
 SPEC = "guarded"
 WEIGHTS = b"tiny weights"
@@ -81,7 +77,9 @@ def manager_with(
 
     def make(fn: Callable[[LoadContext], Any], **kwargs: Any) -> ModelManager:
         monkeypatch.setattr(CALL, "fn", fn)
-        return ModelManager(models_root=models_root, catalog=catalog_dir, **kwargs)
+        return ModelManager(
+            models_root=models_root, catalog=catalog_dir, loaders={CALL.name: CALL}, **kwargs
+        )
 
     return make
 

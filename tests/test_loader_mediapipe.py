@@ -4,8 +4,8 @@ shapes each task's graph expects (dp_models.testing.tflite), bundled as ``.task`
 
 from __future__ import annotations
 
+import re
 import shutil
-import sys
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,15 +20,15 @@ import pytest
 from dp_models import LoadContext, ModelManager
 from dp_models.catalog import Catalog
 from dp_models.errors import (
+    CatalogError,
     DeviceUnavailableError,
     LoaderArgsError,
     LoaderError,
-    MissingExtraError,
-    PrecisionError,
 )
 from dp_models.loaders import get_loader
-from dp_models.loaders.mediapipe import TASKS, LiveStreamTask
+from dp_models.loaders.mediapipe import LiveStreamTask
 from dp_models.testing import FakeWeightsError, fake_models_root
+from dp_models.testing.fakes.mediapipe import FAKE_ASSETS, make_mediapipe
 from dp_models.testing.tflite import constant_model
 
 from .fakeroots import manager, repin, set_loader_args
@@ -138,32 +138,41 @@ def test_live_stream_results_arrive_in_a_queue(root: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "field", "message"),
     [
-        ({"task": "face_mesh"}, "task must be one of face_detector, face_la"),
-        ({"task": None}, "task must be one of .*, got None"),
-        ({"running_mode": "STREAM"}, "running_mode must be one of IMAGE, VIDEO"),
-        ({"options": {"refine_landmarks": True}}, "has no field.* refine_land"),
-        ({"options": ["num_hands"]}, "options must be a mapping"),
-        ({"options": {"num_hands": "two"}}, r"options\.num_hands must be a int .* got 'two'"),
-        ({"options": {"num_hands": True}}, r"options\.num_hands must be a int"),
-        ({"options": {"min_tracking_confidence": "high"}}, "must be a float"),
-        ({"model_path": "hand.task"}, "does not take loader_args model_path"),
+        ({"task": "face_mesh"}, "task", r"'face_detector', 'face_landmarker', 'hand_land"),
+        ({"task": None}, "task", r"'face_detector', .* \(got None\)"),
+        ({"running_mode": "STREAM"}, "running_mode", r"'IMAGE', 'VIDEO' or 'LIVE_STREAM'"),
+        ({"options": ["num_hands"]}, "options", "valid dictionary"),
     ],
-    ids=[
-        "task",
-        "no-task",
-        "mode",
-        "option",
-        "options-type",
-        "str-int",
-        "bool-int",
-        "str-float",
-        "unknown",
-    ],
+    ids=["task", "no-task", "mode", "options-type"],
 )
-def test_bad_loader_args(root: Path, tmp_path: Path, args: dict[str, Any], message: str) -> None:
+def test_loader_args_the_catalog_refuses(
+    root: Path, tmp_path: Path, args: dict[str, Any], field: str, message: str
+) -> None:
     set_loader_args(root, "mediapipe_hand_landmarker", **args)
+    with pytest.raises(CatalogError) as info:
+        manager(root, tmp_path)
+    [problem] = info.value.problems
+    assert problem.field == f"loader_args.{field}"
+    assert re.search(message, problem.message), problem.message
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"refine_landmarks": True}, "has no field.* refine_land"),
+        ({"num_hands": "two"}, r"options\.num_hands must be a int .* got 'two'"),
+        ({"num_hands": True}, r"options\.num_hands must be a int"),
+        ({"min_tracking_confidence": "high"}, "must be a float"),
+    ],
+    ids=["option", "str-int", "bool-int", "str-float"],
+)
+def test_options_this_mediapipe_refuses_at_load(
+    root: Path, tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    """The fields of a task's options are the installed MediaPipe's: checked at load."""
+    set_loader_args(root, "mediapipe_hand_landmarker", options=options)
     mm = manager(root, tmp_path)
     with pytest.raises(LoaderArgsError, match=message) as info:
         mm.load("mediapipe_hand_landmarker")
@@ -230,20 +239,6 @@ def test_another_tasks_bundle_is_a_loader_error(root: Path, tmp_path: Path) -> N
 # -- device, precision, framework ------------------------------------------------------------
 
 
-def test_precision_other_than_fp32_is_refused(mm: ModelManager) -> None:
-    with pytest.raises(PrecisionError, match="fp32, not fp16") as info:
-        mm.get("mediapipe_face_detector", precision="fp16")
-    assert info.value.spec == "mediapipe_face_detector" and info.value.precision == "fp16"
-
-
-def test_cuda_is_refused_and_auto_is_the_cpu(mm: ModelManager) -> None:
-    assert get_loader("mediapipe").cuda_available() is False  # no CUDA delegate in MediaPipe
-    with pytest.raises(DeviceUnavailableError, match="mediapipe sees no CUDA device") as info:
-        mm.get("mediapipe_face_detector", device="cuda")
-    assert info.value.requested == "cuda"
-    assert mm.get("mediapipe_face_detector", device="auto").device == "cpu"
-
-
 def test_the_loader_itself_runs_on_the_cpu_only(mm: ModelManager) -> None:
     handle = mm.get("mediapipe_face_detector")
     spec = handle.spec
@@ -251,14 +246,6 @@ def test_the_loader_itself_runs_on_the_cpu_only(mm: ModelManager) -> None:
     with pytest.raises(DeviceUnavailableError, match="MediaPipe runs on the CPU only") as info:
         get_loader("mediapipe").load(ctx)
     assert info.value.spec == spec.name and info.value.requested == "cuda:0"
-
-
-def test_without_mediapipe(mm: ModelManager, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "mediapipe", None)
-    monkeypatch.setitem(sys.modules, "mediapipe.tasks.python.vision", None)
-    with pytest.raises(MissingExtraError, match=r"pip install 'dp-models\[mediapipe\]'") as info:
-        mm.load("mediapipe_pose_landmarker")
-    assert info.value.spec == "mediapipe_pose_landmarker"
 
 
 # -- the fakes -------------------------------------------------------------------------------
@@ -271,7 +258,7 @@ def test_fakes_are_small_valid_and_reproducible(base_root: Path, tmp_path: Path)
         assert len(data) < 16_384, name
         assert (again / rel).read_bytes() == data, name
     with zipfile.ZipFile(base_root / SPECS["mediapipe_pose_landmarker"][1]) as bundle:
-        assert sorted(bundle.namelist()) == sorted(TASKS["pose_landmarker"].fake)
+        assert sorted(bundle.namelist()) == sorted(FAKE_ASSETS["pose_landmarker"])
         for info in bundle.infolist():  # stored, 16-byte aligned: MediaPipe reads in place
             assert info.compress_type == zipfile.ZIP_STORED
             assert (info.header_offset + 30 + len(info.filename) + len(info.extra)) % 16 == 0
@@ -282,4 +269,4 @@ def test_fakes_need_a_known_task(tmp_path: Path) -> None:
     spec = Catalog.load()["mediapipe_face_detector"]
     holistic = spec.model_copy(update={"loader_args": {"task": "holistic_landmarker"}})
     with pytest.raises(FakeWeightsError, match="no fake MediaPipe asset for task 'holistic"):
-        get_loader("mediapipe").make_fake(holistic, tmp_path)  # type: ignore[attr-defined]
+        make_mediapipe(holistic, tmp_path)

@@ -14,13 +14,7 @@ from typing import Any
 import pytest
 import spacy
 
-from dp_models.errors import (
-    DeviceUnavailableError,
-    LoaderArgsError,
-    LoaderError,
-    MissingExtraError,
-    PrecisionError,
-)
+from dp_models.errors import CatalogError, LoaderError
 from dp_models.testing import fake_models_root
 
 from .fakeroots import edit_spec, manager, repin
@@ -170,40 +164,15 @@ def test_a_missing_component_dependency_is_named(
     assert isinstance(info.value.__cause__, ImportError)
 
 
-@pytest.mark.parametrize(
-    ("args", "error", "message"),
-    [
-        ({"disable": ["ner"]}, LoaderArgsError, "does not take loader_args disable; it takes"),
-        ({"pipeline": 3}, LoaderArgsError, "loader_args.pipeline must be a pipeline name"),
-    ],
-)
-def test_bad_loader_args(
-    root: Path, tmp_path: Path, args: dict[str, Any], error: type[Exception], message: str
+def test_a_pipeline_name_that_is_not_a_string_is_a_catalog_error(
+    root: Path, tmp_path: Path
 ) -> None:
-    edit_spec(root, EN, loader_args=args, replace_loader_args=True)
-    with pytest.raises(error, match=message) as info:
-        manager(root, tmp_path).load(EN)
-    assert isinstance(info.value, LoaderArgsError) and info.value.spec == EN
-
-
-def test_cpu_and_fp32_only(root: Path, tmp_path: Path) -> None:
-    mm = manager(root, tmp_path)
-    assert mm.get(EN, device="auto").device == "cpu"
-    with pytest.raises(DeviceUnavailableError, match="spacy sees no CUDA device") as info:
-        mm.get(EN, device="cuda")
-    assert info.value.spec == EN and info.value.requested == "cuda"
-    with pytest.raises(PrecisionError, match=r"runs models in .*fp32, not bf16") as prec:
-        mm.get(EN, precision="bf16")
-    assert prec.value.spec == EN
-
-
-def test_without_spacy(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "spacy", None)
-    with pytest.raises(MissingExtraError, match=r"pip install 'dp-models\[spacy\]'") as info:
-        manager(root, tmp_path).load(EN)
-    assert info.value.module == "spacy" and info.value.spec == EN
-    with pytest.raises(MissingExtraError, match="spec 'spacy_ru_core_news_sm' needs it"):
-        manager(root, tmp_path).get(RU, device="auto")
+    edit_spec(root, EN, loader_args={"pipeline": 3}, replace_loader_args=True)
+    with pytest.raises(CatalogError) as info:
+        manager(root, tmp_path)
+    [problem] = info.value.problems
+    assert problem.field == "loader_args.pipeline"
+    assert "valid string (got 3)" in problem.message
 
 
 def test_an_unprovisioned_optional_pipeline_is_recorded_as_absent(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -22,19 +23,17 @@ import yaml
 
 from dp_models.catalog import Catalog
 from dp_models.errors import (
-    DeviceUnavailableError,
-    LoaderArgsError,
+    CatalogError,
     LoaderError,
     MissingExtraError,
-    PrecisionError,
     UnsafeCheckpointError,
 )
 from dp_models.guard import network_guard
-from dp_models.loaders import get_loader
 from dp_models.loaders.ultralytics import BYTETRACK_DEFAULTS, TrackerConfig
 from dp_models.testing import FakeWeightsError, fake_models_root
+from dp_models.testing.fakes.ultralytics import make_detector
 
-from .fakeroots import RunsCode, manager, needs_cuda, needs_no_cuda, repin, set_loader_args
+from .fakeroots import RunsCode, manager, needs_cuda, repin, set_loader_args
 
 DETECTOR, TRACKER = "yolo11n_detector", "bytetrack_tracker"
 WEIGHTS, TRACKER_YAML = "visual/yolo/yolo11n.pt", "visual/yolo/bytetrack.yaml"
@@ -193,33 +192,21 @@ def test_the_checkpoint_must_hold_the_spec_task(root: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "field", "message"),
     [
-        ({"task": "track"}, "loader_args.task must be one of detect, segment"),
-        ({"weights_only": "yes"}, "loader_args.weights_only must be true or false"),
-        ({"model": "yolo11n.pt"}, "does not take loader_args model; it takes task, weights_only"),
+        ({"task": "track"}, "task", r"'detect', 'segment', 'classify', 'pose' or 'obb'"),
+        ({"weights_only": "yes"}, "weights_only", r"valid boolean \(got 'yes'\)"),
     ],
 )
-def test_bad_loader_args(root: Path, tmp_path: Path, args: dict[str, Any], message: str) -> None:
+def test_loader_args_the_catalog_refuses(
+    root: Path, tmp_path: Path, args: dict[str, Any], field: str, message: str
+) -> None:
     set_loader_args(root, DETECTOR, **args)
-    with pytest.raises(LoaderArgsError, match=message) as info:
-        manager(root, tmp_path).load(DETECTOR)
-    assert info.value.spec == DETECTOR
-
-
-def test_precision_and_device(root: Path, tmp_path: Path) -> None:
-    mm = manager(root, tmp_path)
-    with pytest.raises(PrecisionError, match="runs models in fp32 or fp16, not bf16"):
-        mm.get(DETECTOR, precision="bf16")
-    with pytest.raises(PrecisionError, match="fp16 on the CPU is not allowed"):
-        mm.get(DETECTOR, device="cpu", precision="fp16")
-
-
-@needs_no_cuda
-def test_cuda_is_refused_without_cuda(root: Path, tmp_path: Path) -> None:
-    with pytest.raises(DeviceUnavailableError, match="ultralytics sees no CUDA device") as info:
-        manager(root, tmp_path).get(DETECTOR, device="cuda")
-    assert info.value.requested == "cuda"
+    with pytest.raises(CatalogError) as info:
+        manager(root, tmp_path)
+    [problem] = info.value.problems
+    assert problem.field == f"loader_args.{field}"
+    assert re.search(message, problem.message), problem.message
 
 
 @needs_cuda
@@ -232,18 +219,11 @@ def test_fp16_on_cuda(root: Path, tmp_path: Path) -> None:
     assert results[0].boxes.data.shape == (0, 6)
 
 
-def test_without_ultralytics(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ultralytics", None)
-    with pytest.raises(MissingExtraError, match=r"pip install 'dp-models\[yolo\]'") as info:
-        manager(root, tmp_path, device="cpu").load(DETECTOR)
-    assert info.value.module == "ultralytics" and info.value.spec == DETECTOR
-
-
 def test_fakes_exist_for_detectors_only(tmp_path: Path) -> None:
     spec = Catalog.load()[DETECTOR]
     segment = spec.model_copy(update={"loader_args": {"task": "segment"}})
     with pytest.raises(FakeWeightsError, match="for detect models only, not task 'segment'"):
-        get_loader("ultralytics").make_fake(segment, tmp_path)  # type: ignore[attr-defined]
+        make_detector(segment, tmp_path)
 
 
 def test_the_fake_checkpoint_is_small_and_saved_like_ultralytics(base_root: Path) -> None:
@@ -307,20 +287,12 @@ def test_tracker_yaml_that_does_not_parse(root: Path, tmp_path: Path) -> None:
     assert info.value.spec == TRACKER
 
 
-def test_tracker_takes_no_loader_args(root: Path, tmp_path: Path) -> None:
-    set_loader_args(root, TRACKER, tracker_type="botsort")
-    with pytest.raises(LoaderArgsError, match="does not take loader_args tracker_type; it takes"):
-        manager(root, tmp_path).load(TRACKER)
-
-
-@pytest.mark.parametrize("missing", ["lap", "ultralytics"])
-def test_tracker_without_its_packages(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
-) -> None:
-    monkeypatch.setitem(sys.modules, missing, None)
+def test_tracker_without_lap(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ByteTrack's matcher is a package of its own (Ultralytics would pip-install it)."""
+    monkeypatch.setitem(sys.modules, "lap", None)
     with pytest.raises(MissingExtraError, match=r"dp-models\[yolo\]") as info:
         manager(root, tmp_path).load(TRACKER)
-    assert info.value.module == missing and info.value.spec == TRACKER
+    assert info.value.module == "lap" and info.value.spec == TRACKER
 
 
 def test_fake_tracker_matches_ultralytics_defaults(base_root: Path) -> None:

@@ -30,11 +30,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save_file
 
-import dp_models.loaders as loaders
 from dp_models import ModelManager
+from dp_models.catalog import Catalog
 from dp_models.errors import (
     ArtifactError,
     ArtifactMissingError,
+    CatalogError,
+    CatalogProblem,
     DeviceUnavailableError,
     DigestMismatchError,
     LoaderArgsError,
@@ -46,7 +48,17 @@ from dp_models.errors import (
     StateDictMismatchError,
     UnsafeCheckpointError,
 )
-from dp_models.loaders import LoadContext, get_loader, loader_names, register_loader, require
+from dp_models.loaders import (
+    LoadContext,
+    Loader,
+    LoaderArgs,
+    LoaderRegistry,
+    NoArgs,
+    get_loader,
+    loader_names,
+    register_loader,
+    require,
+)
 from dp_models.loaders.onnx import OnnxRuntimeLoader
 from dp_models.loaders.torch import TorchScriptLoader, TorchStateDictLoader, unwrap_state_dict
 
@@ -54,7 +66,6 @@ from .conftest import SpecWriter
 from .fakeroots import RunsCode, needs_no_cuda, save_writes_on_load
 
 BUILTIN_LOADERS = ["onnxruntime", "torch_state_dict", "torchscript"]
-STATE_DICT_ARGS = "class_path, kwargs, state_dict_key, strict, strip_prefix, weights_only"
 KWARGS = {"in_features": 4, "hidden": 6, "out_features": 3}
 X = torch.linspace(-2.0, 2.0, 20).reshape(5, 4)
 OLD = 1_000_000_000  # an mtime well outside the digest cache's racy window
@@ -86,14 +97,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from dp_models.loaders import Loader, LoaderArgs
 
-class FooLoader:
+
+class FooArgs(LoaderArgs):
+    k: int = 0
+
+
+class FooLoader(Loader[FooArgs]):
     name = "foo"
     framework = "foo"
     extra = "foo"
-
-    def cuda_available(self) -> bool:
-        return False
+    args_model = FooArgs
 
     def load(self, ctx: Any) -> Any:
         return ("foo-model", ctx.artifact().read_text(), dict(ctx.loader_args))
@@ -139,6 +154,14 @@ def spec_yaml(
     if loader_args is not None:
         doc["loader_args"] = dict(loader_args)
     return json.dumps(doc, indent=2)
+
+
+def catalog_problem(make_manager: Callable[..., ModelManager], **kwargs: Any) -> CatalogProblem:
+    """The one problem of the CatalogError that making a manager raises."""
+    with pytest.raises(CatalogError) as exc:
+        make_manager(**kwargs)
+    [problem] = exc.value.problems
+    return problem
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -188,7 +211,7 @@ def state_dict_spec(
     return path
 
 
-class CountingLoader:
+class CountingLoader(Loader[NoArgs]):
     """A loader that counts its calls, can be slow, and can fail its first calls."""
 
     framework = "dp-models"
@@ -201,9 +224,6 @@ class CountingLoader:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def cuda_available(self) -> bool:
-        return False
-
     def load(self, ctx: LoadContext) -> Any:
         with self._lock:
             self.calls += 1
@@ -214,13 +234,10 @@ class CountingLoader:
         return {"spec": ctx.spec.name, "bytes": ctx.artifact().read_bytes(), "call": call}
 
 
-class _NeedsTorch:
+class _NeedsTorch(Loader[NoArgs]):
     name = "needs_torch"
     framework = "torch"
     extra = "torch"
-
-    def cuda_available(self) -> bool:
-        return False
 
     def load(self, ctx: LoadContext) -> Any:
         return require("torch", extra=self.extra, spec=ctx.spec.name).zeros(1)
@@ -270,12 +287,6 @@ def custom_spec(
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loaders registered by one test never leak into another."""
-    monkeypatch.setattr(loaders, "_registry", {})
 
 
 @pytest.fixture
@@ -437,23 +448,18 @@ def test_missing_and_unexpected_keys_are_a_typed_error(
             ImportError,
         ),
         ("tinynet:NoSuchNet", r"module 'tinynet' has no 'NoSuchNet'", AttributeError),
-        ("tinynet.TinyNet", r"must be 'package.module:Class', got 'tinynet.TinyNet'", None),
-        (":TinyNet", r"must be 'package.module:Class', got ':TinyNet'", None),
-        (".tinynet:TinyNet", r"must be 'package.module:Class', got '.tinynet:TinyNet'", None),
-        ("tinynet:", r"must be 'package.module:Class', got 'tinynet:'", None),
-        (42, r"must be 'package.module:Class', got 42", None),
-        (None, r"must be 'package.module:Class', got None", None),
     ],
 )
-def test_a_bad_class_path_is_a_loader_args_error(
-    class_path: object,
+def test_a_class_path_that_does_not_import_here_is_a_loader_args_error(
+    class_path: str,
     message: str,
-    cause: type[BaseException] | None,
+    cause: type[BaseException],
     tinynet: ModuleType,
     models_root: Path,
     write_spec: SpecWriter,
     make_manager: Callable[..., ModelManager],
 ) -> None:
+    """Whether a class imports depends on the environment, so it is checked at load."""
     args = {"class_path": class_path}
     state_dict_spec(
         write_spec, models_root, "badpath", reference_net(tinynet).state_dict(), loader_args=args
@@ -463,10 +469,36 @@ def test_a_bad_class_path_is_a_loader_args_error(
     assert type(exc.value) is LoaderArgsError
     assert isinstance(exc.value, TypeError)
     assert (exc.value.spec, exc.value.loader) == ("badpath", "torch_state_dict")
-    if cause is None:
-        assert exc.value.__cause__ is None
-    else:
-        assert isinstance(exc.value.__cause__, cause)
+    assert isinstance(exc.value.__cause__, cause)
+    assert tinynet.BUILT == []
+
+
+@pytest.mark.parametrize(
+    ("class_path", "message"),
+    [
+        ("tinynet.TinyNet", r"must be 'package.module:Class'.* \(got 'tinynet.TinyNet'\)"),
+        (":TinyNet", r"must be 'package.module:Class'.* \(got ':TinyNet'\)"),
+        (".tinynet:TinyNet", r"must be 'package.module:Class'.* \(got '.tinynet:TinyNet'\)"),
+        ("tinynet:", r"must be 'package.module:Class'.* \(got 'tinynet:'\)"),
+        (42, r"valid string \(got 42\)"),
+        (None, r"valid string \(got None\)"),
+    ],
+)
+def test_a_malformed_class_path_is_a_catalog_error(
+    class_path: object,
+    message: str,
+    tinynet: ModuleType,
+    models_root: Path,
+    write_spec: SpecWriter,
+    make_manager: Callable[..., ModelManager],
+) -> None:
+    args = {"class_path": class_path}
+    state_dict_spec(
+        write_spec, models_root, "badpath", reference_net(tinynet).state_dict(), loader_args=args
+    )
+    problem = catalog_problem(make_manager)
+    assert (problem.file, problem.field) == ("visual/badpath.yaml", "loader_args.class_path")
+    assert re.search(message, problem.message), problem.message
     assert tinynet.BUILT == []
 
 
@@ -492,49 +524,30 @@ def test_kwargs_the_class_rejects_are_a_loader_args_error(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "field", "message"),
     [
-        ({"kwargs": [4, 6, 3]}, r"loader_args.kwargs must be a mapping"),
-        ({"strict": "false"}, r"loader_args.strict must be true or false, got 'false'"),
-        ({"weights_only": 0}, r"loader_args.weights_only must be true or false, got 0"),
+        ({"kwargs": [4, 6, 3]}, "kwargs", r"valid dictionary"),
+        ({"strict": "false"}, "strict", r"valid boolean \(got 'false'\)"),
+        ({"weights_only": 0}, "weights_only", r"valid boolean \(got 0\)"),
+        ({"state_dict_key": 3}, "state_dict_key", r"valid string"),
     ],
 )
-def test_loader_args_of_the_wrong_type_are_refused(
+def test_loader_args_of_the_wrong_type_are_a_catalog_error(
     args: dict[str, Any],
+    field: str,
     message: str,
     tinynet: ModuleType,
     models_root: Path,
     write_spec: SpecWriter,
     make_manager: Callable[..., ModelManager],
 ) -> None:
+    """weights_only and strict are strict booleans: "false" and 0 are not false."""
     state_dict_spec(
         write_spec, models_root, "badtype", reference_net(tinynet).state_dict(), loader_args=args
     )
-    with pytest.raises(LoaderArgsError, match=r"^spec 'badtype': " + message) as exc:
-        make_manager().load("badtype")
-    assert isinstance(exc.value, TypeError)
-    assert (exc.value.spec, exc.value.loader) == ("badtype", "torch_state_dict")
-    assert tinynet.BUILT == []
-
-
-def test_an_unknown_loader_arg_lists_the_known_ones(
-    tinynet: ModuleType,
-    models_root: Path,
-    write_spec: SpecWriter,
-    make_manager: Callable[..., ModelManager],
-) -> None:
-    args = {"map_location": "cpu", "strict_keys": True}
-    state_dict_spec(
-        write_spec, models_root, "unknown", reference_net(tinynet).state_dict(), loader_args=args
-    )
-    with pytest.raises(
-        LoaderArgsError,
-        match=r"^spec 'unknown': loader 'torch_state_dict' does not take loader_args "
-        rf"map_location, strict_keys; it takes {STATE_DICT_ARGS}$",
-    ) as exc:
-        make_manager().load("unknown")
-    assert isinstance(exc.value, TypeError)
-    assert (exc.value.spec, exc.value.loader) == ("unknown", "torch_state_dict")
+    problem = catalog_problem(make_manager)
+    assert (problem.file, problem.field) == ("visual/badtype.yaml", f"loader_args.{field}")
+    assert re.search(message, problem.message), problem.message
     assert tinynet.BUILT == []
 
 
@@ -630,23 +643,6 @@ def test_half_on_cpu_when_the_spec_allows_it(
     assert not model.training
 
 
-def test_int8_is_refused_by_the_loader(
-    tinynet: ModuleType,
-    models_root: Path,
-    write_spec: SpecWriter,
-    make_manager: Callable[..., ModelManager],
-) -> None:
-    state_dict_spec(write_spec, models_root, "quant", reference_net(tinynet).state_dict())
-    with pytest.raises(
-        PrecisionError,
-        match=r"^spec 'quant': loader 'torch_state_dict' runs models in fp32, fp16 or bf16, not "
-        r"int8; a model in another precision needs a loader that builds it$",
-    ) as exc:
-        make_manager().load("quant", precision="int8")
-    assert isinstance(exc.value, ValueError)
-    assert (exc.value.spec, exc.value.precision, exc.value.device) == ("quant", "int8", "cpu")
-
-
 @needs_no_cuda
 @pytest.mark.parametrize(
     ("where", "requested"),
@@ -712,23 +708,28 @@ def test_torchscript_loads_with_the_reference_outputs(
         assert torch.equal(model(X), ref(X))
 
 
-def test_torchscript_takes_only_the_trust_flag(
-    models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
+@pytest.mark.adversarial
+@pytest.mark.parametrize("flag", ["true", 1, "yes"])
+def test_the_torchscript_trust_flag_is_a_strict_boolean(
+    flag: object,
+    models_root: Path,
+    write_spec: SpecWriter,
+    make_manager: Callable[..., ModelManager],
+    tmp_path: Path,
 ) -> None:
-    write_bytes(models_root / "ts" / "model.pt", b"not read")
+    """Only the YAML boolean true trusts an archive: a string or a number that looks true
+    is a catalog error, and the archive's code never runs."""
+    marker = tmp_path / "written-by-the-archive"
+    save_writes_on_load(models_root / "ts" / "model.pt", marker)
     art = artifact(models_root, "ts/model.pt", "torchscript")
-    args = {"map_location": "cpu"}
+    args = {"trust_archive_code": flag}
     write_spec(
         "ts", spec_yaml("ts", [art], loader="torchscript", engine="torchscript", loader_args=args)
     )
-    with pytest.raises(
-        LoaderArgsError,
-        match=r"^spec 'ts': loader 'torchscript' does not take loader_args map_location; it "
-        r"takes trust_archive_code$",
-    ) as exc:
-        make_manager().load("ts")
-    assert isinstance(exc.value, TypeError)
-    assert (exc.value.spec, exc.value.loader) == ("ts", "torchscript")
+    problem = catalog_problem(make_manager)
+    assert problem.field == "loader_args.trust_archive_code"
+    assert "valid boolean" in problem.message
+    assert not marker.exists()
 
 
 @pytest.mark.adversarial
@@ -836,18 +837,22 @@ def test_onnx_on_cuda_without_a_cuda_provider_is_refused_at_get(
     assert (exc.value.spec, exc.value.requested) == ("lin", "cuda")
 
 
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [("CPUExecutionProvider", "valid list"), ([], "at least 1 item"), ([3], "valid string")],
+)
 def test_onnx_providers_must_be_a_list_of_names(
-    models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
+    providers: object,
+    message: str,
+    models_root: Path,
+    write_spec: SpecWriter,
+    make_manager: Callable[..., ModelManager],
 ) -> None:
-    args = {"providers": "CPUExecutionProvider"}
+    args = {"providers": providers}
     onnx_spec(write_spec, models_root, "lin", tiny_onnx()[0], loader_args=args)
-    with pytest.raises(
-        LoaderArgsError,
-        match=r"^spec 'lin': loader_args.providers must be a list of provider names$",
-    ) as exc:
-        make_manager().load("lin")
-    assert isinstance(exc.value, TypeError)
-    assert (exc.value.spec, exc.value.loader) == ("lin", "onnxruntime")
+    problem = catalog_problem(make_manager)
+    assert problem.field.startswith("loader_args.providers")
+    assert message in problem.message
 
 
 def test_onnx_runs_only_in_its_exported_precision(
@@ -913,11 +918,10 @@ def test_an_artifact_changed_between_get_and_load_is_caught(
     make_manager: Callable[..., ModelManager],
 ) -> None:
     loader = CountingLoader("counting_changed")
-    register_loader(loader.name, loader)
     path = custom_spec(write_spec, models_root, "changed", loader.name)
     os.utime(path, (OLD, OLD))  # old enough for get() to cache its digest
     pinned = hashlib.sha256(path.read_bytes()).hexdigest()
-    mm = make_manager()
+    mm = make_manager(loaders={loader.name: loader})
     handle = mm.get("changed")
     _change(path, how)
     with pytest.raises(error, match=rf"^spec 'changed': .*artifact .*{path.name}") as exc:
@@ -971,9 +975,8 @@ def test_concurrent_loads_of_one_model_load_it_once(
     models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
 ) -> None:
     loader = CountingLoader("counting_slow", delay_s=0.2)
-    register_loader(loader.name, loader)
     custom_spec(write_spec, models_root, "slow", loader.name)
-    mm = make_manager()
+    mm = make_manager(loaders={loader.name: loader})
     barrier = threading.Barrier(8)
 
     def load(_: int) -> Any:
@@ -991,9 +994,8 @@ def test_a_failed_load_is_shared_by_waiters_and_retried_later(
     models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
 ) -> None:
     loader = CountingLoader("counting_flaky", delay_s=0.2, fail_first=1)
-    register_loader(loader.name, loader)
     path = custom_spec(write_spec, models_root, "flaky", loader.name)
-    mm = make_manager()
+    mm = make_manager(loaders={loader.name: loader})
     barrier = threading.Barrier(4)
 
     def load(_: int) -> Any:
@@ -1054,28 +1056,62 @@ def test_the_builtin_loaders_are_found_by_name() -> None:
     assert set(BUILTIN_LOADERS) <= set(loader_names())
 
 
-def test_register_loader_refuses_to_shadow() -> None:
+def test_a_registry_refuses_to_shadow_a_name_unless_told() -> None:
+    registry = LoaderRegistry()
     for name in BUILTIN_LOADERS:
         with pytest.raises(ValueError, match=rf"^a loader named '{name}' is already registered$"):
-            register_loader(name, CountingLoader(name))
-        assert not isinstance(get_loader(name), CountingLoader)
-    register_loader("needs_torch", _NeedsTorch)  # a class is instantiated
-    first = get_loader("needs_torch")
+            registry.register(name, CountingLoader(name))
+        assert not isinstance(registry.get(name), CountingLoader)
+    registry.register("needs_torch", _NeedsTorch)  # a class is instantiated
+    first = registry.get("needs_torch")
     assert isinstance(first, _NeedsTorch)
-    assert "needs_torch" in loader_names()
+    assert "needs_torch" in registry.names()
     with pytest.raises(ValueError, match=r"^a loader named 'needs_torch' is already registered$"):
-        register_loader("needs_torch", CountingLoader("needs_torch"))
-    assert get_loader("needs_torch") is first
+        registry.register("needs_torch", CountingLoader("needs_torch"))
+    assert registry.get("needs_torch") is first
     replacement = CountingLoader("needs_torch")
-    register_loader("needs_torch", replacement, replace=True)
-    assert get_loader("needs_torch") is replacement
+    registry.register("needs_torch", replacement, replace=True)
+    assert registry.get("needs_torch") is replacement
+    assert "needs_torch" not in loader_names()  # the process-wide registry is untouched
+
+
+def test_register_loader_adds_to_the_process_wide_registry() -> None:
+    """The public function still works (notebooks); tests give managers their loaders."""
+    with pytest.raises(ValueError, match=r"^a loader named 'onnxruntime' is already registered$"):
+        register_loader("onnxruntime", CountingLoader("onnxruntime"))
+    loader = CountingLoader("loaders_tests_registered")
+    register_loader(loader.name, loader, replace=True)
+    assert get_loader(loader.name) is loader
+    assert loader.name in loader_names()
+
+
+def test_a_manager_given_loaders_uses_them_and_leaves_the_others_alone(
+    models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
+) -> None:
+    loader = CountingLoader("counting_own")
+    custom_spec(write_spec, models_root, "own", loader.name)
+    mm = make_manager(loaders={loader.name: loader})
+    assert mm.load("own")["call"] == 1
+    assert isinstance(mm.loaders.get("onnxruntime"), OnnxRuntimeLoader)  # built-ins stay
+    assert loader.name not in loader_names()
+    with pytest.raises(LoaderNotFoundError, match=r"names loader 'counting_own'"):
+        make_manager().get("own")  # another manager does not see it
 
 
 def test_register_loader_refuses_what_is_not_a_loader() -> None:
-    with pytest.raises(
-        TypeError, match=r"is not a dp_models Loader \(needs name, framework, load\(\)\)"
-    ):
-        register_loader("not_a_loader", cast(Any, object()))
+    class NoLoad:
+        name = "half_a_loader"
+        framework = "pytest"
+        extra = "test"
+
+        def cuda_available(self) -> bool:
+            return False
+
+    for obj, lacks in ((object(), "name, framework"), (NoLoad, "args_model")):
+        with pytest.raises(TypeError, match=r"is not a dp_models Loader \(it lacks .*") as exc:
+            register_loader("not_a_loader", cast(Any, obj))
+        assert lacks in str(exc.value)
+        assert "subclass dp_models.loaders.Loader" in str(exc.value)
     assert "not_a_loader" not in loader_names()
 
 
@@ -1092,11 +1128,12 @@ def test_a_third_party_loader_from_the_entry_point_group(
     (pymods / "foo_loader.py").write_text(FOO_LOADER)
     importlib.invalidate_caches()
 
-    assert "foo" in loader_names()
-    loader = get_loader("foo")
+    registry = LoaderRegistry()  # a fresh one: the process-wide registry keeps what it found
+    assert "foo" in registry.names()
+    loader = registry.get("foo")
     assert type(loader).__module__ == "foo_loader"
     assert type(loader).__name__ == "FooLoader"
-    assert get_loader("foo") is loader
+    assert registry.get("foo") is loader
 
     write_bytes(models_root / "foo" / "model.txt", b"foo weights")
     art = artifact(models_root, "foo/model.txt", "txt")
@@ -1104,9 +1141,19 @@ def test_a_third_party_loader_from_the_entry_point_group(
         "foomodel",
         spec_yaml("foomodel", [art], loader="foo", engine="python", loader_args={"k": 1}),
     )
-    mm = make_manager()
+    mm = make_manager(loaders=registry)
     assert mm.load("foomodel") == ("foo-model", "foo weights", {"k": 1})
     assert mm.models_used()[0]["framework"] == {"name": "foo", "version": "1.0"}
+    # its args model is the catalog's: a misspelt key is refused when the catalog loads
+    write_spec(
+        "foomodel",
+        spec_yaml("foomodel", [art], loader="foo", engine="python", loader_args={"kk": 1}),
+    )
+    problem = catalog_problem(make_manager, loaders=registry)
+    assert problem.field == "loader_args.kk"
+    assert "loader 'foo' does not take loader_args 'kk' (did you mean 'k'?); it takes k" in (
+        problem.message
+    )
 
 
 def test_require_names_the_extra_that_installs_a_missing_framework(
@@ -1141,9 +1188,8 @@ def test_a_missing_framework_at_load_names_the_extra(
     write_spec: SpecWriter,
     make_manager: Callable[..., ModelManager],
 ) -> None:
-    register_loader("needs_torch", _NeedsTorch)
     custom_spec(write_spec, models_root, "torchless", loader)
-    mm = make_manager()
+    mm = make_manager(loaders={"needs_torch": _NeedsTorch})
     if loader == "needs_torch":  # with torch installed it loads
         assert torch.equal(mm.load("torchless"), torch.zeros(1))
         mm.close()
@@ -1214,3 +1260,76 @@ def test_unwrap_state_dict_takes_lightning_and_data_parallel_checkpoints() -> No
         assert unwrap_state_dict(checkpoint, spec="s", loader="l") == weights
     with pytest.raises(LoaderError, match=r"^spec 's': the checkpoint holds a list, not a state"):
         unwrap_state_dict([1, 2], spec="s", loader="l")
+
+
+# -- what a loader declares: args, engines, formats ---------------------------------------
+
+
+class PluginArgs(LoaderArgs):
+    size: int = 1
+
+
+class PluginLoader(Loader[PluginArgs]):
+    """A third party's loader of its own framework: its engine and artifact format are not
+    in the built-in lists."""
+
+    name = "plugin_tests"
+    framework = "pytest"
+    extra = "test"
+    args_model = PluginArgs
+    engines = ("plugin_engine",)
+    formats = ("plugin_weights",)
+
+    def load(self, ctx: LoadContext) -> Any:
+        return (self.args(ctx).size, ctx.read_bytes("plugin_weights"))
+
+
+def plugin_spec(write_spec: SpecWriter, root: Path, *, loader: str = PluginLoader.name) -> None:
+    write_bytes(root / "plugin" / "w.bin", b"plugin weights")
+    art = {**artifact(root, "plugin/w.bin", "txt"), "format": "plugin_weights"}
+    write_spec(
+        "plugin",
+        spec_yaml("plugin", [art], loader=loader, engine="plugin_engine", loader_args={"size": 3}),
+    )
+
+
+def test_a_loader_declares_the_engines_and_formats_it_adds(
+    models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
+) -> None:
+    plugin_spec(write_spec, models_root)
+    mm = make_manager(loaders={PluginLoader.name: PluginLoader})
+    assert mm.load("plugin") == (3, b"plugin weights")
+    assert mm.models_used()[0]["engine"] == "plugin_engine"
+
+
+def test_another_loader_cannot_name_them(
+    models_root: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
+) -> None:
+    """The additions are the declaring loader's: a spec of another loader (or of a loader
+    not given to this manager) naming them is a catalog error, file and field named."""
+    plugin_spec(write_spec, models_root, loader="torchscript")
+    with pytest.raises(CatalogError) as exc:
+        make_manager(loaders={PluginLoader.name: PluginLoader})
+    fields = {p.field for p in exc.value.problems}
+    assert fields == {"engine", "artifacts[0].format"}
+    assert all(p.file == "visual/plugin.yaml" for p in exc.value.problems)
+    plugin_spec(write_spec, models_root)
+    with pytest.raises(CatalogError, match=r"engine: Input should be 'torch'"):
+        make_manager()  # the process-wide loaders do not know plugin_tests
+
+
+def test_a_loaded_catalog_is_checked_against_the_managers_own_loaders(
+    models_root: Path, catalog_dir: Path, write_spec: SpecWriter
+) -> None:
+    loader = CountingLoader("counting_catalog")
+    path = custom_spec(write_spec, models_root, "counted", loader.name)
+    data = json.loads((catalog_dir / "visual" / "counted.yaml").read_text())
+    data["loader_args"] = {"colour": "red"}
+    (catalog_dir / "visual" / "counted.yaml").write_text(json.dumps(data))
+    catalog = Catalog.load(catalog_dir)  # loader unknown here: its args cannot be checked
+    with pytest.raises(CatalogError) as exc:
+        ModelManager(models_root=models_root, catalog=catalog, loaders={loader.name: loader})
+    [problem] = exc.value.problems
+    assert (problem.file, problem.field) == ("visual/counted.yaml", "loader_args.colour")
+    assert "it takes none" in problem.message
+    assert path.exists() and loader.calls == 0

@@ -19,7 +19,7 @@ from dp_models import (
     SpecNotFoundError,
     UnpinnedArtifactError,
 )
-from dp_models.loaders import LoadContext, register_loader
+from dp_models.loaders import LoadContext, Loader, NoArgs
 from dp_models.settings import ENV_CATALOG, ENV_ROOT, ENV_TRITON_URL
 
 from .conftest import SpecWriter, make_file, sha256
@@ -29,15 +29,12 @@ EXAMPLE_CATALOG = REPO / "examples" / "spec_catalog"
 EXAMPLE_ROOT = REPO / "MODELS_ROOT.example"
 
 
-class EchoLoader:
+class EchoLoader(Loader[NoArgs]):
     """Returns what it was given; no framework."""
 
     name = "echo_manager_tests"
     framework = "pyyaml"
     extra = "test"
-
-    def cuda_available(self) -> bool:
-        return False
 
     def load(self, ctx: LoadContext) -> Any:
         return {
@@ -48,7 +45,8 @@ class EchoLoader:
         }
 
 
-register_loader(EchoLoader.name, EchoLoader, replace=True)
+#: The loaders the tests' managers are given, beside the built-in ones.
+LOADERS = {EchoLoader.name: EchoLoader}
 
 
 def spec_yaml(name: str, files: dict[str, bytes], extra: str = "") -> str:
@@ -102,6 +100,7 @@ def setup(catalog_dir: Path, models_root: Path, write_spec: SpecWriter) -> Model
         models_root=models_root,
         catalog=catalog_dir,
         triton_endpoints={"asr": "http://user:secret@127.0.0.1:8000"},
+        loaders=LOADERS,
     )
 
 
@@ -170,7 +169,7 @@ def test_unpinned_artifact_fails_get(
 ) -> None:
     write_spec("loose", spec_yaml("loose", {"l.pt": b"l"}).replace(f", sha256: {sha256(b'l')}", ""))
     make_file(models_root / "l.pt", b"l")
-    mm = ModelManager(models_root=models_root, catalog=catalog_dir)
+    mm = ModelManager(models_root=models_root, catalog=catalog_dir, loaders=LOADERS)
     with pytest.raises(UnpinnedArtifactError, match=r"dp-models lock --root"):
         mm.get("loose")
 
@@ -255,7 +254,7 @@ def test_resolution_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_manager_device_override_is_validated(setup: ModelManager, models_root: Path) -> None:
     with pytest.raises(ValueError, match=r"device must be one of auto, cpu, cuda"):
-        ModelManager(models_root=models_root, catalog=setup.catalog, device="tpu")
+        ModelManager(models_root=models_root, catalog=setup.catalog, device="tpu", loaders=LOADERS)
 
 
 def test_optional_partly_provisioned_raises(
@@ -264,7 +263,7 @@ def test_optional_partly_provisioned_raises(
     files = {"two/a.pt": b"a", "two/b.pt": b"b"}
     write_spec("two", spec_yaml("two", files, "optional: true\n"))
     make_file(models_root / "two/a.pt", b"a")
-    mm = ModelManager(models_root=models_root, catalog=catalog_dir)
+    mm = ModelManager(models_root=models_root, catalog=catalog_dir, loaders=LOADERS)
     with pytest.raises(ArtifactMissingError, match=r"'two/b.pt' is missing"):
         mm.get_optional("two")
     assert mm.models_used() == []
@@ -275,7 +274,7 @@ def test_optional_absent_needs_no_loader_and_records_no_machine_path(
 ) -> None:
     body = spec_yaml("later", {"later/w.pt": b"w"}, "optional: true\n")
     write_spec("later", body.replace(f"loader: {EchoLoader.name}", "loader: not_built_yet"))
-    mm = ModelManager(models_root=models_root, catalog=catalog_dir)
+    mm = ModelManager(models_root=models_root, catalog=catalog_dir, loaders=LOADERS)
     assert mm.get_optional("later") is None
     (entry,) = mm.models_used()
     assert entry["reason"] == "not provisioned: later/w.pt"

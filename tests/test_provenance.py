@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from dp_models import Catalog, ModelManager, ProvenanceError
 from dp_models.cli import main
 from dp_models.errors import FileTooLargeError, NotRegularFileError
+from dp_models.loaders import LoaderArgs
 from dp_models.lock import Lock, LockEntry
 from dp_models.provenance import (
     ABSENT_FIELDS,
@@ -41,7 +42,19 @@ from dp_models.provenance import (
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
 from .conftest import make_file, sha256
-from .test_manager import EchoLoader
+from .test_manager import EchoLoader as _Echo
+
+
+class NetArgs(LoaderArgs):
+    layers: int = 1
+
+
+class EchoLoader(_Echo):
+    """The manager tests' echo loader, with an args model (``layers``)."""
+
+    name = "echo_provenance_tests"
+    args_model = NetArgs
+
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CATALOG = REPO / "examples" / "spec_catalog"
@@ -73,7 +86,7 @@ def build(tmp: Path, *, weights: bytes = b"w1", spec: str = BASE, name: str = "x
         catalog / "catalog.lock.json",
         {"net/w.pt": LockEntry("file", sha256(weights), len(weights))},
     ).write()
-    return ModelManager(models_root=root, catalog=catalog)
+    return ModelManager(models_root=root, catalog=catalog, loaders={EchoLoader.name: EchoLoader})
 
 
 def signature(mm: ModelManager, **kw: str) -> str:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+import dp_models
 from dp_models import Catalog, ModelManager
-from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root
+from dp_models.loaders import LoadContext, Loader, NoArgs
+from dp_models.spec import Spec
+from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root, fakes
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CATALOG = REPO / "examples" / "spec_catalog"
@@ -39,29 +45,89 @@ def test_a_class_that_does_not_import_gets_a_stand_in(tmp_path: Path) -> None:
     assert type(model).__name__ == "TinyNet" and not model.training
 
 
-def test_a_loader_without_fakes_is_a_clear_error(tmp_path: Path) -> None:
-    from dp_models.loaders import register_loader
+class Bare(Loader[NoArgs]):
+    """A loader of its own, from no package: no fake maker is registered for it."""
 
-    class Bare:
-        name = "bare_testing_tests"
-        framework = "pytest"
-        extra = "test"
+    name = "bare_testing_tests"
+    framework = "pytest"
+    extra = "test"
 
-        def cuda_available(self) -> bool:
-            return False
+    def load(self, ctx: LoadContext) -> bytes:
+        return ctx.read_bytes()
 
-        def load(self, ctx: object) -> object:
-            return None
 
-    register_loader(Bare.name, Bare, replace=True)
+def bare_catalog(tmp_path: Path) -> Path:
     catalog_dir = tmp_path / "catalog" / "visual"
     catalog_dir.mkdir(parents=True)
     (catalog_dir / "bare.yaml").write_text(
         'name: bare\nversion: "1"\nfamily: t\nrole: t\nusers: [t]\nruntime: inprocess\n'
         f"engine: python\nloader: {Bare.name}\nartifacts: [{{path: b.bin, format: pt}}]\n"
     )
-    with pytest.raises(FakeWeightsError, match=r"cannot make fake weights \(it has no make_fake\)"):
-        fake_models_root(tmp_path / "root", catalog=tmp_path / "catalog")
+    return tmp_path / "catalog"
+
+
+def test_a_loader_without_fakes_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FakeWeightsError, match=r"no fake maker for loader 'bare_testing_tests'"):
+        fake_models_root(tmp_path / "root", catalog=bare_catalog(tmp_path))
+
+
+def make_bare(spec: Spec, root: Path) -> dict[str, Any] | None:
+    for art in spec.artifacts:
+        (root / art.path).write_bytes(b"fake bare weights")
+    return None
+
+
+def test_a_third_party_loader_ships_its_fakes_by_loader_name(tmp_path: Path) -> None:
+    """What the dp_models.fakes entry-point group gives, passed directly: the fake maker is
+    found by the loader's name; the catalog copy is validated with the manager's loaders."""
+    loaders = {Bare.name: Bare}
+    root = fake_models_root(
+        tmp_path / "root",
+        catalog=bare_catalog(tmp_path),
+        fakes={Bare.name: make_bare},
+        loaders=loaders,
+    )
+    mm = ModelManager(
+        models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "c", loaders=loaders
+    )
+    assert mm.load("bare") == b"fake bare weights"
+
+
+def test_fake_makers_from_the_entry_point_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pymods = tmp_path / "pymods"
+    dist = pymods / "bare_fakes-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bare-fakes\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[dp_models.fakes]\n{Bare.name} = bare_fakes:make\n")
+    (pymods / "bare_fakes.py").write_text(
+        "def make(spec, root):\n"
+        "    for art in spec.artifacts:\n"
+        "        (root / art.path).write_bytes(b'from the entry point')\n"
+    )
+    monkeypatch.syspath_prepend(str(pymods))
+    importlib.invalidate_caches()
+    fresh = fakes.default_fakes().extended({})  # entry points are read when a name is asked
+    assert Bare.name in fresh.names()
+    root = fake_models_root(tmp_path / "root", catalog=bare_catalog(tmp_path), fakes=fresh)
+    assert (root / "b.bin").read_bytes() == b"from the entry point"
+    monkeypatch.delitem(sys.modules, "bare_fakes", raising=False)
+
+
+def test_no_loader_imports_dp_models_testing() -> None:
+    """Fakes live in dp_models.testing; production code (the loaders) never imports it."""
+    import ast
+
+    loaders_dir = Path(dp_models.__file__).parent / "loaders"
+    for path in loaders_dir.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                assert "testing" not in target, f"{path.name} imports {target}"
+            elif isinstance(node, ast.Import):
+                assert not any("dp_models.testing" in a.name for a in node.names), path.name
 
 
 def test_fake_root_includes_what_specs_require(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from dp_models.errors import (
     DigestMismatchError,
     LoaderError,
 )
-from dp_models.loaders import LoadContext, register_loader
+from dp_models.loaders import LoadContext, Loader, NoArgs
 from dp_models.testing.nets import TinyNet
 
 from .bounded import bounded
@@ -108,7 +108,7 @@ def test_a_rename_during_loads_never_loads_other_weights(
     assert loaded > 0 and refused > 0  # both happened: the race was real
 
 
-class SwapsDuringLoad:
+class SwapsDuringLoad(Loader[NoArgs]):
     """Renames other bytes over the artifact while it loads, then reads it the ways a
     loader can: bytes, a file object, a path."""
 
@@ -116,9 +116,6 @@ class SwapsDuringLoad:
     framework = "pytest"
     extra = "test"
     other = b""
-
-    def cuda_available(self) -> bool:
-        return False
 
     def load(self, ctx: LoadContext) -> Any:
         real = ctx.spec.artifacts[0].path
@@ -131,12 +128,9 @@ class SwapsDuringLoad:
         return {"bytes": ctx.read_bytes(), "open": opened, "path": ctx.artifact().read_bytes()}
 
 
-register_loader(SwapsDuringLoad.name, SwapsDuringLoad, replace=True)
-
-
 def swapped_spec(write_spec: SpecWriter, loader: str) -> None:
     art = f"- {{path: s/w.bin, format: json, sha256: {sha256(b'the verified bytes')}}}"
-    body = inprocess_spec("swapped", art, "device: cpu\n")
+    body = inprocess_spec("swapped", art, "loader_args: {}\ndevice: cpu\n")
     write_spec("swapped", body.replace("loader: torch_state_dict", f"loader: {loader}"))
 
 
@@ -157,7 +151,7 @@ def swapping(
 def test_the_loader_reads_the_verified_file_after_a_rename(
     policy: str, swapping: Path, make_manager: Callable[..., ModelManager]
 ) -> None:
-    got = make_manager(verify=policy).load("swapped")
+    got = make_manager(verify=policy, loaders=LOADERS).load("swapped")
     assert got == {"bytes": b"the verified bytes"} | {
         "open": b"the verified bytes",
         "path": b"the verified bytes",
@@ -177,14 +171,15 @@ class WritesDuringLoad(SwapsDuringLoad):
         return data
 
 
-register_loader(WritesDuringLoad.name, WritesDuringLoad, replace=True)
+#: The test loaders, given to the managers beside the built-in ones.
+LOADERS = {loader.name: loader for loader in (SwapsDuringLoad, WritesDuringLoad)}
 
 
 def test_a_file_written_during_the_load_discards_the_model(
     swapping: Path, write_spec: SpecWriter, make_manager: Callable[..., ModelManager]
 ) -> None:
     swapped_spec(write_spec, WritesDuringLoad.name)
-    mm = make_manager()
+    mm = make_manager(loaders=LOADERS)
     with pytest.raises(ArtifactChangedError, match="was written during the load") as exc:
         mm.load("swapped")
     assert exc.value.spec == "swapped"

@@ -38,6 +38,7 @@ from .errors import (
     YamlRejectedError,
 )
 from .lock import Lock, LockEntry
+from .registry import LoaderRegistry, default_loaders
 from .settings import Settings
 from .signing import load_signed_lock
 from .spec import Artifact, Spec, TritonSection, TritonTensor
@@ -61,12 +62,20 @@ class Catalog(Mapping[str, Spec]):
     """Validated specs by name, with the lock that pins in-house artifacts."""
 
     def __init__(
-        self, specs: Mapping[str, Spec], files: Mapping[str, Path], directory: Path, lock: Lock
+        self,
+        specs: Mapping[str, Spec],
+        files: Mapping[str, Path],
+        directory: Path,
+        lock: Lock,
+        *,
+        loaders: LoaderRegistry | None = None,
     ) -> None:
         self._specs = dict(specs)
         self.files = dict(files)
         self.directory = directory
         self.lock = lock
+        #: The loaders the specs' loader_args were validated against.
+        self.loaders = loaders if loaders is not None else default_loaders()
         self._spec_pinned = {
             a.path: a for s in self._specs.values() for a in s.artifacts if a.sha256 is not None
         }
@@ -82,6 +91,7 @@ class Catalog(Mapping[str, Spec]):
         check_lock: bool = True,
         lock_key: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
+        loaders: LoaderRegistry | None = None,
     ) -> Catalog:
         """Load and validate a catalog. Raises :class:`CatalogError` listing every problem.
 
@@ -98,7 +108,15 @@ class Catalog(Mapping[str, Spec]):
         directory, the lock and its key instead; without it they are resolved from the
         arguments and the environment (:meth:`Settings.resolve
         <dp_models.settings.Settings.resolve>`).
+
+        Each in-process spec's ``loader_args`` are validated against its loader's
+        ``args_model``, and its engine and artifact formats may be ones its loader declares,
+        with ``loaders`` (default: the process-wide registry,
+        :func:`~dp_models.registry.default_loaders`). A spec naming a loader that no source
+        knows is not checked here (``get`` raises
+        :class:`~dp_models.errors.LoaderNotFoundError`).
         """
+        loaders = loaders if loaders is not None else default_loaders()
         if settings is None:
             settings = Settings.resolve(catalog=catalog, lock=lock, lock_key=lock_key)
         elif (catalog, lock, lock_key) != (None, None, None):
@@ -143,7 +161,7 @@ class Catalog(Mapping[str, Spec]):
 
         for path in paths:
             shown = _shown(path, directory)
-            spec = _load_one(path, shown, problems, broken)
+            spec = _load_one(path, shown, problems, broken, loaders)
             if spec is None:
                 continue
             if spec.name != path.stem:
@@ -185,7 +203,21 @@ class Catalog(Mapping[str, Spec]):
         )
         if problems:
             raise CatalogError(problems, catalog=directory)
-        return cls(specs, files, directory, lock_data)
+        return cls(specs, files, directory, lock_data, loaders=loaders)
+
+    def check_loader_args(self, loaders: LoaderRegistry) -> None:
+        """Validate every spec's ``loader_args`` against ``loaders`` (a manager's own loader
+        set, when the catalog was loaded with another). Raises :class:`CatalogError`
+        listing every problem, as :meth:`load` does."""
+        problems = [
+            problem
+            for name, spec in self._specs.items()
+            for problem in _loader_args_problems(
+                spec, _shown(self.files[name], self.directory), loaders
+            )
+        ]
+        if problems:
+            raise CatalogError(problems, catalog=self.directory)
 
     # -- mapping -------------------------------------------------------------------------
 
@@ -277,7 +309,11 @@ def _shown(path: Path, directory: Path) -> str:
 
 
 def _load_one(
-    path: Path, shown: str, problems: list[CatalogProblem], broken: set[str]
+    path: Path,
+    shown: str,
+    problems: list[CatalogProblem],
+    broken: set[str],
+    loaders: LoaderRegistry,
 ) -> Spec | None:
     """The validated spec of one file, or None with its problems appended. The name of a
     file that does not validate goes into ``broken``, so that specs requiring it are not
@@ -321,14 +357,69 @@ def _load_one(
         return None
     if isinstance(data.get("name"), str):
         broken.add(data["name"])
+    loader = data.get("loader") if isinstance(data.get("loader"), str) else None
     try:
-        spec = Spec.model_validate(data)
+        engines, formats = loaders.extensions(loader)
+    except Exception as exc:  # a third-party loader that does not import: its own problem
+        problems.append(_unusable_loader(shown, loader, exc))
+        return None
+    try:
+        spec = Spec.model_validate(data, context={"engines": engines, "formats": formats})
     except ValidationError as exc:
         problems += [_problem(shown, err) for err in exc.errors()]
+        return None
+    args_problems = _loader_args_problems(spec, shown, loaders)
+    if args_problems:
+        problems += args_problems
         return None
     broken.discard(path.stem)
     broken.discard(spec.name)
     return spec
+
+
+def _unusable_loader(shown: str, loader: str | None, exc: Exception) -> CatalogProblem:
+    return CatalogProblem(
+        shown,
+        "loader",
+        f"loader {loader!r} cannot be used: {type(exc).__name__}: {exc}. Fix or reinstall "
+        "the package that provides it.",
+    )
+
+
+def _loader_args_problems(spec: Spec, shown: str, loaders: LoaderRegistry) -> list[CatalogProblem]:
+    """``spec``'s ``loader_args`` against its loader's ``args_model`` in ``loaders``: one
+    problem per error, each naming the field (``loader_args.<key>``). None for a Triton
+    spec, or a loader no source knows (``get`` raises for it)."""
+    if spec.loader is None:
+        return []
+    try:
+        model = loaders.args_model(spec.loader)
+    except Exception as exc:  # a third-party loader that does not import: its own problem
+        return [_unusable_loader(shown, spec.loader, exc)]
+    if model is None:
+        return []
+    try:
+        model.model_validate(spec.loader_args)
+    except ValidationError as exc:
+        return [_args_problem(shown, spec.loader, model, err) for err in exc.errors()]
+    return []
+
+
+def _args_problem(shown: str, loader: str, model: type[BaseModel], err: Any) -> CatalogProblem:
+    loc = ("loader_args", *err.get("loc", ()))
+    if err.get("type") == "extra_forbidden":
+        key = str(loc[-1])
+        known = sorted(model.model_fields)
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        return CatalogProblem(
+            shown,
+            ".".join(str(p) for p in loc[:-1]) + f".{key}",
+            f"loader {loader!r} does not take loader_args {key!r}{hint}; {takes} "
+            "(see docs/loaders.md)",
+        )
+    return _problem(shown, {**err, "loc": loc})
 
 
 @functools.cache

@@ -596,9 +596,9 @@ class DigestMismatchError(ArtifactError, ValueError):
 
 
 class FakeWeightsError(DPModelsError, RuntimeError):
-    """A spec whose artifacts ``dp_models.testing`` cannot fake (its loader has no
-    ``make_fake``, or the framework cannot build them here): provision small real artifacts
-    for that test instead."""
+    """A spec whose artifacts ``dp_models.testing`` cannot fake (no fake maker is
+    registered for its loader, or the framework cannot build them here): provision small
+    real artifacts for that test instead."""
 
 
 class FaultProxyError(DPModelsError, RuntimeError):

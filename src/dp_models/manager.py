@@ -40,10 +40,11 @@ from .errors import (
 )
 from .guard import network_guard
 from .health import HealthReport, HealthStatus
-from .loaders import LoadContext, Loader, get_loader
+from .loaders import LoadContext, Loader
 from .loaders.base import FrameworkPaths
 from .offline import enforce_offline
 from .provenance import model_signature, stamp, weights_digest
+from .registry import LoaderRegistry, default_loaders, loader_set
 from .settings import Settings, check_device
 from .spec import Spec
 from .urls import redact_url
@@ -108,7 +109,8 @@ class ModelHandle:
         spec = self.spec
         framework: dict[str, Any] | None = None
         if spec.runtime == "inprocess" and spec.loader is not None:
-            dist = _loader_framework(spec.loader)
+            loaders = self._manager.loaders if self._manager is not None else default_loaders()
+            dist = _loader_framework(loaders, spec.loader)
             if dist is not None:
                 framework = {"name": dist, "version": _framework_version(dist)}
         entry: dict[str, Any] = {
@@ -188,9 +190,9 @@ class ModelHandle:
         return self._manager._load_handle(self)
 
 
-def _loader_framework(name: str) -> str | None:
+def _loader_framework(loaders: LoaderRegistry, name: str) -> str | None:
     try:
-        return get_loader(name).framework
+        return loaders.get(name).framework
     except DPModelsError:
         return None
 
@@ -213,7 +215,12 @@ class ModelManager:
     The arguments are resolved once, by :meth:`Settings.resolve
     <dp_models.settings.Settings.resolve>`, into ``mm.settings``; ``settings=`` takes an
     already resolved :class:`~dp_models.settings.Settings` instead (then the only other
-    argument allowed is a loaded :class:`Catalog`).
+    arguments allowed are a loaded :class:`Catalog` and ``loaders``).
+
+    ``loaders`` is this manager's own loader set: a
+    :class:`~dp_models.registry.LoaderRegistry`, or a mapping name -> loader (instance or
+    class) added to the process-wide registry; the catalog's ``loader_args`` are validated
+    against it. Default: the process-wide registry (:func:`dp_models.register_loader`).
     """
 
     def __init__(
@@ -230,6 +237,7 @@ class ModelManager:
         device: str | None = None,
         offline: bool | None = None,
         settings: Settings | None = None,
+        loaders: LoaderRegistry | Mapping[str, Loader[Any] | type] | None = None,
     ) -> None:
         loaded = catalog if isinstance(catalog, Catalog) else None
         arguments: dict[str, Any] = {
@@ -254,13 +262,18 @@ class ModelManager:
         #: Every setting of this manager, resolved once (:class:`~dp_models.settings.Settings`).
         self.settings = settings
         self.root = settings.require_root()
+        #: The loaders this manager uses: ``loaders`` (a registry, or name -> loader added
+        #: to the process-wide one), else the process-wide registry.
+        self.loaders = loader_set(loaders)
         if loaded is not None:
             from .signing import check_catalog_lock
 
             check_catalog_lock(loaded, settings.lock_key)  # no key: nothing to check
+            if loaded.loaders is not self.loaders:
+                loaded.check_loader_args(self.loaders)
             self.catalog = loaded
         else:
-            self.catalog = Catalog.load(settings=settings)
+            self.catalog = Catalog.load(settings=settings, loaders=self.loaders)
         if settings.offline:
             enforce_offline(settings=settings)
         hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
@@ -369,7 +382,7 @@ class ModelManager:
             weights = served.sha256 if served else None
         else:
             assert spec.loader is not None
-            loader = get_loader(spec.loader, spec=spec.name)  # an unknown loader fails here
+            loader = self.loaders.get(spec.loader, spec=spec.name)  # an unknown one fails here
             if hash_now:
                 reports = self._verifier.verify(spec)
                 digests = tuple(_digest(r) for r in reports)
@@ -378,8 +391,7 @@ class ModelManager:
                 digests = tuple(r.pin.sha256 for r in reports if r.pin is not None)
             paths = {r.artifact.path: r.path for r in reports}
             resolved_device = self._device(spec, device, loader)
-            describe = getattr(loader, "describe", None)
-            info = describe(spec, paths) if describe is not None else None
+            info = loader.describe(spec, paths)
             self._check_precision(spec, precision, resolved_device, loader)
             weights = weights_digest(digests)
             served = None
@@ -404,7 +416,7 @@ class ModelManager:
             self,
         )
 
-    def _device(self, spec: Spec, requested: str | None, loader: Loader) -> str:
+    def _device(self, spec: Spec, requested: str | None, loader: Loader[Any]) -> str:
         wanted = check_device(requested or self.device or spec.device, source=f"spec {spec.name!r}")
         if wanted == "cpu":
             return "cpu"
@@ -425,9 +437,9 @@ class ModelManager:
         return wanted
 
     @staticmethod
-    def _check_precision(spec: Spec, precision: str, device: str, loader: Loader) -> None:
-        supported = getattr(loader, "precisions", None)
-        if supported is not None and precision not in supported:
+    def _check_precision(spec: Spec, precision: str, device: str, loader: Loader[Any]) -> None:
+        supported = loader.precisions
+        if precision not in supported:
             raise PrecisionError(
                 f"spec {spec.name!r}: loader {loader.name!r} runs models in "
                 f"{_either(supported)}, not {precision}; a model in "
@@ -501,7 +513,7 @@ class ModelManager:
     def _build(self, handle: ModelHandle) -> Any:
         spec = handle.spec
         assert spec.loader is not None
-        loader: Loader = get_loader(spec.loader, spec=spec.name)
+        loader = self.loaders.get(spec.loader, spec=spec.name)
         # The loader reads the files opened and verified here, not their paths looked up
         # again: a file swapped, truncated or removed since get() is caught, and one renamed
         # over the path during the load is not what loads.
@@ -528,7 +540,7 @@ class ModelManager:
             opened.check_unchanged()
         return model
 
-    def _run_loader(self, loader: Loader, ctx: LoadContext, handle: ModelHandle) -> Any:
+    def _run_loader(self, loader: Loader[Any], ctx: LoadContext, handle: ModelHandle) -> Any:
         spec = handle.spec
         assert spec.loader is not None
         try:

@@ -17,9 +17,18 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
+    "ARTIFACT_FORMATS",
     "ENGINES",
     "PRECISIONS",
     "PREPROCESS_PRESETS",
@@ -100,6 +109,8 @@ ArtifactFormat = Literal[
 ]
 #: What actually executes the model; in-process the framework, on Triton the backend.
 ENGINES: tuple[str, ...] = get_args(Engine)
+#: What an artifact may hold.
+ARTIFACT_FORMATS: tuple[str, ...] = get_args(ArtifactFormat)
 #: Client-side preprocessing presets a spec may name.
 PREPROCESS_PRESETS: tuple[str, ...] = get_args(Preprocess)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -153,6 +164,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _declared(
+    key: str, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Any:
+    """``value`` if the spec's loader declares it (validation context ``key``: the engines
+    or artifact formats a third-party loader adds, passed by the catalog), else the
+    built-in list's check."""
+    context = info.context if isinstance(info.context, dict) else {}
+    if isinstance(value, str) and value in context.get(key, ()):
+        return value
+    return handler(value)
+
+
 class Artifact(_Strict):
     """One file or directory under MODELS_ROOT that a spec needs."""
 
@@ -163,7 +186,10 @@ class Artifact(_Strict):
         default="file",
         description="'file', or 'dir' for a directory hashed with the directory digest.",
     )
-    format: ArtifactFormat = Field(description="What the artifact holds.")
+    format: ArtifactFormat = Field(
+        description="What the artifact holds: one of these, or a format the spec's loader "
+        "declares (a third-party loader's own)."
+    )
     sha256: Sha256 | None = Field(
         default=None,
         description="Pinned digest (upstream-published, or written by hand). Without it the "
@@ -179,6 +205,13 @@ class Artifact(_Strict):
         description="Where the artifact comes from upstream. Documentation only: never fetched.",
     )
     license: str | None = Field(default=None, description="The artifact's license.")
+
+    @field_validator("format", mode="wrap")
+    @classmethod
+    def _loader_format(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        return _declared("formats", value, handler, info)
 
     @field_validator("path")
     @classmethod
@@ -261,12 +294,17 @@ class Spec(_Strict):
         description="The processor modules that use this model, e.g. VisualProcessor/core_clip.",
     )
     runtime: Runtime = Field(description="'inprocess' (loaded here) or 'triton' (served).")
-    engine: Engine = Field(description="The framework or Triton backend that runs the model.")
+    engine: Engine = Field(
+        description="The framework or Triton backend that runs the model: one of these, or an "
+        "engine the spec's loader declares (a third-party loader's own)."
+    )
     loader: Name | None = Field(
         default=None, description="In-process loader name (required for 'inprocess')."
     )
     loader_args: dict[str, JsonValue] = Field(
-        default_factory=dict, description="Keyword arguments for the loader."
+        default_factory=dict,
+        description="Arguments for the loader, validated against its args model when the "
+        "catalog loads (docs/loaders.md lists each loader's).",
     )
     artifacts: list[Artifact] = Field(
         default_factory=list,
@@ -296,6 +334,13 @@ class Spec(_Strict):
     triton: TritonSection | None = Field(
         default=None, description="Required for runtime 'triton', forbidden otherwise."
     )
+
+    @field_validator("engine", mode="wrap")
+    @classmethod
+    def _loader_engine(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        return _declared("engines", value, handler, info)
 
     @field_validator("loader_args")
     @classmethod

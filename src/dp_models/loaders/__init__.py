@@ -1,99 +1,55 @@
-"""In-process loaders: a plain registry keyed by a spec's ``loader``.
+"""In-process loaders: one framework per module, each a :class:`Loader` with a declared
+``loader_args`` model.
 
 Built-in loaders live one framework per module under ``dp_models.loaders`` and import
-their framework only when they load. Third-party packages add loaders through the
-``dp_models.loaders`` entry-point group::
+their framework only when they load. Which loader a spec's ``loader`` names is decided by
+the loader registry (:mod:`dp_models.registry`): loaders given to it, the built-in table,
+then the ``dp_models.loaders`` entry-point group, through which third-party packages add
+loaders::
 
     [project.entry-points."dp_models.loaders"]
     my_loader = "my_package.loaders:MyLoader"
 
-The object the entry point names is a :class:`Loader` instance or a class to instantiate.
-:func:`register_loader` adds one at run time (tests, notebooks).
+The entry point names a :class:`Loader` subclass (or an instance). :func:`register_loader`
+adds one to the process-wide registry at run time (notebooks); a
+:class:`~dp_models.ModelManager` can be given its own set instead (``loaders=``).
 """
 
 from __future__ import annotations
 
-import importlib
-import threading
-from importlib import metadata
-
-from ..errors import LoaderNotFoundError
-from .base import LoadContext, Loader, require
+from ..registry import LOADERS_GROUP, LoaderRegistry, default_loaders
+from .base import LoadContext, Loader, LoaderArgs, NoArgs, require
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LoadContext",
     "Loader",
+    "LoaderArgs",
+    "LoaderRegistry",
+    "NoArgs",
     "get_loader",
     "loader_names",
     "register_loader",
     "require",
 ]
 
-ENTRY_POINT_GROUP = "dp_models.loaders"
-
-#: Built-in loaders: name -> "module:attribute", imported on first use.
-_BUILTIN = {
-    "torch_state_dict": "dp_models.loaders.torch:TorchStateDictLoader",
-    "torchscript": "dp_models.loaders.torch:TorchScriptLoader",
-    "onnxruntime": "dp_models.loaders.onnx:OnnxRuntimeLoader",
-    "open_clip": "dp_models.loaders.open_clip:OpenClipLoader",
-    "torchvision": "dp_models.loaders.torchvision:TorchvisionLoader",
-    "slowfast": "dp_models.loaders.slowfast:SlowFastLoader",
-    "ultralytics": "dp_models.loaders.ultralytics:UltralyticsLoader",
-    "ultralytics_tracker": "dp_models.loaders.ultralytics:TrackerConfigLoader",
-    "mediapipe": "dp_models.loaders.mediapipe:MediaPipeLoader",
-    "sentence_transformers": "dp_models.loaders.sentence_transformers:SentenceTransformersLoader",
-    "laion_clap": "dp_models.loaders.laion_clap:LaionClapLoader",
-    "spacy": "dp_models.loaders.spacy:SpacyLoader",
-    "tokenizer": "dp_models.loaders.tokenizers:TokenizerLoader",
-}
-
-_registry: dict[str, Loader] = {}
-_lock = threading.Lock()
-
-
-def _instantiate(obj: object) -> Loader:
-    loader = obj() if isinstance(obj, type) else obj
-    if not isinstance(loader, Loader):
-        raise TypeError(f"{obj!r} is not a dp_models Loader (needs name, framework, load())")
-    return loader
-
-
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+ENTRY_POINT_GROUP = LOADERS_GROUP
 
 
 def loader_names() -> list[str]:
-    """Every loader name available: built in, registered, and from entry points."""
-    with _lock:
-        names = set(_BUILTIN) | set(_registry)
-    return sorted(names | set(_entry_points()))
+    """Every loader name the process-wide registry knows: built in, registered, and from
+    entry points."""
+    return default_loaders().names()
 
 
-def register_loader(name: str, loader: Loader | type, *, replace: bool = False) -> None:
-    """Register ``loader`` under ``name``; refuses to shadow one unless ``replace``."""
-    instance = _instantiate(loader)
-    with _lock:
-        if not replace and (name in _registry or name in _BUILTIN):
-            raise ValueError(f"a loader named {name!r} is already registered")
-        _registry[name] = instance
+def register_loader(name: str, loader: Loader[LoaderArgs] | type, *, replace: bool = False) -> None:
+    """Register ``loader`` (an instance, or a class to instantiate) under ``name`` in the
+    process-wide registry; refuses to shadow one unless ``replace``. A test gives its
+    manager its own loaders instead (``ModelManager(loaders={name: loader})``)."""
+    default_loaders().register(name, loader, replace=replace)
 
 
-def get_loader(name: str, *, spec: str | None = None) -> Loader:
-    """The loader registered under ``name``. Raises :class:`LoaderNotFoundError`."""
-    with _lock:
-        found = _registry.get(name)
-    if found is not None:
-        return found
-    target = _BUILTIN.get(name)
-    if target is not None:
-        module, _, attr = target.partition(":")
-        instance = _instantiate(getattr(importlib.import_module(module), attr))
-    else:
-        ep = _entry_points().get(name)
-        if ep is None:
-            raise LoaderNotFoundError(name, loader_names(), spec=spec)
-        instance = _instantiate(ep.load())
-    with _lock:
-        return _registry.setdefault(name, instance)
+def get_loader(name: str, *, spec: str | None = None) -> Loader[LoaderArgs]:
+    """The loader registered under ``name`` in the process-wide registry. Raises
+    :class:`~dp_models.errors.LoaderNotFoundError`."""
+    return default_loaders().get(name, spec=spec)

@@ -1,27 +1,50 @@
-"""What a loader is: the :class:`Loader` protocol and the :class:`LoadContext` it receives."""
+"""What a loader is: the :class:`Loader` base class (every hook the manager calls, with its
+default), the strict :class:`LoaderArgs` model its ``loader_args`` are validated against,
+and the :class:`LoadContext` a load receives."""
 
 from __future__ import annotations
 
 import importlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._io import open_regular
 from ..errors import LoaderArgsError, MissingExtraError
-from ..spec import Spec
+from ..spec import PRECISIONS, Spec
 
 __all__ = [
     "FrameworkPaths",
     "LoadContext",
     "Loader",
+    "LoaderArgs",
+    "NoArgs",
     "VerifiedFile",
     "require",
-    "write_placeholder",
 ]
+
+
+class LoaderArgs(BaseModel):
+    """The base of every loader's ``loader_args`` model: unknown keys are errors, values
+    are not coerced (``"true"`` is not a boolean), and the model is immutable. The catalog
+    validates each in-process spec's ``loader_args`` against its loader's model when it
+    loads, so a misspelt key is a :class:`~dp_models.errors.CatalogError` naming file and
+    field (``dp-models validate``), not a surprise at load time."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class NoArgs(LoaderArgs):
+    """``loader_args`` of a loader that takes none: any key is an error."""
+
+
+ArgsT = TypeVar("ArgsT", bound=LoaderArgs)
 
 
 class VerifiedFile(Protocol):
@@ -102,20 +125,6 @@ class LoadContext:
             return opened.open()
         return os.fdopen(open_regular(self.paths[key]), "rb")
 
-    def args(self, allowed: Mapping[str, Any]) -> dict[str, Any]:
-        """``loader_args`` checked against ``allowed`` (name -> default), defaults filled in.
-        An unknown argument is a :class:`LoaderArgsError` that lists the known ones."""
-        unknown = sorted(set(self.loader_args) - set(allowed))
-        if unknown:
-            known = ", ".join(sorted(allowed)) or "none"
-            raise LoaderArgsError(
-                f"spec {self.spec.name!r}: loader {self.spec.loader!r} does not take "
-                f"loader_args {', '.join(unknown)}; it takes {known}",
-                spec=self.spec.name,
-                loader=self.spec.loader or "?",
-            )
-        return {**allowed, **self.loader_args}
-
 
 class FrameworkPaths(Mapping[str, Path]):
     """``LoadContext.paths`` for a load: a file artifact's entry is its verified file's
@@ -137,37 +146,63 @@ class FrameworkPaths(Mapping[str, Path]):
         return len(self._directories) + len(self._files)
 
 
-@runtime_checkable
-class Loader(Protocol):
-    """Builds the in-process object of a spec.
+class Loader(ABC, Generic[ArgsT]):
+    """Builds the in-process object of a spec: subclass it, set ``name``, ``framework`` and
+    ``extra``, implement :meth:`load`, and override what differs from the defaults.
 
-    ``framework`` is the distribution whose version goes into ``models_used``;
-    ``extra`` is the dp-models extra that installs it.
+    Every attribute and method here is a hook the manager (or the catalog) calls; none is
+    looked up with ``getattr``. A loader instance serves many specs and threads: keep
+    per-load state in :meth:`load`.
     """
 
+    #: The spec's ``loader`` value.
     name: str
+    #: The distribution whose version goes into ``models_used`` (``"torch"``).
     framework: str
+    #: The dp-models extra that installs the framework (``"torch"``): named by
+    #: :class:`~dp_models.errors.MissingExtraError`.
     extra: str
+    #: The model ``loader_args`` are validated against when the catalog loads (a subclass
+    #: of :class:`LoaderArgs`: strict, unknown keys refused); :meth:`args` returns it.
+    args_model: type[LoaderArgs] = NoArgs
+    #: The precisions it runs; anything else is a PrecisionError at ``get``.
+    precisions: tuple[str, ...] = PRECISIONS
+    #: Engines and artifact formats a spec of this loader may name beyond the built-in
+    #: lists of :mod:`dp_models.spec` (a third-party framework's own).
+    engines: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
 
     def cuda_available(self) -> bool:
-        """Whether this loader's framework can run on CUDA here."""
-        ...
+        """Whether this loader's framework can run on CUDA here: decides ``device: auto``
+        and refuses ``device: cuda`` at ``get`` (not called for ``cpu``). Import the
+        framework with :func:`require`, so that a missing one is a MissingExtraError."""
+        return False
 
+    def describe(self, spec: Spec, paths: Mapping[str, Path]) -> Mapping[str, Any] | None:
+        """Facts read from the verified artifacts without loading them (a spaCy pipeline's
+        name and version, say), recorded as ``model_info`` in ``models_used``; None for
+        none. Must not raise for a bad artifact: :meth:`load` reports it."""
+        return None
+
+    @abstractmethod
     def load(self, ctx: LoadContext) -> Any:
         """Build and return the model. Raise dp_models errors for anything the user can fix."""
-        ...
 
-
-# Optional loader methods, looked up with getattr (a third-party loader may lack them):
-#
-#   precisions: tuple[str, ...]
-#       The precisions it can run; anything else is a PrecisionError at get().
-#   describe(spec: Spec, paths: Mapping[str, Path]) -> Mapping[str, Any] | None
-#       Facts read from the verified artifacts without loading them (a spaCy pipeline's
-#       name and version, say); recorded as ``model_info`` in models_used.
-#   make_fake(spec: Spec, root: Path) -> Mapping[str, Any] | None
-#       Write small artifacts the framework really loads at ``root / artifact.path``; return
-#       loader_args overrides for the fake catalog copy (a tiny architecture), or None.
+    def args(self, ctx: LoadContext) -> ArgsT:
+        """The spec's ``loader_args`` as :attr:`args_model`, defaults filled in. The catalog
+        validated them already; a context made by hand with args the model refuses is a
+        :class:`LoaderArgsError`."""
+        try:
+            return cast(ArgsT, self.args_model.model_validate(dict(ctx.loader_args)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise LoaderArgsError(
+                f"spec {ctx.spec.name!r}: loader_args{'.' + where if where else ''} do not fit "
+                f"loader {self.name!r}: {first.get('msg')}",
+                spec=ctx.spec.name,
+                loader=self.name,
+            ) from None
 
 
 def require(module: str, *, extra: str, spec: str | None = None) -> ModuleType:
@@ -178,17 +213,3 @@ def require(module: str, *, extra: str, spec: str | None = None) -> ModuleType:
         if exc.name is not None and module.split(".")[0] != exc.name.split(".")[0]:
             raise  # the framework is there but broken: show the real error
         raise MissingExtraError(module, extra=extra, spec=spec) from exc
-
-
-def write_placeholder(path: Path, fmt: str) -> None:
-    """Write a small, well-formed file of ``fmt`` for an artifact that is not the weights
-    (labels, configs): what a fake root needs beside the fake weights."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = {
-        "txt": "class_0\nclass_1\n",
-        "json": "{}\n",
-        "yaml": "{}\n",
-    }.get(fmt)
-    if content is None:
-        raise ValueError(f"no placeholder for format {fmt!r}")
-    path.write_text(content, encoding="utf-8")

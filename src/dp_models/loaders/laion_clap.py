@@ -26,25 +26,22 @@ opcode for opcode, building and importing nothing, and read by that same unpickl
 (:mod:`dp_models.loaders._checkpoint`). Only the ``state_dict`` is used; keys must match
 exactly.
 
-loader_args:
-    amodel: HTSAT-tiny      audio tower: a laion-clap model config (HTSAT-tiny, PANN-14, ...)
-    tmodel: roberta         text tower: only ``roberta`` (its files are the spec's artifact)
-    enable_fusion: false    the fusion variant (needs a fusion checkpoint)
-    weights_only: true      false opts out of safe unpickling (trusted files only)
+loader_args: :class:`LaionClapArgs`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from pydantic import Field, field_validator
 
 from ..errors import (
     ArtifactMissingError,
@@ -53,14 +50,13 @@ from ..errors import (
     MissingExtraError,
     UnprovisionedTokenizerError,
 )
-from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
+from .base import LoadContext, Loader, LoaderArgs, require
 from .torch import fit_state_dict, read_checkpoint, unwrap_state_dict
 
-__all__ = ["LaionClapLoader"]
+__all__ = ["LaionClapArgs", "LaionClapLoader"]
 
 _NAME = "laion_clap"
-_WEIGHT_FORMATS = ("pt", "pth", "safetensors")
+WEIGHT_FORMATS = ("pt", "pth", "safetensors")
 _TEXT_FILES = ("config.json", "vocab.json", "merges.txt")
 _HUB_TOKENIZERS = ("BertTokenizer", "RobertaTokenizer", "BartTokenizer")
 #: Buffers that older transformers saved with the weights and newer ones do not keep.
@@ -83,6 +79,36 @@ _NUMERIC_DTYPES = tuple(
 # built; they point at the spec's directory for the duration of one build at a time.
 _BUILD_LOCK = threading.Lock()
 _IMPORT_LOCK = threading.Lock()
+
+
+class LaionClapArgs(LoaderArgs):
+    """``loader_args`` of ``laion_clap``."""
+
+    amodel: str = Field(
+        default="HTSAT-tiny",
+        description="audio tower: a laion-clap model config (HTSAT-tiny, PANN-14, ...), "
+        "checked against the installed laion-clap at load",
+    )
+    tmodel: str = Field(
+        default="roberta",
+        description="text tower: only 'roberta' (its files are the spec's artifact)",
+    )
+    enable_fusion: bool = Field(
+        default=False, description="the fusion variant (needs a fusion checkpoint)"
+    )
+    weights_only: bool = Field(
+        default=True, description="false opts out of safe unpickling (trusted files only)"
+    )
+
+    @field_validator("tmodel")
+    @classmethod
+    def _roberta(cls, value: str) -> str:
+        if value != "roberta":
+            raise ValueError(
+                "is not supported: laion_clap would download its text tower from the Hugging "
+                "Face Hub; only 'roberta' is built from the spec's RoBERTa directory"
+            )
+        return value
 
 
 class _HubPlaceholder:
@@ -293,80 +319,24 @@ def _load_weights(ctx: LoadContext, model: Any, state: dict[str, Any], label: st
     )
 
 
-def _check_args(ctx: LoadContext, args: Mapping[str, Any], laion_clap: ModuleType) -> None:
-    name = ctx.spec.name
-    for flag in ("enable_fusion", "weights_only"):
-        if not isinstance(args[flag], bool):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.{flag} must be true or false, got {args[flag]!r}",
-                spec=name,
-                loader=_NAME,
-            )
-    if args["tmodel"] != "roberta":
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.tmodel {args['tmodel']!r} is not supported: laion_clap "
-            "would download its text tower from the Hugging Face Hub; only 'roberta' is built "
-            "from the spec's RoBERTa directory",
-            spec=name,
-            loader=_NAME,
-        )
+def _check_amodel(ctx: LoadContext, amodel: str, laion_clap: ModuleType) -> None:
     known = _clap_modules(laion_clap)[1].list_models()
-    if args["amodel"] not in known:
+    if amodel not in known:
         raise LoaderArgsError(
-            f"spec {name!r}: loader_args.amodel {args['amodel']!r} is not a laion_clap audio "
+            f"spec {ctx.spec.name!r}: loader_args.amodel {amodel!r} is not a laion_clap audio "
             f"model config; known: {', '.join(known)}",
-            spec=name,
+            spec=ctx.spec.name,
             loader=_NAME,
         )
 
 
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2's byte-level alphabet (what RoBERTa's vocabulary is built on), in byte order."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    chars = dict(zip(printable, printable, strict=True))
-    extra = 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = 256 + extra
-            extra += 1
-    return [chr(chars[b]) for b in range(256)]
-
-
-def _write_fake_roberta(directory: Path) -> Any:
-    """A byte-level RoBERTa tokenizer (261 tokens, no merges) and a one-layer RoBERTa
-    config of hidden size 768 (CLAP's text projection is built for 768)."""
-    transformers = require("transformers", extra="clap")
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for char in _bytes_to_unicode():
-        vocab.setdefault(char, len(vocab))
-    vocab["<mask>"] = len(vocab)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    config = transformers.RobertaConfig(
-        vocab_size=len(vocab),
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=12,
-        intermediate_size=64,
-        max_position_embeddings=80,  # 77 tokens after the padding offset of 2
-        type_vocab_size=1,
-        layer_norm_eps=1e-5,
-    )
-    config.to_json_file(str(directory / "config.json"))
-    return config
-
-
-class LaionClapLoader:
+class LaionClapLoader(Loader[LaionClapArgs]):
     """``loader: laion_clap``; returns a ``laion_clap.CLAP_Module`` in eval mode."""
 
     name = _NAME
     framework = "laion_clap"
     extra = "clap"
+    args_model = LaionClapArgs
     # CLAP_Module feeds its towers float32 features; half precision is the caller's autocast
     precisions = ("fp32",)
 
@@ -376,87 +346,26 @@ class LaionClapLoader:
             raise MissingExtraError("laion_clap", extra=self.extra)
         return bool(_torch().cuda.is_available())
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """The spec's audio tower (HTSAT-tiny is fixed by laion_clap: 28M parameters, about
-        130 MB) with a one-layer RoBERTa, randomly initialised and saved the way LAION's
-        checkpoints are: ``{"epoch", "name", "state_dict" (keys with "module."), "optimizer"
-        (a numpy learning rate)}``; a byte-level RoBERTa tokenizer directory beside it."""
-        import numpy as np
-
-        torch = _torch(spec.name)
-        laion_clap = _import_laion_clap(spec.name)
-        args = {"amodel": "HTSAT-tiny", "enable_fusion": False, **spec.loader_args}
-        text_dir = next(
-            (a for a in spec.artifacts if a.format in ("tokenizer_dir", "model_dir")), None
-        )
-        if text_dir is None:
-            raise LoaderArgsError(
-                f"spec {spec.name!r}: loader laion_clap needs a tokenizer_dir artifact "
-                "(roberta-base)",
-                spec=spec.name,
-                loader=_NAME,
-            )
-        config = _write_fake_roberta(root / text_dir.path)
-        transformers = require("transformers", extra="clap", spec=spec.name)
-        tokenizer = transformers.RobertaTokenizer.from_pretrained(
-            str(root / text_dir.path), local_files_only=True
-        )
-        with _local_roberta(laion_clap, config, tokenizer, spec.name):
-            clap = laion_clap.CLAP_Module(
-                enable_fusion=bool(args["enable_fusion"]), device="cpu", amodel=str(args["amodel"])
-            )
-        state = {f"module.{k}": v for k, v in clap.model.state_dict().items()}
-        # what transformers < 4.31 saved, and LAION's checkpoints therefore carry
-        state["module.text_branch.embeddings.position_ids"] = torch.arange(80).unsqueeze(0)
-        checkpoint = {
-            "epoch": 1,
-            "name": "dp_models-fake",
-            "state_dict": state,
-            "optimizer": {"state": {}, "param_groups": [{"lr": np.float64(1e-4), "params": [0]}]},
-        }
-        for art in spec.artifacts:
-            path = root / art.path
-            if art is text_dir:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if art.format in ("pt", "pth"):
-                # protocol 4, as LAION's released checkpoints are pickled
-                torch.save(checkpoint, path, pickle_protocol=4)
-            elif art.format == "safetensors":
-                require("safetensors.torch", extra="torch", spec=spec.name).save_file(
-                    {k[len("module.") :]: v.contiguous() for k, v in state.items()}, str(path)
-                )
-            else:
-                write_placeholder(path, art.format)
-        return None
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args(
-            {
-                "amodel": "HTSAT-tiny",
-                "tmodel": "roberta",
-                "enable_fusion": False,
-                "weights_only": True,
-            }
-        )
+        args = self.args(ctx)
         name = ctx.spec.name
         laion_clap = _import_laion_clap(name)
-        _check_args(ctx, args, laion_clap)
+        _check_amodel(ctx, args.amodel, laion_clap)
         config, tokenizer, _ = _text_tower(ctx)
-        art = next((a for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+        art = next((a for a in ctx.spec.artifacts if a.format in WEIGHT_FORMATS), None)
         if art is None:
-            ctx.artifact(*_WEIGHT_FORMATS)  # raises: the spec has no weights artifact
+            ctx.artifact(*WEIGHT_FORMATS)  # raises: the spec has no weights artifact
             raise AssertionError("unreachable")
-        checkpoint = _read_checkpoint(ctx, Path(art.path), art.format, args["weights_only"])
+        checkpoint = _read_checkpoint(ctx, Path(art.path), art.format, args.weights_only)
         state = unwrap_state_dict(checkpoint, spec=ctx.spec.name, loader=_NAME)
         with _local_roberta(laion_clap, config, tokenizer, name):
             clap = laion_clap.CLAP_Module(
-                enable_fusion=args["enable_fusion"],
+                enable_fusion=args.enable_fusion,
                 device=ctx.device,
-                amodel=args["amodel"],
+                amodel=args.amodel,
                 tmodel="roberta",
             )
-        label = f"{args['amodel']} + roberta (enable_fusion: {str(args['enable_fusion']).lower()})"
+        label = f"{args.amodel} + roberta (enable_fusion: {str(args.enable_fusion).lower()})"
         _load_weights(ctx, clap.model, state, label)
         clap.eval()
         return clap

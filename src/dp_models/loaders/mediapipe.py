@@ -15,125 +15,69 @@ the device the spec names, and where EGL falls back to Mesa's software renderer 
 second LLVM into the process, after which ``import triton`` (torch.compile) crashes the
 interpreter with a segmentation fault.
 
-loader_args:
-    task: (required)        face_detector | face_landmarker | hand_landmarker | pose_landmarker
-    running_mode: IMAGE     IMAGE | VIDEO | LIVE_STREAM
-    options: {}             fields of the task's options (num_faces, min_..._confidence, ...)
+loader_args: :class:`MediaPipeArgs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
+import importlib.util
 import queue
-import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from ..errors import DeviceUnavailableError, DPModelsError, LoaderArgsError, LoaderError
+from pydantic import Field
+
+from ..errors import (
+    DeviceUnavailableError,
+    DPModelsError,
+    LoaderArgsError,
+    LoaderError,
+    MissingExtraError,
+)
 from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
+from .base import LoadContext, Loader, LoaderArgs, require
 
-__all__ = ["TASKS", "LiveStreamTask", "MediaPipeLoader"]
+__all__ = ["TASKS", "LiveStreamTask", "MediaPipeArgs", "MediaPipeLoader"]
 
 
 class _Task(NamedTuple):
     cls: str  # class in mediapipe.tasks.python.vision; its options class is cls + "Options"
     formats: tuple[str, ...]  # artifact formats it loads
-    # the fake: {file in the bundle (or "" for a bare .tflite): (input shape, outputs)}
-    fake: Mapping[str, tuple[list[int], list[tuple[list[int], float]]]]
 
 
-_NONE = -100.0  # detector score logit of the fakes: nothing is ever found
-
-#: The tasks this loader builds. Shapes of the fakes are those MediaPipe's task graphs
-#: expect from the real models (input size, anchors x coordinates, scores).
+#: The tasks this loader builds.
 TASKS: Mapping[str, _Task] = {
-    "face_detector": _Task(
-        "FaceDetector",
-        ("tflite",),
-        {"": ([1, 128, 128, 3], [([1, 896, 16], 0.0), ([1, 896, 1], _NONE)])},
-    ),
-    "face_landmarker": _Task(
-        "FaceLandmarker",
-        ("task",),
-        {
-            "face_detector.tflite": ([1, 128, 128, 3], [([1, 896, 16], 0.0), ([1, 896, 1], _NONE)]),
-            "face_landmarks_detector.tflite": (
-                [1, 256, 256, 3],
-                [([1, 1, 1, 1434], 0.0), ([1, 1, 1, 1], _NONE)],
-            ),
-            "face_blendshapes.tflite": ([1, 146, 2], [([52], 0.0)]),
-        },
-    ),
-    "hand_landmarker": _Task(
-        "HandLandmarker",
-        ("task",),
-        {
-            "hand_detector.tflite": (
-                [1, 192, 192, 3],
-                [([1, 2016, 18], 0.0), ([1, 2016, 1], _NONE)],
-            ),
-            "hand_landmarks_detector.tflite": (
-                [1, 224, 224, 3],
-                [([1, 63], 0.0), ([1, 1], _NONE), ([1, 1], 0.0), ([1, 63], 0.0)],
-            ),
-        },
-    ),
-    "pose_landmarker": _Task(
-        "PoseLandmarker",
-        ("task",),
-        {
-            "pose_detector.tflite": (
-                [1, 224, 224, 3],
-                [([1, 2254, 12], 0.0), ([1, 2254, 1], _NONE)],
-            ),
-            "pose_landmarks_detector.tflite": (
-                [1, 256, 256, 3],
-                [
-                    ([1, 195], 0.0),
-                    ([1, 1], _NONE),
-                    ([1, 256, 256, 1], 0.0),
-                    ([1, 64, 64, 39], 0.0),
-                    ([1, 117], 0.0),
-                ],
-            ),
-        },
-    ),
+    "face_detector": _Task("FaceDetector", ("tflite",)),
+    "face_landmarker": _Task("FaceLandmarker", ("task",)),
+    "hand_landmarker": _Task("HandLandmarker", ("task",)),
+    "pose_landmarker": _Task("PoseLandmarker", ("task",)),
 }
 
-_RUNNING_MODES = ("IMAGE", "VIDEO", "LIVE_STREAM")
 _FIXED_OPTIONS = frozenset({"base_options", "running_mode", "result_callback"})
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same fake bytes on every run
+
+
+class MediaPipeArgs(LoaderArgs):
+    """``loader_args`` of ``mediapipe``."""
+
+    task: Literal["face_detector", "face_landmarker", "hand_landmarker", "pose_landmarker"] = Field(
+        description="the MediaPipe Tasks vision task to build"
+    )
+    running_mode: Literal["IMAGE", "VIDEO", "LIVE_STREAM"] = Field(
+        default="IMAGE", description="the task's running mode"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fields of the task's options (num_faces, min_..._confidence, ...), "
+        "checked against the installed MediaPipe at load",
+    )
 
 
 def _vision(spec: str | None = None) -> ModuleType:
     return require("mediapipe.tasks.python.vision", extra="mediapipe", spec=spec)
-
-
-def _fake_asset(task: _Task, input_type: str = "uint8") -> bytes:
-    from ..testing.tflite import constant_model
-
-    def model(name: str) -> bytes:
-        shape, outputs = task.fake[name]
-        kind = "float32" if name == "face_blendshapes.tflite" else input_type
-        return constant_model(shape, outputs, input_type=kind)
-
-    if "" in task.fake:
-        return model("")
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as bundle:
-        for name in task.fake:
-            info = zipfile.ZipInfo(name, _ZIP_EPOCH)
-            # MediaPipe reads the models in place: start each one 16-byte aligned, as the
-            # real bundles do (padding in an extra field, like Android's zipalign)
-            pad = -(out.tell() + 30 + len(name.encode()) + 4) % 16
-            info.extra = struct.pack("<HH", 0xD935, pad) + bytes(pad)
-            bundle.writestr(info, model(name))
-    return out.getvalue()
 
 
 def _check_options(ctx: LoadContext, options_cls: Any, options: Mapping[str, Any]) -> None:
@@ -201,39 +145,20 @@ class LiveStreamTask:
         return getattr(self.task, name)
 
 
-class MediaPipeLoader:
+class MediaPipeLoader(Loader[MediaPipeArgs]):
     """``loader: mediapipe``."""
 
     name = "mediapipe"
     framework = "mediapipe"
     extra = "mediapipe"
+    args_model = MediaPipeArgs
     precisions = ("fp32",)
 
     def cuda_available(self) -> bool:
+        if importlib.util.find_spec("mediapipe") is None:  # no import at get(): it is slow
+            raise MissingExtraError("mediapipe", extra=self.extra)
         # MediaPipe has no CUDA delegate; its GPU delegate is OpenGL ES, not offered (module doc)
         return False
-
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A valid asset for the spec's task that MediaPipe really loads and runs: a
-        constant TFLite model with the tensor shapes the task's graph expects (a ``.task``
-        bundle of them for the landmarkers), a few KB each, that finds nothing in any
-        image. Placeholders for the other artifacts."""
-        task = TASKS.get(str(spec.loader_args.get("task")))
-        if task is None:
-            from ..errors import FakeWeightsError
-
-            raise FakeWeightsError(
-                f"spec {spec.name!r}: no fake MediaPipe asset for task "
-                f"{spec.loader_args.get('task')!r}; known tasks: {', '.join(TASKS)}"
-            )
-        for art in spec.artifacts:
-            path = root / art.path
-            if art.format not in ("task", "tflite"):
-                write_placeholder(path, art.format)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(_fake_asset(task))
-        return None
 
     def describe(self, spec: Spec, paths: Mapping[str, Path]) -> Mapping[str, Any] | None:
         """The models inside a ``.task`` bundle (a zip), recorded as ``model_info``."""
@@ -247,31 +172,10 @@ class MediaPipeLoader:
         return None
 
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args({"task": None, "running_mode": "IMAGE", "options": {}})
+        args = self.args(ctx)
         name = ctx.spec.name
-        task = TASKS.get(args["task"]) if isinstance(args["task"], str) else None
-        if task is None:
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.task must be one of {', '.join(TASKS)}, got "
-                f"{args['task']!r}",
-                spec=name,
-                loader=self.name,
-            )
-        mode = args["running_mode"]
-        if mode not in _RUNNING_MODES:
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.running_mode must be one of "
-                f"{', '.join(_RUNNING_MODES)}, got {mode!r}",
-                spec=name,
-                loader=self.name,
-            )
-        if not isinstance(args["options"], Mapping):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.options must be a mapping of {task.cls}Options "
-                f"fields, got {args['options']!r}",
-                spec=name,
-                loader=self.name,
-            )
+        task = TASKS[args.task]
+        mode = args.running_mode
         if ctx.device != "cpu":
             raise DeviceUnavailableError(
                 f"spec {name!r}: MediaPipe runs on the CPU only (device {ctx.device!r} asked "
@@ -285,12 +189,12 @@ class MediaPipeLoader:
         tasks = require("mediapipe.tasks.python", extra=self.extra, spec=name)
         task_cls = getattr(vision, task.cls)
         options_cls = getattr(vision, f"{task.cls}Options")
-        _check_options(ctx, options_cls, args["options"])
+        _check_options(ctx, options_cls, args.options)
         base = tasks.BaseOptions(
             model_asset_path=str(path), delegate=tasks.BaseOptions.Delegate.CPU
         )
         running_mode = getattr(vision.RunningMode, mode)
-        options = options_cls(base_options=base, running_mode=running_mode, **args["options"])
+        options = options_cls(base_options=base, running_mode=running_mode, **args.options)
         try:
             if mode == "LIVE_STREAM":
                 return LiveStreamTask(task_cls.create_from_options, options)
@@ -303,7 +207,7 @@ class MediaPipeLoader:
             raise LoaderError(
                 f"spec {name!r}: MediaPipe could not build a {task.cls} from {path} "
                 f"({type(exc).__name__}: {message}). The file passed its digest check, so the "
-                f"pinned artifact is not {kind} for task {args['task']!r} that this MediaPipe "
+                f"pinned artifact is not {kind} for task {args.task!r} that this MediaPipe "
                 "can run: check loader_args.task and the provisioned file.",
                 spec=name,
                 loader=self.name,

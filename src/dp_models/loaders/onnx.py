@@ -5,61 +5,51 @@
 (ONNX Runtime itself would quietly run on the CPU). ``providers`` in loader_args names
 them explicitly; each must be available.
 
-loader_args:
-    providers: null              e.g. [CUDAExecutionProvider, CPUExecutionProvider]
-    intra_op_num_threads: 0      0 lets ONNX Runtime choose
-    inter_op_num_threads: 0
+loader_args: :class:`OnnxRuntimeArgs`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from ..errors import DeviceUnavailableError, LoaderArgsError, PrecisionError
-from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
+from .base import LoadContext, Loader, LoaderArgs, require
 
-__all__ = ["OnnxRuntimeLoader"]
+__all__ = ["OnnxRuntimeArgs", "OnnxRuntimeLoader"]
 
 _GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+Threads = Annotated[int, Field(ge=0, description="0 lets ONNX Runtime choose")]
 
 
-class OnnxRuntimeLoader:
-    """``loader: onnxruntime``."""
+class OnnxRuntimeArgs(LoaderArgs):
+    """``loader_args`` of ``onnxruntime``."""
+
+    providers: Annotated[list[str], Field(min_length=1)] | None = Field(
+        default=None,
+        description="execution providers in order, e.g. [CUDAExecutionProvider, "
+        "CPUExecutionProvider]; null: the device's own",
+    )
+    intra_op_num_threads: Threads = 0
+    inter_op_num_threads: Threads = 0
+
+
+class OnnxRuntimeLoader(Loader[OnnxRuntimeArgs]):
+    """``loader: onnxruntime``. Any precision passes ``get``: an ONNX model runs in the one
+    it was exported in (the spec's), checked at load."""
 
     name = "onnxruntime"
     framework = "onnxruntime"
     extra = "onnx"
+    args_model = OnnxRuntimeArgs
 
     def cuda_available(self) -> bool:
         ort = require("onnxruntime", extra=self.extra)  # missing: MissingExtraError
         return "CUDAExecutionProvider" in ort.get_available_providers()
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A one-node ONNX model (``x`` -> Identity -> ``y``, float32, any shape) for each
-        ``onnx`` artifact; placeholders for the others."""
-        onnx = require("onnx", extra=self.extra, spec=spec.name)
-        helper = onnx.helper
-        for art in spec.artifacts:
-            path = root / art.path
-            if art.format != "onnx":
-                write_placeholder(path, art.format)
-                continue
-            graph = helper.make_graph(
-                [helper.make_node("Identity", ["x"], ["y"])],
-                "dp_models_fake",
-                [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
-                [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-            )
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-            model.ir_version = 8
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(model.SerializeToString())
-        return None
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args({"providers": None, "intra_op_num_threads": 0, "inter_op_num_threads": 0})
+        args = self.args(ctx)
         name = ctx.spec.name
         ort = require("onnxruntime", extra=self.extra, spec=name)
         if ctx.precision != ctx.spec.precision:
@@ -70,18 +60,12 @@ class OnnxRuntimeLoader:
                 precision=ctx.precision,
                 device=ctx.device,
             )
-        providers = args["providers"]
+        providers = args.providers
         if providers is None:
             providers = (
                 ["CUDAExecutionProvider"]
                 if ctx.device.startswith("cuda")
                 else ["CPUExecutionProvider"]
-            )
-        if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.providers must be a list of provider names",
-                spec=name,
-                loader=self.name,
             )
         on_gpu = [p for p in providers if p in _GPU_PROVIDERS]
         if ctx.device.startswith("cuda") != bool(on_gpu) or (
@@ -110,8 +94,8 @@ class OnnxRuntimeLoader:
                 requested=",".join(missing),
             )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(args["intra_op_num_threads"])
-        options.inter_op_num_threads = int(args["inter_op_num_threads"])
+        options.intra_op_num_threads = args.intra_op_num_threads
+        options.inter_op_num_threads = args.inter_op_num_threads
         session = ort.InferenceSession(
             str(ctx.artifact("onnx")), sess_options=options, providers=run_on
         )

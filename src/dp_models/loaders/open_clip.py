@@ -24,11 +24,7 @@ Keys must match the architecture exactly (a checkpoint of another size is a
 The spec's ``preprocess`` preset (``openai_clip_224|336|448``) must name the model's input
 resolution.
 
-loader_args:
-    model_name: (required)          open_clip architecture config, e.g. "ViT-B-32"
-    pretrained_format: openai       "openai" or "open_clip"
-    model_kwargs: {}                overrides of the architecture config (open_clip's
-                                    ``**model_kwargs``: embed_dim, vision_cfg, text_cfg, ...)
+loader_args: :class:`OpenClipArgs`.
 """
 
 from __future__ import annotations
@@ -44,7 +40,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from ..errors import (
     LoaderArgsError,
@@ -53,22 +51,19 @@ from ..errors import (
     UnsafeCheckpointError,
     UnsupportedPickleError,
 )
-from ..spec import Spec
 from ._checkpoint import read_torchscript_state_dict
-from .base import LoadContext, require
+from .base import LoadContext, Loader, LoaderArgs, require
 from .torch import (
     _unpickler_detail,
     fit_state_dict,
     read_checkpoint,
     unwrap_state_dict,
-    write_weights,
 )
 
-__all__ = ["OpenClipLoader", "OpenClipModel"]
+__all__ = ["OpenClipArgs", "OpenClipLoader", "OpenClipModel"]
 
 _NAME = "open_clip"
-_FORMATS = ("openai", "open_clip")
-_WEIGHT_FORMATS = ("pt", "pth", "torchscript", "safetensors")
+WEIGHT_FORMATS = ("pt", "pth", "torchscript", "safetensors")
 #: Preset -> the square input resolution it resizes and crops to.
 PRESET_SIZES = {"openai_clip_224": 224, "openai_clip_336": 336, "openai_clip_448": 448}
 #: Entries an OpenAI TorchScript archive (or a scripted open_clip model) carries in its
@@ -127,6 +122,35 @@ class OpenClipModel:
             return self.model.encode_image(batch, normalize=True).float()
 
 
+class OpenClipArgs(LoaderArgs):
+    """``loader_args`` of ``open_clip``."""
+
+    model_name: str = Field(
+        min_length=1, description="an open_clip architecture config, e.g. 'ViT-B-32'"
+    )
+    pretrained_format: Literal["openai", "open_clip"] = Field(
+        default="openai",
+        description="'openai' (an OpenAI CLIP release) or 'open_clip' (a state dict saved by "
+        "open_clip)",
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of the architecture config (open_clip's **model_kwargs: "
+        "embed_dim, vision_cfg, text_cfg, ...)",
+    )
+
+    @field_validator("model_name")
+    @classmethod
+    def _no_schema(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError(
+                "names a schema (hf-hub:, local-dir:); open_clip would read its config and "
+                "weights from there, not from the spec's verified artifacts. Name a built-in "
+                "architecture such as 'ViT-B-32' instead"
+            )
+        return value
+
+
 def _torch(spec: str | None = None) -> Any:
     return require("torch", extra="clip", spec=spec)
 
@@ -180,41 +204,9 @@ def _square(size: Any) -> int | None:
     return None
 
 
-def _check_args(ctx: LoadContext, args: Mapping[str, Any], open_clip: Any) -> dict[str, Any]:
-    name = ctx.spec.name
-    model_name = args["model_name"]
-    if not isinstance(model_name, str) or not model_name:
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.model_name is required: an open_clip architecture "
-            "config such as 'ViT-B-32'",
-            spec=name,
-            loader=_NAME,
-        )
-    if ":" in model_name:
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.model_name {model_name!r} names a schema "
-            "(hf-hub:, local-dir:); open_clip would read its config and weights from there, not "
-            "from the spec's verified artifacts. Name a built-in architecture such as "
-            "'ViT-B-32' instead.",
-            spec=name,
-            loader=_NAME,
-        )
-    if args["pretrained_format"] not in _FORMATS:
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.pretrained_format must be 'openai' (an OpenAI CLIP "
-            "release) or 'open_clip' (a state dict saved by open_clip), got "
-            f"{args['pretrained_format']!r}",
-            spec=name,
-            loader=_NAME,
-        )
-    kwargs = args["model_kwargs"]
-    if not isinstance(kwargs, Mapping):
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.model_kwargs must be a mapping of architecture "
-            f"overrides, got {kwargs!r}",
-            spec=name,
-            loader=_NAME,
-        )
+def _check_config(ctx: LoadContext, args: OpenClipArgs, open_clip: Any) -> None:
+    """``model_name`` is an architecture this open_clip has, with a CLIP text tower."""
+    name, model_name = ctx.spec.name, args.model_name
     config = open_clip.get_model_config(model_name)
     if config is None:
         close = difflib.get_close_matches(model_name, open_clip.list_models(), n=4)
@@ -225,7 +217,7 @@ def _check_args(ctx: LoadContext, args: Mapping[str, Any], open_clip: Any) -> di
             spec=name,
             loader=_NAME,
         )
-    text_cfg = {**config.get("text_cfg", {}), **kwargs.get("text_cfg", {})}
+    text_cfg = {**config.get("text_cfg", {}), **args.model_kwargs.get("text_cfg", {})}
     if "hf_model_name" in text_cfg or "hf_tokenizer_name" in text_cfg:
         raise LoaderArgsError(
             f"spec {name!r}: {model_name!r} has a Hugging Face text tower or tokenizer "
@@ -234,7 +226,6 @@ def _check_args(ctx: LoadContext, args: Mapping[str, Any], open_clip: Any) -> di
             spec=name,
             loader=_NAME,
         )
-    return dict(kwargs)
 
 
 def _read_state_dict(ctx: LoadContext, path: Path, fmt: str, pretrained_format: str) -> Any:
@@ -325,34 +316,13 @@ def _check_preprocess(ctx: LoadContext, image_size: Any) -> int:
     return size
 
 
-def _tiny_model_kwargs(image_size: int) -> dict[str, Any]:
-    """A CLIP of the real layout, a few MB: one block per tower, the real vocabulary (the
-    tokenizer's ids must fit) and the preset's resolution (the preprocess check still holds)."""
-    return {
-        "embed_dim": 16,
-        "vision_cfg": {
-            "image_size": image_size,
-            "layers": 1,
-            "width": 32,
-            "patch_size": 32,
-            "head_width": 16,
-        },
-        "text_cfg": {
-            "context_length": 77,
-            "vocab_size": 49408,
-            "width": 16,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-
-
-class OpenClipLoader:
+class OpenClipLoader(Loader[OpenClipArgs]):
     """``loader: open_clip``; returns an :class:`OpenClipModel`."""
 
     name = _NAME
     framework = "open_clip_torch"
     extra = "clip"
+    args_model = OpenClipArgs
     precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
@@ -361,48 +331,22 @@ class OpenClipLoader:
             raise MissingExtraError("open_clip", extra=self.extra)
         return bool(_torch().cuda.is_available())
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A tiny CLIP (one block per tower, a few MB) at the spec's preset resolution, saved
-        as the spec's format reads it: a TorchScript archive like OpenAI's for
-        ``pretrained_format: openai``, a state dict (safetensors or pickle of tensors) for
-        ``open_clip``. Returns ``model_kwargs`` for the fake catalog."""
-        torch = _torch(spec.name)
-        open_clip = _open_clip(spec.name)
-        args = {"pretrained_format": "openai", **spec.loader_args}
-        size = PRESET_SIZES.get(spec.preprocess or "", 224)
-        kwargs = _tiny_model_kwargs(size)
-        openai = args["pretrained_format"] == "openai"
-        with _quiet():
-            model = open_clip.create_model(
-                str(args.get("model_name", "ViT-B-32")), force_quick_gelu=openai, **kwargs
-            )
-        model.eval()
-
-        def save(path: Path) -> None:
-            if openai:  # OpenAI's releases are TorchScript archives
-                with _quiet():
-                    torch.jit.save(torch.jit.script(model), str(path))
-            else:
-                torch.save(model.state_dict(), path)
-
-        write_weights(spec, root, model.state_dict(), _WEIGHT_FORMATS, save)
-        return {"model_kwargs": kwargs}
-
     def load(self, ctx: LoadContext) -> OpenClipModel:
-        args = ctx.args({"model_name": None, "pretrained_format": "openai", "model_kwargs": {}})
+        args = self.args(ctx)
         name = ctx.spec.name
         open_clip = _open_clip(name)
-        kwargs = _check_args(ctx, args, open_clip)
-        openai = args["pretrained_format"] == "openai"
-        art = next((a for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+        _check_config(ctx, args, open_clip)
+        kwargs = args.model_kwargs
+        openai = args.pretrained_format == "openai"
+        art = next((a for a in ctx.spec.artifacts if a.format in WEIGHT_FORMATS), None)
         if art is None:
-            ctx.artifact(*_WEIGHT_FORMATS)  # raises: the spec has no weights artifact
+            ctx.artifact(*WEIGHT_FORMATS)  # raises: the spec has no weights artifact
             raise AssertionError("unreachable")
-        checkpoint = _read_state_dict(ctx, Path(art.path), art.format, args["pretrained_format"])
+        checkpoint = _read_state_dict(ctx, Path(art.path), art.format, args.pretrained_format)
         try:
             with _quiet():
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    args["model_name"],
+                    args.model_name,
                     pretrained=None,
                     precision=ctx.precision,
                     device=ctx.device,
@@ -411,16 +355,16 @@ class OpenClipLoader:
                 )
         except TypeError as exc:
             raise LoaderArgsError(
-                f"spec {name!r}: open_clip cannot build {args['model_name']!r} with "
+                f"spec {name!r}: open_clip cannot build {args.model_name!r} with "
                 f"model_kwargs {kwargs!r}: {exc}",
                 spec=name,
                 loader=_NAME,
             ) from exc
         size = _check_preprocess(ctx, model.visual.image_size)
-        _load_weights(ctx, model, _unwrap(ctx, checkpoint, model), repr(args["model_name"]))
+        _load_weights(ctx, model, _unwrap(ctx, checkpoint, model), repr(args.model_name))
         model.eval()
         context_length = int(model.context_length)
-        tokenizer = open_clip.get_tokenizer(args["model_name"], context_length=context_length)
+        tokenizer = open_clip.get_tokenizer(args.model_name, context_length=context_length)
         return OpenClipModel(
             model=model,
             preprocess=preprocess,

@@ -29,12 +29,7 @@ model's prompts ``query``, ``document`` and ``passage``, so::
 
 ``model.encode(texts)`` adds no prefix.
 
-loader_args:
-    normalize_embeddings: false  true: the model ends with a Normalize module (added when
-                                 its modules.json has none), so every encode returns unit
-                                 vectors; false: the modules exactly as modules.json lists
-    query_prefix: null           the ``query`` prompt
-    passage_prefix: null         the ``document`` and ``passage`` prompts
+loader_args: :class:`SentenceTransformersArgs`.
 """
 
 from __future__ import annotations
@@ -46,18 +41,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import (
     DPModelsError,
-    LoaderArgsError,
     LoaderError,
     MissingExtraError,
     NetworkBlockedError,
     StateDictMismatchError,
 )
-from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
+from .base import LoadContext, Loader, LoaderArgs, require
 
-__all__ = ["SentenceTransformersLoader"]
+__all__ = ["SentenceTransformersArgs", "SentenceTransformersLoader"]
 
 _NAME = "sentence_transformers"
 _EXTRA = "st"
@@ -66,104 +61,24 @@ _SHOWN_KEYS = 8
 #: transformers renames these on load (checkpoints from before LayerNorm took weight/bias)
 _LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
-# The fake: a tiny BERT with a WordPiece vocabulary of the words tests use.
-_FAKE_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_FAKE_WORDS = (
-    "a the is on and of in to query passage : . , ! ? "
-    "cat cats kitten dog dogs puppy sat sits mat rug sofa "
-    "stock stocks market markets fell rose sharply price prices today "
-    "how old universe years billion"
-).split()
-_FAKE_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
-_FAKE_HIDDEN = 32
-_FAKE_MAX_LEN = 64
+
+class SentenceTransformersArgs(LoaderArgs):
+    """``loader_args`` of ``sentence_transformers``."""
+
+    normalize_embeddings: bool = Field(
+        default=False,
+        description="true: the model ends with a Normalize module (added when its "
+        "modules.json has none), so every encode returns unit vectors; false: the modules "
+        "exactly as modules.json lists them",
+    )
+    query_prefix: str | None = Field(default=None, description="the 'query' prompt")
+    passage_prefix: str | None = Field(
+        default=None, description="the 'document' and 'passage' prompts"
+    )
 
 
 def _torch(spec: str | None = None) -> Any:
     return require("torch", extra=_EXTRA, spec=spec)
-
-
-def _fake_vocab() -> dict[str, int]:
-    tokens = [*_FAKE_SPECIAL, *_FAKE_WORDS, *_FAKE_CHARS, *(f"##{c}" for c in _FAKE_CHARS)]
-    return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _write_fake_model(spec: Spec, directory: Path) -> None:
-    """A real sentence-transformers directory around a 2-layer, 32-wide BERT."""
-    torch = _torch(spec.name)
-    tk = require("tokenizers", extra=_EXTRA, spec=spec.name)
-    transformers = require("transformers", extra=_EXTRA, spec=spec.name)
-    vocab = _fake_vocab()
-    tok = tk.Tokenizer(tk.models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = tk.normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = tk.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    tok.decoder = tk.decoders.WordPiece()
-    directory.mkdir(parents=True, exist_ok=True)
-    tok.save(str(directory / "tokenizer.json"))
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    _write_json(
-        directory / "tokenizer_config.json",
-        {
-            "tokenizer_class": "BertTokenizer",
-            "do_lower_case": True,
-            "model_max_length": _FAKE_MAX_LEN,
-            **{f"{t[1:-1].lower()}_token": t for t in _FAKE_SPECIAL},
-        },
-    )
-    config = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=_FAKE_HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=_FAKE_MAX_LEN,
-        pad_token_id=vocab["[PAD]"],
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = transformers.BertModel(config)
-    tensors = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    config.architectures = ["BertModel"]
-    config.to_json_file(str(directory / "config.json"))
-    require("safetensors.torch", extra=_EXTRA, spec=spec.name).save_file(
-        tensors, str(directory / "model.safetensors"), metadata={"format": "pt"}
-    )
-    _write_json(
-        directory / "modules.json",
-        [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {
-                "idx": 1,
-                "name": "1",
-                "path": "1_Pooling",
-                "type": "sentence_transformers.models.Pooling",
-            },
-        ],
-    )
-    _write_json(
-        directory / "sentence_bert_config.json",
-        {"max_seq_length": _FAKE_MAX_LEN, "do_lower_case": False},
-    )
-    _write_json(
-        directory / "1_Pooling" / "config.json",
-        {
-            "word_embedding_dimension": _FAKE_HIDDEN,
-            "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True,
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        },
-    )
 
 
 def _check_modules(ctx: LoadContext, directory: Path) -> None:
@@ -287,12 +202,13 @@ def _normalize_class(spec: str) -> Any:
     )
 
 
-class SentenceTransformersLoader:
+class SentenceTransformersLoader(Loader[SentenceTransformersArgs]):
     """``loader: sentence_transformers``: a ``SentenceTransformer`` from a local directory."""
 
     name = _NAME
     framework = "sentence-transformers"
     extra = _EXTRA
+    args_model = SentenceTransformersArgs
     precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
@@ -301,56 +217,14 @@ class SentenceTransformersLoader:
             raise MissingExtraError("sentence_transformers", extra=self.extra)
         return bool(_torch().cuda.is_available())
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A real sentence-transformers directory of about 110 kB for the ``model_dir``
-        artifact: a randomly initialised (seeded) 2-layer BERT, hidden size 32, with a
-        WordPiece tokenizer of 117 tokens (built with ``tokenizers``), mean pooling,
-        ``modules.json`` and the weights as ``model.safetensors``; no Normalize module (the
-        loader adds it for ``normalize_embeddings: true``). Other artifacts inside the
-        directory are the files written there; placeholders for the rest."""
-        directory = next((a for a in spec.artifacts if a.format == "model_dir"), None)
-        if directory is not None:
-            _write_fake_model(spec, root / directory.path)
-        for art in spec.artifacts:
-            path = root / art.path
-            if art is directory or (directory is not None and path.exists()):
-                continue
-            if art.format == "safetensors":
-                from ..errors import FakeWeightsError
-
-                raise FakeWeightsError(
-                    f"spec {spec.name!r}: its safetensors artifact {art.path} is not the "
-                    "model.safetensors of its model_dir artifact; no fake for that layout"
-                )
-            write_placeholder(path, art.format)
-        return None
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args(
-            {"normalize_embeddings": False, "query_prefix": None, "passage_prefix": None}
-        )
+        args = self.args(ctx)
         name = ctx.spec.name
-        if not isinstance(args["normalize_embeddings"], bool):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.normalize_embeddings must be true or false, got "
-                f"{args['normalize_embeddings']!r}",
-                spec=name,
-                loader=self.name,
-            )
         prompts: dict[str, str] = {}
-        for key, prompt_names in (
-            ("query_prefix", ("query",)),
-            ("passage_prefix", ("document", "passage")),
-        ):
-            value = args[key]
-            if value is not None and not isinstance(value, str):
-                raise LoaderArgsError(
-                    f"spec {name!r}: loader_args.{key} must be a string or null, got {value!r}",
-                    spec=name,
-                    loader=self.name,
-                )
-            if value is not None:
-                prompts.update(dict.fromkeys(prompt_names, value))
+        if args.query_prefix is not None:
+            prompts["query"] = args.query_prefix
+        if args.passage_prefix is not None:
+            prompts.update(dict.fromkeys(("document", "passage"), args.passage_prefix))
         directory = ctx.artifact("model_dir")
         weights = _weights(ctx, directory)
         _check_modules(ctx, directory)
@@ -382,7 +256,7 @@ class SentenceTransformersLoader:
         if weights is not None:
             _check_weights(ctx, model, directory, weights)
         normalize = _normalize_class(name)
-        if args["normalize_embeddings"] and not any(isinstance(m, normalize) for m in model):
+        if args.normalize_embeddings and not any(isinstance(m, normalize) for m in model):
             model.append(normalize())
         dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
         if ctx.precision != "fp32":

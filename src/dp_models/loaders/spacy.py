@@ -18,8 +18,7 @@ Device: ``cpu`` only (the small CNN pipelines; spaCy's GPU switch is process-wid
 ``cuda`` is a :class:`~dp_models.errors.DeviceUnavailableError` at ``get`` and ``auto``
 resolves to ``cpu``. Precision: ``fp32`` only.
 
-loader_args:
-    pipeline: null    the pipeline's package name, e.g. en_core_web_sm; null: not checked
+loader_args: :class:`SpacyArgs`.
 """
 
 from __future__ import annotations
@@ -30,15 +29,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import DPModelsError, LoaderArgsError, LoaderError, MissingExtraError
-from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
+from pydantic import Field
 
-__all__ = ["SpacyLoader"]
+from ..errors import DPModelsError, LoaderError, MissingExtraError
+from ..spec import Spec
+from .base import LoadContext, Loader, LoaderArgs, require
+
+__all__ = ["SpacyArgs", "SpacyLoader"]
 
 _NAME = "spacy"
 _FORMAT = "spacy_pipeline"
 _MAX_META_BYTES = 1024 * 1024
+
+
+class SpacyArgs(LoaderArgs):
+    """``loader_args`` of ``spacy``."""
+
+    pipeline: str | None = Field(
+        default=None,
+        description="the pipeline's package name, e.g. en_core_web_sm; null: not checked",
+    )
 
 
 class _MetaError(ValueError):
@@ -71,12 +81,13 @@ def _pipeline_name(meta: Mapping[str, Any]) -> str:
     return f"{meta['lang']}_{meta['name']}"
 
 
-class SpacyLoader:
+class SpacyLoader(Loader[SpacyArgs]):
     """``loader: spacy``: a ``spacy.Language`` from the spec's ``spacy_pipeline`` directory."""
 
     name = _NAME
     framework = "spacy"
     extra = "spacy"
+    args_model = SpacyArgs
     precisions = ("fp32",)
 
     def cuda_available(self) -> bool:
@@ -102,48 +113,9 @@ class SpacyLoader:
                 }
         return None
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """``spacy.blank(<lang>)`` plus a rule-based ``sentencizer`` (no weights), its meta
-        name and version set to the spec's (``loader_args.pipeline`` gives language and
-        name; without it, ``xx_pipeline``), saved with ``to_disk``; placeholders for other
-        artifacts. About 150 kB; Russian needs no extra package (only the real
-        ``ru_core_news_sm`` lemmatizer needs pymorphy3)."""
-        spacy = require("spacy", extra=self.extra, spec=spec.name)
-        pipeline = spec.loader_args.get("pipeline") or "xx_pipeline"
-        lang, _, meta_name = str(pipeline).partition("_")
-        for art in spec.artifacts:
-            path = root / art.path
-            if art.format != _FORMAT:
-                write_placeholder(path, art.format)
-                continue
-            try:
-                nlp = spacy.blank(lang)
-            except (ImportError, KeyError, ValueError) as exc:
-                from ..errors import FakeWeightsError
-
-                raise FakeWeightsError(
-                    f"spec {spec.name!r}: spaCy has no language {lang!r} for a blank fake "
-                    f"pipeline ({exc})"
-                ) from exc
-            nlp.add_pipe("sentencizer")
-            nlp.meta["name"] = meta_name or "pipeline"
-            nlp.meta["version"] = spec.version
-            nlp.meta["description"] = "dp_models fake: a blank pipeline with a sentencizer"
-            path.mkdir(parents=True, exist_ok=True)
-            nlp.to_disk(path)
-        return None
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args({"pipeline": None})
         name = ctx.spec.name
-        want = args["pipeline"]
-        if want is not None and not isinstance(want, str):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.pipeline must be a pipeline name such as "
-                f"en_core_web_sm, got {want!r}",
-                spec=name,
-                loader=self.name,
-            )
+        want = self.args(ctx).pipeline
         path = ctx.artifact(_FORMAT)
         try:
             meta = _read_meta(path)

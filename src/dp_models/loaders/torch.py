@@ -6,13 +6,7 @@
 containers to unpickle could run code, and is refused unless the spec opts out with
 ``weights_only: false``. Keys must match exactly unless ``strict: false``.
 
-loader_args (``torch_state_dict``):
-    class_path: "package.module:Class"  (required)
-    kwargs: {}                           keyword arguments for the class
-    strict: true                         missing or unexpected keys are an error
-    state_dict_key: null                 take the state dict from this key of the checkpoint
-    strip_prefix: null                   remove this prefix from every key (e.g. "module.")
-    weights_only: true                   false opts out of safe unpickling (trusted files only)
+loader_args: :class:`TorchStateDictArgs` and :class:`TorchScriptArgs`.
 """
 
 from __future__ import annotations
@@ -21,9 +15,11 @@ import importlib
 import pickle
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, field_validator
 
 from ..errors import (
     LoaderArgsError,
@@ -33,17 +29,56 @@ from ..errors import (
     UnsafeCheckpointError,
     UnsupportedPickleError,
 )
-from ..spec import Spec
 from ._checkpoint import read_pickle
-from .base import LoadContext, require, write_placeholder
+from .base import LoadContext, Loader, LoaderArgs, require
 
-__all__ = ["TorchScriptLoader", "TorchStateDictLoader"]
+__all__ = [
+    "TorchScriptArgs",
+    "TorchScriptLoader",
+    "TorchStateDictArgs",
+    "TorchStateDictLoader",
+]
 
-_WEIGHT_FORMATS = ("safetensors", "pt", "pth", "pth.tar", "pyth")
+WEIGHT_FORMATS = ("safetensors", "pt", "pth", "pth.tar", "pyth")
 _SHOWN_KEYS = 8
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _CLASS_PATH = re.compile(rf"{_DOTTED}:{_DOTTED}")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class TorchStateDictArgs(LoaderArgs):
+    """``loader_args`` of ``torch_state_dict``."""
+
+    class_path: str = Field(description="'package.module:Class', importable here")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="arguments for the class")
+    strict: bool = Field(default=True, description="missing or unexpected keys are an error")
+    state_dict_key: str | None = Field(
+        default=None, description="take the state dict from this key of the checkpoint"
+    )
+    strip_prefix: str | None = Field(
+        default=None, description="remove this prefix from every key (e.g. 'module.')"
+    )
+    weights_only: bool = Field(
+        default=True, description="false opts out of safe unpickling (trusted files only)"
+    )
+
+    @field_validator("class_path")
+    @classmethod
+    def _class_path(cls, value: str) -> str:
+        if not _CLASS_PATH.fullmatch(value):
+            raise ValueError(
+                "must be 'package.module:Class' (dotted attributes after the colon allowed)"
+            )
+        return value
+
+
+class TorchScriptArgs(LoaderArgs):
+    """``loader_args`` of ``torchscript``."""
+
+    trust_archive_code: bool = Field(
+        default=False,
+        description="true states that the pinned archive's code may run (it does, at load)",
+    )
 
 
 def _torch(ctx: LoadContext | None = None) -> Any:
@@ -74,15 +109,10 @@ def _loader_of(ctx: LoadContext) -> str:
     return ctx.spec.loader or "torch_state_dict"
 
 
-def _import_class(ctx: LoadContext, class_path: Any) -> Any:
+def _import_class(ctx: LoadContext, class_path: str) -> Any:
+    """The class ``class_path`` names (its form was checked with the catalog; whether it
+    imports is a question for this environment)."""
     name = ctx.spec.name
-    if not isinstance(class_path, str) or not _CLASS_PATH.fullmatch(class_path):
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.class_path must be 'package.module:Class', got "
-            f"{class_path!r}",
-            spec=name,
-            loader=_loader_of(ctx),
-        )
     module_name, _, attr = class_path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -110,9 +140,9 @@ def _weights_artifact(ctx: LoadContext) -> tuple[Path, str]:
     """The weights artifact's path as the spec writes it (for messages) and its format as
     the spec declares it (the format, not the file name, decides how it is read: a
     safetensors file is never handed to the unpickler)."""
-    art = next((a for a in ctx.spec.artifacts if a.format in _WEIGHT_FORMATS), None)
+    art = next((a for a in ctx.spec.artifacts if a.format in WEIGHT_FORMATS), None)
     if art is None:
-        ctx.artifact(*_WEIGHT_FORMATS)  # raises: no artifact of these formats
+        ctx.artifact(*WEIGHT_FORMATS)  # raises: no artifact of these formats
         raise AssertionError("unreachable")
     return Path(art.path), art.format
 
@@ -229,31 +259,6 @@ def _state_dict(ctx: LoadContext, checkpoint: Any, key: str | None, prefix: str 
     return checkpoint
 
 
-def write_weights(
-    spec: Spec,
-    root: Path,
-    state: Mapping[str, Any],
-    formats: tuple[str, ...],
-    save: Callable[[Path], None],
-) -> None:
-    """Make ``spec``'s artifacts under ``root``: its first artifact of ``formats`` holds the
-    weights (``state`` as safetensors for a ``safetensors`` artifact, else what
-    ``save(path)`` writes), every other artifact a placeholder."""
-    weights = next((a for a in spec.artifacts if a.format in formats), None)
-    for art in spec.artifacts:
-        path = root / art.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if art is not weights:
-            write_placeholder(path, art.format)
-        elif art.format == "safetensors":
-            tensors = {k: v.detach().clone().contiguous() for k, v in state.items()}
-            require("safetensors.torch", extra="torch", spec=spec.name).save_file(
-                tensors, str(path)
-            )
-        else:
-            save(path)
-
-
 def unwrap_state_dict(checkpoint: Any, *, spec: str, loader: str) -> dict[str, Any]:
     """The state dict of a checkpoint that is one, or holds one under ``state_dict`` (as
     PyTorch Lightning and the CLIP training code save them), without the ``module.`` prefix
@@ -318,101 +323,50 @@ def fit_state_dict(
         )
 
 
-class TorchStateDictLoader:
+class TorchStateDictLoader(Loader[TorchStateDictArgs]):
     """``loader: torch_state_dict``."""
 
     name = "torch_state_dict"
     framework = "torch"
     extra = "torch"
+    args_model = TorchStateDictArgs
     precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
         return _cuda_available()
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """Randomly initialised weights of the spec's class, saved the way its loader_args
-        read them back (safetensors or a pickle of tensors, under ``state_dict_key``, with
-        ``strip_prefix`` added). A class that is not importable here is replaced, in the
-        fake catalog only, by :class:`dp_models.testing.nets.TinyNet`."""
-        torch = _torch()
-        args = {"kwargs": {}, "state_dict_key": None, "strip_prefix": None, **spec.loader_args}
-        override: dict[str, Any] | None = None
-        try:
-            module_name, _, attr = str(args.get("class_path", "")).partition(":")
-            cls: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                cls = getattr(cls, part)
-            kwargs = dict(args["kwargs"])
-        except (ImportError, AttributeError, ValueError):
-            from ..testing.nets import TinyNet
-
-            cls, kwargs = TinyNet, {}
-            override = {"class_path": "dp_models.testing.nets:TinyNet", "kwargs": {}}
-        state = cls(**kwargs).state_dict()
-        prefix = args["strip_prefix"] or ""
-        state = {f"{prefix}{k}": v.detach().clone().contiguous() for k, v in state.items()}
-        key = args["state_dict_key"]
-        write_weights(
-            spec,
-            root,
-            state,
-            _WEIGHT_FORMATS,
-            lambda p: torch.save({key: state} if key else state, p),
-        )
-        return override
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args(
-            {
-                "class_path": None,
-                "kwargs": {},
-                "strict": True,
-                "state_dict_key": None,
-                "strip_prefix": None,
-                "weights_only": True,
-            }
-        )
+        args = self.args(ctx)
         name = ctx.spec.name
-        for flag in ("strict", "weights_only"):
-            if not isinstance(args[flag], bool):
-                raise LoaderArgsError(
-                    f"spec {name!r}: loader_args.{flag} must be true or false, got {args[flag]!r}",
-                    spec=name,
-                    loader=self.name,
-                )
-        cls = _import_class(ctx, args["class_path"])
-        if not isinstance(args["kwargs"], Mapping):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.kwargs must be a mapping", spec=name, loader=self.name
-            )
+        cls = _import_class(ctx, args.class_path)
         try:
-            model = cls(**args["kwargs"])
+            model = cls(**args.kwargs)
         except TypeError as exc:
             raise LoaderArgsError(
-                f"spec {name!r}: {args['class_path']}(**{dict(args['kwargs'])!r}) failed: {exc}",
+                f"spec {name!r}: {args.class_path}(**{args.kwargs!r}) failed: {exc}",
                 spec=name,
                 loader=self.name,
             ) from exc
         path, fmt = _weights_artifact(ctx)
-        checkpoint = read_checkpoint(ctx, path, fmt, args["weights_only"])
-        state = _state_dict(ctx, checkpoint, args["state_dict_key"], args["strip_prefix"])
+        checkpoint = read_checkpoint(ctx, path, fmt, args.weights_only)
+        state = _state_dict(ctx, checkpoint, args.state_dict_key, args.strip_prefix)
         fit_state_dict(
             model,
             state,
             spec=name,
             loader=self.name,
-            what=f"the weights do not fit {args['class_path']}",
+            what=f"the weights do not fit {args.class_path}",
             shape_hint="Check kwargs against the checkpoint.",
             key_hint="Check kwargs and strip_prefix, or set strict: false if partial loading "
             "is intended.",
-            strict=args["strict"],
+            strict=args.strict,
         )
         model = _apply_precision(model, ctx, self.name)
         model.eval()
         return model
 
 
-class TorchScriptLoader:
+class TorchScriptLoader(Loader[TorchScriptArgs]):
     """``loader: torchscript``: ``torch.jit.load`` onto the device, only where the spec
     says it trusts the archive's code.
 
@@ -429,33 +383,17 @@ class TorchScriptLoader:
     name = "torchscript"
     framework = "torch"
     extra = "torch"
+    args_model = TorchScriptArgs
     precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
         return _cuda_available()
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A scripted 4 -> 3 linear layer for the weights; placeholders for the rest. The
-        fake catalog keeps the spec's own ``trust_archive_code``."""
-        torch = _torch()
-        from ..testing.nets import TinyNet
-
-        for i, art in enumerate(spec.artifacts):
-            path = root / art.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if i == 0 or art.format in ("torchscript", "pt", "pth"):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    torch.jit.save(torch.jit.script(TinyNet()), str(path))
-            else:
-                write_placeholder(path, art.format)
-        return None
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args({"trust_archive_code": False})
+        args = self.args(ctx)
         name = ctx.spec.name
         torch = _torch(ctx)
-        if args["trust_archive_code"] is not True:
+        if not args.trust_archive_code:
             raise UnsafeCheckpointError(
                 f"spec {name!r}: loader torchscript runs the archive's own code while it "
                 "loads (its __setstate__ methods can call any aten op, file writes "

@@ -6,16 +6,7 @@ spec's weights artifact exactly as ``torch_state_dict`` reads them (safetensors,
 ``torch.load(weights_only=True)``: a pickle that needs more than tensors is refused). Keys
 must match exactly. torchvision's ``pretrained``/``weights`` downloads are never used.
 
-loader_args:
-    arch: (required)             a name of ``torchvision.models.list_models()``, e.g. resnet50
-    num_classes: null            outputs of the classifier; null keeps the builder's default
-    feature_extractor: false     true: the classifier's last Linear layer becomes Identity,
-                                 so the model returns pooled features (ResNet-18: [N, 512],
-                                 ResNet-50: [N, 2048])
-    kwargs: {}                   more keyword arguments for the builder (``width_mult``, ...)
-    state_dict_key: null         take the state dict from this key of the checkpoint
-    strip_prefix: null           remove this prefix from every key ("module.")
-    weights_only: true           false opts out of safe unpickling (trusted files only)
+loader_args: :class:`TorchvisionArgs`.
 
 A ``txt`` artifact is the class list: one class a line, ``name`` or ``name index``
 (Places365's ``/a/airfield 0``). The model then has ``categories``: a tuple of names by class
@@ -27,15 +18,14 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 
 from ..errors import LoaderArgsError, LoaderError
-from ..spec import Spec
-from .base import LoadContext, require
+from .base import LoadContext, Loader, LoaderArgs, require
 from .torch import (
-    TorchStateDictLoader,
     _apply_precision,
     _cuda_available,
     _state_dict,
@@ -44,11 +34,7 @@ from .torch import (
     read_checkpoint,
 )
 
-__all__ = ["TorchvisionLoader"]
-
-#: The fake weights' architecture: a small torchvision classifier (1.6 MB at 1000
-#: classes) that the same get_model / load_state_dict / feature-extractor path builds.
-FAKE_ARCH: dict[str, Any] = {"arch": "mobilenet_v3_small", "kwargs": {"width_mult": 0.25}}
+__all__ = ["TorchvisionArgs", "TorchvisionLoader"]
 
 # Keyword arguments that would make torchvision fetch weights, or that loader_args own.
 _RESERVED_KWARGS = ("weights", "weights_backbone", "pretrained", "pretrained_backbone")
@@ -56,19 +42,50 @@ _INDEXED_LINE = re.compile(r"(\S.*?)\s+(\d+)")
 _PLACES_PREFIX = re.compile(r"^/[a-z]/")
 
 
+class TorchvisionArgs(LoaderArgs):
+    """``loader_args`` of ``torchvision``."""
+
+    arch: str = Field(
+        description="a name of torchvision.models.list_models(), e.g. resnet50 (checked "
+        "against the installed torchvision at load)"
+    )
+    num_classes: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="outputs of the classifier; null keeps the builder's default"
+    )
+    feature_extractor: bool = Field(
+        default=False,
+        description="true: the classifier's last Linear layer becomes Identity, so the model "
+        "returns pooled features (ResNet-18: [N, 512], ResNet-50: [N, 2048])",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more keyword arguments for the builder (width_mult, ...); never weights",
+    )
+    state_dict_key: str | None = Field(
+        default=None, description="take the state dict from this key of the checkpoint"
+    )
+    strip_prefix: str | None = Field(
+        default=None, description="remove this prefix from every key ('module.')"
+    )
+    weights_only: bool = Field(
+        default=True, description="false opts out of safe unpickling (trusted files only)"
+    )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_weights_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(k for k in value if k in (*_RESERVED_KWARGS, "num_classes"))
+        if reserved:
+            raise ValueError(
+                f"may not set {', '.join(reserved)}: the loader builds the model without "
+                "weights (weights come from the spec's artifact only) and num_classes is a "
+                "loader_arg of its own"
+            )
+        return value
+
+
 def _torchvision(spec: str | None = None) -> Any:
     return require("torchvision", extra="torch", spec=spec)
-
-
-def bool_arg(ctx: LoadContext, args: Mapping[str, Any], key: str, loader: str) -> bool:
-    value = args[key]
-    if not isinstance(value, bool):
-        raise LoaderArgsError(
-            f"spec {ctx.spec.name!r}: loader_args.{key} must be true or false, got {value!r}",
-            spec=ctx.spec.name,
-            loader=loader,
-        )
-    return value
 
 
 def load_weights(
@@ -103,31 +120,6 @@ def load_weights(
     return model
 
 
-def write_fake_weights(
-    spec: Spec, root: Path, class_path: str, kwargs: Mapping[str, Any], state_dict_key: Any
-) -> None:
-    """Randomly initialised ``class_path(**kwargs)`` weights for ``spec``, written exactly as
-    ``torch_state_dict`` writes its fakes (format, ``state_dict_key``, ``strip_prefix``)."""
-    args = {
-        "class_path": class_path,
-        "kwargs": dict(kwargs),
-        "state_dict_key": state_dict_key,
-        "strip_prefix": spec.loader_args.get("strip_prefix"),
-    }
-    as_state_dict = spec.model_copy(update={"loader": "torch_state_dict", "loader_args": args})
-    if TorchStateDictLoader().make_fake(as_state_dict, root) is not None:
-        raise ImportError(f"{class_path} does not import here")  # it needed a stand-in
-
-
-def write_fake_class_list(spec: Spec, root: Path, classes: int) -> None:
-    """The spec's class list (its ``txt`` artifact, if any) with ``classes`` lines
-    ``/f/fake_class_<i> <i>``, in the Places365 layout."""
-    for art in spec.artifacts:
-        if art.format == "txt":
-            lines = [f"/f/fake_class_{i:03d} {i}\n" for i in range(classes)]
-            (root / art.path).write_text("".join(lines), encoding="utf-8")
-
-
 def attach_categories(ctx: LoadContext, model: Any, expected: int | None) -> Any:
     """Give ``model`` a ``categories`` tuple from the spec's ``txt`` artifact, if it has one."""
     labels = next((a for a in ctx.spec.artifacts if a.format == "txt"), None)
@@ -136,10 +128,10 @@ def attach_categories(ctx: LoadContext, model: Any, expected: int | None) -> Any
     return model
 
 
-def _check_arch(ctx: LoadContext, tv: Any, arch: Any, feature_extractor: bool) -> str:
+def _check_arch(ctx: LoadContext, tv: Any, arch: str, feature_extractor: bool) -> str:
     name = ctx.spec.name
     known = tv.models.list_models()
-    if not isinstance(arch, str) or arch not in known:
+    if arch not in known:
         close = difflib.get_close_matches(str(arch), known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise LoaderArgsError(
@@ -160,43 +152,18 @@ def _check_arch(ctx: LoadContext, tv: Any, arch: Any, feature_extractor: bool) -
     return arch
 
 
-def _no_weights(tv: Any, arch: str) -> dict[str, Any]:
+def no_weights(tv: Any, arch: str) -> dict[str, Any]:
     """The builder arguments that keep torchvision from fetching any weights: detection and
     segmentation builders default ``weights_backbone`` to ImageNet weights."""
     params = inspect.signature(tv.models.get_model_builder(arch)).parameters
     return {"weights": None, **({"weights_backbone": None} if "weights_backbone" in params else {})}
 
 
-def _builder_kwargs(
-    ctx: LoadContext, tv: Any, arch: str, num_classes: Any, kwargs: Any
-) -> dict[str, Any]:
+def _builder_kwargs(tv: Any, arch: str, args: TorchvisionArgs) -> dict[str, Any]:
     """Keyword arguments for ``get_model(arch, **them)``: never any weights."""
-    name = ctx.spec.name
-    if not isinstance(kwargs, Mapping):
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.kwargs must be a mapping", spec=name, loader="torchvision"
-        )
-    reserved = sorted(k for k in kwargs if k in (*_RESERVED_KWARGS, "num_classes"))
-    if reserved:
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.kwargs may not set {', '.join(reserved)}: the loader "
-            "builds the model without weights (weights come from the spec's artifact only) "
-            "and num_classes is a loader_arg of its own",
-            spec=name,
-            loader="torchvision",
-        )
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
-        raise LoaderArgsError(
-            f"spec {name!r}: loader_args.num_classes must be a positive integer, got "
-            f"{num_classes!r}",
-            spec=name,
-            loader="torchvision",
-        )
-    built: dict[str, Any] = {**kwargs, **_no_weights(tv, arch)}
-    if num_classes is not None:
-        built["num_classes"] = num_classes
+    built: dict[str, Any] = {**args.kwargs, **no_weights(tv, arch)}
+    if args.num_classes is not None:
+        built["num_classes"] = args.num_classes
     return built
 
 
@@ -251,61 +218,26 @@ def read_categories(ctx: LoadContext, path: Path, expected: int | None) -> tuple
     return tuple(_PLACES_PREFIX.sub("", names[i]) for i in range(len(names)))
 
 
-class TorchvisionLoader:
+class TorchvisionLoader(Loader[TorchvisionArgs]):
     """``loader: torchvision``."""
 
     name = "torchvision"
     framework = "torchvision"
     extra = "torch"
+    args_model = TorchvisionArgs
     precisions = ("fp32", "fp16", "bf16")
 
     def cuda_available(self) -> bool:
         _torchvision()  # a missing torchvision is a MissingExtraError at get()
         return _cuda_available()
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """Random weights of :data:`FAKE_ARCH` (a 0.25-wide MobileNetV3-small, 1.6 MB) for
-        an image classifier, of the spec's own ``arch`` otherwise, saved the way the spec
-        reads them; the class list gets ``num_classes`` lines ``/f/fake_class_<i> <i>``.
-        Returns the ``arch``/``kwargs`` override for the fake catalog."""
-        tv = _torchvision(spec.name)
-        args = {"num_classes": None, "kwargs": {}, "state_dict_key": None, **spec.loader_args}
-        override: dict[str, Any] | None = None
-        if args.get("arch") in tv.models.list_models(tv.models):
-            override = {"arch": FAKE_ARCH["arch"], "kwargs": dict(FAKE_ARCH["kwargs"])}
-            args.update(override)
-        kwargs: dict[str, Any] = {
-            "name": args["arch"],
-            **args["kwargs"],
-            **_no_weights(tv, args["arch"]),
-        }
-        if args["num_classes"] is not None:
-            kwargs["num_classes"] = args["num_classes"]
-        write_fake_weights(
-            spec, root, "torchvision.models:get_model", kwargs, args["state_dict_key"]
-        )
-        write_fake_class_list(spec, root, args["num_classes"] or 1000)
-        return override
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args(
-            {
-                "arch": None,
-                "num_classes": None,
-                "feature_extractor": False,
-                "kwargs": {},
-                "state_dict_key": None,
-                "strip_prefix": None,
-                "weights_only": True,
-            }
-        )
+        args = self.args(ctx)
         name = ctx.spec.name
         tv = _torchvision(name)
         torch = require("torch", extra=self.extra, spec=name)
-        features = bool_arg(ctx, args, "feature_extractor", self.name)
-        weights_only = bool_arg(ctx, args, "weights_only", self.name)
-        arch = _check_arch(ctx, tv, args["arch"], features)
-        kwargs = _builder_kwargs(ctx, tv, arch, args["num_classes"], args["kwargs"])
+        arch = _check_arch(ctx, tv, args.arch, args.feature_extractor)
+        kwargs = _builder_kwargs(tv, arch, args)
         try:
             model = tv.models.get_model(arch, **kwargs)
         except (TypeError, ValueError) as exc:
@@ -321,10 +253,10 @@ class TorchvisionLoader:
             loader=self.name,
             what=f"torchvision {arch}",
             hint="Check arch, num_classes, state_dict_key and strip_prefix against the checkpoint.",
-            state_dict_key=args["state_dict_key"],
-            strip_prefix=args["strip_prefix"],
-            weights_only=weights_only,
+            state_dict_key=args.state_dict_key,
+            strip_prefix=args.strip_prefix,
+            weights_only=args.weights_only,
         )
-        if features:
+        if args.feature_extractor:
             model = _remove_classifier(ctx, torch, model, arch)
-        return attach_categories(ctx, model, args["num_classes"])
+        return attach_categories(ctx, model, args.num_classes)

@@ -17,9 +17,7 @@ set first), the usage analytics (``events``), and the font download behind
 ``Results.plot(pil=True)`` (fonts are looked up locally only; PIL's default font is used
 when none is found).
 
-loader_args (``ultralytics``):
-    task: null           the task the checkpoint must hold (detect, segment, ...); null: any
-    weights_only: true   false: unrestricted unpickling, for trusted files only
+loader_args (``ultralytics``): :class:`UltralyticsArgs`.
 
 ``ultralytics_tracker`` returns a :class:`TrackerConfig`: the verified YAML's path and its
 validated content (ByteTrack only; every key checked). Pass it as ``tracker=`` to
@@ -30,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import pickle
 import shutil
@@ -41,17 +40,23 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import DPModelsError, LoaderArgsError, LoaderError, UnsafeCheckpointError
+from pydantic import Field
+
+from ..errors import DPModelsError, LoaderError, MissingExtraError, UnsafeCheckpointError
 from ..offline import OFFLINE_FLAGS
 from ..spec import Spec
-from .base import LoadContext, require, write_placeholder
+from .base import LoadContext, Loader, LoaderArgs, NoArgs, require
 from .torch import _ANSI, _unpickler_detail, refused_global
 
-__all__ = ["BYTETRACK_DEFAULTS", "TrackerConfig", "TrackerConfigLoader", "UltralyticsLoader"]
-
-_TASKS = ("detect", "segment", "classify", "pose", "obb")
+__all__ = [
+    "BYTETRACK_DEFAULTS",
+    "TrackerConfig",
+    "TrackerConfigLoader",
+    "UltralyticsArgs",
+    "UltralyticsLoader",
+]
 
 #: Ultralytics' restricted loader reads a module global; loads that set it are serialised.
 _SAFE_LOAD_LOCK = threading.Lock()
@@ -67,19 +72,16 @@ BYTETRACK_DEFAULTS: Mapping[str, Any] = {
     "fuse_score": True,
 }
 
-#: A YOLO11-style detector small enough for tests: three strides (8, 16, 32), 80 classes.
-_FAKE_DETECTOR_YAML = """\
-# dp_models fake weights: a tiny detector with the layout of YOLO11 (80 classes, P3-P5).
-nc: 80
-backbone:
-  - [-1, 1, Conv, [8, 3, 2]]
-  - [-1, 1, Conv, [16, 3, 2]]
-  - [-1, 1, Conv, [16, 3, 2]]
-  - [-1, 1, Conv, [16, 3, 2]]
-  - [-1, 1, Conv, [16, 3, 2]]
-head:
-  - [[2, 3, 4], 1, Detect, [nc]]
-"""
+
+class UltralyticsArgs(LoaderArgs):
+    """``loader_args`` of ``ultralytics``."""
+
+    task: Literal["detect", "segment", "classify", "pose", "obb"] | None = Field(
+        default=None, description="the task the checkpoint must hold; null: any"
+    )
+    weights_only: bool = Field(
+        default=True, description="false: unrestricted unpickling, for trusted files only"
+    )
 
 
 def _ultralytics(spec: str | None = None) -> ModuleType:
@@ -167,68 +169,23 @@ def _checkpoint_error(
     )
 
 
-class UltralyticsLoader:
+class UltralyticsLoader(Loader[UltralyticsArgs]):
     """``loader: ultralytics``: an ``ultralytics.YOLO`` from the spec's local ``pt``."""
 
     name = "ultralytics"
     framework = "ultralytics"
     extra = "yolo"
+    args_model = UltralyticsArgs
     precisions = ("fp32", "fp16")
 
     def cuda_available(self) -> bool:
         _ultralytics()  # a missing ultralytics is a MissingExtraError
         return bool(require("torch", extra=self.extra).cuda.is_available())
 
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """A randomly initialised detector of about 390k parameters with YOLO11's head
-        (80 classes, strides 8/16/32), built from a model YAML and saved with
-        ``YOLO.save`` (the way Ultralytics writes its ``.pt`` files); placeholders for
-        the other artifacts. Only ``task: detect`` (or no task) can be faked."""
-        task = spec.loader_args.get("task")
-        if task not in (None, "detect"):
-            from ..errors import FakeWeightsError
-
-            raise FakeWeightsError(
-                f"spec {spec.name!r}: fake Ultralytics weights exist for detect models only, "
-                f"not task {task!r}"
-            )
-        ul = _ultralytics(spec.name)
-        torch = require("torch", extra=self.extra, spec=spec.name)
-        for art in spec.artifacts:
-            path = root / art.path
-            if art.format != "pt":
-                write_placeholder(path, art.format)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix="dp_models_yolo_"))
-            try:
-                cfg = tmp / "dp_models_fake_yolo.yaml"
-                cfg.write_text(_FAKE_DETECTOR_YAML, encoding="utf-8")
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)
-                    ul.YOLO(str(cfg), task="detect", verbose=False).save(str(path))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return None
-
     def load(self, ctx: LoadContext) -> Any:
-        args = ctx.args({"task": None, "weights_only": True})
+        args = self.args(ctx)
         name = ctx.spec.name
-        weights_only, task = args["weights_only"], args["task"]
-        if not isinstance(weights_only, bool):
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.weights_only must be true or false, got "
-                f"{weights_only!r}",
-                spec=name,
-                loader=self.name,
-            )
-        if task is not None and task not in _TASKS:
-            raise LoaderArgsError(
-                f"spec {name!r}: loader_args.task must be one of {', '.join(_TASKS)} (or null), "
-                f"got {task!r}",
-                spec=name,
-                loader=self.name,
-            )
+        weights_only, task = args.weights_only, args.task
         path = ctx.artifact("pt")
         ul = _ultralytics(name)
         tasks = importlib.import_module("ultralytics.nn.tasks")
@@ -328,32 +285,19 @@ def _tracker_config(name: str, data: bytes, cfg: dict[str, Any]) -> TrackerConfi
     return config
 
 
-class TrackerConfigLoader:
-    """``loader: ultralytics_tracker``: a validated ByteTrack YAML as a :class:`TrackerConfig`."""
+class TrackerConfigLoader(Loader[NoArgs]):
+    """``loader: ultralytics_tracker``: a validated ByteTrack YAML as a :class:`TrackerConfig`.
+    A configuration has no weights: its one precision is ``fp32``, the spec's default."""
 
     name = "ultralytics_tracker"
     framework = "ultralytics"
     extra = "yolo"
+    precisions = ("fp32",)
 
     def cuda_available(self) -> bool:
+        if importlib.util.find_spec("ultralytics") is None:  # no import at get()
+            raise MissingExtraError("ultralytics", extra=self.extra)
         return False  # association is numpy on the CPU
-
-    def make_fake(self, spec: Spec, root: Path) -> dict[str, Any] | None:
-        """Ultralytics' ByteTrack defaults (the same values as the real file)."""
-        import yaml
-
-        for art in spec.artifacts:
-            path = root / art.path
-            if art.format not in ("yaml", "yml"):
-                write_placeholder(path, art.format)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                "# dp_models fake: Ultralytics' ByteTrack defaults\n"
-                + yaml.safe_dump(dict(BYTETRACK_DEFAULTS), sort_keys=False),
-                encoding="utf-8",
-            )
-        return None
 
     def describe(self, spec: Spec, paths: Mapping[str, Path]) -> Mapping[str, Any] | None:
         """The tracker settings (they decide the track ids), recorded as ``model_info``."""
@@ -369,7 +313,6 @@ class TrackerConfigLoader:
     def load(self, ctx: LoadContext) -> TrackerConfig:
         from .._yaml import load_spec_yaml
 
-        ctx.args({})
         name = ctx.spec.name
         _ultralytics(name)
         require("lap", extra=self.extra, spec=name)  # ByteTrack's matcher; else a pip attempt

@@ -4,13 +4,16 @@
 >>> root = fake_models_root(tmp_path, names=["emonet_8"])          # doctest: +SKIP
 >>> mm = ModelManager(models_root=root, catalog=fake_catalog_dir(root))  # doctest: +SKIP
 
-Each loader knows how to write artifacts its framework accepts (``make_fake``): tiny
-configurations where the real models are hundreds of MB. Because fake weights cannot have
+For each loader, a fake maker (:mod:`dp_models.testing.fakes`, one module per framework;
+a third-party loader ships its own through the ``dp_models.fakes`` entry-point group)
+writes artifacts its framework accepts: tiny configurations where the real models are
+hundreds of MB. Because fake weights cannot have
 the digests upstream publishes, the fake root carries its own copy of the catalog (under
 ``<root>/.dp_models/catalog``) with the specs' digests removed and a lock that pins the
 fake files: the manager verifies them exactly as it verifies real ones. Where a loader
 needs a smaller architecture than the spec names, its fake also rewrites the spec's
-``loader_args`` in that copy (documented per loader in docs/loaders.md).
+``loader_args`` in that copy (documented per loader in docs/loaders.md), validated
+against the loader's ``args_model`` like every catalog.
 
 The pytest plugin (``dp_models.testing.plugin``, registered under ``pytest11``) offers
 fixtures around this; see docs/testing.md.
@@ -28,14 +31,15 @@ import yaml
 from ..catalog import Catalog
 from ..digest import Hasher
 from ..errors import FakeWeightsError
-from ..loaders import get_loader
 from ..lock import Lock, LockEntry
 from ..offline import enforce_offline
+from ..registry import LoaderRegistry, Registry, loader_set
 from ..settings import LOCK_FILENAME
 from ..spec import Spec
 from ..verify import Verifier
+from .fakes import FakeMaker, fake_set, register_fake
 
-__all__ = ["FakeWeightsError", "fake_catalog_dir", "fake_models_root"]
+__all__ = ["FakeMaker", "FakeWeightsError", "fake_catalog_dir", "fake_models_root", "register_fake"]
 
 FAKE_DIR = ".dp_models"
 
@@ -58,14 +62,25 @@ def fake_models_root(
     names: Iterable[str] | None = None,
     *,
     catalog: Catalog | str | os.PathLike[str] | None = None,
+    fakes: Registry[FakeMaker] | Mapping[str, FakeMaker] | None = None,
+    loaders: LoaderRegistry | Mapping[str, object] | None = None,
 ) -> Path:
     """Make ``path`` a MODELS_ROOT with fake weights for ``names`` (every spec of the
     catalog when None) and what they require, plus a matching catalog copy and lock in
     :func:`fake_catalog_dir`. Returns the root. Triton specs are copied (a client may need
-    what they require) but get no artifacts. Sets the offline flags (enforce_offline)."""
+    what they require) but get no artifacts. Sets the offline flags (enforce_offline).
+
+    ``fakes`` adds fake makers (loader name -> ``make(spec, root)``) to the registered ones
+    (:mod:`dp_models.testing.fakes`); ``loaders`` adds loaders (name -> loader) to the ones
+    the catalog and its copy are validated with, as ``ModelManager(loaders=...)`` does."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    source = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
+    registry = loader_set(loaders)
+    makers = fake_set(fakes)
+    if isinstance(catalog, Catalog):
+        source = catalog
+    else:
+        source = Catalog.load(catalog, loaders=registry)
     enforce_offline(root)  # making fakes never needs the network either
     wanted = list(names) if names is not None else list(source)
     listed = _closure(source, wanted)
@@ -73,19 +88,20 @@ def fake_models_root(
     overrides: dict[str, Mapping[str, Any]] = {}
     for spec in specs:
         assert spec.loader is not None
-        loader = get_loader(spec.loader, spec=spec.name)
-        make = getattr(loader, "make_fake", None)
+        make = makers.find(spec.loader)
         if make is None:
             raise FakeWeightsError(
-                f"spec {spec.name!r}: loader {spec.loader!r} cannot make fake weights (it has "
-                "no make_fake); provision small real artifacts for this test instead"
+                f"spec {spec.name!r}: no fake maker for loader {spec.loader!r} (makers exist "
+                f"for {', '.join(makers.names())}); register one (fake_models_root(fakes=...), "
+                "register_fake, or the dp_models.fakes entry-point group: docs/testing.md), or "
+                "provision small real artifacts for this test instead"
             )
         args = make(spec, root)
         if args:
             overrides[spec.name] = args
     out = fake_catalog_dir(root)
     _write_catalog(source, [s.name for s in listed], overrides, out)
-    fake = Catalog.load(out, check_lock=False)
+    fake = Catalog.load(out, check_lock=False, loaders=registry)
     # pin the fake artifacts the way `dp-models lock` pins provisioned ones (Triton specs
     # are in the copy, for what they require, but have no local artifacts)
     local = [fake[s.name] for s in specs]

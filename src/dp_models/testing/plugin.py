@@ -5,8 +5,9 @@ Fixtures
     ``dp_models_fake_root``: a MODELS_ROOT with fake weights (every in-process spec, or the
     names given by ``@pytest.mark.dp_models(names=[...])``), made once per test.
     ``dp_models_manager``: a :class:`~dp_models.ModelManager` bound to that root and its
-    fake catalog, with a per-test digest cache.
-    ``dp_models_fake_root_factory``: ``make(names, catalog=None) -> Path`` for several roots.
+    fake catalog, with a per-test digest cache (and the marker's ``loaders``).
+    ``dp_models_fake_root_factory``: ``make(names, catalog=None, fakes=None, loaders=None)
+    -> Path`` for several roots (:func:`~dp_models.testing.fake_models_root`).
     ``dp_models_triton_server`` (session): a real :class:`~dp_models.testing.triton.TritonServer`
     on loopback serving a stand-in for every Triton spec of the catalog.
     ``dp_models_triton_catalog`` (session): the catalog copy whose Triton specs expect the
@@ -43,7 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "no_network: run the test inside the dp_models network guard"
     )
     config.addinivalue_line(
-        "markers", "dp_models(names=None, catalog=None): what dp_models_fake_root provisions"
+        "markers",
+        "dp_models(names=None, catalog=None, fakes=None, loaders=None): what "
+        "dp_models_fake_root provisions (fakes: loader name -> fake maker; loaders: name -> "
+        "loader, also given to dp_models_manager)",
     )
 
 
@@ -61,11 +65,23 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
 def dp_models_fake_root_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Path]:
-    """``make(names=None, catalog=None) -> Path``: a new fake MODELS_ROOT per call."""
+    """``make(names=None, catalog=None, fakes=None, loaders=None) -> Path``: a new fake
+    MODELS_ROOT per call."""
     from . import fake_models_root
 
-    def make(names: Iterable[str] | None = None, catalog: Any = None) -> Path:
-        return fake_models_root(tmp_path_factory.mktemp("models_root"), names, catalog=catalog)
+    def make(
+        names: Iterable[str] | None = None,
+        catalog: Any = None,
+        fakes: Any = None,
+        loaders: Any = None,
+    ) -> Path:
+        return fake_models_root(
+            tmp_path_factory.mktemp("models_root"),
+            names,
+            catalog=catalog,
+            fakes=fakes,
+            loaders=loaders,
+        )
 
     return make
 
@@ -74,14 +90,19 @@ def dp_models_fake_root_factory(
 def dp_models_fake_root(
     request: pytest.FixtureRequest, dp_models_fake_root_factory: Callable[..., Path]
 ) -> Path:
+    return dp_models_fake_root_factory(**_marker_options(request))
+
+
+def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker("dp_models")
-    kwargs = dict(marker.kwargs) if marker is not None else {}
-    return dp_models_fake_root_factory(kwargs.get("names"), kwargs.get("catalog"))
+    return dict(marker.kwargs) if marker is not None else {}
 
 
 @pytest.fixture
 def dp_models_manager(
-    dp_models_fake_root: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    dp_models_fake_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ModelManager]:
     from ..manager import ModelManager
     from . import fake_catalog_dir
@@ -90,6 +111,7 @@ def dp_models_manager(
         models_root=dp_models_fake_root,
         catalog=fake_catalog_dir(dp_models_fake_root),
         cache_dir=tmp_path_factory.mktemp("digest_cache"),
+        loaders=_marker_options(request).get("loaders"),
     )
     yield manager
     manager.close()

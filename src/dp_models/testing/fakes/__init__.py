@@ -1,0 +1,115 @@
+"""Fake-weight makers: for each loader, a function that writes small artifacts its real
+framework loads. Test support only: no loader imports this package.
+
+A maker is ``make(spec, root) -> Mapping[str, Any] | None``: it writes every artifact of
+``spec`` at ``root / artifact.path`` and returns ``loader_args`` overrides for the fake
+catalog copy (a tiny architecture where the real one is hundreds of MB), or None.
+
+Makers are found by loader name in a :class:`~dp_models.registry.Registry`: makers given
+to it (:func:`register_fake`, or ``fake_models_root(..., fakes={...})``), the built-in
+table (one module per framework in this package), then the ``dp_models.fakes`` entry-point
+group, through which the package of a third-party loader ships its fakes::
+
+    [project.entry-points."dp_models.fakes"]
+    my_loader = "my_package.fakes:make_my_loader_fake"     # keyed by the loader's name
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ...registry import Registry
+from ...spec import Spec
+
+__all__ = [
+    "BUILTIN_FAKES",
+    "FAKES_GROUP",
+    "FakeMaker",
+    "default_fakes",
+    "fake_set",
+    "register_fake",
+    "write_placeholder",
+]
+
+#: Writes the artifacts of a spec under a root; returns loader_args overrides, or None.
+FakeMaker = Callable[[Spec, Path], "Mapping[str, Any] | None"]
+
+#: The entry-point group third-party fake makers are published in, keyed by loader name.
+FAKES_GROUP = "dp_models.fakes"
+
+_HERE = "dp_models.testing.fakes"
+#: Built-in makers: loader name -> "module:function", imported on first use.
+BUILTIN_FAKES: Mapping[str, str] = {
+    "torch_state_dict": f"{_HERE}.torch:make_state_dict",
+    "torchscript": f"{_HERE}.torch:make_torchscript",
+    "torchvision": f"{_HERE}.torch:make_torchvision",
+    "slowfast": f"{_HERE}.torch:make_slowfast",
+    "onnxruntime": f"{_HERE}.onnx:make_onnx",
+    "open_clip": f"{_HERE}.open_clip:make_open_clip",
+    "ultralytics": f"{_HERE}.ultralytics:make_detector",
+    "ultralytics_tracker": f"{_HERE}.ultralytics:make_tracker_config",
+    "mediapipe": f"{_HERE}.mediapipe:make_mediapipe",
+    "sentence_transformers": f"{_HERE}.sentence_transformers:make_sentence_transformer",
+    "laion_clap": f"{_HERE}.laion_clap:make_laion_clap",
+    "spacy": f"{_HERE}.spacy:make_spacy",
+    "tokenizer": f"{_HERE}.tokenizers:make_tokenizer",
+}
+
+
+def _as_maker(name: str, obj: object) -> FakeMaker:
+    if not callable(obj):
+        raise TypeError(
+            f"{obj!r}, registered as the fake maker of loader {name!r}, is not callable: a "
+            "maker is make(spec, root) -> loader_args overrides or None"
+        )
+    return obj
+
+
+_default: Registry[FakeMaker] | None = None
+_default_lock = threading.Lock()
+
+
+def default_fakes() -> Registry[FakeMaker]:
+    """The process-wide registry of fake makers: built-ins, entry points, and what
+    :func:`register_fake` added."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Registry(
+                kind="fake maker", convert=_as_maker, group=FAKES_GROUP, builtin=BUILTIN_FAKES
+            )
+        return _default
+
+
+def register_fake(loader: str, make: FakeMaker, *, replace: bool = False) -> None:
+    """Register ``make`` as the fake maker of loader ``loader`` for this process; refuses to
+    shadow one unless ``replace``. A test passes ``fakes={loader: make}`` to
+    :func:`~dp_models.testing.fake_models_root` instead."""
+    default_fakes().register(loader, make, replace=replace)
+
+
+def fake_set(fakes: Registry[FakeMaker] | Mapping[str, FakeMaker] | None) -> Registry[FakeMaker]:
+    """The registry ``fakes`` stands for: a registry as it is; a mapping (loader name ->
+    maker) added to the process-wide one; None the process-wide one."""
+    if fakes is None:
+        return default_fakes()
+    if isinstance(fakes, Registry):
+        return fakes
+    return default_fakes().extended(fakes)
+
+
+def write_placeholder(path: Path, fmt: str) -> None:
+    """Write a small, well-formed file of ``fmt`` for an artifact that is not the weights
+    (labels, configs): what a fake root needs beside the fake weights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {
+        "txt": "class_0\nclass_1\n",
+        "json": "{}\n",
+        "yaml": "{}\n",
+    }.get(fmt)
+    if content is None:
+        raise ValueError(f"no placeholder for format {fmt!r}")
+    path.write_text(content, encoding="utf-8")
