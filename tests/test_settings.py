@@ -339,6 +339,16 @@ def test_a_triton_url_that_is_not_http_is_refused_at_configuration_time(
         assert "hunter2" not in str(exc.value) and "bob" not in str(exc.value)
 
 
+@pytest.mark.adversarial
+def test_settings_never_show_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TRITON_URL, "http://bob:hunter2@127.0.0.1:8000")
+    s = Settings.resolve()
+    assert s.triton_endpoints["default"] == "http://bob:hunter2@127.0.0.1:8000"  # for the client
+    for shown in (repr(s), str(s), json.dumps(s.shown())):
+        assert "hunter2" not in shown and "bob" not in shown
+        assert "http://***@127.0.0.1:8000" in shown
+
+
 # -- frozen, and resolved once ----------------------------------------------------------------
 
 

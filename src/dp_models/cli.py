@@ -683,7 +683,7 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
         out.write("  (none of dp_models' variables is set)\n")
     out.write("settings:\n")
     for k, v in settings.items():
-        out.write(f"  {k:<22} {v}\n")
+        out.write(f"  {k:<22} {v if isinstance(v, str) else json.dumps(v)}\n")
     return 0
 
 

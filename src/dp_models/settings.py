@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -297,6 +297,13 @@ class Settings:
             models_root_problem=root_problem,
         )
         return settings, problems
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with the Triton URLs' credentials masked."""
+        shown: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["triton_endpoints"] = {k: redact_url(v) for k, v in self.triton_endpoints.items()}
+        shown["triton_timeouts"] = {k: dict(v) for k, v in self.triton_timeouts.items()}
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def require_root(self) -> Path:
         """MODELS_ROOT, for whatever needs it; :class:`~dp_models.errors.ModelsRootError`
