@@ -16,6 +16,7 @@ import yaml
 
 from dp_models import ModelManager
 from dp_models.cli import main as dp_models_cli
+from dp_models.errors import CatalogError, CatalogProblem
 from dp_models.testing import fake_catalog_dir
 
 
@@ -24,6 +25,14 @@ def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
     return ModelManager(
         models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp_path / "cache", **kwargs
     )
+
+
+def catalog_problem(root: Path, tmp_path: Path, **kwargs: Any) -> CatalogProblem:
+    """The one problem of the CatalogError that a manager on ``root`` raises."""
+    with pytest.raises(CatalogError) as exc:
+        manager(root, tmp_path, **kwargs)
+    [problem] = exc.value.problems
+    return problem
 
 
 def repin(root: Path) -> None:

@@ -23,7 +23,6 @@ import torch
 from dp_models import Catalog
 from dp_models.errors import (
     ArtifactMissingError,
-    CatalogError,
     LoaderArgsError,
     LoaderError,
     NetworkBlockedError,
@@ -40,6 +39,7 @@ from .conftest import LoopbackServer
 from .fakeroots import (
     REBINDS_COUNTER_UPDATE,
     RunsCode,
+    catalog_problem,
     manager,
     needs_cuda,
     repin,
@@ -208,9 +208,7 @@ def test_loader_args_the_catalog_refuses(
     root: Path, tmp_path: Path, loader_args: dict[str, Any], field: str, message: str
 ) -> None:
     set_loader_args(root, CLAP, **loader_args)
-    with pytest.raises(CatalogError) as exc:
-        manager(root, tmp_path, device="cpu")
-    [problem] = exc.value.problems
+    problem = catalog_problem(root, tmp_path, device="cpu")
     assert problem.field == f"loader_args.{field}"
     assert message in problem.message
 

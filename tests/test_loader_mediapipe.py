@@ -20,7 +20,6 @@ import pytest
 from dp_models import LoadContext, ModelManager
 from dp_models.catalog import Catalog
 from dp_models.errors import (
-    CatalogError,
     DeviceUnavailableError,
     LoaderArgsError,
     LoaderError,
@@ -31,7 +30,7 @@ from dp_models.testing import FakeWeightsError, fake_models_root
 from dp_models.testing.fakes.mediapipe import FAKE_ASSETS, make_mediapipe
 from dp_models.testing.tflite import constant_model
 
-from .fakeroots import manager, repin, set_loader_args
+from .fakeroots import catalog_problem, manager, repin, set_loader_args
 
 SPECS = {
     "mediapipe_face_detector": ("FaceDetector", "visual/mediapipe/blaze_face_short_range.tflite"),
@@ -151,9 +150,7 @@ def test_loader_args_the_catalog_refuses(
     root: Path, tmp_path: Path, args: dict[str, Any], field: str, message: str
 ) -> None:
     set_loader_args(root, "mediapipe_hand_landmarker", **args)
-    with pytest.raises(CatalogError) as info:
-        manager(root, tmp_path)
-    [problem] = info.value.problems
+    problem = catalog_problem(root, tmp_path)
     assert problem.field == f"loader_args.{field}"
     assert re.search(message, problem.message), problem.message
 

@@ -19,7 +19,6 @@ import yaml
 from PIL import Image
 
 from dp_models.errors import (
-    CatalogError,
     LoaderArgsError,
     LoaderError,
     StateDictMismatchError,
@@ -32,6 +31,7 @@ from dp_models.testing import fake_catalog_dir, fake_models_root
 
 from .fakeroots import (
     RunsCode,
+    catalog_problem,
     edit_spec,
     manager,
     needs_cuda,
@@ -207,9 +207,7 @@ def test_loader_args_the_catalog_refuses(
     root: Path, tmp_path: Path, loader_args: dict[str, Any], field: str, message: str
 ) -> None:
     edit_spec(root, B32, loader_args=loader_args)
-    with pytest.raises(CatalogError) as exc:
-        manager(root, tmp_path, device="cpu")
-    [problem] = exc.value.problems
+    problem = catalog_problem(root, tmp_path, device="cpu")
     assert problem.field == f"loader_args.{field}"
     assert message in problem.message
 

@@ -23,14 +23,13 @@ from dp_models import ModelManager
 from dp_models.catalog import Catalog
 from dp_models.cli import main as dp_models_cli
 from dp_models.errors import (
-    CatalogError,
     LoaderError,
     NetworkBlockedError,
     StateDictMismatchError,
 )
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import edit_spec, manager, needs_cuda, repin
+from .fakeroots import catalog_problem, edit_spec, manager, needs_cuda, repin
 
 MINILM, E5 = "all_minilm_l6_v2", "multilingual_e5_large"
 MINILM_DIR = "text/sentence_transformers/all-MiniLM-L6-v2"
@@ -219,9 +218,7 @@ def test_loader_args_the_catalog_refuses(
     root: Path, tmp_path: Path, args: dict[str, Any], field: str, message: str
 ) -> None:
     edit_spec(root, E5, loader_args=args)
-    with pytest.raises(CatalogError) as info:
-        manager(root, tmp_path, device="cpu")
-    [problem] = info.value.problems
+    problem = catalog_problem(root, tmp_path, device="cpu")
     assert problem.field == f"loader_args.{field}"
     assert message in problem.message
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import spacy
 
-from dp_models.errors import CatalogError, LoaderError
+from dp_models.errors import LoaderError
 from dp_models.testing import fake_models_root
 
-from .fakeroots import edit_spec, manager, repin
+from .fakeroots import catalog_problem, edit_spec, manager, repin
 
 EN, RU = "spacy_en_core_web_sm", "spacy_ru_core_news_sm"
 DIRS = {EN: "text/spacy/en_core_web_sm-3.8.0", RU: "text/spacy/ru_core_news_sm-3.8.0"}
@@ -168,9 +168,7 @@ def test_a_pipeline_name_that_is_not_a_string_is_a_catalog_error(
     root: Path, tmp_path: Path
 ) -> None:
     edit_spec(root, EN, loader_args={"pipeline": 3}, replace_loader_args=True)
-    with pytest.raises(CatalogError) as info:
-        manager(root, tmp_path)
-    [problem] = info.value.problems
+    problem = catalog_problem(root, tmp_path)
     assert problem.field == "loader_args.pipeline"
     assert "valid string (got 3)" in problem.message
 

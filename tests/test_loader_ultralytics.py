@@ -23,7 +23,6 @@ import yaml
 
 from dp_models.catalog import Catalog
 from dp_models.errors import (
-    CatalogError,
     LoaderError,
     MissingExtraError,
     UnsafeCheckpointError,
@@ -33,7 +32,7 @@ from dp_models.loaders.ultralytics import BYTETRACK_DEFAULTS, TrackerConfig
 from dp_models.testing import FakeWeightsError, fake_models_root
 from dp_models.testing.fakes.ultralytics import make_detector
 
-from .fakeroots import RunsCode, manager, needs_cuda, repin, set_loader_args
+from .fakeroots import RunsCode, catalog_problem, manager, needs_cuda, repin, set_loader_args
 
 DETECTOR, TRACKER = "yolo11n_detector", "bytetrack_tracker"
 WEIGHTS, TRACKER_YAML = "visual/yolo/yolo11n.pt", "visual/yolo/bytetrack.yaml"
@@ -202,9 +201,7 @@ def test_loader_args_the_catalog_refuses(
     root: Path, tmp_path: Path, args: dict[str, Any], field: str, message: str
 ) -> None:
     set_loader_args(root, DETECTOR, **args)
-    with pytest.raises(CatalogError) as info:
-        manager(root, tmp_path)
-    [problem] = info.value.problems
+    problem = catalog_problem(root, tmp_path)
     assert problem.field == f"loader_args.{field}"
     assert re.search(message, problem.message), problem.message
 

@@ -473,35 +473,6 @@ def test_a_class_path_that_does_not_import_here_is_a_loader_args_error(
     assert tinynet.BUILT == []
 
 
-@pytest.mark.parametrize(
-    ("class_path", "message"),
-    [
-        ("tinynet.TinyNet", r"must be 'package.module:Class'.* \(got 'tinynet.TinyNet'\)"),
-        (":TinyNet", r"must be 'package.module:Class'.* \(got ':TinyNet'\)"),
-        (".tinynet:TinyNet", r"must be 'package.module:Class'.* \(got '.tinynet:TinyNet'\)"),
-        ("tinynet:", r"must be 'package.module:Class'.* \(got 'tinynet:'\)"),
-        (42, r"valid string \(got 42\)"),
-        (None, r"valid string \(got None\)"),
-    ],
-)
-def test_a_malformed_class_path_is_a_catalog_error(
-    class_path: object,
-    message: str,
-    tinynet: ModuleType,
-    models_root: Path,
-    write_spec: SpecWriter,
-    make_manager: Callable[..., ModelManager],
-) -> None:
-    args = {"class_path": class_path}
-    state_dict_spec(
-        write_spec, models_root, "badpath", reference_net(tinynet).state_dict(), loader_args=args
-    )
-    problem = catalog_problem(make_manager)
-    assert (problem.file, problem.field) == ("visual/badpath.yaml", "loader_args.class_path")
-    assert re.search(message, problem.message), problem.message
-    assert tinynet.BUILT == []
-
-
 def test_kwargs_the_class_rejects_are_a_loader_args_error(
     tinynet: ModuleType,
     models_root: Path,
@@ -523,16 +494,25 @@ def test_kwargs_the_class_rejects_are_a_loader_args_error(
     assert (exc.value.spec, exc.value.loader) == ("badkw", "torch_state_dict")
 
 
+_MALFORMED = r"must be 'package.module:Class'.* \(got '{}'\)"
+
+
 @pytest.mark.parametrize(
     ("args", "field", "message"),
     [
+        ({"class_path": "tinynet.TinyNet"}, "class_path", _MALFORMED.format("tinynet.TinyNet")),
+        ({"class_path": ":TinyNet"}, "class_path", _MALFORMED.format(":TinyNet")),
+        ({"class_path": ".tinynet:TinyNet"}, "class_path", _MALFORMED.format(".tinynet:TinyNet")),
+        ({"class_path": "tinynet:"}, "class_path", _MALFORMED.format("tinynet:")),
+        ({"class_path": 42}, "class_path", r"valid string \(got 42\)"),
+        ({"class_path": None}, "class_path", r"valid string \(got None\)"),
         ({"kwargs": [4, 6, 3]}, "kwargs", r"valid dictionary"),
         ({"strict": "false"}, "strict", r"valid boolean \(got 'false'\)"),
         ({"weights_only": 0}, "weights_only", r"valid boolean \(got 0\)"),
         ({"state_dict_key": 3}, "state_dict_key", r"valid string"),
     ],
 )
-def test_loader_args_of_the_wrong_type_are_a_catalog_error(
+def test_loader_args_the_catalog_refuses(
     args: dict[str, Any],
     field: str,
     message: str,
@@ -541,7 +521,8 @@ def test_loader_args_of_the_wrong_type_are_a_catalog_error(
     write_spec: SpecWriter,
     make_manager: Callable[..., ModelManager],
 ) -> None:
-    """weights_only and strict are strict booleans: "false" and 0 are not false."""
+    """A malformed class_path and values of the wrong type are found when the catalog
+    loads; weights_only and strict are strict booleans: "false" and 0 are not false."""
     state_dict_spec(
         write_spec, models_root, "badtype", reference_net(tinynet).state_dict(), loader_args=args
     )

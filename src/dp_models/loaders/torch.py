@@ -33,6 +33,7 @@ from ._checkpoint import read_pickle
 from .base import LoadContext, Loader, LoaderArgs, require
 
 __all__ = [
+    "CheckpointArgs",
     "TorchScriptArgs",
     "TorchScriptLoader",
     "TorchStateDictArgs",
@@ -46,12 +47,10 @@ _CLASS_PATH = re.compile(rf"{_DOTTED}:{_DOTTED}")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class TorchStateDictArgs(LoaderArgs):
-    """``loader_args`` of ``torch_state_dict``."""
+class CheckpointArgs(LoaderArgs):
+    """The ``loader_args`` of every loader that reads a state dict from a torch checkpoint
+    (``torch_state_dict``, ``torchvision``)."""
 
-    class_path: str = Field(description="'package.module:Class', importable here")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="arguments for the class")
-    strict: bool = Field(default=True, description="missing or unexpected keys are an error")
     state_dict_key: str | None = Field(
         default=None, description="take the state dict from this key of the checkpoint"
     )
@@ -61,6 +60,14 @@ class TorchStateDictArgs(LoaderArgs):
     weights_only: bool = Field(
         default=True, description="false opts out of safe unpickling (trusted files only)"
     )
+
+
+class TorchStateDictArgs(CheckpointArgs):
+    """``loader_args`` of ``torch_state_dict``."""
+
+    class_path: str = Field(description="'package.module:Class', importable here")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="arguments for the class")
+    strict: bool = Field(default=True, description="missing or unexpected keys are an error")
 
     @field_validator("class_path")
     @classmethod

@@ -24,8 +24,9 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from ..errors import LoaderArgsError, LoaderError
-from .base import LoadContext, Loader, LoaderArgs, require
+from .base import LoadContext, Loader, require
 from .torch import (
+    CheckpointArgs,
     _apply_precision,
     _cuda_available,
     _state_dict,
@@ -42,7 +43,7 @@ _INDEXED_LINE = re.compile(r"(\S.*?)\s+(\d+)")
 _PLACES_PREFIX = re.compile(r"^/[a-z]/")
 
 
-class TorchvisionArgs(LoaderArgs):
+class TorchvisionArgs(CheckpointArgs):
     """``loader_args`` of ``torchvision``."""
 
     arch: str = Field(
@@ -60,15 +61,6 @@ class TorchvisionArgs(LoaderArgs):
     kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="more keyword arguments for the builder (width_mult, ...); never weights",
-    )
-    state_dict_key: str | None = Field(
-        default=None, description="take the state dict from this key of the checkpoint"
-    )
-    strip_prefix: str | None = Field(
-        default=None, description="remove this prefix from every key ('module.')"
-    )
-    weights_only: bool = Field(
-        default=True, description="false opts out of safe unpickling (trusted files only)"
     )
 
     @field_validator("kwargs")

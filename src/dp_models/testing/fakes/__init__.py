@@ -31,6 +31,7 @@ __all__ = [
     "default_fakes",
     "fake_set",
     "register_fake",
+    "write_artifacts",
     "write_placeholder",
 ]
 
@@ -99,6 +100,20 @@ def fake_set(fakes: Registry[FakeMaker] | Mapping[str, FakeMaker] | None) -> Reg
     if isinstance(fakes, Registry):
         return fakes
     return default_fakes().extended(fakes)
+
+
+def write_artifacts(
+    spec: Spec, root: Path, formats: tuple[str, ...], write: Callable[[Path], object]
+) -> None:
+    """Every artifact of ``spec`` under ``root``: ``write(path)`` (its parent made) for one
+    of ``formats``, a placeholder for the others."""
+    for art in spec.artifacts:
+        path = root / art.path
+        if art.format not in formats:
+            write_placeholder(path, art.format)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
 
 
 def write_placeholder(path: Path, fmt: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import FakeWeightsError
 from ...spec import Spec
 from ..tflite import constant_model
-from . import write_placeholder
+from . import write_artifacts
 
 __all__ = ["FAKE_ASSETS", "make_mediapipe"]
 
@@ -91,11 +91,6 @@ def make_mediapipe(spec: Spec, root: Path) -> dict[str, Any] | None:
             f"spec {spec.name!r}: no fake MediaPipe asset for task "
             f"{spec.loader_args.get('task')!r}; known tasks: {', '.join(FAKE_ASSETS)}"
         )
-    for art in spec.artifacts:
-        path = root / art.path
-        if art.format not in ("task", "tflite"):
-            write_placeholder(path, art.format)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_fake_asset(models))
+    data = _fake_asset(models)
+    write_artifacts(spec, root, ("task", "tflite"), lambda path: path.write_bytes(data))
     return None

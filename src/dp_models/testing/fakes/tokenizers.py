@@ -7,7 +7,7 @@ from typing import Any
 
 from ...loaders.base import require
 from ...spec import Spec
-from . import write_placeholder
+from . import write_artifacts
 
 __all__ = ["FAKE_SPECIAL_TOKENS", "make_tokenizer"]
 
@@ -36,22 +36,16 @@ def make_tokenizer(spec: Spec, root: Path) -> dict[str, Any] | None:
     learnt from a fixed corpus, Whisper's special tokens), saved as ``tokenizer.json`` for
     each ``json`` artifact; placeholders for the others. About 10 kB."""
     tk = require("tokenizers", extra="tokenizers", spec=spec.name)
-    for art in spec.artifacts:
-        path = root / art.path
-        if art.format != "json":
-            write_placeholder(path, art.format)
-            continue
-        byte_level = tk.pre_tokenizers.ByteLevel
-        tok = tk.Tokenizer(tk.models.BPE())
-        tok.pre_tokenizer = byte_level(add_prefix_space=False)
-        tok.decoder = tk.decoders.ByteLevel()
-        trainer = tk.trainers.BpeTrainer(
-            vocab_size=320,
-            special_tokens=list(FAKE_SPECIAL_TOKENS),
-            initial_alphabet=byte_level.alphabet(),
-            show_progress=False,
-        )
-        tok.train_from_iterator(list(_FAKE_CORPUS), trainer=trainer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tok.save(str(path))
+    byte_level = tk.pre_tokenizers.ByteLevel
+    tok = tk.Tokenizer(tk.models.BPE())
+    tok.pre_tokenizer = byte_level(add_prefix_space=False)
+    tok.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=list(FAKE_SPECIAL_TOKENS),
+        initial_alphabet=byte_level.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(_FAKE_CORPUS), trainer=trainer)
+    write_artifacts(spec, root, ("json",), lambda path: tok.save(str(path)))
     return None

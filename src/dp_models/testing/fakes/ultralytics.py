@@ -14,7 +14,7 @@ from ...errors import FakeWeightsError
 from ...loaders.base import require
 from ...loaders.ultralytics import BYTETRACK_DEFAULTS, UltralyticsArgs, _ultralytics
 from ...spec import Spec
-from . import write_placeholder
+from . import write_artifacts
 
 __all__ = ["make_detector", "make_tracker_config"]
 
@@ -46,12 +46,8 @@ def make_detector(spec: Spec, root: Path) -> dict[str, Any] | None:
         )
     ul = _ultralytics(spec.name)
     torch = require("torch", extra="yolo", spec=spec.name)
-    for art in spec.artifacts:
-        path = root / art.path
-        if art.format != "pt":
-            write_placeholder(path, art.format)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(path: Path) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="dp_models_yolo_"))
         try:
             cfg = tmp / "dp_models_fake_yolo.yaml"
@@ -61,20 +57,15 @@ def make_detector(spec: Spec, root: Path) -> dict[str, Any] | None:
                 ul.YOLO(str(cfg), task="detect", verbose=False).save(str(path))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    write_artifacts(spec, root, ("pt",), save)
     return None
 
 
 def make_tracker_config(spec: Spec, root: Path) -> dict[str, Any] | None:
     """Ultralytics' ByteTrack defaults (the same values as the real file)."""
-    for art in spec.artifacts:
-        path = root / art.path
-        if art.format not in ("yaml", "yml"):
-            write_placeholder(path, art.format)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            "# dp_models fake: Ultralytics' ByteTrack defaults\n"
-            + yaml.safe_dump(dict(BYTETRACK_DEFAULTS), sort_keys=False),
-            encoding="utf-8",
-        )
+    text = "# dp_models fake: Ultralytics' ByteTrack defaults\n" + yaml.safe_dump(
+        dict(BYTETRACK_DEFAULTS), sort_keys=False
+    )
+    write_artifacts(spec, root, ("yaml", "yml"), lambda path: path.write_text(text, "utf-8"))
     return None
