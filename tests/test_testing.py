@@ -193,6 +193,56 @@ def test_the_pytest_plugin(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
 
 
+PLUGIN_THIRD_PARTY_TEST = """
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dp_models.loaders import Loader, NoArgs
+
+CATALOG = Path(tempfile.mkdtemp()) / "catalog"
+(CATALOG / "visual").mkdir(parents=True)
+(CATALOG / "visual" / "bare.yaml").write_text(
+    'name: bare\\nversion: "1"\\nfamily: t\\nrole: t\\nusers: [t]\\nruntime: inprocess\\n'
+    "engine: python\\nloader: plugin_bare\\nartifacts: [{path: b.bin, format: pt}]\\n"
+)
+
+
+class Bare(Loader[NoArgs]):
+    name = "plugin_bare"
+    framework = "pytest"
+    extra = "test"
+
+    def load(self, ctx):
+        return ctx.read_bytes()
+
+
+def make_bare(spec, root):
+    (root / "b.bin").write_bytes(b"fake")
+
+
+@pytest.mark.dp_models(
+    catalog=CATALOG, fakes={"plugin_bare": make_bare}, loaders={"plugin_bare": Bare}
+)
+def test_marker(dp_models_manager):
+    assert dp_models_manager.load("bare") == b"fake"
+
+
+def test_factory(dp_models_fake_root_factory):
+    root = dp_models_fake_root_factory(
+        catalog=CATALOG, fakes={"plugin_bare": make_bare}, loaders={"plugin_bare": Bare}
+    )
+    assert (root / "b.bin").read_bytes() == b"fake"
+"""
+
+
+def test_the_plugin_takes_a_third_party_loader_and_its_fakes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PLUGIN_THIRD_PARTY_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)
+
+
 def test_the_plugin_registers_its_markers(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.no_network:*", "@pytest.mark.dp_models(*"])
