@@ -287,7 +287,11 @@ def test_the_drawn_tree_is_the_tree() -> None:
         parent, builtins = drawn[cls.__name__]
         ours = [b for b in cls.__bases__ if issubclass(b, DPModelsError)]
         assert parent == (ours[0].__name__ if ours else None), cls.__name__
-        others = {b.__name__ for b in cls.__bases__ if not issubclass(b, DPModelsError)}
+        others = {
+            b.__name__
+            for b in cls.__bases__
+            if issubclass(b, BaseException) and not issubclass(b, DPModelsError)
+        }
         assert builtins == others - {"Exception"}, cls.__name__
 
 

@@ -172,7 +172,8 @@ def test_a_bad_variable_is_a_configuration_error_naming_it(
     with pytest.raises(ConfigurationError, match=phrase) as info:
         Settings.resolve()
     assert f"${variable}" in str(info.value)
-    settings, problems = Settings.resolve_reporting()
+    problems: dict[str, Any] = {}
+    settings = Settings.resolve(problems=problems)
     assert list(problems) == [field]
     assert getattr(settings, field) == getattr(Settings.resolve(environ={}), field)  # default
 
@@ -372,7 +373,7 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How many times Settings.resolve, and the root's resolution, run."""
     calls = {"resolve": 0, "root": 0}
-    resolve, root = Settings.resolve_reporting.__func__, settings_module._models_root  # type: ignore[attr-defined]
+    resolve, root = Settings.resolve.__func__, settings_module._models_root  # type: ignore[attr-defined]
 
     def counting_resolve(cls: type[Settings], **kwargs: Any) -> Any:
         calls["resolve"] += 1
@@ -382,7 +383,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         calls["root"] += 1
         return root(*args, **kwargs)
 
-    monkeypatch.setattr(Settings, "resolve_reporting", classmethod(counting_resolve))
+    monkeypatch.setattr(Settings, "resolve", classmethod(counting_resolve))
     monkeypatch.setattr(settings_module, "_models_root", counting_root)
     return calls
 

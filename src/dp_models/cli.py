@@ -660,7 +660,8 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     # a broken setting is shown with its problem, not a reason to stop: env is for finding it
-    resolved, problems = Settings.resolve_reporting(**_setting_arguments(args))
+    problems: dict[str, DPModelsError] = {}
+    resolved = Settings.resolve(**_setting_arguments(args), problems=problems)
     # a Triton URL variable holds one URL, whatever it holds: masked up to its last "@"
     environment = {
         k: redact_url(v) if k.startswith(ENV_TRITON_URL) else redact(v)

@@ -347,7 +347,17 @@ class ProvenanceError(DPModelsError, ValueError):
         super().__init__(message)
 
 
-class NotRegularFileError(DPModelsError, OSError):
+class _PlainMessage:
+    """Mixed into the OSError leaves: ``str()`` is the message as given (an OSError built
+    with one argument would do the same, but these also carry fields)."""
+
+    args: tuple[object, ...]
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotRegularFileError(_PlainMessage, DPModelsError, OSError):
     """A path that should be a regular file is a FIFO, a device, a socket or a directory:
     refused before a byte is read (a FIFO would block, ``/dev/zero`` never ends). ``.path``
     and ``.kind`` ("a FIFO (named pipe)", ...)."""
@@ -357,11 +367,8 @@ class NotRegularFileError(DPModelsError, OSError):
         self.path = path
         self.kind = kind
 
-    def __str__(self) -> str:
-        return str(self.args[0])
 
-
-class FileTooLargeError(DPModelsError, OSError):
+class FileTooLargeError(_PlainMessage, DPModelsError, OSError):
     """A file that is read whole (a spec, a lock, a cache entry, a stamp) is larger than its
     limit; it was not read. ``.path`` and ``.limit`` (bytes)."""
 
@@ -370,11 +377,8 @@ class FileTooLargeError(DPModelsError, OSError):
         self.path = path
         self.limit = limit
 
-    def __str__(self) -> str:
-        return str(self.args[0])
 
-
-class FileChangedError(DPModelsError, OSError):
+class FileChangedError(_PlainMessage, DPModelsError, OSError):
     """A file whose identity (inode, size, times) changed while it was being hashed: the
     digest is of no one version, and is not used. ``.path``."""
 
@@ -382,11 +386,8 @@ class FileChangedError(DPModelsError, OSError):
         super().__init__(message)
         self.path = path
 
-    def __str__(self) -> str:
-        return str(self.args[0])
 
-
-class DirectoryTooLargeError(DPModelsError, OSError):
+class DirectoryTooLargeError(_PlainMessage, DPModelsError, OSError):
     """A directory walk that found more than ``.limit`` files below ``.path`` (symlinks
     followed): a directory artifact is not that large, a symlink maze can be."""
 
@@ -395,11 +396,8 @@ class DirectoryTooLargeError(DPModelsError, OSError):
         self.path = path
         self.limit = limit
 
-    def __str__(self) -> str:
-        return str(self.args[0])
 
-
-class OutsideRootError(DPModelsError, OSError):
+class OutsideRootError(_PlainMessage, DPModelsError, OSError):
     """A directory walk reached a symlinked directory (``.path``) that leads to ``.target``,
     outside the tree it must stay in (``.root``); it was not entered."""
 
@@ -408,9 +406,6 @@ class OutsideRootError(DPModelsError, OSError):
         self.path = path
         self.target = target
         self.root = root
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class UnprovisionedTokenizerError(DPModelsError, RuntimeError):

@@ -194,6 +194,7 @@ class Settings:
         offline: bool = True,
         environ: Mapping[str, str] | None = None,
         argument_names: Mapping[str, str] | None = None,
+        problems: dict[str, DPModelsError] | None = None,
     ) -> Settings:
         """Each setting from its argument, else the environment (``environ``, default
         ``os.environ``), else its default; every value checked.
@@ -202,55 +203,15 @@ class Settings:
         ``argument_names`` says how the caller names its arguments in messages (the
         command line: ``{"models_root": "--root"}``). Raises
         :class:`~dp_models.errors.ConfigurationError` naming the argument or the variable
-        of a bad value (all of them when several are bad)."""
-        settings, problems = cls.resolve_reporting(
-            models_root=models_root,
-            catalog=catalog,
-            lock=lock,
-            lock_key=lock_key,
-            cache_dir=cache_dir,
-            use_cache=use_cache,
-            verify=verify,
-            triton_endpoints=triton_endpoints,
-            triton_timeouts=triton_timeouts,
-            device=device,
-            offline=offline,
-            environ=environ,
-            argument_names=argument_names,
-        )
-        errors = list(problems.values())
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ConfigurationError(
-                f"{len(errors)} settings are invalid:\n" + "\n".join(f"- {e}" for e in errors)
-            )
-        return settings
+        of a bad value (all of them when several are bad).
 
-    @classmethod
-    def resolve_reporting(
-        cls,
-        *,
-        models_root: PathArg | None = None,
-        catalog: PathArg | None = None,
-        lock: PathArg | None = None,
-        lock_key: PathArg | None = None,
-        cache_dir: PathArg | None = None,
-        use_cache: bool = True,
-        verify: str | None = None,
-        triton_endpoints: Mapping[str, str] | None = None,
-        triton_timeouts: Mapping[str, Mapping[str, object]] | None = None,
-        device: str | None = None,
-        offline: bool = True,
-        environ: Mapping[str, str] | None = None,
-        argument_names: Mapping[str, str] | None = None,
-    ) -> tuple[Settings, dict[str, DPModelsError]]:
-        """Like :meth:`resolve`, but a bad value does not raise: the setting keeps its
-        default and its error is returned by field name. For ``dp-models env``, which
-        shows a broken configuration instead of stopping at it."""
+        With ``problems`` (a dict), a bad value does not raise: the setting keeps its
+        default and its error is put in ``problems`` by field name. For ``dp-models env``,
+        which shows a broken configuration instead of stopping at it."""
+        report = problems is not None
+        problems = {} if problems is None else problems
         env = os.environ if environ is None else environ
         names = dict(argument_names or {})
-        problems: dict[str, DPModelsError] = {}
 
         def attempt(name: str, default: Any, resolve: Any, *args: Any) -> Any:
             try:
@@ -296,7 +257,14 @@ class Settings:
             offline=bool(offline),
             models_root_problem=root_problem,
         )
-        return settings, problems
+        errors = list(problems.values())
+        if report or not errors:
+            return settings
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigurationError(
+            f"{len(errors)} settings are invalid:\n" + "\n".join(f"- {e}" for e in errors)
+        )
 
     def __repr__(self) -> str:
         """The dataclass repr, with the Triton URLs' credentials masked."""

@@ -33,6 +33,7 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,22 +110,30 @@ def _import(module: str) -> Any:
 # -- keys ----------------------------------------------------------------------------------
 
 
+def _read_small(
+    path: Path, limit: int, missing: Callable[[], Exception], bad: Callable[[str], Exception]
+) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``): ``missing()`` when it
+    does not exist, ``bad(why)`` when it is not a regular file, too large or unreadable."""
+    try:
+        return read_regular(path, max_bytes=limit)
+    except FileNotFoundError:
+        raise missing() from None
+    except NotRegularFileError as exc:
+        raise bad(f"is {exc.kind}, not a regular file") from None
+    except FileTooLargeError:
+        raise bad(f"is larger than {limit} bytes") from None
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+
+
 def _read_key(path: Path, what: str, lock: Path | None, signature: Path | None) -> bytes:
     def bad(why: str) -> LockSignatureError:
         return LockSignatureError(
             f"{what} {path} {why}", reason="key", path=lock, signature=signature, key=path
         )
 
-    try:
-        return read_regular(path, max_bytes=_MAX_KEY_BYTES)
-    except FileNotFoundError:
-        raise bad("does not exist") from None
-    except NotRegularFileError as exc:
-        raise bad(f"is {exc.kind}, not a PEM key file") from None
-    except FileTooLargeError:
-        raise bad(f"is larger than {_MAX_KEY_BYTES} bytes: not a PEM key file") from None
-    except OSError as exc:
-        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+    return _read_small(path, _MAX_KEY_BYTES, lambda: bad("does not exist"), bad)
 
 
 def _check_curve(key: Any) -> str | None:
@@ -205,41 +214,31 @@ def signing_key_id(private_key_path: str | os.PathLike[str]) -> str:
 
 
 def _read_lock(path: Path, signature: Path, key: Path) -> bytes:
-    try:
-        return read_regular(path, max_bytes=_MAX_LOCK_BYTES)
-    except FileNotFoundError:
-        raise LockSignatureError(
+    def missing() -> LockSignatureError:
+        return LockSignatureError(
             f"lock {path} does not exist, so there is nothing signed to verify; write it with "
             "`dp-models lock --root ROOT --sign PRIVATE_KEY`",
             reason="no-lock",
             path=path,
             signature=signature,
             key=key,
-        ) from None
-    except NotRegularFileError as exc:
-        raise LockError(f"lock {path} is {exc.kind}, not a regular file", path=path) from None
-    except FileTooLargeError:
-        raise LockError(f"lock {path} is larger than {_MAX_LOCK_BYTES} bytes", path=path) from None
-    except OSError as exc:
-        raise LockError(f"cannot read lock {path}: {exc}", path=path) from exc
+        )
+
+    return _read_small(
+        path, _MAX_LOCK_BYTES, missing, lambda why: LockError(f"lock {path} {why}", path=path)
+    )
 
 
 def _read_signature(path: Path, lock: Path, key: Path) -> bytes:
     def bad(why: str, reason: str = "malformed") -> LockSignatureError:
         return LockSignatureError(why, reason=reason, path=lock, signature=path, key=key)
 
-    try:
-        return read_regular(path, max_bytes=_MAX_SIGNATURE_BYTES)
-    except FileNotFoundError:
-        raise bad(
-            f"lock {lock} is not signed: no signature {path}; {_SIGN_HINT}", "unsigned"
-        ) from None
-    except NotRegularFileError as exc:
-        raise bad(f"signature {path} is {exc.kind}, not a signature file") from None
-    except FileTooLargeError:
-        raise bad(f"signature {path} is larger than {_MAX_SIGNATURE_BYTES} bytes") from None
-    except OSError as exc:
-        raise bad(f"signature {path} cannot be read ({exc.strerror or exc})") from None
+    return _read_small(
+        path,
+        _MAX_SIGNATURE_BYTES,
+        lambda: bad(f"lock {lock} is not signed: no signature {path}; {_SIGN_HINT}", "unsigned"),
+        lambda why: bad(f"signature {path} {why}"),
+    )
 
 
 @dataclass(frozen=True)
