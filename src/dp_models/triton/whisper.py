@@ -30,14 +30,7 @@ def decode(client: TritonClient, token_ids: Any) -> str:
     An id outside the tokenizer's vocabulary is a :class:`TritonInferenceError`: the
     served model and the tokenizer spec do not belong together; anything but one 1-D
     integer sequence is a :class:`TritonInputError`."""
-    ids = np.asarray(token_ids)
-    if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
-        raise _ids_error(
-            client,
-            f"decode takes one 1-D integer sequence of token ids, not a {ids.dtype} array "
-            f"of shape {list(ids.shape)} (decode_batch takes [batch, length])",
-            ids,
-        )
+    ids = _token_ids(client, token_ids, 1)
     tokenizer = client.tokenizer()
     return _decode(client, tokenizer, _markers(tokenizer), ids)
 
@@ -45,17 +38,27 @@ def decode(client: TritonClient, token_ids: Any) -> str:
 def decode_batch(client: TritonClient, token_ids: Any) -> list[str]:
     """:func:`decode` for each row of a ``[batch, length]`` array (what
     :meth:`~dp_models.triton.client.TritonClient.infer` returns for a batched spec)."""
-    ids = np.asarray(token_ids)
-    if ids.ndim != 2 or not (ids.dtype.kind in "iu" or ids.size == 0):
-        raise _ids_error(
-            client,
-            f"decode_batch takes a [batch, length] integer array of token ids, not a "
-            f"{ids.dtype} array of shape {list(ids.shape)} (decode takes one sequence)",
-            ids,
-        )
+    ids = _token_ids(client, token_ids, 2)
     tokenizer = client.tokenizer()
     markers = _markers(tokenizer)
     return [_decode(client, tokenizer, markers, row) for row in ids]
+
+
+_SHAPES = {
+    1: "decode takes one 1-D integer sequence of token ids, not a {dtype} array of shape "
+    "{shape} (decode_batch takes [batch, length])",
+    2: "decode_batch takes a [batch, length] integer array of token ids, not a {dtype} array "
+    "of shape {shape} (decode takes one sequence)",
+}
+
+
+def _token_ids(client: TritonClient, token_ids: Any, ndim: int) -> np.ndarray[Any, Any]:
+    """``token_ids`` as an integer array of ``ndim`` dimensions, or a TritonInputError."""
+    ids = np.asarray(token_ids)
+    if ids.ndim != ndim or not (ids.dtype.kind in "iu" or ids.size == 0):
+        message = _SHAPES[ndim].format(dtype=ids.dtype, shape=list(ids.shape))
+        raise _ids_error(client, message, ids)
+    return ids
 
 
 def _decode(
