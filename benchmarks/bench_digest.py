@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import dp_models
-from dp_models.catalog import Catalog
-from dp_models.digest import DigestCache, FileDigest, Hasher, sha256_file
-from dp_models.verify import Verifier
+from dp_models._catalog import Catalog
+from dp_models._digest import DigestCache, FileDigest, Hasher, sha256_file
+from dp_models._verify import Verifier
 
 MiB = 1 << 20
 BLOCK = 64 * MiB
@@ -318,7 +318,7 @@ def bench_parallel(parts: Sequence[tuple[Path, str]], repeats: int) -> list[Row]
 # Linux it carries the parent's peak across fork and exec, which could hide the growth.
 _RSS_PROBE = """
 import json, resource, sys
-from dp_models.digest import sha256_file
+from dp_models._digest import sha256_file
 
 def peak_kib():
     try:

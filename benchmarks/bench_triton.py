@@ -29,7 +29,7 @@ import numpy as np
 import tritonclient.http as httpclient
 from _report import report
 
-from dp_models.catalog import Catalog
+from dp_models._catalog import Catalog
 from dp_models.testing.triton import TritonServer, write_standin_repository
 from dp_models.triton.client import TritonClient
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dp_models import ModelManager
-from dp_models.provenance import save_npz, write_json
+from dp_models import ModelManager, save_npz, write_json
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -46,7 +45,7 @@ def main() -> int:
         [
             sys.executable,
             "-m",
-            "dp_models.cli",
+            "dp_models",
             "verify-artifact",
             str(npz),
             "--catalog",

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from dp_models import ModelManager
-from dp_models.offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
-from dp_models.settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS
+from dp_models._offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
+from dp_models._settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS
 
 #: Every variable dp_models reads or sets; cleaned before and restored after each test.
 TOUCHED_VARS = sorted({*ENV_VARS, *OFFLINE_FLAGS, *cache_dirs(Path("/")), *LEGACY_CACHE_VARS})
@@ -211,7 +211,7 @@ def inprocess_spec(name: str, artifacts: str, extra: str = "") -> str:
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Let the digest cache store entries for files written a moment ago (tests only)."""
-    from dp_models import digest
+    from dp_models import _digest as digest
 
     original = digest.DigestCache.__init__
 

@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from dp_models import ModelManager
-from dp_models.cli import main as dp_models_cli
-from dp_models.errors import CatalogError, CatalogProblem
+from dp_models._cli import main as dp_models_cli
+from dp_models._errors import CatalogError, CatalogProblem
 from dp_models.testing import fake_catalog_dir
 
 

@@ -1,4 +1,4 @@
-"""Counting what dp_models.digest hashes (shared by the digest and verify tests)."""
+"""Counting what dp_models._digest hashes (shared by the digest and verify tests)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dp_models import digest
+from dp_models import _digest as digest
 
 
 def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Record the path of every file dp_models.digest hashes from now on (it hashes open
+    """Record the path of every file dp_models._digest hashes from now on (it hashes open
     descriptors; the path is the descriptor's, as /proc tells it)."""
     calls: list[Path] = []
     original = digest.sha256_fd

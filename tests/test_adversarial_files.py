@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dp_models import Catalog, CatalogError
+from dp_models._cli import main
+from dp_models._digest import DigestCache, FileDigest, Hasher
+from dp_models._errors import JsonRejectedError, LockError, YamlRejectedError
 from dp_models._json import load_json
+from dp_models._lock import Lock
+from dp_models._settings import packaged_catalog_dir
 from dp_models._yaml import MAX_NESTING, load_spec_yaml
-from dp_models.cli import main
-from dp_models.digest import DigestCache, FileDigest, Hasher
-from dp_models.errors import JsonRejectedError, LockError, YamlRejectedError
-from dp_models.lock import Lock
-from dp_models.settings import packaged_catalog_dir
 
 from .bounded import bounded
 from .conftest import SpecWriter, make_file, sha256

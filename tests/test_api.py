@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import dp_models
-from dp_models import errors
+from dp_models import _errors as errors
 
 HEAVY = (
     "pydantic",
@@ -81,3 +83,47 @@ def test_version() -> None:
     from importlib.metadata import version
 
     assert dp_models.__version__ == version("dp-models")
+
+
+# -- private by default ------------------------------------------------------------------------
+
+SRC = Path(dp_models.__file__).parent
+
+
+def _dotted(path: Path) -> str:
+    parts = ["dp_models", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _private(dotted: str) -> bool:
+    return any(p.startswith("_") and p not in ("__init__", "__main__") for p in dotted.split("."))
+
+
+def test_every_module_is_private_or_in_the_public_api() -> None:
+    public = dp_models._PUBLIC_MODULES
+    for path in sorted(SRC.rglob("*.py")):
+        dotted = _dotted(path)
+        if _private(dotted) or dotted == "dp_models.__main__":
+            continue
+        assert any(dotted == p or dotted.startswith(p + ".") for p in public), (
+            f"{dotted} is neither private (a leading underscore) nor in dp_models._PUBLIC_MODULES"
+        )
+
+
+@pytest.mark.parametrize("name", dp_models._PUBLIC_MODULES)
+def test_each_public_module_lists_its_api(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    # sorted, plainly or as ruff sorts it (CONSTANTS, then Classes, then functions)
+    grouped = sorted(exported, key=lambda n: (not n.isupper(), not n[:1].isupper(), n))
+    assert list(exported) in (sorted(exported), grouped), f"{name}.__all__ is not sorted"
+    for attr in exported:
+        if not hasattr(module, attr):
+            importlib.import_module(f"{name}.{attr}")  # a package lists its modules
+        assert getattr(module, attr) is not None, f"{name}.{attr}"
+
+
+def test_the_public_modules_are_documented() -> None:
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for name in dp_models._PUBLIC_MODULES:
+        assert f"`{name}`" in doc, name

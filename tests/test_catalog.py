@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dp_models import Catalog, CatalogError, SpecNotFoundError
-from dp_models.errors import CatalogProblem
-from dp_models.lock import Lock, LockEntry
-from dp_models.settings import ENV_CATALOG, packaged_catalog_dir
+from dp_models._errors import CatalogProblem
+from dp_models._lock import Lock, LockEntry
+from dp_models._settings import ENV_CATALOG, packaged_catalog_dir
 
 from .conftest import SpecWriter, inprocess_spec
 

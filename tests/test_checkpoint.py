@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dp_models.errors import UnsupportedPickleError
+from dp_models._errors import UnsupportedPickleError
 from dp_models.loaders._checkpoint import read_pickle, read_torchscript_state_dict, to_protocol_2
 
 from .fakeroots import REBINDS_COUNTER_UPDATE, RunsCode

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from dp_models._cli import main
+from dp_models._digest import directory_digest
 from dp_models._progress import TerminalProgress
-from dp_models.cli import main
-from dp_models.digest import directory_digest
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
 
@@ -498,7 +498,7 @@ def test_sigint_mid_hash_exits_130_with_one_line(tmp_path: Path) -> None:
 import sys, time
 from pathlib import Path
 from dp_models._progress import TerminalProgress
-from dp_models.cli import main
+from dp_models._cli import main
 
 def advance(self, nbytes):
     Path({str(started)!r}).touch()

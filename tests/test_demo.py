@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dp_models.provenance import load_npz, read_stamps
+from dp_models._provenance import load_npz, read_stamps
 
 REPO = Path(__file__).resolve().parents[1]
 

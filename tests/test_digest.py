@@ -1,4 +1,4 @@
-"""File and directory digests, the digest cache and the parallel hasher (dp_models.digest)."""
+"""File and directory digests, the digest cache and the parallel hasher (dp_models._digest)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dp_models import digest
-from dp_models.digest import (
+from dp_models import _digest as digest
+from dp_models._digest import (
     CHUNK_SIZE,
     DigestCache,
     FileDigest,
@@ -26,7 +26,7 @@ from dp_models.digest import (
     is_sha256,
     sha256_file,
 )
-from dp_models.errors import ConfigurationError, DPModelsError, FileChangedError
+from dp_models._errors import ConfigurationError, DPModelsError, FileChangedError
 
 from .conftest import TINY_DATA, make_file, sha256
 from .hashing import count_hashing
@@ -555,7 +555,7 @@ def test_same_file_listed_twice_is_hashed_once(
 
 _WORKER = """
 import json, sys
-from dp_models.digest import DigestCache, Hasher
+from dp_models._digest import DigestCache, Hasher
 result = Hasher(DigestCache(sys.argv[1], racy_window_s=0)).file(sys.argv[2])
 print(json.dumps({"sha256": result.sha256, "cached": result.cached}))
 """

@@ -1,4 +1,4 @@
-"""One error tree: every exception dp_models raises is a DPModelsError from dp_models.errors,
+"""One error tree: every exception dp_models raises is a DPModelsError from dp_models._errors,
 every one crosses a process boundary (pickle, a process pool) with its fields, and an
 OS-level failure reaching the command line is one line and a non-zero exit."""
 
@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 
 import dp_models
-from dp_models import cli, digest, errors
-from dp_models.errors import (
+from dp_models import _cli as cli
+from dp_models import _digest as digest
+from dp_models import _errors as errors
+from dp_models._errors import (
     CatalogProblem,
     DirectoryTooLargeError,
     DPModelsError,
@@ -232,13 +234,13 @@ def test_rebuild_refuses_other_classes() -> None:
 
 # -- the tree: drawn once, defined once ----------------------------------------------------------
 
-#: Exception classes allowed outside dp_models.errors: private signals raised and caught in
+#: Exception classes allowed outside dp_models._errors: private signals raised and caught in
 #: their own module, never seen outside it.
 PRIVATE_SIGNALS = {"dp_models.loaders.spacy._MetaError"}
 
 
 def test_no_exception_class_outside_errors() -> None:
-    """Every exception class of the package lives in dp_models.errors (one tree)."""
+    """Every exception class of the package lives in dp_models._errors (one tree)."""
     elsewhere = []
     for info in pkgutil.walk_packages(dp_models.__path__, "dp_models."):
         module = importlib.import_module(info.name)
@@ -253,7 +255,7 @@ def test_no_exception_class_outside_errors() -> None:
             ):
                 elsewhere.append(f"{info.name}.{name}")
     assert elsewhere == [], (
-        "define these in dp_models/errors.py as DPModelsError subclasses (and draw them in "
+        "define these in dp_models/_errors.py as DPModelsError subclasses (and draw them in "
         "its tree); a private signal caught in its own module goes in PRIVATE_SIGNALS"
     )
 

@@ -21,7 +21,7 @@ import pytest
 from huggingface_hub import constants as hf_constants
 
 from dp_models import ConfigurationError, ModelManager, NetworkBlockedError
-from dp_models.guard import active_guards, endpoint_address, network_guard
+from dp_models._guard import active_guards, endpoint_address, network_guard
 from dp_models.loaders import LoadContext, Loader, NoArgs
 
 from .conftest import HANG_S, LoopbackServer, SpecWriter, make_file, sha256

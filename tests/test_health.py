@@ -1,4 +1,4 @@
-"""The one health report (dp_models.health): statuses, what follows from them, and the one
+"""The one health report (dp_models._health): statuses, what follows from them, and the one
 JSON form that ModelManager.check and dp-models doctor --json show."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import get_args
 
 import pytest
 
-from dp_models.health import HealthReport, HealthStatus
-from dp_models.verify import Status
+from dp_models._health import HealthReport, HealthStatus
+from dp_models._verify import Status
 
 NOT_FAILING = {"ok", "absent", "remote", "served", "unverified"}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dp_models import Catalog
-from dp_models.spec import Spec
+from dp_models._spec import Spec
 
 #: Spec names that MODEL_INVENTORY.md names explicitly.
 NAMED_IN_INVENTORY = [

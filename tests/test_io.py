@@ -15,10 +15,10 @@ import pytest
 
 import dp_models
 from dp_models import _io
+from dp_models._digest import DigestCache
 from dp_models._io import atomic_write
-from dp_models.digest import DigestCache
-from dp_models.lock import Lock, LockEntry
-from dp_models.provenance import save_npz, write_json
+from dp_models._lock import Lock, LockEntry
+from dp_models._provenance import save_npz, write_json
 
 from .conftest import sha256
 
@@ -148,7 +148,9 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, bool]]:
         calls.append((Path(path), kwargs.get("durable", True)))
         return real(path, data, **kwargs)
 
-    from dp_models import digest, lock, provenance
+    from dp_models import _digest as digest
+    from dp_models import _lock as lock
+    from dp_models import _provenance as provenance
 
     for module in (lock, digest, provenance):
         monkeypatch.setattr(module, "atomic_write", spy)

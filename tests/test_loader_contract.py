@@ -19,18 +19,18 @@ from typing import Any
 
 import pytest
 
-from dp_models.catalog import Catalog
-from dp_models.cli import main as dp_models_cli
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._cli import main as dp_models_cli
+from dp_models._errors import (
     DeviceUnavailableError,
     LoaderError,
     MissingExtraError,
     PrecisionError,
 )
-from dp_models.guard import network_guard
+from dp_models._guard import network_guard
+from dp_models._registry import BUILTIN_LOADERS, default_loaders
+from dp_models._spec import PRECISIONS
 from dp_models.loaders import Loader
-from dp_models.registry import BUILTIN_LOADERS, default_loaders
-from dp_models.spec import PRECISIONS
 from dp_models.testing import FAKE_DIR, fake_catalog_dir, fake_models_root
 
 from .fakeroots import catalog_problem, edit_spec, manager, repin, spec_file

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from dp_models import Catalog
-from dp_models.errors import (
+from dp_models._errors import (
     ArtifactMissingError,
     LoaderArgsError,
     LoaderError,
@@ -30,7 +30,7 @@ from dp_models.errors import (
     UnprovisionedTokenizerError,
     UnsafeCheckpointError,
 )
-from dp_models.guard import network_guard
+from dp_models._guard import network_guard
 from dp_models.loaders import LoadContext
 from dp_models.loaders.laion_clap import _import_laion_clap, _read_checkpoint
 from dp_models.testing import fake_models_root

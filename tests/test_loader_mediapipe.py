@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from dp_models import LoadContext, ModelManager
-from dp_models.catalog import Catalog
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._errors import (
     DeviceUnavailableError,
     LoaderArgsError,
     LoaderError,

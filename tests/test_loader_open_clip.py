@@ -18,15 +18,15 @@ import torch
 import yaml
 from PIL import Image
 
-from dp_models.errors import (
+from dp_models._errors import (
     LoaderArgsError,
     LoaderError,
     StateDictMismatchError,
     UnsafeCheckpointError,
 )
+from dp_models._settings import packaged_catalog_dir
 from dp_models.loaders._checkpoint import read_torchscript_state_dict
 from dp_models.loaders.open_clip import OpenClipModel
-from dp_models.settings import packaged_catalog_dir
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
 from .fakeroots import (

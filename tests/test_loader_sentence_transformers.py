@@ -20,9 +20,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from dp_models import ModelManager
-from dp_models.catalog import Catalog
-from dp_models.cli import main as dp_models_cli
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._cli import main as dp_models_cli
+from dp_models._errors import (
     LoaderError,
     NetworkBlockedError,
     StateDictMismatchError,

@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from dp_models.catalog import Catalog
-from dp_models.errors import LoaderArgsError, PrecisionError, StateDictMismatchError
+from dp_models._catalog import Catalog
+from dp_models._errors import LoaderArgsError, PrecisionError, StateDictMismatchError
 from dp_models.loaders._slowfast_net import SlowFast
 from dp_models.testing import fake_catalog_dir, fake_models_root
 from dp_models.testing.fakes.torch import FAKE_SLOWFAST, make_slowfast

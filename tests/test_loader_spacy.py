@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import spacy
 
-from dp_models.errors import LoaderError
+from dp_models._errors import LoaderError
 from dp_models.testing import fake_models_root
 
 from .fakeroots import catalog_problem, edit_spec, manager, repin

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tokenizers
 
-from dp_models.errors import LoaderError
+from dp_models._errors import LoaderError
 from dp_models.testing import fake_models_root
 from dp_models.testing.fakes.tokenizers import FAKE_SPECIAL_TOKENS
 

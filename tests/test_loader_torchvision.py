@@ -15,8 +15,8 @@ import pytest
 import torch
 import torchvision  # type: ignore[import-untyped]
 
-from dp_models.catalog import Catalog
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._errors import (
     LoaderArgsError,
     LoaderError,
     StateDictMismatchError,

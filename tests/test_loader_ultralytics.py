@@ -21,13 +21,13 @@ import pytest
 import torch
 import yaml
 
-from dp_models.catalog import Catalog
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._errors import (
     LoaderError,
     MissingExtraError,
     UnsafeCheckpointError,
 )
-from dp_models.guard import network_guard
+from dp_models._guard import network_guard
 from dp_models.loaders.ultralytics import BYTETRACK_DEFAULTS, TrackerConfig
 from dp_models.testing import FakeWeightsError, fake_models_root
 from dp_models.testing.fakes.ultralytics import make_detector

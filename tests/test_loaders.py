@@ -31,8 +31,8 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save_file
 
 from dp_models import ModelManager
-from dp_models.catalog import Catalog
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._errors import (
     ArtifactError,
     ArtifactMissingError,
     CatalogError,

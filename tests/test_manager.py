@@ -19,8 +19,8 @@ from dp_models import (
     SpecNotFoundError,
     UnpinnedArtifactError,
 )
+from dp_models._settings import ENV_CATALOG, ENV_ROOT, ENV_TRITON_URL
 from dp_models.loaders import LoadContext, Loader, NoArgs
-from dp_models.settings import ENV_CATALOG, ENV_ROOT, ENV_TRITON_URL
 
 from .conftest import SpecWriter, make_file, sha256
 

@@ -19,8 +19,8 @@ import pytest
 from huggingface_hub import constants as hf_constants
 
 from dp_models import ModelManager, ModelsRootError, enforce_offline
-from dp_models.offline import OFFLINE_FLAGS, cache_dirs
-from dp_models.settings import ENV_ROOT
+from dp_models._offline import OFFLINE_FLAGS, cache_dirs
+from dp_models._settings import ENV_ROOT
 
 from .conftest import LoopbackServer
 

@@ -41,7 +41,7 @@ def test_wheel_ships_the_catalog(wheel: Path) -> None:
     assert "dp_models/py.typed" in names
     assert not any(n.startswith(("tests/", "examples/", "MODELS_ROOT")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "dp-models = dp_models.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "dp-models = dp_models._cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_validates_and_doctors_without_arguments(

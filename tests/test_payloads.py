@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dp_models.catalog import Catalog
-from dp_models.errors import LoaderError, UnsafeCheckpointError
+from dp_models._catalog import Catalog
+from dp_models._errors import LoaderError, UnsafeCheckpointError
 from dp_models.testing import fake_models_root
 
 from .fakeroots import RunsCode, manager, repin

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from dp_models import Catalog, LockError
-from dp_models.digest import DigestCache, Hasher
-from dp_models.lock import Lock, LockEntry
-from dp_models.pinning import check_lock, plan_lock, write_lock
-from dp_models.verify import Verifier
+from dp_models._digest import DigestCache, Hasher
+from dp_models._lock import Lock, LockEntry
+from dp_models._pinning import check_lock, plan_lock, write_lock
+from dp_models._verify import Verifier
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
 

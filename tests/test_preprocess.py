@@ -39,8 +39,9 @@ from torchvision.models.optical_flow import Raft_Small_Weights
 from transformers import WhisperFeatureExtractor
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
-from dp_models.catalog import Catalog
-from dp_models.errors import ConfigurationError
+from dp_models._catalog import Catalog
+from dp_models._errors import ConfigurationError
+from dp_models._spec import PREPROCESS_PRESETS
 from dp_models.preprocess import (
     HALF,
     IMAGENET_MEAN,
@@ -56,7 +57,6 @@ from dp_models.preprocess import (
     resample,
     resize,
 )
-from dp_models.spec import PREPROCESS_PRESETS
 from dp_models.triton.client import TritonClient
 
 #: (height, width): landscape, portrait, square, smaller than the crop (upscaled)

@@ -22,11 +22,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dp_models import Catalog, ModelManager, ProvenanceError
-from dp_models.cli import main
-from dp_models.errors import FileTooLargeError, NotRegularFileError
-from dp_models.loaders import LoaderArgs
-from dp_models.lock import Lock, LockEntry
-from dp_models.provenance import (
+from dp_models._cli import main
+from dp_models._errors import FileTooLargeError, NotRegularFileError
+from dp_models._lock import Lock, LockEntry
+from dp_models._provenance import (
     ABSENT_FIELDS,
     CHECKED_FIELDS,
     EMPTY_DIGEST,
@@ -39,6 +38,7 @@ from dp_models.provenance import (
     stamp,
     write_json,
 )
+from dp_models.loaders import LoaderArgs
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
 from .conftest import make_file, sha256
@@ -573,8 +573,8 @@ def test_a_malformed_stamp_is_a_typed_error(
 _READ_FIFO = textwrap.dedent(
     """
     import os, sys
-    from dp_models.errors import NotRegularFileError
-    from dp_models.provenance import read_stamps
+    from dp_models._errors import NotRegularFileError
+    from dp_models._provenance import read_stamps
     os.mkfifo(sys.argv[1])
     try:
         read_stamps(sys.argv[1])
@@ -606,7 +606,7 @@ def test_oversized_stamps_are_refused(
     js = write_json(tmp_path / "big.json", stamps)
     npz = save_npz(tmp_path / "big.npz", {"x": np.zeros(1000)}, stamps)
     limit = len(json.dumps(stamps)) // 2
-    monkeypatch.setattr("dp_models.provenance.MAX_STAMP_BYTES", limit)
+    monkeypatch.setattr("dp_models._provenance.MAX_STAMP_BYTES", limit)
     for path in (js, npz):
         with pytest.raises(FileTooLargeError) as info:
             read_stamps(path)

@@ -15,11 +15,11 @@ import pytest
 
 import dp_models
 from dp_models import ConfigurationError, ModelManager, ModelsRootError
-from dp_models import settings as settings_module
-from dp_models.catalog import Catalog
-from dp_models.cli import main
-from dp_models.offline import enforce_offline
-from dp_models.settings import (
+from dp_models import _settings as settings_module
+from dp_models._catalog import Catalog
+from dp_models._cli import main
+from dp_models._offline import enforce_offline
+from dp_models._settings import (
     DEVICES,
     ENV_CACHE_DIR,
     ENV_CATALOG,
@@ -38,7 +38,7 @@ from dp_models.settings import (
     resolve_triton_endpoints,
     resolve_verify_policy,
 )
-from dp_models.spec import Device
+from dp_models._spec import Device
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
 
@@ -225,8 +225,8 @@ def test_check_device_is_the_one_device_check() -> None:
 def test_settings_and_enforce_offline_import_nothing_heavy() -> None:
     """Processors call enforce_offline first thing, before any framework is imported."""
     code = (
-        "import sys, json; from dp_models.offline import enforce_offline; "
-        "from dp_models.settings import Settings; "
+        "import sys, json; from dp_models._offline import enforce_offline; "
+        "from dp_models._settings import Settings; "
         "print(json.dumps([m for m in ('pydantic', 'yaml', 'numpy') if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -494,7 +494,7 @@ def test_env_shows_a_broken_setting_instead_of_stopping(
 
 #: The environment's own readers: settings (resolution), offline (sets the frameworks'
 #: flags and logs what it replaced) and test support (a server's child environment).
-_ENVIRONMENT_READERS = {"settings.py", "offline.py", "testing"}
+_ENVIRONMENT_READERS = {"_settings.py", "_offline.py", "testing"}
 _RESOLVERS = {n for n in settings_module.__all__ if n.startswith("resolve_")}
 
 
@@ -521,7 +521,7 @@ def test_no_module_resolves_a_setting_on_its_own() -> None:
         if rel.parts[0] in _ENVIRONMENT_READERS:
             continue
         found = _calls(ast.parse(path.read_text(encoding="utf-8")))
-        if rel.as_posix() == "cli.py":  # `dp-models env` lists the variables that are set
+        if rel.as_posix() == "_cli.py":  # `dp-models env` lists the variables that are set
             found = [f for f in found if f != "os.environ"]
         if rel.as_posix() == "loaders/ultralytics.py":  # sets YOLO_OFFLINE, reads nothing
             found = [f for f in found if f != "os.environ"]

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from dp_models import ModelManager
-from dp_models.catalog import Catalog
-from dp_models.cli import main
-from dp_models.errors import LockError, LockSignatureError, MissingExtraError
-from dp_models.lock import Lock, LockEntry
-from dp_models.signing import (
+from dp_models._catalog import Catalog
+from dp_models._cli import main
+from dp_models._errors import LockError, LockSignatureError, MissingExtraError
+from dp_models._lock import Lock, LockEntry
+from dp_models._signing import (
     check_catalog_lock,
     load_signed_lock,
     sign_lock,

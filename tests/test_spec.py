@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from dp_models._docgen import render_schema_json
-from dp_models.spec import Spec, check_relative_path
+from dp_models._spec import Spec, check_relative_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ import yaml
 
 import dp_models
 from dp_models import Catalog, ModelManager
+from dp_models._spec import Spec
 from dp_models.loaders import LoadContext, Loader, NoArgs
-from dp_models.spec import Spec
 from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root, fakes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_every_inprocess_spec_of_the_catalog_loads_from_a_fake_root_offline(
 ) -> None:
     """The issue's promise: every in-process spec, real frameworks, fake weights, no network,
     and fast."""
-    from dp_models.guard import network_guard
+    from dp_models._guard import network_guard
 
     start = time.perf_counter()
     root = fake_models_root(tmp_path / "root")
@@ -170,7 +170,7 @@ def test_manager_fixture(dp_models_manager):
 
 @pytest.mark.no_network
 def test_blocked(listener_port):
-    from dp_models.errors import NetworkBlockedError
+    from dp_models._errors import NetworkBlockedError
     with pytest.raises(NetworkBlockedError):
         socket.create_connection(("127.0.0.1", listener_port), timeout=5)
 

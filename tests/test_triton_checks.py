@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dp_models.spec import Spec, TritonSection
+from dp_models._spec import Spec, TritonSection
 from dp_models.triton.checks import (
     NUMPY_DTYPES,
     DigestVerdict,
@@ -245,7 +245,7 @@ def test_bytes_inputs_take_object_or_bytes_arrays() -> None:
 def test_every_spec_datatype_has_a_numpy_dtype() -> None:
     from typing import get_args
 
-    from dp_models.spec import TritonDatatype
+    from dp_models._spec import TritonDatatype
 
     assert set(NUMPY_DTYPES) | {"BYTES"} == set(get_args(TritonDatatype))
 

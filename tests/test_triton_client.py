@@ -24,9 +24,9 @@ import tritonclient.http as httpclient
 from tokenizers import Tokenizer
 
 from dp_models import ModelManager
-from dp_models.catalog import Catalog
-from dp_models.cli import main
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._cli import main
+from dp_models._errors import (
     ConfigurationError,
     TritonDigestMismatchError,
     TritonError,
@@ -35,9 +35,9 @@ from dp_models.errors import (
     TritonMetadataMismatchError,
     TritonUnavailableError,
 )
-from dp_models.health import HealthStatus
-from dp_models.settings import LOCK_FILENAME
-from dp_models.spec import Spec, TritonTensor
+from dp_models._health import HealthStatus
+from dp_models._settings import LOCK_FILENAME
+from dp_models._spec import Spec, TritonTensor
 from dp_models.testing import fake_catalog_dir, fake_models_root
 from dp_models.testing.triton import (
     STANDIN_VARIABLE_DIM,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dp_models import ModelManager
-from dp_models.errors import (
+from dp_models._errors import (
     ConfigurationError,
     TritonDigestMismatchError,
     TritonInferenceError,
@@ -24,8 +24,8 @@ from dp_models.errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
-from dp_models.health import HealthStatus
-from dp_models.spec import Spec
+from dp_models._health import HealthStatus
+from dp_models._spec import Spec
 from dp_models.testing.triton import expected_standin_outputs
 from dp_models.testing.triton_transport import FakeModel, FakeTransport
 from dp_models.triton import whisper

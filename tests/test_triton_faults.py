@@ -3,7 +3,7 @@
 One ``tritonserver`` for the module serves a Python-backend stand-in of one small spec;
 a :class:`~dp_models.testing.faults.FaultProxy` between it and the client delays, stalls
 or cuts the answers, and the server is killed and restarted, with the same or with other
-weights. Every fault must end in a typed :class:`~dp_models.errors.TritonError` within the
+weights. Every fault must end in a typed :class:`~dp_models._errors.TritonError` within the
 configured timeouts (each scenario runs on a thread with a hard deadline, so that a hang
 fails the test instead of hanging the suite), the same client must recover once the
 server is back, and other weights must never be served unchecked.
@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from dp_models import ModelManager
-from dp_models.catalog import Catalog
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._errors import (
     ConfigurationError,
     FaultProxyError,
     TritonDigestMismatchError,
@@ -33,14 +33,14 @@ from dp_models.errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
-from dp_models.health import HealthStatus
-from dp_models.settings import (
+from dp_models._health import HealthStatus
+from dp_models._settings import (
     ENV_TRITON_TIMEOUT,
     TRITON_CLIENT_DEFAULTS,
     resolve_triton_options,
     triton_timeout_variable,
 )
-from dp_models.spec import Spec
+from dp_models._spec import Spec
 from dp_models.testing.faults import FaultProxy
 from dp_models.testing.triton import (
     TritonServer,
@@ -527,7 +527,7 @@ def test_dp_models_env_shows_the_timeout_variables(
 ) -> None:
     import json
 
-    from dp_models.cli import main
+    from dp_models._cli import main
 
     monkeypatch.setenv(ENV_TRITON_TIMEOUT, "ready=2")
     monkeypatch.setenv(ENV_TRITON_TIMEOUT + "_GPU_LARGE", "network=300")

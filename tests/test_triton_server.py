@@ -25,9 +25,9 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
-from dp_models.catalog import Catalog
-from dp_models.cli import main
-from dp_models.errors import (
+from dp_models._catalog import Catalog
+from dp_models._cli import main
+from dp_models._errors import (
     DigestMismatchError,
     SpecNotFoundError,
     TritonExportError,
@@ -35,7 +35,7 @@ from dp_models.errors import (
     TritonServerNotFoundError,
     UnpinnedArtifactError,
 )
-from dp_models.spec import Spec
+from dp_models._spec import Spec
 from dp_models.testing import triton as triton_testing
 from dp_models.testing.triton import (
     ENV_TRITONSERVER,

@@ -1,4 +1,4 @@
-"""Endpoint URLs (dp_models.urls): the one parser, and credentials masked everywhere a URL
+"""Endpoint URLs (dp_models._urls): the one parser, and credentials masked everywhere a URL
 is shown: messages, logs, reprs, models_used, ``dp-models env`` and ``dp-models doctor``.
 
 The property tests build URLs whose user names and passwords are made of distinctive
@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from dp_models import ConfigurationError, ModelManager
-from dp_models.catalog import Catalog
-from dp_models.cli import main
-from dp_models.settings import ENV_TRITON_URL, resolve_triton_endpoints
+from dp_models._catalog import Catalog
+from dp_models._cli import main
+from dp_models._settings import ENV_TRITON_URL, resolve_triton_endpoints
+from dp_models._urls import EndpointURL, parse_endpoint, redact, redact_url
 from dp_models.triton.client import TritonClient
 from dp_models.triton.health import Deployment
-from dp_models.urls import EndpointURL, parse_endpoint, redact, redact_url
 
 from .conftest import sha256
 

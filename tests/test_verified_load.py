@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dp_models import ModelManager
-from dp_models.errors import (
+from dp_models._errors import (
     ArtifactChangedError,
     ArtifactError,
     ArtifactUnreadableError,

@@ -1,4 +1,4 @@
-"""Verifying specs' artifacts against MODELS_ROOT (dp_models.verify): one test per bad row."""
+"""Verifying specs' artifacts against MODELS_ROOT (dp_models._verify): one test per bad row."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dp_models import digest
-from dp_models.catalog import Catalog, Pin
-from dp_models.digest import DigestCache, Hasher
-from dp_models.errors import (
+from dp_models import _digest as digest
+from dp_models._catalog import Catalog, Pin
+from dp_models._digest import DigestCache, Hasher
+from dp_models._errors import (
     ArtifactChangedError,
     ArtifactError,
     ArtifactMissingError,
@@ -21,9 +21,9 @@ from dp_models.errors import (
     UnpinnedArtifactError,
     UnsafePathError,
 )
-from dp_models.lock import Lock, LockEntry
-from dp_models.settings import resolve_models_root
-from dp_models.verify import ArtifactReport, Verifier
+from dp_models._lock import Lock, LockEntry
+from dp_models._settings import resolve_models_root
+from dp_models._verify import ArtifactReport, Verifier
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
 from .hashing import count_hashing
@@ -679,7 +679,7 @@ def _doctor_statuses(catalog_dir: Path, root: Path) -> tuple[int, dict[str, str]
     import io
     import json
 
-    from dp_models.cli import main
+    from dp_models._cli import main
 
     argv = ["doctor", "--json", "--no-triton", "--catalog", str(catalog_dir), "--root", str(root)]
     out = io.StringIO()

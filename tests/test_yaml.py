@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dp_models import Catalog, CatalogError
+from dp_models._errors import YamlRejectedError
 from dp_models._yaml import MAX_SPEC_BYTES, load_spec_yaml
-from dp_models.errors import YamlRejectedError
 
 from .conftest import SpecWriter
 

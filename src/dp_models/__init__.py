@@ -17,17 +17,17 @@ from ._version import __version__
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import time)
 
 if TYPE_CHECKING:
-    from .catalog import (
+    from ._catalog import (
         Catalog,
         Pin,
     )
-    from .digest import (
+    from ._digest import (
         DigestCache,
         Hasher,
         directory_digest,
         sha256_file,
     )
-    from .errors import (
+    from ._errors import (
         ArtifactChangedError,
         ArtifactError,
         ArtifactMissingError,
@@ -73,47 +73,57 @@ if TYPE_CHECKING:
         UnsafeCheckpointError,
         UnsafePathError,
     )
-    from .guard import (
+    from ._guard import (
         network_guard,
+    )
+    from ._health import (
+        HealthReport,
+        HealthStatus,
+    )
+    from ._lock import (
+        Lock,
+        LockEntry,
+    )
+    from ._manager import (
+        ModelHandle,
+        ModelManager,
+    )
+    from ._offline import (
+        enforce_offline,
+    )
+    from ._provenance import (
+        check_stamps,
+        load_npz,
+        read_stamps,
+        save_npz,
+        stamp,
+        write_json,
+    )
+    from ._settings import (
+        Settings,
+        resolve_models_root,
+    )
+    from ._signing import (
+        sign_lock,
+        verify_lock,
+    )
+    from ._spec import (
+        Artifact,
+        Spec,
+        TritonSection,
+        TritonTensor,
+    )
+    from ._verify import (
+        ArtifactReport,
+        Verifier,
     )
     from .loaders import (
         LoadContext,
         Loader,
         register_loader,
     )
-    from .lock import (
-        Lock,
-        LockEntry,
-    )
-    from .manager import (
-        ModelHandle,
-        ModelManager,
-    )
-    from .offline import (
-        enforce_offline,
-    )
-    from .provenance import (
-        check_stamps,
-        load_npz,
-        read_stamps,
-        save_npz,
-        write_json,
-    )
-    from .settings import (
-        resolve_models_root,
-    )
-    from .spec import (
-        Artifact,
-        Spec,
-        TritonSection,
-        TritonTensor,
-    )
     from .triton.client import (
         TritonClient,
-    )
-    from .verify import (
-        ArtifactReport,
-        Verifier,
     )
 
 __all__ = [
@@ -137,6 +147,8 @@ __all__ = [
     "FileChangedError",
     "FileTooLargeError",
     "Hasher",
+    "HealthReport",
+    "HealthStatus",
     "LoadContext",
     "Loader",
     "LoaderArgsError",
@@ -156,6 +168,7 @@ __all__ = [
     "Pin",
     "PrecisionError",
     "ProvenanceError",
+    "Settings",
     "SizeMismatchError",
     "Spec",
     "SpecNotFoundError",
@@ -189,45 +202,65 @@ __all__ = [
     "resolve_models_root",
     "save_npz",
     "sha256_file",
+    "sign_lock",
+    "stamp",
+    "verify_lock",
     "write_json",
 ]
 
+#: The public API, in one place: these modules' ``__all__`` (and, for the packages, the
+#: modules in them). Every other module has a leading underscore in its name and may
+#: change without notice. Guarded by tests/test_api.py; listed in docs/architecture.md.
+_PUBLIC_MODULES = (
+    "dp_models",
+    "dp_models.loaders",
+    "dp_models.preprocess",
+    "dp_models.testing",
+    "dp_models.triton",
+)
+
 _WHERE = {
-    "Artifact": "spec",
-    "ArtifactReport": "verify",
-    "Catalog": "catalog",
-    "DigestCache": "digest",
-    "Hasher": "digest",
+    "HealthReport": "_health",
+    "HealthStatus": "_health",
+    "Settings": "_settings",
+    "sign_lock": "_signing",
+    "stamp": "_provenance",
+    "verify_lock": "_signing",
+    "Artifact": "_spec",
+    "ArtifactReport": "_verify",
+    "Catalog": "_catalog",
+    "DigestCache": "_digest",
+    "Hasher": "_digest",
     "LoadContext": "loaders",
     "Loader": "loaders",
-    "Lock": "lock",
-    "LockEntry": "lock",
-    "ModelHandle": "manager",
-    "ModelManager": "manager",
-    "Pin": "catalog",
-    "Spec": "spec",
+    "Lock": "_lock",
+    "LockEntry": "_lock",
+    "ModelHandle": "_manager",
+    "ModelManager": "_manager",
+    "Pin": "_catalog",
+    "Spec": "_spec",
     "TritonClient": "triton.client",
-    "TritonSection": "spec",
-    "TritonTensor": "spec",
-    "Verifier": "verify",
-    "check_stamps": "provenance",
-    "directory_digest": "digest",
-    "enforce_offline": "offline",
-    "load_npz": "provenance",
-    "network_guard": "guard",
-    "read_stamps": "provenance",
+    "TritonSection": "_spec",
+    "TritonTensor": "_spec",
+    "Verifier": "_verify",
+    "check_stamps": "_provenance",
+    "directory_digest": "_digest",
+    "enforce_offline": "_offline",
+    "load_npz": "_provenance",
+    "network_guard": "_guard",
+    "read_stamps": "_provenance",
     "register_loader": "loaders",
-    "resolve_models_root": "settings",
-    "save_npz": "provenance",
-    "sha256_file": "digest",
-    "write_json": "provenance",
+    "resolve_models_root": "_settings",
+    "save_npz": "_provenance",
+    "sha256_file": "_digest",
+    "write_json": "_provenance",
 }
 
 
 def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None and name in __all__:
-        module = "errors"
+        module = "_errors"
     if module is None:
         raise AttributeError(f"module 'dp_models' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .catalog import Catalog
-from .spec import spec_json_schema
+from ._catalog import Catalog
+from ._spec import spec_json_schema
 
 __all__ = ["render_catalog_md", "render_schema_json"]
 

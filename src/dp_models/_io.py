@@ -5,7 +5,7 @@ A path can name a FIFO (``open`` blocks until a writer appears), a character dev
 (``/dev/zero`` never ends) or a socket; a check by path before ``open`` can be raced by a
 rename. So files are opened with ``O_NONBLOCK`` (opening a FIFO returns at once), the
 *descriptor* is checked with ``fstat``, and anything but a regular file is refused with
-:class:`~dp_models.errors.NotRegularFileError` before a byte is read. Reads of small files
+:class:`~dp_models._errors.NotRegularFileError` before a byte is read. Reads of small files
 (specs, locks, cache entries, stamps) are bounded: a file larger than its limit is refused,
 never read into memory whole.
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import FileTooLargeError, NotRegularFileError
+from ._errors import FileTooLargeError, NotRegularFileError
 
 __all__ = ["atomic_write", "describe_mode", "fsync_directory", "open_regular", "read_regular"]
 
@@ -48,7 +48,7 @@ def describe_mode(mode: int) -> str:
 
 def open_regular(path: str | os.PathLike[str]) -> int:
     """Open ``path`` for reading and return the descriptor, or raise
-    :class:`~dp_models.errors.NotRegularFileError` (after closing it) when what was opened is
+    :class:`~dp_models._errors.NotRegularFileError` (after closing it) when what was opened is
     not a regular file. Never blocks on a FIFO. OSErrors of ``open`` itself propagate."""
     try:
         fd = os.open(path, _FLAGS)
@@ -84,7 +84,7 @@ def open_regular(path: str | os.PathLike[str]) -> int:
 
 def read_regular(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
     """The bytes of the regular file ``path``, at most ``max_bytes`` of them: a larger file
-    raises :class:`~dp_models.errors.FileTooLargeError` without being read whole."""
+    raises :class:`~dp_models._errors.FileTooLargeError` without being read whole."""
     fd = open_regular(path)
     with os.fdopen(fd, "rb") as f:
         data = f.read(max_bytes + 1)

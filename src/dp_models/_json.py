@@ -6,7 +6,7 @@ entries).
 raising an interpreter limit. This reader measures the nesting before parsing and refuses
 anything deeper than :data:`MAX_NESTING`, refuses integers longer than
 :data:`MAX_INT_DIGITS` digits and ``NaN`` / ``Infinity`` (not JSON), and reads UTF-8 only.
-Every refusal is a :class:`~dp_models.errors.JsonRejectedError` (a ``ValueError``) that
+Every refusal is a :class:`~dp_models._errors.JsonRejectedError` (a ``ValueError``) that
 says why.
 """
 
@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from .errors import JsonRejectedError
+from ._errors import JsonRejectedError
 
 __all__ = ["MAX_INT_DIGITS", "MAX_NESTING", "load_json"]
 

@@ -15,7 +15,7 @@ __all__ = ["TerminalProgress"]
 
 
 class TerminalProgress:
-    """Implements :class:`dp_models.digest.Progress`; thread-safe."""
+    """Implements :class:`dp_models._digest.Progress`; thread-safe."""
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import YamlRejectedError
+from ._errors import YamlRejectedError
 
 __all__ = ["MAX_INT_CHARS", "MAX_NESTING", "MAX_SPEC_BYTES", "load_spec_yaml"]
 

@@ -3,7 +3,7 @@
 
 Built-in loaders live one framework per module under ``dp_models.loaders`` and import
 their framework only when they load. Which loader a spec's ``loader`` names is decided by
-the loader registry (:mod:`dp_models.registry`): loaders given to it, the built-in table,
+the loader registry (:mod:`dp_models._registry`): loaders given to it, the built-in table,
 then the ``dp_models.loaders`` entry-point group, through which third-party packages add
 loaders::
 
@@ -17,7 +17,7 @@ adds one to the process-wide registry at run time (notebooks); a
 
 from __future__ import annotations
 
-from ..registry import LOADERS_GROUP, LoaderRegistry, default_loaders
+from .._registry import LOADERS_GROUP, LoaderRegistry, default_loaders
 from .base import LoadContext, Loader, LoaderArgs, NoArgs, require
 
 __all__ = [
@@ -51,5 +51,5 @@ def register_loader(name: str, loader: Loader[LoaderArgs] | type, *, replace: bo
 
 def get_loader(name: str, *, spec: str | None = None) -> Loader[LoaderArgs]:
     """The loader registered under ``name`` in the process-wide registry. Raises
-    :class:`~dp_models.errors.LoaderNotFoundError`."""
+    :class:`~dp_models._errors.LoaderNotFoundError`."""
     return default_loaders().get(name, spec=spec)

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
-from ..errors import UnsupportedPickleError
+from .._errors import UnsupportedPickleError
 
 __all__ = [
     "read_pickle",

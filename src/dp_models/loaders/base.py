@@ -15,9 +15,9 @@ from typing import Any, BinaryIO, Generic, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .._errors import LoaderArgsError, MissingExtraError
 from .._io import open_regular
-from ..errors import LoaderArgsError, MissingExtraError
-from ..spec import PRECISIONS, Spec
+from .._spec import PRECISIONS, Spec
 
 __all__ = [
     "FrameworkPaths",
@@ -34,7 +34,7 @@ class LoaderArgs(BaseModel):
     """The base of every loader's ``loader_args`` model: unknown keys are errors, values
     are not coerced (``"true"`` is not a boolean), and the model is immutable. The catalog
     validates each in-process spec's ``loader_args`` against its loader's model when it
-    loads, so a misspelt key is a :class:`~dp_models.errors.CatalogError` naming file and
+    loads, so a misspelt key is a :class:`~dp_models._errors.CatalogError` naming file and
     field (``dp-models validate``), not a surprise at load time."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -48,7 +48,7 @@ ArgsT = TypeVar("ArgsT", bound=LoaderArgs)
 
 
 class VerifiedFile(Protocol):
-    """A file artifact as a load sees it (:class:`dp_models.verify.OpenedFile`): the open,
+    """A file artifact as a load sees it (:class:`dp_models._verify.OpenedFile`): the open,
     verified file, whatever happened to its path since."""
 
     def read_bytes(self) -> bytes: ...
@@ -160,7 +160,7 @@ class Loader(ABC, Generic[ArgsT]):
     #: The distribution whose version goes into ``models_used`` (``"torch"``).
     framework: str
     #: The dp-models extra that installs the framework (``"torch"``): named by
-    #: :class:`~dp_models.errors.MissingExtraError`.
+    #: :class:`~dp_models._errors.MissingExtraError`.
     extra: str
     #: The model ``loader_args`` are validated against when the catalog loads (a subclass
     #: of :class:`LoaderArgs`: strict, unknown keys refused); :meth:`args` returns it.
@@ -168,7 +168,7 @@ class Loader(ABC, Generic[ArgsT]):
     #: The precisions it runs; anything else is a PrecisionError at ``get``.
     precisions: tuple[str, ...] = PRECISIONS
     #: Engines and artifact formats a spec of this loader may name beyond the built-in
-    #: lists of :mod:`dp_models.spec` (a third-party framework's own).
+    #: lists of :mod:`dp_models._spec` (a third-party framework's own).
     engines: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
 

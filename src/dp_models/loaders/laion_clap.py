@@ -43,7 +43,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ..errors import (
+from .._errors import (
     ArtifactMissingError,
     LoaderArgsError,
     LoaderError,

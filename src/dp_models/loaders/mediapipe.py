@@ -9,7 +9,7 @@ running mode comes from loader_args; ``LIVE_STREAM`` needs a result callback, so
 returns a :class:`LiveStreamTask` whose results arrive in a queue.
 
 Device: ``cpu`` only, on MediaPipe's CPU delegate (XNNPACK); ``cuda`` is a
-:class:`~dp_models.errors.DeviceUnavailableError` (``auto`` resolves to ``cpu``). MediaPipe
+:class:`~dp_models._errors.DeviceUnavailableError` (``auto`` resolves to ``cpu``). MediaPipe
 has no CUDA delegate, and its GPU delegate (OpenGL ES through EGL) is not used: it is not
 the device the spec names, and where EGL falls back to Mesa's software renderer it loads a
 second LLVM into the process, after which ``import triton`` (torch.compile) crashes the
@@ -31,14 +31,14 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
-from ..errors import (
+from .._errors import (
     DeviceUnavailableError,
     DPModelsError,
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
 )
-from ..spec import Spec
+from .._spec import Spec
 from .base import LoadContext, Loader, LoaderArgs, require
 
 __all__ = ["TASKS", "LiveStreamTask", "MediaPipeArgs", "MediaPipeLoader"]

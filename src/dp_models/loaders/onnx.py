@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from ..errors import DeviceUnavailableError, LoaderArgsError, PrecisionError
+from .._errors import DeviceUnavailableError, LoaderArgsError, PrecisionError
 from .base import LoadContext, Loader, LoaderArgs, require
 
 __all__ = ["OnnxRuntimeArgs", "OnnxRuntimeLoader"]

@@ -20,7 +20,7 @@ verified artifact, read by this loader:
     ``pt``/``pth`` pickle read with ``torch.load(weights_only=True)``.
 
 Keys must match the architecture exactly (a checkpoint of another size is a
-:class:`~dp_models.errors.StateDictMismatchError`, never a resized positional embedding).
+:class:`~dp_models._errors.StateDictMismatchError`, never a resized positional embedding).
 The spec's ``preprocess`` preset (``openai_clip_224|336|448``) must name the model's input
 resolution.
 
@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..errors import (
+from .._errors import (
     LoaderArgsError,
     LoaderError,
     MissingExtraError,

@@ -17,7 +17,7 @@ Checked before the load, so that nothing is substituted quietly:
 
 and after it: every tensor the transformer needs must be in the weights file (transformers
 initialises missing ones at random and only logs it):
-:class:`~dp_models.errors.StateDictMismatchError` otherwise.
+:class:`~dp_models._errors.StateDictMismatchError` otherwise.
 
 Query and passage prefixes (multilingual-e5: ``"query: "`` and ``"passage: "``) become the
 model's prompts ``query``, ``document`` and ``passage``, so::
@@ -43,7 +43,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..errors import (
+from .._errors import (
     DPModelsError,
     LoaderError,
     MissingExtraError,

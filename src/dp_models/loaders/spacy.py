@@ -15,7 +15,7 @@ spaCy can give other results). ``describe`` records the pipeline's name, version
 language, spaCy range and components as ``model_info`` in ``models_used``.
 
 Device: ``cpu`` only (the small CNN pipelines; spaCy's GPU switch is process-wide), so
-``cuda`` is a :class:`~dp_models.errors.DeviceUnavailableError` at ``get`` and ``auto``
+``cuda`` is a :class:`~dp_models._errors.DeviceUnavailableError` at ``get`` and ``auto``
 resolves to ``cpu``. Precision: ``fp32`` only.
 
 loader_args: :class:`SpacyArgs`.
@@ -31,8 +31,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ..errors import DPModelsError, LoaderError, MissingExtraError
-from ..spec import Spec
+from .._errors import DPModelsError, LoaderError, MissingExtraError
+from .._spec import Spec
 from .base import LoadContext, Loader, LoaderArgs, require
 
 __all__ = ["SpacyArgs", "SpacyLoader"]

@@ -8,7 +8,7 @@ decodes token ids, e.g. the ids a Whisper model served by Triton returns::
     text = tok.decode(token_ids, skip_special_tokens=True)
 
 Tokenizers run on the CPU: ``device: cuda`` is a
-:class:`~dp_models.errors.DeviceUnavailableError` at ``get`` (``auto`` resolves to ``cpu``);
+:class:`~dp_models._errors.DeviceUnavailableError` at ``get`` (``auto`` resolves to ``cpu``);
 the only precision is ``fp32`` (a tokenizer has no weights; the spec still names one).
 
 No loader_args.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from ..errors import DPModelsError, LoaderError, MissingExtraError
+from .._errors import DPModelsError, LoaderError, MissingExtraError
 from .base import LoadContext, Loader, NoArgs, require
 
 __all__ = ["TokenizerLoader"]

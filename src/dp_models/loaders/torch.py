@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ..errors import (
+from .._errors import (
     LoaderArgsError,
     LoaderError,
     PrecisionError,

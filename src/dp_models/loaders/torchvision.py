@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from ..errors import LoaderArgsError, LoaderError
+from .._errors import LoaderArgsError, LoaderError
 from .base import LoadContext, Loader, require
 from .torch import (
     CheckpointArgs,

@@ -6,7 +6,7 @@ model name (Ultralytics would download one) and never a URL. An Ultralytics ``.p
 pickle of model objects; it is read with ``torch.load(weights_only=True)`` through
 Ultralytics' own restricted loader, which rebuilds only known Ultralytics and torch layer
 classes (``ULTRALYTICS_SAFE_LOAD``, Ultralytics 8.4). A checkpoint that needs anything else
-is an :class:`~dp_models.errors.UnsafeCheckpointError` before any of it runs, unless the
+is an :class:`~dp_models._errors.UnsafeCheckpointError` before any of it runs, unless the
 spec opts out with ``weights_only: false`` (trusted files only, e.g. a model with custom
 layers). The loaded ``YOLO`` predicts and tracks on the spec's device and precision by
 default (its ``overrides``).
@@ -44,9 +44,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..errors import DPModelsError, LoaderError, MissingExtraError, UnsafeCheckpointError
-from ..offline import OFFLINE_FLAGS
-from ..spec import Spec
+from .._errors import DPModelsError, LoaderError, MissingExtraError, UnsafeCheckpointError
+from .._offline import OFFLINE_FLAGS
+from .._spec import Spec
 from .base import LoadContext, Loader, LoaderArgs, NoArgs, require
 from .torch import _ANSI, _unpickler_detail, refused_global
 

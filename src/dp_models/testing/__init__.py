@@ -28,20 +28,38 @@ from typing import Any
 
 import yaml
 
-from ..catalog import Catalog
-from ..digest import Hasher
-from ..errors import FakeWeightsError
-from ..lock import Lock, LockEntry
-from ..offline import enforce_offline
-from ..registry import LoaderRegistry, Registry, loader_set
-from ..settings import LOCK_FILENAME
-from ..spec import Spec
-from ..verify import Verifier
+from .._catalog import Catalog
+from .._digest import Hasher
+from .._errors import FakeWeightsError
+from .._lock import Lock, LockEntry
+from .._offline import OFFLINE_FLAGS, cache_dirs, enforce_offline
+from .._registry import LoaderRegistry, Registry, loader_set
+from .._settings import LOCK_FILENAME, packaged_catalog_dir
+from .._spec import Spec
+from .._verify import Verifier
 from .fakes import FakeMaker, fake_set, register_fake
 
-__all__ = ["FakeMaker", "FakeWeightsError", "fake_catalog_dir", "fake_models_root", "register_fake"]
+__all__ = [
+    "OFFLINE_FLAGS",
+    "FakeMaker",
+    "FakeWeightsError",
+    "cache_dirs",
+    "fake_catalog_dir",
+    "fake_models_root",
+    "packaged_catalog_dir",
+    "register_fake",
+    "run_cli",
+]
 
 FAKE_DIR = ".dp_models"
+
+
+def run_cli(argv: list[str]) -> int:
+    """The ``dp-models`` command line run in this process (``argv`` without the program
+    name); returns its exit status. For tests that pin or check a fake root."""
+    from .._cli import main
+
+    return main(argv)
 
 
 def fake_catalog_dir(root: str | os.PathLike[str]) -> Path:

@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..errors import FaultProxyError
+from .._errors import FaultProxyError
 
 __all__ = ["FaultProxy"]
 

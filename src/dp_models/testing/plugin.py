@@ -15,7 +15,7 @@ Fixtures
 
 Marker
     ``@pytest.mark.no_network``: the test runs inside the network guard; any connection or
-    DNS lookup raises :class:`~dp_models.errors.NetworkBlockedError`.
+    DNS lookup raises :class:`~dp_models._errors.NetworkBlockedError`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ..manager import ModelManager
+    from .._manager import ModelManager
     from .triton import TritonServer
 
 __all__ = [
@@ -55,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
     if item.get_closest_marker("no_network") is None:
         return (yield)
-    from ..guard import network_guard
+    from .._guard import network_guard
 
     with network_guard([f"test {item.nodeid}"]):
         return (yield)
@@ -104,7 +104,7 @@ def dp_models_manager(
     dp_models_fake_root: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ModelManager]:
-    from ..manager import ModelManager
+    from .._manager import ModelManager
     from . import fake_catalog_dir
 
     manager = ModelManager(
@@ -121,7 +121,7 @@ def dp_models_manager(
 def _dp_models_triton_standins(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, dict[str, str | None]]:
-    from ..catalog import Catalog
+    from .._catalog import Catalog
     from .triton import write_standin_repository
 
     repo = tmp_path_factory.mktemp("triton_standins")
@@ -147,7 +147,7 @@ def dp_models_triton_catalog(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A copy of the catalog whose Triton specs expect the digests the stand-ins serve."""
-    from ..catalog import Catalog
+    from .._catalog import Catalog
     from .triton import write_standin_catalog
 
     out = tmp_path_factory.mktemp("triton_catalog")

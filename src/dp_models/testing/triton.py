@@ -30,7 +30,7 @@ The stand-ins
     :data:`STANDIN_VARIABLE_DIM` long.
 
     The ``weights_digest`` config parameter is the spec's served digest
-    (:meth:`~dp_models.catalog.Catalog.served_digest`) or, for a spec whose artifacts are
+    (:meth:`~dp_models._catalog.Catalog.served_digest`) or, for a spec whose artifacts are
     not pinned yet, :func:`standin_digest` (a fixed digest made from the spec's name and
     version). :func:`write_standin_catalog` writes the catalog copy the client must be
     given so that it expects exactly what is served; ``digest_override`` serves another
@@ -65,10 +65,10 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from ..catalog import Catalog
-from ..errors import TritonServerError, TritonServerNotFoundError
-from ..settings import LOCK_FILENAME
-from ..spec import Spec
+from .._catalog import Catalog
+from .._errors import TritonServerError, TritonServerNotFoundError
+from .._settings import LOCK_FILENAME
+from .._spec import Spec
 from ..triton.checks import NUMPY_DTYPES
 from ..triton.repository import CONFIG_FILENAME, render_config
 

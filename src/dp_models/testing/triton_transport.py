@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Spec
+from .._spec import Spec
 from ..triton.checks import served_digest_of
 from ..triton.repository import WEIGHTS_DIGEST_PARAMETER
 from ..triton.transport import InferTensor, NewConnectionError, ServerAnswerError

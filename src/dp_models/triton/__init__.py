@@ -12,7 +12,7 @@
     and the default one over ``tritonclient.http``.
 ``health``
     :func:`~dp_models.triton.health.check_deployments`: many deployments checked at once,
-    one :class:`~dp_models.health.HealthReport` each (``dp-models doctor``,
+    one :class:`~dp_models._health.HealthReport` each (``dp-models doctor``,
     ``ModelManager.check``).
 ``whisper``
     Token ids to text with the tokenizer the spec requires.
@@ -27,3 +27,5 @@ Nothing here imports the manager, and nothing imports ``tritonclient`` at import
 """
 
 from __future__ import annotations
+
+__all__ = ["checks", "client", "health", "repository", "transport", "whisper"]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..spec import TritonSection
+from .._spec import TritonSection
 from .repository import WEIGHTS_DIGEST_PARAMETER
 
 __all__ = [

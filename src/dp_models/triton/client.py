@@ -11,26 +11,26 @@ On first use, and again before any request that would go over a connection opene
 checks, in order (the checks themselves are :mod:`dp_models.triton.checks`):
 
 1. the server is live and the pinned model version is ready, within ``ready_timeout_s``
-   (else :class:`~dp_models.errors.TritonUnavailableError`);
+   (else :class:`~dp_models._errors.TritonUnavailableError`);
 2. the served metadata against the spec: input and output names, datatypes, shapes
    (``-1`` on either side matches any length), the pinned version among the served
    ones, and ``max_batch_size`` (every difference in one
-   :class:`~dp_models.errors.TritonMetadataMismatchError`);
+   :class:`~dp_models._errors.TritonMetadataMismatchError`);
 3. the served digest (the ``weights_digest`` parameter of the served model config)
-   against the expected digest (:meth:`~dp_models.catalog.Catalog.served_digest`):
-   :class:`~dp_models.errors.TritonDigestMismatchError` when it differs, or when it is
+   against the expected digest (:meth:`~dp_models._catalog.Catalog.served_digest`):
+   :class:`~dp_models._errors.TritonDigestMismatchError` when it differs, or when it is
    missing and the spec sets ``require_weights_digest``; otherwise recorded as unverified
    (``served_digest_verified: None``).
 
 ``infer`` checks input names, dtypes and shapes before anything is sent
-(:class:`~dp_models.errors.TritonInputError`), sends binary tensors, and splits a batch
+(:class:`~dp_models._errors.TritonInputError`), sends binary tensors, and splits a batch
 larger than the spec's ``max_batch_size`` into requests that fit, concatenating the
 outputs. Each request gets ``network_timeout_s`` for its whole answer, else
-:class:`~dp_models.errors.TritonTimeoutError` (not retried: the server may still be
+:class:`~dp_models._errors.TritonTimeoutError` (not retried: the server may still be
 working on it). A lost connection (never a server answer) is retried ``retries`` times
 with exponential backoff, each retry after the checks pass again, then raises
-:class:`~dp_models.errors.TritonUnavailableError`; a restarted server is picked up, and
-one serving other weights is a :class:`~dp_models.errors.TritonDigestMismatchError`
+:class:`~dp_models._errors.TritonUnavailableError`; a restarted server is picked up, and
+one serving other weights is a :class:`~dp_models._errors.TritonDigestMismatchError`
 before it answers anything. The defaults and the per-endpoint settings
 (``$DP_MODELS_TRITON_TIMEOUT[_<NAME>]``) are in docs/triton.md.
 
@@ -39,7 +39,7 @@ The network is behind a transport (:mod:`dp_models.triton.transport`): by defaul
 in-memory one (:class:`dp_models.testing.triton_transport.FakeTransport`).
 
 URL credentials (``http://user:secret@host:8000``) are sent as HTTP basic auth and never
-appear in messages, logs, reprs or ``models_used`` (:mod:`dp_models.urls` parses the URL
+appear in messages, logs, reprs or ``models_used`` (:mod:`dp_models._urls` parses the URL
 and masks them).
 """
 
@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import (
+from .._errors import (
     ConfigurationError,
     TritonDigestMismatchError,
     TritonInferenceError,
@@ -63,10 +63,10 @@ from ..errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
-from ..health import HealthReport, HealthStatus
-from ..settings import check_triton_option, triton_timeout_variable
-from ..spec import Spec, TritonSection
-from ..urls import parse_endpoint, redact
+from .._health import HealthReport, HealthStatus
+from .._settings import check_triton_option, triton_timeout_variable
+from .._spec import Spec, TritonSection
+from .._urls import parse_endpoint, redact
 from .checks import (
     DigestVerdict,
     input_problems,
@@ -95,11 +95,11 @@ class TritonClient:
     """A Triton client for one spec at one endpoint URL.
 
     ``expected_digest``: the weights digest the deployment must serve (what
-    :meth:`~dp_models.catalog.Catalog.served_digest` gives; :meth:`ModelHandle.client
-    <dp_models.manager.ModelHandle.client>` passes it). ``connection_timeout_s`` bounds
+    :meth:`~dp_models._catalog.Catalog.served_digest` gives; :meth:`ModelHandle.client
+    <dp_models._manager.ModelHandle.client>` passes it). ``connection_timeout_s`` bounds
     connecting, ``network_timeout_s`` each request's whole answer, ``ready_timeout_s`` the
     readiness wait; ``retries`` and ``backoff_s`` the retries on lost connections (checked
-    by :func:`~dp_models.settings.check_triton_option`). ``on_verified`` is called with the
+    by :func:`~dp_models._settings.check_triton_option`). ``on_verified`` is called with the
     served digest's verification status (True, or None when unverified) each time the
     deployment passes its checks, and with False when the served digest does not match.
     ``tokenizer`` makes the tokenizer that decodes the model's token ids
@@ -539,7 +539,7 @@ class TritonClient:
     # -- health --------------------------------------------------------------------------
 
     def check(self) -> HealthReport:
-        """The deployment's :class:`~dp_models.health.HealthReport`, for a processor's
+        """The deployment's :class:`~dp_models._health.HealthReport`, for a processor's
         health endpoint: ``served`` or ``unverified`` (ok), else ``unavailable``,
         ``metadata_mismatch`` or ``served_digest_mismatch`` with the error. Re-checks the
         deployment; never raises for its problems."""

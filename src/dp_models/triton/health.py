@@ -1,12 +1,12 @@
 """Health checks of Triton deployments: what ``dp-models doctor`` and
-:meth:`ModelManager.check <dp_models.manager.ModelManager.check>` run.
+:meth:`ModelManager.check <dp_models._manager.ModelManager.check>` run.
 
 >>> from dp_models.triton.health import Deployment, check_deployments   # doctest: +SKIP
 >>> check_deployments([Deployment(spec, "http://127.0.0.1:8000", expected)])  # doctest: +SKIP
 [HealthReport(spec='midas_dpt_hybrid_triton', runtime='triton', status=<HealthStatus.SERVED...>]
 
 Each deployment gets :meth:`TritonClient.check <dp_models.triton.client.TritonClient.check>`:
-live, ready, metadata and served digest, as one :class:`~dp_models.health.HealthReport`
+live, ready, metadata and served digest, as one :class:`~dp_models._health.HealthReport`
 that never raises for the deployment's problems. Only the given endpoint URLs are
 contacted, inside a network guard that blocks everything else. Once an endpoint has not
 answered as live, the other specs served there are checked without waiting for readiness
@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..guard import network_guard
-from ..health import HealthReport, HealthStatus
-from ..settings import triton_url_variable
-from ..spec import Spec
-from ..urls import redact_url
+from .._guard import network_guard
+from .._health import HealthReport, HealthStatus
+from .._settings import triton_url_variable
+from .._spec import Spec
+from .._urls import redact_url
 from .client import TritonClient
 from .transport import Transport
 
@@ -33,7 +33,7 @@ __all__ = ["Deployment", "check_deployments", "unconfigured_report"]
 class Deployment:
     """A Triton spec, the URL of its endpoint (None: not configured) and the expected
     digest, the weights digest it must serve
-    (:meth:`~dp_models.catalog.Catalog.served_digest`); ``on_verified`` as for
+    (:meth:`~dp_models._catalog.Catalog.served_digest`); ``on_verified`` as for
     :class:`~dp_models.triton.client.TritonClient`."""
 
     spec: Spec

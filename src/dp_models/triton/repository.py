@@ -27,13 +27,13 @@ platform's default (``model.onnx``, ``model.plan``, ``model.pt``, ``model.py``) 
 config names it with ``default_model_filename``. A spec with ``device: cpu`` or
 ``device: cuda`` gets an ``instance_group`` of that kind; ``auto`` leaves it to Triton.
 
-The ``weights_digest`` parameter is :meth:`~dp_models.catalog.Catalog.served_digest`:
+The ``weights_digest`` parameter is :meth:`~dp_models._catalog.Catalog.served_digest`:
 the spec's ``triton.weights_digest``, else the pin of its first artifact. Clients read it
 back through the model configuration (``GET /v2/models/M/config``, ``parameters``) and
 compare it with the catalog, so a server cannot silently serve other weights.
 
 Before anything is written every artifact is verified against its pin (spec or lock) with
-:class:`~dp_models.verify.Verifier`: an unpinned, missing, resized or changed artifact
+:class:`~dp_models._verify.Verifier`: an unpinned, missing, resized or changed artifact
 raises its typed error. The repository is assembled in a temporary directory beside
 ``OUT`` and renamed into place (verified once more, through the digest cache, after the
 copy), so a failed export leaves no partial repository. ``OUT`` must not exist or be an
@@ -57,13 +57,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._catalog import Catalog
+from .._digest import Hasher
+from .._errors import TritonExportError
 from .._io import fsync_directory
-from ..catalog import Catalog
-from ..digest import Hasher
-from ..errors import TritonExportError
-from ..settings import Settings
-from ..spec import Spec, TritonSection, TritonTensor
-from ..verify import ArtifactReport, Verifier
+from .._settings import Settings
+from .._spec import Spec, TritonSection, TritonTensor
+from .._verify import ArtifactReport, Verifier
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -167,7 +167,7 @@ def render_config(
     version policy. ``python`` is written as ``backend: "python"``, every other platform
     as ``platform: "..."``.
 
-    >>> from dp_models.catalog import Catalog
+    >>> from dp_models._catalog import Catalog
     >>> text = render_config(Catalog.load()["clip_vit_b32_triton"], "ab" * 32)
     >>> print(text.splitlines()[1:4])
     ['name: "clip_vit_b32"', 'platform: "onnxruntime_onnx"', 'max_batch_size: 32']
@@ -348,7 +348,7 @@ def export_repository(
     everywhere: the argument, else ``$DP_MODELS_ROOT``, else ``$MODELS_ROOT``).
 
     Every artifact is verified against its pin first; any problem raises its typed
-    :class:`~dp_models.errors.ArtifactError` and nothing is written. See the module
+    :class:`~dp_models._errors.ArtifactError` and nothing is written. See the module
     documentation for the layout. ``hasher`` brings a digest cache and policy (the default
     hashes without a cache). Returns one :class:`ExportedModel` per spec, in order.
     """

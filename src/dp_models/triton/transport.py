@@ -18,9 +18,9 @@ to raise); a transport only carries calls and reports how each ended, in these t
   before anything is sent. A transport that cannot tell sets ``watches_connections``
   False, and the client checks the deployment before every such call instead.
 
-These exceptions (defined in :mod:`dp_models.errors`, re-exported here for transports)
+These exceptions (defined in :mod:`dp_models._errors`, re-exported here for transports)
 are signals between a transport and the client; the client turns each
-into a :class:`~dp_models.errors.TritonError`, and none of them leaves it. The in-memory
+into a :class:`~dp_models._errors.TritonError`, and none of them leaves it. The in-memory
 transport for tests is :class:`dp_models.testing.triton_transport.FakeTransport`.
 """
 
@@ -34,8 +34,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from ..errors import DeadlineError, MissingExtraError, NewConnectionError, ServerAnswerError
-from ..urls import redact
+from .._errors import DeadlineError, MissingExtraError, NewConnectionError, ServerAnswerError
+from .._urls import redact
 
 __all__ = [
     "DeadlineError",

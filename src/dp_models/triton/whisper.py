@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TritonInferenceError, TritonInputError
+from .._errors import TritonInferenceError, TritonInputError
 from .client import TritonClient
 
 __all__ = ["decode", "decode_batch"]

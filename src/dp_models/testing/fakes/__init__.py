@@ -5,7 +5,7 @@ A maker is ``make(spec, root) -> Mapping[str, Any] | None``: it writes every art
 ``spec`` at ``root / artifact.path`` and returns ``loader_args`` overrides for the fake
 catalog copy (a tiny architecture where the real one is hundreds of MB), or None.
 
-Makers are found by loader name in a :class:`~dp_models.registry.Registry`: makers given
+Makers are found by loader name in a :class:`~dp_models._registry.Registry`: makers given
 to it (:func:`register_fake`, or ``fake_models_root(..., fakes={...})``), the built-in
 table (one module per framework in this package), then the ``dp_models.fakes`` entry-point
 group, through which the package of a third-party loader ships its fakes::
@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ...registry import Registry
-from ...spec import Spec
+from ..._registry import Registry
+from ..._spec import Spec
 
 __all__ = [
     "BUILTIN_FAKES",

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import FakeWeightsError
+from ..._errors import FakeWeightsError
+from ..._spec import Spec
 from ...loaders.base import require
 from ...loaders.laion_clap import LaionClapArgs, _import_laion_clap, _local_roberta, _torch
-from ...spec import Spec
 from . import write_placeholder
 
 __all__ = ["make_laion_clap"]

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...errors import FakeWeightsError
-from ...spec import Spec
+from ..._errors import FakeWeightsError
+from ..._spec import Spec
 from ..tflite import constant_model
 from . import write_artifacts
 

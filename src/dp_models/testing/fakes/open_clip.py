@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..._spec import Spec
 from ...loaders.open_clip import (
     PRESET_SIZES,
     WEIGHT_FORMATS,
@@ -13,7 +14,6 @@ from ...loaders.open_clip import (
     _quiet,
     _torch,
 )
-from ...spec import Spec
 from .torch import write_weights
 
 __all__ = ["make_open_clip", "tiny_model_kwargs"]

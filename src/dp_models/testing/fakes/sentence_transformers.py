@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import FakeWeightsError
+from ..._errors import FakeWeightsError
+from ..._spec import Spec
 from ...loaders.base import require
-from ...spec import Spec
 from . import write_placeholder
 
 __all__ = ["make_sentence_transformer"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import FakeWeightsError
+from ..._errors import FakeWeightsError
+from ..._spec import Spec
 from ...loaders.base import require
 from ...loaders.spacy import SpacyArgs
-from ...spec import Spec
 from . import write_placeholder
 
 __all__ = ["make_spacy"]

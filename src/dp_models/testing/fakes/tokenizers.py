@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..._spec import Spec
 from ...loaders.base import require
-from ...spec import Spec
 from . import write_artifacts
 
 __all__ = ["FAKE_SPECIAL_TOKENS", "make_tokenizer"]

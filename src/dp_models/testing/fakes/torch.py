@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..._spec import Spec
 from ...loaders.base import require
 from ...loaders.slowfast import SlowFastArgs, net_kwargs
 from ...loaders.torch import WEIGHT_FORMATS, TorchStateDictArgs
 from ...loaders.torchvision import TorchvisionArgs, no_weights
-from ...spec import Spec
 from . import write_placeholder
 
 __all__ = [

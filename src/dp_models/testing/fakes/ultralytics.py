@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from ...errors import FakeWeightsError
+from ..._errors import FakeWeightsError
+from ..._spec import Spec
 from ...loaders.base import require
 from ...loaders.ultralytics import BYTETRACK_DEFAULTS, UltralyticsArgs, _ultralytics
-from ...spec import Spec
 from . import write_artifacts
 
 __all__ = ["make_detector", "make_tracker_config"]

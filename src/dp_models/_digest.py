@@ -60,9 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ._io import atomic_write, open_regular, read_regular
-from ._json import load_json
-from .errors import (
+from ._errors import (
     ConfigurationError,
     DirectoryTooLargeError,
     FileChangedError,
@@ -70,6 +68,8 @@ from .errors import (
     NotRegularFileError,
     OutsideRootError,
 )
+from ._io import atomic_write, open_regular, read_regular
+from ._json import load_json
 
 try:  # POSIX only; elsewhere processes may hash the same file twice, which is harmless
     import fcntl
@@ -116,7 +116,7 @@ def is_sha256(value: object) -> bool:
 def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
     """The sha256 hex digest of a regular file, streamed with a fixed 1 MiB buffer.
     Anything but a regular file (a FIFO, a device) is a
-    :class:`~dp_models.errors.NotRegularFileError`, raised before a byte is read.
+    :class:`~dp_models._errors.NotRegularFileError`, raised before a byte is read.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
@@ -176,9 +176,9 @@ def directory_files(
     listed in. Raises OSError when a directory cannot be listed.
 
     With ``within`` (an absolute, resolved directory), a symlinked directory that leads
-    outside it raises :class:`~dp_models.errors.OutsideRootError` before it is entered, so
+    outside it raises :class:`~dp_models._errors.OutsideRootError` before it is entered, so
     a link such as ``evil -> /`` is never walked. More than :data:`MAX_DIRECTORY_FILES` files
-    raise :class:`~dp_models.errors.DirectoryTooLargeError` (a symlink maze can multiply a
+    raise :class:`~dp_models._errors.DirectoryTooLargeError` (a symlink maze can multiply a
     small tree). Both are OSErrors.
     """
     top = Path(directory)
@@ -416,8 +416,8 @@ class Hasher:
 
     def file(self, path: str | os.PathLike[str]) -> FileDigest:
         """The digest of one regular file. Raises OSError (FileNotFoundError,
-        :class:`~dp_models.errors.NotRegularFileError`, ...), including
-        :class:`~dp_models.errors.FileChangedError`."""
+        :class:`~dp_models._errors.NotRegularFileError`, ...), including
+        :class:`~dp_models._errors.FileChangedError`."""
         fd = open_regular(path)
         try:
             return self.file_fd(Path(path), fd)

@@ -1,13 +1,13 @@
 """Every setting dp_models reads, resolved once into one frozen :class:`Settings`.
 
 One resolution order everywhere: the argument, then the environment, then the packaged
-default (:meth:`Settings.resolve`). The ModelManager, :func:`~dp_models.offline.enforce_offline`,
+default (:meth:`Settings.resolve`). The ModelManager, :func:`~dp_models._offline.enforce_offline`,
 ``Catalog.load`` and every ``dp-models`` command take their settings from a Settings
 object; no other module reads a variable of its own. Every environment variable
 dp_models reads is named here and nowhere else; empty values count as unset.
 
 Resolving reads the environment and checks every value's form (verify policy, device,
-Triton URLs and timeouts): a bad one is a :class:`~dp_models.errors.ConfigurationError`
+Triton URLs and timeouts): a bad one is a :class:`~dp_models._errors.ConfigurationError`
 naming the argument or variable it came from. It does not look at the file system: a
 MODELS_ROOT that does not exist is reported by :meth:`Settings.require_root`, when
 something needs the root, so that commands that never touch the root are not stopped by
@@ -25,8 +25,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from .errors import ConfigurationError, DPModelsError, ModelsRootError
-from .urls import parse_endpoint, redact_url
+from ._errors import ConfigurationError, DPModelsError, ModelsRootError
+from ._urls import parse_endpoint, redact_url
 
 __all__ = [
     "DEVICES",
@@ -202,7 +202,7 @@ class Settings:
         ``use_cache=False`` turns the digest cache off (``cache_dir`` is then None).
         ``argument_names`` says how the caller names its arguments in messages (the
         command line: ``{"models_root": "--root"}``). Raises
-        :class:`~dp_models.errors.ConfigurationError` naming the argument or the variable
+        :class:`~dp_models._errors.ConfigurationError` naming the argument or the variable
         of a bad value (all of them when several are bad).
 
         With ``problems`` (a dict), a bad value does not raise: the setting keeps its
@@ -274,7 +274,7 @@ class Settings:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def require_root(self) -> Path:
-        """MODELS_ROOT, for whatever needs it; :class:`~dp_models.errors.ModelsRootError`
+        """MODELS_ROOT, for whatever needs it; :class:`~dp_models._errors.ModelsRootError`
         when it is not set, does not exist or is not a directory."""
         if self.models_root is None:
             raise ModelsRootError(_NOT_SET)
@@ -284,7 +284,7 @@ class Settings:
 
     def shown(self) -> dict[str, Any]:
         """The settings as plain data for people and logs: Triton URLs with their
-        credentials masked (:func:`~dp_models.urls.redact_url`), absent values explained."""
+        credentials masked (:func:`~dp_models._urls.redact_url`), absent values explained."""
         if self.models_root is None:
             root = "(not set)"
         elif self.models_root_problem is not None:
@@ -388,7 +388,7 @@ def _verify_policy(verify: str | None, env: Mapping[str, str], name: str | None)
 
 def check_device(device: object, *, source: str) -> str:
     """``device`` when it is one of :data:`DEVICES` or ``cuda:N``; else a
-    :class:`~dp_models.errors.ConfigurationError` naming ``source``. The one device check:
+    :class:`~dp_models._errors.ConfigurationError` naming ``source``. The one device check:
     the manager's override, a call's ``device=`` and a spec's device all go through it."""
     if isinstance(device, str) and (
         device in DEVICES
@@ -526,7 +526,7 @@ def resolve_lock_path(catalog_dir: Path, lock: PathArg | None = None) -> Path:
 
 def resolve_lock_key(key: PathArg | None = None) -> Path | None:
     """The public key the lock must be signed with: ``key``, else ``$DP_MODELS_LOCK_KEY``,
-    else None (signatures are not checked). See :mod:`dp_models.signing`."""
+    else None (signatures are not checked). See :mod:`dp_models._signing`."""
     return _lock_key(key, os.environ)
 
 
@@ -559,7 +559,7 @@ def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict
     ``$DP_MODELS_TRITON_URL_<NAME>`` the one named ``<name>`` (lowercased).
 
     Each URL must be ``http(s)://HOST[:PORT][/PATH]``, optionally with credentials
-    (:func:`~dp_models.urls.parse_endpoint`); anything else, a scheme-less ``host:8000``
+    (:func:`~dp_models._urls.parse_endpoint`); anything else, a scheme-less ``host:8000``
     included, is a :class:`ConfigurationError` that shows the value with credentials masked."""
     return _triton_endpoints(endpoints, os.environ, "triton_endpoints")
 

@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._catalog import Catalog
+from ._errors import DPModelsError, FileTooLargeError, ProvenanceError
 from ._io import atomic_write, open_regular, read_regular
-from .catalog import Catalog
-from .errors import DPModelsError, FileTooLargeError, ProvenanceError
-from .spec import PRECISIONS, Spec
+from ._spec import PRECISIONS, Spec
 
 __all__ = [
     "ABSENT_FIELDS",
@@ -263,7 +263,7 @@ def _npz_stamps(data: Any, path: Path) -> dict[str, Any]:
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(arrays, stamps)`` of an ``.npz`` written by :func:`save_npz`; never unpickles.
-    Only a regular file is opened (:class:`~dp_models.errors.NotRegularFileError`), and
+    Only a regular file is opened (:class:`~dp_models._errors.NotRegularFileError`), and
     stamps over :data:`MAX_STAMP_BYTES` are refused (:class:`FileTooLargeError`)."""
     p = Path(path)
     with _open_npz(p) as data:
@@ -289,8 +289,8 @@ def read_stamps(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The three stamp keys of a ``.json`` or ``.npz`` artifact (other metadata left out).
 
     Raises :class:`ProvenanceError` for a file that cannot be read or carries no stamps,
-    :class:`~dp_models.errors.NotRegularFileError` for a FIFO, device or directory (never
-    opened for reading, so never blocks) and :class:`~dp_models.errors.FileTooLargeError`
+    :class:`~dp_models._errors.NotRegularFileError` for a FIFO, device or directory (never
+    opened for reading, so never blocks) and :class:`~dp_models._errors.FileTooLargeError`
     for stamps over :data:`MAX_STAMP_BYTES` (a ``.json`` file, or the ``.npz`` stamps
     member; the arrays of an ``.npz`` are not read)."""
     p = Path(path)
@@ -705,7 +705,7 @@ def _consistent(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any]]) 
 
 def _info(entry: Mapping[str, Any], checked: Sequence[str]) -> dict[str, Any]:
     """The entry's informational fields and any keys dp_models does not write."""
-    from .urls import redact_url
+    from ._urls import redact_url
 
     info = {k: v for k, v in entry.items() if k not in checked and k not in CHECKED_FIELDS}
     triton = entry.get("triton")

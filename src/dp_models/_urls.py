@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from .errors import ConfigurationError
+from ._errors import ConfigurationError
 
 __all__ = ["EXPECTED", "EndpointURL", "parse_endpoint", "redact", "redact_url"]
 
@@ -143,7 +143,7 @@ class EndpointURL:
 
 
 def parse_endpoint(url: str, *, source: str = "the endpoint URL") -> EndpointURL:
-    """Parse an endpoint URL, or raise :class:`~dp_models.errors.ConfigurationError` that
+    """Parse an endpoint URL, or raise :class:`~dp_models._errors.ConfigurationError` that
     names ``source`` (where the value came from), shows the value redacted and says what
     was expected."""
     value = url.strip()

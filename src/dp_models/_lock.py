@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._digest import is_sha256
+from ._errors import FileTooLargeError, JsonRejectedError, LockError, NotRegularFileError
 from ._io import atomic_write, read_regular
 from ._json import load_json
-from .digest import is_sha256
-from .errors import FileTooLargeError, JsonRejectedError, LockError, NotRegularFileError
-from .spec import check_relative_path
+from ._spec import check_relative_path
 
 __all__ = ["LOCK_FORMAT", "Lock", "LockEntry"]
 
@@ -80,7 +80,7 @@ class Lock:
     @classmethod
     def parse(cls, raw: bytes, path: Path) -> Lock:
         """The lock whose file ``path`` holds ``raw``: for bytes already read (and verified,
-        :mod:`dp_models.signing`), so what was checked is what is used. Raises
+        :mod:`dp_models._signing`), so what was checked is what is used. Raises
         :class:`LockError`."""
         try:
             data = load_json(raw)

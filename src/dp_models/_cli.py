@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._errors import ConfigurationError, DPModelsError
 from ._version import __version__
-from .errors import ConfigurationError, DPModelsError
 
 __all__ = ["main"]
 
@@ -292,28 +292,28 @@ def _setting_arguments(args: argparse.Namespace, **given: Any) -> dict[str, Any]
 
 def _settings(args: argparse.Namespace, **given: Any) -> Any:
     """The command's settings, resolved once: its options (and ``given``), then the
-    environment, then the defaults (:meth:`dp_models.settings.Settings.resolve`)."""
-    from .settings import Settings
+    environment, then the defaults (:meth:`dp_models._settings.Settings.resolve`)."""
+    from ._settings import Settings
 
     return Settings.resolve(**_setting_arguments(args, **given))
 
 
 def _catalog(settings: Any, *, check_lock: bool = True) -> Any:
-    from .catalog import Catalog
+    from ._catalog import Catalog
 
     return Catalog.load(settings=settings, check_lock=check_lock)
 
 
 def _hasher(settings: Any) -> Any:
+    from ._digest import DigestCache, Hasher
     from ._progress import TerminalProgress
-    from .digest import DigestCache, Hasher
 
     cache = DigestCache(settings.cache_dir)
     return Hasher(cache, policy=settings.verify, progress=TerminalProgress())
 
 
 def _verifier(settings: Any, catalog: Any) -> Any:
-    from .verify import Verifier
+    from ._verify import Verifier
 
     return Verifier(catalog, settings.require_root(), _hasher(settings))
 
@@ -423,8 +423,8 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
-    from .doctor import diagnose, render_table, report_json
-    from .urls import redact_url
+    from ._doctor import diagnose, render_table, report_json
+    from ._urls import redact_url
 
     settings = _settings(args, triton_endpoints=_triton_urls(args.triton_url))
     catalog = _catalog(settings)
@@ -461,7 +461,7 @@ def _triton_urls(values: list[str] | None) -> dict[str, str] | None:
     environment's then)."""
     import re
 
-    from .urls import parse_endpoint, redact_url
+    from ._urls import parse_endpoint, redact_url
 
     if not values:
         return None
@@ -480,8 +480,8 @@ def _triton_urls(values: list[str] | None) -> dict[str, str] | None:
 
 
 def _lock(args: argparse.Namespace, out: TextIO) -> int:
-    from .pinning import check_lock, write_lock
-    from .signing import sign_lock, signature_matches, signature_path, signing_key_id
+    from ._pinning import check_lock, write_lock
+    from ._signing import sign_lock, signature_matches, signature_path, signing_key_id
 
     key_id = signing_key_id(args.sign) if args.sign else ""  # before the lock is written
     settings = _settings(args)
@@ -529,7 +529,7 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
 
 def _verify_lock(args: argparse.Namespace, out: TextIO) -> int:
     """Verify the lock's signature; exit 1 (with the reason) when it does not verify."""
-    from .signing import signature_path, verify_lock
+    from ._signing import signature_path, verify_lock
 
     settings = _settings(args, lock_key=args.key)
     lock, key = settings.lock, settings.lock_key
@@ -558,7 +558,7 @@ def _verify_lock(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _digest(args: argparse.Namespace, out: TextIO) -> int:
-    from .digest import directory_digest, directory_files
+    from ._digest import directory_digest, directory_files
 
     hasher = _hasher(_settings(args))
     results: list[dict[str, Any]] = []
@@ -604,7 +604,7 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
 
 def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
     """Recompute every checked field of the stamps; print every difference with its fix."""
-    from .provenance import _show, check_stamps, read_stamps
+    from ._provenance import _show, check_stamps, read_stamps
 
     catalog = _catalog(_settings(args))
     report = check_stamps(read_stamps(args.file), catalog)
@@ -650,8 +650,8 @@ def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _env(args: argparse.Namespace, out: TextIO) -> int:
-    from .settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS, Settings
-    from .urls import redact, redact_url
+    from ._settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS, Settings
+    from ._urls import redact, redact_url
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for dist in _DISTRIBUTIONS:

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from ._io import describe_mode, open_regular
-from .catalog import Catalog, Pin
-from .digest import (
+from ._catalog import Catalog, Pin
+from ._digest import (
     FileDigest,
     Hasher,
     directory_digest,
@@ -32,7 +31,7 @@ from .digest import (
     sha256_fd,
     stat_key,
 )
-from .errors import (
+from ._errors import (
     ArtifactChangedError,
     ArtifactError,
     ArtifactMissingError,
@@ -45,8 +44,9 @@ from .errors import (
     UnpinnedArtifactError,
     UnsafePathError,
 )
-from .paths import ensure_inside, resolve_artifact_path
-from .spec import Artifact, Spec
+from ._io import describe_mode, open_regular
+from ._paths import ensure_inside, resolve_artifact_path
+from ._spec import Artifact, Spec
 
 __all__ = ["ArtifactReport", "LoadSet", "OpenedFile", "Status", "Verifier"]
 

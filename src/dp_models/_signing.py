@@ -16,7 +16,7 @@ and the lock a catalog then uses is parsed from the same bytes (:func:`load_sign
 so a file swapped in between is never trusted. Keys are PEM files on the P-256, P-384 or
 P-521 curve (``docs/signing.md`` shows how to make them with openssl).
 
->>> from dp_models.signing import sign_lock, verify_lock
+>>> from dp_models._signing import sign_lock, verify_lock
 >>> sign_lock("catalog.lock.json", "lock-key.pem")      # doctest: +SKIP
 PosixPath('catalog.lock.json.sig')
 >>> verify_lock("catalog.lock.json", "lock-key.pub").key_id  # doctest: +SKIP
@@ -38,18 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._io import atomic_write, read_regular
-from .errors import (
+from ._errors import (
     FileTooLargeError,
     LockError,
     LockSignatureError,
     MissingExtraError,
     NotRegularFileError,
 )
-from .lock import _MAX_LOCK_BYTES, Lock
+from ._io import atomic_write, read_regular
+from ._lock import _MAX_LOCK_BYTES, Lock
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from ._catalog import Catalog
 
 __all__ = [
     "SIGNATURE_SUFFIX",

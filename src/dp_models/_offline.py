@@ -6,7 +6,7 @@
 frameworks read their flags once, at import: when one is already imported, its
 module-level copy of the flag is set too, so the order of imports does not matter.
 
-It runs when a :class:`~dp_models.manager.ModelManager` is created; processors can call
+It runs when a :class:`~dp_models._manager.ModelManager` is created; processors can call
 it first thing, before importing any framework::
 
     import dp_models
@@ -21,8 +21,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import ConfigurationError
-from .settings import Settings
+from ._errors import ConfigurationError
+from ._settings import Settings
 
 __all__ = ["LEGACY_CACHE_VARS", "OFFLINE_FLAGS", "cache_dirs", "enforce_offline"]
 
@@ -72,7 +72,7 @@ def enforce_offline(
 
     MODELS_ROOT comes from ``settings`` (what a ModelManager passes: resolved once for
     both), else from ``models_root``, ``$DP_MODELS_ROOT``, ``$MODELS_ROOT``
-    (:meth:`Settings.resolve <dp_models.settings.Settings.resolve>`). Returns the
+    (:meth:`Settings.resolve <dp_models._settings.Settings.resolve>`). Returns the
     variables it set. Values the caller had set differently are replaced (logged at
     INFO): a cache outside MODELS_ROOT would hold unverified weights. Frameworks already
     imported are switched to offline mode too.

@@ -1,6 +1,6 @@
 """One health report for one spec: what :meth:`TritonClient.check
 <dp_models.triton.client.TritonClient.check>` returns, what :meth:`ModelManager.check
-<dp_models.manager.ModelManager.check>` serialises and what ``dp-models doctor`` shows.
+<dp_models._manager.ModelManager.check>` serialises and what ``dp-models doctor`` shows.
 
 >>> report = HealthReport("emonet_8", "inprocess", HealthStatus.MISSING, error="...")
 >>> report.ok, report.status.failing, report.as_dict()["status"]
@@ -43,7 +43,7 @@ class HealthStatus(str, Enum):
     METADATA_MISMATCH = "metadata_mismatch"
     #: Other weights served, or none published while the spec requires a digest.
     SERVED_DIGEST_MISMATCH = "served_digest_mismatch"
-    # an artifact's problem (dp_models.verify.Status)
+    # an artifact's problem (dp_models._verify.Status)
     MISSING = "missing"
     UNPINNED = "unpinned"
     SIZE_MISMATCH = "size_mismatch"
@@ -86,7 +86,7 @@ class HealthReport:
     """The health of one spec.
 
     ``error`` is the message of the problem (credentials masked), ``error_type`` the class
-    name of the :class:`~dp_models.errors.DPModelsError` that says it (for the JSON's
+    name of the :class:`~dp_models._errors.DPModelsError` that says it (for the JSON's
     readers; nothing here maps it back to a status). Triton reports carry the model,
     the masked ``endpoint`` (None: not configured), whether the server answered as ``live``
     and the ``served_digest`` it publishes; in-process reports whether the model is

@@ -8,7 +8,7 @@ A :class:`Registry` maps names to objects from three sources, first match wins:
 3. an entry-point group of the installed distributions.
 
 Targets and entry points are imported when a name is first asked for, never before: so
-``import dp_models`` imports no loader, and :mod:`dp_models.catalog` (a lower layer than
+``import dp_models`` imports no loader, and :mod:`dp_models._catalog` (a lower layer than
 the loaders) finds each loader's ``args_model`` through this module without importing the
 loaders package. :func:`default_loaders` is the process-wide loader registry that
 :func:`~dp_models.loaders.register_loader` adds to; a
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from .errors import LoaderNotFoundError
+from ._errors import LoaderNotFoundError
 
 if TYPE_CHECKING:
     from .loaders.base import Loader

@@ -26,9 +26,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .catalog import Catalog
-from .digest import DigestCache, Hasher
-from .errors import (
+from ._catalog import Catalog
+from ._digest import DigestCache, Hasher
+from ._errors import (
     ArtifactError,
     ConfigurationError,
     DeviceUnavailableError,
@@ -38,17 +38,17 @@ from .errors import (
     NetworkBlockedError,
     PrecisionError,
 )
-from .guard import network_guard
-from .health import HealthReport, HealthStatus
+from ._guard import network_guard
+from ._health import HealthReport, HealthStatus
+from ._offline import enforce_offline
+from ._provenance import model_signature, stamp, weights_digest
+from ._registry import LoaderRegistry, default_loaders, loader_set
+from ._settings import Settings, check_device
+from ._spec import Spec
+from ._urls import redact_url
+from ._verify import ArtifactReport, Verifier
 from .loaders import LoadContext, Loader
 from .loaders.base import FrameworkPaths
-from .offline import enforce_offline
-from .provenance import model_signature, stamp, weights_digest
-from .registry import LoaderRegistry, default_loaders, loader_set
-from .settings import Settings, check_device
-from .spec import Spec
-from .urls import redact_url
-from .verify import ArtifactReport, Verifier
 
 if TYPE_CHECKING:
     from .triton.client import TritonClient
@@ -153,8 +153,8 @@ class ModelHandle:
         then the client's defaults). Once the deployment passes its checks, the manager's
         ``models_used`` entry gets ``triton.served_digest_verified`` (True, False, or None
         when not published). An unconfigured endpoint is a
-        :class:`~dp_models.errors.ConfigurationError` naming the variable to set."""
-        from .settings import triton_url_variable
+        :class:`~dp_models._errors.ConfigurationError` naming the variable to set."""
+        from ._settings import triton_url_variable
         from .triton.client import TritonClient
 
         spec = self.spec
@@ -204,7 +204,7 @@ class ModelManager:
     ``models_root`` ($DP_MODELS_ROOT, $MODELS_ROOT), ``catalog`` (a directory or a loaded
     :class:`Catalog`; $DP_MODELS_CATALOG, else the packaged one), ``lock``, ``lock_key`` (the
     public key the lock must be signed with, $DP_MODELS_LOCK_KEY: an unsigned or wrongly
-    signed lock raises :class:`~dp_models.errors.LockSignatureError`), ``verify``
+    signed lock raises :class:`~dp_models._errors.LockSignatureError`), ``verify``
     ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
     ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]), ``triton_timeouts``
     (endpoint name -> {client option: value}: the timeouts and retries of its clients;
@@ -213,12 +213,12 @@ class ModelManager:
     offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``.
 
     The arguments are resolved once, by :meth:`Settings.resolve
-    <dp_models.settings.Settings.resolve>`, into ``mm.settings``; ``settings=`` takes an
-    already resolved :class:`~dp_models.settings.Settings` instead (then the only other
+    <dp_models._settings.Settings.resolve>`, into ``mm.settings``; ``settings=`` takes an
+    already resolved :class:`~dp_models._settings.Settings` instead (then the only other
     arguments allowed are a loaded :class:`Catalog` and ``loaders``).
 
     ``loaders`` is this manager's own loader set: a
-    :class:`~dp_models.registry.LoaderRegistry`, or a mapping name -> loader (instance or
+    :class:`~dp_models._registry.LoaderRegistry`, or a mapping name -> loader (instance or
     class) added to the process-wide registry; the catalog's ``loader_args`` are validated
     against it. Default: the process-wide registry (:func:`dp_models.register_loader`).
     """
@@ -259,14 +259,14 @@ class ModelManager:
                 f"ModelManager got settings and {', '.join(given)}: pass the settings alone "
                 "(dataclasses.replace(settings, ...) changes one), or the arguments alone"
             )
-        #: Every setting of this manager, resolved once (:class:`~dp_models.settings.Settings`).
+        #: Every setting of this manager, resolved once (:class:`~dp_models._settings.Settings`).
         self.settings = settings
         self.root = settings.require_root()
         #: The loaders this manager uses: ``loaders`` (a registry, or name -> loader added
         #: to the process-wide one), else the process-wide registry.
         self.loaders = loader_set(loaders)
         if loaded is not None:
-            from .signing import check_catalog_lock
+            from ._signing import check_catalog_lock
 
             check_catalog_lock(loaded, settings.lock_key)  # no key: nothing to check
             if loaded.loaders is not self.loaders:
@@ -319,13 +319,13 @@ class ModelManager:
     ) -> ModelHandle:
         """Resolve and verify ``name`` (and what it requires); load nothing.
 
-        Raises :class:`~dp_models.errors.SpecNotFoundError` (with close names), an
-        :class:`~dp_models.errors.ArtifactError` for a missing, unpinned or wrong artifact,
-        :class:`~dp_models.errors.DeviceUnavailableError`,
-        :class:`~dp_models.errors.PrecisionError`,
-        :class:`~dp_models.errors.ConfigurationError` (a bad device or precision value),
-        :class:`~dp_models.errors.LoaderNotFoundError` or
-        :class:`~dp_models.errors.MissingExtraError` (the framework is not installed).
+        Raises :class:`~dp_models._errors.SpecNotFoundError` (with close names), an
+        :class:`~dp_models._errors.ArtifactError` for a missing, unpinned or wrong artifact,
+        :class:`~dp_models._errors.DeviceUnavailableError`,
+        :class:`~dp_models._errors.PrecisionError`,
+        :class:`~dp_models._errors.ConfigurationError` (a bad device or precision value),
+        :class:`~dp_models._errors.LoaderNotFoundError` or
+        :class:`~dp_models._errors.MissingExtraError` (the framework is not installed).
         """
         handle = self._resolve(self.catalog[name], device, precision)
         self._record(handle)
@@ -587,7 +587,7 @@ class ModelManager:
     ) -> dict[str, Any]:
         """The health of ``names`` (default: every model this manager has handed out), for a
         processor's health endpoint: ``{"ok": bool, "models": [report, ...]}``, each report
-        a :meth:`HealthReport.as_dict <dp_models.health.HealthReport.as_dict>`.
+        a :meth:`HealthReport.as_dict <dp_models._health.HealthReport.as_dict>`.
 
         A Triton spec's deployment is checked as
         :meth:`TritonClient.check <dp_models.triton.client.TritonClient.check>` does (live,
@@ -597,7 +597,7 @@ class ModelManager:
         ``loaded`` says whether it is loaded; an optional spec none of whose artifacts is
         provisioned is ``absent`` and still ok (as :meth:`get_optional` treats it). Never
         raises for a deployment's or an artifact's problem (they are in each report's
-        ``error``); an unknown name raises :class:`~dp_models.errors.SpecNotFoundError`."""
+        ``error``); an unknown name raises :class:`~dp_models._errors.SpecNotFoundError`."""
         from .triton.health import Deployment, check_deployments
 
         if names is None:

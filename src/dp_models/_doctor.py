@@ -7,7 +7,7 @@ pinned size and digest. Otherwise its status is the first problem found (``missi
 
 - ``absent``: an ``optional: true`` spec none of whose artifacts is provisioned (nothing
   at any artifact path, not even a dangling symlink: :meth:`Verifier.absent
-  <dp_models.verify.Verifier.absent>`, the rule ``get_optional`` and ``check`` follow too);
+  <dp_models._verify.Verifier.absent>`, the rule ``get_optional`` and ``check`` follow too);
 - ``remote``: a Triton spec none of whose artifacts is provisioned here and whose
   endpoint is not checked (no URL configured, or ``--no-triton``): the model is served by
   Triton, and its artifacts are needed only to export a model repository.
@@ -21,8 +21,8 @@ does not require one; otherwise it fails as ``unavailable``, ``metadata_mismatch
 
 A spec whose artifacts are present but wrong fails even when it is optional.
 
-The statuses are :class:`~dp_models.health.HealthStatus`; a Triton spec's endpoint check is
-the :class:`~dp_models.health.HealthReport` the client made, taken as it is.
+The statuses are :class:`~dp_models._health.HealthStatus`; a Triton spec's endpoint check is
+the :class:`~dp_models._health.HealthReport` the client made, taken as it is.
 :func:`report_json` is ``dp-models doctor --json``, :func:`render_table` the table.
 """
 
@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import Catalog
-from .health import HealthReport, HealthStatus
-from .settings import triton_url_variable
-from .spec import Spec
-from .verify import ArtifactReport, Verifier
+from ._catalog import Catalog
+from ._health import HealthReport, HealthStatus
+from ._settings import triton_url_variable
+from ._spec import Spec
+from ._verify import ArtifactReport, Verifier
 
 __all__ = ["SpecHealth", "diagnose", "render_table", "report_json"]
 

@@ -4,7 +4,7 @@ Every model is validated strictly: unknown keys are errors, types are not coerce
 ``version: 1.0`` must be quoted), and the rules that tie fields together are checked
 here (a Triton spec needs its ``triton`` section, an in-process spec needs a
 ``loader``, artifact paths stay relative and inside MODELS_ROOT). Rules that need the
-whole catalog (unique names, ``requires``) live in :mod:`dp_models.catalog`.
+whole catalog (unique names, ``requires``) live in :mod:`dp_models._catalog`.
 
 The JSON Schema exported from these models is committed as ``spec_catalog/schema.json``
 so editors validate specs as they are typed; ``docs/spec.md`` describes every field.

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .catalog import Catalog
-from .errors import ArtifactError, LockError
-from .lock import Lock, LockEntry
-from .verify import Verifier
+from ._catalog import Catalog
+from ._errors import ArtifactError, LockError
+from ._lock import Lock, LockEntry
+from ._verify import Verifier
 
 __all__ = ["LockPlan", "check_lock", "plan_lock", "write_lock"]
 

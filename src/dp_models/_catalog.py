@@ -4,9 +4,9 @@ Loading reads every ``*.yaml`` file below the directory with a hardened safe loa
 validates each against the schema and then the catalog as a whole (unique names, file
 named after its spec, ``requires`` naming existing specs without cycles, one digest per
 artifact path, spec and lock agreeing), and reports *every* problem in one
-:class:`~dp_models.errors.CatalogError` that names file and field.
+:class:`~dp_models._errors.CatalogError` that names file and field.
 
->>> from dp_models.catalog import Catalog
+>>> from dp_models._catalog import Catalog
 >>> catalog = Catalog.load()            # argument, else $DP_MODELS_CATALOG, else packaged
 >>> "clip_vit_b32" in catalog
 True
@@ -24,9 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ._io import read_regular
-from ._yaml import MAX_SPEC_BYTES, load_spec_yaml
-from .errors import (
+from ._errors import (
     CatalogError,
     CatalogProblem,
     ConfigurationError,
@@ -37,11 +35,13 @@ from .errors import (
     SpecNotFoundError,
     YamlRejectedError,
 )
-from .lock import Lock, LockEntry
-from .registry import LoaderRegistry, default_loaders
-from .settings import Settings
-from .signing import load_signed_lock
-from .spec import Artifact, Spec, TritonSection, TritonTensor
+from ._io import read_regular
+from ._lock import Lock, LockEntry
+from ._registry import LoaderRegistry, default_loaders
+from ._settings import Settings
+from ._signing import load_signed_lock
+from ._spec import Artifact, Spec, TritonSection, TritonTensor
+from ._yaml import MAX_SPEC_BYTES, load_spec_yaml
 
 __all__ = ["Catalog", "Pin"]
 
@@ -100,21 +100,21 @@ class Catalog(Mapping[str, Spec]):
 
         ``lock_key`` (else ``$DP_MODELS_LOCK_KEY``) is the public key the lock must be
         signed with: a lock that is missing, unsigned, signed with another key or edited
-        since raises :class:`~dp_models.errors.LockSignatureError`, and the pins used are
-        parsed from the bytes that verified (:mod:`dp_models.signing`). Not checked with
+        since raises :class:`~dp_models._errors.LockSignatureError`, and the pins used are
+        parsed from the bytes that verified (:mod:`dp_models._signing`). Not checked with
         ``check_lock=False``.
 
-        ``settings`` (a resolved :class:`~dp_models.settings.Settings`) gives the catalog
+        ``settings`` (a resolved :class:`~dp_models._settings.Settings`) gives the catalog
         directory, the lock and its key instead; without it they are resolved from the
         arguments and the environment (:meth:`Settings.resolve
-        <dp_models.settings.Settings.resolve>`).
+        <dp_models._settings.Settings.resolve>`).
 
         Each in-process spec's ``loader_args`` are validated against its loader's
         ``args_model``, and its engine and artifact formats may be ones its loader declares,
         with ``loaders`` (default: the process-wide registry,
-        :func:`~dp_models.registry.default_loaders`). A spec naming a loader that no source
+        :func:`~dp_models._registry.default_loaders`). A spec naming a loader that no source
         knows is not checked here (``get`` raises
-        :class:`~dp_models.errors.LoaderNotFoundError`).
+        :class:`~dp_models._errors.LoaderNotFoundError`).
         """
         loaders = loaders if loaders is not None else default_loaders()
         if settings is None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import UnsafePathError
-from .spec import check_relative_path
+from ._errors import UnsafePathError
+from ._spec import check_relative_path
 
 __all__ = ["ensure_inside", "resolve_artifact_path"]
 

@@ -2,7 +2,7 @@
 
 Python raises an *audit event* before every socket connect, ``sendto``/``sendmsg`` and
 name lookup (PEP 578). One audit hook, installed on first use, turns those events into
-:class:`~dp_models.errors.NetworkBlockedError` while any guard is active, in every thread
+:class:`~dp_models._errors.NetworkBlockedError` while any guard is active, in every thread
 of the process, so a loader's worker threads are covered too. The error is raised before
 the socket does anything: there is no timeout to wait for and no partial download.
 
@@ -28,8 +28,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .errors import NetworkBlockedError
-from .urls import parse_endpoint
+from ._errors import NetworkBlockedError
+from ._urls import parse_endpoint
 
 __all__ = ["active_guards", "endpoint_address", "network_guard"]
 
@@ -57,8 +57,8 @@ _EVENTS = frozenset(
 
 def endpoint_address(url: str) -> tuple[str, int]:
     """``(host, port)`` of an endpoint URL (``http://host:8000``; the scheme's port when
-    none is given). Raises :class:`~dp_models.errors.ConfigurationError` for anything but
-    an http(s) URL (:func:`~dp_models.urls.parse_endpoint`)."""
+    none is given). Raises :class:`~dp_models._errors.ConfigurationError` for anything but
+    an http(s) URL (:func:`~dp_models._urls.parse_endpoint`)."""
     parts = parse_endpoint(url, source="the allowed endpoint")
     return parts.host, parts.effective_port
 
