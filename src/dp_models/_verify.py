@@ -85,6 +85,20 @@ class ArtifactReport:
     def fail(self, status: Status, error: ArtifactError) -> None:
         self.status, self.error = status, error
 
+    def mismatch(self, actual: str) -> DigestMismatchError:
+        """The error for a digest ``actual`` that is not the pinned one."""
+        expected = self.pin.sha256 if self.pin is not None else "(no pin)"
+        source = self.pin.source if self.pin is not None else "nowhere"
+        return DigestMismatchError(
+            f"spec {self.spec!r}: artifact {self.path} has sha256 {actual}, expected "
+            f"{expected} (pinned in the {source}). It is not the pinned artifact: "
+            f"{_reprovision(self.artifact)}",
+            spec=self.spec,
+            path=self.path,
+            expected=expected,
+            actual=actual,
+        )
+
 
 class Verifier:
     """Verifies specs of ``catalog`` against the resolved ``root`` with ``hasher``."""
@@ -283,20 +297,8 @@ class Verifier:
             r.sha256 = done[0][1].sha256
         else:
             r.sha256 = directory_digest([(rel, d.sha256) for rel, d in done])
-        pin = r.pin
-        if pin is not None and r.sha256 != pin.sha256:
-            r.fail(
-                "digest_mismatch",
-                DigestMismatchError(
-                    f"spec {r.spec!r}: artifact {r.path} has sha256 {r.sha256}, expected "
-                    f"{pin.sha256} (pinned in the {pin.source}). It is not the pinned artifact: "
-                    f"{_reprovision(r.artifact)}",
-                    spec=r.spec,
-                    path=r.path,
-                    expected=pin.sha256,
-                    actual=r.sha256,
-                ),
-            )
+        if r.pin is not None and r.sha256 != r.pin.sha256:
+            r.fail("digest_mismatch", r.mismatch(r.sha256))
 
     def _hash_failure(self, r: ArtifactReport, exc: BaseException) -> tuple[Status, ArtifactError]:
         if isinstance(exc, FileChangedError):
@@ -388,17 +390,7 @@ class OpenedFile:
             pin = self.report.pin
             if pin is None or found.sha256 != pin.sha256:
                 self.report.sha256 = found.sha256
-                expected = pin.sha256 if pin is not None else "(no pin)"
-                raise DigestMismatchError(
-                    f"spec {self.report.spec!r}: artifact {self.path} has sha256 "
-                    f"{found.sha256}, expected {expected} (pinned in the "
-                    f"{pin.source if pin else 'nowhere'}). It is not the pinned artifact: "
-                    f"{_reprovision(self.report.artifact)}",
-                    spec=self.report.spec,
-                    path=self.path,
-                    expected=expected,
-                    actual=found.sha256,
-                )
+                raise self.report.mismatch(found.sha256)
             if chunks:
                 self._data = b"".join(chunks)
             self._sha256 = found.sha256
