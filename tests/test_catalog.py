@@ -294,9 +294,9 @@ def test_served_digest_of_a_triton_spec(catalog_dir: Path, write_spec: SpecWrite
         {"triton/locked/model.onnx": LockEntry("file", DIGEST_B, 5)},
     ).write()
     catalog = Catalog.load(catalog_dir)
-    explicit = catalog.served_digest(catalog["explicit"])
-    locked = catalog.served_digest(catalog["locked"])
+    explicit = catalog.expected_digest(catalog["explicit"])
+    locked = catalog.expected_digest(catalog["locked"])
     assert explicit is not None and (explicit.sha256, explicit.source) == (DIGEST_A, "spec")
     assert locked is not None and (locked.sha256, locked.source) == (DIGEST_B, "lock")
-    assert catalog.served_digest(catalog["unknown"]) is None
-    assert catalog.served_digest(catalog["local"]) is None
+    assert catalog.expected_digest(catalog["unknown"]) is None
+    assert catalog.expected_digest(catalog["local"]) is None

@@ -334,7 +334,7 @@ def test_standin_serves_the_served_digest(
 ) -> None:
     spec = PACKAGED[name]
     assert spec.triton is not None
-    pin = PACKAGED.served_digest(spec)
+    pin = PACKAGED.expected_digest(spec)
     digest = served.standin_digests[name]
     assert digest == (pin.sha256 if pin is not None else standin_digest(spec))
     config = client.get_model_config(spec.triton.model_name, str(spec.triton.model_version))
@@ -346,7 +346,7 @@ def test_standin_catalog_copy_expects_the_served_digests(served: Served, tmp_pat
     copy = Catalog.load(write_standin_catalog(PACKAGED, tmp_path / "cat", served.standin_digests))
     assert sorted(copy) == sorted(PACKAGED)
     for name in TRITON_SPECS:
-        expected = copy.served_digest(copy[name])
+        expected = copy.expected_digest(copy[name])
         assert expected is not None and expected.sha256 == served.standin_digests[name]
     untouched = next(n for n in PACKAGED if n not in TRITON_SPECS)
     assert copy[untouched] == PACKAGED[untouched]
@@ -410,7 +410,7 @@ def test_standin_digest_can_be_wrong_or_absent_on_purpose(
 ) -> None:
     tiny = served.tiny.catalog
     wrong = client.get_model_config("tiny_wrong")["parameters"]
-    pin = tiny.served_digest(tiny["tiny_wrong_digest_triton"])
+    pin = tiny.expected_digest(tiny["tiny_wrong_digest_triton"])
     assert pin is not None and pin.sha256 != WRONG_DIGEST
     assert wrong["weights_digest"] == {"string_value": WRONG_DIGEST}
     assert "weights_digest" not in client.get_model_config("tiny_nod")["parameters"]
@@ -425,7 +425,7 @@ def test_exported_repository_loads_and_serves(
     config = client.get_model_config("tiny_echo", "1")
     assert config["backend"] == "python"
     assert config["version_policy"] == {"specific": {"versions": [1]}}
-    pin = tiny.served_digest(spec)
+    pin = tiny.expected_digest(spec)
     assert pin is not None and pin.source == "spec"
     assert config["parameters"]["weights_digest"] == {"string_value": pin.sha256}
     meta = client.get_model_metadata("tiny_echo", "1")

@@ -258,7 +258,7 @@ class Catalog(Mapping[str, Spec]):
             )
         return None
 
-    def served_digest(self, spec: Spec) -> Pin | None:
+    def expected_digest(self, spec: Spec) -> Pin | None:
         """The weights digest a Triton deployment of ``spec`` must serve: its
         ``triton.weights_digest``, else the pin of its first artifact; None for an
         in-process spec or when neither is known yet."""

@@ -411,8 +411,8 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
         )
     data["pins"] = pins
     if spec.triton is not None:
-        served = catalog.served_digest(spec)
-        data["served_weights_digest"] = served.sha256 if served else None
+        expected = catalog.expected_digest(spec)
+        data["expected_digest"] = expected.sha256 if expected else None
     if args.json:
         _dump(data, out)
         return 0

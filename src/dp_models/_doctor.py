@@ -145,7 +145,7 @@ def diagnose(
         for spec in specs:
             if spec.triton is None or spec.triton.endpoint not in endpoints:
                 continue
-            expected = catalog.served_digest(spec)
+            expected = catalog.expected_digest(spec)
             url = endpoints[spec.triton.endpoint]
             deployments.append(Deployment(spec, url, expected.sha256 if expected else None))
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)

@@ -374,12 +374,12 @@ class ModelManager:
         info: Mapping[str, Any] | None = None
         if spec.runtime == "triton":
             assert spec.triton is not None
-            served = self.catalog.served_digest(spec)
+            expected = self.catalog.expected_digest(spec)
             digests: tuple[str, ...] = ()
             paths: dict[str, Path] = {}
             resolved_device = "triton"
             endpoint = self.triton_endpoints.get(spec.triton.endpoint)
-            weights = served.sha256 if served else None
+            weights = expected.sha256 if expected else None
         else:
             assert spec.loader is not None
             loader = self.loaders.get(spec.loader, spec=spec.name)  # an unknown one fails here
@@ -394,12 +394,12 @@ class ModelManager:
             info = loader.describe(spec, paths)
             self._check_precision(spec, precision, resolved_device, loader)
             weights = weights_digest(digests)
-            served = None
+            expected = None
         signature = model_signature(
             spec,
             artifact_digests=digests,
             precision=precision,
-            served_digest=served.sha256 if served else None,
+            expected_digest=expected.sha256 if expected else None,
             requires={r.name: r.model_signature for r in requires},
         )
         return ModelHandle(
@@ -610,7 +610,7 @@ class ModelManager:
         for spec in specs:
             if spec.triton is None:
                 continue
-            expected = self.catalog.served_digest(spec)
+            expected = self.catalog.expected_digest(spec)
             with self._lock:
                 key = next((k for k in self._used if k[0] == spec.name and k[1] == "triton"), None)
             record = None if key is None else functools.partial(self._record_verified, key)

@@ -15,9 +15,10 @@ Every output a processor writes can carry three keys:
 A *model signature* is the sha256 of a canonical JSON document (sorted keys, no spaces)
 of everything that determines a model's outputs: name, version, runtime, engine, loader
 and loader_args, precision, preprocess preset, the sha256 of every artifact in spec
-order, for Triton the model name, version and served weights digest, and the signatures
-of the specs it requires. Nothing else: not paths, hosts, endpoints or the device, so the
-same model gives the same signature on every machine.
+order, for Triton the model name, version and the expected digest (what the deployment
+must serve), and the signatures of the specs it requires. Nothing else: not paths,
+hosts, endpoints or the device, so the same model gives the same signature on every
+machine.
 
 Stamps are written into JSON files (top-level keys) and ``.npz`` archives (one array
 ``__dp_models__`` holding the JSON text, readable with ``allow_pickle=False``), always
@@ -91,11 +92,12 @@ def model_signature(
     *,
     artifact_digests: Sequence[str],
     precision: str,
-    served_digest: str | None = None,
+    expected_digest: str | None = None,
     requires: Mapping[str, str] | None = None,
 ) -> str:
     """The signature of ``spec`` run at ``precision`` with these artifact digests (spec
-    order), served digest (Triton) and required specs' signatures."""
+    order), the digest its deployment must serve (Triton: the expected digest, from the
+    catalog) and required specs' signatures."""
     return _signature_of(
         name=spec.name,
         version=spec.version,
@@ -108,7 +110,7 @@ def model_signature(
         artifacts=artifact_digests,
         requires=requires or {},
         triton=None if spec.triton is None else (spec.triton.model_name, spec.triton.model_version),
-        served_digest=served_digest,
+        expected_digest=expected_digest,
     )
 
 
@@ -125,7 +127,7 @@ def _signature_of(
     artifacts: Sequence[str],
     requires: Mapping[str, str],
     triton: tuple[str, int] | None,
-    served_digest: str | None,
+    expected_digest: str | None,
 ) -> str:
     """The signature recipe on plain values: a spec's (:func:`model_signature`) or a
     stamped entry's own (:func:`check_stamps` checks an entry against itself)."""
@@ -147,7 +149,8 @@ def _signature_of(
         payload["triton"] = {
             "model_name": triton[0],
             "model_version": triton[1],
-            "served_weights_digest": served_digest,
+            # the recipe's key since its first format: the digest the deployment must serve
+            "served_weights_digest": expected_digest,
         }
     return _sha(_canonical(payload))
 
@@ -628,9 +631,9 @@ def _pinned(catalog: Catalog, spec: Spec) -> list[str | None]:
     return [p.sha256 if p is not None else None for p in pins]
 
 
-def _served(catalog: Catalog, spec: Spec) -> str | None:
-    served = catalog.served_digest(spec)
-    return served.sha256 if served is not None else None
+def _expected_digest(catalog: Catalog, spec: Spec) -> str | None:
+    pin = catalog.expected_digest(spec)
+    return pin.sha256 if pin is not None else None
 
 
 def _catalog_signature(catalog: Catalog, name: str) -> tuple[str | None, list[str]]:
@@ -652,7 +655,7 @@ def _catalog_signature(catalog: Catalog, name: str) -> tuple[str | None, list[st
         spec,
         artifact_digests=[d for d in digests if d is not None],
         precision=spec.precision,
-        served_digest=_served(catalog, spec),
+        expected_digest=_expected_digest(catalog, spec),
         requires=requires,
     )
     return signature, []
@@ -681,7 +684,7 @@ def _own_signatures(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any
                 artifacts=[a["sha256"] for a in entry["artifacts"]],
                 requires=dict(combination),
                 triton=None if triton is None else (triton["model_name"], triton["model_version"]),
-                served_digest=entry["weights_digest"],
+                expected_digest=entry["weights_digest"],
             )
         )
     return own
@@ -863,8 +866,8 @@ def _check_entry(
         digests.append(pin)
 
     # weights digest and signature, recomputed from the above
-    served = _served(catalog, spec)
-    expected_weights = served if spec.runtime != "inprocess" else weights_digest(digests)
+    expected = _expected_digest(catalog, spec)
+    expected_weights = expected if spec.runtime != "inprocess" else weights_digest(digests)
     if not _same(entry["weights_digest"], expected_weights):
         source = "the catalog's pins give" if spec.runtime == "inprocess" else "catalog serves"
         diffs.append(
@@ -889,7 +892,7 @@ def _check_entry(
             spec,
             artifact_digests=digests,
             precision=precision,
-            served_digest=served,
+            expected_digest=expected,
             requires=requires,
         )
 

@@ -623,7 +623,7 @@ def write_standin_repository(
         elif digest_override is not None and spec.name in digest_override:
             digest = digest_override[spec.name]
         else:
-            pin = catalog.served_digest(spec)
+            pin = catalog.expected_digest(spec)
             digest = pin.sha256 if pin is not None else standin_digest(spec)
         served_versions = list((versions or {}).get(spec.name, [triton.model_version]))
         model_dir = out / triton.model_name

@@ -266,7 +266,7 @@ def _select(catalog: Catalog, names: Iterable[str] | None) -> list[Spec]:
 def _plan(catalog: Catalog, spec: Spec, reports: Sequence[ArtifactReport]) -> _Plan:
     triton = spec.triton
     assert triton is not None
-    served = catalog.served_digest(spec)
+    served = catalog.expected_digest(spec)
     # verified artifacts are pinned, so the first one gives a digest when the spec does not
     assert served is not None
     files: list[tuple[str, Path]] = []
