@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -596,13 +597,15 @@ def test_an_interrupt_drops_the_files_not_yet_hashed(
     calls = count_hashing(monkeypatch)
     original = digest.sha256_fd
 
-    def interrupted(fd: int, progress: object = None, **kwargs: object) -> str:
+    def slow_after_ctrl_c(fd: int, progress: object = None, **kwargs: object) -> str:
         if len(calls) == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C reaches the main thread, waiting
+        if len(calls) >= 3:
+            time.sleep(0.05)  # hashing all 64 files would now take over a second
         return original(fd, progress, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(digest, "sha256_fd", interrupted)
-    calls = count_hashing(monkeypatch)  # counts, then interrupts at the third file
+    monkeypatch.setattr(digest, "sha256_fd", slow_after_ctrl_c)
+    calls = count_hashing(monkeypatch)  # counts, then the third file brings the Ctrl-C
     with pytest.raises(KeyboardInterrupt):
         Hasher(max_workers=2).files(files)
-    assert len(calls) < len(files)  # the queued files were cancelled, not hashed to the end
+    assert len(calls) < 16  # the queued files were cancelled, not hashed to the end
