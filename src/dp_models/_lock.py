@@ -7,9 +7,17 @@ versions. The lock is JSON, keyed by artifact path (relative to MODELS_ROOT)::
     {
       "format": 1,
       "artifacts": {
-        "visual/emonet/emonet_8.pth": {"kind": "file", "sha256": "…", "size": 1234}
+        "visual/emonet/emonet_8.pth": {"kind": "file", "sha256": "…", "size": 1234},
+        "text/minilm": {"kind": "dir", "sha256": "…", "size": 5678,
+                        "files": {"config.json": {"sha256": "…", "size": 612}, …}}
       }
     }
+
+A directory's entry may carry its manifest, ``files``: each file's path relative to the
+directory (``/``-separated) with its sha256 and size, so ``dp-models pull`` can fetch and
+verify a directory file by file. A manifest must agree with its entry: the directory
+digest of its files is the entry's ``sha256`` and their sizes add up to its ``size``.
+Entries without one (locks written before manifests) still load.
 
 It is written atomically with sorted keys, so it diffs cleanly in review.
 """
@@ -17,33 +25,49 @@ It is written atomically with sorted keys, so it diffs cleanly in review.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._digest import is_sha256
+from ._digest import MAX_DIRECTORY_FILES, directory_digest, is_sha256
 from ._errors import FileTooLargeError, JsonRejectedError, LockError, NotRegularFileError
 from ._io import atomic_write, read_regular
 from ._json import load_json
 from ._spec import check_relative_path
 
-__all__ = ["LOCK_FORMAT", "Lock", "LockEntry"]
+__all__ = ["LOCK_FORMAT", "Lock", "LockEntry", "ManifestFile", "manifest_problem"]
 
 LOCK_FORMAT = 1
 _MAX_LOCK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class ManifestFile:
+    """One file of a directory artifact's manifest."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class LockEntry:
-    """The pinned digest and size of one artifact."""
+    """The pinned digest and size of one artifact; for a directory, optionally its
+    manifest (relative posix path -> :class:`ManifestFile`). The manifest does not take
+    part in comparisons: the directory digest already covers every path and digest."""
 
     kind: Literal["file", "dir"]
     sha256: str
     size: int
+    files: Mapping[str, ManifestFile] | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "sha256": self.sha256, "size": self.size}
+        data: dict[str, Any] = {"kind": self.kind, "sha256": self.sha256, "size": self.size}
+        if self.files is not None:
+            data["files"] = {
+                rel: {"sha256": f.sha256, "size": f.size} for rel, f in sorted(self.files.items())
+            }
+        return data
 
 
 @dataclass(frozen=True)
@@ -124,8 +148,13 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
         raise bad("'artifacts' must be an object keyed by artifact path")
     entries: dict[str, LockEntry] = {}
     for key, value in artifacts.items():
-        if not isinstance(value, dict) or set(value) != {"kind", "sha256", "size"}:
-            raise bad(f"entry {_short(key)} must have exactly 'kind', 'sha256' and 'size'")
+        if not isinstance(value, dict) or not (
+            {"kind", "sha256", "size"} <= set(value) <= {"kind", "sha256", "size", "files"}
+        ):
+            raise bad(
+                f"entry {_short(key)} must have exactly 'kind', 'sha256' and 'size' "
+                "(and, for a directory, 'files')"
+            )
         if (problem := check_relative_path(key)) is not None:
             raise bad(f"artifact path {_short(key)} {problem}")
         kind, digest, size = value["kind"], value["sha256"], value["size"]
@@ -135,5 +164,43 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
             raise bad(f"entry {_short(key)}: sha256 must be 64 lowercase hex characters")
         if type(size) is not int or size < 0:
             raise bad(f"entry {_short(key)}: size must be a non-negative integer")
-        entries[key] = LockEntry(kind, digest, size)
+        files = None
+        if "files" in value:
+            if kind != "dir":
+                raise bad(f"entry {_short(key)}: only a directory has 'files'")
+            files = _manifest(value["files"], key, bad)
+            if (problem := manifest_problem(files, digest, size)) is not None:
+                raise bad(f"entry {_short(key)}: {problem}")
+        entries[key] = LockEntry(kind, digest, size, files)
     return entries
+
+
+def _manifest(data: Any, key: str, bad: Callable[[str], LockError]) -> dict[str, ManifestFile]:
+    if not isinstance(data, dict):
+        raise bad(f"entry {_short(key)}: 'files' must be an object keyed by relative path")
+    if len(data) > MAX_DIRECTORY_FILES:
+        raise bad(f"entry {_short(key)}: more than {MAX_DIRECTORY_FILES} files")
+    files: dict[str, ManifestFile] = {}
+    for rel, value in data.items():
+        if (problem := check_relative_path(rel)) is not None:
+            raise bad(f"entry {_short(key)}: file path {_short(rel)} {problem}")
+        if not isinstance(value, dict) or set(value) != {"sha256", "size"}:
+            raise bad(f"entry {_short(key)}: file {_short(rel)} must have exactly 'sha256', 'size'")
+        if not is_sha256(value["sha256"]):
+            raise bad(f"entry {_short(key)}: file {_short(rel)}: sha256 must be lowercase hex")
+        if type(value["size"]) is not int or value["size"] < 0:
+            raise bad(f"entry {_short(key)}: file {_short(rel)}: size must be an integer >= 0")
+        files[rel] = ManifestFile(value["sha256"], value["size"])
+    return files
+
+
+def manifest_problem(files: Mapping[str, ManifestFile], sha256: str, size: int) -> str | None:
+    """Why the manifest ``files`` does not describe a directory of digest ``sha256`` and
+    ``size`` bytes, or None when it does."""
+    listed = directory_digest([(rel, f.sha256) for rel, f in files.items()])
+    if listed != sha256:
+        return f"its manifest's files give the directory digest {listed}, not {sha256}"
+    total = sum(f.size for f in files.values())
+    if total != size:
+        return f"its manifest's files add up to {total} bytes, not {size}"
+    return None

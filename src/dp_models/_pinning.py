@@ -3,10 +3,12 @@
 The lock pins what the specs do not: every artifact without a ``sha256`` in its spec.
 ``plan_lock`` hashes the root: artifacts pinned by their spec are verified (a mismatch
 is an error and nothing is written), the others get the digest and size found in the
-root. An unpinned artifact absent from the root keeps the pin it had, so a lock can be
-refreshed from a root that holds part of the catalog; entries that no spec needs any
-more are dropped. ``check_lock`` writes nothing and lists every disagreement between
-catalog, lock and root, for CI.
+root; each directory artifact's entry records its manifest (its files' digests and
+sizes), also for a directory its spec pins, for ``dp-models pull``. An unpinned artifact
+absent from the root keeps the pin it had, so a lock can be refreshed from a root that
+holds part of the catalog; entries that no spec needs any more are dropped.
+``check_lock`` writes nothing and lists every disagreement between catalog, lock and
+root, for CI.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from dataclasses import dataclass, field
 
 from ._catalog import Catalog
 from ._errors import ArtifactError, LockError
-from ._lock import Lock, LockEntry
-from ._verify import Verifier
+from ._lock import Lock, LockEntry, ManifestFile
+from ._verify import ArtifactReport, Verifier
 
-__all__ = ["LockPlan", "check_lock", "plan_lock", "write_lock"]
+__all__ = ["LockPlan", "check_lock", "lock_entry", "plan_lock", "write_lock"]
 
 
 @dataclass
@@ -54,7 +56,7 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
         spec_pinned = bare.pin(r.artifact) is not None  # by this spec or another one
         absent = r.status == "missing" and not os.path.lexists(r.path)
         if r.status == "unpinned" and r.sha256 is not None and r.size is not None:
-            entry = LockEntry(r.artifact.kind, r.sha256, r.size)
+            entry = lock_entry(r)
             entries[rel] = entry
             if rel not in old:
                 plan.added.append(rel)
@@ -66,6 +68,10 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
                 plan.kept_absent.append(rel)
             else:
                 plan.unpinned_absent.append(rel)
+        elif spec_pinned and r.status == "ok" and r.artifact.kind == "dir":
+            entries[rel] = lock_entry(r)  # pinned by its spec; the lock keeps its manifest
+        elif spec_pinned and absent and rel in old and old[rel].files is not None:
+            entries[rel] = old[rel]
         elif spec_pinned and (r.status == "ok" or absent):
             pass  # pinned by its spec: nothing for the lock
         elif r.error is not None:
@@ -73,6 +79,15 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
     plan.dropped = sorted(set(old) - set(entries))
     plan.lock = Lock(catalog.lock.path, entries, exists=catalog.lock.exists)
     return plan
+
+
+def lock_entry(r: ArtifactReport) -> LockEntry:
+    """The lock entry for what the root holds: a directory with its manifest."""
+    assert r.sha256 is not None and r.size is not None
+    files = None
+    if r.artifact.kind == "dir":
+        files = {rel: ManifestFile(digest, size) for rel, digest, size in r.manifest}
+    return LockEntry(r.artifact.kind, r.sha256, r.size, files)
 
 
 def write_lock(catalog: Catalog, verifier: Verifier) -> LockPlan:

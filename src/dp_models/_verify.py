@@ -77,6 +77,9 @@ class ArtifactReport:
     error: ArtifactError | None = None
     files: list[tuple[str, Path]] = field(default_factory=list, repr=False)
     identities: list[tuple[int, int, int, int, int]] = field(default_factory=list, repr=False)
+    #: Each hashed file as (path relative to the artifact, sha256, size); a directory's
+    #: manifest (:class:`~dp_models._lock.LockEntry`'s ``files``).
+    manifest: list[tuple[str, str, int]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -293,6 +296,7 @@ class Verifier:
         done = [(rel, res) for rel, res in results if isinstance(res, FileDigest)]
         r.cached = bool(done) and all(d.cached for _, d in done)
         r.identities = [d.identity for _, d in done]
+        r.manifest = [(rel, d.sha256, d.size) for rel, d in done]
         if r.artifact.kind == "file":
             r.sha256 = done[0][1].sha256
         else:

@@ -33,6 +33,7 @@ from .._digest import Hasher
 from .._errors import FakeWeightsError
 from .._lock import Lock, LockEntry
 from .._offline import OFFLINE_FLAGS, cache_dirs, enforce_offline
+from .._pinning import lock_entry
 from .._registry import LoaderRegistry, Registry, loader_set
 from .._settings import LOCK_FILENAME, packaged_catalog_dir
 from .._spec import Spec
@@ -131,7 +132,7 @@ def fake_models_root(
                 f"spec {r.spec!r}: the fake artifact {r.artifact.path!r} was not written "
                 f"({r.status}): {r.error}"
             )
-        artifacts[r.artifact.path] = LockEntry(r.artifact.kind, r.sha256, r.size)
+        artifacts[r.artifact.path] = lock_entry(r)  # a directory with its manifest
     Lock(out / LOCK_FILENAME, artifacts).write()
     return root
 
