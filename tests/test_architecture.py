@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "_verify": 3,
     "_provenance": 3,
     "_pinning": 3,
+    "_pull": 3,
     "loaders": 4,
     "triton": 4,
     "_manager": 5,

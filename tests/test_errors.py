@@ -118,6 +118,18 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "ArtifactChangedError": (("changed",), ARTIFACT),
     "SizeMismatchError": (("size",), {**ARTIFACT, "expected": 10, "actual": 11}),
     "DigestMismatchError": (("digest",), {**ARTIFACT, "expected": DIGEST_A, "actual": DIGEST_B}),
+    "PullError": (("pull failed",), {"path": "visual/emonet/emonet_8.pth"}),
+    "NotPullableError": (("not pinned",), {"paths": ["visual/emonet/emonet_8.pth"]}),
+    "SourceNotFoundError": (
+        ("no mirror has it",),
+        {"path": "visual/emonet/emonet_8.pth", "sources": ["http://***@mirror:8080"]},
+    ),
+    "SourceUnavailableError": (("HTTP 500",), {"source": "http://mirror:8080", "path": "a"}),
+    "RedirectLoopError": (("redirects loop",), {"source": "http://mirror:8080", "path": "a"}),
+    "PulledFileMismatchError": (
+        ("other bytes",),
+        {"source": "/mnt/mirror", "path": "a", "expected": DIGEST_A, "actual": DIGEST_B},
+    ),
     "FakeWeightsError": (("no make_fake",), {}),
     "FaultProxyError": (("already running",), {}),
     "TritonServerError": (("exited with status 1",), {}),
@@ -236,7 +248,15 @@ def test_rebuild_refuses_other_classes() -> None:
 
 #: Exception classes allowed outside dp_models._errors: private signals raised and caught in
 #: their own module, never seen outside it.
-PRIVATE_SIGNALS = {"dp_models.loaders.spacy._MetaError"}
+PRIVATE_SIGNALS = {
+    "dp_models.loaders.spacy._MetaError",
+    # pull's signals between a mirror, the file it streams into and the thread pool
+    "dp_models._pull._CancelledError",
+    "dp_models._pull._DestinationError",
+    "dp_models._pull._NotThereError",
+    "dp_models._pull._RetryError",
+    "dp_models._pull._TooLongError",
+}
 
 
 def test_no_exception_class_outside_errors() -> None:
@@ -335,6 +355,7 @@ COMMANDS: dict[str, list[str]] = {
     "show": ["show", "emonet_8"],
     "doctor": ["doctor"],
     "lock": ["lock"],
+    "pull": ["pull", "emonet_8", "--from", "mirror"],
     "digest": ["digest", "weights.bin"],
     "verify-artifact": ["verify-artifact", "out.json"],
     "verify-lock": ["verify-lock"],

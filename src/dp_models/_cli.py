@@ -221,6 +221,27 @@ def _parser() -> argparse.ArgumentParser:
         help="then sign the lock with this EC private key (PEM), writing LOCK.sig beside it",
     )
     p = add(
+        "pull",
+        _pull,
+        "fetch pinned artifacts of NAMES (or --all, --users) from mirrors into MODELS_ROOT, "
+        "each verified before it is visible",
+        [common, rooted],
+    )
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every spec of the catalog")
+    p.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
+    p.add_argument(
+        "--from",
+        dest="mirrors",
+        action="append",
+        metavar="MIRROR",
+        help="a directory laid out as a MODELS_ROOT, or an http(s) URL of one; repeatable, "
+        "tried in order (default: $DP_MODELS_MIRRORS)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="fetch nothing; list what would be")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (4)")
+    p = add(
         "digest", _digest, "print the sha256 (directory digest for a directory) of paths", [rooted]
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -270,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
 #: How the command line names the arguments of Settings.resolve, for messages.
 _OPTION_NAMES = {
     "models_root": "--root",
+    "mirrors": "--from",
     "verify": "--verify",
     "triton_endpoints": "--triton-url",
 }
@@ -524,6 +546,48 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
             f"note: {signature_path(plan.lock.path)} was made for another version of the lock; "
             "sign it again with `dp-models lock --sign PRIVATE_KEY`\n"
         )
+    return 0
+
+
+def _pull(args: argparse.Namespace, out: TextIO) -> int:
+    from ._pull import pull
+
+    if args.root is not None:  # pull makes the root it provisions
+        Path(args.root).expanduser().mkdir(parents=True, exist_ok=True)
+    settings = _settings(args, mirrors=args.mirrors)
+    report = pull(
+        args.names,
+        users=args.users,
+        all=args.all,
+        dry_run=args.dry_run,
+        jobs=args.jobs,
+        progress=None if not args.json else False,
+        settings=settings,
+    )
+    if args.json:
+        _dump(report.to_json(), out)
+        return 0
+    todo = [a for a in report.artifacts if a.status != "present"]
+    present = len(report.artifacts) - len(todo)
+    if args.dry_run:
+        out.write(
+            f"would fetch {_n(len(todo), 'artifact')} ({report.bytes:,} bytes) into "
+            f"{report.root}; {present} already verified\n"
+        )
+        for a in todo:
+            for f in a.files:
+                out.write(
+                    f"  {f.path}  {f.size:,} bytes  from {f.source or '(no mirror has it)'}\n"
+                )
+        return 1 if any(f.source is None for a in todo for f in a.files) else 0
+    fetched = [a for a in todo if a.status == "fetched"]
+    out.write(
+        f"pulled {_n(len(fetched), 'artifact')} ({sum(a.size for a in fetched):,} bytes) into "
+        f"{report.root}; {len(report.artifacts) - len(fetched)} already verified\n"
+    )
+    for a in fetched:
+        sources = sorted({f.source or "" for f in a.files})
+        out.write(f"  {a.path}  from {', '.join(sources)}\n")
     return 0
 
 

@@ -41,6 +41,14 @@
     │   ├── ArtifactChangedError (RuntimeError)  changed while it was being verified
     │   ├── SizeMismatchError (ValueError)       .expected, .actual (bytes)
     │   └── DigestMismatchError (ValueError)     .expected, .actual (sha256)
+    ├── PullError                            provisioning a root (``dp-models pull``); .path
+    │   ├── NotPullableError (LookupError)   unpinned artifacts, directories without a manifest
+    │   ├── SourceNotFoundError (FileNotFoundError) no mirror has the file; .sources (masked)
+    │   ├── SourceUnavailableError (ConnectionError) a mirror that fails (5xx, refused, cut
+    │   │   │                                short for good, bytes beyond the answer); .source
+    │   │   └── RedirectLoopError            redirects that never end
+    │   └── PulledFileMismatchError (ValueError) fetched bytes that are not the pinned ones;
+    │                                        .source, .expected, .actual
     │
     │   raised by dp_models.testing (test support):
     ├── FakeWeightsError (RuntimeError)      a spec whose artifacts cannot be faked
@@ -100,11 +108,17 @@ __all__ = [
     "MissingExtraError",
     "ModelsRootError",
     "NetworkBlockedError",
+    "NotPullableError",
     "NotRegularFileError",
     "OutsideRootError",
     "PrecisionError",
     "ProvenanceError",
+    "PullError",
+    "PulledFileMismatchError",
+    "RedirectLoopError",
     "SizeMismatchError",
+    "SourceNotFoundError",
+    "SourceUnavailableError",
     "SpecNotFoundError",
     "StateDictMismatchError",
     "TritonDigestMismatchError",
@@ -585,6 +599,61 @@ class DigestMismatchError(ArtifactError, ValueError):
         self.expected = expected
         self.actual = actual
         super().__init__(message, spec=spec, path=path)
+
+
+class PullError(DPModelsError):
+    """Provisioning a MODELS_ROOT from mirrors failed (``dp-models pull``). ``.path`` is
+    the file or artifact (relative to the root) it was about, when there is one. Nothing
+    that failed became visible under the root."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotPullableError(PullError, LookupError):
+    """Artifacts pull cannot fetch: unpinned ones (pin them with ``dp-models lock`` on a
+    provisioned mirror), directories whose lock entry has no manifest. ``.paths``."""
+
+    def __init__(self, message: str, *, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        super().__init__(message, path=self.paths[0] if self.paths else None)
+
+
+class SourceNotFoundError(PullError, FileNotFoundError):
+    """No mirror has the file. ``.sources``: the mirrors asked, credentials masked."""
+
+    def __init__(self, message: str, *, path: str, sources: Sequence[str]) -> None:
+        self.sources = list(sources)
+        super().__init__(message, path=path)
+
+
+class SourceUnavailableError(PullError, ConnectionError):
+    """A mirror that could not deliver a file: an error status after the retries, a
+    refused or dropped connection that resuming did not overcome, an answer longer or
+    shorter than it announced. ``.source``: the URL or directory, credentials masked."""
+
+    def __init__(self, message: str, *, source: str, path: str | None = None) -> None:
+        self.source = source
+        super().__init__(message, path=path)
+
+
+class RedirectLoopError(SourceUnavailableError):
+    """A mirror whose redirects go round in a loop, or on for more hops than allowed."""
+
+
+class PulledFileMismatchError(PullError, ValueError):
+    """Fetched bytes that are not the pinned ones (digest or size): nothing was made
+    visible. ``.source`` (masked), ``.expected``, ``.actual``."""
+
+    def __init__(self, message: str, *, source: str, path: str, expected: str, actual: str) -> None:
+        self.source = source
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, path=path)
 
 
 # -- raised by dp_models.testing --------------------------------------------------------------

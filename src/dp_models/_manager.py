@@ -51,6 +51,7 @@ from .loaders import LoadContext, Loader
 from .loaders.base import FrameworkPaths
 
 if TYPE_CHECKING:
+    from ._pull import PullReport
     from .triton.client import TritonClient
 
 __all__ = ["ModelHandle", "ModelManager"]
@@ -581,6 +582,34 @@ class ModelManager:
             self._loaded.clear()
 
     # -- health --------------------------------------------------------------------------
+
+    def pull(
+        self,
+        names: Iterable[str] | None = None,
+        *,
+        mirrors: list[str] | None = None,
+        users: str | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+        jobs: int = 4,
+        progress: bool | None = None,
+    ) -> PullReport:
+        """Fetch what ``names`` need into this manager's root from ``mirrors`` (else
+        ``settings.mirrors``), with its catalog and lock: :func:`dp_models.pull`. Provisioning
+        only: it is not run inside the network guard, and loads stay offline."""
+        from ._pull import pull
+
+        return pull(
+            names,
+            mirrors=mirrors,
+            catalog=self.catalog,
+            users=users,
+            all=all,
+            dry_run=dry_run,
+            jobs=jobs,
+            progress=progress,
+            settings=self.settings,
+        )
 
     def check(
         self, names: Iterable[str] | None = None, *, ready_timeout_s: float = 10.0

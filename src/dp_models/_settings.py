@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -34,6 +34,7 @@ __all__ = [
     "ENV_CATALOG",
     "ENV_LOCK",
     "ENV_LOCK_KEY",
+    "ENV_MIRRORS",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
     "ENV_TRITON_TIMEOUT",
@@ -67,6 +68,9 @@ ENV_LOCK = "DP_MODELS_LOCK"
 #: Public key (PEM) the lock must be signed with; unset: the lock's signature is not checked.
 ENV_LOCK_KEY = "DP_MODELS_LOCK_KEY"
 ENV_CACHE_DIR = "DP_MODELS_CACHE_DIR"
+#: Mirrors ``dp-models pull`` fetches from, in order: directories laid out as a MODELS_ROOT
+#: or http(s) URLs of servers with that layout, separated by spaces or commas.
+ENV_MIRRORS = "DP_MODELS_MIRRORS"
 ENV_VERIFY = "DP_MODELS_VERIFY"
 #: URL of the default Triton endpoint; ``DP_MODELS_TRITON_URL_<NAME>`` names another one.
 ENV_TRITON_URL = "DP_MODELS_TRITON_URL"
@@ -99,6 +103,7 @@ ENV_VARS = (
     ENV_LOCK_KEY,
     ENV_CACHE_DIR,
     ENV_VERIFY,
+    ENV_MIRRORS,
     ENV_TRITON_URL,
     ENV_TRITON_TIMEOUT,
     *FRAMEWORK_ENV_VARS,
@@ -174,6 +179,9 @@ class Settings:
     device: str | None
     #: Whether a ModelManager switches the frameworks offline when it is created.
     offline: bool
+    #: Mirrors ``dp-models pull`` fetches from, in order (directories, http(s) URLs with
+    #: their credentials: show them masked).
+    mirrors: tuple[str, ...] = ()
     #: Why the configured ``models_root`` cannot be used (None: it can, or it is not set).
     models_root_problem: str | None = field(default=None, repr=False)
 
@@ -192,6 +200,7 @@ class Settings:
         triton_timeouts: Mapping[str, Mapping[str, object]] | None = None,
         device: str | None = None,
         offline: bool = True,
+        mirrors: Sequence[str] | None = None,
         environ: Mapping[str, str] | None = None,
         argument_names: Mapping[str, str] | None = None,
         problems: dict[str, DPModelsError] | None = None,
@@ -255,6 +264,7 @@ class Settings:
             ),
             device=attempt("device", None, _device, device, names.get("device", "device")),
             offline=bool(offline),
+            mirrors=attempt("mirrors", (), _mirrors, mirrors, env, names.get("mirrors", "mirrors")),
             models_root_problem=root_problem,
         )
         errors = list(problems.values())
@@ -271,6 +281,7 @@ class Settings:
         shown: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         shown["triton_endpoints"] = {k: redact_url(v) for k, v in self.triton_endpoints.items()}
         shown["triton_timeouts"] = {k: dict(v) for k, v in self.triton_timeouts.items()}
+        shown["mirrors"] = tuple(redact_url(m) for m in self.mirrors)
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def require_root(self) -> Path:
@@ -304,6 +315,7 @@ class Settings:
             "triton_timeouts": {k: dict(v) for k, v in sorted(self.triton_timeouts.items())},
             "device": self.device or "(each spec's own)",
             "offline": self.offline,
+            "mirrors": [redact_url(m) for m in self.mirrors],
         }
 
 
@@ -373,6 +385,24 @@ def _cache_dir(cache_dir: PathArg | None, env: Mapping[str, str]) -> Path:
     xdg = _get(env, _ENV_XDG_CACHE)
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "dp_models"
+
+
+def _mirrors(mirrors: Sequence[str] | None, env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Mirrors from the argument, else ``$DP_MODELS_MIRRORS`` (spaces or commas between
+    them): http(s) URLs (checked as endpoint URLs) or directories (any other value)."""
+    if mirrors is not None:
+        values, source = [m.strip() for m in mirrors], name
+    else:
+        raw = _get(env, ENV_MIRRORS) or ""
+        values, source = raw.replace(",", " ").split(), "$" + ENV_MIRRORS
+    found: list[str] = []
+    for value in values:
+        if not value:
+            raise ConfigurationError(f"{source}: an empty mirror")
+        if "://" in value and not value.lower().startswith("file://"):
+            parse_endpoint(value, source=f"mirror from {source}")
+        found.append(value)
+    return tuple(found)
 
 
 def _verify_policy(verify: str | None, env: Mapping[str, str], name: str | None) -> str:
