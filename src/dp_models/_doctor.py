@@ -43,7 +43,8 @@ from ._verify import ArtifactReport, Verifier
 __all__ = ["SpecHealth", "diagnose", "render_table", "report_json"]
 
 _FIX: dict[str, str] = {
-    "missing": "provision the artifact (dp_models never downloads), then rerun `dp-models doctor`",
+    "missing": "provision the artifact (`dp-models pull --from MIRROR`, or by hand), then rerun "
+    "`dp-models doctor`",
     "unpinned": "pin it from a provisioned root: `dp-models lock --root ROOT`",
     "size_mismatch": "re-provision the artifact from its source; it is not the pinned file",
     "digest_mismatch": "re-provision the artifact from its source; it is not the pinned file",

@@ -328,7 +328,7 @@ class Verifier:
 
 def _provision(art: Artifact) -> str:
     where = f" from {art.source}" if art.source else ""
-    return f"Provision it{where} (dp_models never downloads),"
+    return f"Provision it{where} (loads never download: `dp-models pull` fetches it from a mirror),"
 
 
 def _reprovision(art: Artifact) -> str:
