@@ -171,6 +171,11 @@ def visible(root: Path) -> list[str]:
     )
 
 
+def temporary(root: Path) -> list[Path]:
+    """Hidden files and directories under ``root`` (temporary ones), but the pull locks."""
+    return [p for p in root.rglob(".*") if pull_module.LOCK_DIR not in p.relative_to(root).parts]
+
+
 def fast(url: str) -> HttpMirror:
     return HttpMirror(url, retries=1, backoff_s=0.01)
 
@@ -344,7 +349,7 @@ def test_a_faulty_mirror_is_a_typed_error_and_nothing_is_visible(
     with pytest.raises(error, match=words) as caught:
         pull_small(served, root, mirror.url, "spacy_en_core_web_sm" if fault == "wrong" else SMALL)
     assert visible(root) == []
-    assert not [p for p in root.rglob("*") if p.name.endswith(".part")]
+    assert temporary(root) == []
     if isinstance(caught.value, PulledFileMismatchError) and fault == "wrong":
         assert caught.value.source == mirror.url
         assert caught.value.expected != caught.value.actual
@@ -459,7 +464,7 @@ def test_disk_full_or_ctrl_c_mid_file_leaves_no_partial_file(
     with pytest.raises(type(failure)):
         pull_small(served, root, mirror.url, "spacy_en_core_web_sm")
     assert written
-    assert visible(root) == []
+    assert visible(root) == [] and temporary(root) == []
     assert [p for p in root.rglob("*") if pull_module.LOCK_DIR not in p.parts and p.is_dir()] in (
         [],
         [root / "text", root / "text/spacy"],
@@ -498,3 +503,29 @@ def test_unpinned_artifacts_are_refused_before_anything_is_fetched(
     assert json.loads(capsys.readouterr().out)["error"]["type"] == "ConfigurationError"
     assert run_cli(argv) == 1  # no mirror
     assert "no mirror" in json.loads(capsys.readouterr().out)["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["http", "directory"])
+def test_a_file_its_spec_pins_without_a_size_is_pulled_and_checked_by_digest(
+    served: Path, mirror: MirrorServer, tmp_path: Path, kind: str
+) -> None:
+    """Upstream digests in specs often come without a size (clip_vit_b32)."""
+    import yaml
+
+    catalog = shutil.copytree(catalog_of(served), tmp_path / "catalog")
+    lock = Lock.read(catalog / "catalog.lock.json")
+    pinned = lock.artifacts["visual/emonet/emonet_8.pth"]
+    spec_file = next(catalog.rglob("emonet_8.yaml"))
+    data = yaml.safe_load(spec_file.read_text())
+    data["artifacts"][0]["sha256"] = pinned.sha256
+    spec_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    rest = {k: v for k, v in lock.artifacts.items() if k != "visual/emonet/emonet_8.pth"}
+    Lock(catalog / "catalog.lock.json", rest).write()
+    source = mirror.url if kind == "http" else str(served)
+    report = dp_models.pull([SMALL], root=tmp_path / "root", mirrors=[source], catalog=catalog)
+    assert report.artifacts[0].size == pinned.size
+    mirror.faults["*"] = "wrong"
+    if kind == "http":
+        with pytest.raises(PulledFileMismatchError, match="expected"):
+            dp_models.pull([SMALL], root=tmp_path / "other", mirrors=[source], catalog=catalog)
+        assert visible(tmp_path / "other") == []

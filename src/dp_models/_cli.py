@@ -576,13 +576,12 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
         )
         for a in todo:
             for f in a.files:
-                out.write(
-                    f"  {f.path}  {f.size:,} bytes  from {f.source or '(no mirror has it)'}\n"
-                )
+                size = "?" if f.size is None else f"{f.size:,}"
+                out.write(f"  {f.path}  {size} bytes  from {f.source or '(no mirror has it)'}\n")
         return 1 if any(f.source is None for a in todo for f in a.files) else 0
     fetched = [a for a in todo if a.status == "fetched"]
     out.write(
-        f"pulled {_n(len(fetched), 'artifact')} ({sum(a.size for a in fetched):,} bytes) into "
+        f"pulled {_n(len(fetched), 'artifact')} ({sum(a.size or 0 for a in fetched):,} bytes) into "
         f"{report.root}; {len(report.artifacts) - len(fetched)} already verified\n"
     )
     for a in fetched:

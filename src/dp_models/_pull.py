@@ -58,11 +58,12 @@ from ._errors import (
     NotPullableError,
     NotRegularFileError,
     PulledFileMismatchError,
+    PullError,
     RedirectLoopError,
     SourceNotFoundError,
     SourceUnavailableError,
 )
-from ._io import fsync_directory, open_regular
+from ._io import atomic_write, fsync_directory, open_regular
 from ._lock import ManifestFile
 from ._paths import resolve_artifact_path
 from ._settings import Settings
@@ -113,7 +114,11 @@ class _Sink:
     """The temporary file a download streams into, hashed as it is written."""
 
     def __init__(
-        self, f: BinaryIO, size: int, cancel: threading.Event, advance: Callable[[int], None]
+        self,
+        f: BinaryIO,
+        size: int | None,
+        cancel: threading.Event,
+        advance: Callable[[int], None],
     ) -> None:
         self.f, self.size, self.cancel, self.advance = f, size, cancel, advance
         self.hash = hashlib.sha256()
@@ -128,7 +133,7 @@ class _Sink:
     def write(self, data: bytes | memoryview) -> None:
         if self.cancel.is_set():
             raise _CancelledError
-        if self.received + len(data) > self.size:
+        if self.size is not None and self.received + len(data) > self.size:
             raise _TooLongError
         try:
             _write_chunk(self.f, data)
@@ -186,6 +191,8 @@ class DirectoryMirror:
     def fetch(self, rel: str, sink: _Sink) -> None:
         fd = self._open(rel)
         try:
+            if sink.size is None:  # no size pinned: the file's own (the sha256 decides)
+                sink.size = os.fstat(fd).st_size
             while chunk := os.read(fd, CHUNK_SIZE):
                 sink.write(chunk)
         finally:
@@ -310,7 +317,7 @@ class HttpMirror:
                 if failures:
                     time.sleep(self.backoff_s * 2 ** (failures - 1))
                 continue
-            if sink.received == sink.size:
+            if sink.size is None or sink.received == sink.size:
                 return
 
     def _fetch_once(self, rel: str, sink: _Sink) -> None:
@@ -331,17 +338,23 @@ class HttpMirror:
                     )
             elif resp.status != 200:
                 raise self._unavailable(rel, f"HTTP {resp.status} {resp.reason}")
-            remaining = sink.size - sink.received
             length = resp.getheader("Content-Length")
+            if sink.size is None and length is not None and length.isascii() and length.isdigit():
+                sink.size = int(length)  # no size pinned: the announced one (sha256 decides)
+            if sink.size is None:  # no size known at all: the answer's end is the file's
+                while chunk := resp.read(CHUNK_SIZE):
+                    sink.write(chunk)
+                return
+            remaining = sink.size - sink.received
             if length is not None:
                 if not (length.isascii() and length.isdigit()) or int(length) != remaining:
                     raise PulledFileMismatchError(
-                        f"mirror {self.shown}: {rel}: the server announces {length} bytes, "
+                        f"mirror {self.shown}: {rel}: the server announces {length[:24]} bytes, "
                         f"the pin {remaining} (of {sink.size}); it holds another file",
                         source=self.shown,
                         path=rel,
                         expected=f"{remaining} bytes",
-                        actual=f"{length} bytes",
+                        actual=f"{length[:24]} bytes",
                     )
             while True:
                 chunk = resp.read(CHUNK_SIZE)
@@ -399,11 +412,12 @@ def make_mirror(value: str) -> Mirror:
 @dataclass(frozen=True)
 class PullFile:
     """One file to fetch: ``path`` relative to the root, where it comes from (a mirror,
-    masked; None: no mirror has it, in a dry run)."""
+    masked; None: no mirror has it, in a dry run). ``size`` is None only in a dry run,
+    for a file pinned without a size that no mirror has."""
 
     path: str
     sha256: str
-    size: int
+    size: int | None
     source: str | None = None
 
 
@@ -416,7 +430,8 @@ class PulledArtifact:
     path: str
     kind: Literal["file", "dir"]
     sha256: str
-    size: int
+    #: None: pinned without a size (a spec's upstream sha256) and not fetched
+    size: int | None
     status: Literal["present", "fetched", "planned"]
     files: list[PullFile] = field(default_factory=list)
 
@@ -433,7 +448,7 @@ class PullReport:
     @property
     def bytes(self) -> int:
         """Bytes fetched (a dry run: to fetch)."""
-        return sum(a.size for a in self.artifacts if a.status != "present")
+        return sum(a.size or 0 for a in self.artifacts if a.status != "present")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -467,9 +482,10 @@ class _Planned:
     spec: str
     artifact: Artifact
     pin: Pin
-    size: int
+    #: None: a file pinned by its spec without a size (its sha256 alone decides)
+    size: int | None
     #: (path relative to the artifact, sha256, size); a file artifact: one entry, ""
-    files: list[tuple[str, str, int]]
+    files: list[tuple[str, str, int | None]]
 
 
 def _select(
@@ -504,9 +520,6 @@ def _plan(catalog: Catalog, specs: Sequence[Spec]) -> list[_Planned]:
                 unpinned.append(f"{art.path} (spec {spec.name!r})")
                 continue
             if art.kind == "file":
-                if pin.size is None:
-                    no_manifest.append(f"{art.path} (spec {spec.name!r}: no size pinned)")
-                    continue
                 planned[art.path] = _Planned(
                     spec.name, art, pin, pin.size, [("", pin.sha256, pin.size)]
                 )
@@ -518,20 +531,25 @@ def _plan(catalog: Catalog, specs: Sequence[Spec]) -> list[_Planned]:
             if files is None:
                 no_manifest.append(f"{art.path} (spec {spec.name!r}: no manifest in the lock)")
                 continue
-            listed = [(rel, f.sha256, f.size) for rel, f in sorted(files.items())]
-            planned[art.path] = _Planned(spec.name, art, pin, sum(s for _, _, s in listed), listed)
+            listed: list[tuple[str, str, int | None]] = [
+                (rel, f.sha256, f.size) for rel, f in sorted(files.items())
+            ]
+            total = sum(f.size for f in files.values())
+            planned[art.path] = _Planned(spec.name, art, pin, total, listed)
     # a file inside a directory artifact being pulled comes with that directory (its
     # manifest names it): fetched once, as part of the directory
     for item in [i for i in planned.values() if i.artifact.kind == "dir"]:
         prefix = item.artifact.path + "/"
         manifest = {rel: sha256 for rel, sha256, _ in item.files}
         for path in [p for p in planned if p.startswith(prefix)]:
-            inner = planned[path]
-            if (
-                inner.artifact.kind == "file"
-                and manifest.get(path[len(prefix) :]) == inner.pin.sha256
-            ):
-                del planned[path]
+            inner = planned.pop(path)
+            found = manifest.get(path[len(prefix) :])
+            if inner.artifact.kind != "file" or found != inner.pin.sha256:
+                why = "does not list it" if found is None else "lists another digest"
+                no_manifest.append(
+                    f"{path} (spec {inner.spec!r}: inside the directory artifact "
+                    f"{item.artifact.path}, whose manifest {why})"
+                )
     if unpinned or no_manifest:
         lines = [f"  - {p}: not pinned" for p in unpinned]
         lines += [f"  - {p}" for p in no_manifest]
@@ -555,7 +573,8 @@ def _verifies(root: Path, item: _Planned, hasher: Hasher) -> bool:
             if not os.path.isfile(path):
                 return False
             found = hasher.file(path)
-            return found.size == item.size and found.sha256 == item.pin.sha256
+            size_ok = item.size is None or found.size == item.size
+            return size_ok and found.sha256 == item.pin.sha256
         if not os.path.isdir(path):
             return False
         listed = directory_files(path, within=root)
@@ -621,7 +640,9 @@ class _Puller:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if art.kind == "file":
                 _, sha256, size = item.files[0]
-                result.files.append(self.file(art.path, dest, sha256, size, final=True))
+                fetched = self.file(art.path, dest, sha256, size, final=True)
+                result.files.append(fetched)
+                result.size = fetched.size
             else:
                 result.files = self.directory(item, dest)
         return result
@@ -663,27 +684,28 @@ class _Puller:
             raise
 
     def file(
-        self, rel: str, dest: Path, sha256: str, size: int, *, final: bool = False
+        self, rel: str, dest: Path, sha256: str, size: int | None, *, final: bool = False
     ) -> PullFile:
-        """Fetch ``rel`` into ``dest`` from the first mirror that has it, verified."""
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                source = self._stream(rel, f, sha256, size)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            if final:
-                _place(Path(tmp), dest)
-            else:
-                os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return PullFile(rel, sha256, size, source)
+        """Fetch ``rel`` into ``dest`` from the first mirror that has it, verified before
+        the temporary file is renamed to ``dest`` (:func:`~dp_models._io.atomic_write`)."""
+        if final and os.path.isdir(dest) and not os.path.islink(dest):
+            raise PullError(
+                f"{rel}: {dest} is a directory where the spec wants a file; remove it, then "
+                "pull again",
+                path=rel,
+            )
+        got: list[tuple[str, int]] = []
 
-    def _stream(self, rel: str, f: BinaryIO, sha256: str, size: int) -> str:
+        def write(f: BinaryIO) -> None:
+            got.append(self._stream(rel, f, sha256, size))
+
+        atomic_write(dest, write, mode=0o644)
+        source, fetched = got[0]
+        return PullFile(rel, sha256, fetched, source)
+
+    def _stream(self, rel: str, f: BinaryIO, sha256: str, size: int | None) -> tuple[str, int]:
+        """Stream ``rel`` from the first mirror that has it into ``f``, verified: the
+        mirror (masked) and the size."""
         failures: list[SourceUnavailableError] = []
         for mirror in self.mirrors:
             sink = _Sink(f, size, self.cancel, self.advance)
@@ -707,10 +729,11 @@ class _Puller:
                     actual=f"more than {size} bytes",
                 ) from None
             actual = sink.hash.hexdigest()
-            if sink.received != size or actual != sha256:
+            if (size is not None and sink.received != size) or actual != sha256:
                 raise PulledFileMismatchError(
                     f"mirror {mirror.shown}: {rel} has sha256 {actual} ({sink.received} "
-                    f"bytes), expected {sha256} ({size} bytes). The mirror holds other bytes "
+                    f"bytes), expected {sha256} ({size or 'any'} bytes). The mirror holds other "
+                    "bytes "
                     "than the lock pins; nothing was written. Re-provision the mirror, or "
                     "update the pin if the new file is intended.",
                     source=mirror.shown,
@@ -718,7 +741,7 @@ class _Puller:
                     expected=sha256,
                     actual=actual,
                 )
-            return mirror.shown
+            return mirror.shown, sink.received
         if failures:
             raise failures[0]
         shown = [m.shown for m in self.mirrors]
@@ -731,9 +754,12 @@ class _Puller:
 
 
 def _place(tmp: Path, dest: Path) -> None:
-    """Rename the verified ``tmp`` to ``dest``, replacing what is there (a wrong file or
-    directory): a reader sees the old artifact or the new one, never a partial one."""
-    if os.path.isdir(dest) and not os.path.islink(dest):
+    """Rename the verified directory ``tmp`` to ``dest``, replacing what is there (a wrong
+    directory is moved aside first, then removed): a reader sees the old artifact or the
+    new one, never a partial one."""
+    if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.path.islink(dest)):
+        os.unlink(dest)  # a file or a link where the directory belongs
+    if os.path.isdir(dest):
         aside = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
         os.rename(dest, aside / "old")
         try:
@@ -744,7 +770,7 @@ def _place(tmp: Path, dest: Path) -> None:
         finally:
             shutil.rmtree(aside, ignore_errors=True)
     else:
-        os.replace(tmp, dest)
+        os.rename(tmp, dest)
     fsync_directory(dest.parent)
 
 
@@ -857,21 +883,26 @@ def pull(
             files = []
             for rel, sha256, size in item.files:
                 path = f"{item.artifact.path}/{rel}" if rel else item.artifact.path
-                where = next((m.shown for m in sources if m.probe(path) is not None), None)
+                where = None
+                for m in sources:
+                    if (found := m.probe(path)) is not None:
+                        where, size = m.shown, size if size is not None else found
+                        break
                 files.append(PullFile(path, sha256, size, where))
+            known = [f.size for f in files]
             report.artifacts.append(
                 PulledArtifact(
                     item.spec,
                     item.artifact.path,
                     item.artifact.kind,
                     item.pin.sha256,
-                    item.size,
+                    None if None in known else sum(s or 0 for s in known),
                     "planned",
                     files,
                 )
             )
         return report
-    bar = _progress_bar(progress, sum(i.size for i in todo))
+    bar = _progress_bar(progress, sum(i.size or 0 for i in todo))
     lock_ = threading.Lock()
 
     def advance(n: int) -> None:
