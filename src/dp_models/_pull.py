@@ -830,7 +830,8 @@ def pull(
     is visible (module docs). Returns a :class:`PullReport`; with ``dry_run`` nothing is
     fetched and the report says what would be, from where, and how many bytes.
 
-    ``root`` (else ``$DP_MODELS_ROOT``) is created when it does not exist; ``mirrors``
+    ``root`` (else ``$DP_MODELS_ROOT``, which must exist) is created when it does not
+    exist; ``mirrors``
     (else ``$DP_MODELS_MIRRORS``) are tried in order. ``catalog`` is a loaded
     :class:`~dp_models._catalog.Catalog` or a catalog directory (with ``lock``).
     ``progress``: a tqdm bar (None: on a terminal, when tqdm is installed).
