@@ -56,12 +56,14 @@ class MirrorServer:
     ``faults["*"]`` for every path): ``404``, ``500``, ``loop`` (redirects to itself),
     ``cut-once`` (the first answer stops halfway), ``short`` (every answer stops before
     its body), ``long`` (announces and sends extra bytes), ``long-unannounced`` (no
-    Content-Length, extra bytes), ``wrong`` (other bytes of the right size), ``slow``."""
+    Content-Length, extra bytes), ``wrong`` (other bytes of the right size), ``slow``, or
+    a URL (redirects there)."""
 
     def __init__(self, tree: Path, *, auth: tuple[str, str] | None = None) -> None:
         self.tree = tree
         self.faults: dict[str, str] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.authorizations: list[str | None] = []
         self._lock = threading.Lock()
         expected = None
         if auth is not None:
@@ -82,6 +84,7 @@ class MirrorServer:
                 rel = unquote(urlsplit(self.path).path).lstrip("/")
                 with server._lock:
                     server.requests.append((self.command, rel, self.headers.get("Range")))
+                    server.authorizations.append(self.headers.get("Authorization"))
                     fault = server.faults.get(rel) or server.faults.get("*")
                     if fault == "cut-once" and self.command == "GET":
                         server.faults.pop(rel, None)
@@ -91,6 +94,11 @@ class MirrorServer:
                     return
                 if fault in ("404", "500"):
                     self.send_error(int(fault))
+                    return
+                if fault is not None and fault.startswith("http://"):  # elsewhere
+                    self.send_response(307)
+                    self.send_header("Location", f"{fault}/{rel}")
+                    self.end_headers()
                     return
                 if fault == "loop":
                     self.send_response(302)
@@ -529,3 +537,47 @@ def test_a_file_its_spec_pins_without_a_size_is_pulled_and_checked_by_digest(
         with pytest.raises(PulledFileMismatchError, match="expected"):
             dp_models.pull([SMALL], root=tmp_path / "other", mirrors=[source], catalog=catalog)
         assert visible(tmp_path / "other") == []
+
+
+@pytest.mark.adversarial
+def test_credentials_are_not_sent_to_a_server_the_mirror_redirects_to(
+    served: Path, mirror: MirrorServer, tmp_path: Path
+) -> None:
+    guarded = MirrorServer(served, auth=("puller", SECRET))
+    try:
+        guarded.faults["*"] = mirror.url
+        url = f"http://puller:{SECRET}@127.0.0.1:{guarded.port}"
+        report = dp_models.pull(
+            [SMALL], root=tmp_path / "root", mirrors=[url], catalog=catalog_of(served)
+        )
+        assert report.artifacts[0].files[0].source == f"http://***@127.0.0.1:{guarded.port}"
+        assert guarded.authorizations and all(a is not None for a in guarded.authorizations)
+        assert mirror.gets() == ["visual/emonet/emonet_8.pth"]
+        assert mirror.authorizations == [None]
+    finally:
+        guarded.close()
+
+
+def test_users_selects_a_processor_s_specs(
+    served: Path, mirror: MirrorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["pull", "--users", "TextProcessor/embeddings", "--root", str(tmp_path / "root")]
+    argv += ["--catalog", str(catalog_of(served)), "--from", mirror.url, "--json", "--jobs", "2"]
+    assert run_cli(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {a["spec"] for a in report["artifacts"]} == {"all_minilm_l6_v2"}
+    paths = {a["path"] for a in report["artifacts"]}
+    assert paths == {"text/sentence_transformers/all-MiniLM-L6-v2"}  # the model file with it
+    assert (
+        run_cli(
+            [
+                "doctor",
+                "all_minilm_l6_v2",
+                "--root",
+                str(tmp_path / "root"),
+                "--catalog",
+                str(catalog_of(served)),
+            ]
+        )
+        == 0
+    )
