@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "_provenance": 3,
     "_pinning": 3,
     "_pull": 3,
+    "_bundle": 3,
     "loaders": 4,
     "triton": 4,
     "_manager": 5,

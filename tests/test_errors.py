@@ -130,6 +130,9 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         ("other bytes",),
         {"source": "/mnt/mirror", "path": "a", "expected": DIGEST_A, "actual": DIGEST_B},
     ),
+    "BundleError": (("cannot bundle",), {"path": "visual/emonet/emonet_8.pth"}),
+    "BundleTamperedError": (("a link member",), {"member": "../etc/passwd"}),
+    "BundleMismatchError": (("other pins",), {"paths": ["visual/emonet/emonet_8.pth"]}),
     "FakeWeightsError": (("no make_fake",), {}),
     "FaultProxyError": (("already running",), {}),
     "TritonServerError": (("exited with status 1",), {}),
@@ -360,6 +363,8 @@ COMMANDS: dict[str, list[str]] = {
     "verify-artifact": ["verify-artifact", "out.json"],
     "verify-lock": ["verify-lock"],
     "env": ["env"],
+    "bundle create": ["bundle", "create", "emonet_8", "-o", "models.tar"],
+    "bundle import": ["bundle", "import", "models.tar"],
     "triton export": ["triton", "export", "--out", "repo"],
 }
 

@@ -17,6 +17,11 @@ from ._version import __version__
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (import time)
 
 if TYPE_CHECKING:
+    from ._bundle import (
+        BundleReport,
+        bundle_create,
+        bundle_import,
+    )
     from ._catalog import (
         Catalog,
         Pin,
@@ -32,6 +37,9 @@ if TYPE_CHECKING:
         ArtifactError,
         ArtifactMissingError,
         ArtifactUnreadableError,
+        BundleError,
+        BundleMismatchError,
+        BundleTamperedError,
         CatalogError,
         CatalogProblem,
         ConfigurationError,
@@ -143,6 +151,10 @@ __all__ = [
     "ArtifactMissingError",
     "ArtifactReport",
     "ArtifactUnreadableError",
+    "BundleError",
+    "BundleMismatchError",
+    "BundleReport",
+    "BundleTamperedError",
     "Catalog",
     "CatalogError",
     "CatalogProblem",
@@ -209,6 +221,8 @@ __all__ = [
     "UnsafePathError",
     "Verifier",
     "__version__",
+    "bundle_create",
+    "bundle_import",
     "check_stamps",
     "directory_digest",
     "enforce_offline",
@@ -246,6 +260,9 @@ _WHERE = {
     "verify_lock": "_signing",
     "Artifact": "_spec",
     "ArtifactReport": "_verify",
+    "BundleReport": "_bundle",
+    "bundle_create": "_bundle",
+    "bundle_import": "_bundle",
     "Catalog": "_catalog",
     "DigestCache": "_digest",
     "Hasher": "_digest",

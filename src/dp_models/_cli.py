@@ -241,6 +241,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="fetch nothing; list what would be")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (4)")
+    help_ = (
+        "bundles for air-gapped sites: `bundle create` writes the verified files of specs "
+        "into one tar, `bundle import` takes one into a root, every file verified first"
+    )
+    bundle = sub.add_parser("bundle", help=help_, description=help_).add_subparsers(
+        metavar="COMMAND"
+    )
+    p = bundle.add_parser(
+        "create",
+        help="write a tar of the verified files of NAMES (or --all, --users) and a manifest",
+        parents=[common, rooted],
+    )
+    p.set_defaults(func=_bundle_create)
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every spec of the catalog")
+    p.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
+    p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="the tar to write")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p = bundle.add_parser(
+        "import",
+        help="take a bundle into MODELS_ROOT, every file verified before it is visible",
+        parents=[common, rooted],
+    )
+    p.set_defaults(func=_bundle_import)
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
     p = add(
         "digest", _digest, "print the sha256 (directory digest for a directory) of paths", [rooted]
     )
@@ -587,6 +613,43 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
     for a in fetched:
         sources = sorted({f.source or "" for f in a.files})
         out.write(f"  {a.path}  from {', '.join(sources)}\n")
+    return 0
+
+
+def _bundle_create(args: argparse.Namespace, out: TextIO) -> int:
+    from ._bundle import bundle_create
+
+    report = bundle_create(
+        args.names, output=args.output, users=args.users, all=args.all, settings=_settings(args)
+    )
+    if args.json:
+        _dump(report.to_json(), out)
+        return 0
+    out.write(
+        f"bundled {_n(len(report.artifacts), 'artifact')} ({report.bytes:,} bytes) from "
+        f"{report.root} into {report.bundle}\n"
+    )
+    for a in report.artifacts:
+        out.write(f"  {a['path']}  ({a['spec']})\n")
+    return 0
+
+
+def _bundle_import(args: argparse.Namespace, out: TextIO) -> int:
+    from ._bundle import bundle_import
+
+    if args.root is not None:  # import makes the root it provisions
+        Path(args.root).expanduser().mkdir(parents=True, exist_ok=True)
+    report = bundle_import(args.bundle, settings=_settings(args))
+    if args.json:
+        _dump(report.to_json(), out)
+        return 0
+    done = [a for a in report.artifacts if a["status"] == "imported"]
+    out.write(
+        f"imported {_n(len(done), 'artifact')} ({report.bytes:,} bytes) from {report.bundle} "
+        f"into {report.root}; {len(report.artifacts) - len(done)} already verified\n"
+    )
+    for a in done:
+        out.write(f"  {a['path']}\n")
     return 0
 
 

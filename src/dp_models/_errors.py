@@ -47,8 +47,13 @@
     │   ├── SourceUnavailableError (ConnectionError) a mirror that fails (5xx, refused, cut
     │   │   │                                short for good, bytes beyond the answer); .source
     │   │   └── RedirectLoopError            redirects that never end
-    │   └── PulledFileMismatchError (ValueError) fetched bytes that are not the pinned ones;
-    │                                        .source, .expected, .actual
+    │   ├── PulledFileMismatchError (ValueError) fetched bytes that are not the pinned ones;
+    │   │                                    .source, .expected, .actual
+    │   └── BundleError                      a bundle (``dp-models bundle``) not made or taken in
+    │       ├── BundleTamperedError (ValueError) unsafe, link/device, duplicate, unlisted,
+    │       │                                altered or truncated member; .member
+    │       └── BundleMismatchError (LookupError) made for other pins (or a root that does
+    │                                        not verify, creating one); .paths
     │
     │   raised by dp_models.testing (test support):
     ├── FakeWeightsError (RuntimeError)      a spec whose artifacts cannot be faked
@@ -89,6 +94,9 @@ __all__ = [
     "ArtifactError",
     "ArtifactMissingError",
     "ArtifactUnreadableError",
+    "BundleError",
+    "BundleMismatchError",
+    "BundleTamperedError",
     "CatalogError",
     "CatalogProblem",
     "ConfigurationError",
@@ -654,6 +662,32 @@ class PulledFileMismatchError(PullError, ValueError):
         self.expected = expected
         self.actual = actual
         super().__init__(message, path=path)
+
+
+class BundleError(PullError):
+    """A bundle (``dp-models bundle create`` / ``import``) that cannot be made or taken in.
+    ``.path`` is the artifact or member it was about, when there is one. Nothing that failed
+    became visible under the root, and no partial bundle was written."""
+
+
+class BundleTamperedError(BundleError, ValueError):
+    """A bundle whose content is not what its manifest lists: a member with an unsafe name
+    (absolute, ``..``), a link, device or FIFO, a duplicate or unlisted member, a file whose
+    size or sha256 differs, a truncated archive. ``.member``: the tar member's name, when
+    there is one. The root is as it was."""
+
+    def __init__(self, message: str, *, member: str | None = None) -> None:
+        self.member = member
+        super().__init__(message, path=member)
+
+
+class BundleMismatchError(BundleError, LookupError):
+    """A bundle made for other pins than the catalog and lock it is imported with (or
+    a root that does not hold the pinned bytes, when creating one). ``.paths``."""
+
+    def __init__(self, message: str, *, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        super().__init__(message, path=self.paths[0] if self.paths else None)
 
 
 # -- raised by dp_models.testing --------------------------------------------------------------
