@@ -491,7 +491,9 @@ def _install(root: Path, stage: Path, item: _Planned) -> None:
                 f"{dest} is a directory where the spec wants a file; remove it, then import again",
                 path=item.artifact.path,
             )
-        os.replace(staged, dest)
+        # staged by atomic_write (flushed to disk, verified); rename over a wrong file is
+        # atomic on POSIX, so a reader sees the old file or the new one
+        os.rename(staged, dest)
         fsync_directory(dest.parent)
         return
     for directory, _, _ in os.walk(staged):
