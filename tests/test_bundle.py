@@ -151,6 +151,13 @@ def _flip(items: Members) -> Members:
     return items
 
 
+def _grow(items: Members) -> Members:
+    m, data = items[-1]
+    m.size = len(data) + 1
+    items[-1] = (m, data + b"x")
+    return items
+
+
 def _other_pins(items: Members) -> Members:
     m, data = items[0]
     manifest = json.loads(data)
@@ -173,6 +180,7 @@ HOSTILE: dict[str, tuple[Callable[[Members], Members], type[BundleError]]] = {
     "other pins": (_other_pins, BundleMismatchError),
     "unlisted member": (lambda x: [*x, (info("extra.bin", b"x"), b"x")], BundleTamperedError),
     "duplicate": (lambda x: [*x, x[-1]], BundleTamperedError),
+    "larger than listed": (_grow, BundleTamperedError),
     "missing member": (lambda x: x[:-1], BundleTamperedError),
     "manifest not first": (lambda x: [*x[1:], x[0]], BundleTamperedError),
 }
@@ -212,3 +220,20 @@ def test_a_truncated_bundle_is_refused_and_the_root_is_unchanged(
     with pytest.raises(BundleTamperedError):
         dp_models.bundle_import(bad, root=root, catalog=fake_catalog_dir(source))
     assert listing(root) == before
+
+
+def test_import_replaces_a_wrong_file_and_skips_what_verifies(
+    source: Path, good: Path, tmp_path: Path
+) -> None:
+    catalog = fake_catalog_dir(source)
+    root = tmp_path / "root"
+    shutil.copytree(source / SPACY, root / SPACY)
+    wrong = root / "visual/emonet/emonet_8.pth"
+    wrong.parent.mkdir(parents=True)
+    wrong.write_bytes(b"not the pinned weights")
+    report = dp_models.bundle_import(good, root=root, catalog=catalog)
+    status = {a["path"]: a["status"] for a in report.artifacts}
+    assert status[SPACY] == "present"
+    assert status["visual/emonet/emonet_8.pth"] == "imported"
+    assert wrong.read_bytes() == (source / "visual/emonet/emonet_8.pth").read_bytes()
+    assert run_cli(["doctor", *NAMES, "--root", str(root), "--catalog", str(catalog)]) == 0
