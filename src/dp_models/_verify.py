@@ -157,8 +157,7 @@ class Verifier:
                 raise r.error
         workdir = _Workdir()
         files: dict[str, OpenedFile] = {}
-        load = LoadSet(reports, files)
-        load._workdirs.append(workdir)
+        load = LoadSet(reports, files, workdir)
         try:
             for r in reports:
                 if r.artifact.kind != "file":
@@ -506,10 +505,12 @@ class LoadSet:
     artifacts are verified up front and checked again, file by file, after the load.
     """
 
-    def __init__(self, reports: list[ArtifactReport], files: dict[str, OpenedFile]):
+    def __init__(
+        self, reports: list[ArtifactReport], files: dict[str, OpenedFile], workdir: _Workdir
+    ):
         self.reports = reports
         self.files = files
-        self._workdirs: list[_Workdir] = []
+        self._workdir = workdir  # the files' path links, removed by close()
 
     def digests(self) -> tuple[str, ...]:
         """Every artifact's verified digest, in spec order (verifies what the load did
@@ -545,8 +546,7 @@ class LoadSet:
     def close(self) -> None:
         for opened in self.files.values():
             opened.close()
-        for w in self._workdirs:
-            w.remove()
+        self._workdir.remove()
 
     def __enter__(self) -> LoadSet:
         return self

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 from pydantic import Field
 
 from .._errors import DPModelsError, LoaderError, MissingExtraError
+from .._io import open_regular
 from .._spec import Spec
 from .base import LoadContext, Loader, LoaderArgs, require
 
@@ -58,7 +60,7 @@ class _MetaError(ValueError):
 def _read_meta(directory: Path) -> dict[str, Any]:
     path = directory / "meta.json"
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:  # a FIFO here would block
             raw = f.read(_MAX_META_BYTES + 1)
     except OSError as exc:
         raise _MetaError(f"cannot read {path}: {exc.strerror or exc}") from exc
