@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
     "_registry": 1,
     "_catalog": 2,
     "_lock": 2,
+    "_transfer": 2,
+    "_upstream": 2,
     "_signing": 2,
     "_guard": 2,
     "_offline": 2,

@@ -253,12 +253,13 @@ def test_rebuild_refuses_other_classes() -> None:
 #: their own module, never seen outside it.
 PRIVATE_SIGNALS = {
     "dp_models.loaders.spacy._MetaError",
-    # pull's signals between a mirror, the file it streams into and the thread pool
-    "dp_models._pull._CancelledError",
-    "dp_models._pull._DestinationError",
-    "dp_models._pull._NotThereError",
-    "dp_models._pull._RetryError",
-    "dp_models._pull._TooLongError",
+    # pull's signals between a source (_transfer, _upstream), the file it streams into and
+    # the thread pool (_pull)
+    "dp_models._transfer._CancelledError",
+    "dp_models._transfer._DestinationError",
+    "dp_models._transfer._NotThereError",
+    "dp_models._transfer._RetryError",
+    "dp_models._transfer._TooLongError",
 }
 
 

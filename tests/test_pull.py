@@ -31,9 +31,10 @@ from dp_models import (
     network_guard,
 )
 from dp_models import _pull as pull_module
+from dp_models import _transfer as transfer_module
 from dp_models._lock import Lock
-from dp_models._pull import HttpMirror
 from dp_models._settings import ENV_MIRRORS, Settings
+from dp_models._transfer import HttpMirror
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
 #: In-process specs of the packaged catalog, cheap to fake and load: two directory
@@ -458,7 +459,7 @@ def test_disk_full_or_ctrl_c_mid_file_leaves_no_partial_file(
     failure: BaseException,
 ) -> None:
     written: list[int] = []
-    real = pull_module._write_chunk
+    real = transfer_module._write_chunk
 
     def write(f: Any, data: Any) -> None:
         if written:
@@ -467,7 +468,7 @@ def test_disk_full_or_ctrl_c_mid_file_leaves_no_partial_file(
         real(f, data[: len(data) // 2])
         raise failure
 
-    monkeypatch.setattr(pull_module, "_write_chunk", write)
+    monkeypatch.setattr(transfer_module, "_write_chunk", write)
     root = tmp_path / "root"
     with pytest.raises(type(failure)):
         pull_small(served, root, mirror.url, "spacy_en_core_web_sm")
@@ -477,7 +478,7 @@ def test_disk_full_or_ctrl_c_mid_file_leaves_no_partial_file(
         [],
         [root / "text", root / "text/spacy"],
     )
-    monkeypatch.setattr(pull_module, "_write_chunk", real)
+    monkeypatch.setattr(transfer_module, "_write_chunk", real)
     pull_small(served, root, mirror.url, "spacy_en_core_web_sm")  # the next pull starts clean
     assert visible(root)
 
@@ -581,3 +582,35 @@ def test_users_selects_a_processor_s_specs(
         )
         == 0
     )
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake root of every in-process spec of the packaged catalog, with its lock."""
+    packaged = Catalog.load()
+    names = [n for n, s in packaged.items() if s.runtime == "inprocess"]
+    return fake_models_root(tmp_path_factory.mktemp("whole") / "root", names)
+
+
+def test_pull_all_into_an_empty_root_then_doctor_is_all_ok_and_every_spec_loads(
+    whole: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = MirrorServer(whole)
+    try:
+        root, catalog = tmp_path / "EMPTY", str(catalog_of(whole))
+        argv = ["pull", "--all", "--from", server.url, "--root", str(root), "--catalog", catalog]
+        assert run_cli([*argv, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        specs = set(Catalog.load(catalog))
+        assert {a["spec"] for a in report["artifacts"]} <= specs
+        assert {a["status"] for a in report["artifacts"]} == {"fetched"}
+    finally:
+        server.close()
+    assert run_cli(["doctor", "--root", str(root), "--catalog", catalog, "--json"]) == 0
+    doctor = json.loads(capsys.readouterr().out)
+    assert doctor["ok"] and {r["status"] for r in doctor["specs"]} == {"ok"}
+    assert {r["name"] for r in doctor["specs"]} == specs
+    mm = ModelManager(models_root=root, catalog=catalog)
+    with network_guard(sorted(specs)):
+        for name in sorted(specs):
+            assert mm.load(name) is not None, name

@@ -44,8 +44,9 @@ from ._errors import BundleError, BundleMismatchError, BundleTamperedError, Json
 from ._io import atomic_write, fsync_directory, open_regular
 from ._json import load_json
 from ._paths import resolve_artifact_path
-from ._pull import CHUNK_SIZE, _place, _plan, _Planned, _select, _verifies
+from ._pull import _place, _plan, _Planned, _select, _verifies
 from ._settings import Settings
+from ._transfer import CHUNK_SIZE
 from ._version import __version__
 
 __all__ = ["MANIFEST", "BundleReport", "bundle_create", "bundle_import"]

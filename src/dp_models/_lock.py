@@ -25,6 +25,8 @@ It is written atomically with sorted keys, so it diffs cleanly in review.
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +38,10 @@ from ._io import atomic_write, read_regular
 from ._json import load_json
 from ._spec import check_relative_path
 
-__all__ = ["LOCK_FORMAT", "Lock", "LockEntry", "ManifestFile", "manifest_problem"]
+__all__ = ["LOCK_FORMAT", "Lock", "LockEntry", "ManifestFile", "manifest_problem", "unwritable"]
 
 LOCK_FORMAT = 1
+_KEYS = frozenset({"kind", "sha256", "size", "files", "source", "revision"})
 _MAX_LOCK_BYTES = 16 * 1024 * 1024
 
 
@@ -60,9 +63,17 @@ class LockEntry:
     sha256: str
     size: int
     files: Mapping[str, ManifestFile] | None = field(default=None, compare=False, repr=False)
+    #: Where ``dp-models pull --pin`` fetched it (a mirror, masked, or an upstream URL).
+    source: str | None = field(default=None, compare=False)
+    #: The commit revision of a Hugging Face-style source it was fetched from.
+    revision: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "sha256": self.sha256, "size": self.size}
+        if self.source is not None:
+            data["source"] = self.source
+        if self.revision is not None:
+            data["revision"] = self.revision
         if self.files is not None:
             data["files"] = {
                 rel: {"sha256": f.sha256, "size": f.size} for rel, f in sorted(self.files.items())
@@ -116,7 +127,11 @@ class Lock:
         return cls(path, _parse(data, path), exists=True)
 
     def write(self) -> None:
-        """Write atomically: a reader sees the old lock or the new one, never a partial file."""
+        """Write atomically: a reader sees the old lock or the new one, never a partial file.
+        A lock inside the installed package or any ``site-packages`` is refused
+        (:func:`unwritable`): a site's lock is its own file."""
+        if (problem := unwritable(self.path)) is not None:
+            raise LockError(problem, path=self.path)
         payload = {
             "format": LOCK_FORMAT,
             "artifacts": {k: self.artifacts[k].to_json() for k in sorted(self.artifacts)},
@@ -124,6 +139,26 @@ class Lock:
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, text)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why the lock at ``path`` must not be written, or None: a site's lock lives with its
+    deployment (``--lock PATH``, ``$DP_MODELS_LOCK``), never inside the installed package
+    (the packaged catalog's lock is the package's) or a ``site-packages`` directory, where
+    an upgrade would silently replace it."""
+    resolved = Path(os.path.abspath(path.expanduser()))
+    package = Path(os.path.abspath(Path(__file__).parent))
+    inside = resolved.is_relative_to(package) or resolved.resolve().is_relative_to(
+        package.resolve()
+    )
+    if inside or {"site-packages", "dist-packages"} & set(resolved.parts):
+        where = "the installed dp_models package" if inside else "site-packages"
+        return (
+            f"not writing the lock {path}: it is inside {where}. A site's lock is its own "
+            "file, kept with its deployment: pass --lock PATH (e.g. deploy/models.lock.json) "
+            "or set $DP_MODELS_LOCK"
+        )
+    return None
 
 
 def _short(value: object) -> str:
@@ -148,12 +183,10 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
         raise bad("'artifacts' must be an object keyed by artifact path")
     entries: dict[str, LockEntry] = {}
     for key, value in artifacts.items():
-        if not isinstance(value, dict) or not (
-            {"kind", "sha256", "size"} <= set(value) <= {"kind", "sha256", "size", "files"}
-        ):
+        if not isinstance(value, dict) or not ({"kind", "sha256", "size"} <= set(value) <= _KEYS):
             raise bad(
                 f"entry {_short(key)} must have exactly 'kind', 'sha256' and 'size' "
-                "(and, for a directory, 'files')"
+                "(and optionally 'source', 'revision'; for a directory, 'files')"
             )
         if (problem := check_relative_path(key)) is not None:
             raise bad(f"artifact path {_short(key)} {problem}")
@@ -171,7 +204,14 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
             files = _manifest(value["files"], key, bad)
             if (problem := manifest_problem(files, digest, size)) is not None:
                 raise bad(f"entry {_short(key)}: {problem}")
-        entries[key] = LockEntry(kind, digest, size, files)
+        source, revision = value.get("source"), value.get("revision")
+        if source is not None and not (isinstance(source, str) and 0 < len(source) <= 2048):
+            raise bad(f"entry {_short(key)}: source must be a string of at most 2048 characters")
+        if revision is not None and not (
+            isinstance(revision, str) and re.fullmatch(r"[0-9a-f]{40}", revision)
+        ):
+            raise bad(f"entry {_short(key)}: revision must be a 40-character commit revision")
+        entries[key] = LockEntry(kind, digest, size, files, source, revision)
     return entries
 
 

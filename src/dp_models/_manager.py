@@ -590,13 +590,17 @@ class ModelManager:
         mirrors: list[str] | None = None,
         users: str | None = None,
         all: bool = False,
+        upstream: bool = False,
         dry_run: bool = False,
         jobs: int = 4,
         progress: bool | None = None,
     ) -> PullReport:
         """Fetch what ``names`` need into this manager's root from ``mirrors`` (else
-        ``settings.mirrors``), with its catalog and lock: :func:`dp_models.pull`. Provisioning
-        only: it is not run inside the network guard, and loads stay offline."""
+        ``settings.mirrors``; with ``upstream``, then the specs' sources), with its catalog
+        and lock: :func:`dp_models.pull`. Provisioning only: it is not run inside the
+        network guard, and loads stay offline. Pinning first copies (``pin=True``) changes
+        the lock, so it is :func:`dp_models.pull`'s alone; a manager made afterwards reads
+        the new pins."""
         from ._pull import pull
 
         return pull(
@@ -605,6 +609,7 @@ class ModelManager:
             catalog=self.catalog,
             users=users,
             all=all,
+            upstream=upstream,
             dry_run=dry_run,
             jobs=jobs,
             progress=progress,

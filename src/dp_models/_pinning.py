@@ -14,7 +14,7 @@ root, for CI.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._catalog import Catalog
 from ._errors import ArtifactError, LockError
@@ -57,6 +57,8 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
         absent = r.status == "missing" and not os.path.lexists(r.path)
         if r.status == "unpinned" and r.sha256 is not None and r.size is not None:
             entry = lock_entry(r)
+            if rel in old and old[rel].sha256 == entry.sha256:  # keep where it came from
+                entry = replace(entry, source=old[rel].source, revision=old[rel].revision)
             entries[rel] = entry
             if rel not in old:
                 plan.added.append(rel)

