@@ -406,3 +406,33 @@ def test_dp_models_lock_keeps_the_source_of_an_unchanged_pin(tmp_path: Path) -> 
         Lock.read(lock_path).artifacts["visual/emonet/emonet_8.pth"].source
         == "https://example.invalid/e.pth"
     )
+
+
+def test_progress_shows_a_bar_per_file_and_a_total(
+    hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = os.urandom(50_000)
+    hub.files["w.pth"] = data
+    sha = hashlib.sha256(data).hexdigest()
+    catalog = write_catalog(
+        tmp_path / "catalog", file_spec("barred", f"{hub.url}/files/w.pth", sha256=sha)
+    )
+    dp_models.pull(
+        ["barred"], root=tmp_path / "root", catalog=catalog, upstream=True, progress=True
+    )
+    err = capsys.readouterr().err
+    assert "total" in err and "visual/barred/weights.pth" in err
+    assert "48.8k" in err or "50.0k" in err or "B/s" in err  # bytes, not files
+
+
+def test_concurrent_pins_of_other_bytes_are_refused_and_the_lock_is_kept(tmp_path: Path) -> None:
+    path, root = tmp_path / "models.lock.json", tmp_path / "root"
+    root.mkdir()
+    first = LockEntry("file", "6" * 64, 3, None, "https://example.invalid/a")
+    pull_module._record(path, root, {"a/w.pth": first})
+    pull_module._record(path, root, {"b/w.pth": first})  # merged, not overwritten
+    assert set(Lock.read(path).artifacts) == {"a/w.pth", "b/w.pth"}
+    before = path.read_bytes()
+    with pytest.raises(dp_models.PullError, match="another pull"):
+        pull_module._record(path, root, {"a/w.pth": LockEntry("file", "7" * 64, 3)})
+    assert path.read_bytes() == before

@@ -46,7 +46,7 @@ from ._errors import (
 )
 from ._io import describe_mode, open_regular
 from ._paths import ensure_inside, resolve_artifact_path
-from ._spec import Artifact, Spec
+from ._spec import IN_HOUSE, ArchiveSource, Artifact, Spec
 
 __all__ = ["ArtifactReport", "LoadSet", "OpenedFile", "Status", "Verifier"]
 
@@ -325,13 +325,26 @@ class Verifier:
         )
 
 
+def _where(art: Artifact) -> str:
+    """Where the artifact's spec says it comes from, for messages."""
+    if art.source is None:
+        return ""
+    if art.source == IN_HOUSE:
+        return " from the site's mirror (an in-house build)"
+    if isinstance(art.source, ArchiveSource):
+        return f" from {art.source.url} (member {art.source.member})"
+    return f" from {art.source}"
+
+
 def _provision(art: Artifact) -> str:
-    where = f" from {art.source}" if art.source else ""
-    return f"Provision it{where} (loads never download: `dp-models pull` fetches it from a mirror),"
+    return (
+        f"Provision it{_where(art)} (loads never download: `dp-models pull` fetches it from a "
+        "mirror, or with --upstream from its source),"
+    )
 
 
 def _reprovision(art: Artifact) -> str:
-    where = f" from {art.source}" if art.source else ""
+    where = _where(art)
     return (
         f"re-provision it{where}. If the new file is intended, update the pin (the spec's "
         "sha256, or `dp-models lock --root ROOT` for a lock pin)."
