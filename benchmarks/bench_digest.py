@@ -26,72 +26,27 @@ import tempfile
 import textwrap
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+
+from _common import (
+    BLOCK,
+    MiB,
+    Row,
+    cpu_model,
+    duration,
+    log,
+    rate,
+    timed,
+    wait_until_not_racy,
+    write_random,
+)
 
 import dp_models
 from dp_models._catalog import Catalog
 from dp_models._digest import DigestCache, FileDigest, Hasher, sha256_file
 from dp_models._verify import Verifier
-
-MiB = 1 << 20
-BLOCK = 64 * MiB
-T = TypeVar("T")
-
-
-@dataclass
-class Row:
-    key: str
-    what: str
-    measured: str
-    goal: str
-    ok: bool | None  # None: a reference number, with no target
-
-    @property
-    def verdict(self) -> str:
-        if self.ok is None:
-            return "reference"
-        return "pass" if self.ok else "**MISS**"
-
-
-def log(msg: str) -> None:
-    print(f"[bench_digest] {msg}", file=sys.stderr, flush=True)
-
-
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def rate(nbytes: int, seconds: float) -> str:
-    return f"{nbytes / seconds / 1e9:.2f} GB/s"
-
-
-def duration(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.0f} µs"
-
-
-def write_random(path: Path, size: int) -> str:
-    """Write ``size`` random bytes to ``path``; return their sha256 (hashlib, for checking)."""
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(BLOCK, left))
-            h.update(chunk)
-            f.write(chunk)
-            left -= len(chunk)
-        f.flush()
-        os.fsync(f.fileno())  # no writeback competing with the measurements
-    return h.hexdigest()
 
 
 def split_copy(source: Path, directory: Path, count: int, each: int) -> list[tuple[Path, str]]:
@@ -138,13 +93,6 @@ def hashlib_in_memory(path: Path) -> tuple[float, str]:
 def check(actual: str, expected: str, what: str) -> None:
     if actual != expected:
         raise SystemExit(f"bench_digest: wrong digest from {what}: {actual} != {expected}")
-
-
-def wait_until_not_racy(path: Path) -> None:
-    """The default cache does not store a file changed in the last 2 s (racy rule)."""
-    probe = DigestCache(None)
-    while probe.is_racy(os.stat(path)):
-        time.sleep(0.1)
 
 
 # -- 1: cold sha256_file vs hashlib ------------------------------------------------------
@@ -203,6 +151,7 @@ def _catalog(directory: Path, relpath: str, sha: str, size: int) -> Catalog:
         runtime: inprocess
         engine: torch
         loader: torch_state_dict
+        loader_args: {{class_path: "torch.nn:Identity"}}
         artifacts:
           - {{path: {relpath}, format: pt, sha256: {sha}, size: {size}}}
         """)
@@ -386,16 +335,6 @@ def bench_memory(big: Path, size: int, small: Path) -> list[Row]:
 
 
 # -- report ------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def sha_extensions() -> str:

@@ -614,3 +614,15 @@ def test_pull_all_into_an_empty_root_then_doctor_is_all_ok_and_every_spec_loads(
     with network_guard(sorted(specs)):
         for name in sorted(specs):
             assert mm.load(name) is not None, name
+
+
+def test_a_large_file_is_flushed_to_disk_while_it_streams(
+    served: Path, mirror: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(transfer_module, "SYNC_EVERY", 512)
+    monkeypatch.setattr(transfer_module, "_fdatasync", lambda fd: synced.append(fd))
+    root = tmp_path / "root"
+    pull_small(served, root, mirror.url)
+    assert synced, "no flush while the file streamed"
+    assert visible(root) == ["visual/emonet/emonet_8.pth"]

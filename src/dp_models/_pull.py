@@ -532,10 +532,13 @@ class _Puller:
         came from (masked), its size and sha256."""
         failures: list[SourceUnavailableError] = []
         for mirror in self.mirrors:
-            sink = Sink(f, size, self.cancel, advance)
+            sink = Sink(f, size, self.cancel, advance, sync=True)
             sink.reset()
             try:
-                mirror.fetch(rel, sink)
+                try:
+                    mirror.fetch(rel, sink)
+                finally:
+                    sink.finish()
             except _NotThereError:
                 continue
             except _DestinationError as exc:

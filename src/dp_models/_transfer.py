@@ -13,6 +13,7 @@ sink, so the caller can compare it with what arrived.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import os
@@ -66,10 +67,21 @@ def _write_chunk(f: BinaryIO, data: bytes | memoryview) -> None:
     f.write(data)
 
 
+#: Bytes written between two background flushes to disk (:class:`Sink`, ``sync=True``).
+SYNC_EVERY = 32 << 20
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
 class Sink:
     """The temporary file a download streams into, hashed as it is written. ``size``: the
     bytes it may take (None: not known yet; the source's own size is then taken).
-    ``published``: a sha256 the source publishes for the file, when it sends one."""
+    ``published``: a sha256 the source publishes for the file, when it sends one.
+
+    With ``sync``, what was written is flushed to disk on a helper thread every
+    :data:`SYNC_EVERY` bytes while the download goes on (one flush at a time; a flush still
+    running when the next is due is not queued), so the fsync that must come before the
+    file is renamed into place has only the tail left, instead of stalling on the whole
+    file. :meth:`finish` waits for the flush in flight; call it before the file is closed."""
 
     def __init__(
         self,
@@ -77,13 +89,39 @@ class Sink:
         size: int | None,
         cancel: threading.Event,
         advance: Callable[[int], None],
+        *,
+        sync: bool = False,
     ) -> None:
         self.f, self.size, self.cancel, self.advance = f, size, cancel, advance
         self.hash = hashlib.sha256()
         self.received = 0
         self.published: str | None = None
+        self._sync = sync
+        self._synced_at = 0
+        self._flusher: threading.Thread | None = None
+
+    def finish(self) -> None:
+        """Wait for a background flush still running."""
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
+
+    def _flush_in_background(self) -> None:
+        if self._flusher is not None and self._flusher.is_alive():
+            return
+        self.f.flush()
+        fd = self.f.fileno()
+
+        def flush() -> None:
+            with contextlib.suppress(OSError):  # the fsync before the rename reports errors
+                _fdatasync(fd)
+
+        self._flusher = threading.Thread(target=flush, name="dp-models-pull-sync", daemon=True)
+        self._flusher.start()
 
     def reset(self) -> None:
+        self.finish()
+        self._synced_at = 0
         self.f.seek(0)
         self.f.truncate()
         self.hash = hashlib.sha256()
@@ -101,6 +139,9 @@ class Sink:
         self.hash.update(data)
         self.received += len(data)
         self.advance(len(data))
+        if self._sync and self.received - self._synced_at >= SYNC_EVERY:
+            self._synced_at = self.received
+            self._flush_in_background()
 
 
 class _TooLongError(Exception):

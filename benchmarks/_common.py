@@ -1,0 +1,90 @@
+"""What the benchmark harnesses share: a result row, progress on stderr, timing and
+formatting helpers, random input files, the digest cache's racy window, the machine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from dp_models._digest import DigestCache
+
+MiB = 1 << 20
+BLOCK = 64 * MiB
+T = TypeVar("T")
+
+
+@dataclass
+class Row:
+    key: str
+    what: str
+    measured: str
+    goal: str
+    ok: bool | None  # None: a reference number, with no target
+
+    @property
+    def verdict(self) -> str:
+        if self.ok is None:
+            return "reference"
+        return "pass" if self.ok else "**MISS**"
+
+
+def log(msg: str) -> None:
+    print(f"[{Path(sys.argv[0]).stem}] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / seconds / 1e9:.2f} GB/s"
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def write_random(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path``; return their sha256 (hashlib, for checking)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(BLOCK, left))
+            h.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+        f.flush()
+        os.fsync(f.fileno())  # no writeback competing with the measurements
+    return h.hexdigest()
+
+
+def wait_until_not_racy(path: Path) -> None:
+    """The default cache does not store a file changed in the last 2 s (racy rule)."""
+    probe = DigestCache(None)
+    while probe.is_racy(os.stat(path)):
+        time.sleep(0.1)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
