@@ -25,7 +25,14 @@ from typing import BinaryIO
 
 from ._errors import FileTooLargeError, NotRegularFileError
 
-__all__ = ["atomic_write", "describe_mode", "fsync_directory", "open_regular", "read_regular"]
+__all__ = [
+    "atomic_write",
+    "describe_mode",
+    "flush_data",
+    "fsync_directory",
+    "open_regular",
+    "read_regular",
+]
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -135,6 +142,12 @@ def atomic_write(
     if durable:
         fsync_directory(path.parent)
     return path
+
+
+def flush_data(fd: int) -> None:
+    """Flush the data written to ``fd`` to disk (``fdatasync``, else ``fsync``), so a later
+    fsync of the same file has less left to do."""
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:

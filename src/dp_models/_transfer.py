@@ -34,7 +34,7 @@ from ._errors import (
     RedirectLoopError,
     SourceUnavailableError,
 )
-from ._io import open_regular
+from ._io import flush_data, open_regular
 from ._urls import EndpointURL, parse_endpoint, redact, redact_url
 from ._version import __version__
 
@@ -69,7 +69,7 @@ def _write_chunk(f: BinaryIO, data: bytes | memoryview) -> None:
 
 #: Bytes written between two background flushes to disk (:class:`Sink`, ``sync=True``).
 SYNC_EVERY = 32 << 20
-_fdatasync = getattr(os, "fdatasync", os.fsync)
+_fdatasync = flush_data
 
 
 class Sink:
