@@ -8,8 +8,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,3 +89,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def render(
+    title: str, script: str, elapsed: float, notes: Sequence[str], rows: Sequence[Row]
+) -> str:
+    """The markdown report: a title, the command and when, ``notes`` (one bullet each: the
+    machine, the software, where the files were), then the table of rows."""
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# {title}",
+        "",
+        f"`{' '.join([f'benchmarks/{script}', *sys.argv[1:]])}` on {when}, {elapsed:.0f} s in all.",
+        "",
+        *(f"- {note}" for note in notes),
+        "",
+        "| # | what | measured | target | |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r.key} | {r.what} | {r.measured} | {r.goal} | {r.verdict} |" for r in rows]
+    return "\n".join(lines) + "\n"

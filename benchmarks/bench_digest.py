@@ -27,7 +27,6 @@ import textwrap
 import time
 import tracemalloc
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 from _common import (
@@ -38,6 +37,7 @@ from _common import (
     duration,
     log,
     rate,
+    render,
     timed,
     wait_until_not_racy,
     write_random,
@@ -345,28 +345,15 @@ def sha_extensions() -> str:
     return "yes" if " sha_ni" in flags else "no"
 
 
-def render(rows: Sequence[Row], args: argparse.Namespace, work: Path, elapsed: float) -> str:
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# dp_models digest benchmark",
-        "",
-        f"`{' '.join(['benchmarks/bench_digest.py', *sys.argv[1:]])}` on {when}, "
-        f"{elapsed:.0f} s in all.",
-        "",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores visible, SHA extensions: "
+def notes(args: argparse.Namespace, work: Path) -> list[str]:
+    return [
+        f"machine: {cpu_model()}, {os.cpu_count()} cores visible, SHA extensions: "
         f"{sha_extensions()}; {platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
+        f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
         f"dp_models {dp_models.__version__}",
-        f'- files in {work.parent} (in the page cache: "cold" means no digest cache, '
-        "not a cold disk); best of "
-        f"{args.repeats} interleaved rounds unless stated",
-        "",
-        "| # | what | measured | target | |",
-        "|---|---|---|---|---|",
+        f'files in {work.parent} (in the page cache: "cold" means no digest cache, '
+        f"not a cold disk); best of {args.repeats} interleaved rounds unless stated",
     ]
-    for r in rows:
-        lines.append(f"| {r.key} | {r.what} | {r.measured} | {r.goal} | {r.verdict} |")
-    return "\n".join(lines) + "\n"
 
 
 # -- 5: the whole packaged catalog, warm ---------------------------------------------------
@@ -473,7 +460,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += bench_memory(big, size, parts[0][0])
         rows += bench_catalog(work, args.repeats, min(args.warm_calls, 20))
         shutil.rmtree(work / "parts")
-        report = render(rows, args, work, time.perf_counter() - start)
+        report = render(
+            "dp_models digest benchmark",
+            "bench_digest.py",
+            time.perf_counter() - start,
+            notes(args, work),
+            rows,
+        )
 
     print(report, end="")
     if args.out is not None:

@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -43,6 +42,7 @@ from _common import (
     duration,
     log,
     rate,
+    render,
     timed,
     wait_until_not_racy,
     write_random,
@@ -343,30 +343,16 @@ def curl_version(curl: str) -> str:
     return " ".join(out.split()[:2])
 
 
-def render(
-    rows: Sequence[Row], args: argparse.Namespace, work: Path, curl: str, elapsed: float
-) -> str:
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# dp_models pull benchmark",
-        "",
-        f"`{' '.join(['benchmarks/bench_pull.py', *sys.argv[1:]])}` on {when}, "
-        f"{elapsed:.0f} s in all.",
-        "",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores visible; "
+def notes(args: argparse.Namespace, work: Path, curl: str) -> list[str]:
+    return [
+        f"machine: {cpu_model()}, {os.cpu_count()} cores visible; "
         f"{platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
+        f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
         f"dp_models {dp_models.__version__}, {curl_version(curl)}",
-        f"- files in {work.parent} (written to the page cache; pull fsyncs what it places, "
+        f"files in {work.parent} (written to the page cache; pull fsyncs what it places, "
         "curl does not: row 1b adds that); a threaded `http.server` on 127.0.0.1 sending "
         f"with `sendfile`; best of {args.repeats} interleaved rounds unless stated",
-        "",
-        "| # | what | measured | target | |",
-        "|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(f"| {r.key} | {r.what} | {r.measured} | {r.goal} | {r.verdict} |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,7 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with environment(**{ENV_CACHE_DIR: str(work / "cache")}):
             rows = bench_big(work, curl, args.size_mb * MiB, args.repeats)
             rows += bench_repull(work, args.repeats, args.warm_calls, args.cli_calls)
-        report = render(rows, args, work, curl, time.perf_counter() - start)
+        report = render(
+            "dp_models pull benchmark",
+            "bench_pull.py",
+            time.perf_counter() - start,
+            notes(args, work, curl),
+            rows,
+        )
 
     print(report, end="")
     if args.out is not None:

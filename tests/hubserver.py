@@ -10,7 +10,8 @@ It serves
   lists the files (with ``lfs.oid`` for LFS files), as the hub's tree API does;
 * plain files: ``/files/PATH``, with ``/files/PATH.sha256`` when ``sidecars`` has it;
 * range requests everywhere (``/cdn``, ``/files``), and per-path ``faults``: ``lie``
-  (the published sha256 is another one), ``wrong`` (one byte changed), ``404``.
+  (the published sha256 is another one), ``wrong`` (one byte changed), ``404``, and, on a
+  tree listing, ``escape`` (it lists a file outside the folder).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class HubServer:
                         self.send_error(404)
                     return
                 if path.startswith("/api/models/"):
-                    self._tree(path[len("/api/models/") :], body=body)
+                    self._tree(path[len("/api/models/") :], body=body, escape=fault == "escape")
                     return
                 if "/resolve/" in path:
                     repo, rest = path.lstrip("/").split("/resolve/", 1)
@@ -123,7 +124,7 @@ class HubServer:
                     return
                 self.send_error(404)
 
-            def _tree(self, rest: str, *, body: bool) -> None:
+            def _tree(self, rest: str, *, body: bool, escape: bool) -> None:
                 repo_parts = rest.split("/")
                 repo = "/".join(repo_parts[:2])
                 if len(repo_parts) < 4 or repo_parts[2] != "tree" or repo_parts[3] != REVISION:
@@ -148,6 +149,8 @@ class HubServer:
                             "pointerSize": 134,
                         }
                     entries.append(entry)
+                if escape:  # a listing naming a file outside the folder
+                    entries.append({"type": "file", "path": f"{prefix}../escaped", "size": 1})
                 dirs = {r.rsplit("/", 1)[0] for r in content if "/" in r}
                 entries += [{"type": "directory", "path": d, "oid": "0" * 40} for d in sorted(dirs)]
                 self._send(json.dumps(entries).encode(), body=body, kind="application/json")

@@ -164,3 +164,47 @@ def test_the_layer_table_is_the_documented_one() -> None:
         for name in re.findall(r"`([^`]+)`", match.group(2)):
             documented[name] = int(match.group(1))
     assert documented == LAYERS
+
+
+#: Standard-library modules that open network connections.
+NETWORK_MODULES = frozenset({"socket", "ssl", "http.client", "urllib.request", "ftplib"})
+#: Where dp_models may touch them: provisioning's one transport (pull and its sources), the
+#: Triton client's transport, the network guard (it patches ``socket`` to block), and the
+#: test servers of ``dp_models.testing``.
+NETWORK_ALLOWED = {
+    "_transfer": "provisioning: mirrors and upstream sources (dp-models pull)",
+    "triton.transport": "the Triton client, to its configured endpoint",
+    "_guard": "the network guard itself",
+    "testing.faults": "a loopback proxy for tests",
+    "testing.triton": "a loopback Triton server for tests",
+}
+#: The modules that fetch over the network, and who may import them: provisioning and its
+#: front doors, never a load path (loaders, the verifier, the catalog).
+FETCHERS = {"_transfer", "_upstream", "_pull", "_bundle"}
+FETCHER_USERS = FETCHERS | {"_manager", "_cli", "__init__"}
+
+
+def network_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in NETWORK_MODULES}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            if node.module in NETWORK_MODULES:
+                found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names} & NETWORK_MODULES
+    return found
+
+
+def test_only_provisioning_the_triton_transport_and_the_guard_touch_the_network() -> None:
+    reaching = {m for m, p in modules().items() if network_imports(p)}
+    assert reaching == set(NETWORK_ALLOWED), (
+        "modules importing socket/ssl/http.client/urllib.request changed: "
+        f"{sorted(reaching ^ set(NETWORK_ALLOWED))}; loads never use the network, and "
+        "provisioning goes through _transfer"
+    )
+
+
+def test_no_load_path_imports_what_fetches() -> None:
+    importers = {m for m, deps in GRAPH.items() if deps & FETCHERS}
+    assert importers <= FETCHER_USERS, sorted(importers - FETCHER_USERS)

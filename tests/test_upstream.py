@@ -169,6 +169,20 @@ def test_a_digest_the_hub_publishes_must_agree_with_the_bytes(
     assert visible(root) == [] and not lock.exists()
 
 
+@pytest.mark.adversarial
+def test_a_tree_listing_a_file_outside_its_folder_is_refused(
+    hub: HubServer, minilm_files: Path, tmp_path: Path
+) -> None:
+    hub.add_repo(MINILM_REPO, minilm_files, lfs={"model.safetensors"})
+    hub.faults[f"/api/models/{MINILM_REPO}/tree/{REVISION}"] = "escape"
+    catalog = write_catalog(tmp_path / "catalog", minilm_spec(hub.url))
+    lock, root = tmp_path / "models.lock.json", tmp_path / "root"
+    with pytest.raises(SourceUnavailableError, match="escaped"):
+        dp_models.pull([MINILM], root=root, catalog=catalog, lock=lock, upstream=True, pin=True)
+    assert visible(root) == [] and not lock.exists()
+    assert not any(g.startswith("/cdn/") for g in hub.gets())  # refused before fetching
+
+
 def test_a_branch_name_in_a_source_is_a_spec_error(tmp_path: Path) -> None:
     url = "https://huggingface.co/org/model/resolve/main/weights.pth"
     catalog = write_catalog(tmp_path / "catalog", file_spec("branchy", url))
@@ -231,7 +245,9 @@ def test_a_plain_url_is_pinned_with_its_source_and_checked_against_its_sha256_fi
     assert hub.requests == []
 
 
-def test_mirrors_come_first_and_upstream_only_when_asked(hub: HubServer, tmp_path: Path) -> None:
+def test_mirrors_come_first_and_upstream_only_when_asked(
+    hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = os.urandom(10_000)
     sha = hashlib.sha256(data).hexdigest()
     hub.files["w.pth"] = data
@@ -257,6 +273,14 @@ def test_mirrors_come_first_and_upstream_only_when_asked(hub: HubServer, tmp_pat
         ["both"], root=tmp_path / "r4", catalog=catalog, upstream=True, dry_run=True
     )
     assert [f.source for f in dry.artifacts[0].files] == [f"{hub.url}/files/w.pth"]
+    argv = ["pull", "both", "--root", str(tmp_path / "r4"), "--catalog", str(catalog)]
+    assert run_cli([*argv, "--upstream", "--dry-run"]) == 0
+    assert (
+        f"visual/both/weights.pth  10,000 bytes  from {hub.url}/files/w.pth"
+        in capsys.readouterr().out
+    )
+    assert run_cli([*argv, "--from", str(tmp_path), "--dry-run"]) == 1  # no source has it
+    assert "(no source has it)" in capsys.readouterr().out
     assert visible(tmp_path / "r4") == []
 
 
@@ -366,7 +390,9 @@ def test_pin_never_writes_the_packaged_lock(
 ) -> None:
     monkeypatch.delenv("DP_MODELS_LOCK", raising=False)
     monkeypatch.delenv("DP_MODELS_CATALOG", raising=False)
-    with pytest.raises(LockError, match="--lock PATH"):
+    # refused before anything is fetched: were it not, the guard turns the packaged
+    # source's outside address into an error rather than a connection
+    with network_guard(["emonet_8"]), pytest.raises(LockError, match="--lock PATH"):
         dp_models.pull(["emonet_8"], root=tmp_path / "root", upstream=True, pin=True)
     assert visible(tmp_path / "root") == []
     packaged = packaged_catalog_dir() / "catalog.lock.json"
@@ -422,7 +448,7 @@ def test_progress_shows_a_bar_per_file_and_a_total(
     )
     err = capsys.readouterr().err
     assert "total" in err and "visual/barred/weights.pth" in err
-    assert "48.8k" in err or "50.0k" in err or "B/s" in err  # bytes, not files
+    assert "total: 48.8kB" in err  # bytes counted (KiB), not files
 
 
 def test_concurrent_pins_of_other_bytes_are_refused_and_the_lock_is_kept(tmp_path: Path) -> None:

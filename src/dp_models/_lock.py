@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from ._digest import MAX_DIRECTORY_FILES, directory_digest, is_sha256
 from ._errors import FileTooLargeError, JsonRejectedError, LockError, NotRegularFileError
 from ._io import atomic_write, read_regular
 from ._json import load_json
-from ._spec import check_relative_path
+from ._spec import REVISION, check_relative_path
 
 __all__ = ["LOCK_FORMAT", "Lock", "LockEntry", "ManifestFile", "manifest_problem", "unwritable"]
 
@@ -207,9 +206,7 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
         source, revision = value.get("source"), value.get("revision")
         if source is not None and not (isinstance(source, str) and 0 < len(source) <= 2048):
             raise bad(f"entry {_short(key)}: source must be a string of at most 2048 characters")
-        if revision is not None and not (
-            isinstance(revision, str) and re.fullmatch(r"[0-9a-f]{40}", revision)
-        ):
+        if revision is not None and not (isinstance(revision, str) and REVISION.match(revision)):
             raise bad(f"entry {_short(key)}: revision must be a 40-character commit revision")
         entries[key] = LockEntry(kind, digest, size, files, source, revision)
     return entries

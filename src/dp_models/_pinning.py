@@ -56,9 +56,7 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
         spec_pinned = bare.pin(r.artifact) is not None  # by this spec or another one
         absent = r.status == "missing" and not os.path.lexists(r.path)
         if r.status == "unpinned" and r.sha256 is not None and r.size is not None:
-            entry = lock_entry(r)
-            if rel in old and old[rel].sha256 == entry.sha256:  # keep where it came from
-                entry = replace(entry, source=old[rel].source, revision=old[rel].revision)
+            entry = _with_origin(lock_entry(r), old.get(rel))
             entries[rel] = entry
             if rel not in old:
                 plan.added.append(rel)
@@ -71,7 +69,8 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
             else:
                 plan.unpinned_absent.append(rel)
         elif spec_pinned and r.status == "ok" and r.artifact.kind == "dir":
-            entries[rel] = lock_entry(r)  # pinned by its spec; the lock keeps its manifest
+            # pinned by its spec; the lock keeps its manifest
+            entries[rel] = _with_origin(lock_entry(r), old.get(rel))
         elif spec_pinned and absent and rel in old and old[rel].files is not None:
             entries[rel] = old[rel]
         elif spec_pinned and (r.status == "ok" or absent):
@@ -81,6 +80,14 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
     plan.dropped = sorted(set(old) - set(entries))
     plan.lock = Lock(catalog.lock.path, entries, exists=catalog.lock.exists)
     return plan
+
+
+def _with_origin(entry: LockEntry, old: LockEntry | None) -> LockEntry:
+    """``entry``, keeping where the old entry says it came from while the digest is the
+    same (``dp-models pull --pin`` recorded it)."""
+    if old is None or old.sha256 != entry.sha256:
+        return entry
+    return replace(entry, source=old.source, revision=old.revision)
 
 
 def lock_entry(r: ArtifactReport) -> LockEntry:

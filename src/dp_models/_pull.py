@@ -76,7 +76,7 @@ from ._transfer import (
     _TooLongError,
     make_mirror,
 )
-from ._upstream import Upstream, hf_revision
+from ._upstream import Upstream, can_list, hf_revision
 
 try:  # POSIX only; elsewhere concurrent pulls of one root may fetch a file twice
     import fcntl
@@ -395,14 +395,21 @@ class _Puller:
                 result.files.append(fetched)
                 result.size = fetched.size
             else:
-                result.files = self.directory(art.path, item.files, item.pin, dest)
+                result.files, _ = self.directory(art.path, item.files, item.pin, dest)
         return result
 
-    def opened(self, item: _Open) -> tuple[PulledArtifact, LockEntry]:
+    def opened(self, item: _Open) -> tuple[PulledArtifact, LockEntry | None]:
         """Fetch an artifact whose files or digest are learnt on the way (:class:`_Open`);
-        the result and the lock entry that pins what arrived."""
+        the result and the lock entry that pins what arrived (None: nothing arrived,
+        another pull fetched the pinned artifact meanwhile)."""
         art, pin = item.artifact, item.pin
         with _artifact_lock(self.root, art.path):
+            if pin is not None and _verifies(
+                self.root, _Planned(item.spec, art, pin, None, []), self.hasher
+            ):
+                return PulledArtifact(
+                    item.spec, art.path, art.kind, pin.sha256, None, "present"
+                ), None
             dest = resolve_artifact_path(self.root, art.path, spec=item.spec)
             dest.parent.mkdir(parents=True, exist_ok=True)
             manifest: dict[str, ManifestFile] | None = None
@@ -413,12 +420,11 @@ class _Puller:
             else:
                 listing = self._listing(art.path)
                 wanted = _wanted(art.path, listing, item.inner)
-                files = self.directory(art.path, wanted, pin, dest)
+                files, digest = self.directory(art.path, wanted, pin, dest)
                 manifest = {
                     f.path[len(art.path) + 1 :]: ManifestFile(f.sha256 or "", f.size or 0)
                     for f in files
                 }
-                digest = directory_digest([(rel, f.sha256) for rel, f in manifest.items()])
                 total = sum(f.size for f in manifest.values())
             assert digest is not None and total is not None
             upstream = [m for m in self.mirrors if isinstance(m, Upstream)]
@@ -464,7 +470,11 @@ class _Puller:
         wanted: Sequence[tuple[str, str | None, int | None]],
         pin: Pin | None,
         dest: Path,
-    ) -> list[PullFile]:
+    ) -> tuple[list[PullFile], str]:
+        """Fetch the ``wanted`` files (path in the directory, sha256 or None, size) into a
+        temporary directory beside ``dest``, each verified as it streams; rename it to
+        ``dest`` when complete and its directory digest is ``pin``'s (any, without one).
+        The files fetched and the directory digest."""
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
         try:
             futures: list[Future[PullFile]] = []
@@ -493,7 +503,7 @@ class _Puller:
             for directory, _, _ in os.walk(tmp):
                 os.chmod(directory, 0o755)
             _place(tmp, dest)
-            return fetched
+            return fetched, digest
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -610,7 +620,9 @@ def _wanted(
     if missing:
         raise NotPullableError(
             f"{path}: its source lists no {', '.join(missing)}, which the catalog pins inside "
-            "it; the source holds another version of the directory",
+            "it: the source holds another version of the directory. Check the revision or URL "
+            "of the spec's source, or pull the directory from a mirror holding the pinned "
+            "version.",
             paths=[f"{path}/{m}" for m in missing],
         )
     wanted: list[tuple[str, str | None, int | None]] = []
@@ -794,35 +806,29 @@ def pull(
     if pin and any(o.pin is None for o in opened):
         if (problem := unwritable(cat.lock.path)) is not None:
             raise LockError(problem, path=cat.lock.path)
-    artifacts = {a.path: a for s in specs for a in s.artifacts}
-    top: Upstream | None = None
-    if upstream:
-        top = Upstream(artifacts, base / LOCK_DIR / "upstream")
-        sources.append(top)
     unlistable = [
-        f"  - {o.artifact.path} (spec {o.spec!r}): no manifest in the lock, and no source "
-        "that can list a directory"
+        o
         for o in opened
         if o.artifact.kind == "dir"
-        and not any(
-            isinstance(m, DirectoryMirror) or (isinstance(m, Upstream) and m.can_list(o.artifact))
-            for m in sources
-        )
+        and not any(isinstance(m, DirectoryMirror) for m in sources)
+        and not (upstream and can_list(o.artifact))
     ]
     if unlistable:
-        if top is not None:
-            top.close()
         raise NotPullableError(
             f"cannot pull {len(unlistable)} directory artifact(s):\n"
-            + "\n".join(unlistable)
+            + "\n".join(
+                f"  - {o.artifact.path} (spec {o.spec!r}): no manifest in the lock, and no "
+                "source that can list a directory"
+                for o in unlistable
+            )
             + "\nA directory is fetched file by file: its manifest comes from the lock "
             "(`dp-models lock --root MIRROR` on a directory mirror records it), or from a "
             "source that lists it: a directory mirror, or with --upstream a Hugging Face "
             "folder or an archive member; an http(s) mirror cannot list.",
-            paths=[line.split()[1] for line in unlistable],
+            paths=[o.artifact.path for o in unlistable],
         )
     hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
-    report = PullReport(base, [m.shown for m in sources if m is not top], dry_run, [], upstream)
+    report = PullReport(base, [m.shown for m in sources], dry_run, [], upstream)
     todo: list[_Planned] = []
     for item in planned:
         if _verifies(base, item, hasher):
@@ -850,13 +856,19 @@ def pull(
             )
         else:
             todo_open.append(o)
+    top: Upstream | None = None
+    if upstream:  # the specs' sources, after the mirrors
+        artifacts = {a.path: a for s in specs for a in s.artifacts}
+        top = Upstream(artifacts, base / LOCK_DIR / "upstream")
+        sources.append(top)
     try:
         if dry_run:
             report.artifacts += [_dry(item, sources) for item in todo]
             report.artifacts += [_dry_open(o, sources) for o in todo_open]
             return report
-        known = [i.size for i in todo]
-        bars = _Progress(progress, None if None in known or todo_open else sum(known))  # type: ignore[arg-type]
+        sizes = [i.size for i in todo]
+        total = None if todo_open or None in sizes else sum(s or 0 for s in sizes)
+        bars = _Progress(progress, total)
         puller = _Puller(base, sources, hasher, jobs, bars)
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dp-models-pull-artifact")
         try:
@@ -874,7 +886,7 @@ def pull(
             if isinstance(result, tuple):
                 pulled, entry = result
                 report.artifacts.append(pulled)
-                if pin:  # the lock records it (a pinned directory: its manifest too)
+                if pin and entry is not None:  # the lock records it (a directory: its manifest)
                     pins[pulled.path] = entry
             else:
                 report.artifacts.append(result)

@@ -31,9 +31,11 @@ from pydantic import (
 __all__ = [
     "ARTIFACT_FORMATS",
     "ENGINES",
+    "HF_RESOLVE",
     "IN_HOUSE",
     "PRECISIONS",
     "PREPROCESS_PRESETS",
+    "REVISION",
     "SCHEMA_ID",
     "ArchiveSource",
     "Artifact",
@@ -41,6 +43,7 @@ __all__ = [
     "TritonSection",
     "TritonTensor",
     "check_relative_path",
+    "check_source_url",
     "spec_json_schema",
 ]
 

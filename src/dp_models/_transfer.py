@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 from ._digest import directory_files
@@ -51,6 +51,7 @@ __all__ = [
 CHUNK_SIZE = 1 << 20
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
+T = TypeVar("T")
 _SHA256 = re.compile(r'^(?:W/)?"?([0-9a-f]{64})"?$')
 
 
@@ -354,30 +355,33 @@ class HttpMirror:
             f"{self.role} {self.shown}: {rel}: {redact(why)}", source=self.shown, path=rel
         )
 
-    def fetch(self, rel: str, sink: Sink) -> None:
+    def _retrying(self, rel: str, attempt: Callable[[], T], progress: Callable[[], int]) -> T:
+        """``attempt()`` until it succeeds: a refused, reset or timed-out connection, an
+        answer cut short or an error status is tried again after a backoff, up to
+        ``retries`` times in a row without ``progress`` (bytes received); then a
+        :class:`SourceUnavailableError`. Other typed errors pass at once."""
         failures = 0
         while True:
-            start = sink.received
+            start = progress()
             try:
-                self._fetch_once(rel, sink)
+                return attempt()
             except SourceUnavailableError:
                 raise
             except (OSError, http.client.HTTPException, _RetryError) as exc:
-                # refused, reset, timed out, cut short, or an error status: retried, resumed
-                # where it stopped; tries without progress are bounded
-                failures = 0 if sink.received > start else failures + 1
+                failures = 0 if progress() > start else failures + 1
                 if failures > self.retries:
                     why = (
                         str(exc) if isinstance(exc, _RetryError) else f"{type(exc).__name__}: {exc}"
                     )
                     raise self._unavailable(
-                        rel, f"{why} (after {self.retries} retries, {sink.received} bytes in)"
+                        rel, f"{why} (after {self.retries} retries, {progress()} bytes in)"
                     ) from None
                 if failures:
                     time.sleep(self.backoff_s * 2 ** (failures - 1))
-                continue
-            if sink.size is None or sink.received == sink.size:
-                return
+
+    def fetch(self, rel: str, sink: Sink) -> None:
+        # each attempt resumes where the last one stopped (a range request)
+        self._retrying(rel, lambda: self._fetch_once(rel, sink), lambda: sink.received)
 
     def _fetch_once(self, rel: str, sink: Sink) -> None:
         offset = sink.received
@@ -449,32 +453,24 @@ class HttpMirror:
     def get_small(self, rel: str, max_bytes: int, *, query: str = "") -> bytes | None:
         """The whole (small) file at ``rel``, or None when the server does not have it:
         for a digest published beside a file, or a listing. Retried like :meth:`fetch`."""
-        failures = 0
-        while True:
-            try:
-                conn, resp, _ = self._request("GET", rel, 0, query=query)
-                try:
-                    if resp.status in (404, 410):
-                        return None
-                    if resp.status >= 500 or resp.status == 429:
-                        raise _RetryError(f"HTTP {resp.status} {resp.reason}")
-                    if resp.status != 200:
-                        raise self._unavailable(rel, f"HTTP {resp.status} {resp.reason}")
-                    data = resp.read(max_bytes + 1)
-                finally:
-                    resp.close()
-                    conn.close()
-            except SourceUnavailableError:
-                raise
-            except (OSError, http.client.HTTPException, _RetryError) as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise self._unavailable(rel, f"{type(exc).__name__}: {exc}") from None
-                time.sleep(self.backoff_s * 2 ** (failures - 1))
-                continue
-            if len(data) > max_bytes:
-                raise self._unavailable(rel, f"larger than the {max_bytes} bytes expected")
-            return data
+        data = self._retrying(rel, lambda: self._get_once(rel, max_bytes, query), lambda: 0)
+        if data is not None and len(data) > max_bytes:
+            raise self._unavailable(rel, f"larger than the {max_bytes} bytes expected")
+        return data
+
+    def _get_once(self, rel: str, max_bytes: int, query: str) -> bytes | None:
+        conn, resp, _ = self._request("GET", rel, 0, query=query)
+        try:
+            if resp.status in (404, 410):
+                return None
+            if resp.status >= 500 or resp.status == 429:
+                raise _RetryError(f"HTTP {resp.status} {resp.reason}")
+            if resp.status != 200:
+                raise self._unavailable(rel, f"HTTP {resp.status} {resp.reason}")
+            return resp.read(max_bytes + 1)
+        finally:
+            resp.close()
+            conn.close()
 
 
 def _published_sha256(resp: http.client.HTTPResponse) -> str | None:

@@ -28,6 +28,7 @@ import stat
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -36,7 +37,7 @@ from ._errors import PulledFileMismatchError, SourceUnavailableError
 from ._spec import HF_RESOLVE, IN_HOUSE, ArchiveSource, Artifact, check_relative_path
 from ._transfer import CHUNK_SIZE, HttpMirror, Listing, Sink, _NotThereError
 
-__all__ = ["Upstream", "hf_revision", "source_url"]
+__all__ = ["Upstream", "can_list", "hf_revision", "source_url"]
 
 #: Largest ``.sha256`` file or tree listing read.
 _SMALL = 1 << 16
@@ -56,6 +57,12 @@ def hf_revision(art: Artifact) -> str | None:
     url = source_url(art)
     found = HF_RESOLVE.match(urlsplit(url).path) if url else None
     return found.group("ref") if found else None
+
+
+def can_list(art: Artifact) -> bool:
+    """Whether upstream can list the directory artifact ``art``'s files (a Hugging Face
+    folder, an archive member); a plain URL folder cannot."""
+    return isinstance(art.source, ArchiveSource) or hf_revision(art) is not None
 
 
 def _join(url: str, inner: str) -> str:
@@ -166,10 +173,6 @@ class Upstream:
             return None if info is None else info.file_size
         return self._mirror(_join(str(art.source), inner)).probe("")
 
-    def can_list(self, art: Artifact) -> bool:
-        """Whether :meth:`list` can list the directory artifact ``art``'s files."""
-        return isinstance(art.source, ArchiveSource) or hf_revision(art) is not None
-
     def list(self, rel: str) -> dict[str, Listing] | None:
         """The files of the directory artifact at ``rel`` as its source lists them
         (relative path -> :class:`Listing`), or None when the source cannot list (a plain
@@ -244,9 +247,12 @@ class Upstream:
                 if entry.get("type") != "file":
                     continue
                 path = str(entry["path"])
-                inner = path[len(prefix) :] if path.startswith(prefix) else path
-                if check_relative_path(inner) is not None:
-                    raise ValueError(f"a file path {inner!r} that is not a safe relative path")
+                inner = path[len(prefix) :]
+                if not path.startswith(prefix) or check_relative_path(inner) is not None:
+                    raise ValueError(
+                        f"a file {path!r} that is not at a safe relative path inside "
+                        f"{folder.strip('/') or 'the repository'}"
+                    )
                 lfs = entry.get("lfs") or {}
                 oid = lfs.get("oid") if isinstance(lfs, dict) else None
                 size = entry.get("size")
@@ -298,10 +304,8 @@ class Upstream:
                         )
                 f.seek(0)
                 archive = zipfile.ZipFile(f)
-            except (zipfile.BadZipFile, OSError) as exc:
+            except zipfile.BadZipFile as exc:
                 f.close()
-                if not isinstance(exc, zipfile.BadZipFile) and not _is_read_error(exc):
-                    raise
                 raise SourceUnavailableError(
                     f"upstream {source.url}: not a readable wheel or zip archive ({exc})",
                     source=source.url,
@@ -337,9 +341,7 @@ class Upstream:
             try:
                 while chunk := f.read(CHUNK_SIZE):
                     sink.write(chunk)
-            except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                if isinstance(exc, OSError) and not isinstance(exc, zipfile.BadZipFile):
-                    raise
+            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # CRC, truncation
                 raise SourceUnavailableError(
                     f"upstream {source.url}: member {member} cannot be read ({exc})",
                     source=source.url,
@@ -378,8 +380,3 @@ def _regular(info: zipfile.ZipInfo) -> bool:
     """A zip member that is a plain file (no link, device...): unix mode bits, if any."""
     mode = info.external_attr >> 16
     return mode == 0 or stat.S_ISREG(mode)
-
-
-def _is_read_error(exc: OSError) -> bool:
-    """An OSError zipfile raises for a malformed archive (a bad seek), not the disk's."""
-    return exc.errno is None or exc.errno == 22
