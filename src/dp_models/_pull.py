@@ -810,7 +810,7 @@ def pull(
         o
         for o in opened
         if o.artifact.kind == "dir"
-        and not any(isinstance(m, DirectoryMirror) for m in sources)
+        and not any(m.lists for m in sources)
         and not (upstream and can_list(o.artifact))
     ]
     if unlistable:

@@ -40,6 +40,7 @@ from ._version import __version__
 
 __all__ = [
     "CHUNK_SIZE",
+    "Destination",
     "DirectoryMirror",
     "HttpMirror",
     "Listing",
@@ -168,10 +169,13 @@ class Listing:
 
 class Mirror(Protocol):
     """Where files are fetched from. ``shown`` names it in messages (credentials masked);
-    ``role`` says what it is ("mirror", "upstream")."""
+    ``role`` says what it is ("mirror", "upstream"); ``lists``: whether :meth:`list` can
+    list any directory it holds (a pull of a directory with no manifest in the lock needs
+    one that can)."""
 
     shown: str
     role: str
+    lists: bool
 
     def fetch(self, rel: str, sink: Sink) -> None:
         """Stream the file at ``rel`` (relative to the mirror's root) into ``sink``, whole;
@@ -192,10 +196,52 @@ class Mirror(Protocol):
         ...
 
 
+class _PutMismatchError(Exception):
+    """The bytes a :class:`Destination` read to publish are not the pinned ones; nothing was
+    made visible. ``actual``: their sha256, ``size``: how many were read."""
+
+    def __init__(self, actual: str, size: int) -> None:
+        super().__init__(actual)
+        self.actual, self.size = actual, size
+
+
+class Destination(Protocol):
+    """Where ``dp-models push`` publishes a root's files (an object store, an OCI
+    registry), laid out as a MODELS_ROOT. Files are put first, each whole, the manifest
+    (the lock's JSON for what was pushed) last, so a reader that finds the manifest finds
+    every file it lists. ``shown`` names it in messages (credentials masked)."""
+
+    shown: str
+
+    def has(self, rel: str, size: int, sha256: str) -> bool:
+        """Whether the destination already holds exactly these bytes at ``rel`` (then the
+        push skips the file)."""
+        ...
+
+    def put(
+        self, rel: str, fd: int, size: int, sha256: str, advance: Callable[[int], None]
+    ) -> None:
+        """Publish the ``size`` bytes of the open regular file ``fd`` (read from offset 0)
+        at ``rel``, hashing them as they are read and calling ``advance(n)`` as they go.
+        When they are not ``sha256`` nothing becomes visible and ``_PutMismatchError`` is
+        raised; a failure of the destination raises ``SourceUnavailableError``."""
+        ...
+
+    def commit(self, manifest: bytes) -> str:
+        """Publish the manifest, after every file; returns the reference a pull names
+        (for a registry: by digest)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
 class DirectoryMirror:
     """A directory laid out as a MODELS_ROOT."""
 
     role = "mirror"
+    lists = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -252,6 +298,8 @@ class HttpMirror:
     """An http(s) server with a MODELS_ROOT's layout below its URL. Credentials in the URL
     are sent (Basic authentication) to that server only, never to one it redirects to,
     and never shown."""
+
+    lists = False
 
     def __init__(
         self,

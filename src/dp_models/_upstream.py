@@ -78,6 +78,7 @@ class Upstream:
 
     shown = _SHOWN
     role = "upstream"
+    lists = False  # per artifact: can_list()
 
     def __init__(
         self,
