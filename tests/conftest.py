@@ -230,3 +230,26 @@ def make_file(path: Path, data: bytes) -> Path:
 
 def env_without_dp_models() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3-compatible server (moto) on loopback, for the whole session."""
+    from .s3server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The S3 server, with the standard AWS settings pointing at it (and no profile or
+    shared file of the caller's in the way)."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name, value in s3_server.environ().items():
+        monkeypatch.setenv(name, value)
+    return s3_server

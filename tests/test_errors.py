@@ -130,9 +130,28 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         ("other bytes",),
         {"source": "/mnt/mirror", "path": "a", "expected": DIGEST_A, "actual": DIGEST_B},
     ),
+    "OciManifestError": (
+        ("an unsafe path",),
+        {"reference": "oci://registry:5000/models@sha256:" + "a" * 64, "path": "../etc/passwd"},
+    ),
     "BundleError": (("cannot bundle",), {"path": "visual/emonet/emonet_8.pth"}),
     "BundleTamperedError": (("a link member",), {"member": "../etc/passwd"}),
     "BundleMismatchError": (("other pins",), {"paths": ["visual/emonet/emonet_8.pth"]}),
+    "PushError": (("push failed",), {"destination": "s3://models/site"}),
+    "NotPushableError": (
+        ("root does not verify",),
+        {"destination": "s3://models/site", "paths": ["visual/emonet/emonet_8.pth"]},
+    ),
+    "PushedFileMismatchError": (
+        ("changed while pushed",),
+        {
+            "destination": "s3://models/site",
+            "path": "visual/emonet/emonet_8.pth",
+            "expected": "a" * 64,
+            "actual": "b" * 64,
+        },
+    ),
+    "DestinationUnavailableError": (("bucket missing",), {"destination": "s3://models/site"}),
     "FakeWeightsError": (("no make_fake",), {}),
     "FaultProxyError": (("already running",), {}),
     "TritonServerError": (("exited with status 1",), {}),
@@ -258,6 +277,7 @@ PRIVATE_SIGNALS = {
     "dp_models._transfer._CancelledError",
     "dp_models._transfer._DestinationError",
     "dp_models._transfer._NotThereError",
+    "dp_models._transfer._PutMismatchError",
     "dp_models._transfer._RetryError",
     "dp_models._transfer._TooLongError",
 }

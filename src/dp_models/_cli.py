@@ -235,8 +235,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="mirrors",
         action="append",
         metavar="MIRROR",
-        help="a directory laid out as a MODELS_ROOT, or an http(s) URL of one; repeatable, "
-        "tried in order (default: $DP_MODELS_MIRRORS)",
+        help="a directory laid out as a MODELS_ROOT, an http(s) URL of one, an S3-compatible "
+        "store (s3://BUCKET/PREFIX) or an OCI registry (oci://REGISTRY/REPO:TAG or @sha256:...) "
+        "a push wrote; repeatable, tried in order (default: $DP_MODELS_MIRRORS)",
     )
     p.add_argument(
         "--upstream",
@@ -254,6 +255,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="fetch nothing; list what would be")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (4)")
+    p = add(
+        "push",
+        _push,
+        "publish the verified artifacts of NAMES (or --all, --users) from MODELS_ROOT to a "
+        "site's store, with the lock of what was pushed as its manifest",
+        [common, rooted],
+    )
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every spec of the catalog")
+    p.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="STORE",
+        help="s3://BUCKET/PREFIX (credentials, region and endpoint from the AWS settings) or "
+        "oci://REGISTRY/REPOSITORY:TAG",
+    )
+    p.add_argument("--dry-run", action="store_true", help="send nothing; list what would be")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel uploads (4)")
     help_ = (
         "bundles for air-gapped sites: `bundle create` writes the verified files of specs "
         "into one tar, `bundle import` takes one into a root, every file verified first"
@@ -641,6 +662,35 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
             f"pinned {_n(len(pinned), 'artifact')} in {report.lock}: review it and commit it "
             "with the deployment\n"
         )
+    return 0
+
+
+def _push(args: argparse.Namespace, out: TextIO) -> int:
+    from ._push import push
+
+    report = push(
+        args.names,
+        to=args.to,
+        users=args.users,
+        all=args.all,
+        dry_run=args.dry_run,
+        jobs=args.jobs,
+        progress=None if not args.json else False,
+        settings=_settings(args),
+    )
+    if args.json:
+        _dump(report.to_json(), out)
+        return 0
+    moved = [a for a in report.artifacts if a["status"] != "present"]
+    verb = "would push" if args.dry_run else "pushed"
+    out.write(
+        f"{verb} {_n(len(moved), 'artifact')} ({report.bytes:,} bytes) from {report.root} to "
+        f"{report.destination}; {len(report.artifacts) - len(moved)} already there\n"
+    )
+    for a in moved:
+        out.write(f"  {a['path']}  ({a['spec']})\n")
+    if report.reference is not None:
+        out.write(f"pull it with: dp-models pull --from {report.reference} ...\n")
     return 0
 
 

@@ -49,11 +49,19 @@
     │   │   └── RedirectLoopError            redirects that never end
     │   ├── PulledFileMismatchError (ValueError) fetched bytes that are not the pinned ones;
     │   │                                    .source, .expected, .actual
-    │   └── BundleError                      a bundle (``dp-models bundle``) not made or taken in
-    │       ├── BundleTamperedError (ValueError) unsafe, link/device, duplicate, unlisted,
-    │       │                                altered or truncated member; .member
-    │       └── BundleMismatchError (LookupError) made for other pins (or a root that does
-    │                                        not verify, creating one); .paths
+    │   ├── OciManifestError (ValueError)    a registry's manifest not what its digest says,
+    │   │                                    or unsafe (paths that leave the root); .reference
+    │   ├── BundleError                      a bundle (``dp-models bundle``) not made or taken in
+    │   │   ├── BundleTamperedError (ValueError) unsafe, link/device, duplicate, unlisted,
+    │   │   │                                altered or truncated member; .member
+    │   │   └── BundleMismatchError (LookupError) made for other pins (or a root that does
+    │   │                                    not verify, creating one); .paths
+    │   └── PushError                        publishing a root (``dp-models push``); .destination
+    │       ├── NotPushableError (LookupError) unpinned artifacts, or a root that does not
+    │       │                                hold the pinned bytes; .paths
+    │       ├── PushedFileMismatchError (ValueError) a file that changed while it was pushed;
+    │       │                                .expected, .actual
+    │       └── DestinationUnavailableError (ConnectionError) the store failed or refused
     │
     │   raised by dp_models.testing (test support):
     ├── FakeWeightsError (RuntimeError)      a spec whose artifacts cannot be faked
@@ -101,6 +109,7 @@ __all__ = [
     "CatalogProblem",
     "ConfigurationError",
     "DPModelsError",
+    "DestinationUnavailableError",
     "DeviceUnavailableError",
     "DigestMismatchError",
     "DirectoryTooLargeError",
@@ -117,12 +126,16 @@ __all__ = [
     "ModelsRootError",
     "NetworkBlockedError",
     "NotPullableError",
+    "NotPushableError",
     "NotRegularFileError",
+    "OciManifestError",
     "OutsideRootError",
     "PrecisionError",
     "ProvenanceError",
     "PullError",
     "PulledFileMismatchError",
+    "PushError",
+    "PushedFileMismatchError",
     "RedirectLoopError",
     "SizeMismatchError",
     "SourceNotFoundError",
@@ -664,6 +677,19 @@ class PulledFileMismatchError(PullError, ValueError):
         super().__init__(message, path=path)
 
 
+class OciManifestError(PullError, ValueError):
+    """An OCI registry's manifest (``oci://`` mirror) that cannot be trusted or read: bytes
+    that are not the digest it was fetched by (or that the registry announces), an image
+    index or another kind of manifest, malformed layer descriptors, a layer whose path
+    annotation is unsafe (absolute, ``..``, a backslash) or given twice, a lock layer that
+    is not a valid lock. Nothing was fetched from it. ``.reference``: the ``oci://``
+    reference (by digest once resolved); ``.path``: the annotated path at fault, if any."""
+
+    def __init__(self, message: str, *, reference: str, path: str | None = None) -> None:
+        self.reference = reference
+        super().__init__(message, path=path)
+
+
 class BundleError(PullError):
     """A bundle (``dp-models bundle create`` / ``import``) that cannot be made or taken in.
     ``.path`` is the artifact or member it was about, when there is one. Nothing that failed
@@ -688,6 +714,43 @@ class BundleMismatchError(BundleError, LookupError):
     def __init__(self, message: str, *, paths: Sequence[str]) -> None:
         self.paths = list(paths)
         super().__init__(message, path=self.paths[0] if self.paths else None)
+
+
+class PushError(PullError):
+    """Publishing a root's verified files to a store failed (``dp-models push``).
+    ``.destination``: the store (credentials masked); ``.path``: the file it was about, when
+    there is one. No file that failed became visible there, and the store's manifest (the
+    lock of what it holds) was not changed."""
+
+    def __init__(self, message: str, *, destination: str, path: str | None = None) -> None:
+        self.destination = destination
+        super().__init__(message, path=path)
+
+
+class NotPushableError(PushError, LookupError):
+    """Artifacts push will not publish: unpinned ones, or ones the root does not hold as
+    pinned (missing, changed). ``.paths``."""
+
+    def __init__(self, message: str, *, destination: str, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        super().__init__(message, destination=destination, path=self.paths[0] if paths else None)
+
+
+class PushedFileMismatchError(PushError, ValueError):
+    """A file whose bytes, read while they were uploaded, were not the pinned ones (it
+    changed after it was verified): the upload was abandoned. ``.expected``, ``.actual``."""
+
+    def __init__(
+        self, message: str, *, destination: str, path: str, expected: str, actual: str
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, destination=destination, path=path)
+
+
+class DestinationUnavailableError(PushError, ConnectionError):
+    """The store refused or failed an upload (after retries): credentials, permissions, a
+    missing bucket or repository, a server error."""
 
 
 # -- raised by dp_models.testing --------------------------------------------------------------

@@ -131,13 +131,16 @@ class Lock:
         (:func:`unwritable`): a site's lock is its own file."""
         if (problem := unwritable(self.path)) is not None:
             raise LockError(problem, path=self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, self.dumps())
+
+    def dumps(self) -> str:
+        """The lock file's text (what :meth:`write` writes; :meth:`parse` reads it back)."""
         payload = {
             "format": LOCK_FORMAT,
             "artifacts": {k: self.artifacts[k].to_json() for k in sorted(self.artifacts)},
         }
-        text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, text)
+        return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
 
 def unwritable(path: Path) -> str | None:

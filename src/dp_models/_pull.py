@@ -212,7 +212,12 @@ class _Open:
 
 
 def _select(
-    catalog: Catalog, names: Iterable[str] | None, users: str | None, everything: bool
+    catalog: Catalog,
+    names: Iterable[str] | None,
+    users: str | None,
+    everything: bool,
+    *,
+    verb: str = "pull",
 ) -> list[Spec]:
     wanted: list[str] = list(names or [])
     if users is not None:
@@ -221,7 +226,7 @@ def _select(
         wanted += list(catalog)
     if not wanted and not everything and users is None:
         raise ConfigurationError(
-            "pull needs spec names, users=PROCESSOR (--users) or all=True (--all)"
+            f"{verb} needs spec names, users=PROCESSOR (--users) or all=True (--all)"
         )
     specs: dict[str, Spec] = {}
     for name in wanted:

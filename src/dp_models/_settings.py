@@ -26,15 +26,17 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ._errors import ConfigurationError, DPModelsError, ModelsRootError
-from ._urls import parse_endpoint, redact_url
+from ._urls import parse_endpoint, parse_s3_url, redact_url
 
 __all__ = [
     "DEVICES",
     "ENV_CACHE_DIR",
     "ENV_CATALOG",
+    "ENV_DOCKER_CONFIG",
     "ENV_LOCK",
     "ENV_LOCK_KEY",
     "ENV_MIRRORS",
+    "ENV_OCI_PLAIN_HTTP",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
     "ENV_TRITON_TIMEOUT",
@@ -53,7 +55,9 @@ __all__ = [
     "resolve_catalog_dir",
     "resolve_lock_key",
     "resolve_lock_path",
+    "resolve_docker_config",
     "resolve_models_root",
+    "resolve_oci_plain_http",
     "resolve_triton_endpoints",
     "resolve_triton_options",
     "resolve_verify_policy",
@@ -77,6 +81,12 @@ ENV_TRITON_URL = "DP_MODELS_TRITON_URL"
 #: Timeouts and retries of the default Triton endpoint's clients (``connect=5,network=60``);
 #: ``DP_MODELS_TRITON_TIMEOUT_<NAME>`` those of another one.
 ENV_TRITON_TIMEOUT = "DP_MODELS_TRITON_TIMEOUT"
+#: Registry hosts (``HOST`` or ``HOST:PORT``, spaces or commas between them) that pull and
+#: push reach over plain http (``oci://``); loopback hosts always are, every other over https.
+ENV_OCI_PLAIN_HTTP = "DP_MODELS_OCI_PLAIN_HTTP"
+#: Docker's own variable: the directory of the ``config.json`` whose ``auths`` hold
+#: registry credentials (``docker login``); unset: ``~/.docker``.
+ENV_DOCKER_CONFIG = "DOCKER_CONFIG"
 #: Read only for the default digest cache (``$XDG_CACHE_HOME/dp_models``).
 _ENV_XDG_CACHE = "XDG_CACHE_HOME"
 
@@ -106,6 +116,8 @@ ENV_VARS = (
     ENV_MIRRORS,
     ENV_TRITON_URL,
     ENV_TRITON_TIMEOUT,
+    ENV_OCI_PLAIN_HTTP,
+    ENV_DOCKER_CONFIG,
     *FRAMEWORK_ENV_VARS,
 )
 
@@ -389,7 +401,8 @@ def _cache_dir(cache_dir: PathArg | None, env: Mapping[str, str]) -> Path:
 
 def _mirrors(mirrors: Sequence[str] | None, env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Mirrors from the argument, else ``$DP_MODELS_MIRRORS`` (spaces or commas between
-    them): http(s) URLs (checked as endpoint URLs) or directories (any other value)."""
+    them): http(s) URLs (checked as endpoint URLs), ``s3://`` and ``oci://`` stores, or
+    directories (any other value)."""
     if mirrors is not None:
         values, source = [m.strip() for m in mirrors], name
     else:
@@ -399,7 +412,10 @@ def _mirrors(mirrors: Sequence[str] | None, env: Mapping[str, str], name: str) -
     for value in values:
         if not value:
             raise ConfigurationError(f"{source}: an empty mirror")
-        if "://" in value and not value.lower().startswith("file://"):
+        lowered = value.lower()
+        if lowered.startswith("s3://"):
+            parse_s3_url(value)
+        elif "://" in value and not lowered.startswith(("file://", "oci://")):
             parse_endpoint(value, source=f"mirror from {source}")
         found.append(value)
     return tuple(found)
@@ -604,6 +620,20 @@ def resolve_triton_options(
     ``connect=2,network=30,ready=10,retries=1,backoff=0.1``. What is not set keeps the
     client's default. Every value is checked here (:func:`check_triton_option`)."""
     return _triton_options(options, os.environ, "triton_timeouts")
+
+
+def resolve_oci_plain_http() -> tuple[str, ...]:
+    """The registry hosts ``$DP_MODELS_OCI_PLAIN_HTTP`` lets pull and push reach over plain
+    http (``HOST`` or ``HOST:PORT``, lowercased; spaces or commas between them)."""
+    raw = _get(os.environ, ENV_OCI_PLAIN_HTTP) or ""
+    return tuple(v.lower() for v in raw.replace(",", " ").split())
+
+
+def resolve_docker_config() -> Path:
+    """The Docker config file holding registry credentials: ``$DOCKER_CONFIG/config.json``,
+    else ``~/.docker/config.json`` (what ``docker login`` writes)."""
+    directory = _get(os.environ, ENV_DOCKER_CONFIG)
+    return Path(directory or "~/.docker").expanduser() / "config.json"
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

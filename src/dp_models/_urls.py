@@ -19,6 +19,17 @@ The host part ends at the first ``/``, ``?`` or ``#``, and the user information 
 and ``#`` must be percent-encoded (``%2F``, ``%3F``, ``%23``). A URL with an ``@`` after the
 host, a query, a fragment, whitespace, or no ``http(s)://`` scheme is refused, never
 guessed at: ``user:secret@host:8000`` is refused rather than taken as a host named ``user``.
+
+An endpoint's value may list several replicas of one deployment, separated by commas
+(:func:`parse_endpoints`): ``http://triton-a:8000,http://triton-b:8000``. A comma
+separates replicas where an ``http://`` or ``https://`` scheme follows it, so a comma in a
+password stays in the password, unless ``,http://`` follows it (percent-encode that comma:
+``%2C``).
+
+>>> [str(u) for u in parse_endpoints("http://a:8000, http://bob:pw@b:8000")]
+['http://a:8000', 'http://***@b:8000']
+>>> redact_endpoints("http://a:8000,http://bob:pw@b:8000")
+'http://a:8000,http://***@b:8000'
 """
 
 from __future__ import annotations
@@ -31,7 +42,18 @@ from urllib.parse import unquote
 
 from ._errors import ConfigurationError
 
-__all__ = ["EXPECTED", "EndpointURL", "parse_endpoint", "redact", "redact_url"]
+__all__ = [
+    "EXPECTED",
+    "EndpointURL",
+    "S3Location",
+    "parse_endpoint",
+    "parse_endpoints",
+    "parse_s3_url",
+    "redact",
+    "redact_endpoints",
+    "redact_url",
+    "split_replicas",
+]
 
 #: What an endpoint URL looks like, for messages.
 EXPECTED = "http://HOST:PORT (or https://, optionally USER:PASSWORD@ before HOST and a /PATH)"
@@ -45,6 +67,9 @@ _TOKEN = re.compile(r"\S+")
 #: What may open a word with a URL in a message: quotes, brackets, ``=``.
 _LEAD = "\"'`([<{=,;"
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._\-]*[A-Za-z0-9_])?")
+#: Where one replica's URL ends and the next one's begins in an endpoint's value: a comma
+#: that an ``http://`` or ``https://`` scheme follows (spaces around it allowed).
+_REPLICA_SEPARATOR = re.compile(r"\s*,\s*(?=https?://)", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -182,6 +207,61 @@ def parse_endpoint(url: str, *, source: str = "the endpoint URL") -> EndpointURL
     return EndpointURL(scheme, host, port, tail.rstrip("/"), username, password)
 
 
+def split_replicas(value: str) -> list[str]:
+    """The replica URLs an endpoint's value lists, as written (not checked): one item for a
+    value with one URL. A comma separates two where ``http://`` or ``https://`` follows it.
+
+    >>> split_replicas("http://a:1 , https://b:2")
+    ['http://a:1', 'https://b:2']
+    >>> split_replicas("http://bob:x,y@a:1")
+    ['http://bob:x,y@a:1']
+    """
+    return _REPLICA_SEPARATOR.split(value.strip())
+
+
+def parse_endpoints(value: str, *, source: str = "the endpoint URL") -> tuple[EndpointURL, ...]:
+    """Parse an endpoint's value: one URL (:func:`parse_endpoint`), or several replicas of
+    one deployment separated by commas (:func:`split_replicas`), each checked as one URL.
+    Raises :class:`~dp_models._errors.ConfigurationError` naming ``source`` and which replica
+    is wrong (shown redacted); a replica listed twice is refused too."""
+    parts = split_replicas(value)
+    if len(parts) == 1:
+        return (_parse_replica(value, source),)
+    found: list[EndpointURL] = []
+    for number, part in enumerate(parts, 1):
+        where = f"{source} (replica {number} of {len(parts)})"
+        if not part:
+            raise ConfigurationError(
+                f"{where} is empty: separate the replicas' URLs with single commas"
+            )
+        parsed = _parse_replica(part, where)
+        key = (parsed.scheme, parsed.host, parsed.effective_port, parsed.path)
+        if any((p.scheme, p.host, p.effective_port, p.path) == key for p in found):
+            raise ConfigurationError(f"{where} {parsed.redacted!r} is listed twice")
+        found.append(parsed)
+    return tuple(found)
+
+
+def _parse_replica(value: str, source: str) -> EndpointURL:
+    try:
+        return parse_endpoint(value, source=source)
+    except ConfigurationError as exc:
+        if "," not in value:
+            raise
+        raise ConfigurationError(
+            f"{exc} (several replicas: separate whole http(s):// URLs with commas)"
+        ) from None
+
+
+def redact_endpoints(value: str) -> str:
+    """An endpoint's value (one URL, or replicas separated by commas) with each URL's
+    credentials masked (:func:`redact_url`); a value with one URL is ``redact_url(value)``."""
+    parts = split_replicas(value)
+    if len(parts) == 1:
+        return redact_url(value)
+    return ",".join(redact_url(p) for p in parts)
+
+
 def _host_port(
     hostport: str, refuse: Callable[[str], ConfigurationError]
 ) -> tuple[str, int | None]:
@@ -209,3 +289,43 @@ def _host_port(
     if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
         raise refuse("the port is not a number from 1 to 65535")
     return host, int(port_text)
+
+
+class S3Location:
+    """``s3://BUCKET/PREFIX`` split: ``bucket``, ``prefix`` (no slash at either end; may
+    be empty) and ``shown`` (the URL as given, normalized)."""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket, self.prefix = bucket, prefix
+        self.shown = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+
+def parse_s3_url(value: str) -> S3Location:
+    """The bucket and prefix of ``s3://BUCKET[/PREFIX]``; a ConfigurationError saying
+    what is wrong otherwise (credentials in the URL are refused: they belong in the AWS
+    settings)."""
+    if not value.lower().startswith("s3://"):
+        raise ConfigurationError(f"{value!r} is not an s3:// URL (expected s3://BUCKET/PREFIX)")
+    rest = value[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if "@" in bucket or ":" in bucket:
+        raise ConfigurationError(
+            "an s3:// URL names a bucket and a prefix only (s3://BUCKET/PREFIX): credentials "
+            "and endpoints come from the AWS settings (AWS_PROFILE, AWS_ACCESS_KEY_ID..., "
+            "AWS_ENDPOINT_URL_S3 for a MinIO/Ceph-style store)"
+        )
+    if not bucket or any(c in bucket for c in "?#\\ ") or not bucket.isascii():
+        raise ConfigurationError(
+            f"s3:// URL {value!r}: {bucket!r} is not a bucket name (expected s3://BUCKET/PREFIX)"
+        )
+    prefix = prefix.strip("/")
+    parts = prefix.split("/") if prefix else []
+    if any(p in ("", ".", "..") for p in parts) or any(c in prefix for c in "?#\\"):
+        raise ConfigurationError(
+            f"s3:// URL {value!r}: the prefix {prefix!r} must be plain path segments "
+            "(no empty, '.' or '..' segment, no '?', '#' or backslash)"
+        )
+    return S3Location(bucket, prefix)

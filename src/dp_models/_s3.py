@@ -1,0 +1,508 @@
+"""S3-compatible object stores (AWS S3, MinIO, Ceph RGW...) as pull mirrors and push
+destinations: ``s3://BUCKET/PREFIX`` holds a MODELS_ROOT's files under ``PREFIX/`` (a
+directory artifact's files under ``PREFIX/<artifact path>/<file>``) and, written last by
+``dp-models push``, the lock of what was pushed at ``PREFIX/`` :data:`MANIFEST`.
+
+The client is boto3 (the ``s3`` extra; ``docs/deploying.md`` says why it and not
+obstore). Region, credentials and endpoint come from the standard AWS settings: the
+environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_PROFILE``), the shared config and
+credentials files, and for MinIO/Ceph-style stores the endpoint override
+``AWS_ENDPOINT_URL_S3`` (or ``AWS_ENDPOINT_URL``, or ``endpoint_url`` in the profile); a
+store at an overridden endpoint is addressed path-style (``ENDPOINT/BUCKET/KEY``).
+Credentials are never shown: messages name ``s3://BUCKET/PREFIX`` only.
+
+Pulling streams each object into the pull's hashing sink: one GET, or for a large object
+several ranged GETs at once whose parts are written (and hashed) in order; a dropped
+connection is resumed from the last byte received. Pushing uploads a file as a multipart
+upload, hashing each part as it is read: only when the whole file is the pinned bytes is
+the upload completed (and the object visible); otherwise it is aborted. Every object
+carries its sha256 in its metadata (``x-amz-meta-sha256``), which :meth:`S3Mirror.list`
+and :meth:`S3Destination.has` read; what a pull keeps is still hashed on arrival.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ._errors import LockError, MissingExtraError, SourceUnavailableError
+from ._lock import Lock, LockEntry
+from ._transfer import (
+    CHUNK_SIZE,
+    Listing,
+    Sink,
+    _CancelledError,
+    _DestinationError,
+    _NotThereError,
+    _PutMismatchError,
+    _TooLongError,
+)
+from ._urls import S3Location, parse_s3_url
+
+__all__ = ["MANIFEST", "S3Destination", "S3Location", "S3Mirror", "parse_s3_url"]
+
+#: The object (below the prefix) holding the lock of what was pushed, written last.
+MANIFEST = "catalog.lock.json"
+#: Objects at least this large are fetched with several ranged GETs at once.
+RANGED_FROM = 64 << 20
+#: The size of one ranged GET, and of one part of a multipart upload (at least: a file
+#: of more than 10,000 parts gets larger parts, S3's part limit).
+PART_SIZE = 16 << 20
+#: Ranged GETs (pull) or part uploads (push) in flight for one file.
+PARTS_IN_FLIGHT = 4
+_MAX_PARTS = 10_000
+_RETRIES = 4
+_BACKOFF_S = 0.2
+_SHA256_KEY = "sha256"
+_MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+#: The pull's own signals (cancelled, the destination failed, too long): never retried.
+_SIGNALS = (_CancelledError, _DestinationError, _TooLongError)
+
+
+def _boto3() -> Any:
+    try:
+        import boto3  # type: ignore[import-untyped]
+    except ImportError:
+        raise MissingExtraError("boto3", extra="s3") from None
+    return boto3
+
+
+def make_client(*, pool: int = 32) -> Any:
+    """A thread-safe S3 client from the standard AWS settings (module docs)."""
+    boto3 = _boto3()
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    config = Config(
+        retries={"max_attempts": _RETRIES + 1, "mode": "standard"},
+        max_pool_connections=pool,
+        connect_timeout=10,
+        read_timeout=60,
+        # integrity is our sha256, checked on every byte; a store that does not speak the
+        # newer checksum headers (older MinIO/Ceph) must still work
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    session = boto3.session.Session()
+    client = session.client("s3", config=config)
+    if not _is_aws(client.meta.endpoint_url):  # MinIO/Ceph-style: path-style addressing
+        client = session.client("s3", config=config.merge(Config(s3={"addressing_style": "path"})))
+    return client
+
+
+def _is_aws(endpoint: str) -> bool:
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for an S3 failure (boto3's messages carry no credentials)."""
+    code = _error_code(exc)
+    if code is not None:
+        message = getattr(exc, "response", {}).get("Error", {}).get("Message") or ""
+        return f"{code}: {message}".rstrip(": ") if message else code
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A dropped or timed-out connection, or a server error: worth another try."""
+    code = _error_code(exc)
+    if code is not None:
+        return code in {"500", "502", "503", "504", "InternalError", "SlowDown", "RequestTimeout"}
+    return True  # connection-level errors (botocore's and urllib3's)
+
+
+class _Store:
+    """What mirror and destination share: the location, the client and the errors."""
+
+    def __init__(self, url: str | S3Location, *, client: Any = None, role: str) -> None:
+        self.where_ = url if isinstance(url, S3Location) else parse_s3_url(url)
+        self.shown = self.where_.shown
+        self.role = role
+        self._client = client if client is not None else make_client()
+
+    def where(self, rel: str) -> str:
+        return self.shown
+
+    def _unavailable(self, rel: str | None, exc: BaseException | str) -> SourceUnavailableError:
+        why = exc if isinstance(exc, str) else _why(exc)
+        about = f"{rel}: " if rel else ""
+        return SourceUnavailableError(
+            f"{self.role} {self.shown}: {about}{why}", source=self.shown, path=rel
+        )
+
+    def _head(self, rel: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self._client.head_object(
+                Bucket=self.where_.bucket, Key=self.where_.key(rel)
+            )
+        except Exception as exc:
+            if _error_code(exc) in _NOT_FOUND:
+                return None
+            raise self._unavailable(rel, exc) from None
+        return head
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
+class S3Mirror(_Store):
+    """An S3-compatible store holding a MODELS_ROOT below ``s3://BUCKET/PREFIX`` (module
+    docs). It lists a directory from the pushed lock's manifest when it has one, else from
+    the object listing."""
+
+    lists = True
+
+    def __init__(self, url: str | S3Location, *, client: Any = None, role: str = "mirror") -> None:
+        super().__init__(url, client=client, role=role)
+        self._manifest: Lock | None = None
+        self._manifest_read = False
+        self._manifest_lock = threading.Lock()
+
+    # -- listing ------------------------------------------------------------------------
+
+    def manifest(self) -> Lock | None:
+        """The lock a push wrote at ``PREFIX/catalog.lock.json``, or None (read once)."""
+        with self._manifest_lock:
+            if not self._manifest_read:
+                self._manifest = self._read_manifest()
+                self._manifest_read = True
+            return self._manifest
+
+    def _read_manifest(self) -> Lock | None:
+        head = self._head(MANIFEST)
+        if head is None:
+            return None
+        if int(head.get("ContentLength", 0)) > _MAX_MANIFEST_BYTES:
+            raise self._unavailable(MANIFEST, f"larger than {_MAX_MANIFEST_BYTES} bytes")
+        try:
+            body = self._client.get_object(
+                Bucket=self.where_.bucket, Key=self.where_.key(MANIFEST)
+            )["Body"]
+            raw = body.read(_MAX_MANIFEST_BYTES + 1)
+        except Exception as exc:
+            raise self._unavailable(MANIFEST, exc) from None
+        try:
+            return Lock.parse(raw, Path(MANIFEST))
+        except LockError as exc:
+            raise self._unavailable(MANIFEST, f"not a valid lock ({exc})") from None
+
+    def entry(self, rel: str) -> LockEntry | None:
+        """The pushed lock's entry for the artifact at ``rel``, if any."""
+        manifest = self.manifest()
+        return None if manifest is None else manifest.artifacts.get(rel)
+
+    def list(self, rel: str) -> dict[str, Listing] | None:
+        entry = self.entry(rel)
+        if entry is not None and entry.kind == "dir" and entry.files is not None:
+            return {name: Listing(f.size, f.sha256) for name, f in entry.files.items()}
+        found: dict[str, Listing] = {}
+        base = self.where_.key(rel).rstrip("/") + "/"
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.where_.bucket, Prefix=base
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    name = obj["Key"][len(base) :]
+                    if name and not name.endswith("/"):
+                        found[name] = Listing(int(obj["Size"]))
+        except Exception as exc:
+            raise self._unavailable(rel, exc) from None
+        return found or None
+
+    def probe(self, rel: str) -> int | None:
+        head = self._head(rel)
+        return None if head is None else int(head["ContentLength"])
+
+    # -- fetching -----------------------------------------------------------------------
+
+    def fetch(self, rel: str, sink: Sink) -> None:
+        key = self.where_.key(rel)
+        if sink.size is None or sink.size < RANGED_FROM:
+            self._fetch_stream(rel, key, sink, None)
+        else:
+            self._fetch_ranged(rel, key, sink)
+
+    def _get(self, rel: str, key: str, first: int, last: int | None) -> Any:
+        """The GET of bytes ``first``..``last`` (None: to the end); its response."""
+        extra = {}
+        if first or last is not None:
+            extra["Range"] = f"bytes={first}-{'' if last is None else last}"
+        try:
+            return self._client.get_object(Bucket=self.where_.bucket, Key=key, **extra)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in _NOT_FOUND:
+                raise _NotThereError from None
+            if code == "InvalidRange":  # nothing more to read past the end
+                raise self._unavailable(rel, "shorter than announced") from None
+            raise
+
+    def _fetch_stream(self, rel: str, key: str, sink: Sink, published: str | None) -> None:
+        """One GET, resumed from the last byte received after a dropped connection."""
+        failures = 0
+        while True:
+            start = sink.received
+            try:
+                resp = self._get(rel, key, start, None)
+                if start == 0:
+                    length = int(resp["ContentLength"])
+                    if sink.size is None:
+                        sink.size = length
+                    elif length != sink.size:
+                        resp["Body"].close()
+                        self._wrong_size(rel, length, sink)
+                    meta = resp.get("Metadata") or {}
+                    sink.published = _published(meta.get(_SHA256_KEY))
+                body = resp["Body"]
+                try:
+                    for chunk in body.iter_chunks(CHUNK_SIZE):
+                        sink.write(chunk)
+                finally:
+                    body.close()
+            except (_NotThereError, SourceUnavailableError, *_SIGNALS):
+                raise
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise self._unavailable(rel, exc) from None
+                failures = 0 if sink.received > start else failures + 1
+                if failures > _RETRIES:
+                    raise self._unavailable(rel, exc) from None
+                time.sleep(_BACKOFF_S * (2 ** max(failures - 1, 0)))
+                continue
+            if sink.size is not None and sink.received < sink.size:
+                failures = 0 if sink.received > start else failures + 1
+                if failures > _RETRIES:
+                    raise self._unavailable(rel, "the answer was shorter than announced")
+                continue
+            return
+
+    def _wrong_size(self, rel: str, length: int, sink: Sink) -> None:
+        if sink.size is not None and length > sink.size:
+            raise _TooLongError
+        raise self._unavailable(
+            rel, f"the object has {length} bytes, the pin says {sink.size}: it holds another file"
+        )
+
+    def _fetch_ranged(self, rel: str, key: str, sink: Sink) -> None:
+        """Several ranged GETs at once; their bytes are written to the sink in order."""
+        assert sink.size is not None
+        head = self._head(rel)
+        if head is None:
+            raise _NotThereError
+        length = int(head["ContentLength"])
+        if length != sink.size:
+            self._wrong_size(rel, length, sink)
+        sink.published = _published((head.get("Metadata") or {}).get(_SHA256_KEY))
+        ranges = [(o, min(o + PART_SIZE, length) - 1) for o in range(0, length, PART_SIZE)]
+        with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="dp-models-s3-get") as pool:
+            pending: list[Future[bytes]] = []
+            it = iter(ranges)
+            try:
+                for first, last in it:
+                    pending.append(pool.submit(self._range, rel, key, first, last, sink))
+                    if len(pending) >= PARTS_IN_FLIGHT:
+                        sink.write(pending.pop(0).result())
+                while pending:
+                    sink.write(pending.pop(0).result())
+            finally:
+                for f in pending:
+                    f.cancel()
+
+    def _range(self, rel: str, key: str, first: int, last: int, sink: Sink) -> bytes:
+        want = last - first + 1
+        buf = bytearray()
+        failures = 0
+        while len(buf) < want:
+            if sink.cancel.is_set():
+                raise _CancelledError
+            got = len(buf)
+            try:
+                body = self._get(rel, key, first + got, last)["Body"]
+                try:
+                    for chunk in body.iter_chunks(CHUNK_SIZE):
+                        if len(buf) + len(chunk) > want:
+                            raise self._unavailable(rel, "a range answer longer than asked")
+                        buf += chunk
+                finally:
+                    body.close()
+            except (_NotThereError, SourceUnavailableError, *_SIGNALS):
+                raise
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise self._unavailable(rel, exc) from None
+            failures = 0 if len(buf) > got else failures + 1
+            if failures > _RETRIES:
+                raise self._unavailable(rel, "the answer was shorter than announced")
+            if failures:
+                time.sleep(_BACKOFF_S * (2 ** (failures - 1)))
+        return bytes(buf)
+
+
+def _published(value: object) -> str | None:
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
+
+
+class S3Destination(_Store):
+    """Pushes a MODELS_ROOT's files to ``s3://BUCKET/PREFIX`` (module docs)."""
+
+    def __init__(self, url: str | S3Location, *, client: Any = None) -> None:
+        super().__init__(url, client=client, role="destination")
+        self._parts = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="dp-models-s3-put")
+
+    def has(self, rel: str, size: int, sha256: str) -> bool:
+        head = self._head(rel)
+        return (
+            head is not None
+            and int(head["ContentLength"]) == size
+            and (head.get("Metadata") or {}).get(_SHA256_KEY) == sha256
+        )
+
+    def put(
+        self, rel: str, fd: int, size: int, sha256: str, advance: Callable[[int], None]
+    ) -> None:
+        key = self.where_.key(rel)
+        part = max(PART_SIZE, -(-size // _MAX_PARTS))
+        if size <= part:
+            data = _read_exactly(fd, 0, size)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != sha256 or len(data) != size:
+                raise _PutMismatchError(actual, len(data))
+            self._call(
+                rel,
+                lambda: self._client.put_object(
+                    Bucket=self.where_.bucket,
+                    Key=key,
+                    Body=data,
+                    Metadata={_SHA256_KEY: sha256},
+                    ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+                ),
+            )
+            advance(size)
+            return
+        upload = self._call(
+            rel,
+            lambda: self._client.create_multipart_upload(
+                Bucket=self.where_.bucket, Key=key, Metadata={_SHA256_KEY: sha256}
+            ),
+        )["UploadId"]
+        done = False
+        try:
+            hasher = hashlib.sha256()
+            pending: list[tuple[Future[dict[str, Any]], int]] = []
+            etags: list[dict[str, Any]] = []
+            for number, offset in enumerate(range(0, size, part), start=1):
+                data = _read_exactly(fd, offset, min(part, size - offset))
+                hasher.update(data)
+                job = self._parts.submit(self._part, rel, key, upload, number, data)
+                pending.append((job, len(data)))
+                while len(pending) >= PARTS_IN_FLIGHT:
+                    etags.append(_sent(pending.pop(0), advance))
+            while pending:
+                etags.append(_sent(pending.pop(0), advance))
+            actual = hasher.hexdigest()
+            if actual != sha256:
+                raise _PutMismatchError(actual, size)
+            self._call(
+                rel,
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self.where_.bucket,
+                    Key=key,
+                    UploadId=upload,
+                    MultipartUpload={"Parts": etags},
+                ),
+            )
+            done = True
+        finally:
+            if not done:
+                with contextlib.suppress(Exception):
+                    self._client.abort_multipart_upload(
+                        Bucket=self.where_.bucket, Key=key, UploadId=upload
+                    )
+
+    def _part(self, rel: str, key: str, upload: str, number: int, data: bytes) -> dict[str, Any]:
+        resp = self._call(
+            rel,
+            lambda: self._client.upload_part(
+                Bucket=self.where_.bucket,
+                Key=key,
+                UploadId=upload,
+                PartNumber=number,
+                Body=data,
+            ),
+        )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def _call(self, rel: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``; an S3 failure (after boto3's own retries) as SourceUnavailableError."""
+        try:
+            return fn()
+        except Exception as exc:
+            raise self._unavailable(rel, exc) from None
+
+    def commit(self, manifest: bytes) -> str:
+        """Write the manifest: the lock already there (earlier pushes of other specs) with
+        the entries of ``manifest`` merged in."""
+        pushed = Lock.parse(manifest, Path(MANIFEST))
+        held = S3Mirror(self.where_, client=self._client, role=self.role).manifest()
+        merged = {**(held.artifacts if held is not None else {}), **pushed.artifacts}
+        manifest = Lock(Path(MANIFEST), merged, exists=True).dumps().encode()
+        self._call(
+            MANIFEST,
+            lambda: self._client.put_object(
+                Bucket=self.where_.bucket,
+                Key=self.where_.key(MANIFEST),
+                Body=manifest,
+                ContentType="application/json",
+                Metadata={_SHA256_KEY: hashlib.sha256(manifest).hexdigest()},
+            ),
+        )
+        return self.shown
+
+    def close(self) -> None:
+        self._parts.shutdown(wait=True, cancel_futures=True)
+        super().close()
+
+
+def _sent(
+    job: tuple[Future[dict[str, Any]], int], advance: Callable[[int], None]
+) -> dict[str, Any]:
+    """The part ``job`` uploaded: its number and ETag (after ``advance`` by its size)."""
+    future, size = job
+    result = future.result()
+    advance(size)
+    return result
+
+
+def _read_exactly(fd: int, offset: int, size: int) -> bytes:
+    """``size`` bytes of ``fd`` from ``offset`` (fewer only when the file got shorter)."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = os.pread(fd, min(size - got, 8 << 20), offset + got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
