@@ -236,7 +236,12 @@ def _select(
 
 
 def _plan(
-    catalog: Catalog, specs: Sequence[Spec], opened: list[_Open] | None = None, *, pin: bool = False
+    catalog: Catalog,
+    specs: Sequence[Spec],
+    opened: list[_Open] | None = None,
+    *,
+    pin: bool = False,
+    verb: str = "pull",
 ) -> list[_Planned]:
     """The pinned artifacts of ``specs`` with their file lists. With ``opened``, pinned
     directories without a manifest, and (``pin``) unpinned artifacts, go there instead of
@@ -307,13 +312,23 @@ def _plan(
     if unpinned or no_manifest:
         lines = [f"  - {p}: not pinned" for p in unpinned]
         lines += [f"  - {p}" for p in no_manifest]
-        raise NotPullableError(
-            f"cannot pull {len(lines)} artifact(s) of the lock {catalog.lock.path}:\n"
-            + "\n".join(lines)
-            + "\npull fetches pinned artifacts, each directory by its manifest. To fetch a "
+        hint = (
+            "pull fetches pinned artifacts, each directory by its manifest. To fetch a "
             "first copy and record its digest in the site's lock, pull with --pin (from a "
             "mirror, or from upstream sources with --upstream); or provision them on a "
-            "mirror and run `dp-models lock --root MIRROR` there.",
+            "mirror and run `dp-models lock --root MIRROR` there."
+        )
+        if verb != "pull":
+            hint = (
+                f"{verb} takes pinned artifacts only: pin them in the site's lock first "
+                "(`dp-models lock --root ROOT` on a provisioned root, or `dp-models pull "
+                "--pin`)."
+            )
+        raise NotPullableError(
+            f"cannot {verb} {len(lines)} artifact(s) of the lock {catalog.lock.path}:\n"
+            + "\n".join(lines)
+            + "\n"
+            + hint,
             paths=[p.split(" ", 1)[0] for p in unpinned + no_manifest],
         )
     if opened is not None:

@@ -181,10 +181,10 @@ def push(
     try:
         opened: list[_Open] = []
         try:
-            planned = _plan(cat, specs, opened)
+            planned = _plan(cat, specs, opened, verb="push")
         except NotPullableError as exc:
             raise NotPushableError(
-                str(exc).replace("cannot pull", "cannot push", 1),
+                str(exc),
                 destination=dest.shown,
                 paths=exc.paths,
             ) from None

@@ -4,7 +4,8 @@ real server (a Triton server in dp_models' own tests; any TCP server in a proces
 >>> with FaultProxy(server.address) as proxy:                   # doctest: +SKIP
 ...     client = TritonClient(spec, proxy.url, network_timeout_s=2.0)
 ...     proxy.delay(5.0)          # every answer arrives 5 s late: the client times out
-...     proxy.cut_after(100)      # each connection is closed after 100 more answer bytes
+...     proxy.cut_after(100)      # each connection is reset after 100 more answer bytes
+...     proxy.cut_after(100, graceful=True)  # ... closed (FIN), the 100 bytes delivered
 ...     proxy.stall()             # answers are held back for as long as the mode lasts
 ...     proxy.refuse()            # new connections are reset at once
 ...     proxy.heal()              # plain forwarding again
@@ -50,6 +51,7 @@ class _Mode:
     delay_s: float = 0.0
     cut_after: int = 0
     generation: int = 0
+    graceful: bool = False
 
 
 def _reset(sock: socket.socket) -> None:
@@ -167,7 +169,7 @@ class _Connection:
                         if rest:
                             pending.appendleft((arrival, rest))
                     if budget <= 0 and (pending or upstream_open):
-                        self.reset_requested = True
+                        self.reset_requested = not mode.graceful
                         return  # the rest of the answer never comes
                 else:
                     wait = mode.delay_s if mode.name == "delay" else 0.0
@@ -247,9 +249,11 @@ class FaultProxy:
 
     # -- modes -------------------------------------------------------------------------------
 
-    def _set(self, name: str, *, delay_s: float = 0.0, cut_after: int = 0) -> None:
+    def _set(
+        self, name: str, *, delay_s: float = 0.0, cut_after: int = 0, graceful: bool = False
+    ) -> None:
         with self._lock:
-            self._mode = _Mode(name, delay_s, cut_after, self._mode.generation + 1)
+            self._mode = _Mode(name, delay_s, cut_after, self._mode.generation + 1, graceful)
 
     def heal(self) -> None:
         """Forward everything at once again (answers held by :meth:`stall` or :meth:`delay`
@@ -266,11 +270,13 @@ class FaultProxy:
         """Hold every answer until the mode changes (the connections stay open)."""
         self._set("stall")
 
-    def cut_after(self, nbytes: int) -> None:
-        """Let ``nbytes`` more answer bytes through on each connection, then reset it."""
+    def cut_after(self, nbytes: int, *, graceful: bool = False) -> None:
+        """Let ``nbytes`` more answer bytes through on each connection, then reset it (with
+        ``graceful``, close it instead: the client gets every byte let through, then the
+        end of the stream, as from a server that went away mid-answer)."""
         if nbytes < 0:
             raise ValueError(f"cut_after needs a byte count >= 0, not {nbytes!r}")
-        self._set("cut", cut_after=nbytes)
+        self._set("cut", cut_after=nbytes, graceful=graceful)
 
     def refuse(self) -> None:
         """Reset every new connection at once (open ones are kept)."""
