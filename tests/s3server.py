@@ -48,7 +48,7 @@ class S3Server:
     def __init__(self, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log, "wb")  # closed in stop()
         env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
         self.proc = subprocess.Popen(
             [_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
@@ -67,7 +67,9 @@ class S3Server:
             except (urllib.error.URLError, OSError):
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"moto_server did not answer within 60 s: see {log}")
+                    raise RuntimeError(
+                        f"moto_server did not answer within 60 s: see {log}"
+                    ) from None
                 time.sleep(0.1)
 
     def environ(self) -> dict[str, str]:
