@@ -336,7 +336,14 @@ def _parser() -> argparse.ArgumentParser:
     p = triton.add_parser("export", help=help_, description=help_, parents=[common, rooted])
     p.set_defaults(func=_triton_export)
     p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--out", metavar="DIR", required=True, help="repository to write (new or empty)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="DIR", help="repository to write (new or empty)")
+    where.add_argument(
+        "--to",
+        metavar="s3://BUCKET/PREFIX",
+        help="write the repository to an S3-compatible store (an empty prefix; the AWS "
+        "settings say where and as whom), for servers started with --model-repository=s3://...",
+    )
     p.add_argument(
         "--link",
         action="store_true",
@@ -901,13 +908,19 @@ def _triton_export(args: argparse.Namespace, out: TextIO) -> int:
     hasher = _hasher(settings)
     try:
         models = export_repository(
-            catalog, root, args.out, args.names or None, link=args.link, hasher=hasher
+            catalog, root, args.to or args.out, args.names or None, link=args.link, hasher=hasher
         )
     finally:
         if hasher.progress is not None:
             hasher.progress.close()
-    repo = Path(args.out).resolve()
-    out.write(f"wrote Triton model repository {repo}: {_n(len(models), 'model')} from {root}\n")
+    if args.to:
+        from ._s3 import triton_repository_url
+
+        repo = triton_repository_url(args.to)
+        shown = args.to
+    else:
+        repo = shown = str(Path(args.out).resolve())
+    out.write(f"wrote Triton model repository {shown}: {_n(len(models), 'model')} from {root}\n")
     rows = [["MODEL", "VERSION", "SPEC", "FILES", "WEIGHTS DIGEST"]]
     rows += [
         [m.model_name, str(m.version), m.spec, str(len(m.files)), m.weights_digest] for m in models

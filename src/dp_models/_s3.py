@@ -29,7 +29,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -461,6 +461,41 @@ class S3Destination(_Store):
         except Exception as exc:
             raise self._unavailable(rel, exc) from None
 
+    def holds_anything(self) -> bool:
+        """Whether any object lies below the prefix."""
+        prefix = self.where_.key("")
+        found = self._call(
+            "",
+            lambda: self._client.list_objects_v2(
+                Bucket=self.where_.bucket, Prefix=prefix, MaxKeys=1
+            ),
+        )
+        return bool(found.get("Contents"))
+
+    def write(self, rel: str, data: bytes, *, content_type: str) -> None:
+        """Put a small object (the bytes in hand, their sha256 checked by the store)."""
+        sha256 = hashlib.sha256(data).digest()
+        self._call(
+            rel,
+            lambda: self._client.put_object(
+                Bucket=self.where_.bucket,
+                Key=self.where_.key(rel),
+                Body=data,
+                ContentType=content_type,
+                Metadata={_SHA256_KEY: sha256.hex()},
+                ChecksumSHA256=base64.b64encode(sha256).decode("ascii"),
+            ),
+        )
+
+    def delete(self, rels: Sequence[str]) -> None:
+        """Remove these objects, as far as the store lets (cleaning up after a failure)."""
+        for start in range(0, len(rels), 1000):
+            batch = [{"Key": self.where_.key(r)} for r in rels[start : start + 1000]]
+            with contextlib.suppress(Exception):
+                self._client.delete_objects(
+                    Bucket=self.where_.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+
     def commit(self, manifest: bytes) -> str:
         """Write the manifest: the lock already there (earlier pushes of other specs) with
         the entries of ``manifest`` merged in."""
@@ -468,16 +503,7 @@ class S3Destination(_Store):
         held = S3Mirror(self.where_, client=self._client, role=self.role).manifest()
         merged = {**(held.artifacts if held is not None else {}), **pushed.artifacts}
         manifest = Lock(Path(MANIFEST), merged, exists=True).dumps().encode()
-        self._call(
-            MANIFEST,
-            lambda: self._client.put_object(
-                Bucket=self.where_.bucket,
-                Key=self.where_.key(MANIFEST),
-                Body=manifest,
-                ContentType="application/json",
-                Metadata={_SHA256_KEY: hashlib.sha256(manifest).hexdigest()},
-            ),
-        )
+        self.write(MANIFEST, manifest, content_type="application/json")
         return self.shown
 
     def close(self) -> None:
@@ -506,3 +532,16 @@ def _read_exactly(fd: int, offset: int, size: int) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+def triton_repository_url(url: str | S3Location, *, client: Any = None) -> str:
+    """The ``--model-repository`` value under which a Triton server reads the repository
+    at ``url``: ``s3://BUCKET/PREFIX`` on AWS; for a store at an overridden endpoint,
+    Triton's ``s3://SCHEME://HOST:PORT/BUCKET/PREFIX`` (the server takes the region and
+    credentials from the same AWS variables)."""
+    where = url if isinstance(url, S3Location) else parse_s3_url(url)
+    endpoint = str((client if client is not None else make_client()).meta.endpoint_url)
+    if _is_aws(endpoint):
+        return where.shown
+    tail = f"{where.bucket}/{where.prefix}" if where.prefix else where.bucket
+    return f"s3://{endpoint.rstrip('/')}/{tail}"

@@ -202,7 +202,9 @@ class TritonServer:
         self.stop_timeout_s = stop_timeout_s
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
-        self.repositories: tuple[Path, ...] = ()
+        #: Directories, or ``s3://`` repositories (Triton's form; the server reads the AWS
+        #: variables of the environment it is started in).
+        self.repositories: tuple[Path | str, ...] = ()
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.startup_s: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -249,8 +251,9 @@ class TritonServer:
     def start(
         self, repositories: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
     ) -> TritonServer:
-        """Start serving ``repositories`` (one path or several; the last ones again when
-        None) and wait until the server is ready. Returns ``self``."""
+        """Start serving ``repositories`` (one path or several; an ``s3://`` repository as
+        a string; the last ones again when None) and wait until the server is ready.
+        Returns ``self``."""
         if self.running:
             raise TritonServerError(f"the Triton server (pid {self.pid}) is already running")
         if repositories is not None:
@@ -259,11 +262,13 @@ class TritonServer:
                 if isinstance(repositories, (str, os.PathLike))
                 else list(repositories)
             )
-            self.repositories = tuple(Path(p).resolve() for p in paths)
+            self.repositories = tuple(
+                str(p) if str(p).lower().startswith("s3://") else Path(p).resolve() for p in paths
+            )
         if not self.repositories:
             raise TritonServerError("start() needs at least one model repository")
         for repo in self.repositories:
-            if not repo.is_dir():
+            if isinstance(repo, Path) and not repo.is_dir():
                 raise TritonServerError(f"model repository {repo} is not a directory")
         chosen_here = not self.http_port
         for attempt in range(3):

@@ -53,14 +53,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._catalog import Catalog
 from .._digest import Hasher
-from .._errors import TritonExportError
-from .._io import fsync_directory
+from .._errors import ArtifactChangedError, SourceUnavailableError, TritonExportError
+from .._io import fsync_directory, open_regular
 from .._settings import Settings
 from .._spec import Spec, TritonSection, TritonTensor
 from .._verify import ArtifactReport, Verifier
@@ -115,8 +115,9 @@ class ExportedModel:
     model_name: str
     version: int
     weights_digest: str
-    #: The model folder (``OUT/<model_name>``) once the export is complete.
-    directory: Path
+    #: The model folder once the export is complete: ``OUT/<model_name>``, or for an
+    #: export to a store its ``s3://BUCKET/PREFIX/<model_name>``.
+    directory: Path | str
     #: Files of the version folder, relative to it, '/'-separated, sorted.
     files: tuple[str, ...] = field(default=())
 
@@ -347,6 +348,12 @@ def export_repository(
     ``catalog`` when None), with the artifacts from ``models_root`` (resolved like
     everywhere: the argument, else ``$DP_MODELS_ROOT``, else ``$MODELS_ROOT``).
 
+    ``out_dir`` is a directory, or an S3-compatible store's ``s3://BUCKET/PREFIX`` (an
+    empty prefix; the AWS settings say where and as whom, :mod:`dp_models._s3`) for
+    servers started with ``--model-repository=s3://...``: every file is uploaded verified
+    (the bytes read while uploading must hash to what was verified) and each model's
+    ``config.pbtxt`` last; on failure what was uploaded is deleted.
+
     Every artifact is verified against its pin first; any problem raises its typed
     :class:`~dp_models._errors.ArtifactError` and nothing is written. See the module
     documentation for the layout. ``hasher`` brings a digest cache and policy (the default
@@ -354,14 +361,23 @@ def export_repository(
     """
     specs = _select(catalog, names)
     root = Settings.resolve(models_root=models_root).require_root()
+    to_store = isinstance(out_dir, str) and out_dir.lower().startswith("s3://")
+    if to_store and link:
+        raise TritonExportError("--link hard-links files into a directory; not into a store")
     out = Path(out_dir).absolute()
-    _check_target(out)
-    verifier = Verifier(catalog, root, hasher or Hasher())
+    if not to_store:
+        _check_target(out)
+    hasher = hasher or Hasher()
+    verifier = Verifier(catalog, root, hasher)
     reports = verifier.verify(specs)
     by_spec: dict[str, list[ArtifactReport]] = {}
     for report in reports:
         by_spec.setdefault(report.spec, []).append(report)
     plans = [_plan(catalog, spec, by_spec[spec.name]) for spec in specs]
+    if to_store:
+        assert isinstance(out_dir, str)
+        where = _export_to_store(plans, out_dir, hasher, lambda: verifier.verify(specs))
+        return _exported(plans, lambda name: f"{where}/{name}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -371,12 +387,7 @@ def export_repository(
             model_dir = tmp / plan.triton.model_name
             version_dir = model_dir / str(plan.triton.model_version)
             version_dir.mkdir(parents=True)
-            (model_dir / CONFIG_FILENAME).write_text(
-                render_config(
-                    plan.spec, plan.digest, default_model_filename=plan.default_model_filename
-                ),
-                encoding="utf-8",
-            )
+            (model_dir / CONFIG_FILENAME).write_text(_config(plan), encoding="utf-8")
             for rel, source in plan.files:
                 _place(source, version_dir / rel, link=link)
         # Whatever changed in MODELS_ROOT while it was copied shows up here (a changed file
@@ -390,14 +401,76 @@ def export_repository(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_directory(out.parent)  # make the rename durable where the OS allows it
+    return _exported(plans, lambda name: out / name)
+
+
+def _config(plan: _Plan) -> str:
+    return render_config(plan.spec, plan.digest, default_model_filename=plan.default_model_filename)
+
+
+def _exported(plans: Sequence[_Plan], folder: Callable[[str], Path | str]) -> list[ExportedModel]:
     return [
         ExportedModel(
             spec=p.spec.name,
             model_name=p.triton.model_name,
             version=p.triton.model_version,
             weights_digest=p.digest,
-            directory=out / p.triton.model_name,
+            directory=folder(p.triton.model_name),
             files=tuple(rel for rel, _ in p.files),
         )
         for p in plans
     ]
+
+
+def _export_to_store(
+    plans: Sequence[_Plan], url: str, hasher: Hasher, reverify: Callable[[], object]
+) -> str:
+    """Upload the repository to the empty ``s3://`` prefix ``url``; its shown URL."""
+    from .._s3 import S3Destination
+    from .._transfer import _PutMismatchError
+
+    dest = S3Destination(url)
+    written: list[str] = []
+    try:
+        if dest.holds_anything():
+            raise TritonExportError(
+                f"{dest.shown} is not empty. Export into a new (or empty) prefix, then point "
+                "the servers' --model-repository at it; an export never overwrites a served "
+                "repository in place."
+            )
+        try:
+            for plan in plans:
+                model = plan.triton.model_name
+                for rel, source in plan.files:
+                    key = f"{model}/{plan.triton.model_version}/{rel}"
+                    digest = hasher.file(source)
+                    fd = open_regular(source)
+                    try:
+                        written.append(key)
+                        dest.put(key, fd, digest.size, digest.sha256, lambda n: None)
+                    except _PutMismatchError:
+                        raise ArtifactChangedError(
+                            f"spec {plan.spec.name!r}: {source} changed while it was uploaded "
+                            f"to {dest.shown}; the export was abandoned. Run it again once "
+                            "MODELS_ROOT is settled.",
+                            spec=plan.spec.name,
+                            path=source,
+                        ) from None
+                    finally:
+                        os.close(fd)
+                # the config last: a server polling the store sees a complete model folder
+                key = f"{model}/{CONFIG_FILENAME}"
+                written.append(key)
+                dest.write(key, _config(plan).encode("utf-8"), content_type="text/plain")
+            reverify()  # what changed in MODELS_ROOT meanwhile abandons the export
+        except BaseException:
+            dest.delete(written)
+            raise
+    except SourceUnavailableError as exc:
+        raise TritonExportError(
+            f"cannot write the Triton repository to {dest.shown}: {exc}. Check the bucket "
+            "and the AWS settings (credentials, region, AWS_ENDPOINT_URL_S3)."
+        ) from None
+    finally:
+        dest.close()
+    return dest.shown
