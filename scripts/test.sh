@@ -7,6 +7,8 @@ source scripts/_venv.sh
 ensure_venv test
 echo "==> Triton server (.venv-triton)"
 scripts/triton_env.sh >/dev/null
+echo "==> OCI registry (Debian's docker-registry)"
+scripts/registry_env.sh >/dev/null
 
 echo "==> ruff"
 .venv/bin/ruff check src tests benchmarks examples scripts

@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "_catalog": 2,
     "_lock": 2,
     "_transfer": 2,
+    "_s3": 2,
+    "_oci": 2,
     "_upstream": 2,
     "_signing": 2,
     "_guard": 2,
@@ -42,6 +44,7 @@ LAYERS: dict[str, int] = {
     "_provenance": 3,
     "_pinning": 3,
     "_pull": 3,
+    "_push": 3,
     "_bundle": 3,
     "loaders": 4,
     "triton": 4,
@@ -173,6 +176,8 @@ NETWORK_MODULES = frozenset({"socket", "ssl", "http.client", "urllib.request", "
 #: test servers of ``dp_models.testing``.
 NETWORK_ALLOWED = {
     "_transfer": "provisioning: mirrors and upstream sources (dp-models pull)",
+    "_oci": "provisioning: OCI registries as pull mirrors and push destinations (its own "
+    "requests: registry auth challenges, uploads; blob downloads go through _transfer)",
     "triton.transport": "the Triton client, to its configured endpoint",
     "_guard": "the network guard itself",
     "testing.faults": "a loopback proxy for tests",
@@ -180,8 +185,9 @@ NETWORK_ALLOWED = {
 }
 #: The modules that fetch over the network, and who may import them: provisioning and its
 #: front doors, never a load path (loaders, the verifier, the catalog).
-FETCHERS = {"_transfer", "_upstream", "_pull", "_bundle"}
-FETCHER_USERS = FETCHERS | {"_manager", "_cli", "__init__"}
+FETCHERS = {"_transfer", "_upstream", "_pull", "_bundle", "_oci", "_s3", "_push"}
+#: ... and ``triton.repository``: ``triton export --to s3://`` uploads the repository.
+FETCHER_USERS = FETCHERS | {"_manager", "_cli", "__init__", "triton.repository"}
 
 
 def network_imports(path: Path) -> set[str]:

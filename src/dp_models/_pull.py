@@ -74,8 +74,8 @@ from ._transfer import (
     _DestinationError,
     _NotThereError,
     _TooLongError,
-    make_mirror,
 )
+from ._transfer import make_mirror as _plain_mirror
 from ._upstream import Upstream, can_list, hf_revision
 
 try:  # POSIX only; elsewhere concurrent pulls of one root may fetch a file twice
@@ -181,6 +181,22 @@ class PullReport:
                 for a in self.artifacts
             ],
         }
+
+
+def make_mirror(value: str) -> Mirror:
+    """The mirror a ``--from`` value names: an S3-compatible store (``s3://BUCKET/PREFIX``),
+    an OCI registry (``oci://REGISTRY/REPO:TAG`` or ``@sha256:...``), an http(s) URL, else a
+    directory (``file://`` allowed)."""
+    lowered = value.lower()
+    if lowered.startswith("s3://"):
+        from ._s3 import S3Mirror
+
+        return S3Mirror(value)
+    if lowered.startswith("oci://"):
+        from ._oci import OciMirror
+
+        return OciMirror(value)
+    return _plain_mirror(value)
 
 
 # -- planning ----------------------------------------------------------------------------

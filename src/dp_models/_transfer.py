@@ -534,20 +534,11 @@ class _RetryError(Exception):
 
 
 def make_mirror(value: str) -> Mirror:
-    """The mirror a ``--from`` value names: an http(s) URL, an S3-compatible store
-    (``s3://BUCKET/PREFIX``), an OCI registry (``oci://REGISTRY/REPO:TAG`` or ``@sha256:``),
-    else a directory (``file://`` allowed)."""
+    """The mirror a ``--from`` value names: an http(s) URL, else a directory (``file://``
+    allowed). :func:`dp_models._pull.make_mirror` adds the stores."""
     lowered = value.lower()
     if lowered.startswith(("http://", "https://")):
         return HttpMirror(value)
-    if lowered.startswith("s3://"):
-        from ._s3 import S3Mirror
-
-        return S3Mirror(value)
-    if lowered.startswith("oci://"):
-        from ._oci import OciMirror
-
-        return OciMirror(value)
     if lowered.startswith("file://"):
         value = value[len("file://") :]
     path = Path(value).expanduser()
