@@ -31,7 +31,7 @@ from dp_models._digest import directory_digest
 from dp_models._lock import Lock, LockEntry, ManifestFile
 from dp_models._oci import OciDestination, OciMirror, parse_reference
 from dp_models._transfer import Sink, _NotThereError, _PutMismatchError
-from dp_models.testing import fake_catalog_dir, fake_models_root
+from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
 from .registry import Registry, StorageServer, TokenService
 
@@ -687,3 +687,34 @@ def test_the_bearer_token_flow(
     assert {a.status for a in report.artifacts} == {"fetched"}
     assert service.authorizations == [basic, basic]
     secret_free(repr(mirror), repr(mirror.__dict__))
+
+
+# -- the command line, end to end ---------------------------------------------------------------
+
+
+def test_dp_models_push_then_pull_by_the_printed_digest_then_doctor(
+    registry: Registry, served: Path, repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = str(fake_catalog_dir(served))
+    store = f"{registry.url}/{repo}:v1"
+    argv = ["push", *NAMES, "--root", str(served), "--catalog", catalog, "--to", store, "--json"]
+    assert run_cli(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    reference = report["reference"]
+    assert reference.startswith(f"{registry.url}/{repo}@sha256:")
+    assert {a["status"] for a in report["artifacts"]} == {"pushed"}
+    # a second push of the same root sends nothing and names the same artifact
+    assert run_cli(argv[:-1]) == 0
+    out = capsys.readouterr().out
+    assert "pushed 0 artifacts" in out and f"--from {reference}" in out
+    root = tmp_path / "node"
+    pull = ["pull", *NAMES, "--root", str(root), "--catalog", catalog, "--from", reference]
+    assert run_cli(pull) == 0
+    assert run_cli(["doctor", *NAMES, "--root", str(root), "--catalog", catalog]) == 0
+    capsys.readouterr()
+    # by tag: the report records the digest the tag named
+    other = tmp_path / "other"
+    by_tag = ["pull", *NAMES, "--root", str(other), "--catalog", catalog, "--from", store]
+    assert run_cli([*by_tag, "--json"]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    assert pulled["mirrors"] == [reference]
