@@ -17,7 +17,7 @@ import pytest
 
 from dp_models import ModelManager
 from dp_models._offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
-from dp_models._settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS
+from dp_models._settings import ENV_TRITON_REPLICAS, ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS
 
 #: Every variable dp_models reads or sets; cleaned before and restored after each test.
 TOUCHED_VARS = sorted({*ENV_VARS, *OFFLINE_FLAGS, *cache_dirs(Path("/")), *LEGACY_CACHE_VARS})
@@ -37,7 +37,8 @@ def clean_environ(
     """No dp_models or framework variable leaks in from the caller; the digest cache is per test."""
     for name in TOUCHED_VARS:
         monkeypatch.delenv(name, raising=False)
-    for name in [k for k in os.environ if k.startswith((ENV_TRITON_URL, ENV_TRITON_TIMEOUT))]:
+    prefixes = (ENV_TRITON_URL, ENV_TRITON_TIMEOUT, ENV_TRITON_REPLICAS)
+    for name in [k for k in os.environ if k.startswith(prefixes)]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DP_MODELS_CACHE_DIR", str(tmp_path_factory.mktemp("digest-cache")))
 
@@ -235,7 +236,7 @@ def env_without_dp_models() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real S3-compatible server (moto) on loopback, for the whole session."""
-    from .s3server import S3Server
+    from dp_models.testing.s3 import S3Server
 
     server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
     yield server

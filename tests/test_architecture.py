@@ -182,6 +182,7 @@ NETWORK_ALLOWED = {
     "_guard": "the network guard itself",
     "testing.faults": "a loopback proxy for tests",
     "testing.triton": "a loopback Triton server for tests",
+    "testing.s3": "a loopback S3 server (moto) for tests",
 }
 #: The modules that fetch over the network, and who may import them: provisioning and its
 #: front doors, never a load path (loaders, the verifier, the catalog).

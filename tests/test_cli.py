@@ -529,3 +529,23 @@ sys.exit(main(["digest", "--cache-dir", {str(cache)!r}, {str(big)!r}]))
     assert out == ""
     assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
     assert not list(cache.rglob("*.json"))
+
+
+def test_doctor_users_checks_the_specs_a_processor_uses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--users PROCESSOR`` (a processor's readiness probe): exactly its specs, with NAMES."""
+    from dp_models import Catalog
+
+    packaged = Catalog.load()
+    users = "TextProcessor/embeddings"
+    expected = sorted(n for n, s in packaged.items() if users in s.users)
+    assert expected
+    argv = ["doctor", "--users", users, "--root", str(tmp_path), "--no-triton", "--json"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 1  # an empty root: nothing is provisioned
+    assert sorted(s["name"] for s in json.loads(out)["specs"]) == expected
+    code, out, _ = run(capsys, *argv, "emonet_8")
+    assert sorted(s["name"] for s in json.loads(out)["specs"]) == sorted([*expected, "emonet_8"])
+    code, _, err = run(capsys, "doctor", "--users", "Nobody/none", "--root", str(tmp_path))
+    assert code != 0 and "no spec of the catalog" in err and "Nobody/none" in err

@@ -8,7 +8,7 @@ from typing import get_args
 
 import pytest
 
-from dp_models._health import HealthReport, HealthStatus
+from dp_models._health import HealthReport, HealthStatus, ReplicaHealth, worst_replica
 from dp_models._verify import Status
 
 NOT_FAILING = {"ok", "absent", "remote", "served", "unverified"}
@@ -38,6 +38,7 @@ TRITON_KEYS = [
     "metadata_ok",
     "served_digest",
     "served_digest_verified",
+    "replicas",
     "error",
     "error_type",
 ]
@@ -68,6 +69,42 @@ def test_a_triton_report_as_json(
         metadata_ok,
         verified,
     )
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_a_report_with_replicas_as_json() -> None:
+    good = ReplicaHealth("http://a:1", HealthStatus.SERVED, live=True, served_digest="d")
+    bad = ReplicaHealth(
+        "http://b:1",
+        HealthStatus.SERVED_DIGEST_MISMATCH,
+        error="other weights",
+        error_type="TritonDigestMismatchError",
+        live=True,
+        served_digest="e",
+    )
+    down = ReplicaHealth("http://c:1", HealthStatus.UNAVAILABLE, error="down")
+    assert (good.ok, bad.ok, down.ok) == (True, False, False)
+    assert (bad.ready, bad.metadata_ok, bad.served_digest_verified) == (True, True, False)
+    assert (down.ready, down.metadata_ok, down.served_digest_verified) == (False, None, None)
+    assert worst_replica([good, down, bad]) is bad  # other weights say more than down
+    assert worst_replica([good, down]) is down
+    unverified = ReplicaHealth("http://d:1", HealthStatus.UNVERIFIED, live=True)
+    assert worst_replica([good, unverified]) is unverified
+    report = HealthReport("midas", "triton", bad.status, replicas=(good, bad))
+    data = report.as_dict()
+    assert [r["endpoint"] for r in data["replicas"]] == ["http://a:1", "http://b:1"]
+    assert data["replicas"][1] == {
+        "endpoint": "http://b:1",
+        "status": "served_digest_mismatch",
+        "ok": False,
+        "live": True,
+        "ready": True,
+        "metadata_ok": True,
+        "served_digest": "e",
+        "served_digest_verified": False,
+        "error": "other weights",
+        "error_type": "TritonDigestMismatchError",
+    }
     assert json.loads(json.dumps(data)) == data
 
 

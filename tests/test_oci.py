@@ -30,6 +30,7 @@ from dp_models import _oci as oci
 from dp_models._digest import directory_digest
 from dp_models._lock import Lock, LockEntry, ManifestFile
 from dp_models._oci import OciDestination, OciMirror, parse_reference
+from dp_models._settings import Settings
 from dp_models._transfer import Sink, _NotThereError, _PutMismatchError
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
@@ -217,37 +218,43 @@ def test_plain_http_only_for_loopback_or_listed_hosts(monkeypatch: pytest.Monkey
     assert not oci.plain_http_allowed("registry.example.com", 5000)
     assert not oci.plain_http_allowed("10.0.0.5", None)
     monkeypatch.setenv("DP_MODELS_OCI_PLAIN_HTTP", "registry.lab:5000, 10.0.0.5")
-    assert oci.plain_http_allowed("registry.lab", 5000)
-    assert not oci.plain_http_allowed("registry.lab", 443)
-    assert oci.plain_http_allowed("10.0.0.5", None)
+    listed = Settings.resolve().oci_plain_http
+    assert listed == ("registry.lab:5000", "10.0.0.5")
+    assert oci.plain_http_allowed("registry.lab", 5000, listed)
+    assert not oci.plain_http_allowed("registry.lab", 443, listed)
+    assert oci.plain_http_allowed("10.0.0.5", None, listed)
     ref = parse_reference("oci://registry.example.com/models:v1")
     assert OciDestination(ref)._registry.scheme == "https"
     assert OciDestination("oci://registry.lab:5000/models:v1")._registry.scheme == "http"
 
 
 def test_credentials_come_from_the_docker_config(docker_config: Path) -> None:
-    assert oci.docker_credentials("registry:5000") is None  # no config.json at all
+    config = Settings.resolve().docker_config
+    assert config == docker_config / "config.json"
+    assert oci.docker_credentials("registry:5000", config) is None  # no config.json at all
     login(docker_config, "https://registry:5000/v1/", USER, PASSWORD)
-    found = oci.docker_credentials("registry:5000")
+    found = oci.docker_credentials("registry:5000", docker_config / "config.json")
     assert found is not None
     assert found.basic() == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     assert PASSWORD not in repr(found) and USER not in repr(found)
-    assert oci.docker_credentials("registry") is None  # another port: another registry
+    assert (
+        oci.docker_credentials("registry", docker_config / "config.json") is None
+    )  # another port: another registry
     (docker_config / "config.json").write_text(
         json.dumps({"auths": {"other": {"username": "u", "password": "p"}}})
     )
-    assert oci.docker_credentials("other") is not None
+    assert oci.docker_credentials("other", docker_config / "config.json") is not None
 
 
 @pytest.mark.adversarial
 def test_a_broken_docker_config_is_named_not_shown(docker_config: Path) -> None:
     (docker_config / "config.json").write_text('{"auths": {"r": {"auth": "' + PASSWORD)
     with pytest.raises(ConfigurationError, match="not valid JSON") as info:
-        oci.docker_credentials("r")
+        oci.docker_credentials("r", docker_config / "config.json")
     assert PASSWORD not in str(info.value)
     (docker_config / "config.json").write_text(json.dumps({"auths": {"r": {"auth": "%%%"}}}))
     with pytest.raises(ConfigurationError, match="not base64"):
-        oci.docker_credentials("r")
+        oci.docker_credentials("r", docker_config / "config.json")
 
 
 # -- push, then pull back ------------------------------------------------------------------------

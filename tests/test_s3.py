@@ -30,8 +30,7 @@ from dp_models._transfer import _PutMismatchError
 from dp_models._urls import parse_s3_url
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 from dp_models.testing.faults import FaultProxy
-
-from .s3server import SECRET_KEY
+from dp_models.testing.s3 import SECRET_KEY
 
 #: a file, a directory (spaCy), a directory holding a pinned file (MiniLM), a spec that
 #: requires another (yolo11n_detector -> bytetrack_tracker)
@@ -206,11 +205,11 @@ def test_unpinned_artifacts_are_refused(s3: Any, site: Path, tmp_path: Path) -> 
 def test_bytes_that_are_not_the_pin_never_become_visible_in_the_store(
     s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
-    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)  # S3's smallest part
     bucket = s3.bucket()
     path = tmp_path / "f.bin"
     path.write_bytes(os.urandom(size))
-    dest = s3_module.S3Destination(f"s3://{bucket}/p")
+    transfers = s3_module.Transfers(chunksize=5 << 20)  # S3's smallest part
+    dest = s3_module.S3Destination(f"s3://{bucket}/p", transfers=transfers)
     fd = os.open(path, os.O_RDONLY)
     sent: list[int] = []
     try:
@@ -282,20 +281,50 @@ def test_a_store_object_that_is_not_the_pin_is_refused(
     assert [p for p in root.rglob(".*") if ".dp-models-pull" not in p.parts] == []
 
 
-def test_a_large_object_is_fetched_with_ranged_gets_in_order(
+def profile_s3(**settings: str) -> str:
+    """An AWS config file's default profile with these ``s3`` settings."""
+    lines = "".join(f"    {k} = {v}\n" for k, v in settings.items())
+    return f"[default]\ns3 =\n{lines}"
+
+
+def test_the_profile_s3_settings_turn_on_ranged_gets_written_in_order(
     s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: Path
 ) -> None:
-    """Above RANGED_FROM an object comes in several ranged GETs at once, written (and
-    hashed) in order: the pulled file is the pinned one."""
+    """With the AWS CLI's multipart settings in the profile, an object at least
+    multipart_threshold large comes in ranged GETs of multipart_chunksize bytes,
+    max_concurrent_requests at a time, written (and hashed) in order."""
     bucket = s3.bucket()
     store = f"s3://{bucket}/x"
     dp_models.push(["spacy_en_core_web_sm"], to=store, root=site, catalog=catalog_of(site))
-    monkeypatch.setattr(s3_module, "RANGED_FROM", 10_000)
-    monkeypatch.setattr(s3_module, "PART_SIZE", 7_777)  # the tokenizer (77,066 bytes): 10 parts
+    config = Path(os.environ["AWS_CONFIG_FILE"])
+    config.write_text(
+        profile_s3(
+            multipart_threshold="10KB", multipart_chunksize="7777", max_concurrent_requests="3"
+        )
+    )
+    assert s3_module.S3Mirror(store).transfers == s3_module.Transfers(10 << 10, 7777, 3)
+    ranges: list[tuple[str, int, int]] = []
+    real = s3_module.S3Mirror._range
+
+    def spy(self: Any, rel: str, key: str, first: int, last: int, sink: Any) -> bytes:
+        ranges.append((rel, first, last))
+        return real(self, rel, key, first, last, sink)
+
+    monkeypatch.setattr(s3_module.S3Mirror, "_range", spy)
     root = tmp_path / "root"
     dp_models.pull(["spacy_en_core_web_sm"], root=root, mirrors=[store], catalog=catalog_of(site))
     tokenizer = "text/spacy/en_core_web_sm-3.8.0/tokenizer"
     assert (root / tokenizer).read_bytes() == (site / tokenizer).read_bytes()
+    size = (site / tokenizer).stat().st_size  # 77,066 bytes: 10 ranges of 7,777
+    assert sorted((f, t) for r, f, t in ranges if r == tokenizer) == [
+        (o, min(o + 7777, size) - 1) for o in range(0, size, 7777)
+    ]
+    # only files of at least 10 KiB come in ranges; the others in one GET
+    big = {f for f in files_under(site) if (site / f).stat().st_size >= 10 << 10}
+    assert {r for r, _, _ in ranges} == {f for f in big if f.startswith("text/spacy")}
+    config.write_text(profile_s3(multipart_chunksize="lots"))
+    with pytest.raises(ConfigurationError, match="multipart_chunksize must be a size"):
+        s3_module.S3Mirror(store)
 
 
 @pytest.mark.adversarial
@@ -311,8 +340,9 @@ def test_connections_cut_mid_object_are_resumed(
     store = f"s3://{bucket}/x"
     dp_models.push(["spacy_en_core_web_sm"], to=store, root=site, catalog=catalog_of(site))
     if ranged:
-        monkeypatch.setattr(s3_module, "RANGED_FROM", 10_000)
-        monkeypatch.setattr(s3_module, "PART_SIZE", 30_000)
+        Path(os.environ["AWS_CONFIG_FILE"]).write_text(
+            profile_s3(multipart_threshold="10000", multipart_chunksize="30000")
+        )
     monkeypatch.setattr(s3_module, "_BACKOFF_S", 0.0)
     with FaultProxy(s3.url.removeprefix("http://")) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)

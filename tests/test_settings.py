@@ -27,8 +27,10 @@ from dp_models._settings import (
     ENV_LOCK_KEY,
     ENV_ROOT,
     ENV_ROOT_ALIAS,
+    ENV_TRITON_REPLICAS,
     ENV_TRITON_TIMEOUT,
     ENV_TRITON_URL,
+    ENV_VARS,
     ENV_VERIFY,
     Settings,
     check_device,
@@ -36,7 +38,9 @@ from dp_models._settings import (
     resolve_cache_dir,
     resolve_models_root,
     resolve_triton_endpoints,
+    resolve_triton_replicas,
     resolve_verify_policy,
+    triton_replicas_variable,
 )
 from dp_models._spec import Device
 
@@ -137,6 +141,33 @@ def test_triton_settings_argument_then_environment_then_none(
     assert given.triton_timeouts == {"x": {"connection_timeout_s": 2.0}}
 
 
+def test_triton_replicas_listed_or_found_by_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings.resolve()
+    assert s.triton_replicas == {}
+    monkeypatch.setenv(ENV_TRITON_URL, "http://127.0.0.1:8000, http://127.0.0.2:8000")
+    monkeypatch.setenv(ENV_TRITON_URL + "_ASR", "http://triton-asr:8000")
+    monkeypatch.setenv(ENV_TRITON_REPLICAS + "_ASR", " DNS ")
+    s = Settings.resolve()
+    assert s.triton_endpoints["default"] == "http://127.0.0.1:8000, http://127.0.0.2:8000"
+    assert s.triton_replicas == {"asr": "dns"}
+    assert resolve_triton_replicas() == {"asr": "dns"}
+    assert s.shown()["triton_replicas"] == {"asr": "dns"}
+    given = Settings.resolve(triton_replicas={"default": "urls"})
+    assert given.triton_replicas == {"default": "urls"}
+    assert ENV_TRITON_REPLICAS in ENV_VARS
+    assert triton_replicas_variable("default") == "DP_MODELS_TRITON_REPLICAS"
+    assert triton_replicas_variable("gpu_large") == "DP_MODELS_TRITON_REPLICAS_GPU_LARGE"
+
+
+@pytest.mark.adversarial
+def test_replica_urls_are_shown_masked_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TRITON_URL, "http://127.0.0.1:1,http://bob:hunter2@127.0.0.2:1")
+    s = Settings.resolve()
+    for shown in (repr(s), json.dumps(s.shown())):
+        assert "hunter2" not in shown and "bob" not in shown
+        assert "http://127.0.0.1:1,http://***@127.0.0.2:1" in shown
+
+
 def test_device_and_offline_argument_then_default() -> None:
     """Neither has a variable: a device or offline switch set for a whole machine would
     change every process's models behind its back."""
@@ -163,6 +194,19 @@ def test_environ_can_be_given() -> None:
         (ENV_TRITON_URL + "_ASR", "ftp://triton", r"only http and https", "triton_endpoints"),
         (ENV_TRITON_TIMEOUT, "ready=soon", r"ready_timeout_s must be a finite", "triton_timeouts"),
         (ENV_TRITON_TIMEOUT + "_ASR", "connect", r"comma-separated key=value", "triton_timeouts"),
+        (
+            ENV_TRITON_URL,
+            "http://127.0.0.1:1,127.0.0.2:1",
+            r"separate whole http\(s\):// URLs with commas",
+            "triton_endpoints",
+        ),
+        (
+            ENV_TRITON_URL + "_ASR",
+            "http://127.0.0.1:1,ftp://127.0.0.2:1",
+            r"port is not a number",
+            "triton_endpoints",
+        ),
+        (ENV_TRITON_REPLICAS, "srv", r"found by urls or dns, not 'srv'", "triton_replicas"),
     ],
 )
 def test_a_bad_variable_is_a_configuration_error_naming_it(
@@ -187,6 +231,20 @@ def test_a_bad_variable_is_a_configuration_error_naming_it(
         ({"device": "cuda:x"}, r"device must be one of", "device"),
         ({"triton_endpoints": {"a": "triton:1"}}, r"no scheme", "triton_endpoints['a']"),
         ({"triton_timeouts": {"a": {"retries": -1}}}, r"retries", "triton_timeouts['a']"),
+        (
+            {"triton_endpoints": {"a": "http://127.0.0.1:1,http://[x]:1"}},
+            r"\(replica 2 of 2\) .*IPv6",
+            "triton_endpoints['a']",
+        ),
+        ({"triton_replicas": {"a": "round-robin"}}, r"urls or dns", "triton_replicas['a']"),
+        (
+            {
+                "triton_endpoints": {"a": "http://127.0.0.1:1,http://127.0.0.2:1"},
+                "triton_replicas": {"a": "dns"},
+            },
+            r"resolves the host name of one URL",
+            "triton_replicas['a']=dns",
+        ),
     ],
 )
 def test_a_bad_argument_is_a_configuration_error_naming_it(

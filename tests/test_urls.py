@@ -29,7 +29,15 @@ from dp_models import ConfigurationError, ModelManager
 from dp_models._catalog import Catalog
 from dp_models._cli import main
 from dp_models._settings import ENV_TRITON_URL, resolve_triton_endpoints
-from dp_models._urls import EndpointURL, parse_endpoint, redact, redact_url
+from dp_models._urls import (
+    EndpointURL,
+    parse_endpoint,
+    parse_endpoints,
+    redact,
+    redact_endpoints,
+    redact_url,
+    split_replicas,
+)
 from dp_models.triton.client import TritonClient
 from dp_models.triton.health import Deployment
 
@@ -171,6 +179,73 @@ def test_what_is_not_an_http_endpoint_is_refused(url: str, why: str) -> None:
     assert message.startswith("$DP_MODELS_TRITON_URL ")
     assert "http://HOST:PORT" in message
     assert "hunter2" not in message and "bob" not in message
+
+
+# -- several replicas in one value ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "parts"),
+    [
+        ("http://a:1", ["http://a:1"]),
+        ("http://a:1,http://b:2", ["http://a:1", "http://b:2"]),
+        (" http://a:1 ,  HTTPS://b:2/v2 ", ["http://a:1", "HTTPS://b:2/v2"]),
+        # a comma in a password stays in it, unless a scheme follows it
+        ("http://bob:x,y@a:1", ["http://bob:x,y@a:1"]),
+        ("http://bob:x,y@a:1,http://c:3", ["http://bob:x,y@a:1", "http://c:3"]),
+        ("http://a:1,ftp://b:2", ["http://a:1,ftp://b:2"]),
+        (",http://a:1", ["", "http://a:1"]),
+    ],
+)
+def test_split_replicas(value: str, parts: list[str]) -> None:
+    assert split_replicas(value) == parts
+
+
+def test_parse_endpoints_checks_each_replica() -> None:
+    assert parse_endpoints("http://a:1") == (parse_endpoint("http://a:1"),)
+    urls = parse_endpoints("http://a:1, https://bob:pw@b:2/v2,http://[::1]:3")
+    assert [u.redacted for u in urls] == ["http://a:1", "https://***@b:2/v2", "http://[::1]:3"]
+    assert (urls[1].username, urls[1].password) == ("bob", "pw")
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("http://a:1,http://bob:hunter2@b:x", r"\(replica 2 of 2\) 'http://\*\*\*@b:x' .*port"),
+        ("http://bob:hunter2@a:1,b:2", r"port .*separate whole http\(s\):// URLs with commas"),
+        ("http://bob:hunter2@a:1,", r"port .*separate whole http\(s\):// URLs with commas"),
+        (",http://bob:hunter2@a:1", r"\(replica 1 of 2\) is empty"),
+        (
+            "http://a:1,http://bob:hunter2@a:1/",
+            r"\(replica 2 of 2\) 'http://\*\*\*@a:1' is listed twice",
+        ),
+        ("http://a:80,http://a", r"\(replica 2 of 2\) 'http://a' is listed twice"),
+        ("http://a:1,https://bob:hunter2@b:2,http://c:3?x", r"\(replica 3 of 3\) .*no query"),
+    ],
+)
+def test_a_bad_replica_is_named_and_never_shows_credentials(value: str, why: str) -> None:
+    with pytest.raises(ConfigurationError, match=why) as exc:
+        parse_endpoints(value, source="$DP_MODELS_TRITON_URL")
+    message = str(exc.value)
+    assert message.startswith("$DP_MODELS_TRITON_URL")
+    assert "hunter2" not in message and "bob" not in message
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("http://a:1", "http://a:1"),
+        ("http://bob:hunter2@a:1", "http://***@a:1"),
+        ("http://a:1,http://bob:hunter2@b:2", "http://a:1,http://***@b:2"),
+        ("http://bob:hunter2@a:1, http://b:2", "http://***@a:1,http://b:2"),
+        ("http://bob:hun,ter2@a:1,https://x:y@b", "http://***@a:1,https://***@b"),
+        ("bob:hunter2@a:1", "***@a:1"),
+    ],
+)
+def test_redact_endpoints_masks_each_replica(value: str, shown: str) -> None:
+    assert redact_endpoints(value) == shown
 
 
 # -- masking ----------------------------------------------------------------------------------

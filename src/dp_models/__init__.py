@@ -72,6 +72,7 @@ if TYPE_CHECKING:
         PushedFileMismatchError,
         PushError,
         RedirectLoopError,
+        S3ServerError,
         SizeMismatchError,
         SourceNotFoundError,
         SourceUnavailableError,
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
     from ._health import (
         HealthReport,
         HealthStatus,
+        ReplicaHealth,
     )
     from ._lock import (
         Lock,
@@ -205,11 +207,13 @@ __all__ = [
     "ProvenanceError",
     "PullError",
     "PullReport",
-    "PushReport",
     "PulledFileMismatchError",
     "PushError",
+    "PushReport",
     "PushedFileMismatchError",
     "RedirectLoopError",
+    "ReplicaHealth",
+    "S3ServerError",
     "Settings",
     "SizeMismatchError",
     "SourceNotFoundError",
@@ -270,6 +274,7 @@ _PUBLIC_MODULES = (
 _WHERE = {
     "HealthReport": "_health",
     "HealthStatus": "_health",
+    "ReplicaHealth": "_health",
     "Settings": "_settings",
     "sign_lock": "_signing",
     "stamp": "_provenance",

@@ -185,13 +185,19 @@ def _parser() -> argparse.ArgumentParser:
         [common, rooted],
     )
     p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument(
+        "--users",
+        metavar="PROCESSOR",
+        help="the specs this processor uses (with NAMES: those too), e.g. as a processor's "
+        "readiness probe",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument(
         "--triton-url",
         action="append",
         metavar="[NAME=]URL",
-        help="URL of the Triton endpoint NAME (default: 'default'); repeatable; replaces "
-        "$DP_MODELS_TRITON_URL[_<NAME>]",
+        help="URL of the Triton endpoint NAME (default: 'default'), or its replicas' URLs "
+        "separated by commas; repeatable; replaces $DP_MODELS_TRITON_URL[_<NAME>]",
     )
     p.add_argument(
         "--no-triton", action="store_true", help="contact no Triton endpoint (Triton specs: remote)"
@@ -513,17 +519,31 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     from ._doctor import diagnose, render_table, report_json
-    from ._urls import redact_url
+    from ._urls import redact_endpoints
 
     settings = _settings(args, triton_endpoints=_triton_urls(args.triton_url))
     catalog = _catalog(settings)
     endpoints = None if args.no_triton else dict(settings.triton_endpoints)
     if args.triton_timeout < 0:
         raise ConfigurationError(f"--triton-timeout must be >= 0, not {args.triton_timeout:g}")
+    names = args.names
+    if args.users is not None:
+        used = [n for n, s in catalog.items() if args.users in s.users]
+        if not used:
+            raise ConfigurationError(
+                f"--users {args.users!r}: no spec of the catalog {catalog.directory} lists it "
+                "among its users (`dp-models list` shows who uses what)"
+            )
+        names = list(dict.fromkeys([*names, *used]))
     verifier = _verifier(settings, catalog)
     try:
         health = diagnose(
-            catalog, verifier, args.names, endpoints=endpoints, ready_timeout_s=args.triton_timeout
+            catalog,
+            verifier,
+            names,
+            endpoints=endpoints,
+            ready_timeout_s=args.triton_timeout,
+            replicas=settings.triton_replicas,
         )
     finally:
         _close(verifier)
@@ -536,7 +556,10 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
                 lock=str(catalog.lock.path),
                 root=str(verifier.root),
                 verify=verifier.hasher.policy,
-                triton_endpoints={k: redact_url(v) for k, v in sorted((endpoints or {}).items())},
+                triton_endpoints={
+                    k: redact_endpoints(v) for k, v in sorted((endpoints or {}).items())
+                },
+                triton_replicas=dict(sorted(settings.triton_replicas.items())),
             ),
             out,
         )
@@ -550,7 +573,7 @@ def _triton_urls(values: list[str] | None) -> dict[str, str] | None:
     environment's then)."""
     import re
 
-    from ._urls import parse_endpoint, redact_url
+    from ._urls import parse_endpoints, redact_url
 
     if not values:
         return None
@@ -563,7 +586,7 @@ def _triton_urls(values: list[str] | None) -> dict[str, str] | None:
         # "http://u:a=b@host" are URLs (their credentials never become a name to show)
         if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name.lower()):
             name, url = "default", value
-        parse_endpoint(url, source="--triton-url")
+        parse_endpoints(url, source="--triton-url")
         endpoints[name.lower()] = url
     return endpoints
 

@@ -17,7 +17,10 @@ A Triton spec whose endpoint has a URL is checked against it
 ready, the metadata as the spec says and the served weights digest verified;
 ``unverified`` (reported, not failing) when the server publishes no digest and the spec
 does not require one; otherwise it fails as ``unavailable``, ``metadata_mismatch`` or
-``served_digest_mismatch``. Its local artifacts, where present, are verified first.
+``served_digest_mismatch``. Its local artifacts, where present, are verified first. An
+endpoint with several replicas (URLs separated by commas, or a name resolved to several
+addresses in DNS mode) has each replica checked: the spec's status is the worst replica's,
+and the table has one line per replica under the spec's.
 
 A spec whose artifacts are present but wrong fails even when it is optional.
 
@@ -127,12 +130,15 @@ def diagnose(
     *,
     endpoints: Mapping[str, str] | None = None,
     ready_timeout_s: float = 10.0,
+    replicas: Mapping[str, str] | None = None,
 ) -> list[SpecHealth]:
     """Check ``names`` (all specs when empty) and return one :class:`SpecHealth` each.
 
-    ``endpoints`` (endpoint name -> URL): check each Triton spec whose endpoint has a URL
-    against it, waiting at most ``ready_timeout_s`` for readiness per endpoint; no other
-    address is contacted. None: no endpoint is contacted."""
+    ``endpoints`` (endpoint name -> URL, or replicas' URLs separated by commas): check each
+    Triton spec whose endpoint has a URL against it (every replica), waiting at most
+    ``ready_timeout_s`` for readiness per replica; no other address is contacted. None: no
+    endpoint is contacted. ``replicas`` (endpoint name -> ``urls`` or ``dns``): how each
+    endpoint's replicas are found (default ``urls``)."""
     from .triton.health import Deployment, check_deployments
 
     specs = [catalog[n] for n in names] if names else list(catalog.values())
@@ -148,7 +154,10 @@ def diagnose(
                 continue
             expected = catalog.expected_digest(spec)
             url = endpoints[spec.triton.endpoint]
-            deployments.append(Deployment(spec, url, expected.sha256 if expected else None))
+            mode = (replicas or {}).get(spec.triton.endpoint, "urls")
+            deployments.append(
+                Deployment(spec, url, expected.sha256 if expected else None, replicas=mode)
+            )
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
         served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}
     return [
@@ -228,6 +237,10 @@ def render_table(health: Sequence[SpecHealth], *, root: Path, triton_checked: bo
         rows.append(
             [h.spec.name, h.spec.runtime, status, _detail(h, triton_checked=triton_checked)]
         )
+        if h.served is not None and len(h.served.replicas) > 1:
+            for r in h.served.replicas:  # one line per replica, under the spec's
+                shown = r.status.value.upper() if r.status.failing else r.status.value
+                rows.append(["", "", shown, f"replica {r.endpoint}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     counts = Counter(h.status.value for h in health)

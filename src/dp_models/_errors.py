@@ -68,6 +68,7 @@
     ├── FaultProxyError (RuntimeError)       the fault proxy could not start or stop
     ├── TritonServerError (RuntimeError)     the test Triton server could not start
     │   └── TritonServerNotFoundError (FileNotFoundError) no tritonserver binary
+    ├── S3ServerError (RuntimeError)         the test S3 server could not start
     │
     │   internal: raised and translated inside dp_models, never reach a caller, not exported:
     ├── YamlRejectedError (ValueError)       spec YAML refused (a CatalogError problem)
@@ -137,6 +138,7 @@ __all__ = [
     "PushError",
     "PushedFileMismatchError",
     "RedirectLoopError",
+    "S3ServerError",
     "SizeMismatchError",
     "SourceNotFoundError",
     "SourceUnavailableError",
@@ -777,6 +779,11 @@ class TritonServerNotFoundError(TritonServerError, FileNotFoundError):
 
 
 # -- internal: raised and translated inside dp_models ------------------------------------------
+
+
+class S3ServerError(DPModelsError, RuntimeError):
+    """The test S3 server (``dp_models.testing.s3``, moto's server mode) could not start:
+    not installed, or it exited or did not answer."""
 
 
 class YamlRejectedError(DPModelsError, ValueError):

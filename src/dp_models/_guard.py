@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._errors import NetworkBlockedError
-from ._urls import parse_endpoint
+from ._urls import parse_endpoint, parse_endpoints
 
 __all__ = ["active_guards", "endpoint_address", "network_guard"]
 
@@ -177,8 +177,9 @@ def _resolve_allowed(endpoints: Iterable[str]) -> list[tuple[str, int]]:
 @functools.lru_cache(maxsize=64)
 def _resolve_cached(endpoints: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     pairs: list[tuple[str, int]] = []
-    for url in endpoints:
-        host, port = endpoint_address(url)
+    replicas = [r for url in endpoints for r in parse_endpoints(url, source="the allowed endpoint")]
+    for replica in replicas:  # an endpoint's value may list several replicas
+        host, port = replica.host, replica.effective_port
         pairs.append((host, port))
         _local.resolving = host
         try:
@@ -195,7 +196,8 @@ def network_guard(
     specs: Iterable[str], allow: Iterable[str] = ()
 ) -> Iterator[list[NetworkBlockedError]]:
     """Block network access in this process while the block runs, except to ``allow``
-    (endpoint URLs such as ``http://triton:8000``). Guards nest and may overlap across
+    (endpoint URLs such as ``http://triton:8000``, or an endpoint's replicas separated by
+    commas). Guards nest and may overlap across
     threads: traffic is blocked while any is active, allowed to the union of endpoints.
 
     Yields a list that receives every error raised while this guard was active, so that a

@@ -6,6 +6,9 @@
 >>> report.ok, report.status.failing, report.as_dict()["status"]
 (False, True, 'missing')
 
+A Triton deployment may have several replicas (one endpoint, several servers): the report
+then carries one :class:`ReplicaHealth` per replica, and is ok only when every replica is.
+
 The status is decided where the check runs (the client knows which check failed, the
 verifier which artifact), never recovered afterwards from an exception's class name;
 :meth:`HealthReport.as_dict` is the report's one JSON form.
@@ -13,11 +16,12 @@ verifier which artifact), never recovered afterwards from an exception's class n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-__all__ = ["HealthReport", "HealthStatus", "Runtime"]
+__all__ = ["HealthReport", "HealthStatus", "ReplicaHealth", "Runtime", "worst_replica"]
 
 Runtime = Literal["inprocess", "triton"]
 
@@ -80,31 +84,21 @@ _READY = frozenset(
     }
 )
 
+#: The order in which a replica's status decides a deployment's (worst first): a replica
+#: serving other weights says more than one that is down.
+_WORST_FIRST = (
+    HealthStatus.SERVED_DIGEST_MISMATCH,
+    HealthStatus.METADATA_MISMATCH,
+    HealthStatus.UNAVAILABLE,
+    HealthStatus.UNVERIFIED,
+    HealthStatus.SERVED,
+)
 
-@dataclass(frozen=True)
-class HealthReport:
-    """The health of one spec.
 
-    ``error`` is the message of the problem (credentials masked), ``error_type`` the class
-    name of the :class:`~dp_models._errors.DPModelsError` that says it (for the JSON's
-    readers; nothing here maps it back to a status). Triton reports carry the model,
-    the masked ``endpoint`` (None: not configured), whether the server answered as ``live``
-    and the ``served_digest`` it publishes; in-process reports whether the model is
-    ``loaded``. ``ready``, ``metadata_ok``, ``served_digest_verified``, ``absent`` and
-    ``artifacts_ok`` follow from the status.
-    """
+class _TritonVerdict:
+    """What follows from a Triton check's status (for a deployment and for one replica)."""
 
-    spec: str
-    runtime: Runtime
     status: HealthStatus
-    error: str | None = None
-    error_type: str | None = None
-    model_name: str | None = None
-    model_version: int | None = None
-    endpoint: str | None = None
-    live: bool = False
-    served_digest: str | None = None
-    loaded: bool = False
 
     @property
     def ok(self) -> bool:
@@ -129,6 +123,75 @@ class HealthReport:
         if self.status is HealthStatus.SERVED:
             return True
         return False if self.status is HealthStatus.SERVED_DIGEST_MISMATCH else None
+
+
+@dataclass(frozen=True)
+class ReplicaHealth(_TritonVerdict):
+    """The health of one replica of a Triton deployment: its masked URL (``endpoint``),
+    the status its checks found (``served``, ``unverified``, ``unavailable``,
+    ``metadata_mismatch`` or ``served_digest_mismatch``), the message of its problem,
+    whether it answered as ``live`` and the ``served_digest`` it publishes."""
+
+    endpoint: str
+    status: HealthStatus
+    error: str | None = None
+    error_type: str | None = None
+    live: bool = False
+    served_digest: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "status": self.status.value,
+            "ok": self.ok,
+            "live": self.live,
+            "ready": self.ready,
+            "metadata_ok": self.metadata_ok,
+            "served_digest": self.served_digest,
+            "served_digest_verified": self.served_digest_verified,
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+
+
+def worst_replica(replicas: Sequence[ReplicaHealth]) -> ReplicaHealth:
+    """The replica whose status stands for the deployment: the first of the worst status
+    (:data:`_WORST_FIRST`)."""
+    rank = {s: i for i, s in enumerate(_WORST_FIRST)}
+    return min(replicas, key=lambda r: rank.get(r.status, -1))
+
+
+@dataclass(frozen=True)
+class HealthReport(_TritonVerdict):
+    """The health of one spec.
+
+    ``error`` is the message of the problem (credentials masked), ``error_type`` the class
+    name of the :class:`~dp_models._errors.DPModelsError` that says it (for the JSON's
+    readers; nothing here maps it back to a status). Triton reports carry the model,
+    the masked ``endpoint`` (None: not configured), whether the server answered as ``live``
+    and the ``served_digest`` it publishes; in-process reports whether the model is
+    ``loaded``. ``ready``, ``metadata_ok``, ``served_digest_verified``, ``absent`` and
+    ``artifacts_ok`` follow from the status.
+
+    A Triton report has one :class:`ReplicaHealth` per replica checked (``replicas``; one
+    for an endpoint with one URL). With several, the report's status, ``error`` and
+    ``served_digest`` are those of the worst replica (other weights, then other metadata,
+    then unavailable, then unverified), ``live`` says whether every replica answered as
+    live, and the report is ok only when every replica is.
+    """
+
+    spec: str
+    runtime: Runtime
+    status: HealthStatus
+    error: str | None = None
+    error_type: str | None = None
+    model_name: str | None = None
+    model_version: int | None = None
+    endpoint: str | None = None
+    live: bool = False
+    served_digest: str | None = None
+    loaded: bool = False
+    replicas: tuple[ReplicaHealth, ...] = ()
 
     @property
     def absent(self) -> bool:
@@ -157,6 +220,7 @@ class HealthReport:
                 metadata_ok=self.metadata_ok,
                 served_digest=self.served_digest,
                 served_digest_verified=self.served_digest_verified,
+                replicas=[r.as_dict() for r in self.replicas],
             )
         else:
             data.update(absent=self.absent, loaded=self.loaded, artifacts_ok=self.artifacts_ok)

@@ -45,7 +45,7 @@ from ._provenance import model_signature, stamp, weights_digest
 from ._registry import LoaderRegistry, default_loaders, loader_set
 from ._settings import Settings, check_device
 from ._spec import Spec
-from ._urls import redact_url
+from ._urls import redact_endpoints
 from ._verify import ArtifactReport, Verifier
 from .loaders import LoadContext, Loader
 from .loaders.base import FrameworkPaths
@@ -92,7 +92,7 @@ class ModelHandle:
         """The dataclass repr, with the endpoint's credentials masked."""
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         if self.endpoint is not None:
-            shown["endpoint"] = redact_url(self.endpoint)
+            shown["endpoint"] = redact_endpoints(self.endpoint)
         return f"ModelHandle({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -142,7 +142,7 @@ class ModelHandle:
                 "model_name": spec.triton.model_name,
                 "model_version": spec.triton.model_version,
                 "endpoint_name": spec.triton.endpoint,
-                "endpoint": redact_url(self.endpoint) if self.endpoint else None,
+                "endpoint": redact_endpoints(self.endpoint) if self.endpoint else None,
             }
         return entry
 
@@ -175,6 +175,9 @@ class ModelHandle:
             configured = self._manager.triton_timeouts.get(spec.triton.endpoint, {})
             for option, value in configured.items():
                 options.setdefault(option, value)
+            mode = self._manager.triton_replicas.get(spec.triton.endpoint)
+            if mode is not None:
+                options.setdefault("replicas", mode)
             key = (self.name, self.device, self.precision)
             record = functools.partial(self._manager._record_verified, key)
             options.setdefault("on_verified", record)
@@ -207,7 +210,9 @@ class ModelManager:
     public key the lock must be signed with, $DP_MODELS_LOCK_KEY: an unsigned or wrongly
     signed lock raises :class:`~dp_models._errors.LockSignatureError`), ``verify``
     ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
-    ``triton_endpoints`` (name -> URL; $DP_MODELS_TRITON_URL[_<NAME>]), ``triton_timeouts``
+    ``triton_endpoints`` (name -> URL, or the URLs of its replicas separated by commas;
+    $DP_MODELS_TRITON_URL[_<NAME>]), ``triton_replicas`` (name -> ``"urls"`` or ``"dns"``: how
+    the endpoint's replicas are found; $DP_MODELS_TRITON_REPLICAS[_<NAME>]), ``triton_timeouts``
     (endpoint name -> {client option: value}: the timeouts and retries of its clients;
     $DP_MODELS_TRITON_TIMEOUT[_<NAME>], checked here) and ``device``
     ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
@@ -235,6 +240,7 @@ class ModelManager:
         cache_dir: str | os.PathLike[str] | None = None,
         triton_endpoints: Mapping[str, str] | None = None,
         triton_timeouts: Mapping[str, Mapping[str, float]] | None = None,
+        triton_replicas: Mapping[str, str] | None = None,
         device: str | None = None,
         offline: bool | None = None,
         settings: Settings | None = None,
@@ -250,6 +256,7 @@ class ModelManager:
             "cache_dir": cache_dir,
             "triton_endpoints": triton_endpoints,
             "triton_timeouts": triton_timeouts,
+            "triton_replicas": triton_replicas,
             "device": device,
             "offline": offline,
         }
@@ -301,6 +308,12 @@ class ModelManager:
     def triton_timeouts(self) -> dict[str, dict[str, float]]:
         """Triton client options by endpoint name (``settings.triton_timeouts``)."""
         return {k: dict(v) for k, v in self.settings.triton_timeouts.items()}
+
+    @property
+    def triton_replicas(self) -> dict[str, str]:
+        """How each Triton endpoint's replicas are found, by endpoint name (``urls`` or
+        ``dns``; ``settings.triton_replicas``; an endpoint not listed: ``urls``)."""
+        return dict(self.settings.triton_replicas)
 
     @property
     def device(self) -> str | None:
@@ -654,6 +667,7 @@ class ModelManager:
                     self.triton_endpoints.get(spec.triton.endpoint),
                     expected.sha256 if expected else None,
                     on_verified=record,
+                    replicas=self.triton_replicas.get(spec.triton.endpoint, "urls"),
                 )
             )
         served = iter(check_deployments(deployments, ready_timeout_s=ready_timeout_s))

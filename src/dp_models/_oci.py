@@ -50,7 +50,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias, Union
@@ -70,7 +70,7 @@ from ._errors import (
 from ._io import read_regular
 from ._json import load_json
 from ._lock import Lock, LockEntry
-from ._settings import LOCK_FILENAME, resolve_docker_config, resolve_oci_plain_http
+from ._settings import LOCK_FILENAME, Settings
 from ._spec import check_relative_path
 from ._transfer import (
     _MAX_REDIRECTS,
@@ -277,11 +277,12 @@ def _config_key(key: str) -> str:
     return key.split("/", 1)[0]
 
 
-def docker_credentials(registry: str, path: Path | None = None) -> _Credentials | None:
-    """The credentials the Docker config (``path``, else :func:`resolve_docker_config`)
-    holds for ``registry`` (``HOST[:PORT]``), or None. A config that cannot be read is a
+def docker_credentials(registry: str, path: Path | None) -> _Credentials | None:
+    """The credentials the Docker config ``path`` (None: no config) holds for ``registry``
+    (``HOST[:PORT]``), or None. A config that cannot be read is a
     :class:`ConfigurationError` (naming the file, never its content)."""
-    path = resolve_docker_config() if path is None else path
+    if path is None:
+        return None
     try:
         raw = read_regular(path, max_bytes=_MAX_SMALL_BYTES)
     except FileNotFoundError:
@@ -326,9 +327,9 @@ def docker_credentials(registry: str, path: Path | None = None) -> _Credentials 
     return None
 
 
-def plain_http_allowed(host: str, port: int | None) -> bool:
+def plain_http_allowed(host: str, port: int | None, listed: Sequence[str] = ()) -> bool:
     """Whether the registry ``host`` is reached over plain http: a loopback host, or one
-    ``$DP_MODELS_OCI_PLAIN_HTTP`` lists (``HOST`` or ``HOST:PORT``)."""
+    ``listed`` (``$DP_MODELS_OCI_PLAIN_HTTP``: ``HOST`` or ``HOST:PORT``)."""
     if host == "localhost":
         return True
     try:
@@ -337,7 +338,6 @@ def plain_http_allowed(host: str, port: int | None) -> bool:
     except ValueError:
         pass
     shown = f"[{host}]" if ":" in host else host
-    listed = resolve_oci_plain_http()
     return host in listed or shown in listed or (port is not None and f"{shown}:{port}" in listed)
 
 
@@ -368,16 +368,19 @@ class _Registry(HttpMirror):
         *,
         role: str,
         actions: str,
+        settings: Settings,
         timeout_s: float,
         retries: int,
         backoff_s: float,
     ) -> None:
         self.ref = ref
+        self.plain_http = settings.oci_plain_http
+        self.docker_config = settings.docker_config
         host = "registry-1.docker.io" if ref.host in _DOCKER_HUB else ref.host
         self.api_repository = ref.repository
         if ref.host in _DOCKER_HUB and "/" not in ref.repository:
             self.api_repository = f"library/{ref.repository}"
-        self.scheme = "http" if plain_http_allowed(ref.host, ref.port) else "https"
+        self.scheme = "http" if plain_http_allowed(ref.host, ref.port, self.plain_http) else "https"
         bracketed = f"[{host}]" if ":" in host else host
         port = ref.port or (80 if self.scheme == "http" else 443)
         super().__init__(
@@ -391,7 +394,7 @@ class _Registry(HttpMirror):
         self.base = f"{self.scheme}://{bracketed}:{port}"
         self.origin = (self.scheme, host, port)
         self.scope = f"repository:{self.api_repository}:{actions}"
-        self.credentials = docker_credentials(ref.registry)
+        self.credentials = docker_credentials(ref.registry, self.docker_config)
         #: path of a file -> its blob's sha256 (hex), for ``_request`` (an OciMirror's layers)
         self.blobs: dict[str, str] = {}
         self._authorization: str | None = None
@@ -530,7 +533,9 @@ class _Registry(HttpMirror):
         scheme = parts.scheme.lower()
         if not parts.hostname or scheme not in ("http", "https"):
             raise self._unavailable(what, "the registry's token challenge names no http(s) realm")
-        if scheme == "http" and not plain_http_allowed(parts.hostname.lower(), parts.port):
+        if scheme == "http" and not plain_http_allowed(
+            parts.hostname.lower(), parts.port, self.plain_http
+        ):
             raise self._unavailable(
                 what,
                 f"the registry's token service {parts.hostname} is plain http: credentials are "
@@ -582,7 +587,7 @@ class _Registry(HttpMirror):
         return self._unavailable(
             what,
             f"the registry needs credentials for {self.ref.registry} and the Docker config "
-            f"({resolve_docker_config()}) has none: run `docker login {self.ref.registry}` "
+            f"({self.docker_config}) has none: run `docker login {self.ref.registry}` "
             "(or point $DOCKER_CONFIG at a directory whose config.json has an 'auths' entry "
             "for it; credential helpers are not used)",
         )
@@ -840,6 +845,7 @@ class OciMirror:
         self,
         reference: str | OciReference,
         *,
+        settings: Settings | None = None,
         timeout_s: float = 30.0,
         retries: int = 3,
         backoff_s: float = 0.2,
@@ -854,6 +860,7 @@ class OciMirror:
             ref,
             role="mirror",
             actions="pull",
+            settings=settings or Settings.resolve(),
             timeout_s=timeout_s,
             retries=retries,
             backoff_s=backoff_s,
@@ -1021,6 +1028,7 @@ class OciDestination:
         self,
         reference: str | OciReference,
         *,
+        settings: Settings | None = None,
         timeout_s: float = 30.0,
         retries: int = 3,
         backoff_s: float = 0.2,
@@ -1037,6 +1045,7 @@ class OciDestination:
             ref,
             role="registry",
             actions="pull,push",
+            settings=settings or Settings.resolve(),
             timeout_s=timeout_s,
             retries=retries,
             backoff_s=backoff_s,

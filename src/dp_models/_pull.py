@@ -183,10 +183,11 @@ class PullReport:
         }
 
 
-def make_mirror(value: str) -> Mirror:
+def make_mirror(value: str, settings: Settings | None = None) -> Mirror:
     """The mirror a ``--from`` value names: an S3-compatible store (``s3://BUCKET/PREFIX``),
-    an OCI registry (``oci://REGISTRY/REPO:TAG`` or ``@sha256:...``), an http(s) URL, else a
-    directory (``file://`` allowed)."""
+    an OCI registry (``oci://REGISTRY/REPO:TAG`` or ``@sha256:...``; ``settings`` give its
+    plain-http hosts and Docker config), an http(s) URL, else a directory (``file://``
+    allowed)."""
     lowered = value.lower()
     if lowered.startswith("s3://"):
         from ._s3 import S3Mirror
@@ -195,7 +196,7 @@ def make_mirror(value: str) -> Mirror:
     if lowered.startswith("oci://"):
         from ._oci import OciMirror
 
-        return OciMirror(value)
+        return OciMirror(value, settings=settings)
     return _plain_mirror(value)
 
 
@@ -829,7 +830,7 @@ def pull(
         cat = Catalog.load(settings=settings)
     sources: list[Mirror] = []
     for m in mirrors if mirrors is not None else settings.mirrors:
-        sources.append(make_mirror(m) if isinstance(m, str) else m)
+        sources.append(make_mirror(m, settings) if isinstance(m, str) else m)
     if not sources and not upstream:
         raise ConfigurationError(
             "no mirror to pull from: pass --from MIRROR (a directory laid out as a "

@@ -76,8 +76,9 @@ class PushReport:
         }
 
 
-def make_destination(value: str) -> Destination:
-    """The store a ``--to`` value names: ``s3://BUCKET/PREFIX`` or ``oci://REGISTRY/REPO:TAG``."""
+def make_destination(value: str, settings: Settings | None = None) -> Destination:
+    """The store a ``--to`` value names: ``s3://BUCKET/PREFIX`` or ``oci://REGISTRY/REPO:TAG``
+    (``settings`` give a registry's plain-http hosts and Docker config)."""
     lowered = value.lower()
     if lowered.startswith("s3://"):
         from ._s3 import S3Destination
@@ -86,7 +87,7 @@ def make_destination(value: str) -> Destination:
     if lowered.startswith("oci://"):
         from ._oci import OciDestination
 
-        return OciDestination(value)
+        return OciDestination(value, settings=settings)
     raise ConfigurationError(
         f"push destination {value!r}: expected s3://BUCKET/PREFIX (an S3-compatible store) "
         "or oci://REGISTRY/REPOSITORY:TAG (an OCI registry)"
@@ -177,7 +178,7 @@ def push(
     base = settings.require_root()
     cat = catalog if isinstance(catalog, Catalog) else Catalog.load(settings=settings)
     specs = _select(cat, names, users, all, verb="push")
-    dest = make_destination(to) if isinstance(to, str) else to
+    dest = make_destination(to, settings) if isinstance(to, str) else to
     try:
         opened: list[_Open] = []
         try:

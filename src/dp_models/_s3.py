@@ -31,10 +31,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import LockError, MissingExtraError, SourceUnavailableError
+from ._errors import ConfigurationError, LockError, MissingExtraError, SourceUnavailableError
 from ._lock import Lock, LockEntry
 from ._transfer import (
     CHUNK_SIZE,
@@ -48,17 +49,22 @@ from ._transfer import (
 )
 from ._urls import S3Location, parse_s3_url
 
-__all__ = ["MANIFEST", "S3Destination", "S3Location", "S3Mirror", "parse_s3_url"]
+__all__ = [
+    "MANIFEST",
+    "S3Destination",
+    "S3Location",
+    "S3Mirror",
+    "Transfers",
+    "make_client",
+    "parse_s3_url",
+    "transfers",
+    "triton_repository_url",
+]
 
 #: The object (below the prefix) holding the lock of what was pushed, written last.
 MANIFEST = "catalog.lock.json"
-#: Objects at least this large are fetched with several ranged GETs at once.
-RANGED_FROM = 64 << 20
-#: The size of one ranged GET, and of one part of a multipart upload (at least: a file
-#: of more than 10,000 parts gets larger parts, S3's part limit).
-PART_SIZE = 16 << 20
-#: Ranged GETs (pull) or part uploads (push) in flight for one file.
-PARTS_IN_FLIGHT = 4
+#: S3's smallest part (but the last) of a multipart upload.
+MIN_PART = 5 << 20
 _MAX_PARTS = 10_000
 _RETRIES = 4
 _BACKOFF_S = 0.2
@@ -77,8 +83,74 @@ def _boto3() -> Any:
     return boto3
 
 
-def make_client(*, pool: int = 32) -> Any:
-    """A thread-safe S3 client from the standard AWS settings (module docs)."""
+@dataclass(frozen=True)
+class Transfers:
+    """How large files move, from the profile's ``s3`` section, the settings the AWS CLI
+    reads (``aws configure set default.s3.multipart_threshold 64MB``):
+
+    * ``multipart_threshold``: a pull fetches an object at least this large with ranged
+      GETs of ``multipart_chunksize`` bytes, ``max_concurrent_requests`` at a time,
+      written and hashed in order. Unset (the default): one GET per object, files in
+      parallel (``--jobs``): one stream is fastest on MinIO/Ceph-style stores, and on a
+      store that serves each range by reading the whole object (seen with moto's server);
+      on AWS, where one connection tops out well below the link, set it.
+    * a push uploads a file larger than ``multipart_chunksize`` (default 8 MiB, at least
+      5 MiB; more for a file of over 10,000 parts) as a multipart upload,
+      ``max_concurrent_requests`` (default 8) parts at a time.
+    """
+
+    threshold: int | None = None
+    chunksize: int = 8 << 20
+    concurrency: int = 8
+
+
+def _size(value: object, key: str) -> int:
+    """A size as the AWS CLI writes it: bytes, or a number with KB, MB, GB (powers of 1024)."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        found = int(float(number) * factor)
+    except ValueError:
+        found = -1
+    if found <= 0:
+        raise ConfigurationError(
+            f"the AWS profile's s3 {key} must be a size (e.g. 8MB, 64MB, 8388608), not {value!r}"
+        )
+    return found
+
+
+def transfers(session: Any) -> Transfers:
+    """The :class:`Transfers` the session's profile sets (its ``s3`` section)."""
+    try:
+        section = session._session.get_scoped_config().get("s3") or {}
+    except Exception:  # a profile boto3 cannot read fails later, with boto3's own message
+        section = {}
+    if not isinstance(section, dict):
+        section = {}
+    threshold = section.get("multipart_threshold")
+    chunk = section.get("multipart_chunksize")
+    concurrency = section.get("max_concurrent_requests")
+    try:
+        n = int(concurrency) if concurrency is not None else Transfers.concurrency
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigurationError(
+            f"the AWS profile's s3 max_concurrent_requests must be a positive number, not "
+            f"{concurrency!r}"
+        )
+    return Transfers(
+        _size(threshold, "multipart_threshold") if threshold is not None else None,
+        _size(chunk, "multipart_chunksize") if chunk is not None else Transfers.chunksize,
+        n,
+    )
+
+
+def make_client(*, pool: int = 32) -> tuple[Any, Transfers]:
+    """A thread-safe S3 client from the standard AWS settings (module docs), and the
+    profile's :class:`Transfers`."""
     boto3 = _boto3()
     from botocore.config import Config  # type: ignore[import-untyped]
 
@@ -96,7 +168,7 @@ def make_client(*, pool: int = 32) -> Any:
     client = session.client("s3", config=config)
     if not _is_aws(client.meta.endpoint_url):  # MinIO/Ceph-style: path-style addressing
         client = session.client("s3", config=config.merge(Config(s3={"addressing_style": "path"})))
-    return client
+    return client, transfers(session)
 
 
 def _is_aws(endpoint: str) -> bool:
@@ -132,11 +204,22 @@ def _retryable(exc: BaseException) -> bool:
 class _Store:
     """What mirror and destination share: the location, the client and the errors."""
 
-    def __init__(self, url: str | S3Location, *, client: Any = None, role: str) -> None:
+    def __init__(
+        self,
+        url: str | S3Location,
+        *,
+        client: Any = None,
+        role: str,
+        transfers: Transfers | None = None,
+    ) -> None:
         self.where_ = url if isinstance(url, S3Location) else parse_s3_url(url)
         self.shown = self.where_.shown
         self.role = role
-        self._client = client if client is not None else make_client()
+        if client is None:
+            client, found = make_client()
+            transfers = transfers or found
+        self._client = client
+        self.transfers = transfers or Transfers()
 
     def where(self, rel: str) -> str:
         return self.shown
@@ -171,8 +254,15 @@ class S3Mirror(_Store):
 
     lists = True
 
-    def __init__(self, url: str | S3Location, *, client: Any = None, role: str = "mirror") -> None:
-        super().__init__(url, client=client, role=role)
+    def __init__(
+        self,
+        url: str | S3Location,
+        *,
+        client: Any = None,
+        role: str = "mirror",
+        transfers: Transfers | None = None,
+    ) -> None:
+        super().__init__(url, client=client, role=role, transfers=transfers)
         self._manifest: Lock | None = None
         self._manifest_read = False
         self._manifest_lock = threading.Lock()
@@ -237,7 +327,8 @@ class S3Mirror(_Store):
 
     def fetch(self, rel: str, sink: Sink) -> None:
         key = self.where_.key(rel)
-        if sink.size is None or sink.size < RANGED_FROM:
+        threshold = self.transfers.threshold
+        if sink.size is None or threshold is None or sink.size < threshold:
             self._fetch_stream(rel, key, sink, None)
         else:
             self._fetch_ranged(rel, key, sink)
@@ -313,14 +404,15 @@ class S3Mirror(_Store):
         if length != sink.size:
             self._wrong_size(rel, length, sink)
         sink.published = _published((head.get("Metadata") or {}).get(_SHA256_KEY))
-        ranges = [(o, min(o + PART_SIZE, length) - 1) for o in range(0, length, PART_SIZE)]
-        with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="dp-models-s3-get") as pool:
+        step, flight = self.transfers.chunksize, self.transfers.concurrency
+        ranges = [(o, min(o + step, length) - 1) for o in range(0, length, step)]
+        with ThreadPoolExecutor(flight, thread_name_prefix="dp-models-s3-get") as pool:
             pending: list[Future[bytes]] = []
             it = iter(ranges)
             try:
                 for first, last in it:
                     pending.append(pool.submit(self._range, rel, key, first, last, sink))
-                    if len(pending) >= PARTS_IN_FLIGHT:
+                    if len(pending) >= flight:
                         sink.write(pending.pop(0).result())
                 while pending:
                     sink.write(pending.pop(0).result())
@@ -367,9 +459,13 @@ def _published(value: object) -> str | None:
 class S3Destination(_Store):
     """Pushes a MODELS_ROOT's files to ``s3://BUCKET/PREFIX`` (module docs)."""
 
-    def __init__(self, url: str | S3Location, *, client: Any = None) -> None:
-        super().__init__(url, client=client, role="destination")
-        self._parts = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="dp-models-s3-put")
+    def __init__(
+        self, url: str | S3Location, *, client: Any = None, transfers: Transfers | None = None
+    ) -> None:
+        super().__init__(url, client=client, role="destination", transfers=transfers)
+        self._parts = ThreadPoolExecutor(
+            self.transfers.concurrency, thread_name_prefix="dp-models-s3-put"
+        )
 
     def has(self, rel: str, size: int, sha256: str) -> bool:
         head = self._head(rel)
@@ -383,7 +479,7 @@ class S3Destination(_Store):
         self, rel: str, fd: int, size: int, sha256: str, advance: Callable[[int], None]
     ) -> None:
         key = self.where_.key(rel)
-        part = max(PART_SIZE, -(-size // _MAX_PARTS))
+        part = max(self.transfers.chunksize, MIN_PART, -(-size // _MAX_PARTS))
         if size <= part:
             data = _read_exactly(fd, 0, size)
             actual = hashlib.sha256(data).hexdigest()
@@ -417,7 +513,7 @@ class S3Destination(_Store):
                 hasher.update(data)
                 job = self._parts.submit(self._part, rel, key, upload, number, data)
                 pending.append((job, len(data)))
-                while len(pending) >= PARTS_IN_FLIGHT:
+                while len(pending) >= self.transfers.concurrency:
                     etags.append(_sent(pending.pop(0), advance))
             while pending:
                 etags.append(_sent(pending.pop(0), advance))
@@ -540,7 +636,7 @@ def triton_repository_url(url: str | S3Location, *, client: Any = None) -> str:
     Triton's ``s3://SCHEME://HOST:PORT/BUCKET/PREFIX`` (the server takes the region and
     credentials from the same AWS variables)."""
     where = url if isinstance(url, S3Location) else parse_s3_url(url)
-    endpoint = str((client if client is not None else make_client()).meta.endpoint_url)
+    endpoint = str((client if client is not None else make_client()[0]).meta.endpoint_url)
     if _is_aws(endpoint):
         return where.shown
     tail = f"{where.bucket}/{where.prefix}" if where.prefix else where.bucket

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ._errors import ConfigurationError, DPModelsError, ModelsRootError
-from ._urls import parse_endpoint, parse_s3_url, redact_url
+from ._urls import parse_endpoint, parse_endpoints, parse_s3_url, redact_endpoints, redact_url
 
 __all__ = [
     "DEVICES",
@@ -39,12 +39,14 @@ __all__ = [
     "ENV_OCI_PLAIN_HTTP",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
+    "ENV_TRITON_REPLICAS",
     "ENV_TRITON_TIMEOUT",
     "ENV_TRITON_URL",
     "ENV_VARS",
     "ENV_VERIFY",
     "FRAMEWORK_ENV_VARS",
     "LOCK_FILENAME",
+    "REPLICA_MODES",
     "TRITON_CLIENT_DEFAULTS",
     "VERIFY_POLICIES",
     "Settings",
@@ -53,14 +55,16 @@ __all__ = [
     "packaged_catalog_dir",
     "resolve_cache_dir",
     "resolve_catalog_dir",
+    "resolve_docker_config",
     "resolve_lock_key",
     "resolve_lock_path",
-    "resolve_docker_config",
     "resolve_models_root",
     "resolve_oci_plain_http",
     "resolve_triton_endpoints",
     "resolve_triton_options",
+    "resolve_triton_replicas",
     "resolve_verify_policy",
+    "triton_replicas_variable",
     "triton_timeout_variable",
     "triton_url_variable",
 ]
@@ -76,8 +80,13 @@ ENV_CACHE_DIR = "DP_MODELS_CACHE_DIR"
 #: or http(s) URLs of servers with that layout, separated by spaces or commas.
 ENV_MIRRORS = "DP_MODELS_MIRRORS"
 ENV_VERIFY = "DP_MODELS_VERIFY"
-#: URL of the default Triton endpoint; ``DP_MODELS_TRITON_URL_<NAME>`` names another one.
+#: URL of the default Triton endpoint (or the URLs of its replicas, separated by commas);
+#: ``DP_MODELS_TRITON_URL_<NAME>`` names another one.
 ENV_TRITON_URL = "DP_MODELS_TRITON_URL"
+#: How the default Triton endpoint's replicas are found (:data:`REPLICA_MODES`): ``urls``,
+#: the URLs listed, or ``dns``, every address its one URL's host name resolves to;
+#: ``DP_MODELS_TRITON_REPLICAS_<NAME>`` for another endpoint.
+ENV_TRITON_REPLICAS = "DP_MODELS_TRITON_REPLICAS"
 #: Timeouts and retries of the default Triton endpoint's clients (``connect=5,network=60``);
 #: ``DP_MODELS_TRITON_TIMEOUT_<NAME>`` those of another one.
 ENV_TRITON_TIMEOUT = "DP_MODELS_TRITON_TIMEOUT"
@@ -116,6 +125,7 @@ ENV_VARS = (
     ENV_MIRRORS,
     ENV_TRITON_URL,
     ENV_TRITON_TIMEOUT,
+    ENV_TRITON_REPLICAS,
     ENV_OCI_PLAIN_HTTP,
     ENV_DOCKER_CONFIG,
     *FRAMEWORK_ENV_VARS,
@@ -127,6 +137,11 @@ LOCK_FILENAME = "catalog.lock.json"
 #: ``cached``: trust a digest-cache entry whose file identity and stat still match;
 #: ``always``: hash every artifact on every verification.
 VERIFY_POLICIES = ("cached", "always")
+
+#: How a Triton endpoint's replicas are found: ``urls`` (the default), the URLs its value
+#: lists (one or several, separated by commas); ``dns``, every address the host name of its
+#: one URL resolves to, looked up each time the endpoint is checked.
+REPLICA_MODES = ("urls", "dns")
 
 #: The devices a spec may name (``spec.Device``, the schema's list: a test keeps the two
 #: equal; spec is not imported here, so that settings and enforce_offline stay free of
@@ -194,6 +209,15 @@ class Settings:
     #: Mirrors ``dp-models pull`` fetches from, in order (directories, http(s) URLs with
     #: their credentials: show them masked).
     mirrors: tuple[str, ...] = ()
+    #: How each Triton endpoint's replicas are found, by endpoint name (:data:`REPLICA_MODES`;
+    #: an endpoint not here: ``urls``).
+    triton_replicas: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Registry hosts (``HOST`` or ``HOST:PORT``) pull and push may reach over plain http
+    #: besides loopback ones (``$DP_MODELS_OCI_PLAIN_HTTP``).
+    oci_plain_http: tuple[str, ...] = ()
+    #: The Docker config holding registry credentials (``$DOCKER_CONFIG/config.json``, else
+    #: ``~/.docker/config.json``); None: none is read.
+    docker_config: Path | None = None
     #: Why the configured ``models_root`` cannot be used (None: it can, or it is not set).
     models_root_problem: str | None = field(default=None, repr=False)
 
@@ -213,6 +237,7 @@ class Settings:
         device: str | None = None,
         offline: bool = True,
         mirrors: Sequence[str] | None = None,
+        triton_replicas: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         argument_names: Mapping[str, str] | None = None,
         problems: dict[str, DPModelsError] | None = None,
@@ -261,6 +286,15 @@ class Settings:
             env,
             names.get("triton_timeouts", "triton_timeouts"),
         )
+        replicas = attempt(
+            "triton_replicas",
+            {},
+            _triton_replicas,
+            triton_replicas,
+            endpoints,
+            env,
+            names.get("triton_replicas", "triton_replicas"),
+        )
         settings = cls(
             models_root=root,
             catalog=catalog_dir,
@@ -277,6 +311,9 @@ class Settings:
             device=attempt("device", None, _device, device, names.get("device", "device")),
             offline=bool(offline),
             mirrors=attempt("mirrors", (), _mirrors, mirrors, env, names.get("mirrors", "mirrors")),
+            triton_replicas=MappingProxyType(dict(replicas)),
+            oci_plain_http=_oci_plain_http(env),
+            docker_config=_docker_config(env),
             models_root_problem=root_problem,
         )
         errors = list(problems.values())
@@ -291,9 +328,12 @@ class Settings:
     def __repr__(self) -> str:
         """The dataclass repr, with the Triton URLs' credentials masked."""
         shown: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        shown["triton_endpoints"] = {k: redact_url(v) for k, v in self.triton_endpoints.items()}
+        shown["triton_endpoints"] = {
+            k: redact_endpoints(v) for k, v in self.triton_endpoints.items()
+        }
         shown["triton_timeouts"] = {k: dict(v) for k, v in self.triton_timeouts.items()}
         shown["mirrors"] = tuple(redact_url(m) for m in self.mirrors)
+        shown["triton_replicas"] = dict(self.triton_replicas)
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def require_root(self) -> Path:
@@ -322,12 +362,15 @@ class Settings:
             "cache_dir": str(self.cache_dir) if self.cache_dir is not None else "(disabled)",
             "verify": self.verify,
             "triton_endpoints": {
-                k: redact_url(v) for k, v in sorted(self.triton_endpoints.items())
+                k: redact_endpoints(v) for k, v in sorted(self.triton_endpoints.items())
             },
+            "triton_replicas": dict(sorted(self.triton_replicas.items())),
             "triton_timeouts": {k: dict(v) for k, v in sorted(self.triton_timeouts.items())},
             "device": self.device or "(each spec's own)",
             "offline": self.offline,
             "mirrors": [redact_url(m) for m in self.mirrors],
+            "oci_plain_http": list(self.oci_plain_http),
+            "docker_config": str(self.docker_config or "(none)"),
         }
 
 
@@ -455,7 +498,7 @@ def _triton_endpoints(
 ) -> dict[str, str]:
     if endpoints is not None:
         for endpoint, url in endpoints.items():
-            parse_endpoint(url, source=f"{name}[{endpoint!r}]")
+            parse_endpoints(url, source=f"{name}[{endpoint!r}]")
         return dict(endpoints)
     found: dict[str, str] = {}
     for key, value in env.items():
@@ -467,13 +510,65 @@ def _triton_endpoints(
             found[key[len(ENV_TRITON_URL) + 1 :].lower()] = value.strip()
         else:
             continue
-        parse_endpoint(value, source=f"${key}")
+        parse_endpoints(value, source=f"${key}")
     return found
 
 
 def triton_url_variable(endpoint: str) -> str:
     """The environment variable that gives the URL of the Triton endpoint ``endpoint``."""
     return ENV_TRITON_URL if endpoint == "default" else f"{ENV_TRITON_URL}_{endpoint.upper()}"
+
+
+def _triton_replicas(
+    replicas: Mapping[str, str] | None,
+    endpoints: Mapping[str, str],
+    env: Mapping[str, str],
+    name: str,
+) -> dict[str, str]:
+    """The replica mode of each endpoint that sets one (:data:`REPLICA_MODES`), from the
+    argument, else ``$DP_MODELS_TRITON_REPLICAS[_<NAME>]``. An endpoint in ``dns`` mode
+    must have one URL: its host name is what is resolved."""
+    found: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    if replicas is not None:
+        for endpoint, mode in replicas.items():
+            found[endpoint], sources[endpoint] = mode, f"{name}[{endpoint!r}]"
+    else:
+        for key, value in env.items():
+            if not value.strip():
+                continue
+            if key == ENV_TRITON_REPLICAS:
+                endpoint = "default"
+            elif key.startswith(ENV_TRITON_REPLICAS + "_"):
+                endpoint = key[len(ENV_TRITON_REPLICAS) + 1 :].lower()
+            else:
+                continue
+            found[endpoint], sources[endpoint] = value.strip().lower(), f"${key}"
+    for endpoint, mode in found.items():
+        if mode not in REPLICA_MODES:
+            raise ConfigurationError(
+                f"{sources[endpoint]}: the replicas of a Triton endpoint are found by "
+                f"{' or '.join(REPLICA_MODES)}, not {mode!r} (urls: the URLs listed, separated "
+                "by commas; dns: every address of the one URL's host name)"
+            )
+        url = endpoints.get(endpoint)
+        if mode == "dns" and url is not None and len(parse_endpoints(url)) > 1:
+            raise ConfigurationError(
+                f"{sources[endpoint]}=dns resolves the host name of one URL, but the endpoint "
+                f"{endpoint!r} lists several ({redact_endpoints(url)}): give one URL, or list "
+                "the replicas without dns"
+            )
+    return found
+
+
+def triton_replicas_variable(endpoint: str) -> str:
+    """The environment variable that says how the replicas of the Triton endpoint
+    ``endpoint`` are found (:data:`REPLICA_MODES`)."""
+    return (
+        ENV_TRITON_REPLICAS
+        if endpoint == "default"
+        else f"{ENV_TRITON_REPLICAS}_{endpoint.upper()}"
+    )
 
 
 def check_triton_option(name: str, value: object, *, source: str) -> float:
@@ -606,7 +701,9 @@ def resolve_triton_endpoints(endpoints: Mapping[str, str] | None = None) -> dict
 
     Each URL must be ``http(s)://HOST[:PORT][/PATH]``, optionally with credentials
     (:func:`~dp_models._urls.parse_endpoint`); anything else, a scheme-less ``host:8000``
-    included, is a :class:`ConfigurationError` that shows the value with credentials masked."""
+    included, is a :class:`ConfigurationError` that shows the value with credentials masked.
+    A value may list the URLs of several replicas, separated by commas
+    (:func:`~dp_models._urls.parse_endpoints`: each checked, the wrong one named)."""
     return _triton_endpoints(endpoints, os.environ, "triton_endpoints")
 
 
@@ -625,15 +722,33 @@ def resolve_triton_options(
 def resolve_oci_plain_http() -> tuple[str, ...]:
     """The registry hosts ``$DP_MODELS_OCI_PLAIN_HTTP`` lets pull and push reach over plain
     http (``HOST`` or ``HOST:PORT``, lowercased; spaces or commas between them)."""
-    raw = _get(os.environ, ENV_OCI_PLAIN_HTTP) or ""
+    return _oci_plain_http(os.environ)
+
+
+def _oci_plain_http(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(env, ENV_OCI_PLAIN_HTTP) or ""
     return tuple(v.lower() for v in raw.replace(",", " ").split())
 
 
 def resolve_docker_config() -> Path:
     """The Docker config file holding registry credentials: ``$DOCKER_CONFIG/config.json``,
     else ``~/.docker/config.json`` (what ``docker login`` writes)."""
-    directory = _get(os.environ, ENV_DOCKER_CONFIG)
+    return _docker_config(os.environ)
+
+
+def _docker_config(env: Mapping[str, str]) -> Path:
+    directory = _get(env, ENV_DOCKER_CONFIG)
     return Path(directory or "~/.docker").expanduser() / "config.json"
+
+
+def resolve_triton_replicas(replicas: Mapping[str, str] | None = None) -> dict[str, str]:
+    """How each Triton endpoint's replicas are found: ``replicas`` (endpoint name -> ``urls``
+    or ``dns``), else ``$DP_MODELS_TRITON_REPLICAS`` for the endpoint named ``default`` and
+    ``$DP_MODELS_TRITON_REPLICAS_<NAME>`` for ``<name>`` (lowercased); an endpoint not listed
+    is ``urls``. Checked against the endpoints' URLs from the environment (``dns`` takes
+    one URL)."""
+    endpoints = _triton_endpoints(None, os.environ, "triton_endpoints")
+    return _triton_replicas(replicas, endpoints, os.environ, "triton_replicas")
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

@@ -1,9 +1,10 @@
 """The Triton runtime: specs served by NVIDIA Triton Inference Server.
 
 ``client``
-    :class:`~dp_models.triton.client.TritonClient`: one spec at one endpoint URL, checked
-    before it answers (ready, metadata, served digest); what ``ModelHandle.client()``
-    builds.
+    :class:`~dp_models.triton.client.TritonClient`: one spec at one endpoint (one URL, or
+    several replicas), each replica checked before it answers (ready, metadata, served
+    digest), failing over between replicas when one is unavailable; what
+    ``ModelHandle.client()`` builds.
 ``checks``
     The client's checks as pure functions over plain data: served metadata against the
     spec, inputs against the spec, the served digest against the expected digest.

@@ -38,6 +38,18 @@ The network is behind a transport (:mod:`dp_models.triton.transport`): by defaul
 ``tritonclient.http``, imported on first use (the ``triton`` extra); tests give an
 in-memory one (:class:`dp_models.testing.triton_transport.FakeTransport`).
 
+An endpoint may have several **replicas** (servers of one deployment): its value lists
+their URLs separated by commas, or, with ``replicas="dns"``, its one URL's host name
+resolves to each replica's address (looked up on first use and at each :meth:`check`).
+Each replica is checked as above before its first request, and again after a new
+connection to it, so that what was verified is what answers. Requests go to one replica
+(the first, at first) until it is unavailable (:class:`~dp_models._errors.TritonUnavailableError`,
+after its retries), then to the next that passes its checks; when none does, one
+``TritonUnavailableError`` names every replica and why. A replica that answers with other
+metadata or weights is an error, never skipped: the deployment is not what the catalog
+says. :meth:`TritonClient.check` checks every replica and reports each
+(:class:`~dp_models._health.ReplicaHealth`).
+
 URL credentials (``http://user:secret@host:8000``) are sent as HTTP basic auth and never
 appear in messages, logs, reprs or ``models_used`` (:mod:`dp_models._urls` parses the URL
 and masks them).
@@ -46,10 +58,11 @@ and masks them).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,10 +76,16 @@ from .._errors import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
-from .._health import HealthReport, HealthStatus
-from .._settings import check_triton_option, triton_timeout_variable
+from .._health import HealthReport, HealthStatus, ReplicaHealth, worst_replica
+from .._settings import (
+    REPLICA_MODES,
+    check_triton_option,
+    triton_replicas_variable,
+    triton_timeout_variable,
+)
 from .._spec import Spec, TritonSection
-from .._urls import parse_endpoint, redact
+from .._urls import EndpointURL, parse_endpoints, redact
+from . import transport as _transport
 from .checks import (
     DigestVerdict,
     input_problems,
@@ -91,6 +110,30 @@ log = logging.getLogger("dp_models.triton")
 _T = TypeVar("_T")
 
 
+class _Replica:
+    """One replica of a client's endpoint: where it is, the transport that reaches it, and
+    what its checks found. Each replica is checked on its own."""
+
+    def __init__(self, url: EndpointURL, transport: Transport) -> None:
+        #: Where the requests go (credentials included: never shown).
+        self.url = url
+        #: The URL to show: credentials masked.
+        self.endpoint = url.redacted
+        self.transport = transport
+        self.verified = False
+        #: True from a passed check until the next request that depends on it: that request
+        #: may open a new connection; later ones may not.
+        self.fresh = False
+        self.served_digest_verified: bool | None = None
+        self.served_digest: str | None = None
+        self.server_live = False
+        #: False: known not to answer (:func:`~dp_models.triton.health.check_deployments`
+        #: saw it down for another spec): one readiness probe, no retries.
+        self.wait = True
+        #: Why it was last found unavailable, for the message naming every replica.
+        self.problem = ""
+
+
 class TritonClient:
     """A Triton client for one spec at one endpoint URL.
 
@@ -106,6 +149,11 @@ class TritonClient:
     (:mod:`dp_models.triton.whisper`), called once, on first use. ``transport`` carries
     the calls (:class:`~dp_models.triton.transport.Transport`); by default
     ``tritonclient.http`` at ``url``.
+
+    ``url`` may list several replicas separated by commas; ``replicas="dns"`` takes every
+    address its one URL's host name resolves to as a replica (the ``Host`` header and the
+    TLS server name stay the name's). With several replicas, ``transports`` makes each
+    one's transport from its URL (``transport`` carries one replica's calls only).
     """
 
     def __init__(
@@ -122,6 +170,8 @@ class TritonClient:
         on_verified: Callable[[bool | None], None] | None = None,
         tokenizer: Callable[[], Any] | None = None,
         transport: Transport | None = None,
+        replicas: str = "urls",
+        transports: Callable[[EndpointURL], Transport] | None = None,
     ) -> None:
         if spec.triton is None:
             raise ConfigurationError(
@@ -139,11 +189,26 @@ class TritonClient:
             )
         )
         retries = int(check_triton_option("retries", retries, source=source))
-        parts = parse_endpoint(url, source=f"the Triton endpoint of spec {spec.name!r}")
+        urls = parse_endpoints(url, source=f"the Triton endpoint of spec {spec.name!r}")
+        if replicas not in REPLICA_MODES:
+            raise ConfigurationError(
+                f"{source}: replicas must be one of {', '.join(REPLICA_MODES)}, not {replicas!r}"
+            )
+        if replicas == "dns" and len(urls) > 1:
+            raise ConfigurationError(
+                f"{source}: replicas='dns' resolves the host name of one URL, but "
+                f"{len(urls)} are listed; give one, or list the replicas without dns "
+                f"(${triton_replicas_variable(spec.triton.endpoint)})"
+            )
+        if transport is not None and (len(urls) > 1 or replicas == "dns"):
+            raise ConfigurationError(
+                f"{source}: transport= carries the calls of one replica; with several, "
+                "give transports= (a function of each replica's URL)"
+            )
         self.spec = spec
         self.triton: TritonSection = spec.triton
-        #: The URL to show: credentials masked.
-        self.endpoint = parts.redacted
+        #: The URL to show, credentials masked (several replicas: their URLs, with ", ").
+        self.endpoint = ", ".join(u.redacted for u in urls)
         self.expected_digest = expected_digest
         self.connection_timeout_s = connection_timeout_s
         self.network_timeout_s = network_timeout_s
@@ -153,31 +218,23 @@ class TritonClient:
         self._on_verified = on_verified
         self._tokenizer_factory = tokenizer
         self._tokenizer: Any = None
-        if transport is None:
-            headers: dict[str, str] = {}
-            if parts.username is not None:
-                token = f"{parts.username}:{parts.password or ''}"
-                headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
-            transport = HTTPTransport(
-                parts.address,
-                ssl=parts.scheme == "https",
-                headers=headers,
-                connection_timeout_s=connection_timeout_s,
-                # a call's own deadline ends a request first; this bounds each read too
-                read_timeout_s=network_timeout_s + 1.0,
-            )
-        self.transport: Transport = transport
+        self._transport = transport
+        self._transports = transports
+        self._dns = replicas == "dns"
+        #: The URL whose host name is resolved (DNS mode).
+        self._name = urls[0]
         self._lock = threading.RLock()
-        self._verified = False
-        #: True from a passed check until the next request that depends on it: that request
-        #: may open a new connection; later ones may not.
-        self._fresh = False
-        #: True: the served digest is the expected one; None: not published and not required.
+        #: The replicas; in DNS mode None until the name is first resolved.
+        self._replicas: list[_Replica] | None = (
+            None if self._dns else [self._new_replica(u) for u in urls]
+        )
+        #: The replica requests go to, once one has answered.
+        self._current: _Replica | None = None
+        #: True: the served digest is the expected one; None: not published and not required
+        #: (the replica verified last).
         self.served_digest_verified: bool | None = None
-        #: The digest the server publishes, once read.
+        #: The digest the server publishes, once read (the replica verified last).
         self.served_digest: str | None = None
-        #: Whether the server answered as live at the last readiness wait.
-        self.server_live = False
 
     @property
     def model_name(self) -> str:
@@ -187,17 +244,122 @@ class TritonClient:
     def model_version(self) -> int:
         return self.triton.model_version
 
+    # -- replicas ------------------------------------------------------------------------
+
+    def _new_replica(self, url: EndpointURL, name: EndpointURL | None = None) -> _Replica:
+        """A replica at ``url``; ``name``: the URL whose host name resolved to it (DNS)."""
+        if self._transport is not None:
+            return _Replica(url, self._transport)
+        if self._transports is not None:
+            return _Replica(url, self._transports(url))
+        headers: dict[str, str] = {}
+        if url.username is not None:
+            token = f"{url.username}:{url.password or ''}"
+            headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        if name is not None:
+            host = f"[{name.host}]" if ":" in name.host else name.host
+            headers["Host"] = host + (f":{name.port}" if name.port is not None else "")
+        transport = HTTPTransport(
+            url.address,
+            ssl=url.scheme == "https",
+            headers=headers,
+            connection_timeout_s=self.connection_timeout_s,
+            # a call's own deadline ends a request first; this bounds each read too
+            read_timeout_s=self.network_timeout_s + 1.0,
+            server_name=name.host if name is not None else None,
+        )
+        return _Replica(url, transport)
+
+    def _replica_list(self) -> list[_Replica]:
+        """The replicas (DNS mode: the name resolved on first use)."""
+        with self._lock:
+            if self._replicas is None:
+                return self._resolve()
+            return list(self._replicas)
+
+    def _resolve(self) -> list[_Replica]:
+        """DNS mode: look the name up again. A replica whose address is still listed keeps
+        its connection and checks; a new address is a new replica (checked before its first
+        request); one no longer listed is closed and forgotten."""
+        with self._lock:
+            if not self._dns:
+                return self._replica_list()
+            name = self._name
+            try:
+                addresses = _transport.resolve_addresses(name.host, name.effective_port)
+            except OSError as exc:
+                raise self._unavailable(
+                    None, f"the host name {name.host!r} does not resolve ({type(exc).__name__})"
+                ) from exc
+            if not addresses:
+                raise self._unavailable(None, f"the host name {name.host!r} resolves to nothing")
+            known: dict[str, _Replica] = {r.url.host: r for r in self._replicas or []}
+            found = [
+                known.pop(a.lower())
+                if a.lower() in known
+                else self._new_replica(dataclasses.replace(name, host=a.lower()), name)
+                for a in addresses
+            ]
+            for gone in known.values():
+                gone.transport.close()
+                if self._current is gone:
+                    self._current = None
+            self._replicas = found
+            return list(found)
+
+    @property
+    def replica_mode(self) -> str:
+        """How the replicas are found: ``urls`` (the URLs given) or ``dns`` (every address
+        of the one URL's host name)."""
+        return "dns" if self._dns else "urls"
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """The replicas' URLs, credentials masked (DNS mode: the addresses the name resolved
+        to, looked up on first use; :meth:`resolve` looks again)."""
+        return tuple(r.endpoint for r in self._replica_list())
+
+    def resolve(self) -> tuple[str, ...]:
+        """DNS mode: look the endpoint's host name up again (what :meth:`check` does first):
+        new addresses become replicas, checked before their first request; addresses gone
+        are dropped. Returns :attr:`replicas`. Raises
+        :class:`~dp_models._errors.TritonUnavailableError` when the name does not resolve.
+        With listed URLs, nothing to look up."""
+        return tuple(r.endpoint for r in self._resolve())
+
+    @property
+    def transport(self) -> Transport:
+        """The transport of the replica in use (the first one before any request)."""
+        current = self._current
+        return current.transport if current is not None else self._replica_list()[0].transport
+
+    @property
+    def server_live(self) -> bool:
+        """Whether every replica answered as live at its last readiness wait."""
+        replicas = self._replicas or []
+        return bool(replicas) and all(r.server_live for r in replicas)
+
+    def _assume_down(self, endpoints: Collection[str]) -> None:
+        """The replicas at ``endpoints`` (masked URLs) are known not to answer: check them
+        with one readiness probe and no retries
+        (:func:`~dp_models.triton.health.check_deployments`: a dead server costs one wait)."""
+        for r in self._replicas or []:
+            if r.endpoint in endpoints:
+                r.wait = False
+
     # -- connection ----------------------------------------------------------------------
 
-    def _drop(self) -> None:
-        """Forget the connection and the checks: the next call reconnects and checks again."""
-        self._verified = False
-        self.transport.close()
+    def _drop(self, r: _Replica) -> None:
+        """Forget the replica's connection and checks: its next call reconnects and checks
+        again."""
+        r.verified = False
+        r.transport.close()
 
     def close(self) -> None:
-        """Close the connection (the client reconnects on its next use)."""
+        """Close every connection (the client reconnects on its next use)."""
         with self._lock:
-            self._drop()
+            for r in self._replicas or []:
+                self._drop(r)
 
     def __enter__(self) -> TritonClient:
         return self
@@ -205,11 +367,30 @@ class TritonClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _unavailable(self, why: str) -> TritonUnavailableError:
+    def _unavailable(self, r: _Replica | None, why: str) -> TritonUnavailableError:
+        """Replica ``r`` (None: the whole endpoint) is unavailable, for ``why``."""
+        endpoint = r.endpoint if r is not None else self.endpoint
+        if r is not None:
+            r.problem = why
         return TritonUnavailableError(
             f"Triton model {self.model_name!r} version {self.model_version} (spec "
-            f"{self.spec.name!r}) at {self.endpoint}: {why}. Check that the server is up and "
+            f"{self.spec.name!r}) at {endpoint}: {why}. Check that the server is up and "
             "serves this model version (GET /v2/health/ready and "
+            "/v2/models/<name>/versions/<version>/ready).",
+            spec=self.spec.name,
+            endpoint=endpoint,
+            model=self.model_name,
+            version=self.model_version,
+        )
+
+    def _none_available(self, what: str, tried: list[_Replica]) -> TritonUnavailableError:
+        """No replica answered ``what``: one error naming each replica and why."""
+        reasons = "\n".join(f"  - {r.endpoint}: {r.problem}" for r in tried)
+        return TritonUnavailableError(
+            f"Triton model {self.model_name!r} version {self.model_version} (spec "
+            f"{self.spec.name!r}): no replica of {self.endpoint} is available for {what} "
+            f"({len(tried)} tried):\n{reasons}\nCheck that the servers are up and serve this "
+            "model version (GET /v2/health/ready and "
             "/v2/models/<name>/versions/<version>/ready).",
             spec=self.spec.name,
             endpoint=self.endpoint,
@@ -217,7 +398,7 @@ class TritonClient:
             version=self.model_version,
         )
 
-    def _timed_out(self, what: str, exc: TimeoutError) -> TritonTimeoutError:
+    def _timed_out(self, r: _Replica, what: str, exc: TimeoutError) -> TritonTimeoutError:
         if isinstance(exc, DeadlineError):
             option, seconds = "network_timeout_s", self.network_timeout_s
         else:  # the socket's own timeout: only connecting can outlast the deadline's
@@ -226,60 +407,65 @@ class TritonClient:
         variable = triton_timeout_variable(self.triton.endpoint)
         return TritonTimeoutError(
             f"Triton model {self.model_name!r} version {self.model_version} (spec "
-            f"{self.spec.name!r}) at {self.endpoint}: {what} got no answer within {seconds:g} s "
+            f"{self.spec.name!r}) at {r.endpoint}: {what} got no answer within {seconds:g} s "
             f"({option}). It was not sent again: the server may still be working on it, or be "
             f"stuck. If this endpoint's answers take longer, raise the timeout "
             f"(${variable}={key}=SECONDS, or {option}= of the client).",
             spec=self.spec.name,
-            endpoint=self.endpoint,
+            endpoint=r.endpoint,
             model=self.model_name,
             version=self.model_version,
             timeout_s=seconds,
             option=option,
         )
 
-    def _call(self, what: str, fn: Callable[[], _T], *, recheck: bool = False) -> _T:
-        """``fn()`` (a call of the transport). A lost connection is retried ``retries``
-        times with backoff; a timeout is not (:class:`TritonTimeoutError`).
+    def _call(
+        self, r: _Replica, what: str, fn: Callable[[_Replica], _T], *, recheck: bool = False
+    ) -> _T:
+        """``fn(r)`` (a call of replica ``r``'s transport). A lost connection is retried
+        ``retries`` times with backoff; a timeout is not (:class:`TritonTimeoutError`).
 
         With ``recheck`` (a request whose answer depends on the served weights), the
-        deployment is checked (again) before each attempt, and ``fn`` must refuse to go
-        over a connection opened since the last check unless :attr:`_fresh`
+        replica is checked (again) before each attempt, and ``fn`` must refuse to go
+        over a connection opened since the last check unless ``r.fresh``
         (:class:`~dp_models.triton.transport.NewConnectionError`): it is then checked first.
         A server restarted with other weights is never used unchecked, however the restart
         happened; where the transport cannot see new connections, every such request is
         checked first."""
         attempt = rechecks = 0
+        retries = self.retries if r.wait else 0
         while True:
             if recheck:
-                self._ensure_verified()
+                self._ensure_verified(r)
             try:
-                return fn()
+                return fn(r)
             except NewConnectionError:
-                self._drop()
+                self._drop(r)
                 rechecks += 1
-                if rechecks > self.retries + 1:
+                if rechecks > retries + 1:
                     raise self._unavailable(
+                        r,
                         f"{what}: the connection was replaced {rechecks} times between the "
-                        "deployment's check and the request"
+                        "deployment's check and the request",
                     ) from None
-                log.debug("Triton %s at %s: new connection, checking again", what, self.endpoint)
+                log.debug("Triton %s at %s: new connection, checking again", what, r.endpoint)
                 continue
             except TimeoutError as exc:
-                self._drop()  # a half-read answer leaves the connection unusable
-                raise self._timed_out(what, exc) from exc
+                self._drop(r)  # a half-read answer leaves the connection unusable
+                raise self._timed_out(r, what, exc) from exc
             except OSError as exc:
-                self._drop()
-                if attempt == self.retries:
+                self._drop(r)
+                if attempt == retries:
                     raise self._unavailable(
+                        r,
                         f"{what} failed after {attempt + 1} attempt(s): "
-                        f"{type(exc).__name__}: {redact(str(exc))}"
+                        f"{type(exc).__name__}: {redact(str(exc))}",
                     ) from exc
                 delay = self.backoff_s * 2**attempt
                 log.debug(
                     "Triton %s at %s: %s; retrying in %.2fs",
                     what,
-                    self.endpoint,
+                    r.endpoint,
                     redact(str(exc)),
                     delay,
                 )
@@ -287,24 +473,66 @@ class TritonClient:
                 attempt += 1
             finally:
                 if recheck:
-                    self._fresh = False
-                    if not self.transport.watches_connections:
-                        self._verified = False  # nothing sees new connections: check each time
+                    r.fresh = False
+                    if not r.transport.watches_connections:
+                        r.verified = False  # nothing sees new connections: check each time
+
+    def _on_a_replica(self, what: str, fn: Callable[[_Replica], _T]) -> tuple[_T, _Replica]:
+        """``fn`` on the replica in use, checked first (:meth:`_call` with ``recheck``); when
+        it is unavailable, on the next replica that passes its checks (DNS mode: the name is
+        looked up again once every known replica failed). Returns the answer and the replica
+        that gave it. A timeout or any other error is raised as it is."""
+        tried: list[_Replica] = []
+        failures: list[TritonUnavailableError] = []
+        looked_again = False
+        while True:
+            replicas = self._replica_list()
+            current = self._current
+            start = replicas.index(current) if current in replicas else 0
+            todo = [r for r in replicas[start:] + replicas[:start] if r not in tried]
+            if not todo:
+                if self._dns and not looked_again:
+                    looked_again = True
+                    self._resolve()
+                    continue
+                if len(failures) == 1:
+                    raise failures[0]
+                raise self._none_available(what, tried) from failures[-1]
+            r = todo[0]
+            tried.append(r)
+            try:
+                answer = self._call(r, what, fn, recheck=True)
+            except TritonTimeoutError:
+                raise  # sent, perhaps being worked on: not sent again, not elsewhere either
+            except TritonUnavailableError as exc:
+                failures.append(exc)
+                if len(replicas) > 1 or self._dns:
+                    log.warning(
+                        "Triton %s of %r at %s: unavailable (%s); trying another replica",
+                        what,
+                        self.model_name,
+                        r.endpoint,
+                        r.problem,
+                    )
+                continue
+            self._current = r
+            return answer, r
 
     # -- checks --------------------------------------------------------------------------
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, r: _Replica) -> None:
         name, version = self.model_name, str(self.model_version)
-        transport = self.transport
-        deadline = time.monotonic() + self.ready_timeout_s
+        transport = r.transport
+        ready_timeout_s = self.ready_timeout_s if r.wait else 0.0
+        deadline = time.monotonic() + ready_timeout_s
         last = "no answer yet"
-        delay = min(0.05, self.ready_timeout_s) if self.ready_timeout_s else 0.0
-        self.server_live = False
+        delay = min(0.05, ready_timeout_s) if ready_timeout_s else 0.0
+        r.server_live = False
 
         def probe(seconds: float) -> str | None:
             ends = time.monotonic() + seconds
-            self.server_live = transport.is_server_live(timeout_s=seconds)
-            if not self.server_live:
+            r.server_live = transport.is_server_live(timeout_s=seconds)
+            if not r.server_live:
                 return "the server is not live"
             left = ends - time.monotonic()
             if left <= 0:
@@ -323,78 +551,85 @@ class TritonClient:
                     return
                 last = found
             except TimeoutError as exc:
-                self._drop()
-                self.server_live = False
+                self._drop(r)
+                r.server_live = False
                 if isinstance(exc, DeadlineError):
                     last = f"no answer within {seconds:g} s"
                 else:  # the socket's timeout: connecting took connection_timeout_s
                     last = f"no connection within {self.connection_timeout_s:g} s"
             except OSError as exc:
-                self._drop()
-                self.server_live = False
+                self._drop(r)
+                r.server_live = False
                 last = f"no connection ({type(exc).__name__}: {redact(str(exc))})"
             except ServerAnswerError as exc:
                 last = f"the server answered: {redact(str(exc))}"
             if time.monotonic() + delay > deadline:
-                raise self._unavailable(f"not ready within {self.ready_timeout_s:g} s: {last}")
+                raise self._unavailable(r, f"not ready within {ready_timeout_s:g} s: {last}")
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def _server_call(self, what: str, fn: Callable[[], _T]) -> _T:
+    def _server_call(self, r: _Replica, what: str, fn: Callable[[_Replica], _T]) -> _T:
         """``_call``, with the server's own error answers turned into unavailability."""
         try:
-            return self._call(what, fn)
+            return self._call(r, what, fn)
         except ServerAnswerError as exc:
-            raise self._unavailable(f"{what}: the server answered {redact(str(exc))}") from exc
+            raise self._unavailable(r, f"{what}: the server answered {redact(str(exc))}") from exc
 
-    def _ensure_verified(self) -> None:
+    def _ensure_verified(self, r: _Replica, *, notify: bool = True) -> None:
+        """Check replica ``r`` unless it passed since its last new connection; ``notify``:
+        tell ``on_verified`` what was found."""
         with self._lock:
-            if self._verified:
+            if r.verified:
                 return
-            self._wait_ready()
+            self._wait_ready(r)
             name, version = self.model_name, str(self.model_version)
             timeout = self.network_timeout_s
             metadata = self._server_call(
+                r,
                 "reading the model metadata",
-                lambda: self.transport.get_model_metadata(name, version, timeout_s=timeout),
+                lambda r: r.transport.get_model_metadata(name, version, timeout_s=timeout),
             )
             config = self._server_call(
+                r,
                 "reading the model config",
-                lambda: self.transport.get_model_config(name, version, timeout_s=timeout),
+                lambda r: r.transport.get_model_config(name, version, timeout_s=timeout),
             )
             differences = metadata_differences(self.triton, metadata, config)
             if differences:
                 count = len(differences)
                 raise TritonMetadataMismatchError(
-                    f"Triton model {name!r} version {version} at {self.endpoint} does not match "
+                    f"Triton model {name!r} version {version} at {r.endpoint} does not match "
                     f"spec {self.spec.name!r} ({count} difference{'s' if count != 1 else ''}):\n"
                     + "\n".join(f"  - {d}" for d in differences)
                     + "\nDeploy the model the catalog describes (`dp-models triton export` "
                     "writes its repository), or fix the spec.",
                     spec=self.spec.name,
-                    endpoint=self.endpoint,
+                    endpoint=r.endpoint,
                     differences=differences,
                 )
             try:
-                self.served_digest_verified = self._check_served_digest(config)
+                r.served_digest_verified = self._check_served_digest(r, config)
             except TritonDigestMismatchError:
-                self.served_digest_verified = False
-                if self._on_verified is not None:
+                r.served_digest_verified = False
+                self.served_digest_verified, self.served_digest = False, r.served_digest
+                if notify and self._on_verified is not None:
                     self._on_verified(False)
                 raise
-            self._verified = True
-            self._fresh = True
-        if self._on_verified is not None:
-            self._on_verified(self.served_digest_verified)
+            r.verified = True
+            r.fresh = True
+            verified = self.served_digest_verified = r.served_digest_verified
+            self.served_digest = r.served_digest
+        if notify and self._on_verified is not None:
+            self._on_verified(verified)
 
-    def _check_served_digest(self, config: Mapping[str, Any]) -> bool | None:
-        served = self.served_digest = served_digest_of(config)
+    def _check_served_digest(self, r: _Replica, config: Mapping[str, Any]) -> bool | None:
+        served = r.served_digest = served_digest_of(config)
         expected = self.expected_digest
         verdict = served_digest_verdict(
             expected, served, required=self.triton.require_weights_digest
         )
         where = (
-            f"Triton model {self.model_name!r} version {self.model_version} at {self.endpoint} "
+            f"Triton model {self.model_name!r} version {self.model_version} at {r.endpoint} "
             f"(spec {self.spec.name!r})"
         )
         if verdict is DigestVerdict.VERIFIED:
@@ -423,7 +658,7 @@ class TritonClient:
         raise TritonDigestMismatchError(
             message,
             spec=self.spec.name,
-            endpoint=self.endpoint,
+            endpoint=r.endpoint,
             expected=expected,
             actual=served,
         )
@@ -451,7 +686,6 @@ class TritonClient:
         the spec has one); returns the outputs by name. A batch larger than the spec's
         ``max_batch_size`` is sent in parts, and the outputs concatenated."""
         batch = self.validate_inputs(inputs)
-        self._ensure_verified()
         limit = self.triton.max_batch_size
         if limit <= 0 or batch <= limit:
             return self._infer_once(inputs)
@@ -476,35 +710,35 @@ class TritonClient:
     def _infer_once(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
         tensors = [InferTensor(t.name, t.datatype, inputs[t.name]) for t in self.triton.inputs]
         names = [t.name for t in self.triton.outputs]
-        try:
-            result = self._call(
-                "inference",
-                lambda: self.transport.infer(
+
+        def send(r: _Replica) -> Mapping[str, np.ndarray[Any, Any]]:
+            try:
+                return r.transport.infer(
                     self.model_name,
                     str(self.model_version),
                     tensors,
                     names,
                     timeout_s=self.network_timeout_s,
-                    new_connection_ok=self._fresh,
-                ),
-                recheck=True,
-            )
-        except ServerAnswerError as exc:
-            raise TritonInferenceError(
-                f"Triton model {self.model_name!r} version {self.model_version} at "
-                f"{self.endpoint} (spec {self.spec.name!r}) failed the request: "
-                f"{redact(str(exc))}",
-                spec=self.spec.name,
-                endpoint=self.endpoint,
-            ) from exc
+                    new_connection_ok=r.fresh,
+                )
+            except ServerAnswerError as exc:
+                raise TritonInferenceError(
+                    f"Triton model {self.model_name!r} version {self.model_version} at "
+                    f"{r.endpoint} (spec {self.spec.name!r}) failed the request: "
+                    f"{redact(str(exc))}",
+                    spec=self.spec.name,
+                    endpoint=r.endpoint,
+                ) from exc
+
+        result, r = self._on_a_replica("inference", send)
         missing = [n for n in names if result.get(n) is None]
         if missing:
             raise TritonInferenceError(
                 f"Triton model {self.model_name!r} version {self.model_version} at "
-                f"{self.endpoint} (spec {self.spec.name!r}) answered without the outputs "
+                f"{r.endpoint} (spec {self.spec.name!r}) answered without the outputs "
                 f"{', '.join(map(repr, missing))} the spec lists",
                 spec=self.spec.name,
-                endpoint=self.endpoint,
+                endpoint=r.endpoint,
             )
         return {n: result[n] for n in names}
 
@@ -538,32 +772,78 @@ class TritonClient:
 
     # -- health --------------------------------------------------------------------------
 
-    def check(self) -> HealthReport:
+    def check(self, *, resolve: bool = True) -> HealthReport:
         """The deployment's :class:`~dp_models._health.HealthReport`, for a processor's
         health endpoint: ``served`` or ``unverified`` (ok), else ``unavailable``,
-        ``metadata_mismatch`` or ``served_digest_mismatch`` with the error. Re-checks the
-        deployment; never raises for its problems."""
+        ``metadata_mismatch`` or ``served_digest_mismatch`` with the error. Re-checks every
+        replica, and reports each (``replicas``); with several, the report is ok only when
+        every replica is, and its message names the replicas that are not. DNS mode: the
+        name is looked up again first (unless ``resolve`` is False and it was looked up
+        already). Never raises for the deployment's problems."""
         with self._lock:
-            self._verified = False
             try:
-                self._ensure_verified()
-            except TritonUnavailableError as exc:
-                return self._report(HealthStatus.UNAVAILABLE, exc, live=self.server_live)
-            except TritonMetadataMismatchError as exc:
-                return self._report(HealthStatus.METADATA_MISMATCH, exc)
-            except TritonDigestMismatchError as exc:
-                return self._report(HealthStatus.SERVED_DIGEST_MISMATCH, exc, served=exc.actual)
-            verified, served = self.served_digest_verified, self.served_digest
-        status = HealthStatus.SERVED if verified else HealthStatus.UNVERIFIED
-        return self._report(status, served=served)
+                replicas = self._resolve() if resolve else self._replica_list()
+            except TritonUnavailableError as exc:  # DNS: the name does not resolve
+                return self._report(HealthStatus.UNAVAILABLE, exc, live=False)
+            found = [self._check_replica(r) for r in replicas]
+        if self._on_verified is not None:
+            digests = [f.served_digest_verified for f in found if f.ok]
+            if any(f.status is HealthStatus.SERVED_DIGEST_MISMATCH for f in found):
+                self._on_verified(False)
+            elif digests:
+                self._on_verified(True if all(digests) else None)
+        worst = worst_replica(found)
+        bad = [f for f in found if not f.ok]
+        error = worst.error
+        if len(found) > 1 and bad:
+            named = ", ".join(f"{f.endpoint} ({f.status})" for f in bad)
+            error = (
+                f"{len(bad)} of {len(found)} replicas of Triton model {self.model_name!r} "
+                f"version {self.model_version} (spec {self.spec.name!r}) not ok: {named}\n"
+                + "\n".join(f.error or str(f.status) for f in bad)
+            )
+        return HealthReport(
+            spec=self.spec.name,
+            runtime="triton",
+            status=worst.status,
+            error=error,
+            error_type=worst.error_type,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            endpoint=self.endpoint,
+            live=all(f.live for f in found),
+            served_digest=worst.served_digest,
+            replicas=tuple(found),
+        )
+
+    def _check_replica(self, r: _Replica) -> ReplicaHealth:
+        """Replica ``r`` checked again, as one :class:`~dp_models._health.ReplicaHealth`."""
+        r.verified = False
+        status, served = HealthStatus.SERVED, None
+        error: Exception | None = None
+        try:
+            self._ensure_verified(r, notify=False)
+        except TritonUnavailableError as exc:
+            status, error = HealthStatus.UNAVAILABLE, exc
+        except TritonMetadataMismatchError as exc:
+            status, error = HealthStatus.METADATA_MISMATCH, exc
+        except TritonDigestMismatchError as exc:
+            status, error, served = HealthStatus.SERVED_DIGEST_MISMATCH, exc, exc.actual
+        else:
+            served = r.served_digest
+            if not r.served_digest_verified:
+                status = HealthStatus.UNVERIFIED
+        return ReplicaHealth(
+            endpoint=r.endpoint,
+            status=status,
+            error=str(error) if error is not None else None,
+            error_type=type(error).__name__ if error is not None else None,
+            live=r.server_live if status is HealthStatus.UNAVAILABLE else True,
+            served_digest=served,
+        )
 
     def _report(
-        self,
-        status: HealthStatus,
-        error: Exception | None = None,
-        *,
-        live: bool = True,
-        served: str | None = None,
+        self, status: HealthStatus, error: Exception | None = None, *, live: bool = True
     ) -> HealthReport:
         return HealthReport(
             spec=self.spec.name,
@@ -575,7 +855,6 @@ class TritonClient:
             model_version=self.model_version,
             endpoint=self.endpoint,
             live=live,
-            served_digest=served,
         )
 
     def __repr__(self) -> str:

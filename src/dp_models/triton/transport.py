@@ -18,6 +18,9 @@ to raise); a transport only carries calls and reports how each ended, in these t
   before anything is sent. A transport that cannot tell sets ``watches_connections``
   False, and the client checks the deployment before every such call instead.
 
+:func:`resolve_addresses` is how an endpoint in DNS mode finds its replicas (every address
+its host name resolves to); tests replace it to resolve a name to loopback addresses.
+
 These exceptions (defined in :mod:`dp_models._errors`, re-exported here for transports)
 are signals between a transport and the client; the client turns each
 into a :class:`~dp_models._errors.TritonError`, and none of them leaves it. The in-memory
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -44,6 +48,7 @@ __all__ = [
     "NewConnectionError",
     "ServerAnswerError",
     "Transport",
+    "resolve_addresses",
 ]
 
 log = logging.getLogger("dp_models.triton")
@@ -99,6 +104,16 @@ class Transport(Protocol):
         ...
 
 
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to for a TCP connection to ``port``, in the
+    resolver's order, each once: the replicas of an endpoint in DNS mode. Raises
+    :class:`OSError` (:class:`socket.gaierror`) when the name does not resolve. The client
+    calls it through this module, so a test may replace it (``monkeypatch.setattr``) to
+    resolve a name to loopback addresses."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 def _httpclient() -> Any:
     try:
         import tritonclient.http as httpclient  # type: ignore[import-untyped]
@@ -119,7 +134,9 @@ def _server_exception() -> type[Exception]:
 
 class HTTPTransport:
     """The default transport: ``tritonclient.http.InferenceServerClient`` (on gevent) at
-    ``address`` (``host:port[/path]``), with ``headers`` on every request (basic auth).
+    ``address`` (``host:port[/path]``), with ``headers`` on every request (basic auth, and
+    the ``Host`` of a replica found by DNS). ``server_name``: the name a TLS certificate must
+    be valid for, when ``address`` is one of its addresses (DNS mode).
 
     ``connection_timeout_s`` bounds connecting; ``read_timeout_s`` each socket read (the
     ``timeout_s`` of each call bounds its whole answer). New connections are seen through
@@ -134,9 +151,11 @@ class HTTPTransport:
         headers: Mapping[str, str] | None = None,
         connection_timeout_s: float = 5.0,
         read_timeout_s: float = 61.0,
+        server_name: str | None = None,
     ) -> None:
         self._address = address
         self._ssl = ssl
+        self._ssl_options = {"server_hostname": server_name} if ssl and server_name else None
         self._headers = dict(headers or {})
         self._connection_timeout_s = connection_timeout_s
         self._read_timeout_s = read_timeout_s
@@ -156,6 +175,7 @@ class HTTPTransport:
                     connection_timeout=self._connection_timeout_s,
                     network_timeout=self._read_timeout_s,
                     ssl=self._ssl,
+                    ssl_options=self._ssl_options,
                 )
                 self._watch(client)
                 self._client = client

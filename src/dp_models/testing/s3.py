@@ -1,7 +1,16 @@
-"""A real S3-compatible server for the tests: moto's server mode (``moto_server``, from the
-test extra) on a free 127.0.0.1 port, in its own process group, stopped for sure. The AWS
-settings a client needs to reach it come from :meth:`S3Server.environ`; :meth:`bucket`
-makes a fresh bucket."""
+"""A real S3-compatible server for tests and benchmarks: moto's server mode
+(``moto_server``: ``pip install 'moto[server]'``, in dp_models' test extra) on a free
+127.0.0.1 port, in its own process group, stopped for sure.
+
+>>> server = S3Server(tmp_path / "moto.log")          # doctest: +SKIP
+>>> os.environ.update(server.environ())               # doctest: +SKIP
+>>> dp_models.push(["emonet_8"], to=f"s3://{server.bucket()}/site", root=root)  # doctest: +SKIP
+>>> server.stop()                                     # doctest: +SKIP
+
+:meth:`S3Server.environ` gives the standard AWS settings that point a client (and a Triton
+server) at it; :meth:`S3Server.bucket` makes a fresh bucket. moto keeps objects in memory
+and serves ranged GETs slowly (it reads the whole object for each): fine for tests, not a
+model of a real store's speed."""
 
 from __future__ import annotations
 
@@ -17,6 +26,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from .._errors import S3ServerError
+
+__all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "S3Server"]
 
 ACCESS_KEY = "AKIADPMODELSTEST0001"
 #: Distinctive, so a test can prove it never appears in messages or reports.
@@ -35,7 +48,7 @@ def _executable() -> str:
     beside = Path(sys.executable).parent / "moto_server"
     found = str(beside) if beside.exists() else shutil.which("moto_server")
     if found is None:
-        raise RuntimeError(
+        raise S3ServerError(
             "moto_server is not installed: the test extra brings it (scripts/test.sh installs "
             "it), or pip install 'moto[server]'"
         )
@@ -45,7 +58,7 @@ def _executable() -> str:
 class S3Server:
     """moto's S3 server on loopback (module docs)."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: str | os.PathLike[str]) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "wb")  # closed in stop()
@@ -60,14 +73,14 @@ class S3Server:
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}: see {log}")
+                raise S3ServerError(f"moto_server exited with {self.proc.returncode}: see {log}")
             try:
                 with urllib.request.urlopen(self.url + "/moto-api/", timeout=2):
                     break
             except (urllib.error.URLError, OSError):
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(
+                    raise S3ServerError(
                         f"moto_server did not answer within 60 s: see {log}"
                     ) from None
                 time.sleep(0.1)
@@ -82,8 +95,9 @@ class S3Server:
         }
 
     def client(self) -> Any:
-        import boto3
-        from botocore.config import Config
+        """A boto3 client of this server (not from the environment)."""
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",
