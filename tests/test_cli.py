@@ -261,6 +261,20 @@ def test_env_masks_a_triton_url_whole_whatever_it_holds(
     assert code == 0 and "ter2" not in out and "bob" not in out and "***@triton:8000" in out
 
 
+@pytest.mark.adversarial
+def test_env_lists_replica_settings_and_masks_each_replica_url(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DP_MODELS_TRITON_URL_GPU", "http://a:pw1@h1:8000,http://b:pw2@h2:8000")
+    monkeypatch.setenv("DP_MODELS_TRITON_REPLICAS_GPU", "urls")
+    code, out, _ = run(capsys, "env", "--json")
+    assert code == 0
+    environment = json.loads(out)["environment"]
+    assert environment["DP_MODELS_TRITON_URL_GPU"] == "http://***@h1:8000,http://***@h2:8000"
+    assert environment["DP_MODELS_TRITON_REPLICAS_GPU"] == "urls"
+    assert "pw1" not in out and "pw2" not in out
+
+
 def test_progress_bar_only_after_a_second_and_only_on_a_terminal() -> None:
     stream = io.StringIO()
     quick = TerminalProgress(stream=stream, enabled=True, delay_s=60)

@@ -884,8 +884,14 @@ def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _env(args: argparse.Namespace, out: TextIO) -> int:
-    from ._settings import ENV_TRITON_TIMEOUT, ENV_TRITON_URL, ENV_VARS, Settings
-    from ._urls import redact, redact_url
+    from ._settings import (
+        ENV_TRITON_REPLICAS,
+        ENV_TRITON_TIMEOUT,
+        ENV_TRITON_URL,
+        ENV_VARS,
+        Settings,
+    )
+    from ._urls import redact, redact_endpoints
 
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for dist in _DISTRIBUTIONS:
@@ -896,11 +902,12 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     # a broken setting is shown with its problem, not a reason to stop: env is for finding it
     problems: dict[str, DPModelsError] = {}
     resolved = Settings.resolve(**_setting_arguments(args), problems=problems)
-    # a Triton URL variable holds one URL, whatever it holds: masked up to its last "@"
+    # a Triton URL variable: each replica's URL masked up to its last "@", whatever it holds
     environment = {
-        k: redact_url(v) if k.startswith(ENV_TRITON_URL) else redact(v)
+        k: redact_endpoints(v) if k.startswith(ENV_TRITON_URL) else redact(v)
         for k, v in sorted(os.environ.items())
-        if k in ENV_VARS or k.startswith((ENV_TRITON_URL + "_", ENV_TRITON_TIMEOUT + "_"))
+        if k in ENV_VARS
+        or k.startswith((ENV_TRITON_URL + "_", ENV_TRITON_TIMEOUT + "_", ENV_TRITON_REPLICAS + "_"))
     }
     settings = resolved.shown()
     settings.update({name: f"(not usable: {exc})" for name, exc in problems.items()})
