@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,35 @@ def test_pull_lists_a_directory_from_the_store_manifest(
     )
 
 
+def test_a_lock_without_directory_manifests_pushes_them_listed_from_the_root(
+    s3: Any, site: Path, tmp_path: Path
+) -> None:
+    """A pinned directory whose lock entry has no manifest: push lists it from the root,
+    holds it to the directory digest, and the store's manifest then carries its files; a
+    directory of other files is refused before anything is sent."""
+    catalog = shutil.copytree(catalog_of(site), tmp_path / "catalog")
+    raw = json.loads((catalog / "catalog.lock.json").read_text())
+    spacy = "text/spacy/en_core_web_sm-3.8.0"
+    files = raw["artifacts"][spacy].pop("files")
+    (catalog / "catalog.lock.json").write_text(json.dumps(raw))
+    bucket = s3.bucket()
+    store = f"s3://{bucket}/m"
+    report = dp_models.push(["spacy_en_core_web_sm"], to=store, root=site, catalog=catalog)
+    assert [a["status"] for a in report.artifacts] == ["pushed"]
+    manifest = s3_module.S3Mirror(store).manifest()
+    assert manifest is not None
+    entry = manifest.artifacts[spacy]
+    assert entry.files is not None
+    assert {rel: (f.sha256, f.size) for rel, f in entry.files.items()} == {
+        rel: (f["sha256"], f["size"]) for rel, f in files.items()
+    }
+    root = shutil.copytree(site, tmp_path / "root")
+    (root / spacy / "extra.txt").write_text("not in the pinned directory")
+    with pytest.raises(NotPushableError, match="not the pinned directory digest"):
+        dp_models.push(["spacy_en_core_web_sm"], to=f"s3://{bucket}/n", root=root, catalog=catalog)
+    assert not [k for k in keys(s3, bucket) if k.startswith("n/")]
+
+
 def test_mirrors_from_the_environment_may_be_stores(
     s3: Any, site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,6 +261,53 @@ def test_bytes_that_are_not_the_pin_never_become_visible_in_the_store(
     finally:
         os.close(fd)
         dest.close()
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize("trust", ["cached", "always"])
+def test_a_file_changed_during_a_multipart_upload_is_never_completed(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trust: str
+) -> None:
+    """After a part is sent, the file is rewritten (same size): trusting the digest cache,
+    its identity moved; hashing as it is read, its bytes differ. Either way the upload is
+    aborted: no object, no multipart upload left."""
+    from dp_models._digest import stat_key
+
+    size = 11 << 20
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(size))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    bucket = s3.bucket()
+    dest = s3_module.S3Destination(
+        f"s3://{bucket}/p", transfers=s3_module.Transfers(chunksize=5 << 20, concurrency=1)
+    )
+    real = s3_module.S3Destination._part
+
+    def rewrite_after_the_first(
+        self: Any, rel: str, key: str, upload: str, n: int, data: bytes
+    ) -> Any:
+        sent = real(self, rel, key, upload, n, data)
+        if n == 1:
+            time.sleep(0.01)  # a later ctime, whatever the clock's granularity
+            path.write_bytes(os.urandom(size))
+        return sent
+
+    monkeypatch.setattr(s3_module.S3Destination, "_part", rewrite_after_the_first)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        identity = stat_key(os.fstat(fd))
+        unchanged = (lambda: stat_key(os.fstat(fd)) == identity) if trust == "cached" else None
+        with pytest.raises(_PutMismatchError) as caught:
+            dest.put("a/f.bin", fd, size, digest, lambda n: None, unchanged=unchanged)
+        if trust == "cached":
+            assert caught.value.actual is None  # not hashed: the identity moved
+        else:
+            assert caught.value.actual not in (None, digest)
+    finally:
+        os.close(fd)
+        dest.close()
+    assert keys(s3, bucket) == []
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 @pytest.mark.adversarial

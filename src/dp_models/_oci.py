@@ -1059,8 +1059,17 @@ class OciDestination:
         return self._registry.has_blob(sha256, rel)
 
     def put(
-        self, rel: str, fd: int, size: int, sha256: str, advance: Callable[[int], None]
+        self,
+        rel: str,
+        fd: int,
+        size: int,
+        sha256: str,
+        advance: Callable[[int], None],
+        *,
+        unchanged: Callable[[], bool] | None = None,
     ) -> None:
+        # always hashed as it streams (the registry checks the digest too): ``unchanged``
+        # is checked as well, for a file that changed back to its verified bytes meanwhile
         def body() -> _Body:
             def write(conn: http.client.HTTPConnection) -> None:
                 hasher, sent = hashlib.sha256(), 0
@@ -1075,6 +1084,8 @@ class OciDestination:
                 if sent != size or hasher.hexdigest() != sha256:
                     # not waiting for the registry's answer: it refuses the digest too
                     raise _PutMismatchError(hasher.hexdigest(), sent)
+                if unchanged is not None and not unchanged():
+                    raise _PutMismatchError(None, sent)
 
             return write
 

@@ -9,8 +9,11 @@ every node can ``pull --from`` it: an S3-compatible object store (``s3://BUCKET/
 pinned bytes (through the digest cache; a pinned directory without a manifest in the lock is
 listed from the root and held to its directory digest). A root that does not verify is
 refused before anything is sent. Each file the store does not already hold is then
-uploaded, hashed again as it is read: bytes that changed since they were verified are never
-made visible (:class:`~dp_models._errors.PushedFileMismatchError`). Last, the store's
+uploaded from the open file that was verified, and made visible only if it is still that
+file: with the ``cached`` verify policy (the default) its identity (inode, size, mtime,
+ctime: what the digest cache trusts) must not have moved by the end of the upload; with
+``always`` its bytes are hashed again as they are read. Bytes that changed since they were
+verified are never made visible (:class:`~dp_models._errors.PushedFileMismatchError`). Last, the store's
 manifest is written: the lock of what was pushed (each directory with its manifest), so a
 pull from the store can list directories and a reader that finds the manifest finds every
 file it names.
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog
-from ._digest import DigestCache, Hasher, directory_digest, directory_files
+from ._digest import DigestCache, Hasher, directory_digest, directory_files, stat_key
 from ._errors import (
     ConfigurationError,
     DestinationUnavailableError,
@@ -207,14 +210,17 @@ def push(
                 destination=dest.shown,
                 paths=[b.split(" ", 1)[0] for b in bad],
             )
-        return _Pusher(base, dest, jobs, progress).run(planned, cat, dry_run)
+        return _Pusher(base, dest, hasher, jobs, progress).run(planned, cat, dry_run)
     finally:
         dest.close()
 
 
 class _Pusher:
-    def __init__(self, root: Path, dest: Destination, jobs: int, progress: bool | None) -> None:
-        self.root, self.dest, self.jobs, self.progress = root, dest, jobs, progress
+    def __init__(
+        self, root: Path, dest: Destination, hasher: Hasher, jobs: int, progress: bool | None
+    ) -> None:
+        self.root, self.dest, self.hasher = root, dest, hasher
+        self.jobs, self.progress = jobs, progress
         self.cancel = threading.Event()
 
     def _files(self, planned: Sequence[_Planned]) -> list[_File]:
@@ -276,22 +282,41 @@ class _Pusher:
     def _put(self, f: _File, bars: _Progress) -> None:
         if self.cancel.is_set():
             return
-        fd = open_regular(self.root / f.path)
+        path = self.root / f.path
+        fd = open_regular(path)
         try:
+            unchanged: Callable[[], bool] | None = None
+            if self.hasher.policy != "always":
+                # what was verified, through the digest cache, is this open file as long as
+                # its identity (inode, size, mtime, ctime) does not move: the destination
+                # need not hash it again, only ask before it makes the file visible
+                found = self.hasher.file_fd(path, fd)
+                if (found.sha256, found.size) != (f.sha256, f.size):
+                    raise _PutMismatchError(found.sha256, found.size)
+                identity = found.identity
+                unchanged = lambda: stat_key(os.fstat(fd)) == identity  # noqa: E731
             with bars.file(f.path, f.size) as advance:
                 self._destination_call(
-                    f.path, lambda: self.dest.put(f.path, fd, f.size, f.sha256, advance)
+                    f.path,
+                    lambda: self.dest.put(
+                        f.path, fd, f.size, f.sha256, advance, unchanged=unchanged
+                    ),
                 )
         except _PutMismatchError as exc:
+            what = (
+                f"it has sha256 {exc.actual} ({exc.size} bytes)"
+                if exc.actual is not None
+                else "it changed (its size, times or inode moved)"
+            )
             raise PushedFileMismatchError(
-                f"{f.path}: read while it was pushed to {self.dest.shown}, it has sha256 "
-                f"{exc.actual} ({exc.size} bytes), but it verified as {f.sha256} ({f.size} "
-                "bytes) just before: it changed under the push. Nothing of it was made "
-                "visible there. Find what writes into the root, then push again.",
+                f"{f.path}: read while it was pushed to {self.dest.shown}, {what}, but it "
+                f"verified as {f.sha256} ({f.size} bytes) just before: it changed under the "
+                "push. Nothing of it was made visible there. Find what writes into the root, "
+                "then push again.",
                 destination=self.dest.shown,
                 path=f.path,
                 expected=f.sha256,
-                actual=exc.actual,
+                actual=exc.actual or "(changed)",
             ) from None
         finally:
             os.close(fd)

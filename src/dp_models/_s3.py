@@ -14,9 +14,12 @@ Credentials are never shown: messages name ``s3://BUCKET/PREFIX`` only.
 
 Pulling streams each object into the pull's hashing sink: one GET, or for a large object
 several ranged GETs at once whose parts are written (and hashed) in order; a dropped
-connection is resumed from the last byte received. Pushing uploads a file as a multipart
-upload, hashing each part as it is read: only when the whole file is the pinned bytes is
-the upload completed (and the object visible); otherwise it is aborted. Every object
+connection is resumed from the last byte received. Pushing uploads a large file as a
+multipart upload (each part with a CRC32 the store checks, as boto3's own uploads do) that
+is completed, making the object visible, only when the file is the verified one (hashed as
+it is read, or, trusting the digest cache, untouched since it was verified), and aborted
+otherwise; a small file is hashed in memory and sent in one PUT with its sha256 for the
+store to check. Every object
 carries its sha256 in its metadata (``x-amz-meta-sha256``), which :meth:`S3Mirror.list`
 and :meth:`S3Destination.has` read; what a pull keeps is still hashed on arrival.
 """
@@ -30,7 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,12 +99,12 @@ class Transfers:
       on AWS, where one connection tops out well below the link, set it.
     * a push uploads a file larger than ``multipart_chunksize`` (default 8 MiB, at least
       5 MiB; more for a file of over 10,000 parts) as a multipart upload,
-      ``max_concurrent_requests`` (default 8) parts at a time.
+      ``max_concurrent_requests`` (default 10, as the AWS CLI's) parts at a time.
     """
 
     threshold: int | None = None
     chunksize: int = 8 << 20
-    concurrency: int = 8
+    concurrency: int = 10
 
 
 def _size(value: object, key: str) -> int:
@@ -159,10 +162,9 @@ def make_client(*, pool: int = 32) -> tuple[Any, Transfers]:
         max_pool_connections=pool,
         connect_timeout=10,
         read_timeout=60,
-        # integrity is our sha256, checked on every byte; a store that does not speak the
-        # newer checksum headers (older MinIO/Ceph) must still work
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
+        # checksums in transit follow the AWS settings (request_checksum_calculation,
+        # response_checksum_validation: boto3's defaults, or when_required for a store
+        # that does not speak them); integrity end to end is our sha256 either way
     )
     session = boto3.session.Session()
     client = session.client("s3", config=config)
@@ -476,13 +478,20 @@ class S3Destination(_Store):
         )
 
     def put(
-        self, rel: str, fd: int, size: int, sha256: str, advance: Callable[[int], None]
+        self,
+        rel: str,
+        fd: int,
+        size: int,
+        sha256: str,
+        advance: Callable[[int], None],
+        *,
+        unchanged: Callable[[], bool] | None = None,
     ) -> None:
         key = self.where_.key(rel)
         part = max(self.transfers.chunksize, MIN_PART, -(-size // _MAX_PARTS))
         if size <= part:
             data = _read_exactly(fd, 0, size)
-            actual = hashlib.sha256(data).hexdigest()
+            actual = hashlib.sha256(data).hexdigest()  # in hand: hashed whatever the policy
             if actual != sha256 or len(data) != size:
                 raise _PutMismatchError(actual, len(data))
             self._call(
@@ -500,26 +509,31 @@ class S3Destination(_Store):
         upload = self._call(
             rel,
             lambda: self._client.create_multipart_upload(
-                Bucket=self.where_.bucket, Key=key, Metadata={_SHA256_KEY: sha256}
+                Bucket=self.where_.bucket,
+                Key=key,
+                Metadata={_SHA256_KEY: sha256},
+                **self._crc32(),
             ),
         )["UploadId"]
         done = False
+        pending: dict[Future[dict[str, Any]], int] = {}
         try:
-            hasher = hashlib.sha256()
-            pending: list[tuple[Future[dict[str, Any]], int]] = []
+            hasher = hashlib.sha256() if unchanged is None else None
             etags: list[dict[str, Any]] = []
             for number, offset in enumerate(range(0, size, part), start=1):
                 data = _read_exactly(fd, offset, min(part, size - offset))
-                hasher.update(data)
+                if hasher is not None:
+                    hasher.update(data)
                 job = self._parts.submit(self._part, rel, key, upload, number, data)
-                pending.append((job, len(data)))
-                while len(pending) >= self.transfers.concurrency:
-                    etags.append(_sent(pending.pop(0), advance))
-            while pending:
-                etags.append(_sent(pending.pop(0), advance))
-            actual = hasher.hexdigest()
-            if actual != sha256:
-                raise _PutMismatchError(actual, size)
+                pending[job] = len(data)
+                if len(pending) >= self.transfers.concurrency:  # a slot frees as any part ends
+                    _collect(pending, etags, advance, FIRST_COMPLETED)
+            _collect(pending, etags, advance, ALL_COMPLETED)
+            if hasher is not None and hasher.hexdigest() != sha256:
+                raise _PutMismatchError(hasher.hexdigest(), size)
+            if unchanged is not None and not unchanged():
+                raise _PutMismatchError(None, size)
+            etags.sort(key=lambda e: int(e["PartNumber"]))
             self._call(
                 rel,
                 lambda: self._client.complete_multipart_upload(
@@ -532,6 +546,9 @@ class S3Destination(_Store):
             done = True
         finally:
             if not done:
+                for job in pending:
+                    job.cancel()
+                wait(pending)  # parts still in flight end before the upload is aborted
                 with contextlib.suppress(Exception):
                     self._client.abort_multipart_upload(
                         Bucket=self.where_.bucket, Key=key, UploadId=upload
@@ -546,9 +563,19 @@ class S3Destination(_Store):
                 UploadId=upload,
                 PartNumber=number,
                 Body=data,
+                **self._crc32(),
             ),
         )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
+        part = {"PartNumber": number, "ETag": resp["ETag"]}
+        if "ChecksumCRC32" in resp:
+            part["ChecksumCRC32"] = resp["ChecksumCRC32"]
+        return part
+
+    def _crc32(self) -> dict[str, str]:
+        """Each part with a CRC32 the store checks in transit (as boto3's own uploads), unless
+        the AWS settings say checksums only where required (a store that has none)."""
+        setting = getattr(self._client.meta.config, "request_checksum_calculation", None)
+        return {} if setting == "when_required" else {"ChecksumAlgorithm": "CRC32"}
 
     def _call(self, rel: str, fn: Callable[[], Any]) -> Any:
         """``fn()``; an S3 failure (after boto3's own retries) as SourceUnavailableError."""
@@ -607,14 +634,19 @@ class S3Destination(_Store):
         super().close()
 
 
-def _sent(
-    job: tuple[Future[dict[str, Any]], int], advance: Callable[[int], None]
-) -> dict[str, Any]:
-    """The part ``job`` uploaded: its number and ETag (after ``advance`` by its size)."""
-    future, size = job
-    result = future.result()
-    advance(size)
-    return result
+def _collect(
+    pending: dict[Future[dict[str, Any]], int],
+    etags: list[dict[str, Any]],
+    advance: Callable[[int], None],
+    when: str,
+) -> None:
+    """Wait for parts of ``pending`` (the first to end, or all): each one's number and ETag
+    into ``etags``, its size to ``advance``; a failed part raises its error."""
+    finished, _ = wait(pending, return_when=when)
+    for job in finished:
+        size = pending.pop(job)
+        etags.append(job.result())
+        advance(size)
 
 
 def _read_exactly(fd: int, offset: int, size: int) -> bytes:

@@ -198,9 +198,10 @@ class Mirror(Protocol):
 
 class _PutMismatchError(Exception):
     """The bytes a :class:`Destination` read to publish are not the pinned ones; nothing was
-    made visible. ``actual``: their sha256, ``size``: how many were read."""
+    made visible. ``actual``: their sha256 (None: not hashed, the file changed while it was
+    read), ``size``: how many were read."""
 
-    def __init__(self, actual: str, size: int) -> None:
+    def __init__(self, actual: str | None, size: int) -> None:
         super().__init__(actual)
         self.actual, self.size = actual, size
 
@@ -219,12 +220,23 @@ class Destination(Protocol):
         ...
 
     def put(
-        self, rel: str, fd: int, size: int, sha256: str, advance: Callable[[int], None]
+        self,
+        rel: str,
+        fd: int,
+        size: int,
+        sha256: str,
+        advance: Callable[[int], None],
+        *,
+        unchanged: Callable[[], bool] | None = None,
     ) -> None:
         """Publish the ``size`` bytes of the open regular file ``fd`` (read from offset 0)
-        at ``rel``, hashing them as they are read and calling ``advance(n)`` as they go.
-        When they are not ``sha256`` nothing becomes visible and ``_PutMismatchError`` is
-        raised; a failure of the destination raises ``SourceUnavailableError``."""
+        at ``rel``, calling ``advance(n)`` as they go. The bytes are hashed as they are
+        read, unless ``unchanged`` is given: the file was verified just before (through the
+        digest cache), and ``unchanged()`` says whether it still is that file, untouched
+        (called after the last byte is read, before anything becomes visible). When they
+        are not ``sha256`` (or the file changed) nothing becomes visible and
+        ``_PutMismatchError`` is raised; a failure of the destination raises
+        ``SourceUnavailableError``."""
         ...
 
     def commit(self, manifest: bytes) -> str:
