@@ -311,9 +311,11 @@ def test_a_file_changed_during_a_multipart_upload_is_never_completed(
 
 
 @pytest.mark.adversarial
+@pytest.mark.parametrize("policy", ["cached", "always"])
 def test_a_file_that_changes_under_the_push_is_not_published(
-    s3: Any, site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: Any, site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str
 ) -> None:
+    monkeypatch.setenv("DP_MODELS_VERIFY", policy)
     root = tmp_path / "root"
     shutil.copytree(site, root)
     real = push_module._verifies

@@ -13,10 +13,10 @@ uploaded from the open file that was verified, and made visible only if it is st
 file: with the ``cached`` verify policy (the default) its identity (inode, size, mtime,
 ctime: what the digest cache trusts) must not have moved by the end of the upload; with
 ``always`` its bytes are hashed again as they are read. Bytes that changed since they were
-verified are never made visible (:class:`~dp_models._errors.PushedFileMismatchError`). Last, the store's
-manifest is written: the lock of what was pushed (each directory with its manifest), so a
-pull from the store can list directories and a reader that finds the manifest finds every
-file it names.
+verified are never made visible (:class:`~dp_models._errors.PushedFileMismatchError`).
+Last, the store's manifest is written: the lock of what was pushed (each directory with
+its manifest), so a pull from the store can list directories and a reader that finds the
+manifest finds every file it names.
 """
 
 from __future__ import annotations
