@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
         help="trust the digest cache (cached, the default) or hash everything",
     )
     rooted.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    # which specs pull, push and bundle create take (with what they require)
+    selected = argparse.ArgumentParser(add_help=False)
+    selected.add_argument("names", nargs="*", metavar="NAME")
+    selected.add_argument("--all", action="store_true", help="every spec of the catalog")
+    selected.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
 
     parser = argparse.ArgumentParser(
         prog="dp-models",
@@ -231,11 +236,8 @@ def _parser() -> argparse.ArgumentParser:
         _pull,
         "fetch the artifacts of NAMES (or --all, --users) from mirrors (and, with --upstream, "
         "their specs' sources) into MODELS_ROOT, each verified before it is visible",
-        [common, rooted],
+        [common, rooted, selected],
     )
-    p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--all", action="store_true", help="every spec of the catalog")
-    p.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
     p.add_argument(
         "--from",
         dest="mirrors",
@@ -266,11 +268,8 @@ def _parser() -> argparse.ArgumentParser:
         _push,
         "publish the verified artifacts of NAMES (or --all, --users) from MODELS_ROOT to a "
         "site's store, with the lock of what was pushed as its manifest",
-        [common, rooted],
+        [common, rooted, selected],
     )
-    p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--all", action="store_true", help="every spec of the catalog")
-    p.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
     p.add_argument(
         "--to",
         required=True,
@@ -291,12 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     p = bundle.add_parser(
         "create",
         help="write a tar of the verified files of NAMES (or --all, --users) and a manifest",
-        parents=[common, rooted],
+        parents=[common, rooted, selected],
     )
     p.set_defaults(func=_bundle_create)
-    p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--all", action="store_true", help="every spec of the catalog")
-    p.add_argument("--users", metavar="PROCESSOR", help="the specs this processor uses")
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="the tar to write")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p = bundle.add_parser(

@@ -692,21 +692,28 @@ class _Registry(HttpMirror):
             url = urljoin(self.base + "/", location)
             url += ("&" if urlsplit(url).query else "?") + f"digest=sha256%3A{digest}"
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-            conn, resp = self.send("PUT", url, what, headers=headers, body=body(), follow=False)
-            try:
-                if resp.status != 201:
-                    raise self.failure(resp, what)
-                stored = resp.getheader("Docker-Content-Digest")
-                resp.read()
-            finally:
-                resp.close()
-                conn.close()
-            if stored is not None and stored != f"sha256:{digest}":
-                raise self._unavailable(
-                    what, f"the registry stored the blob as {stored[:80]}, not sha256:{digest}"
-                )
+            self.put_checked(url, what, headers, body(), digest, "the blob")
 
         self._retrying(what, attempt, lambda: 0)
+
+    def put_checked(
+        self, url: str, what: str, headers: dict[str, str], body: Any, digest: str, noun: str
+    ) -> None:
+        """PUT ``body`` (a blob upload's last request, or a manifest) at ``url``: the
+        registry must answer 201 and, when it names the digest it stored, name ``digest``."""
+        conn, resp = self.send("PUT", url, what, headers=headers, body=body, follow=False)
+        try:
+            if resp.status != 201:
+                raise self.failure(resp, what)
+            stored = resp.getheader("Docker-Content-Digest")
+            resp.read()
+        finally:
+            resp.close()
+            conn.close()
+        if stored is not None and stored != f"sha256:{digest}":
+            raise self._unavailable(
+                what, f"the registry stored {noun} as {stored[:80]}, not sha256:{digest}"
+            )
 
 
 # -- manifests -----------------------------------------------------------------------------------
@@ -1158,26 +1165,9 @@ class OciDestination:
         what = "the manifest"
 
         def attempt() -> None:
-            conn, resp = registry.send(
-                "PUT",
-                registry.target("manifests", self.reference.tag or ""),
-                what,
-                headers={"Content-Type": MANIFEST_MEDIA_TYPE},
-                body=body,
-                follow=False,
-            )
-            try:
-                if resp.status != 201:
-                    raise registry.failure(resp, what)
-                stored = resp.getheader("Docker-Content-Digest")
-                resp.read()
-            finally:
-                resp.close()
-                conn.close()
-            if stored is not None and stored != f"sha256:{digest}":
-                raise registry._unavailable(
-                    what, f"the registry stored it as {stored[:80]}, not sha256:{digest}"
-                )
+            url = registry.target("manifests", self.reference.tag or "")
+            headers = {"Content-Type": MANIFEST_MEDIA_TYPE}
+            registry.put_checked(url, what, headers, body, digest, "it")
 
         registry._retrying(what, attempt, lambda: 0)
         return str(self.reference.by_digest(f"sha256:{digest}"))
