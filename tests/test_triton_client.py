@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import textwrap
 import time
 from collections.abc import Iterator
@@ -479,7 +478,7 @@ def _doctor(capsys: pytest.CaptureFixture[str], odd: Odd, *argv: str) -> tuple[i
 
 
 def test_doctor_checks_each_triton_spec_against_its_endpoint(
-    odd: Odd, capsys: pytest.CaptureFixture[str]
+    odd: Odd, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out = _doctor(
         capsys, odd, "--json", "--triton-url", odd.server.url, "--triton-timeout", "1"
@@ -503,7 +502,7 @@ def test_doctor_checks_each_triton_spec_against_its_endpoint(
     assert code == 0  # no endpoint configured: nothing contacted, Triton specs are remote
     assert all(line.split()[2] == "remote" for line in out.splitlines()[1:8])
     assert "endpoint 'default' not configured ($DP_MODELS_TRITON_URL)" in out
-    os.environ["DP_MODELS_TRITON_URL"] = odd.server.url  # restored by clean_environ
+    monkeypatch.setenv("DP_MODELS_TRITON_URL", odd.server.url)
     code, out = _doctor(capsys, odd, "--triton-timeout", "1")
     rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:8]}
     assert rows == {
