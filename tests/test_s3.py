@@ -483,3 +483,24 @@ def test_s3_urls_split_into_bucket_and_prefix() -> None:
 def test_push_needs_a_store_it_knows(site: Path) -> None:
     with pytest.raises(ConfigurationError, match="s3://BUCKET/PREFIX"):
         dp_models.push([SMALL], to=str(site), root=site, catalog=catalog_of(site))
+
+
+def test_a_dry_run_from_a_store_lists_each_file_and_fetches_nothing(
+    s3: Any, site: Path, tmp_path: Path
+) -> None:
+    bucket = s3.bucket()
+    store = f"s3://{bucket}/d"
+    dp_models.push([SMALL, "spacy_en_core_web_sm"], to=store, root=site, catalog=catalog_of(site))
+    root = tmp_path / "root"
+    report = dp_models.pull(
+        [SMALL, "spacy_en_core_web_sm"],
+        root=root,
+        mirrors=[store],
+        catalog=catalog_of(site),
+        dry_run=True,
+    )
+    assert {a.status for a in report.artifacts} == {"planned"}
+    listed = {f.path: (f.size, f.source) for a in report.artifacts for f in a.files}
+    wanted = [p for p in files_under(site) if p == SMALL_PATH or p.startswith("text/spacy/")]
+    assert listed == {p: ((site / p).stat().st_size, store) for p in wanted}
+    assert files_under(root) == []
