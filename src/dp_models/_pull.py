@@ -63,7 +63,7 @@ from ._io import atomic_write, fsync_directory
 from ._lock import Lock, LockEntry, ManifestFile, unwritable
 from ._paths import resolve_artifact_path
 from ._settings import Settings
-from ._spec import Artifact, Spec
+from ._spec import Artifact, Spec, check_relative_path
 from ._transfer import (
     DirectoryMirror,
     HttpMirror,
@@ -181,6 +181,31 @@ class PullReport:
                 for a in self.artifacts
             ],
         }
+
+
+class _Unreachable:
+    """A mirror that did not answer when it was made (a registry resolving its tag): it
+    has nothing, and fetching from it fails with why, so that the next mirror is asked
+    and a root that already verifies never needs it."""
+
+    role = "mirror"
+    lists = False
+
+    def __init__(self, error: SourceUnavailableError) -> None:
+        self.error = error
+        self.shown = error.source
+
+    def fetch(self, rel: str, sink: Sink) -> None:
+        raise self.error
+
+    def probe(self, rel: str) -> int | None:
+        return None
+
+    def where(self, rel: str) -> str:
+        return self.shown
+
+    def list(self, rel: str) -> dict[str, Listing] | None:
+        return None
 
 
 def make_mirror(value: str, settings: Settings | None = None) -> Mirror:
@@ -487,11 +512,33 @@ class _Puller:
             return result, LockEntry(art.kind, digest, total, manifest, source, revision)
 
     def _listing(self, rel: str) -> dict[str, Listing]:
-        """The files of the directory ``rel`` from the first source that lists it."""
+        """The files of the directory ``rel`` from the first source that lists it. A source
+        that fails to list, or lists a name that is not a safe relative path (an object
+        store's keys are anything), is passed over for the next."""
+        failures: list[SourceUnavailableError] = []
         for mirror in self.mirrors:
-            listing = mirror.list(rel)
-            if listing is not None:
-                return listing
+            try:
+                listing = mirror.list(rel)
+            except SourceUnavailableError as exc:
+                failures.append(exc)
+                continue
+            if listing is None:
+                continue
+            unsafe = sorted(n for n in listing if check_relative_path(n) is not None)
+            if unsafe:
+                failures.append(
+                    SourceUnavailableError(
+                        f"{mirror.role} {mirror.where(rel)}: lists {unsafe[0][:200]!r} in "
+                        f"{rel}, which is not a safe relative path "
+                        f"({check_relative_path(unsafe[0])}); its listing is not used",
+                        source=mirror.shown,
+                        path=rel,
+                    )
+                )
+                continue
+            return listing
+        if failures:
+            raise failures[0]
         shown = [m.shown for m in self.mirrors]
         raise NotPullableError(
             f"{rel}: a directory without a manifest, and no source lists its files (asked: "
@@ -516,6 +563,8 @@ class _Puller:
         try:
             futures: list[Future[PullFile]] = []
             for rel, sha256, size in wanted:
+                if (why := check_relative_path(rel)) is not None:  # listings were checked
+                    raise PullError(f"{path}: a file named {rel[:200]!r} {why}", path=path)
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 futures.append(self.files.submit(self.file, f"{path}/{rel}", target, sha256, size))
@@ -829,8 +878,43 @@ def pull(
     else:
         cat = Catalog.load(settings=settings)
     sources: list[Mirror] = []
+    owned: list[Mirror] = []  # made here from strings: closed here
     for m in mirrors if mirrors is not None else settings.mirrors:
-        sources.append(make_mirror(m, settings) if isinstance(m, str) else m)
+        if isinstance(m, str):
+            try:
+                made: Mirror = make_mirror(m, settings)
+            except SourceUnavailableError as exc:  # a registry that did not answer
+                made = _Unreachable(exc)
+            owned.append(made)
+            sources.append(made)
+        else:
+            sources.append(m)
+    try:
+        return _pull(
+            base, settings, cat, sources, names, users, all, upstream, pin, dry_run, jobs, progress
+        )
+    finally:
+        for made in owned:
+            close = getattr(made, "close", None)
+            if callable(close):
+                close()
+
+
+def _pull(
+    base: Path,
+    settings: Settings,
+    cat: Catalog,
+    sources: list[Mirror],
+    names: Iterable[str] | None,
+    users: str | None,
+    everything: bool,
+    upstream: bool,
+    pin: bool,
+    dry_run: bool,
+    jobs: int,
+    progress: bool | None,
+) -> PullReport:
+    """The rest of :func:`pull`, its mirrors made."""
     if not sources and not upstream:
         raise ConfigurationError(
             "no mirror to pull from: pass --from MIRROR (a directory laid out as a "
@@ -838,7 +922,7 @@ def pull(
             "the specs' upstream sources with --upstream"
         )
     opened: list[_Open] = []
-    specs = _select(cat, names, users, all)
+    specs = _select(cat, names, users, everything)
     planned = _plan(cat, specs, opened, pin=pin)
     if pin and any(o.pin is None for o in opened):
         if (problem := unwritable(cat.lock.path)) is not None:

@@ -136,17 +136,20 @@ def _complete(
     return planned, bad
 
 
-def _entry(item: _Planned, catalog: Catalog) -> LockEntry:
+def _entry(item: _Planned, files: Sequence[_File], catalog: Catalog) -> LockEntry:
+    """The lock entry of a pushed artifact: its ``files`` as they were pushed (a spec pin
+    without a size gets the verified file's), with the site lock's source and revision."""
     site = catalog.lock.artifacts.get(item.artifact.path)
     keep = site is not None and site.sha256 == item.pin.sha256
-    files = None
+    manifest = None
     if item.artifact.kind == "dir":
-        files = {rel: ManifestFile(sha, size or 0) for rel, sha, size in item.files}
+        prefix = item.artifact.path + "/"
+        manifest = {f.path[len(prefix) :]: ManifestFile(f.sha256, f.size) for f in files}
     return LockEntry(
         item.artifact.kind,
         item.pin.sha256,
-        sum(size or 0 for _, _, size in item.files),
-        files,
+        sum(f.size for f in files),
+        manifest,
         source=site.source if keep and site is not None else None,
         revision=site.revision if keep and site is not None else None,
     )
@@ -261,7 +264,10 @@ class _Pusher:
                 }
             )
         if not dry_run:
-            entries = {item.artifact.path: _entry(item, catalog) for item in planned}
+            entries = {
+                item.artifact.path: _entry(item, [f for f in files if f.item == n], catalog)
+                for n, item in enumerate(planned)
+            }
             manifest = Lock(Path("catalog.lock.json"), entries, exists=True).dumps().encode()
             report.reference = self._destination_call(None, lambda: self.dest.commit(manifest))
         return report
