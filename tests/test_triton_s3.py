@@ -4,6 +4,7 @@ started with ``--model-repository=s3://...``; the client's served-digest check p
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,20 +79,56 @@ def test_a_file_that_changes_while_it_is_uploaded_abandons_the_export(
     readme = tiny.root / "triton/tiny_echo/README.txt"
     real_put = s3_module.S3Destination.put
 
-    def put_after_a_change(self: Any, rel: str, fd: int, *args: Any) -> None:
+    def put_after_a_change(self: Any, rel: str, fd: int, *args: Any, **kw: Any) -> None:
         if rel.endswith("README.txt"):
             readme.write_bytes(b"X" + readme.read_bytes()[1:])
-        real_put(self, rel, fd, *args)
+        real_put(self, rel, fd, *args, **kw)
 
     monkeypatch.setattr(s3_module.S3Destination, "put", put_after_a_change)
     bucket = s3.bucket()
-    with pytest.raises(ArtifactChangedError, match="changed while it was uploaded"):
+    with pytest.raises(ArtifactChangedError, match="changed after it was verified"):
         export_repository(tiny.catalog, tiny.root, f"s3://{bucket}/r", [ECHO])
     assert keys(s3, bucket) == []  # what was uploaded before is removed
 
 
+@pytest.mark.adversarial
+def test_a_file_that_changes_after_verification_is_never_uploaded(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the verification and the upload (here: while the prefix is checked) a file
+    is rewritten: the export stops before sending it, and no config.pbtxt ever appears."""
+    tiny = make_tiny(tmp_path / "tiny")
+    readme = tiny.root / "triton/tiny_echo/README.txt"
+    real = s3_module.S3Destination.holds_anything
+    seen: list[list[str]] = []
+
+    def change_then_check(self: Any) -> bool:
+        time.sleep(0.01)  # a later ctime, whatever the clock's granularity
+        readme.write_bytes(b"X" + readme.read_bytes()[1:])
+        return bool(real(self))
+
+    real_write = s3_module.S3Destination.write
+
+    def spy_write(self: Any, rel: str, data: bytes, **kw: Any) -> None:
+        seen.append([rel])
+        real_write(self, rel, data, **kw)
+
+    monkeypatch.setattr(s3_module.S3Destination, "holds_anything", change_then_check)
+    monkeypatch.setattr(s3_module.S3Destination, "write", spy_write)
+    bucket = s3.bucket()
+    with pytest.raises(ArtifactChangedError, match="changed after it was verified"):
+        export_repository(tiny.catalog, tiny.root, f"s3://{bucket}/r", [ECHO])
+    assert keys(s3, bucket) == []
+    assert seen == []  # no config was ever written
+
+
 def test_export_to_a_store_refuses_link_and_a_missing_bucket(s3: Any, tmp_path: Path) -> None:
     tiny = make_tiny(tmp_path / "tiny")
+    with pytest.raises(TritonExportError, match="s3://BUCKET/PREFIX"):
+        export_repository(tiny.catalog, tiny.root, "oci://reg.example/models/triton:v1", [ECHO])
+    argv = ["triton", "export", ECHO, "--root", str(tiny.root), "--catalog", str(tiny.catalog_dir)]
+    assert run_cli([*argv, "--to", "oci://reg.example/models/triton:v1"]) != 0
+    assert not list(Path.cwd().glob("oci:*"))
     with pytest.raises(TritonExportError, match="--link"):
         export_repository(tiny.catalog, tiny.root, "s3://b/r", [ECHO], link=True)
     with pytest.raises(TritonExportError, match="NoSuchBucket"):

@@ -928,6 +928,10 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
 def _triton_export(args: argparse.Namespace, out: TextIO) -> int:
     from .triton.repository import export_repository
 
+    if args.to:
+        from ._urls import parse_s3_url
+
+        parse_s3_url(args.to)  # before anything is verified or written
     settings = _settings(args)
     catalog = _catalog(settings)
     root = settings.require_root()

@@ -53,16 +53,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._catalog import Catalog
-from .._digest import Hasher
+from .._digest import Hasher, stat_key
 from .._errors import ArtifactChangedError, SourceUnavailableError, TritonExportError
 from .._io import fsync_directory, open_regular
 from .._settings import Settings
 from .._spec import Spec, TritonSection, TritonTensor
+from .._urls import redact_url
 from .._verify import ArtifactReport, Verifier
 
 __all__ = [
@@ -362,6 +363,11 @@ def export_repository(
     specs = _select(catalog, names)
     root = Settings.resolve(models_root=models_root).require_root()
     to_store = isinstance(out_dir, str) and out_dir.lower().startswith("s3://")
+    if isinstance(out_dir, str) and "://" in out_dir and not to_store:
+        raise TritonExportError(
+            f"cannot export to {redact_url(out_dir)!r}: a repository goes to a directory, or to "
+            "an S3-compatible store as s3://BUCKET/PREFIX"
+        )
     if to_store and link:
         raise TritonExportError("--link hard-links files into a directory; not into a store")
     out = Path(out_dir).absolute()
@@ -376,7 +382,15 @@ def export_repository(
     plans = [_plan(catalog, spec, by_spec[spec.name]) for spec in specs]
     if to_store:
         assert isinstance(out_dir, str)
-        where = _export_to_store(plans, out_dir, hasher, lambda: verifier.verify(specs))
+        # each file as it was verified: sha256, size and identity (inode, size, times)
+        verified = {
+            str(p): (sha256, size, identity)
+            for r in reports
+            for (_, p), (_, sha256, size), identity in zip(
+                r.files, r.manifest, r.identities, strict=True
+            )
+        }
+        where = _export_to_store(plans, out_dir, verified, lambda: verifier.verify(specs))
         return _exported(plans, lambda name: f"{where}/{name}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -423,9 +437,15 @@ def _exported(plans: Sequence[_Plan], folder: Callable[[str], Path | str]) -> li
 
 
 def _export_to_store(
-    plans: Sequence[_Plan], url: str, hasher: Hasher, reverify: Callable[[], object]
+    plans: Sequence[_Plan],
+    url: str,
+    verified: Mapping[str, tuple[str, int, tuple[int, int, int, int, int]]],
+    reverify: Callable[[], object],
 ) -> str:
-    """Upload the repository to the empty ``s3://`` prefix ``url``; its shown URL."""
+    """Upload the repository to the empty ``s3://`` prefix ``url``: every file, each the
+    very file ``verified`` (its identity unmoved, and a small one hashed again), then,
+    once the whole export verifies again, each model's ``config.pbtxt``, so a server never
+    finds a model whose files are not all there and verified. Its shown URL."""
     from .._s3 import S3Destination
     from .._transfer import _PutMismatchError
 
@@ -443,26 +463,35 @@ def _export_to_store(
                 model = plan.triton.model_name
                 for rel, source in plan.files:
                     key = f"{model}/{plan.triton.model_version}/{rel}"
-                    digest = hasher.file(source)
+                    sha256, size, identity = verified[str(source)]
                     fd = open_regular(source)
                     try:
+
+                        def unchanged(
+                            fd: int = fd, identity: tuple[int, int, int, int, int] = identity
+                        ) -> bool:
+                            return stat_key(os.fstat(fd)) == identity
+
+                        if not unchanged():
+                            raise _PutMismatchError(None, 0)
                         written.append(key)
-                        dest.put(key, fd, digest.size, digest.sha256, lambda n: None)
+                        dest.put(key, fd, size, sha256, lambda n: None, unchanged=unchanged)
                     except _PutMismatchError:
                         raise ArtifactChangedError(
-                            f"spec {plan.spec.name!r}: {source} changed while it was uploaded "
-                            f"to {dest.shown}; the export was abandoned. Run it again once "
-                            "MODELS_ROOT is settled.",
+                            f"spec {plan.spec.name!r}: {source} changed after it was verified "
+                            f"(before or while it was uploaded to {dest.shown}); the export "
+                            "was abandoned. Run it again once MODELS_ROOT is settled.",
                             spec=plan.spec.name,
                             path=source,
                         ) from None
                     finally:
                         os.close(fd)
-                # the config last: a server polling the store sees a complete model folder
-                key = f"{model}/{CONFIG_FILENAME}"
+            reverify()  # what changed in MODELS_ROOT meanwhile abandons the export
+            # the configs last: a server polling the store loads nothing before this
+            for plan in plans:
+                key = f"{plan.triton.model_name}/{CONFIG_FILENAME}"
                 written.append(key)
                 dest.write(key, _config(plan).encode("utf-8"), content_type="text/plain")
-            reverify()  # what changed in MODELS_ROOT meanwhile abandons the export
         except BaseException:
             dest.delete(written)
             raise
