@@ -563,3 +563,12 @@ def test_doctor_users_checks_the_specs_a_processor_uses(
     assert sorted(s["name"] for s in json.loads(out)["specs"]) == sorted([*expected, "emonet_8"])
     code, _, err = run(capsys, "doctor", "--users", "Nobody/none", "--root", str(tmp_path))
     assert code != 0 and "no spec of the catalog" in err and "Nobody/none" in err
+    # what the processor's specs require is checked too, whoever else uses it
+    catalog = shutil.copytree(packaged.directory, tmp_path / "catalog")
+    tracker = catalog / "visual" / "bytetrack_tracker.yaml"
+    text = tracker.read_text()
+    tracker.write_text(text.replace("VisualProcessor/core_object_detections", "Other/tracking"))
+    argv = ["doctor", "--users", "VisualProcessor/core_object_detections", "--json"]
+    code, out, _ = run(capsys, *argv, "--catalog", str(catalog), "--root", str(tmp_path))
+    names = sorted(s["name"] for s in json.loads(out)["specs"])
+    assert names == ["bytetrack_tracker", "yolo11n_detector"]

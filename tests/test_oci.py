@@ -725,3 +725,27 @@ def test_dp_models_push_then_pull_by_the_printed_digest_then_doctor(
     assert run_cli([*by_tag, "--json"]) == 0
     pulled = json.loads(capsys.readouterr().out)
     assert pulled["mirrors"] == [reference]
+
+
+@pytest.mark.adversarial
+def test_a_registry_that_does_not_answer_is_one_unavailable_mirror(
+    served: Path, tmp_path: Path
+) -> None:
+    """Found in review: the tag is resolved when the mirror is made, and a registry down
+    then ended the pull, even where the next mirror had the files or nothing was needed."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        down = f"oci://127.0.0.1:{s.getsockname()[1]}/models/site:v1"
+    catalog = fake_catalog_dir(served)
+    root = tmp_path / "root"
+    report = dp_models.pull(
+        ["emonet_8"], root=root, mirrors=[down, str(served)], catalog=catalog, progress=False
+    )
+    assert [a.status for a in report.artifacts] == ["fetched"]
+    assert report.artifacts[0].files[0].source == str(served)
+    again = dp_models.pull(["emonet_8"], root=root, mirrors=[down], catalog=catalog)
+    assert [a.status for a in again.artifacts] == ["present"]  # the registry is not needed
+    with pytest.raises(SourceUnavailableError):
+        dp_models.pull(["emonet_8"], root=tmp_path / "other", mirrors=[down], catalog=catalog)

@@ -21,6 +21,7 @@ from dp_models import (
     NotPushableError,
     PulledFileMismatchError,
     PushedFileMismatchError,
+    SourceUnavailableError,
     network_guard,
 )
 from dp_models import _push as push_module
@@ -504,3 +505,70 @@ def test_a_dry_run_from_a_store_lists_each_file_and_fetches_nothing(
     wanted = [p for p in files_under(site) if p == SMALL_PATH or p.startswith("text/spacy/")]
     assert listed == {p: ((site / p).stat().st_size, store) for p in wanted}
     assert files_under(root) == []
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+@pytest.mark.adversarial
+def test_object_keys_that_would_leave_the_root_are_never_used(
+    s3: Any, site: Path, tmp_path: Path
+) -> None:
+    """No manifest in the store nor in the site lock: the directory is listed from the
+    object keys, and a key with '..' in it would land outside the root."""
+    spacy = "text/spacy/en_core_web_sm-3.8.0"
+    catalog = shutil.copytree(catalog_of(site), tmp_path / "catalog")
+    raw = json.loads((catalog / "catalog.lock.json").read_text())
+    raw["artifacts"][spacy].pop("files")
+    (catalog / "catalog.lock.json").write_text(json.dumps(raw))
+    bucket = s3.bucket()
+    store = f"s3://{bucket}/m"
+    dp_models.push(["spacy_en_core_web_sm"], to=store, root=site, catalog=catalog)
+    client = s3.client()
+    client.delete_object(Bucket=bucket, Key="m/catalog.lock.json")
+    client.put_object(Bucket=bucket, Key=f"m/{spacy}/../../../../../ESCAPED.txt", Body=b"x")
+    root = tmp_path / "deep" / "a" / "b" / "node"
+    with pytest.raises(SourceUnavailableError, match="not a safe relative path"):
+        dp_models.pull(["spacy_en_core_web_sm"], root=root, mirrors=[store], catalog=catalog)
+    assert not [p for p in tmp_path.rglob("ESCAPED.txt")]
+    assert files_under(root) == []
+
+
+def test_a_spec_pin_without_a_size_is_pushed_with_the_file_s_size(
+    s3: Any, site: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    catalog = shutil.copytree(catalog_of(site), tmp_path / "catalog")
+    lock = Lock.read(catalog / "catalog.lock.json")
+    pinned = lock.artifacts[SMALL_PATH]
+    spec_file = next(catalog.rglob("emonet_8.yaml"))
+    data = yaml.safe_load(spec_file.read_text())
+    data["artifacts"][0]["sha256"] = pinned.sha256  # a digest, no size
+    spec_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    rest = {k: v for k, v in lock.artifacts.items() if k != SMALL_PATH}
+    Lock(catalog / "catalog.lock.json", rest).write()
+    bucket = s3.bucket()
+    store = f"s3://{bucket}/p"
+    dp_models.push([SMALL], to=store, root=site, catalog=catalog)
+    manifest = s3_module.S3Mirror(store).manifest()
+    assert manifest is not None and manifest.artifacts[SMALL_PATH].size == pinned.size > 0
+    report = dp_models.pull([SMALL], root=tmp_path / "root", mirrors=[store], catalog=catalog)
+    assert report.artifacts[0].status == "fetched"
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("AWS_PROFILE", "no-such-profile"), ("AWS_ENDPOINT_URL_S3", "not a url")],
+)
+def test_aws_settings_that_make_no_client_are_a_configuration_error(
+    s3: Any, site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match="AWS settings do not make an S3 client"):
+        dp_models.pull(
+            [SMALL], root=tmp_path / "root", mirrors=["s3://b/p"], catalog=catalog_of(site)
+        )
+    catalog = str(catalog_of(site))
+    assert run_cli(["push", SMALL, "--root", str(site), "--catalog", catalog, "--to", "s3://b/p"])

@@ -193,8 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--users",
         metavar="PROCESSOR",
-        help="the specs this processor uses (with NAMES: those too), e.g. as a processor's "
-        "readiness probe",
+        help="the specs this processor uses and what they require (with NAMES: those too), "
+        "e.g. as a processor's readiness probe",
     )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument(
@@ -530,7 +530,8 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
                 f"--users {args.users!r}: no spec of the catalog {catalog.directory} lists it "
                 "among its users (`dp-models list` shows who uses what)"
             )
-        names = list(dict.fromkeys([*names, *used]))
+        # and what they require: a probe passes only when all of it is there
+        names = list(dict.fromkeys([*names, *(r.name for u in used for r in catalog.closure(u))]))
     verifier = _verifier(settings, catalog)
     try:
         health = diagnose(

@@ -44,7 +44,7 @@ from ._lock import Lock, LockEntry, ManifestFile
 from ._paths import resolve_artifact_path
 from ._pull import DEFAULT_JOBS, _Open, _plan, _Planned, _Progress, _select, _verifies, _wait
 from ._settings import Settings
-from ._transfer import Destination, _PutMismatchError
+from ._transfer import Destination, _CancelledError, _PutMismatchError
 
 __all__ = ["PushReport", "make_destination", "push"]
 
@@ -301,7 +301,13 @@ class _Pusher:
                     raise _PutMismatchError(found.sha256, found.size)
                 identity = found.identity
                 unchanged = lambda: stat_key(os.fstat(fd)) == identity  # noqa: E731
-            with bars.file(f.path, f.size) as advance:
+            with bars.file(f.path, f.size) as shown:
+
+                def advance(n: int) -> None:  # where a destination's upload learns to stop
+                    if self.cancel.is_set():
+                        raise _CancelledError
+                    shown(n)
+
                 self._destination_call(
                     f.path,
                     lambda: self.dest.put(

@@ -19,9 +19,10 @@ multipart upload (each part with a CRC32 the store checks, as boto3's own upload
 is completed, making the object visible, only when the file is the verified one (hashed as
 it is read, or, trusting the digest cache, untouched since it was verified), and aborted
 otherwise; a small file is hashed in memory and sent in one PUT with its sha256 for the
-store to check. Every object
-carries its sha256 in its metadata (``x-amz-meta-sha256``), which :meth:`S3Mirror.list`
-and :meth:`S3Destination.has` read; what a pull keeps is still hashed on arrival.
+store to check (the checksums sent follow the AWS settings' ``request_checksum_calculation``:
+none but required ones under ``when_required``). Every object carries its sha256 in its
+metadata (``x-amz-meta-sha256``): :meth:`S3Destination.has` reads it to skip a file the
+store holds, and a pull compares it with what arrived (which it hashes anyway).
 """
 
 from __future__ import annotations
@@ -166,10 +167,20 @@ def make_client(*, pool: int = 32) -> tuple[Any, Transfers]:
         # response_checksum_validation: boto3's defaults, or when_required for a store
         # that does not speak them); integrity end to end is our sha256 either way
     )
-    session = boto3.session.Session()
-    client = session.client("s3", config=config)
-    if not _is_aws(client.meta.endpoint_url):  # MinIO/Ceph-style: path-style addressing
-        client = session.client("s3", config=config.merge(Config(s3={"addressing_style": "path"})))
+    from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+
+    try:
+        session = boto3.session.Session()
+        client = session.client("s3", config=config)
+        if not _is_aws(client.meta.endpoint_url):  # MinIO/Ceph-style: path-style addressing
+            path_style = config.merge(Config(s3={"addressing_style": "path"}))
+            client = session.client("s3", config=path_style)
+    except (BotoCoreError, ValueError) as exc:  # a missing profile, an endpoint not a URL
+        raise ConfigurationError(
+            f"the AWS settings do not make an S3 client ({type(exc).__name__}: {exc}). Check "
+            "AWS_PROFILE and the profile's files, AWS_REGION / AWS_DEFAULT_REGION, and "
+            "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (an http(s) URL)"
+        ) from None
     return client, transfers(session)
 
 
@@ -196,11 +207,26 @@ def _why(exc: BaseException) -> str:
 
 
 def _retryable(exc: BaseException) -> bool:
-    """A dropped or timed-out connection, or a server error: worth another try."""
+    """A dropped or timed-out connection, a body cut short, or a server error: worth another
+    try on top of boto3's own (which cover the request, not reading the body). Missing
+    credentials, a refusal, an unknown bucket: not."""
     code = _error_code(exc)
     if code is not None:
         return code in {"500", "502", "503", "504", "InternalError", "SlowDown", "RequestTimeout"}
-    return True  # connection-level errors (botocore's and urllib3's)
+    from botocore import exceptions as boto  # type: ignore[import-untyped]
+    from urllib3 import exceptions as urllib3
+
+    transient = (
+        boto.HTTPClientError,  # connection reset, read timed out (boto3 retried it)
+        boto.ConnectionError,  # endpoint refused, connect timed out
+        boto.ResponseStreamingError,
+        boto.IncompleteReadError,
+        urllib3.ProtocolError,
+        urllib3.ReadTimeoutError,
+        ConnectionError,
+        TimeoutError,
+    )
+    return isinstance(exc, transient)
 
 
 class _Store:
@@ -468,6 +494,9 @@ class S3Destination(_Store):
         self._parts = ThreadPoolExecutor(
             self.transfers.concurrency, thread_name_prefix="dp-models-s3-put"
         )
+        # parts read and not yet sent, across every file being pushed: memory stays within
+        # max_concurrent_requests parts however many files go at once
+        self._slots = threading.BoundedSemaphore(self.transfers.concurrency)
 
     def has(self, rel: str, size: int, sha256: str) -> bool:
         head = self._head(rel)
@@ -501,7 +530,7 @@ class S3Destination(_Store):
                     Key=key,
                     Body=data,
                     Metadata={_SHA256_KEY: sha256},
-                    ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+                    **self._sha256_header(bytes.fromhex(sha256)),
                 ),
             )
             advance(size)
@@ -521,10 +550,17 @@ class S3Destination(_Store):
             hasher = hashlib.sha256() if unchanged is None else None
             etags: list[dict[str, Any]] = []
             for number, offset in enumerate(range(0, size, part), start=1):
-                data = _read_exactly(fd, offset, min(part, size - offset))
-                if hasher is not None:
-                    hasher.update(data)
-                job = self._parts.submit(self._part, rel, key, upload, number, data)
+                while not self._slots.acquire(timeout=0.1):  # parts of other files hold them
+                    if pending:
+                        _collect(pending, etags, advance, FIRST_COMPLETED)
+                try:
+                    data = _read_exactly(fd, offset, min(part, size - offset))
+                    if hasher is not None:
+                        hasher.update(data)
+                    job = self._parts.submit(self._part, rel, key, upload, number, data)
+                except BaseException:
+                    self._slots.release()
+                    raise
                 pending[job] = len(data)
                 if len(pending) >= self.transfers.concurrency:  # a slot frees as any part ends
                     _collect(pending, etags, advance, FIRST_COMPLETED)
@@ -547,7 +583,8 @@ class S3Destination(_Store):
         finally:
             if not done:
                 for job in pending:
-                    job.cancel()
+                    if job.cancel():  # never ran: its slot is freed here
+                        self._slots.release()
                 wait(pending)  # parts still in flight end before the upload is aborted
                 with contextlib.suppress(Exception):
                     self._client.abort_multipart_upload(
@@ -555,6 +592,14 @@ class S3Destination(_Store):
                     )
 
     def _part(self, rel: str, key: str, upload: str, number: int, data: bytes) -> dict[str, Any]:
+        try:
+            return self._send_part(rel, key, upload, number, data)
+        finally:
+            self._slots.release()
+
+    def _send_part(
+        self, rel: str, key: str, upload: str, number: int, data: bytes
+    ) -> dict[str, Any]:
         resp = self._call(
             rel,
             lambda: self._client.upload_part(
@@ -571,11 +616,22 @@ class S3Destination(_Store):
             part["ChecksumCRC32"] = resp["ChecksumCRC32"]
         return part
 
+    def _checksums(self) -> bool:
+        """Whether to send checksums for the store to check (the AWS settings'
+        ``request_checksum_calculation``: anything but ``when_required``)."""
+        setting = getattr(self._client.meta.config, "request_checksum_calculation", None)
+        return setting != "when_required"
+
+    def _sha256_header(self, digest: bytes) -> dict[str, str]:
+        """A single PUT's sha256, for the store to check the bytes it receives."""
+        if not self._checksums():
+            return {}
+        return {"ChecksumSHA256": base64.b64encode(digest).decode("ascii")}
+
     def _crc32(self) -> dict[str, str]:
         """Each part with a CRC32 the store checks in transit (as boto3's own uploads), unless
         the AWS settings say checksums only where required (a store that has none)."""
-        setting = getattr(self._client.meta.config, "request_checksum_calculation", None)
-        return {} if setting == "when_required" else {"ChecksumAlgorithm": "CRC32"}
+        return {"ChecksumAlgorithm": "CRC32"} if self._checksums() else {}
 
     def _call(self, rel: str, fn: Callable[[], Any]) -> Any:
         """``fn()``; an S3 failure (after boto3's own retries) as SourceUnavailableError."""
@@ -606,7 +662,7 @@ class S3Destination(_Store):
                 Body=data,
                 ContentType=content_type,
                 Metadata={_SHA256_KEY: sha256.hex()},
-                ChecksumSHA256=base64.b64encode(sha256).decode("ascii"),
+                **self._sha256_header(sha256),
             ),
         )
 
@@ -668,7 +724,14 @@ def triton_repository_url(url: str | S3Location, *, client: Any = None) -> str:
     Triton's ``s3://SCHEME://HOST:PORT/BUCKET/PREFIX`` (the server takes the region and
     credentials from the same AWS variables)."""
     where = url if isinstance(url, S3Location) else parse_s3_url(url)
-    endpoint = str((client if client is not None else make_client()[0]).meta.endpoint_url)
+    if client is None:
+        made = make_client()[0]
+        try:
+            endpoint = str(made.meta.endpoint_url)
+        finally:
+            made.close()
+    else:
+        endpoint = str(client.meta.endpoint_url)
     if _is_aws(endpoint):
         return where.shown
     tail = f"{where.bucket}/{where.prefix}" if where.prefix else where.bucket
