@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -52,6 +53,8 @@ from ._transfer import (
     _TooLongError,
 )
 from ._urls import S3Location, parse_s3_url
+
+log = logging.getLogger("dp_models")
 
 __all__ = [
     "MANIFEST",
@@ -666,14 +669,25 @@ class S3Destination(_Store):
             ),
         )
 
-    def delete(self, rels: Sequence[str]) -> None:
-        """Remove these objects, as far as the store lets (cleaning up after a failure)."""
+    def delete(self, rels: Sequence[str]) -> list[str]:
+        """Remove these objects, as far as the store lets (cleaning up after a failure); the
+        ones left behind, each logged as a warning (with why)."""
+        left: list[str] = []
         for start in range(0, len(rels), 1000):
-            batch = [{"Key": self.where_.key(r)} for r in rels[start : start + 1000]]
-            with contextlib.suppress(Exception):
-                self._client.delete_objects(
+            chunk = list(rels[start : start + 1000])
+            batch = [{"Key": self.where_.key(r)} for r in chunk]
+            try:
+                answer = self._client.delete_objects(
                     Bucket=self.where_.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
+                errors = answer.get("Errors") or []
+                failed = {str(e.get("Key")): str(e.get("Code")) for e in errors}
+            except Exception as exc:
+                failed = {self.where_.key(r): _why(exc) for r in chunk}
+            for key, why in failed.items():
+                log.warning("%s: could not remove %s after a failure (%s)", self.shown, key, why)
+                left.append(key)
+        return left
 
     def commit(self, manifest: bytes) -> str:
         """Write the manifest: the lock already there (earlier pushes of other specs) with
