@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import logging
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ from dp_models.testing.triton import (
 from dp_models.testing.triton_transport import FakeTransport
 from dp_models.triton import transport as triton_transport
 from dp_models.triton.client import TritonClient
+from dp_models.triton.transport import HTTPTransport
 
 NAME = "rp_echo"
 WEIGHTS = hashlib.sha256(b"rp_echo weights").hexdigest()
@@ -159,7 +162,11 @@ def _inputs(batch: int = 2, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
 
 
 def _assert_standin(mm: ModelManager, got: dict[str, Any], inputs: dict[str, Any]) -> None:
-    want = expected_standin_outputs(mm.catalog[NAME], inputs)
+    _assert_standin_of(mm.catalog[NAME], got, inputs)
+
+
+def _assert_standin_of(spec: Spec, got: dict[str, Any], inputs: dict[str, Any]) -> None:
+    want = expected_standin_outputs(spec, inputs)
     assert sorted(got) == sorted(want)
     for name, value in want.items():
         np.testing.assert_array_equal(got[name], value)
@@ -349,6 +356,94 @@ def test_a_dead_replica_is_waited_for_once_across_specs(
     assert "not ready within 1 s" in closed[0]["error"]
     assert "not ready within 0 s" in closed[1]["error"]  # known down: not waited for again
     assert all(s["triton"]["replicas"][0]["status"] == "served" for s in specs)
+
+
+class _Watched(HTTPTransport):
+    """The real transport of one replica, with a hook run before each call of the named
+    kind (to see a check begin, or to stage a fault at a given step); counts its requests.
+    Used from one thread only (as tritonclient.http's gevent client must be)."""
+
+    def __init__(self, url: EndpointURL, hooks: dict[str, Callable[[], None]]) -> None:
+        super().__init__(url.address, connection_timeout_s=1.0, read_timeout_s=30.0)
+        self.hooks = hooks
+        self.requests = 0
+
+    def is_server_live(self, *, timeout_s: float) -> bool:
+        self.hooks.get("is_server_live", lambda: None)()
+        return super().is_server_live(timeout_s=timeout_s)
+
+    def get_model_metadata(self, model: str, version: str, *, timeout_s: float) -> Any:
+        self.hooks.get("get_model_metadata", lambda: None)()
+        return super().get_model_metadata(model, version, timeout_s=timeout_s)
+
+    def infer(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray[Any, Any]]:
+        self.requests += 1
+        return super().infer(*args, **kwargs)
+
+
+def _watched_client(
+    replicas: Replicas, url: str, hooks: dict[str, dict[str, Callable[[], None]]], **options: Any
+) -> tuple[TritonClient, dict[str, _Watched]]:
+    """A client of the replicas listed in ``url``, over real transports; ``hooks``: by
+    replica URL, the hooks of its transport. Returns the client and the transports by URL."""
+    made: dict[str, _Watched] = {}
+
+    def transport_of(replica: EndpointURL) -> _Watched:
+        made[replica.redacted] = _Watched(replica, hooks.get(replica.redacted, {}))
+        return made[replica.redacted]
+
+    spec = replicas.manager(url).catalog[NAME]
+    client = TritonClient(spec, url, expected_digest=WEIGHTS, transports=transport_of, **options)
+    return client, made
+
+
+def test_a_replica_whose_checks_time_out_is_passed_over_nothing_sent_to_it(
+    replicas: Replicas, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The proxy's replica answers as ready, then its metadata never comes (the proxy
+    stalls from that read on): the replica is unavailable, and the request, never sent
+    there, goes to the good one."""
+    good = replicas.good.url
+    client, made = _watched_client(
+        replicas,
+        f"{proxy.url},{good}",
+        {proxy.url: {"get_model_metadata": proxy.stall}},
+        network_timeout_s=1.0,
+        ready_timeout_s=5.0,
+        retries=0,
+        backoff_s=0.0,
+    )
+    inputs = _inputs(2, seed=12)
+    with client, caplog.at_level(logging.WARNING, logger="dp_models.triton"):
+        got = client.infer(inputs)
+        _assert_standin(replicas.manager(good), got, inputs)
+        client.infer(inputs)  # the good replica stays in use
+    assert (made[proxy.url].requests, made[good].requests) == (0, 2)
+    assert (
+        f"at {proxy.url}: unavailable (reading the model metadata: no answer within 1 s "
+        "(network_timeout_s)); trying another replica"
+    ) in caplog.text
+
+
+def test_a_replica_found_serving_other_weights_stays_recorded_after_the_others_pass(
+    replicas: Replicas,
+) -> None:
+    """check() finds the second replica serving other weights: models_used records False,
+    and a request the first replica answers after a new connection (so checked again, and
+    good) does not overwrite it."""
+    good, bad = replicas.good.url, replicas.other_url
+    mm = replicas.manager(f"{good},{bad}")
+    with mm.get(NAME).client(**FAST) as client:
+        assert client.check().status is HealthStatus.SERVED_DIGEST_MISMATCH
+        [entry] = mm.models_used()
+        assert entry["triton"]["served_digest_verified"] is False
+        client.close()  # a new connection: the first replica is checked again, and passes
+        inputs = _inputs(1, seed=13)
+        _assert_standin(mm, client.infer(inputs), inputs)
+        [entry] = mm.models_used()
+        assert entry["triton"]["served_digest_verified"] is False
+        assert client.served_digest_verified is False
+        assert client.served_digest == OTHER_WEIGHTS
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -628,3 +723,94 @@ def test_no_replica_up_names_each_and_why() -> None:
     assert lines[1].startswith("  - http://a:1: not ready within 0 s: no connection")
     assert lines[2].startswith("  - http://b:1: not ready within 0 s: no connection")
     assert client.check().replicas[1].live is False
+
+
+def test_a_replica_whose_checks_time_out_is_unavailable_not_a_request_timeout() -> None:
+    """Nothing was sent to a replica whose metadata or config read timed out: the request
+    goes to the next one; with none left, one TritonUnavailableError names each."""
+    a, b = _serving(), _serving()
+    client = _logic_client({"a": a, "b": b})
+    a.fail("get_model_metadata", DeadlineError("no complete answer within 2.5 s"))
+    client.infer(_inputs(1))
+    assert (len(a.answered()), len(b.answered())) == (0, 1)
+    b.drop_connection()  # checked again before the next request: too slow this time
+    b.fail("get_model_config", DeadlineError("no complete answer within 2.5 s"))
+    a.fail("get_model_metadata", DeadlineError("no complete answer within 2.5 s"))
+    with pytest.raises(TritonUnavailableError, match=r"\(2 tried\)") as info:
+        client.infer(_inputs(1))
+    assert not isinstance(info.value, TritonTimeoutError)
+    message = str(info.value)
+    assert "http://b:1: reading the model config: no answer within 60 s" in message
+    assert "http://a:1: reading the model metadata: no answer within 60 s" in message
+    assert (len(a.answered()), len(b.answered())) == (0, 1)
+
+
+def test_a_replica_serving_other_weights_stays_recorded_until_found_good() -> None:
+    a, b = _serving(), _serving(OTHER_WEIGHTS)
+    seen: list[bool | None] = []
+    client = _logic_client({"a": a, "b": b}, on_verified=seen.append)
+    assert client.check().status is HealthStatus.SERVED_DIGEST_MISMATCH
+    assert seen == [False]
+    client.infer(_inputs(1))  # over the connection check() verified: no new check
+    assert seen == [False]
+    a.drop_connection()  # a new connection to a: checked again (and good) before answering
+    client.infer(_inputs(1))
+    assert len(a.answered()) == 2 and b.answered() == []
+    assert seen == [False, False]
+    assert client.served_digest_verified is False and client.served_digest == OTHER_WEIGHTS
+    b.stop()  # b down: not found good, so still recorded
+    assert client.check().status is HealthStatus.UNAVAILABLE
+    assert seen == [False, False, False]
+    b.restart(served_digest=WEIGHTS)
+    assert client.check().ok
+    assert seen == [False, False, False, True]
+    client.infer(_inputs(1))
+    a.drop_connection()
+    client.infer(_inputs(1))
+    assert seen[-1] is True and client.served_digest_verified is True
+
+
+def test_check_waiting_for_a_dead_replica_holds_up_no_request_to_a_live_one() -> None:
+    """A processor's health endpoint calls check() while requests go on: the wait for a
+    replica that does not answer (a closed port, waited for up to ready_timeout_s) holds
+    up no request to another. The live replica is in memory: tritonclient.http's client
+    (gevent) is bound to the thread that opened its connections."""
+    ready_timeout_s = 4.0
+    waiting = threading.Event()  # check() has begun waiting for the dead replica
+    live = _serving()
+
+    def transport_of(replica: EndpointURL) -> Any:
+        if replica.redacted == CLOSED:
+            return _Watched(replica, {"is_server_live": waiting.set})
+        return live
+
+    client = TritonClient(
+        LOGIC_SPEC,
+        f"http://a:1,{CLOSED}",
+        expected_digest=WEIGHTS,
+        transports=transport_of,
+        ready_timeout_s=ready_timeout_s,
+        retries=0,
+        backoff_s=0.0,
+    )
+    reports: list[Any] = []
+    check = threading.Thread(target=lambda: reports.append(client.check()), daemon=True)
+    inputs = _inputs(2, seed=11)
+    client.infer(inputs)  # the live replica is in use, checked
+    check.start()
+    assert waiting.wait(30), "check() never reached the dead replica"
+    started = time.monotonic()
+    got = client.infer(inputs)
+    took = time.monotonic() - started
+    check_running = check.is_alive()
+    check.join(ready_timeout_s + 30)
+    assert check_running, f"the request waited for check() ({took:.2f} s)"
+    assert took < ready_timeout_s / 2
+    _assert_standin_of(LOGIC_SPEC, got, inputs)
+    [report] = reports
+    assert [(r.endpoint, r.status) for r in report.replicas] == [
+        ("http://a:1", HealthStatus.SERVED),
+        (CLOSED, HealthStatus.UNAVAILABLE),
+    ]
+    assert f"not ready within {ready_timeout_s:g} s" in (report.replicas[1].error or "")
+    assert len(live.answered()) == 2

@@ -132,6 +132,10 @@ class _Replica:
         self.wait = True
         #: Why it was last found unavailable, for the message naming every replica.
         self.problem = ""
+        #: Held while this replica is checked, never while another is: a replica slow to
+        #: answer its checks (down, waited for up to ``ready_timeout_s``) holds up no request
+        #: to the others.
+        self.lock = threading.Lock()
 
 
 class TritonClient:
@@ -144,7 +148,9 @@ class TritonClient:
     readiness wait; ``retries`` and ``backoff_s`` the retries on lost connections (checked
     by :func:`~dp_models._settings.check_triton_option`). ``on_verified`` is called with the
     served digest's verification status (True, or None when unverified) each time the
-    deployment passes its checks, and with False when the served digest does not match.
+    deployment passes its checks, and with False when the served digest does not match,
+    and again while a replica last found serving other weights has not been found good
+    since (another replica passing does not overwrite it).
     ``tokenizer`` makes the tokenizer that decodes the model's token ids
     (:mod:`dp_models.triton.whisper`), called once, on first use. ``transport`` carries
     the calls (:class:`~dp_models.triton.transport.Transport`); by default
@@ -223,6 +229,8 @@ class TritonClient:
         self._dns = replicas == "dns"
         #: The URL whose host name is resolved (DNS mode).
         self._name = urls[0]
+        #: Guards the replica list and what the client records; never held while a replica
+        #: is contacted (each replica's checks hold its own lock).
         self._lock = threading.RLock()
         #: The replicas; in DNS mode None until the name is first resolved.
         self._replicas: list[_Replica] | None = (
@@ -231,9 +239,11 @@ class TritonClient:
         #: The replica requests go to, once one has answered.
         self._current: _Replica | None = None
         #: True: the served digest is the expected one; None: not published and not required
-        #: (the replica verified last).
+        #: (the replica verified last); False: a replica was found serving other weights, and
+        #: has not been found good since (another replica passing does not hide it).
         self.served_digest_verified: bool | None = None
-        #: The digest the server publishes, once read (the replica verified last).
+        #: The digest the server publishes, once read (the replica verified last, or the one
+        #: serving other weights).
         self.served_digest: str | None = None
 
     @property
@@ -273,26 +283,27 @@ class TritonClient:
     def _replica_list(self) -> list[_Replica]:
         """The replicas (DNS mode: the name resolved on first use)."""
         with self._lock:
-            if self._replicas is None:
-                return self._resolve()
-            return list(self._replicas)
+            replicas = self._replicas
+        if replicas is None:
+            return self._resolve()
+        return list(replicas)
 
     def _resolve(self) -> list[_Replica]:
         """DNS mode: look the name up again. A replica whose address is still listed keeps
         its connection and checks; a new address is a new replica (checked before its first
         request); one no longer listed is closed and forgotten."""
+        if not self._dns:
+            return self._replica_list()
+        name = self._name
+        try:  # outside the lock: a slow resolver holds up no request
+            addresses = _transport.resolve_addresses(name.host, name.effective_port)
+        except OSError as exc:
+            raise self._unavailable(
+                None, f"the host name {name.host!r} does not resolve ({type(exc).__name__})"
+            ) from exc
+        if not addresses:
+            raise self._unavailable(None, f"the host name {name.host!r} resolves to nothing")
         with self._lock:
-            if not self._dns:
-                return self._replica_list()
-            name = self._name
-            try:
-                addresses = _transport.resolve_addresses(name.host, name.effective_port)
-            except OSError as exc:
-                raise self._unavailable(
-                    None, f"the host name {name.host!r} does not resolve ({type(exc).__name__})"
-                ) from exc
-            if not addresses:
-                raise self._unavailable(None, f"the host name {name.host!r} resolves to nothing")
             known: dict[str, _Replica] = {r.url.host: r for r in self._replicas or []}
             found = [
                 known.pop(a.lower())
@@ -481,7 +492,9 @@ class TritonClient:
         """``fn`` on the replica in use, checked first (:meth:`_call` with ``recheck``); when
         it is unavailable, on the next replica that passes its checks (DNS mode: the name is
         looked up again once every known replica failed). Returns the answer and the replica
-        that gave it. A timeout or any other error is raised as it is."""
+        that gave it. A replica that does not answer its checks in time is unavailable
+        (nothing was sent to it); a request that was sent and timed out, or any other error,
+        is raised as it is."""
         tried: list[_Replica] = []
         failures: list[TritonUnavailableError] = []
         looked_again = False
@@ -503,7 +516,9 @@ class TritonClient:
             try:
                 answer = self._call(r, what, fn, recheck=True)
             except TritonTimeoutError:
-                raise  # sent, perhaps being worked on: not sent again, not elsewhere either
+                # the request was sent (a check that times out is unavailability, see
+                # _server_call), perhaps being worked on: not sent again, nor elsewhere
+                raise
             except TritonUnavailableError as exc:
                 failures.append(exc)
                 if len(replicas) > 1 or self._dns:
@@ -569,16 +584,25 @@ class TritonClient:
             delay = min(delay * 2, 1.0)
 
     def _server_call(self, r: _Replica, what: str, fn: Callable[[_Replica], _T]) -> _T:
-        """``_call``, with the server's own error answers turned into unavailability."""
+        """``_call`` for a replica's checks: the server's own error answers and a read with
+        no answer in time make the replica unavailable (nothing was sent to it yet, so a
+        request may go to another replica)."""
         try:
             return self._call(r, what, fn)
+        except TritonTimeoutError as exc:
+            raise self._unavailable(
+                r, f"{what}: no answer within {exc.timeout_s:g} s ({exc.option})"
+            ) from exc
         except ServerAnswerError as exc:
             raise self._unavailable(r, f"{what}: the server answered {redact(str(exc))}") from exc
 
-    def _ensure_verified(self, r: _Replica, *, notify: bool = True) -> None:
-        """Check replica ``r`` unless it passed since its last new connection; ``notify``:
-        tell ``on_verified`` what was found."""
-        with self._lock:
+    def _ensure_verified(self, r: _Replica, *, notify: bool = True, again: bool = False) -> None:
+        """Check replica ``r`` unless it passed since its last new connection (``again``:
+        whether or not); ``notify``: tell ``on_verified`` what the client records. Holds
+        ``r``'s lock only, so requests to the other replicas go on meanwhile."""
+        with r.lock:
+            if again:
+                r.verified = False
             if r.verified:
                 return
             self._wait_ready(r)
@@ -607,20 +631,29 @@ class TritonClient:
                     endpoint=r.endpoint,
                     differences=differences,
                 )
+            mismatch: TritonDigestMismatchError | None = None
             try:
                 r.served_digest_verified = self._check_served_digest(r, config)
-            except TritonDigestMismatchError:
-                r.served_digest_verified = False
-                self.served_digest_verified, self.served_digest = False, r.served_digest
-                if notify and self._on_verified is not None:
-                    self._on_verified(False)
-                raise
-            r.verified = True
-            r.fresh = True
-            verified = self.served_digest_verified = r.served_digest_verified
-            self.served_digest = r.served_digest
+            except TritonDigestMismatchError as exc:
+                r.served_digest_verified, mismatch = False, exc
+            else:
+                r.verified = True
+                r.fresh = True
+            with self._lock:
+                # a replica found serving other weights stays the record (False) until it is
+                # found good again: another replica passing does not overwrite it
+                shown = self._other_weights() or r
+                verified = self.served_digest_verified = shown.served_digest_verified
+                self.served_digest = shown.served_digest
         if notify and self._on_verified is not None:
             self._on_verified(verified)
+        if mismatch is not None:
+            raise mismatch
+
+    def _other_weights(self) -> _Replica | None:
+        """A replica whose last digest check found other weights (None: none). Call with
+        the client's lock held."""
+        return next((x for x in self._replicas or [] if x.served_digest_verified is False), None)
 
     def _check_served_digest(self, r: _Replica, config: Mapping[str, Any]) -> bool | None:
         served = r.served_digest = served_digest_of(config)
@@ -779,16 +812,23 @@ class TritonClient:
         replica, and reports each (``replicas``); with several, the report is ok only when
         every replica is, and its message names the replicas that are not. DNS mode: the
         name is looked up again first (unless ``resolve`` is False and it was looked up
-        already). Never raises for the deployment's problems."""
+        already). Never raises for the deployment's problems.
+
+        Holds no client-wide lock while the replicas are checked: each replica's check
+        holds that replica's lock, so requests to the replicas that answer go on while a
+        replica that does not is waited for. ``on_verified`` gets False while a replica
+        serves other weights (or was last found serving them, and has not answered since),
+        else True when every replica's digest is verified, else None."""
+        try:
+            replicas = self._resolve() if resolve else self._replica_list()
+        except TritonUnavailableError as exc:  # DNS: the name does not resolve
+            return self._report(HealthStatus.UNAVAILABLE, exc, live=False)
+        found = [self._check_replica(r) for r in replicas]
         with self._lock:
-            try:
-                replicas = self._resolve() if resolve else self._replica_list()
-            except TritonUnavailableError as exc:  # DNS: the name does not resolve
-                return self._report(HealthStatus.UNAVAILABLE, exc, live=False)
-            found = [self._check_replica(r) for r in replicas]
+            other_weights = self._other_weights() is not None
         if self._on_verified is not None:
             digests = [f.served_digest_verified for f in found if f.ok]
-            if any(f.status is HealthStatus.SERVED_DIGEST_MISMATCH for f in found):
+            if other_weights:
                 self._on_verified(False)
             elif digests:
                 self._on_verified(True if all(digests) else None)
@@ -818,11 +858,10 @@ class TritonClient:
 
     def _check_replica(self, r: _Replica) -> ReplicaHealth:
         """Replica ``r`` checked again, as one :class:`~dp_models._health.ReplicaHealth`."""
-        r.verified = False
         status, served = HealthStatus.SERVED, None
         error: Exception | None = None
         try:
-            self._ensure_verified(r, notify=False)
+            self._ensure_verified(r, notify=False, again=True)
         except TritonUnavailableError as exc:
             status, error = HealthStatus.UNAVAILABLE, exc
         except TritonMetadataMismatchError as exc:
