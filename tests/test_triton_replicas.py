@@ -814,3 +814,41 @@ def test_check_waiting_for_a_dead_replica_holds_up_no_request_to_a_live_one() ->
     ]
     assert f"not ready within {ready_timeout_s:g} s" in (report.replicas[1].error or "")
     assert len(live.answered()) == 2
+
+
+def test_one_client_serves_requests_and_checks_from_several_threads(replicas: Replicas) -> None:
+    """A processor's request threads and its health endpoint share one client: the default
+    transport gives each thread its own connections (tritonclient.http's gevent client
+    cannot be used from another thread: `greenlet.error` before)."""
+    mm = replicas.manager(replicas.good.url)
+    errors: list[BaseException] = []
+    results: list[bool] = []
+    with mm.get(NAME).client() as client:
+        client.infer(_inputs(1))  # connected, checked on this thread first
+
+        def requests(seed: int) -> None:
+            try:
+                for i in range(5):
+                    inputs = _inputs(2, seed=seed * 10 + i)
+                    _assert_standin(mm, client.infer(inputs), inputs)
+            except BaseException as exc:
+                errors.append(exc)
+
+        def checks() -> None:
+            try:
+                for _ in range(5):
+                    results.append(client.check().ok)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=requests, args=(n,)) for n in range(2)]
+        threads.append(threading.Thread(target=checks))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        client.close()  # every thread's connection goes; the next call connects again
+        inputs = _inputs(2, seed=99)
+        _assert_standin(mm, client.infer(inputs), inputs)
+    assert errors == []
+    assert results == [True] * 5

@@ -132,6 +132,13 @@ def _server_exception() -> type[Exception]:
     return InferenceServerException  # type: ignore[no-any-return]
 
 
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # a broken connection may fail to close; it is dropped anyway
+        log.debug("closing the Triton connection failed", exc_info=True)
+
+
 class HTTPTransport:
     """The default transport: ``tritonclient.http.InferenceServerClient`` (on gevent) at
     ``address`` (``host:port[/path]``), with ``headers`` on every request (basic auth, and
@@ -159,7 +166,10 @@ class HTTPTransport:
         self._headers = dict(headers or {})
         self._connection_timeout_s = connection_timeout_s
         self._read_timeout_s = read_timeout_s
-        self._client: Any = None
+        # tritonclient.http's client runs on gevent, whose sockets belong to the thread that
+        # opened them: one client per thread, made on its first call there
+        self._local = threading.local()
+        self._generation = 0  # close() moves it on: every thread's client is then replaced
         self._guard = threading.local()
         self._lock = threading.Lock()
         self.watches_connections = False
@@ -168,18 +178,26 @@ class HTTPTransport:
         return f"<HTTPTransport {redact(self._address)}>"
 
     def _connect(self) -> Any:
+        """This thread's client (a new one after :meth:`close`)."""
+        local = self._local
         with self._lock:
-            if self._client is None:
-                client = _httpclient().InferenceServerClient(
-                    self._address,
-                    connection_timeout=self._connection_timeout_s,
-                    network_timeout=self._read_timeout_s,
-                    ssl=self._ssl,
-                    ssl_options=self._ssl_options,
-                )
-                self._watch(client)
-                self._client = client
-            return self._client
+            generation = self._generation
+        client = getattr(local, "client", None)
+        if client is not None and local.generation == generation:
+            return client
+        if client is not None:  # another thread closed the transport: this one's goes too
+            local.client = None
+            _close_quietly(client)
+        client = _httpclient().InferenceServerClient(
+            self._address,
+            connection_timeout=self._connection_timeout_s,
+            network_timeout=self._read_timeout_s,
+            ssl=self._ssl,
+            ssl_options=self._ssl_options,
+        )
+        self._watch(client)
+        local.client, local.generation = client, generation
+        return client
 
     def _watch(self, client: Any) -> None:
         """Have ``client``'s connection pool report each new connection (its
@@ -272,10 +290,11 @@ class HTTPTransport:
         return {n: result.as_numpy(n) for n in outputs}
 
     def close(self) -> None:
+        """Drop this thread's connection now and every other thread's at its next call
+        (a gevent client is closed by the thread that owns it)."""
         with self._lock:
-            client, self._client = self._client, None
+            self._generation += 1
+        client = getattr(self._local, "client", None)
+        self._local.client = None
         if client is not None:
-            try:
-                client.close()
-            except Exception:  # a broken connection may fail to close; it is dropped anyway
-                log.debug("closing the Triton connection failed", exc_info=True)
+            _close_quietly(client)
