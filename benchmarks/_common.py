@@ -3,6 +3,7 @@ formatting helpers, random input files, the digest cache's racy window, the mach
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import platform
@@ -109,3 +110,40 @@ def render(
     ]
     lines += [f"| {r.key} | {r.what} | {r.measured} | {r.goal} | {r.verdict} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def options(doc: str | None, *, sized: str, repeats: int = 3) -> argparse.ArgumentParser:
+    """The options every file benchmark takes: ``--size-mb`` (of ``sized``), ``--repeats``,
+    ``--dir`` and ``--out``; a script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument(
+        "--size-mb", type=int, default=1024, help=f"size of {sized} in MiB (default 1024)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        help=f"interleaved rounds per measurement (default {repeats})",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to create the temporary files (default: the system temp "
+        "dir); put it on the disk that holds MODELS_ROOT",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the markdown report to this file"
+    )
+    return parser
+
+
+def emit(report: str, rows: Sequence[Row], out: Path | None) -> int:
+    """Print the report (and write it to ``out``); the exit status: 1 when a target is
+    missed."""
+    print(report, end="")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report, encoding="utf-8")
+        log(f"wrote {out}")
+    return 0 if all(r.ok is not False for r in rows) else 1

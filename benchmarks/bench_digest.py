@@ -35,7 +35,9 @@ from _common import (
     Row,
     cpu_model,
     duration,
+    emit,
     log,
+    options,
     rate,
     render,
     timed,
@@ -409,10 +411,7 @@ def bench_catalog(work: Path, repeats: int, warm_calls: int) -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--size-mb", type=int, default=1024, help="size of the large file in MiB (default 1024)"
-    )
+    parser = options(__doc__, sized="the large file")
     parser.add_argument(
         "--files", type=int, default=16, help="number of files for the parallel row (default 16)"
     )
@@ -420,23 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--file-mb", type=int, default=64, help="size of each of those files in MiB (default 64)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="interleaved rounds per measurement (default 3)"
-    )
-    parser.add_argument(
         "--warm-calls",
         type=int,
         default=50,
         help="warm (cache hit) calls timed per round (default 50)",
-    )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=None,
-        help="where to create the temporary files (default: the system temp "
-        "dir); put it on the disk that holds MODELS_ROOT",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="also write the markdown report to this file"
     )
     args = parser.parse_args(argv)
     if min(args.size_mb, args.files, args.file_mb, args.repeats, args.warm_calls) < 1:
@@ -468,12 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows,
         )
 
-    print(report, end="")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        log(f"wrote {args.out}")
-    return 0 if all(r.ok is not False for r in rows) else 1
+    return emit(report, rows, args.out)
 
 
 if __name__ == "__main__":

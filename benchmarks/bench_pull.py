@@ -40,7 +40,9 @@ from _common import (
     Row,
     cpu_model,
     duration,
+    emit,
     log,
+    options,
     rate,
     render,
     timed,
@@ -356,13 +358,7 @@ def notes(args: argparse.Namespace, work: Path, curl: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--size-mb", type=int, default=1024, help="size of the pulled file in MiB (default 1024)"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="interleaved rounds per measurement (default 3)"
-    )
+    parser = options(__doc__, sized="the pulled file")
     parser.add_argument(
         "--warm-calls",
         type=int,
@@ -374,16 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=5,
         help="`dp-models pull --all` processes timed for row 2b (default 5)",
-    )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=None,
-        help="where to create the temporary files (default: the system temp "
-        "dir); put it on the disk that holds MODELS_ROOT",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="also write the markdown report to this file"
     )
     args = parser.parse_args(argv)
     if min(args.size_mb, args.repeats, args.warm_calls, args.cli_calls) < 1:
@@ -412,12 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows,
         )
 
-    print(report, end="")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        log(f"wrote {args.out}")
-    return 0 if all(r.ok is not False for r in rows) else 1
+    return emit(report, rows, args.out)
 
 
 if __name__ == "__main__":

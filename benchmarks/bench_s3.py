@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import MiB, Row, cpu_model, duration, log, render, timed, write_random
+from _common import MiB, Row, cpu_model, duration, emit, log, options, render, timed, write_random
 
 import dp_models
 from dp_models._settings import ENV_CACHE_DIR
@@ -324,21 +324,9 @@ def notes(args: argparse.Namespace, work: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--size-mb", type=int, default=1024, help="size of the file in MiB (default 1024)"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="interleaved rounds per measurement (default 3)"
-    )
+    parser = options(__doc__, sized="the file")
     parser.add_argument(
         "--import-calls", type=int, default=5, help="interpreters timed for row 4 (default 5)"
-    )
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="where to create the temporary files"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="also write the markdown report to this file"
     )
     args = parser.parse_args(argv)
     if min(args.size_mb, args.repeats, args.import_calls) < 1:
@@ -366,12 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes(args, work),
             rows,
         )
-    print(report, end="")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        log(f"wrote {args.out}")
-    return 0 if all(r.ok is not False for r in rows) else 1
+    return emit(report, rows, args.out)
 
 
 if __name__ == "__main__":
