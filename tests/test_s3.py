@@ -572,3 +572,41 @@ def test_aws_settings_that_make_no_client_are_a_configuration_error(
         )
     catalog = str(catalog_of(site))
     assert run_cli(["push", SMALL, "--root", str(site), "--catalog", catalog, "--to", "s3://b/p"])
+
+
+@pytest.mark.adversarial
+def test_a_large_file_changed_mid_push_is_never_completed(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multipart gate push builds itself (default policy: the file's identity as the
+    digest cache verified it): the file is rewritten after its first part went up."""
+    root = tmp_path / "root"
+    big = root / "bench/big.bin"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(os.urandom(11 << 20))
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "big.yaml").write_text(
+        'name: big\nversion: "1"\nfamily: test\nrole: test\nusers: [Test/push]\n'
+        "runtime: inprocess\nengine: torch\nloader: torch_state_dict\n"
+        'loader_args: {class_path: "torch.nn:Identity"}\n'
+        f"artifacts:\n  - {{path: bench/big.bin, format: pt, sha256: {digest}}}\n"
+    )
+    Path(os.environ["AWS_CONFIG_FILE"]).write_text(profile_s3(multipart_chunksize="5MB"))
+    real = s3_module.S3Destination._part
+
+    def rewrite_after_the_first(self: Any, *args: Any) -> Any:
+        sent = real(self, *args)
+        if args[3] == 1:
+            time.sleep(0.01)  # a later ctime, whatever the clock's granularity
+            big.write_bytes(os.urandom(11 << 20))
+        return sent
+
+    monkeypatch.setattr(s3_module.S3Destination, "_part", rewrite_after_the_first)
+    bucket = s3.bucket()
+    with pytest.raises(PushedFileMismatchError, match="it changed") as caught:
+        dp_models.push(["big"], to=f"s3://{bucket}/x", root=root, catalog=catalog)
+    assert caught.value.actual == "(changed)"
+    assert keys(s3, bucket) == []
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
