@@ -12,8 +12,9 @@ credentials files, and for MinIO/Ceph-style stores the endpoint override
 store at an overridden endpoint is addressed path-style (``ENDPOINT/BUCKET/KEY``).
 Credentials are never shown: messages name ``s3://BUCKET/PREFIX`` only.
 
-Pulling streams each object into the pull's hashing sink: one GET, or for a large object
-several ranged GETs at once whose parts are written (and hashed) in order; a dropped
+Pulling streams each object into the pull's hashing sink: one GET, or, when the profile
+asks for it (:class:`Transfers`), for a large object several ranged GETs at once whose
+parts are written (and hashed) in order; a dropped
 connection is resumed from the last byte received. Pushing uploads a large file as a
 multipart upload (each part with a CRC32 the store checks, as boto3's own uploads do) that
 is completed, making the object visible, only when the file is the verified one (hashed as
