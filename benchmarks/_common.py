@@ -4,12 +4,14 @@ formatting helpers, random input files, the digest cache's racy window, the mach
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import platform
 import sys
+import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,3 +149,40 @@ def emit(report: str, rows: Sequence[Row], out: Path | None) -> int:
         out.write_text(report, encoding="utf-8")
         log(f"wrote {out}")
     return 0 if all(r.ok is not False for r in rows) else 1
+
+
+@contextlib.contextmanager
+def environment(*, drop: tuple[str, ...] = (), **values: str) -> Iterator[None]:
+    """Set environment variables for the block (after removing those starting with a
+    ``drop`` prefix); the whole environment is restored after (fake_models_root sets the
+    frameworks' offline flags and cache variables too)."""
+    saved = dict(os.environ)
+    for name in [k for k in os.environ if drop and k.startswith(drop)]:
+        del os.environ[name]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def one_file_catalog(directory: Path, name: str, path: str, sha256: str, size: int) -> Path:
+    """A catalog directory of one in-process spec ``name`` pinning the file at ``path``."""
+    directory.mkdir()
+    (directory / f"{name}.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: {name}
+        version: "1"
+        family: bench
+        role: bench
+        users: [Bench/{name}]
+        runtime: inprocess
+        engine: torch
+        loader: torch_state_dict
+        loader_args: {{class_path: "torch.nn:Identity"}}
+        artifacts:
+          - {{path: {path}, format: pt, sha256: {sha256}, size: {size}}}
+        """)
+    )
+    return directory

@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,9 @@ from _common import (
     cpu_model,
     duration,
     emit,
+    environment,
     log,
+    one_file_catalog,
     options,
     rate,
     render,
@@ -64,19 +65,6 @@ def files_under(root: Path) -> list[Path]:
     return sorted(
         p for p in root.rglob("*") if p.is_file() and LOCK_DIR not in p.relative_to(root).parts
     )
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the block; the whole environment is restored after
-    (fake_models_root sets the frameworks' offline flags and cache variables too)."""
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 # -- the loopback mirror -----------------------------------------------------------------
@@ -146,26 +134,6 @@ def serve(tree: Path) -> Iterator[str]:
 # -- 1: pull of one large file vs curl ---------------------------------------------------
 
 
-def _big_catalog(directory: Path, sha: str, size: int) -> Path:
-    directory.mkdir()
-    (directory / f"{BIG_NAME}.yaml").write_text(
-        textwrap.dedent(f"""\
-        name: {BIG_NAME}
-        version: "1"
-        family: bench
-        role: bench
-        users: [Bench/bench_pull]
-        runtime: inprocess
-        engine: torch
-        loader: torch_state_dict
-        loader_args: {{class_path: "torch.nn:Identity"}}
-        artifacts:
-          - {{path: {BIG_PATH}, format: pt, sha256: {sha}, size: {size}}}
-        """)
-    )
-    return directory
-
-
 def _check_pulled(report: PullReport, root: Path, size: int) -> None:
     (art,) = report.artifacts
     got = root / BIG_PATH
@@ -196,7 +164,7 @@ def bench_big(work: Path, curl: str, size: int, repeats: int) -> list[Row]:
     big = mirror / BIG_PATH
     log(f"1: writing {size // MiB} MiB of random bytes to {big}")
     expected = write_random(big, size)
-    catalog = _big_catalog(work / "catalog-big", expected, size)
+    catalog = one_file_catalog(work / "catalog-big", BIG_NAME, BIG_PATH, expected, size)
     ours: list[float] = []
     theirs: list[float] = []
     theirs_verified: list[float] = []

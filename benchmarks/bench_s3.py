@@ -28,14 +28,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import MiB, Row, cpu_model, duration, emit, log, options, render, timed, write_random
+from _common import (
+    MiB,
+    Row,
+    cpu_model,
+    duration,
+    emit,
+    environment,
+    log,
+    one_file_catalog,
+    options,
+    render,
+    timed,
+    write_random,
+)
 
 import dp_models
 from dp_models._settings import ENV_CACHE_DIR
@@ -47,39 +58,6 @@ BIG_PATH = "bench/big.bin"
 
 def mb_s(nbytes: int, seconds: float) -> str:
     return f"{nbytes / seconds / 1e6:.0f} MB/s"
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    saved = dict(os.environ)
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _catalog(directory: Path, sha: str, size: int) -> Path:
-    directory.mkdir()
-    (directory / f"{BIG_NAME}.yaml").write_text(
-        textwrap.dedent(f"""\
-        name: {BIG_NAME}
-        version: "1"
-        family: bench
-        role: bench
-        users: [Bench/bench_s3]
-        runtime: inprocess
-        engine: torch
-        loader: torch_state_dict
-        loader_args: {{class_path: "torch.nn:Identity"}}
-        artifacts:
-          - {{path: {BIG_PATH}, format: pt, sha256: {sha}, size: {size}}}
-        """)
-    )
-    return directory
 
 
 def _sha256_of(path: Path) -> str:
@@ -123,7 +101,7 @@ def bench(work: Path, server: S3Server, size: int, repeats: int) -> list[Row]:
     big = site / BIG_PATH
     log(f"writing {size // MiB} MiB of random bytes to {big}")
     expected = write_random(big, size)
-    catalog = _catalog(work / "catalog", expected, size)
+    catalog = one_file_catalog(work / "catalog", BIG_NAME, BIG_PATH, expected, size)
     store = f"s3://{bucket}/ours"
     # the root's verification is what push does first: warm the digest cache once, so the
     # rounds time the upload (a dry run verifies and sends nothing)
@@ -338,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             no_config = str(work / "no-aws-config")
             with environment(
+                drop=("AWS_",),
                 **server.environ(),
                 AWS_CONFIG_FILE=no_config,
                 AWS_SHARED_CREDENTIALS_FILE=no_config,

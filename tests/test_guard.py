@@ -21,7 +21,7 @@ import pytest
 from huggingface_hub import constants as hf_constants
 
 from dp_models import ConfigurationError, ModelManager, NetworkBlockedError
-from dp_models._guard import active_guards, endpoint_address, network_guard
+from dp_models._guard import active_guards, endpoint_addresses, network_guard
 from dp_models.loaders import LoadContext, Loader, NoArgs
 
 from .conftest import HANG_S, LoopbackServer, SpecWriter, make_file, sha256
@@ -395,14 +395,15 @@ def test_outside_any_guard_nothing_is_blocked(server: LoopbackServer) -> None:
         ("HTTP://Triton:8000", ("triton", 8000)),
     ],
 )
-def test_endpoint_address(url: str, expected: tuple[str, int]) -> None:
-    assert endpoint_address(url) == expected
+def test_endpoint_addresses(url: str, expected: tuple[str, int]) -> None:
+    assert endpoint_addresses(url) == [expected]
+    assert endpoint_addresses(f"{url},http://127.0.0.2:9") == [expected, ("127.0.0.2", 9)]
 
 
 @pytest.mark.parametrize("url", ["triton:8001", "triton", "user:secret@127.0.0.1:8000"])
 def test_an_endpoint_without_a_scheme_is_refused_not_guessed(url: str) -> None:
     with pytest.raises(ConfigurationError, match="no scheme") as exc:
-        endpoint_address(url)
+        endpoint_addresses(url)
     assert "secret" not in str(exc.value)
 
 

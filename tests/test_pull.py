@@ -21,6 +21,7 @@ import pytest
 import dp_models
 from dp_models import (
     Catalog,
+    ConfigurationError,
     LockError,
     ModelManager,
     NotPullableError,
@@ -582,6 +583,18 @@ def test_users_selects_a_processor_s_specs(
         )
         == 0
     )
+
+
+def test_a_processor_no_spec_lists_is_an_error_not_an_empty_pull(
+    served: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigurationError, match="'VisualProcessor/nope': no spec of the"):
+        dp_models.pull(
+            users="VisualProcessor/nope",
+            root=tmp_path / "root",
+            mirrors=[str(served)],
+            catalog=catalog_of(served),
+        )
 
 
 @pytest.fixture(scope="module")

@@ -108,18 +108,27 @@ def test_a_file_that_changes_after_verification_is_never_uploaded(
         return bool(real(self))
 
     real_write = s3_module.S3Destination.write
+    real_put = s3_module.S3Destination.put
+    put: list[str] = []
 
     def spy_write(self: Any, rel: str, data: bytes, **kw: Any) -> None:
         seen.append([rel])
         real_write(self, rel, data, **kw)
 
+    def spy_put(self: Any, rel: str, *args: Any, **kw: Any) -> None:
+        put.append(rel)
+        real_put(self, rel, *args, **kw)
+
     monkeypatch.setattr(s3_module.S3Destination, "holds_anything", change_then_check)
     monkeypatch.setattr(s3_module.S3Destination, "write", spy_write)
+    monkeypatch.setattr(s3_module.S3Destination, "put", spy_put)
     bucket = s3.bucket()
     with pytest.raises(ArtifactChangedError, match="changed after it was verified"):
         export_repository(tiny.catalog, tiny.root, f"s3://{bucket}/r", [ECHO])
     assert keys(s3, bucket) == []
     assert seen == []  # no config was ever written
+    # the changed file was refused before a byte of it was sent (its identity moved)
+    assert not [rel for rel in put if rel.endswith("README.txt")], put
 
 
 def test_export_to_a_store_refuses_link_and_a_missing_bucket(s3: Any, tmp_path: Path) -> None:

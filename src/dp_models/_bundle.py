@@ -44,7 +44,7 @@ from ._errors import BundleError, BundleMismatchError, BundleTamperedError, Json
 from ._io import atomic_write, fsync_directory, open_regular
 from ._json import load_json
 from ._paths import resolve_artifact_path
-from ._pull import _place, _plan, _Planned, _select, _verifies
+from ._pull import _place, _plan, _Planned, _select, _settings_and_catalog, _verifies
 from ._settings import Settings
 from ._transfer import CHUNK_SIZE
 from ._version import __version__
@@ -79,22 +79,6 @@ class BundleReport:
             "bytes": self.bytes,
             "artifacts": self.artifacts,
         }
-
-
-def _settings(
-    root: str | os.PathLike[str] | None,
-    catalog: Catalog | str | os.PathLike[str] | None,
-    lock: str | os.PathLike[str] | None,
-    settings: Settings | None,
-) -> tuple[Settings, Catalog]:
-    if settings is None:
-        settings = Settings.resolve(
-            models_root=root,
-            catalog=None if isinstance(catalog, Catalog) else catalog,
-            lock=lock,
-        )
-    cat = catalog if isinstance(catalog, Catalog) else Catalog.load(settings=settings)
-    return settings, cat
 
 
 def _members(item: _Planned) -> list[tuple[str, str, int | None]]:
@@ -146,7 +130,7 @@ def bundle_create(
 ) -> BundleReport:
     """Write the bundle ``output`` (a tar) of ``names`` (and what they require; or the specs
     ``users`` names, or ``all``) from the verified files under ``root`` (module docs)."""
-    settings, cat = _settings(root, catalog, lock, settings)
+    settings, cat = _settings_and_catalog(root, catalog, lock, settings)
     base = settings.require_root()
     planned = _plan(cat, _select(cat, names, users, all))
     out = Path(output).expanduser()
@@ -373,7 +357,7 @@ def bundle_import(
     against the catalog's pins before anything is visible (module docs)."""
     if root is not None:
         Path(root).expanduser().mkdir(parents=True, exist_ok=True)
-    settings, cat = _settings(root, catalog, lock, settings)
+    settings, cat = _settings_and_catalog(root, catalog, lock, settings)
     base = settings.require_root()
     path = Path(bundle).expanduser()
     report = BundleReport(path, base)

@@ -523,15 +523,10 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     if args.triton_timeout < 0:
         raise ConfigurationError(f"--triton-timeout must be >= 0, not {args.triton_timeout:g}")
     names = args.names
-    if args.users is not None:
-        used = [n for n, s in catalog.items() if args.users in s.users]
-        if not used:
-            raise ConfigurationError(
-                f"--users {args.users!r}: no spec of the catalog {catalog.directory} lists it "
-                "among its users (`dp-models list` shows who uses what)"
-            )
-        # and what they require: a probe passes only when all of it is there
-        names = list(dict.fromkeys([*names, *(r.name for u in used for r in catalog.closure(u))]))
+    if args.users is not None:  # and what they require: a probe passes only when all is there
+        from ._pull import _select
+
+        names = [s.name for s in _select(catalog, names, args.users, False, verb="doctor")]
     verifier = _verifier(settings, catalog)
     try:
         health = diagnose(

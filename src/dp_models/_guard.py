@@ -29,9 +29,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._errors import NetworkBlockedError
-from ._urls import parse_endpoint, parse_endpoints
+from ._urls import parse_endpoints
 
-__all__ = ["active_guards", "endpoint_address", "network_guard"]
+__all__ = ["active_guards", "endpoint_addresses", "network_guard"]
 
 _lock = threading.Lock()
 _active: Counter[str] = Counter()  # spec names being loaded, across threads
@@ -55,12 +55,13 @@ _EVENTS = frozenset(
 )
 
 
-def endpoint_address(url: str) -> tuple[str, int]:
-    """``(host, port)`` of an endpoint URL (``http://host:8000``; the scheme's port when
-    none is given). Raises :class:`~dp_models._errors.ConfigurationError` for anything but
-    an http(s) URL (:func:`~dp_models._urls.parse_endpoint`)."""
-    parts = parse_endpoint(url, source="the allowed endpoint")
-    return parts.host, parts.effective_port
+def endpoint_addresses(url: str) -> list[tuple[str, int]]:
+    """``(host, port)`` of each replica an endpoint's value lists (``http://host:8000``, or
+    several separated by commas; the scheme's port when none is given). Raises
+    :class:`~dp_models._errors.ConfigurationError` for anything but http(s) URLs
+    (:func:`~dp_models._urls.parse_endpoints`)."""
+    replicas = parse_endpoints(url, source="the allowed endpoint")
+    return [(r.host, r.effective_port) for r in replicas]
 
 
 def active_guards() -> tuple[str, ...]:
@@ -177,9 +178,7 @@ def _resolve_allowed(endpoints: Iterable[str]) -> list[tuple[str, int]]:
 @functools.lru_cache(maxsize=64)
 def _resolve_cached(endpoints: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     pairs: list[tuple[str, int]] = []
-    replicas = [r for url in endpoints for r in parse_endpoints(url, source="the allowed endpoint")]
-    for replica in replicas:  # an endpoint's value may list several replicas
-        host, port = replica.host, replica.effective_port
+    for host, port in [a for url in endpoints for a in endpoint_addresses(url)]:
         pairs.append((host, port))
         _local.resolving = host
         try:

@@ -208,6 +208,27 @@ class _Unreachable:
         return None
 
 
+def _settings_and_catalog(
+    root: str | os.PathLike[str] | None,
+    catalog: Catalog | str | os.PathLike[str] | None,
+    lock: str | os.PathLike[str] | None,
+    settings: Settings | None,
+    *,
+    mirrors: Sequence[str] | None = None,
+) -> tuple[Settings, Catalog]:
+    """The settings (``settings``, else resolved from the arguments) and the catalog (loaded
+    unless given) that pull, push and bundles work with."""
+    if settings is None:
+        settings = Settings.resolve(
+            models_root=root,
+            catalog=None if isinstance(catalog, Catalog) else catalog,
+            lock=lock,
+            mirrors=mirrors,
+        )
+    cat = catalog if isinstance(catalog, Catalog) else Catalog.load(settings=settings)
+    return settings, cat
+
+
 def make_mirror(value: str, settings: Settings | None = None) -> Mirror:
     """The mirror a ``--from`` value names: an S3-compatible store (``s3://BUCKET/PREFIX``),
     an OCI registry (``oci://REGISTRY/REPO:TAG`` or ``@sha256:...``; ``settings`` give its
@@ -261,9 +282,17 @@ def _select(
     *,
     verb: str = "pull",
 ) -> list[Spec]:
+    """The specs ``names``, those ``users`` (a processor) uses, or ``everything``, each
+    with what it requires."""
     wanted: list[str] = list(names or [])
     if users is not None:
-        wanted += [n for n, s in catalog.items() if users in s.users]
+        used = [n for n, s in catalog.items() if users in s.users]
+        if not used:  # a misspelt processor selects nothing: say so rather than do nothing
+            raise ConfigurationError(
+                f"users {users!r}: no spec of the catalog {catalog.directory} lists it among "
+                "its users (`dp-models list` shows who uses what)"
+            )
+        wanted += used
     if everything:
         wanted += list(catalog)
     if not wanted and not everything and users is None:
@@ -402,6 +431,38 @@ def _verifies(root: Path, item: _Planned, hasher: Hasher) -> bool:
         return False
 
 
+def _first_listing(mirrors: Sequence[Mirror], rel: str) -> tuple[Mirror, dict[str, Listing]] | None:
+    """The first source that lists the directory ``rel``, and its listing; None when none
+    does. A source that fails to list, or lists a name that is not a safe relative path (an
+    object store's keys are anything), is passed over for the next; when no other lists
+    it, the first such failure is raised (``SourceUnavailableError``)."""
+    failures: list[SourceUnavailableError] = []
+    for mirror in mirrors:
+        try:
+            listing = mirror.list(rel)
+        except SourceUnavailableError as exc:
+            failures.append(exc)
+            continue
+        if listing is None:
+            continue
+        unsafe = sorted(n for n in listing if check_relative_path(n) is not None)
+        if unsafe:
+            failures.append(
+                SourceUnavailableError(
+                    f"{mirror.role} {mirror.where(rel)}: lists {unsafe[0][:200]!r} in "
+                    f"{rel}, which is not a safe relative path "
+                    f"({check_relative_path(unsafe[0])}); its listing is not used",
+                    source=mirror.shown,
+                    path=rel,
+                )
+            )
+            continue
+        return mirror, listing
+    if failures:
+        raise failures[0]
+    return None
+
+
 # -- fetching ----------------------------------------------------------------------------
 
 
@@ -512,33 +573,11 @@ class _Puller:
             return result, LockEntry(art.kind, digest, total, manifest, source, revision)
 
     def _listing(self, rel: str) -> dict[str, Listing]:
-        """The files of the directory ``rel`` from the first source that lists it. A source
-        that fails to list, or lists a name that is not a safe relative path (an object
-        store's keys are anything), is passed over for the next."""
-        failures: list[SourceUnavailableError] = []
-        for mirror in self.mirrors:
-            try:
-                listing = mirror.list(rel)
-            except SourceUnavailableError as exc:
-                failures.append(exc)
-                continue
-            if listing is None:
-                continue
-            unsafe = sorted(n for n in listing if check_relative_path(n) is not None)
-            if unsafe:
-                failures.append(
-                    SourceUnavailableError(
-                        f"{mirror.role} {mirror.where(rel)}: lists {unsafe[0][:200]!r} in "
-                        f"{rel}, which is not a safe relative path "
-                        f"({check_relative_path(unsafe[0])}); its listing is not used",
-                        source=mirror.shown,
-                        path=rel,
-                    )
-                )
-                continue
-            return listing
-        if failures:
-            raise failures[0]
+        """The files of the directory ``rel`` from the first source that lists it
+        (:func:`_first_listing`)."""
+        found = _first_listing(self.mirrors, rel)
+        if found is not None:
+            return found[1]
         shown = [m.shown for m in self.mirrors]
         raise NotPullableError(
             f"{rel}: a directory without a manifest, and no source lists its files (asked: "
@@ -865,18 +904,8 @@ def pull(
     if root is not None:
         Path(root).expanduser().mkdir(parents=True, exist_ok=True)
     given_mirrors = None if mirrors is None else [m for m in mirrors if isinstance(m, str)]
-    if settings is None:
-        settings = Settings.resolve(
-            models_root=root,
-            catalog=None if isinstance(catalog, Catalog) else catalog,
-            lock=lock,
-            mirrors=given_mirrors,
-        )
+    settings, cat = _settings_and_catalog(root, catalog, lock, settings, mirrors=given_mirrors)
     base = settings.require_root()
-    if isinstance(catalog, Catalog):
-        cat = catalog
-    else:
-        cat = Catalog.load(settings=settings)
     sources: list[Mirror] = []
     owned: list[Mirror] = []  # made here from strings: closed here
     for m in mirrors if mirrors is not None else settings.mirrors:
@@ -1046,13 +1075,15 @@ def _dry_open(item: _Open, sources: Sequence[Mirror]) -> PulledArtifact:
         where, size = _probe(art.path, item.pin.size if item.pin else None, sources)
         files.append(PullFile(art.path, sha256, size, where))
     else:
-        for mirror in sources:
-            listing = mirror.list(art.path)
-            if listing is not None:
-                for rel, entry in sorted(listing.items()):
-                    path = f"{art.path}/{rel}"
-                    files.append(PullFile(path, entry.published, entry.size, mirror.where(path)))
-                break
+        try:
+            found = _first_listing(sources, art.path)
+        except SourceUnavailableError:
+            found = None  # shown as listed by no source: the pull would stop there
+        if found is not None:
+            mirror, listing = found
+            for rel, entry in sorted(listing.items()):
+                path = f"{art.path}/{rel}"
+                files.append(PullFile(path, entry.published, entry.size, mirror.where(path)))
     known = [f.size for f in files]
     return PulledArtifact(
         item.spec,

@@ -42,7 +42,17 @@ from ._errors import (
 from ._io import open_regular
 from ._lock import Lock, LockEntry, ManifestFile
 from ._paths import resolve_artifact_path
-from ._pull import DEFAULT_JOBS, _Open, _plan, _Planned, _Progress, _select, _verifies, _wait
+from ._pull import (
+    DEFAULT_JOBS,
+    _Open,
+    _plan,
+    _Planned,
+    _Progress,
+    _select,
+    _settings_and_catalog,
+    _verifies,
+    _wait,
+)
 from ._settings import Settings
 from ._transfer import Destination, _CancelledError, _PutMismatchError
 
@@ -175,14 +185,8 @@ def push(
     sent and the report says which files the store lacks."""
     if jobs < 1:
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
-    if settings is None:
-        settings = Settings.resolve(
-            models_root=root,
-            catalog=None if isinstance(catalog, Catalog) else catalog,
-            lock=lock,
-        )
+    settings, cat = _settings_and_catalog(root, catalog, lock, settings)
     base = settings.require_root()
-    cat = catalog if isinstance(catalog, Catalog) else Catalog.load(settings=settings)
     specs = _select(cat, names, users, all, verb="push")
     dest = make_destination(to, settings) if isinstance(to, str) else to
     try:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._digest import is_sha256
 from ._errors import ConfigurationError, LockError, MissingExtraError, SourceUnavailableError
 from ._lock import Lock, LockEntry
 from ._transfer import (
@@ -362,7 +363,7 @@ class S3Mirror(_Store):
         key = self.where_.key(rel)
         threshold = self.transfers.threshold
         if sink.size is None or threshold is None or sink.size < threshold:
-            self._fetch_stream(rel, key, sink, None)
+            self._fetch_stream(rel, key, sink)
         else:
             self._fetch_ranged(rel, key, sink)
 
@@ -381,7 +382,7 @@ class S3Mirror(_Store):
                 raise self._unavailable(rel, "shorter than announced") from None
             raise
 
-    def _fetch_stream(self, rel: str, key: str, sink: Sink, published: str | None) -> None:
+    def _fetch_stream(self, rel: str, key: str, sink: Sink) -> None:
         """One GET, resumed from the last byte received after a dropped connection."""
         failures = 0
         while True:
@@ -484,9 +485,8 @@ class S3Mirror(_Store):
 
 
 def _published(value: object) -> str | None:
-    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
-        return value
-    return None
+    """The sha256 an object's metadata publishes, when it is one."""
+    return value if isinstance(value, str) and is_sha256(value) else None
 
 
 class S3Destination(_Store):
@@ -528,16 +528,7 @@ class S3Destination(_Store):
             actual = hashlib.sha256(data).hexdigest()  # in hand: hashed whatever the policy
             if actual != sha256 or len(data) != size:
                 raise _PutMismatchError(actual, len(data))
-            self._call(
-                rel,
-                lambda: self._client.put_object(
-                    Bucket=self.where_.bucket,
-                    Key=key,
-                    Body=data,
-                    Metadata={_SHA256_KEY: sha256},
-                    **self._sha256_header(bytes.fromhex(sha256)),
-                ),
-            )
+            self.write(rel, data, sha256=sha256)
             advance(size)
             return
         upload = self._call(
@@ -656,9 +647,17 @@ class S3Destination(_Store):
         )
         return bool(found.get("Contents"))
 
-    def write(self, rel: str, data: bytes, *, content_type: str) -> None:
-        """Put a small object (the bytes in hand, their sha256 checked by the store)."""
-        sha256 = hashlib.sha256(data).digest()
+    def write(
+        self,
+        rel: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        sha256: str | None = None,
+    ) -> None:
+        """Put a small object: the bytes in hand (``sha256``: their digest, when the caller
+        has it), their sha256 in its metadata and sent for the store to check."""
+        digest = sha256 or hashlib.sha256(data).hexdigest()
         self._call(
             rel,
             lambda: self._client.put_object(
@@ -666,8 +665,8 @@ class S3Destination(_Store):
                 Key=self.where_.key(rel),
                 Body=data,
                 ContentType=content_type,
-                Metadata={_SHA256_KEY: sha256.hex()},
-                **self._sha256_header(sha256),
+                Metadata={_SHA256_KEY: digest},
+                **self._sha256_header(bytes.fromhex(digest)),
             ),
         )
 

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from ._digest import is_sha256
 from ._errors import PulledFileMismatchError, SourceUnavailableError
 from ._spec import HF_RESOLVE, IN_HOUSE, ArchiveSource, Artifact, check_relative_path
 from ._transfer import CHUNK_SIZE, HttpMirror, Listing, Sink, _NotThereError
@@ -213,13 +214,11 @@ class Upstream:
         if data is None:
             return None
         words = data.decode("ascii", "replace").split()
-        if (
-            not words
-            or len(words[0]) != 64
-            or any(c not in "0123456789abcdef" for c in words[0].lower())
-        ):
+        if not words or not is_sha256(words[0].lower()):
+            found = repr(words[0][:80]) if words else "nothing"
             raise SourceUnavailableError(
-                f"upstream {url}.sha256 does not start with a sha256 (64 hex characters)",
+                f"upstream {url}.sha256 does not start with a sha256 (64 hex characters): it "
+                f"starts with {found}. Fix or remove that file beside the source.",
                 source=url + ".sha256",
             )
         return words[0].lower()
@@ -259,7 +258,7 @@ class Upstream:
                 size = entry.get("size")
                 listed[inner] = Listing(
                     size if isinstance(size, int) and size >= 0 else None,
-                    oid.lower() if isinstance(oid, str) and len(oid) == 64 else None,
+                    oid.lower() if isinstance(oid, str) and is_sha256(oid.lower()) else None,
                 )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SourceUnavailableError(

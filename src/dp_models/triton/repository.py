@@ -390,7 +390,13 @@ def export_repository(
                 r.files, r.manifest, r.identities, strict=True
             )
         }
-        where = _export_to_store(plans, out_dir, verified, lambda: verifier.verify(specs))
+        where = _export_to_store(
+            plans,
+            out_dir,
+            verified,
+            lambda: verifier.verify(specs),
+            always=hasher.policy == "always",
+        )
         return _exported(plans, lambda name: f"{where}/{name}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -436,11 +442,23 @@ def _exported(plans: Sequence[_Plan], folder: Callable[[str], Path | str]) -> li
     ]
 
 
+def _changed(spec: Spec, source: Path, shown: str) -> ArtifactChangedError:
+    return ArtifactChangedError(
+        f"spec {spec.name!r}: {source} changed after it was verified (before or while it was "
+        f"uploaded to {shown}); the export was abandoned. Run it again once MODELS_ROOT is "
+        "settled.",
+        spec=spec.name,
+        path=source,
+    )
+
+
 def _export_to_store(
     plans: Sequence[_Plan],
     url: str,
     verified: Mapping[str, tuple[str, int, tuple[int, int, int, int, int]]],
     reverify: Callable[[], object],
+    *,
+    always: bool,
 ) -> str:
     """Upload the repository to the empty ``s3://`` prefix ``url``: every file, each the
     very file ``verified`` (its identity unmoved, and a small one hashed again), then,
@@ -473,17 +491,13 @@ def _export_to_store(
                             return stat_key(os.fstat(fd)) == identity
 
                         if not unchanged():
-                            raise _PutMismatchError(None, 0)
+                            raise _changed(plan.spec, source, dest.shown)
                         written.append(key)
-                        dest.put(key, fd, size, sha256, lambda n: None, unchanged=unchanged)
+                        # under the "always" policy the bytes are hashed again as they go up
+                        gate = None if always else unchanged
+                        dest.put(key, fd, size, sha256, lambda n: None, unchanged=gate)
                     except _PutMismatchError:
-                        raise ArtifactChangedError(
-                            f"spec {plan.spec.name!r}: {source} changed after it was verified "
-                            f"(before or while it was uploaded to {dest.shown}); the export "
-                            "was abandoned. Run it again once MODELS_ROOT is settled.",
-                            spec=plan.spec.name,
-                            path=source,
-                        ) from None
+                        raise _changed(plan.spec, source, dest.shown) from None
                     finally:
                         os.close(fd)
             reverify()  # what changed in MODELS_ROOT meanwhile abandons the export
