@@ -512,3 +512,27 @@ def test_whisper_decoding_with_the_required_tokenizer() -> None:
         whisper.decode_batch(client, np.zeros((2, 3), dtype=np.float32))
     with pytest.raises(ConfigurationError, match="requires no tokenizer"):
         whisper.decode(TritonClient(SPEC, URL), ids)
+
+
+def test_the_client_s_verdict_is_the_one_check_reports_across_replicas() -> None:
+    """Found in review: replica a publishes no digest (allowed by this spec), b the expected
+    one; check() reported None while the client's own attribute said True (the replica
+    checked last). Both are derived from the replicas now."""
+    lenient = _spec(require=False)
+    fakes = {
+        "a": FakeTransport.serving(lenient, served_digest=None),
+        "b": FakeTransport.serving(lenient, served_digest=WEIGHTS),
+    }
+    seen: list[bool | None] = []
+    client = TritonClient(
+        lenient,
+        "http://a:1,http://b:1",
+        expected_digest=WEIGHTS,
+        transports=lambda replica: fakes[replica.host],
+        on_verified=seen.append,
+        **{**FAST, "ready_timeout_s": 0.0},
+    )
+    report = client.check()
+    assert report.ok and [r.served_digest_verified for r in report.replicas] == [None, True]
+    assert client.served_digest_verified is None and seen[-1] is None
+    assert client.served_digest == WEIGHTS  # the one digest read

@@ -238,13 +238,6 @@ class TritonClient:
         )
         #: The replica requests go to, once one has answered.
         self._current: _Replica | None = None
-        #: True: the served digest is the expected one; None: not published and not required
-        #: (the replica verified last); False: a replica was found serving other weights, and
-        #: has not been found good since (another replica passing does not hide it).
-        self.served_digest_verified: bool | None = None
-        #: The digest the server publishes, once read (the replica verified last, or the one
-        #: serving other weights).
-        self.served_digest: str | None = None
 
     @property
     def model_name(self) -> str:
@@ -639,16 +632,36 @@ class TritonClient:
             else:
                 r.verified = True
                 r.fresh = True
-            with self._lock:
-                # a replica found serving other weights stays the record (False) until it is
-                # found good again: another replica passing does not overwrite it
-                shown = self._other_weights() or r
-                verified = self.served_digest_verified = shown.served_digest_verified
-                self.served_digest = shown.served_digest
+            # a replica found serving other weights stays the record (False) until it is
+            # found good again: another replica passing does not overwrite it
+            verified = self.served_digest_verified
         if notify and self._on_verified is not None:
             self._on_verified(verified)
         if mismatch is not None:
             raise mismatch
+
+    @property
+    def served_digest_verified(self) -> bool | None:
+        """False while a replica was found serving other weights (and has not been found
+        good since); else True when every replica checked so far serves the expected digest;
+        else None (not published and not required, or nothing checked yet). The verdict
+        :meth:`check` gives, from what the checks found."""
+        with self._lock:
+            if self._other_weights() is not None:
+                return False
+            found = [r.served_digest_verified for r in self._replicas or [] if r.verified]
+        return True if found and all(found) else None
+
+    @property
+    def served_digest(self) -> str | None:
+        """The digest the server publishes: the replica's serving other weights, else the
+        replica in use's, else the first checked one's (None: none read yet)."""
+        with self._lock:
+            candidates = [self._other_weights(), self._current, *(self._replicas or [])]
+        return next(
+            (r.served_digest for r in candidates if r is not None and r.served_digest is not None),
+            None,
+        )
 
     def _other_weights(self) -> _Replica | None:
         """A replica whose last digest check found other weights (None: none). Call with
@@ -824,14 +837,9 @@ class TritonClient:
         except TritonUnavailableError as exc:  # DNS: the name does not resolve
             return self._report(HealthStatus.UNAVAILABLE, exc, live=False)
         found = [self._check_replica(r) for r in replicas]
-        with self._lock:
-            other_weights = self._other_weights() is not None
-        if self._on_verified is not None:
-            digests = [f.served_digest_verified for f in found if f.ok]
-            if other_weights:
-                self._on_verified(False)
-            elif digests:
-                self._on_verified(True if all(digests) else None)
+        verdict = self.served_digest_verified
+        if self._on_verified is not None and (verdict is False or any(f.ok for f in found)):
+            self._on_verified(verdict)
         worst = worst_replica(found)
         bad = [f for f in found if not f.ok]
         error = worst.error
