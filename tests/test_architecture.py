@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "_health": 1,
     "_registry": 1,
     "_catalog": 2,
+    "_homes": 2,
     "_lock": 2,
     "_transfer": 2,
     "_s3": 2,

@@ -112,6 +112,10 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "TritonExportError": (("not a Triton spec",), {"spec": "emonet_8"}),
     "ArtifactError": (("artifact problem",), ARTIFACT),
     "ArtifactMissingError": (("missing",), ARTIFACT),
+    "DistributionVersionError": (
+        ("other version",),
+        {**ARTIFACT, "installed": "3.7.1", "required": "3.8.0"},
+    ),
     "UnsafePathError": (("leaves the root",), ARTIFACT),
     "UnpinnedArtifactError": (("not pinned",), ARTIFACT),
     "ArtifactUnreadableError": (("cannot be read",), ARTIFACT),

@@ -213,7 +213,14 @@ def test_entry_fields(setup: ModelManager) -> None:
         "precision": "fp32",
         "device": "cpu",
         "weights_digest": sha256(b"encoder"),
-        "artifacts": [{"path": "enc/w.pt", "sha256": sha256(b"encoder")}],
+        "artifacts": [
+            {
+                "path": "enc/w.pt",
+                "sha256": sha256(b"encoder"),
+                "home": "root",
+                "location": str(setup.root),
+            }
+        ],
         "model_signature": entry["model_signature"],
         "framework": {"name": "pyyaml", "version": entry["framework"]["version"]},
         "requires": ["tokenizer"],

@@ -20,7 +20,7 @@ from huggingface_hub import constants as hf_constants
 
 from dp_models import ModelManager, ModelsRootError, enforce_offline
 from dp_models._offline import OFFLINE_FLAGS, cache_dirs
-from dp_models._settings import ENV_ROOT
+from dp_models._settings import ENV_HF_CACHE, ENV_ROOT, Settings
 
 from .conftest import LoopbackServer
 
@@ -44,8 +44,23 @@ def test_enforce_offline_sets_flags_and_caches(models_root: Path) -> None:
     for name in CACHES:
         assert inside(os.environ[name], models_root), name
         assert found[name] == os.environ[name]
-    assert found == {**OFFLINE_FLAGS, **cache_dirs(models_root.resolve())}
+    remembered = {ENV_HF_CACHE: str(Settings.resolve(models_root=models_root).hf_cache)}
+    assert found == {**OFFLINE_FLAGS, **cache_dirs(models_root.resolve()), **remembered}
     assert {k: os.environ[k] for k in found} == found
+
+
+def test_enforce_offline_remembers_the_hub_cache_it_points_into_the_root(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HF_HUB_CACHE goes into the root, but the cache ``huggingface`` snapshots are read
+    from stays the one the user had: settings resolved afterwards still find it."""
+    hub = tmp_path / "user-hub"
+    monkeypatch.delenv(ENV_HF_CACHE, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    enforce_offline(models_root)
+    assert inside(os.environ["HF_HUB_CACHE"], models_root)
+    assert os.environ[ENV_HF_CACHE] == str(hub)
+    assert Settings.resolve(models_root=models_root).hf_cache == hub
 
 
 def test_enforce_offline_replaces_and_logs_a_conflicting_value(

@@ -35,6 +35,8 @@
     ├── TritonExportError (ValueError)       a model repository that cannot be written; .spec
     ├── ArtifactError                        one artifact of one spec; .spec, .path
     │   ├── ArtifactMissingError (FileNotFoundError)
+    │   │   └── DistributionVersionError     an installed distribution at another version;
+    │   │                                    .installed, .required
     │   ├── UnsafePathError (PermissionError)    a path that would leave MODELS_ROOT
     │   ├── UnpinnedArtifactError (LookupError)  no digest in the spec or the lock
     │   ├── ArtifactUnreadableError (OSError)    present but cannot be read
@@ -114,6 +116,7 @@ __all__ = [
     "DeviceUnavailableError",
     "DigestMismatchError",
     "DirectoryTooLargeError",
+    "DistributionVersionError",
     "FakeWeightsError",
     "FaultProxyError",
     "FileChangedError",
@@ -588,6 +591,18 @@ class ArtifactError(DPModelsError):
 
 class ArtifactMissingError(ArtifactError, FileNotFoundError):
     """A required artifact is not under MODELS_ROOT (or is of the wrong kind)."""
+
+
+class DistributionVersionError(ArtifactMissingError):
+    """An installed distribution (``installed: name==version``) at another version than the
+    spec names: ``.installed``, ``.required``."""
+
+    def __init__(
+        self, message: str, *, spec: str, path: Path | str, installed: str, required: str
+    ) -> None:
+        self.installed = installed
+        self.required = required
+        super().__init__(message, spec=spec, path=path)
 
 
 class ArtifactUnreadableError(ArtifactError, OSError):

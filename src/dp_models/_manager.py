@@ -87,6 +87,10 @@ class ModelHandle:
     endpoint: str | None = None
     info: Mapping[str, Any] | None = None
     _manager: ModelManager | None = field(default=None, repr=False, compare=False)
+    #: Where each artifact was found, in spec order: ``home`` (``root``, ``huggingface``,
+    #: ``installed``), ``location`` (that root, hub cache or site directory) and an
+    #: installed artifact's ``distribution`` (name and version).
+    homes: tuple[Mapping[str, Any], ...] = ()
 
     def __repr__(self) -> str:
         """The dataclass repr, with the endpoint's credentials masked."""
@@ -128,8 +132,13 @@ class ModelHandle:
             "device": self.device,
             "weights_digest": self.weights_digest,
             "artifacts": [
-                {"path": a.path, "sha256": d}
-                for a, d in zip(spec.artifacts, self.artifact_digests, strict=False)
+                {"path": a.path, "sha256": d, **(dict(h) if h else {})}
+                for a, d, h in zip(
+                    spec.artifacts,
+                    self.artifact_digests,
+                    self.homes or [None] * len(spec.artifacts),
+                    strict=False,
+                )
             ],
             "model_signature": self.model_signature,
             "framework": framework,
@@ -285,7 +294,9 @@ class ModelManager:
         if settings.offline:
             enforce_offline(settings=settings)
         hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
-        self._verifier = Verifier(self.catalog, self.root, hasher)
+        #: Every root, in search order (the last, :attr:`root`, is the writable one).
+        self.roots = settings.require_roots()
+        self._verifier = Verifier(self.catalog, self.roots, hasher, hf_cache=settings.hf_cache)
         self._lock = threading.RLock()
         self._loaded: dict[tuple[str, str, str], Any] = {}
         self._inflight: dict[tuple[str, str, str], Future[Any]] = {}
@@ -394,6 +405,7 @@ class ModelManager:
             resolved_device = "triton"
             endpoint = self.triton_endpoints.get(spec.triton.endpoint)
             weights = expected.sha256 if expected else None
+            homes: tuple[Mapping[str, Any], ...] = ()
         else:
             assert spec.loader is not None
             loader = self.loaders.get(spec.loader, spec=spec.name)  # an unknown one fails here
@@ -404,6 +416,7 @@ class ModelManager:
                 reports = self._verifier.inspect(spec)
                 digests = tuple(r.pin.sha256 for r in reports if r.pin is not None)
             paths = {r.artifact.path: r.path for r in reports}
+            homes = tuple(r.where() for r in reports)
             resolved_device = self._device(spec, device, loader)
             info = loader.describe(spec, paths)
             self._check_precision(spec, precision, resolved_device, loader)
@@ -428,6 +441,7 @@ class ModelManager:
             endpoint,
             info,
             self,
+            homes,
         )
 
     def _device(self, spec: Spec, requested: str | None, loader: Loader[Any]) -> str:
@@ -533,7 +547,9 @@ class ModelManager:
         # over the path during the load is not what loads.
         with self._verifier.open_for_load(spec) as opened:
             directories = {
-                r.artifact.path: r.path for r in opened.reports if r.artifact.kind == "dir"
+                r.artifact.path: opened.directory(r)
+                for r in opened.reports
+                if r.artifact.kind == "dir"
             }
             ctx = LoadContext(
                 spec,

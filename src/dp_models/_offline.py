@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ._errors import ConfigurationError
-from ._settings import Settings
+from ._settings import ENV_HF_CACHE, Settings
 
 __all__ = ["LEGACY_CACHE_VARS", "OFFLINE_FLAGS", "cache_dirs", "enforce_offline"]
 
@@ -86,6 +86,10 @@ def enforce_offline(
         )
     root = settings.require_root()
     wanted = {**OFFLINE_FLAGS, **cache_dirs(root)}
+    if settings.hf_cache is not None and not os.environ.get(ENV_HF_CACHE, "").strip():
+        # HF_HUB_CACHE is pointed into the root below: remember where the hub cache that
+        # ``huggingface`` snapshots are read from was, for the settings resolved after this
+        wanted[ENV_HF_CACHE] = str(settings.hf_cache)
     for name, value in wanted.items():
         old = os.environ.get(name)
         if old is not None and old != value:

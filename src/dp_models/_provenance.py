@@ -51,6 +51,7 @@ from ._spec import PRECISIONS, Spec
 
 __all__ = [
     "ABSENT_FIELDS",
+    "ARTIFACT_INFO_FIELDS",
     "CHECKED_FIELDS",
     "EMPTY_DIGEST",
     "INFORMATIONAL_FIELDS",
@@ -352,7 +353,13 @@ INFORMATIONAL_FIELDS = (
     "reason",
     "triton.endpoint",
     "triton.served_digest_verified",
+    "artifacts[].home",
+    "artifacts[].location",
+    "artifacts[].distribution",
 )
+#: Keys of an ``artifacts`` item that say where it was found (the home, the root, cache or
+#: site directory, an installed distribution): informational, like ``device``.
+ARTIFACT_INFO_FIELDS = ("home", "location", "distribution")
 _TRITON_CHECKED = ("model_name", "model_version", "endpoint_name")
 #: ``model_signature`` and ``weights_digest`` of a stamp made with no model at all.
 EMPTY_DIGEST = _sha(b"")

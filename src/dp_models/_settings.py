@@ -33,6 +33,7 @@ __all__ = [
     "ENV_CACHE_DIR",
     "ENV_CATALOG",
     "ENV_DOCKER_CONFIG",
+    "ENV_HF_CACHE",
     "ENV_LOCK",
     "ENV_LOCK_KEY",
     "ENV_MIRRORS",
@@ -56,6 +57,7 @@ __all__ = [
     "resolve_cache_dir",
     "resolve_catalog_dir",
     "resolve_docker_config",
+    "resolve_hf_cache",
     "resolve_lock_key",
     "resolve_lock_path",
     "resolve_models_root",
@@ -96,6 +98,11 @@ ENV_OCI_PLAIN_HTTP = "DP_MODELS_OCI_PLAIN_HTTP"
 #: Docker's own variable: the directory of the ``config.json`` whose ``auths`` hold
 #: registry credentials (``docker login``); unset: ``~/.docker``.
 ENV_DOCKER_CONFIG = "DOCKER_CONFIG"
+#: The Hugging Face hub cache that artifacts naming a ``huggingface`` snapshot are read from;
+#: unset: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+ENV_HF_CACHE = "DP_MODELS_HF_CACHE"
+_ENV_HF_HUB_CACHE = "HF_HUB_CACHE"
+_ENV_HF_HOME = "HF_HOME"
 #: Read only for the default digest cache (``$XDG_CACHE_HOME/dp_models``).
 _ENV_XDG_CACHE = "XDG_CACHE_HOME"
 
@@ -128,6 +135,7 @@ ENV_VARS = (
     ENV_TRITON_REPLICAS,
     ENV_OCI_PLAIN_HTTP,
     ENV_DOCKER_CONFIG,
+    ENV_HF_CACHE,
     *FRAMEWORK_ENV_VARS,
 )
 
@@ -183,9 +191,14 @@ class Settings:
     their whole life. ``models_root`` is absolute with symlinks resolved when it names a
     directory; when it is set but unusable, ``models_root_problem`` says why and
     :meth:`require_root` raises it.
+
+    MODELS_ROOT may list several roots (``$DP_MODELS_ROOT=/shared/models:/local/models``,
+    or a sequence as the argument): ``roots`` holds them in search order, and
+    ``models_root`` is the last one, the writable root that ``pull`` provisions.
     """
 
-    #: MODELS_ROOT, or None when nothing sets it (dp_models never guesses it).
+    #: MODELS_ROOT, or None when nothing sets it (dp_models never guesses it); with several
+    #: roots, the last (the writable one).
     models_root: Path | None
     #: The catalog directory.
     catalog: Path
@@ -218,6 +231,10 @@ class Settings:
     #: The Docker config holding registry credentials (``$DOCKER_CONFIG/config.json``, else
     #: ``~/.docker/config.json``); None: none is read.
     docker_config: Path | None = None
+    #: Every root, in search order (one, or those MODELS_ROOT lists); empty when unset.
+    roots: tuple[Path, ...] = ()
+    #: The Hugging Face hub cache read for ``huggingface`` snapshots (:data:`ENV_HF_CACHE`).
+    hf_cache: Path | None = None
     #: Why the configured ``models_root`` cannot be used (None: it can, or it is not set).
     models_root_problem: str | None = field(default=None, repr=False)
 
@@ -225,7 +242,7 @@ class Settings:
     def resolve(
         cls,
         *,
-        models_root: PathArg | None = None,
+        models_root: PathArg | Sequence[PathArg] | None = None,
         catalog: PathArg | None = None,
         lock: PathArg | None = None,
         lock_key: PathArg | None = None,
@@ -238,6 +255,7 @@ class Settings:
         offline: bool = True,
         mirrors: Sequence[str] | None = None,
         triton_replicas: Mapping[str, str] | None = None,
+        hf_cache: PathArg | None = None,
         environ: Mapping[str, str] | None = None,
         argument_names: Mapping[str, str] | None = None,
         problems: dict[str, DPModelsError] | None = None,
@@ -266,7 +284,7 @@ class Settings:
                 problems[name] = exc
                 return default
 
-        root, root_problem = _models_root(
+        roots, root_problem = _models_roots(
             models_root, env, origin=names.get("models_root", "the models_root argument")
         )
         catalog_dir = _catalog_dir(catalog, env)
@@ -296,7 +314,7 @@ class Settings:
             names.get("triton_replicas", "triton_replicas"),
         )
         settings = cls(
-            models_root=root,
+            models_root=roots[-1] if roots else None,
             catalog=catalog_dir,
             lock=_lock_path(catalog_dir, lock, env),
             lock_key=_lock_key(lock_key, env),
@@ -314,6 +332,8 @@ class Settings:
             triton_replicas=MappingProxyType(dict(replicas)),
             oci_plain_http=_oci_plain_http(env),
             docker_config=_docker_config(env),
+            roots=roots,
+            hf_cache=_hf_cache(hf_cache, env),
             models_root_problem=root_problem,
         )
         errors = list(problems.values())
@@ -345,6 +365,11 @@ class Settings:
             raise ModelsRootError(self.models_root_problem, path=self.models_root)
         return self.models_root
 
+    def require_roots(self) -> tuple[Path, ...]:
+        """Every root in search order (:meth:`require_root`'s errors when one is unusable)."""
+        self.require_root()
+        return self.roots
+
     def shown(self) -> dict[str, Any]:
         """The settings as plain data for people and logs: Triton URLs with their
         credentials masked (:func:`~dp_models._urls.redact_url`), absent values explained."""
@@ -359,6 +384,7 @@ class Settings:
             "lock": str(self.lock),
             "lock_key": str(self.lock_key or "(none: the lock's signature is not checked)"),
             "models_root": root,
+            "roots": [str(r) for r in self.roots],
             "cache_dir": str(self.cache_dir) if self.cache_dir is not None else "(disabled)",
             "verify": self.verify,
             "triton_endpoints": {
@@ -371,6 +397,7 @@ class Settings:
             "mirrors": [redact_url(m) for m in self.mirrors],
             "oci_plain_http": list(self.oci_plain_http),
             "docker_config": str(self.docker_config or "(none)"),
+            "hf_cache": str(self.hf_cache or "(none)"),
         }
 
 
@@ -408,27 +435,67 @@ def _lock_key(key: PathArg | None, env: Mapping[str, str]) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _models_root(
-    root: PathArg | None, env: Mapping[str, str], *, origin: str
-) -> tuple[Path | None, str | None]:
-    """The root and why it cannot be used (None when it can); (None, None) when unset."""
+def _models_roots(
+    root: PathArg | Sequence[PathArg] | None, env: Mapping[str, str], *, origin: str
+) -> tuple[tuple[Path, ...], str | None]:
+    """The roots in search order and why one cannot be used (None when all can); ((), None)
+    when unset. A string (the argument or the variable) may list several, separated by
+    ``os.pathsep``; the argument may also be a sequence."""
     if root is not None:
-        raw = str(root)
+        raws = [str(r) for r in root] if isinstance(root, (list, tuple)) else [str(root)]
     elif (value := _get(env, ENV_ROOT)) is not None:
-        raw, origin = value, f"${ENV_ROOT}"
+        raws, origin = [value], f"${ENV_ROOT}"
     elif (value := _get(env, ENV_ROOT_ALIAS)) is not None:
-        raw, origin = value, f"${ENV_ROOT_ALIAS}"
+        raws, origin = [value], f"${ENV_ROOT_ALIAS}"
     else:
-        return None, None
+        return (), None
+    entries = [e.strip() for raw in raws for e in raw.split(os.pathsep)]
+    if any(not e for e in entries):
+        return (Path(os.pathsep.join(entries)),), (
+            f"MODELS_ROOT {os.pathsep.join(entries)!r} (from {origin}) has an empty entry; list "
+            f"the roots separated by {os.pathsep!r}, each a directory."
+        )
+    roots: list[Path] = []
+    for raw in entries:
+        path, problem = _models_root(raw, origin, several=len(entries) > 1)
+        if problem is not None:
+            return (*roots, path), problem
+        if path in roots:
+            return (*roots, path), (
+                f"MODELS_ROOT lists {path} twice (from {origin}); list each root once."
+            )
+        roots.append(path)
+    return tuple(roots), None
+
+
+def _models_root(raw: str, origin: str, *, several: bool) -> tuple[Path, str | None]:
+    """One root and why it cannot be used (None when it can)."""
     path = Path(raw).expanduser()
+    if several and not path.is_absolute():
+        return path, (
+            f"MODELS_ROOT entry {path} (from {origin}) is relative; with several roots give "
+            "each as an absolute path."
+        )
     if not path.exists():
         return path, (
             f"MODELS_ROOT {path} (from {origin}) does not exist. Create it and provision "
-            "the artifacts, or point it at the provisioned directory."
+            "the artifacts, or point it at the provisioned directory"
+            + (" (or remove it from the list of roots)." if several else ".")
         )
     if not path.is_dir():
         return path, f"MODELS_ROOT {path} (from {origin}) is not a directory."
     return path.resolve(), None
+
+
+def _hf_cache(cache: PathArg | None, env: Mapping[str, str]) -> Path:
+    if cache is not None:
+        return Path(cache).expanduser()
+    for name in (ENV_HF_CACHE, _ENV_HF_HUB_CACHE):
+        if (value := _get(env, name)) is not None:
+            return Path(value).expanduser()
+    if (home := _get(env, _ENV_HF_HOME)) is not None:
+        return Path(home).expanduser() / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
 
 
 def _cache_dir(cache_dir: PathArg | None, env: Mapping[str, str]) -> Path:
@@ -676,16 +743,23 @@ def resolve_models_root(
 ) -> Path:
     """MODELS_ROOT: ``root``, else ``$DP_MODELS_ROOT``, else ``$MODELS_ROOT``; never guessed.
 
-    Returns the absolute, symlink-resolved directory. Raises :class:`ModelsRootError`
-    when nothing is set or the directory does not exist. ``origin`` names where ``root``
-    came from, for the message.
+    Returns the absolute, symlink-resolved directory (of several roots, the last: the
+    writable one). Raises :class:`ModelsRootError` when nothing is set or a directory does
+    not exist. ``origin`` names where ``root`` came from, for the message.
     """
-    path, problem = _models_root(root, os.environ, origin=origin)
-    if path is None:
+    roots, problem = _models_roots(root, os.environ, origin=origin)
+    if not roots:
         raise ModelsRootError(_NOT_SET)
     if problem is not None:
-        raise ModelsRootError(problem, path=path)
-    return path
+        raise ModelsRootError(problem, path=roots[-1])
+    return roots[-1]
+
+
+def resolve_hf_cache(cache: PathArg | None = None) -> Path:
+    """The Hugging Face hub cache read for ``huggingface`` snapshots: ``cache``, else
+    ``$DP_MODELS_HF_CACHE``, else ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``~/.cache/huggingface/hub``."""
+    return _hf_cache(cache, os.environ)
 
 
 def resolve_cache_dir(cache_dir: PathArg | None = None) -> Path:

@@ -32,6 +32,7 @@ __all__ = [
     "ARTIFACT_FORMATS",
     "ENGINES",
     "HF_RESOLVE",
+    "INSTALLED_PREFIX",
     "IN_HOUSE",
     "PRECISIONS",
     "PREPROCESS_PRESETS",
@@ -39,6 +40,7 @@ __all__ = [
     "SCHEMA_ID",
     "ArchiveSource",
     "Artifact",
+    "HubSnapshot",
     "Spec",
     "TritonSection",
     "TritonTensor",
@@ -246,6 +248,74 @@ class ArchiveSource(_Strict):
         return value
 
 
+_HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+#: ``name==version`` of an installed distribution (the version spelled as installed).
+_REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9.+!_-]+)$")
+#: The lock key of an ``installed`` artifact that names no ``path``: ``installed/<name>``.
+INSTALLED_PREFIX = "installed/"
+
+
+class HubSnapshot(_Strict):
+    """Files of one commit of a Hugging Face repository, read from a hub cache
+    (``models--ORG--NAME/snapshots/<revision>/...``) when no root holds the artifact."""
+
+    repo: NonEmpty = Field(description="The repository id, e.g. 'intfloat/multilingual-e5-large'.")
+    revision: NonEmpty = Field(
+        description="The full 40-character commit revision; a branch or tag is refused (it moves)."
+    )
+    files: list[NonEmpty] | None = Field(
+        default=None,
+        description="The files the artifact is made of, relative to the snapshot ('/'-separated); "
+        "a file artifact names exactly one. Give files or patterns.",
+    )
+    patterns: list[NonEmpty] | None = Field(
+        default=None,
+        description="Glob patterns (as huggingface_hub's allow_patterns) selecting the files of a "
+        "directory artifact among those the cached snapshot holds.",
+    )
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_id(cls, value: str) -> str:
+        if not _HUB_REPO.match(value) or ".." in value or "--" in value:
+            raise ValueError(
+                f"huggingface repo {value!r} is not a repository id: expected 'ORG/NAME' (or "
+                "'NAME'), letters, digits, '.', '_', '-'"
+            )
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _full_revision(cls, value: str) -> str:
+        if not REVISION.match(value):
+            raise ValueError(
+                f"huggingface revision {value!r} is not a full commit revision: give the "
+                "40-character commit hash (a branch or tag such as 'main' moves, so the bytes "
+                "it names could change)"
+            )
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _safe_files(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if (problem := check_relative_path(name)) is not None:
+                raise ValueError(
+                    f"huggingface file {name!r} {problem.replace('MODELS_ROOT', 'the snapshot')}"
+                )
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("huggingface files lists a file twice")
+        return value
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> HubSnapshot:
+        if (self.files is None) == (self.patterns is None):
+            raise ValueError("a huggingface snapshot gives either 'files' or 'patterns'")
+        if (self.files is not None and not self.files) or self.patterns == []:
+            raise ValueError("a huggingface snapshot selects at least one file")
+        return self
+
+
 def _declared(
     key: str, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
 ) -> Any:
@@ -259,10 +329,12 @@ def _declared(
 
 
 class Artifact(_Strict):
-    """One file or directory under MODELS_ROOT that a spec needs."""
+    """One file or directory a spec needs: under a MODELS_ROOT, in a Hugging Face cache
+    snapshot (``huggingface``), or an installed distribution (``installed``)."""
 
     path: NonEmpty = Field(
-        description="Path relative to MODELS_ROOT, '/'-separated; never absolute, never '..'."
+        description="Path relative to MODELS_ROOT, '/'-separated; never absolute, never '..'. "
+        "An installed artifact may leave it out: its key is then 'installed/<name>'."
     )
     kind: Literal["file", "dir"] = Field(
         default="file",
@@ -291,6 +363,63 @@ class Artifact(_Strict):
         "the site's mirror).",
     )
     license: str | None = Field(default=None, description="The artifact's license.")
+    huggingface: HubSnapshot | None = Field(
+        default=None,
+        description="A second home: when no root holds the artifact, these files of a Hugging "
+        "Face repository at one commit are read from the hub cache ($DP_MODELS_HF_CACHE, "
+        "$HF_HUB_CACHE, $HF_HOME/hub), each verified like a file under the root.",
+    )
+    installed: str | None = Field(
+        default=None,
+        description="'name==version' of an installed distribution (a pip-installed spaCy "
+        "pipeline) that is the artifact: a directory, verified against the wheel's RECORD "
+        "hashes; its digest is the RECORD's sha256. Never under a root.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _installed_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" not in data and isinstance(data.get("installed"), str):
+            found = _REQUIREMENT.match(data["installed"])
+            if found is not None:
+                return {**data, "path": INSTALLED_PREFIX + found.group("name")}
+        return data
+
+    @field_validator("installed")
+    @classmethod
+    def _requirement(cls, value: str | None) -> str | None:
+        if value is not None and not _REQUIREMENT.match(value):
+            raise ValueError(
+                f"installed {value!r} must be 'name==version' (e.g. en_core_web_sm==3.8.0): "
+                "the exact version installed, never a range"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _homes(self) -> Artifact:
+        if self.installed is not None:
+            if self.kind != "dir":
+                raise ValueError("an installed artifact is a directory: kind 'dir'")
+            if self.huggingface is not None or self.source is not None:
+                raise ValueError(
+                    "an installed artifact comes from pip: no 'huggingface' or 'source'"
+                )
+        snapshot = self.huggingface
+        if snapshot is not None and self.kind == "file":
+            if snapshot.files is None or len(snapshot.files) != 1:
+                raise ValueError(
+                    "a file artifact's huggingface snapshot names exactly one file in 'files'"
+                )
+        return self
+
+    @property
+    def requirement(self) -> tuple[str, str] | None:
+        """``(name, version)`` of an installed artifact, else None."""
+        if self.installed is None:
+            return None
+        found = _REQUIREMENT.match(self.installed)
+        assert found is not None
+        return found.group("name"), found.group("version")
 
     @field_validator("format", mode="wrap")
     @classmethod

@@ -1,5 +1,11 @@
-"""Checking specs' artifacts against MODELS_ROOT: present, inside the root, pinned, right
-size, right digest.
+"""Checking specs' artifacts against their homes: present, inside their home, pinned,
+right size, right digest.
+
+An artifact is looked for in each root in order (the first that holds anything at its
+path serves it: what is found there is verified, never skipped for a later root), then,
+for an artifact with a ``huggingface`` section, in the hub cache; an ``installed``
+artifact is the installed distribution it names (:mod:`dp_models._homes`). Each report
+says which home served it.
 
 Cheap checks run first for every artifact (path safety, presence, kind, size), then
 every file still in question is hashed once, in parallel, through the digest cache.
@@ -11,6 +17,7 @@ every file still in question is hashed once, in parallel, through the digest cac
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import os
 import shutil
@@ -19,7 +26,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
 
 from ._catalog import Catalog, Pin
@@ -43,6 +50,12 @@ from ._errors import (
     SizeMismatchError,
     UnpinnedArtifactError,
     UnsafePathError,
+)
+from ._homes import (
+    Located,
+    hub_snapshot,
+    hub_snapshot_present,
+    installed_distribution,
 )
 from ._io import describe_mode, open_regular
 from ._paths import ensure_inside, resolve_artifact_path
@@ -80,10 +93,38 @@ class ArtifactReport:
     #: Each hashed file as (path relative to the artifact, sha256, size); a directory's
     #: manifest (:class:`~dp_models._lock.LockEntry`'s ``files``).
     manifest: list[tuple[str, str, int]] = field(default_factory=list, repr=False)
+    #: Which home served it: ``"root"``, ``"huggingface"`` (a hub cache snapshot) or
+    #: ``"installed"`` (an installed distribution).
+    home: str = "root"
+    #: The root, hub cache or site directory it was found in.
+    location: Path | None = None
+    #: An installed artifact's RECORD: each file's (sha256, size), and the RECORD's own name.
+    record: dict[str, tuple[str, int | None]] = field(default_factory=dict, repr=False)
+    record_name: str | None = field(default=None, repr=False)
+    #: An installed artifact's distribution: (name, installed version).
+    distribution: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def where(self) -> dict[str, object]:
+        """Where it was found, as ``models_used`` records it: the home, its location, and an
+        installed artifact's distribution and version."""
+        found: dict[str, object] = {
+            "home": self.home,
+            "location": str(self.location) if self.location is not None else None,
+        }
+        if self.distribution is not None:
+            found["distribution"] = {"name": self.distribution[0], "version": self.distribution[1]}
+        return found
+
+    def adopt(self, located: Located) -> None:
+        """Take what :mod:`dp_models._homes` located outside the roots."""
+        self.home, self.location, self.path = located.home, located.location, located.path
+        self.files = located.files
+        self.record, self.record_name = located.record, located.record_name
+        self.distribution = located.distribution
 
     def fail(self, status: Status, error: ArtifactError) -> None:
         self.status, self.error = status, error
@@ -104,12 +145,25 @@ class ArtifactReport:
 
 
 class Verifier:
-    """Verifies specs of ``catalog`` against the resolved ``root`` with ``hasher``."""
+    """Verifies specs of ``catalog`` against the resolved ``root`` (or roots, in search
+    order; the last is :attr:`root`, the writable one) with ``hasher``; artifacts with a
+    ``huggingface`` section are also looked for in ``hf_cache``."""
 
-    def __init__(self, catalog: Catalog, root: Path, hasher: Hasher) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        root: Path | Sequence[Path],
+        hasher: Hasher,
+        *,
+        hf_cache: Path | None = None,
+    ) -> None:
         self.catalog = catalog
-        self.root = root
+        self.roots: tuple[Path, ...] = (root,) if isinstance(root, Path) else tuple(root)
+        if not self.roots:
+            raise ValueError("a Verifier needs at least one root")
+        self.root = self.roots[-1]
         self.hasher = hasher
+        self.hf_cache = hf_cache
 
     def verify(self, specs: Spec | Iterable[Spec]) -> list[ArtifactReport]:
         """Verify and return the reports, or raise the first artifact's typed error."""
@@ -132,7 +186,27 @@ class Verifier:
         skipped, a Triton spec served elsewhere). Anything at an artifact's path, a broken
         link included, was provisioned and is verified: its problem is an error, never
         absence."""
-        return not any(os.path.lexists(self.root / a.path) for a in spec.artifacts)
+        return not any(self._present(a) for a in spec.artifacts)
+
+    def _present(self, art: Artifact) -> bool:
+        if art.installed is not None:
+            requirement = art.requirement
+            assert requirement is not None
+            try:
+                importlib.metadata.distribution(requirement[0])
+            except importlib.metadata.PackageNotFoundError:
+                return False
+            return True
+        if self._root_of(art) is not None:
+            return True
+        return art.huggingface is not None and hub_snapshot_present(self.hf_cache, art)
+
+    def _root_of(self, art: Artifact) -> Path | None:
+        """The first root holding anything at the artifact's path (a broken link included)."""
+        for root in self.roots:
+            if os.path.lexists(root / art.path):
+                return root
+        return None
 
     def inspect(self, spec: Spec) -> list[ArtifactReport]:
         """The cheap checks only (path, presence, kind, pin, size), or the first typed error:
@@ -160,10 +234,13 @@ class Verifier:
         load = LoadSet(reports, files, workdir)
         try:
             for r in reports:
+                if r.home == "huggingface" and r.artifact.kind == "dir":
+                    # the loader sees the verified files only, not the rest of the snapshot
+                    load.views[r.artifact.path] = workdir.view(r.artifact.path, r.files)
                 if r.artifact.kind != "file":
                     continue
                 try:
-                    fd = open_regular(r.path)
+                    fd = open_regular(r.files[0][1])  # the file found (a cache blob)
                 except (OSError, ValueError) as exc:
                     raise self._hash_failure(r, exc)[1] from exc
                 files[r.artifact.path] = OpenedFile(r, fd, self.hasher, workdir)
@@ -187,12 +264,37 @@ class Verifier:
     # -- phase 1: cheap checks -----------------------------------------------------------
 
     def _inspect(self, spec: Spec, art: Artifact) -> ArtifactReport:
-        report = ArtifactReport(spec.name, art, self.root / art.path, self.catalog.pin(art))
+        root = self._root_of(art)
+        report = ArtifactReport(
+            spec.name, art, (root or self.roots[0]) / art.path, self.catalog.pin(art)
+        )
+        report.location = root or self.roots[0]
         try:
-            report.path = resolve_artifact_path(self.root, art.path, spec=spec.name)
-            report.files, report.size = self._files(spec, art, report.path)
+            if art.installed is not None:
+                report.adopt(installed_distribution(art, spec=spec.name))
+                report.size = sum(os.stat(p).st_size for _, p in report.files)
+            elif root is None and art.huggingface is not None:
+                report.adopt(hub_snapshot(self.hf_cache, art, spec=spec.name))
+                report.size = sum(os.stat(p).st_size for _, p in report.files)
+            elif root is None and len(self.roots) > 1:
+                raise ArtifactMissingError(
+                    f"spec {spec.name!r}: required artifact {art.path!r} is in none of the "
+                    f"roots {', '.join(str(r) for r in self.roots)}. {_provision(art)} "
+                    "then run `dp-models doctor`.",
+                    spec=spec.name,
+                    path=report.path,
+                )
+            else:
+                root = root or self.roots[0]
+                report.path = resolve_artifact_path(root, art.path, spec=spec.name)
+                report.files, report.size = self._files(spec, art, report.path, root)
         except ArtifactError as exc:
-            report.fail("unsafe_path" if isinstance(exc, UnsafePathError) else "missing", exc)
+            status: Status = "missing"
+            if isinstance(exc, UnsafePathError):
+                status = "unsafe_path"
+            elif isinstance(exc, ArtifactUnreadableError):
+                status = "unreadable"
+            report.fail(status, exc)
             return report
         except NotRegularFileError as exc:
             report.fail(
@@ -204,7 +306,7 @@ class Verifier:
                 "unreadable",
                 ArtifactUnreadableError(
                     f"spec {spec.name!r}: artifact {art.path!r} cannot be read ({exc}). Check its "
-                    f"permissions under {self.root}.",
+                    f"permissions under {report.location}.",
                     spec=spec.name,
                     path=report.path,
                 ),
@@ -217,8 +319,8 @@ class Verifier:
                 UnpinnedArtifactError(
                     f"spec {spec.name!r}: artifact {art.path!r} is not pinned: neither the "
                     f"spec nor the lock {self.catalog.lock.path} gives its sha256. Pin it from "
-                    f"a provisioned root with `dp-models lock --root {self.root}` (or put the "
-                    "upstream-published sha256 in the spec).",
+                    f"a provisioned root with `dp-models lock --root {report.location}` (or put "
+                    "the upstream-published sha256 in the spec).",
                     spec=spec.name,
                     path=report.path,
                 ),
@@ -239,7 +341,9 @@ class Verifier:
             )
         return report
 
-    def _files(self, spec: Spec, art: Artifact, path: Path) -> tuple[list[tuple[str, Path]], int]:
+    def _files(
+        self, spec: Spec, art: Artifact, path: Path, root: Path
+    ) -> tuple[list[tuple[str, Path]], int]:
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -269,18 +373,18 @@ class Verifier:
         if not is_dir:
             return [(art.path, path)], st.st_size
         try:
-            files = directory_files(path, within=self.root)
+            files = directory_files(path, within=root)
         except OutsideRootError as exc:
             raise UnsafePathError(
                 f"spec {spec.name!r}: directory artifact {art.path!r} holds a symlink that "
-                f"leaves MODELS_ROOT {self.root} ({exc}). Artifacts must live inside the root: "
+                f"leaves MODELS_ROOT {root} ({exc}). Artifacts must live inside the root: "
                 "replace the link by what it points to.",
                 spec=spec.name,
                 path=path,
             ) from None
         total = 0
         for rel, p in files:
-            ensure_inside(self.root, p, spec=spec.name, shown=f"{art.path}/{rel}")
+            ensure_inside(root, p, spec=spec.name, shown=f"{art.path}/{rel}")
             total += os.stat(p).st_size
         return files, total
 
@@ -296,11 +400,43 @@ class Verifier:
         r.cached = bool(done) and all(d.cached for _, d in done)
         r.identities = [d.identity for _, d in done]
         r.manifest = [(rel, d.sha256, d.size) for rel, d in done]
+        if r.home == "installed":
+            self._conclude_installed(r, done)
+            return
         if r.artifact.kind == "file":
             r.sha256 = done[0][1].sha256
         else:
             r.sha256 = directory_digest([(rel, d.sha256) for rel, d in done])
         if r.pin is not None and r.sha256 != r.pin.sha256:
+            r.fail("digest_mismatch", r.mismatch(r.sha256))
+
+    def _conclude_installed(self, r: ArtifactReport, done: list[tuple[str, FileDigest]]) -> None:
+        """Every file against its RECORD hash; the artifact's digest is the RECORD's."""
+        for rel, d in done:
+            if rel == r.record_name:
+                r.sha256 = d.sha256
+                continue
+            want, size = r.record[rel]
+            if d.sha256 != want or (size is not None and d.size != size):
+                r.sha256 = d.sha256
+                r.fail(
+                    "digest_mismatch",
+                    DigestMismatchError(
+                        f"spec {r.spec!r}: file {rel} of the installed {r.artifact.installed} "
+                        f"({r.location}) has sha256 {d.sha256} ({d.size} bytes), but the "
+                        f"wheel's RECORD says {want}"
+                        + (f" ({size} bytes)" if size is not None else "")
+                        + ": it was modified after the install. Reinstall it: `pip install "
+                        f"--force-reinstall {r.artifact.installed}`.",
+                        spec=r.spec,
+                        path=r.location / rel if r.location is not None else rel,
+                        expected=want,
+                        actual=d.sha256,
+                    ),
+                )
+                return
+        if r.pin is not None and r.sha256 != r.pin.sha256:
+            assert r.sha256 is not None
             r.fail("digest_mismatch", r.mismatch(r.sha256))
 
     def _hash_failure(self, r: ArtifactReport, exc: BaseException) -> tuple[Status, ArtifactError]:
@@ -504,6 +640,18 @@ class _Workdir:
         os.symlink(target, alias)
         return alias
 
+    def view(self, name: str, files: Sequence[tuple[str, Path]]) -> Path:
+        """A directory holding a link to each of ``files`` at its relative name."""
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="dp_models-load-")
+        top = Path(tempfile.mkdtemp(dir=self._dir)) / PurePosixPath(name).name
+        for rel, target in files:
+            link = top / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, link)
+        top.mkdir(exist_ok=True)
+        return top
+
     def remove(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -523,7 +671,13 @@ class LoadSet:
     ):
         self.reports = reports
         self.files = files
+        #: A hub cache directory artifact's view (links to its verified files only), by path.
+        self.views: dict[str, Path] = {}
         self._workdir = workdir  # the files' path links, removed by close()
+
+    def directory(self, report: ArtifactReport) -> Path:
+        """The directory a loader is given for a directory artifact."""
+        return self.views.get(report.artifact.path, report.path)
 
     def digests(self) -> tuple[str, ...]:
         """Every artifact's verified digest, in spec order (verifies what the load did
@@ -540,6 +694,19 @@ class LoadSet:
             opened = self.files.get(r.artifact.path)
             if opened is not None:
                 opened.check_unchanged()
+                continue
+            if r.home != "root":  # the files found, each still the one verified
+                try:
+                    same = [stat_key(os.stat(p)) for _, p in r.files] == r.identities
+                except OSError:
+                    same = False
+                if not same:
+                    raise ArtifactChangedError(
+                        f"spec {r.spec!r}: artifact {r.path} changed during the load; the "
+                        "model built from it is discarded. Load again.",
+                        spec=r.spec,
+                        path=r.path,
+                    )
                 continue
             now = []
             try:
