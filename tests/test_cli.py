@@ -152,6 +152,8 @@ def test_doctor_json_and_exit_status(
         "actual_size": len(b"tampered"),
         "cached": False,
         "message": "",
+        "home": "root",
+        "location": str(root.resolve()),
     }
     code, out, _ = run(
         capsys,

@@ -385,6 +385,7 @@ COMMANDS: dict[str, list[str]] = {
     "doctor": ["doctor"],
     "lock": ["lock"],
     "pull": ["pull", "emonet_8", "--from", "mirror"],
+    "import-hf-cache": ["import-hf-cache", "all_minilm_l6_v2"],
     "push": ["push", "emonet_8", "--to", "s3://bucket/site"],
     "digest": ["digest", "weights.bin"],
     "verify-artifact": ["verify-artifact", "out.json"],

@@ -123,6 +123,7 @@ if TYPE_CHECKING:
     )
     from ._pull import (
         PullReport,
+        import_hf_cache,
         pull,
     )
     from ._push import (
@@ -247,6 +248,7 @@ __all__ = [
     "check_stamps",
     "directory_digest",
     "enforce_offline",
+    "import_hf_cache",
     "load_npz",
     "network_guard",
     "pull",
@@ -298,6 +300,7 @@ _WHERE = {
     "Pin": "_catalog",
     "PullReport": "_pull",
     "pull": "_pull",
+    "import_hf_cache": "_pull",
     "PushReport": "_push",
     "push": "_push",
     "Spec": "_spec",

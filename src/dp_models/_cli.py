@@ -264,6 +264,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (4)")
     p = add(
+        "import-hf-cache",
+        _import_hf_cache,
+        "copy the Hugging Face snapshot artifacts of NAMES (or --all, --users) from the hub "
+        "cache ($DP_MODELS_HF_CACHE, $HF_HUB_CACHE, $HF_HOME/hub) into the writable root, "
+        "each verified before it is visible",
+        [common, rooted, selected],
+    )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="also copy artifacts pinned nowhere, and record what the cache held in the "
+        "site's lock (--lock, $DP_MODELS_LOCK)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="copy nothing; list what would be")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel copies (4)")
+    p = add(
         "push",
         _push,
         "publish the verified artifacts of NAMES (or --all, --users) from MODELS_ROOT to a "
@@ -406,7 +423,9 @@ def _hasher(settings: Any) -> Any:
 def _verifier(settings: Any, catalog: Any) -> Any:
     from ._verify import Verifier
 
-    return Verifier(catalog, settings.require_root(), _hasher(settings))
+    return Verifier(
+        catalog, settings.require_roots(), _hasher(settings), hf_cache=settings.hf_cache
+    )
 
 
 def _close(verifier: Any) -> None:
@@ -547,6 +566,8 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
                 catalog=str(catalog.directory),
                 lock=str(catalog.lock.path),
                 root=str(verifier.root),
+                roots=[str(r) for r in verifier.roots],
+                hf_cache=str(verifier.hf_cache) if verifier.hf_cache is not None else None,
                 verify=verifier.hasher.policy,
                 triton_endpoints={
                     k: redact_endpoints(v) for k, v in sorted((endpoints or {}).items())
@@ -556,7 +577,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
             out,
         )
         return 1 if failing else 0
-    out.write(render_table(health, root=verifier.root, triton_checked=not args.no_triton))
+    out.write(render_table(health, root=verifier.roots, triton_checked=not args.no_triton))
     return 1 if failing else 0
 
 
@@ -632,10 +653,9 @@ def _lock(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pull(args: argparse.Namespace, out: TextIO) -> int:
-    from ._pull import pull
+    from ._pull import make_writable_root, pull
 
-    if args.root is not None:  # pull makes the root it provisions
-        Path(args.root).expanduser().mkdir(parents=True, exist_ok=True)
+    make_writable_root(args.root)  # pull makes the root it provisions
     settings = _settings(args, mirrors=args.mirrors)
     report = pull(
         args.names,
@@ -648,11 +668,40 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
         progress=None if not args.json else False,
         settings=settings,
     )
+    return _pulled(report, args, out)
+
+
+def _import_hf_cache(args: argparse.Namespace, out: TextIO) -> int:
+    from ._pull import import_hf_cache, make_writable_root
+
+    make_writable_root(args.root)
+    report = import_hf_cache(
+        args.names,
+        users=args.users,
+        all=args.all,
+        pin=args.pin,
+        dry_run=args.dry_run,
+        jobs=args.jobs,
+        progress=None if not args.json else False,
+        settings=_settings(args),
+    )
+    return _pulled(report, args, out)
+
+
+def _pulled(report: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """What a pull (or an import from the hub cache) did, for people."""
     if args.json:
         _dump(report.to_json(), out)
         return 0
-    todo = [a for a in report.artifacts if a.status != "present"]
-    present = len(report.artifacts) - len(todo)
+    todo = [a for a in report.artifacts if a.status in ("fetched", "planned")]
+    present = len([a for a in report.artifacts if a.status == "present"])
+    elsewhere = [a for a in report.artifacts if a.status == "present" and a.source]
+    elsewhere = [a for a in elsewhere if a.source != str(report.root)]
+    installed = [a for a in report.artifacts if a.status == "installed"]
+    for a in elsewhere:
+        out.write(f"  {a.path}  verified in {a.source}\n")
+    for a in installed:
+        out.write(f"  {a.path}  installed by pip, not pulled: {a.source}\n")
     if args.dry_run:
         out.write(
             f"would fetch {_n(len(todo), 'artifact')} ({report.bytes:,} bytes) into "
@@ -673,7 +722,7 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
     fetched = [a for a in todo if a.status == "fetched"]
     out.write(
         f"pulled {_n(len(fetched), 'artifact')} ({sum(a.size or 0 for a in fetched):,} bytes) into "
-        f"{report.root}; {len(report.artifacts) - len(fetched)} already verified\n"
+        f"{report.root}; {present} already verified\n"
     )
     for a in fetched:
         sources = [a.source] if a.source else sorted({f.source or "" for f in a.files})

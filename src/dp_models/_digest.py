@@ -278,8 +278,8 @@ class DigestCache:
                 return
             self._warned = True
         log.warning(
-            "dp_models digest cache %s is unusable (%s: %s); digests are computed without it. "
-            "Set DP_MODELS_CACHE_DIR to a writable directory to cache them.",
+            "dp_models digest cache %s is unusable (%s: %s); digests are kept in memory for "
+            "this process only. Set DP_MODELS_CACHE_DIR to a writable directory to cache them.",
             self.directory,
             what,
             exc,

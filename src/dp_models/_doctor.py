@@ -120,7 +120,20 @@ def _artifact_json(r: ArtifactReport) -> dict[str, Any]:
         "actual_size": r.size,
         "cached": r.cached,
         "message": str(r.error) if r.error else "",
+        **r.where(),
     }
+
+
+def _found_in(r: ArtifactReport) -> str:
+    """Where an artifact was found, for the table."""
+    if r.home == "installed":
+        found = r.distribution or (r.artifact.installed or "", "")
+        return f"installed {found[0]} {found[1]} ({r.location})".replace("  ", " ")
+    if r.home == "huggingface":
+        hub = r.artifact.huggingface
+        assert hub is not None
+        return f"hub cache {r.location} ({hub.repo}@{hub.revision[:12]})"
+    return f"root {r.location}"
 
 
 def diagnose(
@@ -227,16 +240,28 @@ def _detail(h: SpecHealth, *, triton_checked: bool) -> str:
     return ""
 
 
-def render_table(health: Sequence[SpecHealth], *, root: Path, triton_checked: bool) -> str:
+def render_table(
+    health: Sequence[SpecHealth],
+    *,
+    root: Path | Sequence[Path],
+    triton_checked: bool,
+) -> str:
     """``dp-models doctor`` for people: one row per spec (failing statuses in capitals),
-    a summary against ``root``, then each failing spec's message and fix.
+    a summary against ``root`` (or the roots, in search order), then each failing spec's
+    message and fix. With several roots, or an artifact found outside them (a hub cache,
+    an installed distribution), each found artifact gets a row saying where it was found.
     ``triton_checked``: False when no endpoint was contacted on purpose (``--no-triton``)."""
+    roots = [root] if isinstance(root, Path) else list(root)
     rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
     for h in health:
         status = h.status.value.upper() if h.failing else h.status.value
         rows.append(
             [h.spec.name, h.spec.runtime, status, _detail(h, triton_checked=triton_checked)]
         )
+        for a in h.artifacts:
+            found = a.status not in ("missing", "unsafe_path")
+            if found and (len(roots) > 1 or a.home != "root"):
+                rows.append(["", "", "", f"{a.artifact.path}: {_found_in(a)}"])
         if h.served is not None and len(h.served.replicas) > 1:
             for r in h.served.replicas:  # one line per replica, under the spec's
                 shown = r.status.value.upper() if r.status.failing else r.status.value
@@ -245,7 +270,11 @@ def render_table(health: Sequence[SpecHealth], *, root: Path, triton_checked: bo
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     counts = Counter(h.status.value for h in health)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
-    lines += ["", f"{len(health)} spec{'s' if len(health) != 1 else ''} against {root}: {summary}"]
+    against = ", ".join(str(r) for r in roots)
+    lines += [
+        "",
+        f"{len(health)} spec{'s' if len(health) != 1 else ''} against {against}: {summary}",
+    ]
     failing = [h for h in health if h.failing]
     if failing:
         lines += ["", f"{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:"]

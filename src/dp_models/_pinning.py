@@ -43,7 +43,9 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
     old = catalog.lock.artifacts
     # Verify against spec pins only: the lock is what is being recomputed.
     bare = Catalog(catalog, catalog.files, catalog.directory, Lock(catalog.lock.path))
-    verifier = Verifier(bare, root_verifier.root, root_verifier.hasher)
+    verifier = Verifier(
+        bare, root_verifier.roots, root_verifier.hasher, hf_cache=root_verifier.hf_cache
+    )
     reports = verifier.check(list(catalog.values()), hash_unpinned=True)
     plan = LockPlan(catalog.lock)
     entries: dict[str, LockEntry] = {}

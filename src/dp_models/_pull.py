@@ -50,6 +50,7 @@ from typing import Any, BinaryIO, Literal
 from ._catalog import Catalog, Pin
 from ._digest import DigestCache, Hasher, directory_digest, directory_files
 from ._errors import (
+    ArtifactError,
     ConfigurationError,
     LockError,
     NotPullableError,
@@ -59,6 +60,7 @@ from ._errors import (
     SourceNotFoundError,
     SourceUnavailableError,
 )
+from ._homes import Located, hub_snapshot, hub_snapshot_present
 from ._io import atomic_write, fsync_directory
 from ._lock import Lock, LockEntry, ManifestFile, unwritable
 from ._paths import resolve_artifact_path
@@ -87,11 +89,14 @@ __all__ = [
     "LOCK_DIR",
     "DirectoryMirror",
     "HttpMirror",
+    "HubCacheMirror",
     "Mirror",
     "PullFile",
     "PullReport",
     "PulledArtifact",
+    "import_hf_cache",
     "make_mirror",
+    "make_writable_root",
     "pull",
 ]
 
@@ -118,9 +123,11 @@ class PullFile:
 
 @dataclass
 class PulledArtifact:
-    """One artifact of a pull: ``present`` (it verified, nothing fetched), ``fetched``, or,
-    in a dry run, ``planned``. ``pinned``: fetched without a pin and pinned in the lock
-    (``--pin``); ``source`` and ``revision``: what the lock records of where it came from."""
+    """One artifact of a pull: ``present`` (it verified, nothing fetched; ``source`` says
+    where: a root, or the hub cache), ``fetched``, ``installed`` (an installed distribution:
+    pip provisions it, never pull; ``source`` is the pip line), or, in a dry run,
+    ``planned``. ``pinned``: fetched without a pin and pinned in the lock (``--pin``);
+    ``source`` and ``revision``: what the lock records of where it came from."""
 
     spec: str
     path: str
@@ -129,7 +136,7 @@ class PulledArtifact:
     sha256: str | None
     #: None: pinned without a size (a spec's upstream sha256) and not fetched
     size: int | None
-    status: Literal["present", "fetched", "planned"]
+    status: Literal["present", "fetched", "planned", "installed"]
     files: list[PullFile] = field(default_factory=list)
     pinned: bool = False
     source: str | None = None
@@ -151,7 +158,7 @@ class PullReport:
     @property
     def bytes(self) -> int:
         """Bytes fetched (a dry run: to fetch)."""
-        return sum(a.size or 0 for a in self.artifacts if a.status != "present")
+        return sum(a.size or 0 for a in self.artifacts if a.status in ("fetched", "planned"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -316,14 +323,15 @@ def _plan(
 ) -> list[_Planned]:
     """The pinned artifacts of ``specs`` with their file lists. With ``opened``, pinned
     directories without a manifest, and (``pin``) unpinned artifacts, go there instead of
-    being refused."""
+    being refused. Installed distributions are left out: pip installs them, and they are
+    never under a root (neither fetched, published nor bundled)."""
     planned: dict[str, _Planned] = {}
     opens: dict[str, _Open] = {}
     unpinned: list[str] = []
     no_manifest: list[str] = []
     for spec in specs:
         for art in spec.artifacts:
-            if art.path in planned or art.path in opens:
+            if art.installed is not None or art.path in planned or art.path in opens:
                 continue
             found = catalog.pin(art)
             if found is None:
@@ -405,6 +413,31 @@ def _plan(
     if opened is not None:
         opened.extend(opens.values())
     return list(planned.values())
+
+
+def _present(
+    roots: Sequence[Path], cache: Path | None, item: _Planned, hasher: Hasher
+) -> str | None:
+    """Where the pinned artifact already verifies: the first root holding it, or the hub
+    cache for an artifact with a ``huggingface`` snapshot there; None when nowhere."""
+    for root in roots:
+        if _verifies(root, item, hasher):
+            return str(root)
+    art = item.artifact
+    if art.huggingface is None or cache is None or not hub_snapshot_present(cache, art):
+        return None
+    try:
+        located = hub_snapshot(cache, art, spec=item.spec)
+    except ArtifactError:
+        return None
+    digests = hasher.files([p for _, p in located.files])
+    pairs = []
+    for (rel, _), d in zip(located.files, digests, strict=True):
+        if isinstance(d, BaseException):
+            return None
+        pairs.append((rel, d.sha256))
+    found = pairs[0][1] if art.kind == "file" else directory_digest(pairs)
+    return f"hub cache {cache}" if found == item.pin.sha256 else None
 
 
 def _verifies(root: Path, item: _Planned, hasher: Hasher) -> bool:
@@ -869,6 +902,16 @@ def _record(lock_path: Path, root: Path, entries: Mapping[str, LockEntry]) -> No
         Lock(lock_path, merged, exists=True).write()
 
 
+def make_writable_root(root: str | os.PathLike[str] | None) -> None:
+    """Create the root a pull provisions: ``root``, or of several (``os.pathsep`` between
+    them) the last, the writable one; the others must exist already (they are only read)."""
+    if root is None:
+        return
+    entries = [e for e in str(root).split(os.pathsep) if e.strip()]
+    if entries:
+        Path(entries[-1].strip()).expanduser().mkdir(parents=True, exist_ok=True)
+
+
 def pull(
     names: Iterable[str] | None = None,
     *,
@@ -901,8 +944,7 @@ def pull(
     """
     if jobs < 1:
         raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
-    if root is not None:
-        Path(root).expanduser().mkdir(parents=True, exist_ok=True)
+    make_writable_root(root)
     given_mirrors = None if mirrors is None else [m for m in mirrors if isinstance(m, str)]
     settings, cat = _settings_and_catalog(root, catalog, lock, settings, mirrors=given_mirrors)
     base = settings.require_root()
@@ -942,8 +984,12 @@ def _pull(
     dry_run: bool,
     jobs: int,
     progress: bool | None,
+    *,
+    only: set[str] | None = None,
+    verb: str = "pull",
 ) -> PullReport:
-    """The rest of :func:`pull`, its mirrors made."""
+    """The rest of :func:`pull`, its mirrors made. ``only``: pull just these artifact paths,
+    checking only the writable root for what is there already (``import-hf-cache``)."""
     if not sources and not upstream:
         raise ConfigurationError(
             "no mirror to pull from: pass --from MIRROR (a directory laid out as a "
@@ -951,8 +997,11 @@ def _pull(
             "the specs' upstream sources with --upstream"
         )
     opened: list[_Open] = []
-    specs = _select(cat, names, users, everything)
+    specs = _select(cat, names, users, everything, verb=verb)
     planned = _plan(cat, specs, opened, pin=pin)
+    if only is not None:  # import-hf-cache: the hub cache's artifacts, nothing else
+        planned = [i for i in planned if i.artifact.path in only]
+        opened[:] = [o for o in opened if o.artifact.path in only]
     if pin and any(o.pin is None for o in opened):
         if (problem := unwritable(cat.lock.path)) is not None:
             raise LockError(problem, path=cat.lock.path)
@@ -979,9 +1028,14 @@ def _pull(
         )
     hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
     report = PullReport(base, [m.shown for m in sources], dry_run, [], upstream)
+    if only is None:
+        report.artifacts += _installed(cat, specs)
+    # already there: in any root (the writable one last), or in the hub cache
+    homes = settings.roots if only is None else (base,)
+    cache = settings.hf_cache if only is None else None
     todo: list[_Planned] = []
     for item in planned:
-        if _verifies(base, item, hasher):
+        if (where := _present(homes, cache, item, hasher)) is not None:
             report.artifacts.append(
                 PulledArtifact(
                     item.spec,
@@ -990,18 +1044,28 @@ def _pull(
                     item.pin.sha256,
                     item.size,
                     "present",
+                    source=where,
                 )
             )
         else:
             todo.append(item)
     todo_open: list[_Open] = []
     for o in opened:
-        if o.pin is not None and _verifies(
-            base, _Planned(o.spec, o.artifact, o.pin, None, []), hasher
+        as_planned = _Planned(o.spec, o.artifact, o.pin, None, []) if o.pin is not None else None
+        if (
+            as_planned is not None
+            and (where := _present(homes, cache, as_planned, hasher)) is not None
         ):
+            assert o.pin is not None
             report.artifacts.append(
                 PulledArtifact(
-                    o.spec, o.artifact.path, o.artifact.kind, o.pin.sha256, None, "present"
+                    o.spec,
+                    o.artifact.path,
+                    o.artifact.kind,
+                    o.pin.sha256,
+                    None,
+                    "present",
+                    source=where,
                 )
             )
         else:
@@ -1047,6 +1111,120 @@ def _pull(
     finally:
         if top is not None:
             top.close()
+
+
+class HubCacheMirror(DirectoryMirror):
+    """The files of hub cache snapshots, laid out as a MODELS_ROOT: each artifact with a
+    ``huggingface`` section at its path (a directory's files below it), read from the
+    blobs its snapshot links to. What ``dp-models import-hf-cache`` pulls from."""
+
+    role = "hub cache"
+
+    def __init__(self, cache: Path, located: Mapping[str, tuple[Artifact, Located]]) -> None:
+        super().__init__(cache)
+        self.shown = f"hub cache {cache}"
+        self._files: dict[str, Path] = {}
+        self._dirs: dict[str, dict[str, Path]] = {}
+        for path, (art, found) in located.items():
+            if art.kind == "file":
+                self._files[path] = found.files[0][1]
+                continue
+            self._dirs[path] = dict(found.files)
+            for name, real in found.files:
+                self._files[f"{path}/{name}"] = real
+
+    def list(self, rel: str) -> dict[str, Listing] | None:
+        files = self._dirs.get(rel)
+        if files is None:
+            return None
+        return {name: Listing(os.stat(real).st_size) for name, real in files.items()}
+
+    def _open(self, rel: str) -> int:
+        real = self._files.get(rel)
+        if real is None:
+            raise _NotThereError
+        return super()._open(str(real))
+
+
+def import_hf_cache(
+    names: Iterable[str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    catalog: Catalog | str | os.PathLike[str] | None = None,
+    lock: str | os.PathLike[str] | None = None,
+    users: str | None = None,
+    all: bool = False,
+    pin: bool = False,
+    dry_run: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    progress: bool | None = None,
+    settings: Settings | None = None,
+) -> PullReport:
+    """Copy the ``huggingface`` artifacts of ``names`` (or ``users``, or ``all``) from the
+    hub cache (``settings.hf_cache``) into the writable root, each verified against its pin
+    before it is visible, exactly as :func:`pull` does from a mirror (``pin``: unpinned ones
+    are pinned in the site's lock from what the cache holds). Artifacts already verified in
+    the writable root are left alone; other artifacts of those specs are not touched. A
+    snapshot missing from the cache, or unsafe, is its typed error before anything is
+    copied."""
+    if jobs < 1:
+        raise ConfigurationError(f"jobs must be at least 1, got {jobs}")
+    make_writable_root(root)
+    settings, cat = _settings_and_catalog(root, catalog, lock, settings)
+    base = settings.require_root()
+    specs = _select(cat, names, users, all, verb="import-hf-cache")
+    wanted = {a.path: (s, a) for s in specs for a in s.artifacts if a.huggingface is not None}
+    if not wanted:
+        raise ConfigurationError(
+            "import-hf-cache: none of the selected specs has an artifact with a 'huggingface' "
+            f"snapshot ({', '.join(s.name for s in specs)}); `dp-models list` shows the specs"
+        )
+    cache = settings.hf_cache
+    located = {
+        path: (art, hub_snapshot(cache, art, spec=spec.name))
+        for path, (spec, art) in wanted.items()
+    }
+    assert cache is not None  # hub_snapshot raised otherwise
+    mirror = HubCacheMirror(cache, located)
+    return _pull(
+        base,
+        settings,
+        cat,
+        [mirror],
+        [s.name for s in specs],
+        None,
+        False,
+        False,
+        pin,
+        dry_run,
+        jobs,
+        progress,
+        only=set(wanted),
+        verb="import-hf-cache",
+    )
+
+
+def _installed(catalog: Catalog, specs: Sequence[Spec]) -> list[PulledArtifact]:
+    """The installed-distribution artifacts of ``specs``: pip provisions them, not pull."""
+    rows = []
+    for spec in specs:
+        for art in spec.artifacts:
+            if art.installed is None:
+                continue
+            pin = catalog.pin(art)
+            line = f"pip install {art.source if isinstance(art.source, str) else art.installed}"
+            rows.append(
+                PulledArtifact(
+                    spec.name,
+                    art.path,
+                    art.kind,
+                    pin.sha256 if pin is not None else None,
+                    None,
+                    "installed",
+                    source=line,
+                )
+            )
+    return rows
 
 
 def _dry(item: _Planned, sources: Sequence[Mirror]) -> PulledArtifact:

@@ -26,7 +26,14 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ._errors import ConfigurationError, DPModelsError, ModelsRootError
-from ._urls import parse_endpoint, parse_endpoints, parse_s3_url, redact_endpoints, redact_url
+from ._urls import (
+    parse_endpoint,
+    parse_endpoints,
+    parse_s3_url,
+    redact,
+    redact_endpoints,
+    redact_url,
+)
 
 __all__ = [
     "DEVICES",
@@ -354,6 +361,8 @@ class Settings:
         shown["triton_timeouts"] = {k: dict(v) for k, v in self.triton_timeouts.items()}
         shown["mirrors"] = tuple(redact_url(m) for m in self.mirrors)
         shown["triton_replicas"] = dict(self.triton_replicas)
+        if self.hf_cache is not None:
+            shown["hf_cache"] = redact(str(self.hf_cache))
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def require_root(self) -> Path:
@@ -397,7 +406,7 @@ class Settings:
             "mirrors": [redact_url(m) for m in self.mirrors],
             "oci_plain_http": list(self.oci_plain_http),
             "docker_config": str(self.docker_config or "(none)"),
-            "hf_cache": str(self.hf_cache or "(none)"),
+            "hf_cache": redact(str(self.hf_cache)) if self.hf_cache else "(none)",
         }
 
 
