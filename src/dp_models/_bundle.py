@@ -44,7 +44,15 @@ from ._errors import BundleError, BundleMismatchError, BundleTamperedError, Json
 from ._io import atomic_write, fsync_directory, open_regular
 from ._json import load_json
 from ._paths import resolve_artifact_path
-from ._pull import _place, _plan, _Planned, _select, _settings_and_catalog, _verifies
+from ._pull import (
+    _place,
+    _plan,
+    _Planned,
+    _select,
+    _settings_and_catalog,
+    _verifies,
+    make_writable_root,
+)
 from ._settings import Settings
 from ._transfer import CHUNK_SIZE
 from ._version import __version__
@@ -355,8 +363,7 @@ def bundle_import(
 ) -> BundleReport:
     """Take the bundle ``bundle`` into ``root`` (created when missing), every file checked
     against the catalog's pins before anything is visible (module docs)."""
-    if root is not None:
-        Path(root).expanduser().mkdir(parents=True, exist_ok=True)
+    make_writable_root(root)
     settings, cat = _settings_and_catalog(root, catalog, lock, settings)
     base = settings.require_root()
     path = Path(bundle).expanduser()

@@ -785,9 +785,9 @@ def _bundle_create(args: argparse.Namespace, out: TextIO) -> int:
 
 def _bundle_import(args: argparse.Namespace, out: TextIO) -> int:
     from ._bundle import bundle_import
+    from ._pull import make_writable_root
 
-    if args.root is not None:  # import makes the root it provisions
-        Path(args.root).expanduser().mkdir(parents=True, exist_ok=True)
+    make_writable_root(args.root)  # import makes the root it provisions
     report = bundle_import(args.bundle, settings=_settings(args))
     if args.json:
         _dump(report.to_json(), out)

@@ -187,7 +187,7 @@ class Upstream:
         found = HF_RESOLVE.match(urlsplit(str(art.source)).path)
         if found is None:
             return None
-        return self._list_hf(
+        listed = self._list_hf(
             str(art.source),
             found.group("type"),
             found.group("repo"),
@@ -195,6 +195,18 @@ class Upstream:
             found.group("path") or "",
             rel,
         )
+        hub = art.huggingface
+        if hub is not None:
+            # the files the spec's hub snapshot selects, so that a copy under a root has the
+            # digest of the same snapshot in a hub cache
+            if hub.files is not None:
+                wanted = set(hub.files)
+            else:
+                from huggingface_hub.utils._paths import filter_repo_objects
+
+                wanted = set(filter_repo_objects(list(listed), allow_patterns=hub.patterns))
+            listed = {name: item for name, item in listed.items() if name in wanted}
+        return listed
 
     def close(self) -> None:
         with self._lock:
