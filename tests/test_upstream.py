@@ -35,6 +35,7 @@ from dp_models._lock import Lock, LockEntry, unwritable
 from dp_models._settings import packaged_catalog_dir
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
+from .fakeroots import spacy_dir_catalog
 from .hubserver import REVISION, HubServer
 
 MINILM = "all_minilm_l6_v2"
@@ -118,9 +119,14 @@ def test_all_minilm_is_pulled_from_a_hub_tree_at_its_revision_pinned_and_loads(
     # the tree was listed once, the LFS file went through its redirect to storage
     assert any(g.startswith(f"/api/models/{MINILM_REPO}/tree/{REVISION}") for g in hub.gets())
     assert any(g.startswith("/cdn/") for g in hub.gets())
-    expected = sorted(
+    # the files the spec's hub snapshot selects, not the rest of the repository (its README,
+    # data_config.json, .gitattributes): a root copy has the digest of the snapshot
+    selected = packaged_spec(MINILM)["artifacts"][0]["huggingface"]["files"]
+    everything = {
         p.relative_to(minilm_files).as_posix() for p in minilm_files.rglob("*") if p.is_file()
-    )
+    }
+    expected = sorted(selected)
+    assert set(expected) < everything and "README.md" not in expected
     assert visible(root) == [f"{MINILM_DIR}/{rel}" for rel in expected]
     entry = Lock.read(lock).artifacts[MINILM_DIR]
     assert entry.kind == "dir" and entry.revision == REVISION and entry.source == art["source"]
@@ -314,13 +320,23 @@ def wheel_of(pipeline: Path, member: str, *, link: bool = False) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = fake_models_root(tmp_path_factory.mktemp("spacy") / "root", [SPACY])
+def spacy_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged catalog with the spaCy pipelines as directories (the packaged specs
+    name installed distributions, which are never pulled)."""
+    return spacy_dir_catalog(tmp_path_factory.mktemp("spacy") / "catalog")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, spacy_catalog: Path) -> Path:
+    root = fake_models_root(
+        tmp_path_factory.mktemp("spacy") / "root", [SPACY], catalog=spacy_catalog
+    )
     return root / SPACY_DIR
 
 
-def spacy_spec(url: str, member: str, sha256: str | None) -> dict[str, Any]:
-    spec = packaged_spec(SPACY)
+def spacy_spec(catalog: Path, url: str, member: str, sha256: str | None) -> dict[str, Any]:
+    [path] = catalog.rglob(f"{SPACY}.yaml")
+    spec: dict[str, Any] = yaml.safe_load(path.read_text())
     source = spec["artifacts"][0]["source"]
     assert isinstance(source, dict) and source["member"] == member, source
     source["url"] = url
@@ -332,14 +348,15 @@ def spacy_spec(url: str, member: str, sha256: str | None) -> dict[str, Any]:
 
 
 def test_a_spacy_pipeline_folder_is_pulled_out_of_its_wheel_and_loads(
-    hub: HubServer, pipeline: Path, tmp_path: Path
+    hub: HubServer, pipeline: Path, spacy_catalog: Path, tmp_path: Path
 ) -> None:
     member = "en_core_web_sm/en_core_web_sm-3.8.0"
     wheel = wheel_of(pipeline, member)
     hub.files["en_core_web_sm-3.8.0-py3-none-any.whl"] = wheel
     url = f"{hub.url}/files/en_core_web_sm-3.8.0-py3-none-any.whl"
     catalog = write_catalog(
-        tmp_path / "catalog", spacy_spec(url, member, hashlib.sha256(wheel).hexdigest())
+        tmp_path / "catalog",
+        spacy_spec(spacy_catalog, url, member, hashlib.sha256(wheel).hexdigest()),
     )
     lock, root = tmp_path / "models.lock.json", tmp_path / "root"
     report = dp_models.pull([SPACY], root=root, catalog=catalog, lock=lock, upstream=True, pin=True)
@@ -360,13 +377,13 @@ def test_a_spacy_pipeline_folder_is_pulled_out_of_its_wheel_and_loads(
 @pytest.mark.adversarial
 @pytest.mark.parametrize("case", ["archive-digest", "link", "member"])
 def test_a_bad_wheel_is_refused_and_nothing_is_written(
-    case: str, hub: HubServer, pipeline: Path, tmp_path: Path
+    case: str, hub: HubServer, pipeline: Path, spacy_catalog: Path, tmp_path: Path
 ) -> None:
     member = "en_core_web_sm/en_core_web_sm-3.8.0"
     wheel = wheel_of(pipeline, member, link=case == "link")
     hub.files["p.whl"] = wheel
     sha = "3" * 64 if case == "archive-digest" else hashlib.sha256(wheel).hexdigest()
-    spec = spacy_spec(f"{hub.url}/files/p.whl", member, sha)
+    spec = spacy_spec(spacy_catalog, f"{hub.url}/files/p.whl", member, sha)
     if case == "member":
         spec["artifacts"][0]["source"]["member"] = "en_core_web_sm/other"
     catalog = write_catalog(tmp_path / "catalog", spec)

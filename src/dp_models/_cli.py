@@ -698,15 +698,19 @@ def _pulled(report: Any, args: argparse.Namespace, out: TextIO) -> int:
     elsewhere = [a for a in report.artifacts if a.status == "present" and a.source]
     elsewhere = [a for a in elsewhere if a.source != str(report.root)]
     installed = [a for a in report.artifacts if a.status == "installed"]
-    for a in elsewhere:
-        out.write(f"  {a.path}  verified in {a.source}\n")
-    for a in installed:
-        out.write(f"  {a.path}  installed by pip, not pulled: {a.source}\n")
+
+    def others() -> None:  # after the summary: what was found elsewhere, what is pip's
+        for a in elsewhere:
+            out.write(f"  {a.path}  verified in {a.source}\n")
+        for a in installed:
+            out.write(f"  {a.path}  installed by pip, not pulled: {a.source}\n")
+
     if args.dry_run:
         out.write(
             f"would fetch {_n(len(todo), 'artifact')} ({report.bytes:,} bytes) into "
             f"{report.root}; {present} already verified\n"
         )
+        others()
         unknown = False
         for a in todo:
             if a.pinned:
@@ -724,6 +728,7 @@ def _pulled(report: Any, args: argparse.Namespace, out: TextIO) -> int:
         f"pulled {_n(len(fetched), 'artifact')} ({sum(a.size or 0 for a in fetched):,} bytes) into "
         f"{report.root}; {present} already verified\n"
     )
+    others()
     for a in fetched:
         sources = [a.source] if a.source else sorted({f.source or "" for f in a.files})
         out.write(f"  {a.path}  from {', '.join(sources)}\n")

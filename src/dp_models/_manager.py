@@ -366,8 +366,13 @@ class ModelManager:
         spec = self.catalog[name]
         if not (spec.optional and self._verifier.absent(spec)):
             return self.get(name, device=device, precision=precision)
-        reason = ", ".join(a.path for a in spec.artifacts)
-        log.warning("optional model %r is not provisioned under %s: %s", name, self.root, reason)
+        reason = ", ".join(a.installed or a.path for a in spec.artifacts)
+        homes = ", ".join(str(r) for r in self.roots)
+        if any(a.huggingface is not None for a in spec.artifacts):
+            homes += f" or the hub cache {self.settings.hf_cache}"
+        if any(a.installed is not None for a in spec.artifacts):
+            homes += " or this Python environment"
+        log.warning("optional model %r is not provisioned in %s: %s", name, homes, reason)
         with self._lock:
             self._used.setdefault(
                 (name, "-", "-"),
