@@ -430,14 +430,22 @@ def _present(
         located = hub_snapshot(cache, art, spec=item.spec)
     except ArtifactError:
         return None
-    digests = hasher.files([p for _, p in located.files])
+    found = _directory_digest(located.files, hasher, one=art.kind == "file")
+    return f"hub cache {cache}" if found == item.pin.sha256 else None
+
+
+def _directory_digest(
+    files: Sequence[tuple[str, Path]], hasher: Hasher, *, one: bool = False
+) -> str | None:
+    """The directory digest of ``files`` (with ``one``, the one file's sha256), hashed
+    through the digest cache; None when one cannot be hashed."""
+    digests = hasher.files([p for _, p in files])
     pairs = []
-    for (rel, _), d in zip(located.files, digests, strict=True):
+    for (rel, _), d in zip(files, digests, strict=True):
         if isinstance(d, BaseException):
             return None
         pairs.append((rel, d.sha256))
-    found = pairs[0][1] if art.kind == "file" else directory_digest(pairs)
-    return f"hub cache {cache}" if found == item.pin.sha256 else None
+    return pairs[0][1] if one else directory_digest(pairs)
 
 
 def _verifies(root: Path, item: _Planned, hasher: Hasher) -> bool:
@@ -453,13 +461,7 @@ def _verifies(root: Path, item: _Planned, hasher: Hasher) -> bool:
         if not os.path.isdir(path):
             return False
         listed = directory_files(path, within=root)
-        digests = hasher.files([p for _, p in listed])
-        pairs = []
-        for (rel, _), d in zip(listed, digests, strict=True):
-            if isinstance(d, BaseException):
-                return False
-            pairs.append((rel, d.sha256))
-        return directory_digest(pairs) == item.pin.sha256
+        return _directory_digest(listed, hasher) == item.pin.sha256
     except (OSError, ValueError):
         return False
 
