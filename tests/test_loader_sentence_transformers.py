@@ -289,5 +289,7 @@ def test_real_all_minilm_through_the_packaged_spec(
     assert entry["artifacts"][1] == {
         "path": f"{MINILM_DIR}/model.safetensors",
         "sha256": MINILM_SHA256,
+        "home": "root",
+        "location": str(mm.root),
     }
     assert entry["framework"]["name"] == "sentence-transformers"

@@ -21,6 +21,7 @@ import base64
 import importlib.metadata as metadata
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,14 @@ from ._errors import (
 )
 from ._spec import Artifact, HubSnapshot
 
-__all__ = ["HOMES", "Located", "hub_snapshot", "hub_snapshot_present", "installed_distribution"]
+__all__ = [
+    "HOMES",
+    "Located",
+    "hub_snapshot",
+    "hub_snapshot_present",
+    "installed_distribution",
+    "pip_line",
+]
 
 #: Where an artifact can be found: a MODELS_ROOT, a hub cache snapshot, an installed package.
 HOMES = ("root", "huggingface", "installed")
@@ -96,20 +104,27 @@ def _other_revisions(cache: Path, snapshot: HubSnapshot, name: str | None) -> li
     return found
 
 
-def hub_snapshot(cache: Path | None, art: Artifact, *, spec: str) -> Located:
+def hub_snapshot(
+    cache: Path | None, art: Artifact, *, spec: str, roots: Sequence[Path] = ()
+) -> Located:
     """The files ``art.huggingface`` selects in ``cache``, each a regular file inside it, or
     a typed error: :class:`ArtifactMissingError` (no cache, no snapshot of that revision, a
     file missing from it: the message names the revisions that are cached instead),
-    :class:`UnsafePathError` (an entry that resolves outside the cache)."""
+    :class:`UnsafePathError` (an entry that resolves outside the cache),
+    :class:`ArtifactUnreadableError` (a cache entry huggingface_hub cannot list, or one that
+    redirects the commit). ``roots``, the roots searched first, are named by the messages
+    of a missing artifact."""
     snapshot = art.huggingface
     assert snapshot is not None
     where = f"{snapshot.repo}@{snapshot.revision}"
+    nowhere = f"spec {spec!r}: artifact {art.path!r} is in no root" + (
+        f" ({', '.join(str(r) for r in roots)})" if roots else ""
+    )
     if cache is None or not cache.is_dir():
         raise ArtifactMissingError(
-            f"spec {spec!r}: artifact {art.path!r} is in no root, and there is no Hugging Face "
-            f"hub cache at {cache} to read the snapshot {where} from. Set $DP_MODELS_HF_CACHE "
-            "(or $HF_HUB_CACHE) to the cache that holds it, or provision the artifact under a "
-            "root (`dp-models pull`).",
+            f"{nowhere}, and there is no Hugging Face hub cache at {cache} to read the "
+            f"snapshot {where} from. Set $DP_MODELS_HF_CACHE (or $HF_HUB_CACHE) to the cache "
+            "that holds it, or provision the artifact under a root (`dp-models pull`).",
             spec=spec,
             path=art.path,
         )
@@ -123,8 +138,8 @@ def hub_snapshot(cache: Path | None, art: Artifact, *, spec: str) -> Located:
             else ""
         )
         raise ArtifactMissingError(
-            f"spec {spec!r}: artifact {art.path!r}: the hub cache {cache} has no snapshot "
-            f"{where}{held}. Fetch that revision into the cache where a network is allowed "
+            f"{nowhere}, and the hub cache {cache} has no snapshot {where}{held}. Fetch "
+            "that revision into the cache where a network is allowed "
             f"(huggingface_hub.snapshot_download({snapshot.repo!r}, revision="
             f"{snapshot.revision!r})), or provision the artifact under a root.",
             spec=spec,
@@ -135,6 +150,7 @@ def hub_snapshot(cache: Path | None, art: Artifact, *, spec: str) -> Located:
     names = snapshot.files if snapshot.files is not None else _matching(cache, snapshot, spec)
     files: list[tuple[str, Path]] = []
     for name in names:
+        entry = revision_dir / name
         found = try_to_load_from_cache(
             snapshot.repo, name, cache_dir=cache, revision=snapshot.revision
         )
@@ -146,14 +162,27 @@ def hub_snapshot(cache: Path | None, art: Artifact, *, spec: str) -> Located:
                 if others
                 else ""
             )
+            # not None: the hub's marker that the file does not exist at that commit
+            recorded = " (the cache records it as absent: .no_exist)" if found is not None else ""
             raise ArtifactMissingError(
-                f"spec {spec!r}: artifact {art.path!r}: file {name!r} is not in the cached "
-                f"snapshot {where} under {cache}{mixed}. Fetch that revision's file into the "
-                "cache, or provision the artifact under a root.",
+                f"{nowhere}, and its file {name!r} is not in the cached snapshot {where} "
+                f"under {cache}{recorded}{mixed}. Fetch that revision's file into the cache, "
+                "or provision the artifact under a root.",
                 spec=spec,
-                path=revision_dir / name,
+                path=entry,
             )
-        files.append((name, _inside_cache(real_cache, Path(found), spec=spec, art=art, name=name)))
+        if Path(found) != entry:
+            # try_to_load_from_cache follows refs/<revision> when such a file exists: a ref
+            # named like the commit would serve another snapshot's file as this one's
+            raise ArtifactUnreadableError(
+                f"spec {spec!r}: artifact {art.path!r}: the hub cache {cache} answers for file "
+                f"{name!r} of {where} with {found}, outside that revision's snapshot (a "
+                f"refs/{snapshot.revision} file redirects the commit). A commit is never a ref: "
+                "remove that file from the cache entry's refs/.",
+                spec=spec,
+                path=entry,
+            )
+        files.append((name, _inside_cache(real_cache, entry, spec=spec, art=art, name=name)))
     path = revision_dir / names[0] if art.kind == "file" else revision_dir
     return Located("huggingface", cache, path, sorted(files))
 
@@ -228,8 +257,23 @@ def _inside_cache(real_cache: Path, entry: Path, *, spec: str, art: Artifact, na
 _UNHASHED = (".dist-info/RECORD", ".dist-info/RECORD.jws", ".dist-info/RECORD.p7s")
 
 
-def _pip_line(name: str, version: str) -> str:
-    return f"pip install {name}=={version}"
+def pip_line(art: Artifact, *, reinstall: bool = False) -> str:
+    """The pip command that installs ``art.installed``: the wheel its ``source`` names
+    (spaCy pipelines are GitHub release wheels, not on PyPI), else ``name==version`` from
+    the package index.
+
+    >>> pip_line(Artifact(installed="en_core_web_sm==3.8.0", kind="dir", format="spacy_pipeline"))
+    'pip install en_core_web_sm==3.8.0'
+    """
+    assert art.installed is not None
+    target = art.source if isinstance(art.source, str) else art.installed
+    return f"pip install {'--force-reinstall ' if reinstall else ''}{target}"
+
+
+def _whence(art: Artifact) -> str:
+    if isinstance(art.source, str):
+        return "the release wheel the spec names, or that wheel from the site's mirror"
+    return "from the site's package index, or a wheel file"
 
 
 def installed_distribution(art: Artifact, *, spec: str) -> Located:
@@ -246,8 +290,9 @@ def installed_distribution(art: Artifact, *, spec: str) -> Located:
     except metadata.PackageNotFoundError:
         raise ArtifactMissingError(
             f"spec {spec!r}: the distribution {name}=={version} is not installed in this "
-            f"environment. Install it: `{_pip_line(name, version)}` (from the site's package "
-            "index or a wheel file; loads never download).",
+            "environment (the artifact is that pip-installed package, never a directory under "
+            f"a root). Install it: `{pip_line(art)}` ({_whence(art)}; loads never "
+            "download).",
             spec=spec,
             path=art.path,
         ) from None
@@ -255,7 +300,7 @@ def installed_distribution(art: Artifact, *, spec: str) -> Located:
         raise DistributionVersionError(
             f"spec {spec!r}: the distribution {name} is installed at version {dist.version}, "
             f"but the spec needs {version}. Install the version the spec names: "
-            f"`{_pip_line(name, version)}` (or change the spec deliberately).",
+            f"`{pip_line(art)}` (or change the spec deliberately).",
             spec=spec,
             path=art.path,
             installed=dist.version,
@@ -267,7 +312,7 @@ def installed_distribution(art: Artifact, *, spec: str) -> Located:
     def unreadable(why: str) -> ArtifactUnreadableError:
         return ArtifactUnreadableError(
             f"spec {spec!r}: the installed distribution {name}=={version} ({site}) {why}. "
-            f"Reinstall it: `{_pip_line(name, version)} --force-reinstall`.",
+            f"Reinstall it: `{pip_line(art, reinstall=True)}`.",
             spec=spec,
             path=site,
         )

@@ -274,7 +274,7 @@ class Verifier:
                 report.adopt(installed_distribution(art, spec=spec.name))
                 report.size = sum(os.stat(p).st_size for _, p in report.files)
             elif root is None and art.huggingface is not None:
-                report.adopt(hub_snapshot(self.hf_cache, art, spec=spec.name))
+                report.adopt(hub_snapshot(self.hf_cache, art, spec=spec.name, roots=self.roots))
                 report.size = sum(os.stat(p).st_size for _, p in report.files)
             elif root is None and len(self.roots) > 1:
                 raise ArtifactMissingError(

@@ -37,8 +37,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import Field
@@ -116,13 +117,21 @@ def _check_modules(ctx: LoadContext, directory: Path) -> None:
 
 
 def _weights(ctx: LoadContext, directory: Path) -> Path | None:
-    """The spec's safetensors artifact, which must lie inside the model directory."""
+    """The spec's safetensors artifact, which must be the model directory's own file of
+    that name (under a root, or in the view of a hub cache snapshot's verified files)."""
     art = next((a for a in ctx.spec.artifacts if a.format == "safetensors"), None)
     if art is None:
         return None
     path = ctx.paths[art.path]
-    if not path.resolve().is_relative_to(directory.resolve()):
-        where = next(a.path for a in ctx.spec.artifacts if a.format == "model_dir")
+    where = next(a.path for a in ctx.spec.artifacts if a.format == "model_dir")
+    inside = PurePosixPath(art.path)
+    try:
+        same = inside.is_relative_to(where) and os.path.samefile(
+            directory / inside.relative_to(where), path
+        )
+    except OSError:
+        same = False
+    if not same:
         raise LoaderError(
             f"spec {ctx.spec.name!r}: its weights {art.path} are not inside its model directory "
             f"{where}: the verified file would not be the one that loads",

@@ -39,6 +39,7 @@ from .._settings import LOCK_FILENAME, packaged_catalog_dir
 from .._spec import Spec
 from .._verify import Verifier
 from .fakes import FakeMaker, fake_set, register_fake
+from .hub import make_hub_snapshot
 
 __all__ = [
     "OFFLINE_FLAGS",
@@ -47,6 +48,7 @@ __all__ = [
     "cache_dirs",
     "fake_catalog_dir",
     "fake_models_root",
+    "make_hub_snapshot",
     "packaged_catalog_dir",
     "register_fake",
     "run_cli",
@@ -122,11 +124,15 @@ def fake_models_root(
     _write_catalog(source, [s.name for s in listed], overrides, out)
     fake = Catalog.load(out, check_lock=False, loaders=registry)
     # pin the fake artifacts the way `dp-models lock` pins provisioned ones (Triton specs
-    # are in the copy, for what they require, but have no local artifacts)
+    # are in the copy, for what they require, but have no local artifacts); an installed
+    # distribution is no fake and stays unpinned: its optional spec is absent when it is
+    # not installed
     local = [fake[s.name] for s in specs]
     reports = Verifier(fake, root, Hasher()).check(local, hash_unpinned=True)
     artifacts: dict[str, LockEntry] = {}
     for r in reports:
+        if r.artifact.installed is not None:
+            continue
         if r.sha256 is None or r.size is None:
             raise FakeWeightsError(
                 f"spec {r.spec!r}: the fake artifact {r.artifact.path!r} was not written "
