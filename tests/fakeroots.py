@@ -1,6 +1,6 @@
 """Helpers the loader tests share: a manager on a fake root, re-pinning it after a change,
-editing a spec of its fake catalog copy (dp_models.testing.fake_models_root), a hostile
-pickle, and the CUDA markers."""
+editing a spec of its fake catalog copy (dp_models.testing.fake_models_root), the packaged
+catalog with its spaCy pipelines as directories, a hostile pickle, and the CUDA markers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import yaml
 from dp_models import ModelManager
 from dp_models._cli import main as dp_models_cli
 from dp_models._errors import CatalogError, CatalogProblem
-from dp_models.testing import fake_catalog_dir
+from dp_models.testing import fake_catalog_dir, packaged_catalog_dir
 
 
 def manager(root: Path, tmp_path: Path, **kwargs: Any) -> ModelManager:
@@ -64,6 +64,32 @@ def edit_spec(root: Path, name: str, *, replace_loader_args: bool = False, **fie
         data["loader_args"] = {k: v for k, v in args.items() if v is not ...}
     data.update(fields)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+#: The packaged spaCy specs name installed distributions; :func:`spacy_dir_catalog` gives
+#: them these pipeline directories under the root instead (the data directory inside the
+#: release wheel, which `dp-models pull --upstream` extracts), for the tests of the loader
+#: on a directory and of pulling, pushing and bundling a directory artifact.
+SPACY_DIRS = {
+    "spacy_en_core_web_sm": "text/spacy/en_core_web_sm-3.8.0",
+    "spacy_ru_core_news_sm": "text/spacy/ru_core_news_sm-3.8.0",
+}
+
+
+def spacy_dir_catalog(dest: Path) -> Path:
+    """A copy of the packaged catalog at ``dest`` whose spaCy specs are pipeline
+    directories under the root (:data:`SPACY_DIRS`), pulled from the folder inside their
+    release wheel; returns ``dest``."""
+    shutil.copytree(packaged_catalog_dir(), dest)
+    for name, rel in SPACY_DIRS.items():
+        [path] = dest.rglob(f"{name}.yaml")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        [art] = data["artifacts"]
+        package = art.pop("installed").split("==")[0]
+        art["path"] = rel
+        art["source"] = {"url": art["source"], "member": f"{package}/{rel.rsplit('/', 1)[1]}"}
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return dest
 
 
 def set_loader_args(root: Path, name: str, **args: Any) -> None:

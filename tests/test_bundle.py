@@ -24,7 +24,10 @@ from dp_models import (
 from dp_models._bundle import MANIFEST
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
-#: a directory artifact (spaCy), a spec that requires another (yolo11n -> bytetrack), a file
+from .fakeroots import spacy_dir_catalog
+
+#: a directory artifact (spaCy, given a directory under the root: the packaged spec names an
+#: installed distribution), a spec that requires another (yolo11n -> bytetrack), a file
 NAMES = ["spacy_en_core_web_sm", "yolo11n_detector", "emonet_8"]
 SPACY = "text/spacy/en_core_web_sm-3.8.0"
 
@@ -33,7 +36,8 @@ Members = list[tuple[tarfile.TarInfo, bytes]]
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fake_models_root(tmp_path_factory.mktemp("bundle") / "root", NAMES)
+    base = tmp_path_factory.mktemp("bundle")
+    return fake_models_root(base / "root", NAMES, catalog=spacy_dir_catalog(base / "catalog"))
 
 
 @pytest.fixture(scope="module")

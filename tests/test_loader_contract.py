@@ -33,7 +33,7 @@ from dp_models._spec import PRECISIONS
 from dp_models.loaders import Loader
 from dp_models.testing import FAKE_DIR, fake_catalog_dir, fake_models_root
 
-from .fakeroots import catalog_problem, edit_spec, manager, repin, spec_file
+from .fakeroots import catalog_problem, edit_spec, manager, repin, spacy_dir_catalog, spec_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,9 +103,10 @@ def loader_of(name: str) -> Loader[Any]:
 
 @pytest.fixture(scope="module")
 def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One fake root for one spec of every loader (made once: laion_clap's is 150 MB)."""
+    """One fake root for one spec of every loader (made once: laion_clap's is 150 MB); the
+    spaCy spec is a pipeline directory under the root, as a fake can be."""
     catalog_dir = tmp_path_factory.mktemp("contract_catalog")
-    packaged = Catalog.load()
+    packaged = Catalog.load(spacy_dir_catalog(tmp_path_factory.mktemp("packaged") / "catalog"))
     for case in CASES.values():
         if case.spec in packaged:
             for spec in packaged.closure(case.spec):

@@ -1,6 +1,8 @@
 """The ``spacy`` loader (dp_models.loaders.spacy), through the ModelManager on a fake root:
 blank English and Russian pipelines (plus a sentencizer) saved with ``to_disk`` under the
-specs' names and versions, loaded with ``spacy.load(<directory>)``."""
+specs' names and versions, loaded with ``spacy.load(<directory>)``. The specs are the
+packaged ones given a pipeline directory under the root (the packaged ones name installed
+distributions: tests/test_installed.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ import spacy
 from dp_models._errors import LoaderError
 from dp_models.testing import fake_models_root
 
-from .fakeroots import catalog_problem, edit_spec, manager, repin
+from .fakeroots import SPACY_DIRS as DIRS
+from .fakeroots import catalog_problem, edit_spec, manager, repin, spacy_dir_catalog
 
 EN, RU = "spacy_en_core_web_sm", "spacy_ru_core_news_sm"
-DIRS = {EN: "text/spacy/en_core_web_sm-3.8.0", RU: "text/spacy/ru_core_news_sm-3.8.0"}
 TEXTS = {
     EN: "Dr. Smith paid $3.50 for it. It's fine!",
     RU: "Привет, мир! Это стоит 3,5 рубля. Всё хорошо.",
@@ -33,7 +35,9 @@ TOKENS = {
 
 @pytest.fixture(scope="module")
 def base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fake_models_root(tmp_path_factory.mktemp("spacy") / "root", names=[EN, RU])
+    base = tmp_path_factory.mktemp("spacy")
+    catalog = spacy_dir_catalog(base / "catalog")
+    return fake_models_root(base / "root", names=[EN, RU], catalog=catalog)
 
 
 @pytest.fixture

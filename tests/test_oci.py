@@ -34,9 +34,11 @@ from dp_models._settings import Settings
 from dp_models._transfer import Sink, _NotThereError, _PutMismatchError
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
+from .fakeroots import spacy_dir_catalog
 from .registry import Registry, StorageServer, TokenService
 
-#: A file artifact and a directory artifact (a spaCy pipeline: many files, nested).
+#: A file artifact and a directory artifact (a spaCy pipeline: many files, nested; given a
+#: directory under the root, as the packaged spec names an installed distribution).
 NAMES = ["emonet_8", "spacy_en_core_web_sm"]
 FILE = "visual/emonet/emonet_8.pth"
 DIRECTORY = "text/spacy/en_core_web_sm-3.8.0"
@@ -71,7 +73,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fake_models_root(tmp_path_factory.mktemp("served") / "root", NAMES)
+    base = tmp_path_factory.mktemp("served")
+    return fake_models_root(base / "root", NAMES, catalog=spacy_dir_catalog(base / "catalog"))
 
 
 @pytest.fixture

@@ -38,8 +38,11 @@ from dp_models._settings import ENV_MIRRORS, Settings
 from dp_models._transfer import HttpMirror
 from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 
+from .fakeroots import spacy_dir_catalog
+
 #: In-process specs of the packaged catalog, cheap to fake and load: two directory
-#: artifacts (a spaCy pipeline; all-MiniLM-L6-v2, which holds a pinned file), a spec that
+#: artifacts (a spaCy pipeline, given a directory under the root: the packaged spec names
+#: an installed distribution; all-MiniLM-L6-v2, which holds a pinned file), a spec that
 #: ``requires`` another (yolo11n_detector -> bytetrack_tracker).
 NAMES = [
     "shared_tokenizer_v1",
@@ -157,8 +160,8 @@ class MirrorServer:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fake root of NAMES with its catalog copy and lock (with directory manifests)."""
-    root = fake_models_root(tmp_path_factory.mktemp("mirror") / "root", NAMES)
-    return root
+    base = tmp_path_factory.mktemp("mirror")
+    return fake_models_root(base / "root", NAMES, catalog=spacy_dir_catalog(base / "catalog"))
 
 
 @pytest.fixture
@@ -615,17 +618,24 @@ def test_pull_all_into_an_empty_root_then_doctor_is_all_ok_and_every_spec_loads(
         assert run_cli([*argv, "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         specs = set(Catalog.load(catalog))
+        # the spaCy pipelines are pip-installed distributions: pip's, never pulled
+        installed = {
+            n for n, s in Catalog.load(catalog).items() if any(a.installed for a in s.artifacts)
+        }
+        assert installed == {"spacy_en_core_web_sm", "spacy_ru_core_news_sm"}
         assert {a["spec"] for a in report["artifacts"]} <= specs
-        assert {a["status"] for a in report["artifacts"]} == {"fetched"}
+        status = {a["spec"]: a["status"] for a in report["artifacts"]}
+        assert {v for k, v in status.items() if k not in installed} == {"fetched"}
+        assert {v for k, v in status.items() if k in installed} == {"installed"}
     finally:
         server.close()
     assert run_cli(["doctor", "--root", str(root), "--catalog", catalog, "--json"]) == 0
     doctor = json.loads(capsys.readouterr().out)
-    assert doctor["ok"] and {r["status"] for r in doctor["specs"]} == {"ok"}
-    assert {r["name"] for r in doctor["specs"]} == specs
+    assert doctor["ok"] and {r["name"] for r in doctor["specs"]} == specs
+    assert {r["status"] for r in doctor["specs"] if r["name"] not in installed} == {"ok"}
     mm = ModelManager(models_root=root, catalog=catalog)
     with network_guard(sorted(specs)):
-        for name in sorted(specs):
+        for name in sorted(specs - installed):
             assert mm.load(name) is not None, name
 
 

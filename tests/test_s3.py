@@ -34,7 +34,10 @@ from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
 from dp_models.testing.faults import FaultProxy
 from dp_models.testing.s3 import SECRET_KEY
 
-#: a file, a directory (spaCy), a directory holding a pinned file (MiniLM), a spec that
+from .fakeroots import spacy_dir_catalog
+
+#: a file, a directory (spaCy, given a directory under the root: the packaged spec names an
+#: installed distribution), a directory holding a pinned file (MiniLM), a spec that
 #: requires another (yolo11n_detector -> bytetrack_tracker)
 NAMES = ["emonet_8", "spacy_en_core_web_sm", "all_minilm_l6_v2", "yolo11n_detector"]
 SMALL = "emonet_8"
@@ -44,7 +47,8 @@ SMALL_PATH = "visual/emonet/emonet_8.pth"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A verified fake root of NAMES, with its catalog copy and lock."""
-    return fake_models_root(tmp_path_factory.mktemp("s3-site") / "root", NAMES)
+    base = tmp_path_factory.mktemp("s3-site")
+    return fake_models_root(base / "root", NAMES, catalog=spacy_dir_catalog(base / "catalog"))
 
 
 def catalog_of(root: Path) -> Path:

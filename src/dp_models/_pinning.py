@@ -93,10 +93,11 @@ def _with_origin(entry: LockEntry, old: LockEntry | None) -> LockEntry:
 
 
 def lock_entry(r: ArtifactReport) -> LockEntry:
-    """The lock entry for what the root holds: a directory with its manifest."""
+    """The lock entry for what the root holds: a directory with its manifest (an installed
+    distribution has none: its RECORD, whose digest is pinned, lists its files)."""
     assert r.sha256 is not None and r.size is not None
     files = None
-    if r.artifact.kind == "dir":
+    if r.artifact.kind == "dir" and r.artifact.installed is None:
         files = {rel: ManifestFile(digest, size) for rel, digest, size in r.manifest}
     return LockEntry(r.artifact.kind, r.sha256, r.size, files)
 

@@ -60,7 +60,7 @@ from ._errors import (
     SourceNotFoundError,
     SourceUnavailableError,
 )
-from ._homes import Located, hub_snapshot, hub_snapshot_present
+from ._homes import Located, hub_snapshot, hub_snapshot_present, pip_line
 from ._io import atomic_write, fsync_directory
 from ._lock import Lock, LockEntry, ManifestFile, unwritable
 from ._paths import resolve_artifact_path
@@ -1214,7 +1214,7 @@ def _installed(catalog: Catalog, specs: Sequence[Spec]) -> list[PulledArtifact]:
             if art.installed is None:
                 continue
             pin = catalog.pin(art)
-            line = f"pip install {art.source if isinstance(art.source, str) else art.installed}"
+            line = pip_line(art)
             rows.append(
                 PulledArtifact(
                     spec.name,

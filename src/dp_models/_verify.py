@@ -56,6 +56,7 @@ from ._homes import (
     hub_snapshot,
     hub_snapshot_present,
     installed_distribution,
+    pip_line,
 )
 from ._io import describe_mode, open_regular
 from ._paths import ensure_inside, resolve_artifact_path
@@ -272,7 +273,7 @@ class Verifier:
         try:
             if art.installed is not None:
                 report.adopt(installed_distribution(art, spec=spec.name))
-                report.size = sum(os.stat(p).st_size for _, p in report.files)
+                report.size = self._installed_sizes(report)
             elif root is None and art.huggingface is not None:
                 report.adopt(hub_snapshot(self.hf_cache, art, spec=spec.name, roots=self.roots))
                 report.size = sum(os.stat(p).st_size for _, p in report.files)
@@ -294,6 +295,8 @@ class Verifier:
                 status = "unsafe_path"
             elif isinstance(exc, ArtifactUnreadableError):
                 status = "unreadable"
+            elif isinstance(exc, SizeMismatchError):
+                status = "size_mismatch"
             report.fail(status, exc)
             return report
         except NotRegularFileError as exc:
@@ -340,6 +343,27 @@ class Verifier:
                 ),
             )
         return report
+
+    def _installed_sizes(self, r: ArtifactReport) -> int:
+        """The total size of an installed artifact's files, each first held to the size its
+        RECORD gives (the cheap check, naming the file, before any digest)."""
+        total = 0
+        for rel, p in r.files:
+            size = os.stat(p).st_size
+            want = r.record.get(rel, (None, None))[1]
+            if want is not None and size != want:
+                raise SizeMismatchError(
+                    f"spec {r.spec!r}: file {rel} of the installed {r.artifact.installed} "
+                    f"({r.location}) is {size} bytes, but the wheel's RECORD says {want}: it "
+                    "was modified after the install. Reinstall it: "
+                    f"`{pip_line(r.artifact, reinstall=True)}`.",
+                    spec=r.spec,
+                    path=p,
+                    expected=want,
+                    actual=size,
+                )
+            total += size
+        return total
 
     def _files(
         self, spec: Spec, art: Artifact, path: Path, root: Path
@@ -426,8 +450,8 @@ class Verifier:
                         f"({r.location}) has sha256 {d.sha256} ({d.size} bytes), but the "
                         f"wheel's RECORD says {want}"
                         + (f" ({size} bytes)" if size is not None else "")
-                        + ": it was modified after the install. Reinstall it: `pip install "
-                        f"--force-reinstall {r.artifact.installed}`.",
+                        + ": it was modified after the install. Reinstall it: "
+                        f"`{pip_line(r.artifact, reinstall=True)}`.",
                         spec=r.spec,
                         path=r.location / rel if r.location is not None else rel,
                         expected=want,

@@ -1,11 +1,18 @@
-"""spaCy loader: a ``spacy.Language`` from a local pipeline directory.
+"""spaCy loader: a ``spacy.Language`` from a verified pipeline directory.
 
 ``loader: spacy`` calls ``spacy.load(<verified directory>)``: never a package name (that
 resolves against whatever is installed, or suggests ``spacy download``) and never a
-download. The directory is the pipeline's data directory, e.g. ``en_core_web_sm-3.8.0``
-as unpacked from its release wheel (``en_core_web_sm/en_core_web_sm-3.8.0/``, holding
-``meta.json`` and ``config.cfg``); a pipeline installed as a package is provisioned by
-copying that directory under MODELS_ROOT.
+download. The directory is the pipeline's data directory, the one holding ``meta.json``
+and ``config.cfg`` (``en_core_web_sm/en_core_web_sm-3.8.0/`` inside the release wheel),
+from either home of a ``spacy_pipeline`` artifact:
+
+- ``installed: en_core_web_sm==3.8.0`` (the packaged specs): the pip-installed package,
+  found through ``importlib.metadata``; every file is checked against the wheel's
+  ``RECORD`` first (:mod:`dp_models._homes`), and the loader is given the data directory
+  inside the installation (``site-packages/en_core_web_sm/en_core_web_sm-3.8.0``).
+- ``path: text/spacy/en_core_web_sm-3.8.0``, ``kind: dir``: that data directory copied
+  under MODELS_ROOT (``dp-models pull --upstream`` takes it out of the wheel), pinned by
+  its directory digest.
 
 Before spaCy is imported, the pipeline's ``meta.json`` is checked against the spec: its
 version must be the spec's ``version`` and its name (``<lang>_<name>``) the one

@@ -19,11 +19,14 @@ def make_spacy(spec: Spec, root: Path) -> dict[str, Any] | None:
     and version set to the spec's (``loader_args.pipeline`` gives language and name;
     without it, ``xx_pipeline``), saved with ``to_disk``; placeholders for other artifacts.
     About 150 kB; Russian needs no extra package (only the real ``ru_core_news_sm``
-    lemmatizer needs pymorphy3)."""
+    lemmatizer needs pymorphy3). An ``installed`` artifact (a pip-installed pipeline) is
+    not under the root, so it is not faked: the spec then finds its distribution, or not."""
     spacy = require("spacy", extra="spacy", spec=spec.name)
     pipeline = SpacyArgs.model_validate(spec.loader_args).pipeline or "xx_pipeline"
     lang, _, meta_name = pipeline.partition("_")
     for art in spec.artifacts:
+        if art.installed is not None:
+            continue
         path = root / art.path
         if art.format != "spacy_pipeline":
             write_placeholder(path, art.format)
