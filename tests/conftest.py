@@ -223,6 +223,13 @@ def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+def close_native(model: Any) -> None:
+    """Close a MediaPipe task now, freeing its native graph before the next test rather
+    than whenever the garbage collector gets to it (docs/loaders.md, MediaPipe)."""
+    if type(model).__module__.startswith(("mediapipe.", "dp_models.loaders.mediapipe")):
+        model.close()
+
+
 def make_file(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -33,6 +33,7 @@ from dp_models._spec import PRECISIONS
 from dp_models.loaders import Loader
 from dp_models.testing import FAKE_DIR, fake_catalog_dir, fake_models_root
 
+from .conftest import close_native
 from .fakeroots import catalog_problem, edit_spec, manager, repin, spacy_dir_catalog, spec_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +151,9 @@ def test_it_loads_offline_from_its_fake_and_records_its_framework(
     case, loader = CASES[name], loader_of(name)
     mm = manager(shared_root, tmp_path)
     with network_guard([f"contract {name}"]):
-        assert mm.load(case.spec, device="cpu") is not None
+        model = mm.load(case.spec, device="cpu")
+    assert model is not None
+    close_native(model)
     entry = next(e for e in mm.models_used() if e["name"] == case.spec)
     assert (entry["loader"], entry["device"]) == (name, "cpu")
     assert entry["framework"]["name"] == loader.framework

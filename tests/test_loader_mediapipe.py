@@ -267,3 +267,39 @@ def test_fakes_need_a_known_task(tmp_path: Path) -> None:
     holistic = spec.model_copy(update={"loader_args": {"task": "holistic_landmarker"}})
     with pytest.raises(FakeWeightsError, match="no fake MediaPipe asset for task 'holistic"):
         make_mediapipe(holistic, tmp_path)
+
+
+_DROPPED_TASKS = """
+import faulthandler, gc, sys
+faulthandler.dump_traceback_later(90, exit=True)  # a hang fails the test with its stack
+from dp_models import ModelManager
+from dp_models.testing import fake_catalog_dir
+root = sys.argv[1]
+for _ in range(40):
+    mm = ModelManager(models_root=root, catalog=fake_catalog_dir(root), cache_dir=sys.argv[2])
+    task = mm.load("mediapipe_face_detector")
+    garbage = [task, mm]
+    garbage.append(garbage)  # only the cyclic collector frees it, task and dispatcher together
+    del task, mm, garbage
+    gc.collect()
+print("collected")
+"""
+
+
+@pytest.mark.adversarial
+def test_tasks_left_to_the_garbage_collector_never_hang(tmp_path: Path) -> None:
+    """A task dropped without close() is finalized by the cyclic collector together with
+    its serial dispatcher; MediaPipe's own finalizer then closes it through that
+    dispatcher's worker, which must still be there (without the loader holding the
+    dispatcher, this loop hangs within a few rounds)."""
+    import subprocess
+    import sys
+
+    root = fake_models_root(tmp_path / "root", ["mediapipe_face_detector"])
+    done = subprocess.run(
+        [sys.executable, "-c", _DROPPED_TASKS, str(root), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "collected", done.stderr[-3000:]

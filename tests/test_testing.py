@@ -17,6 +17,8 @@ from dp_models._spec import Spec
 from dp_models.loaders import LoadContext, Loader, NoArgs
 from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root, fakes
 
+from .conftest import close_native
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CATALOG = REPO / "examples" / "spec_catalog"
 pytest_plugins = ["pytester"]
@@ -158,7 +160,9 @@ def test_every_inprocess_spec_of_the_catalog_loads_from_a_fake_root_offline(
     names = [s.name for s in specs if s not in installed]
     with network_guard(["every in-process spec"]):
         for name in names:
-            assert mm.load(name, device="cpu") is not None, name
+            model = mm.load(name, device="cpu")
+            assert model is not None, name
+            close_native(model)
         for spec in installed:
             (name, _), *_ = [a.requirement for a in spec.artifacts if a.requirement]
             try:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import queue
+import threading
+import weakref
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,6 +116,38 @@ def _check_options(ctx: LoadContext, options_cls: Any, options: Mapping[str, Any
             )
 
 
+#: Each open task's serial dispatcher (by the task's id), held until the task is collected.
+_DISPATCHERS: dict[int, Any] = {}
+_DISPATCHERS_LOCK = threading.Lock()
+
+
+def _keep_dispatcher(task: Any) -> Any:
+    """Keep ``task``'s serial dispatcher alive as long as the task is.
+
+    MediaPipe (1.x) runs a task's native calls on the one worker thread of the task's own
+    serial dispatcher (``task._lib``), and the task's ``__del__`` closes it through that
+    worker. The dispatcher refers to itself (its methods are closures), so a dropped task
+    and its dispatcher are collected together by the cyclic collector, in no set order:
+    the executor can go first, its worker thread exits, and the task's close then waits
+    forever for it (seen: the test suite hung in an unrelated test; a loop of 40 dropped
+    tasks hangs without this). Held from here, the dispatcher is not part of that garbage;
+    the finalizer below, which the collector runs before the task's ``__del__``, lets go
+    of it, and the close still finds its worker."""
+    dispatcher = getattr(task, "_lib", None)
+    if getattr(dispatcher, "_executor", None) is None:  # another layout: nothing to hold
+        return task
+    key = id(task)
+    with _DISPATCHERS_LOCK:
+        _DISPATCHERS[key] = dispatcher
+    weakref.finalize(task, _let_go, key)
+    return task
+
+
+def _let_go(key: int) -> None:
+    with _DISPATCHERS_LOCK:
+        _DISPATCHERS.pop(key, None)
+
+
 class LiveStreamTask:
     """A MediaPipe task in ``LIVE_STREAM`` mode. ``detect_async(image, timestamp_ms)``
     queues a frame; each result lands in :attr:`results` as
@@ -197,8 +231,10 @@ class MediaPipeLoader(Loader[MediaPipeArgs]):
         options = options_cls(base_options=base, running_mode=running_mode, **args.options)
         try:
             if mode == "LIVE_STREAM":
-                return LiveStreamTask(task_cls.create_from_options, options)
-            return task_cls.create_from_options(options)
+                live = LiveStreamTask(task_cls.create_from_options, options)
+                _keep_dispatcher(live.task)
+                return live
+            return _keep_dispatcher(task_cls.create_from_options(options))
         except DPModelsError:
             raise
         except Exception as exc:
