@@ -75,11 +75,11 @@ def _image(height: int, width: int, seed: int = 0) -> np.ndarray[Any, np.dtype[n
     return image
 
 
-def _assert_close(got: np.ndarray[Any, Any], ref: np.ndarray[Any, Any]) -> None:
-    """Equal up to float rounding."""
+def _assert_equal(got: np.ndarray[Any, Any], ref: np.ndarray[Any, Any]) -> None:
+    """Equal, bit for bit: the preset runs what its reference runs."""
     assert got.dtype == np.float32
     assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_every_preset_of_the_spec_schema_is_here() -> None:
@@ -95,7 +95,7 @@ def test_openai_clip_presets_match_open_clip(size: int, shape: tuple[int, int]) 
     )(Image.fromarray(image))
     got = preprocess(f"openai_clip_{size}", image)
     assert got.shape == (3, size, size)
-    _assert_close(got, reference.numpy())
+    _assert_equal(got, reference.numpy())
 
 
 @pytest.mark.parametrize("size", [224, 336, 448])
@@ -113,7 +113,7 @@ def test_places365_presets_match_the_places365_transform(size: int, shape: tuple
     )(Image.fromarray(image))
     got = preprocess(f"places365_{size}", image)
     assert got.shape == (3, size, size)
-    _assert_close(got, reference.numpy())
+    _assert_equal(got, reference.numpy())
 
 
 @pytest.mark.parametrize("method", ["bicubic", "bilinear"])
@@ -167,7 +167,7 @@ def test_imagenet_224_matches_the_torchvision_evaluation_transform(shape: tuple[
     )(Image.fromarray(image))
     got = preprocess("imagenet_224", image)
     assert got.shape == (3, 224, 224)
-    _assert_close(got, reference.numpy())
+    _assert_equal(got, reference.numpy())
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -187,7 +187,7 @@ def test_midas_384_matches_the_dpt_image_processor(shape: tuple[int, int]) -> No
     got = preprocess("midas_384", image)
     assert got.shape == (3, 384, 384)
     reference = DPTImageProcessorPil(**options)(Image.fromarray(image), return_tensors="np")
-    _assert_close(got, reference["pixel_values"][0])
+    _assert_equal(got, reference["pixel_values"][0])
 
 
 def test_raft_frames_match_the_torchvision_optical_flow_transform() -> None:
@@ -236,7 +236,7 @@ def test_audio_16k_mono_matches_scipy_resample_poly(rate: int, channels: int) ->
     reference = _resampled(wave, rate)
     assert got.dtype == np.float32 and got.shape == reference.shape
     assert got.shape == (math.ceil(len(wave.T) * 16000 / rate),)
-    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got, reference.astype(np.float32))
 
 
 def test_audio_16k_mono_reads_pcm_and_refuses_what_it_cannot_read() -> None:
@@ -343,4 +343,46 @@ def test_resample_matches_scipy_on_short_and_odd_lengths(
     reference = scipy.signal.resample_poly(wave, target // g, rate // g)
     got = resample(wave, rate, target)
     assert got.shape == reference.shape
-    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(got, reference)
+
+
+# -- channel order, batches ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["openai_clip_224", "places365_224", "imagenet_224", "midas_384"])
+def test_bgr_frames_give_what_the_rgb_frame_gives(name: str) -> None:
+    """OpenCV's order is said, never guessed: the BGR (and BGRA) frame gives the RGB
+    frame's output, and the same frame read as RGB gives another."""
+    rgb = _image(120, 160, seed=11)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    bgra = np.concatenate([bgr, np.full((120, 160, 1), 255, np.uint8)], axis=2)
+    expected = preprocess(name, rgb)
+    np.testing.assert_array_equal(preprocess(name, bgr, channels="bgr"), expected)
+    np.testing.assert_array_equal(preprocess(name, bgra, channels="bgr"), expected)
+    assert not np.array_equal(preprocess(name, bgr), expected)
+    with pytest.raises(ValueError, match="channels must be 'rgb' or 'bgr'"):
+        preprocess(name, rgb, channels="BGR ")
+
+
+@pytest.mark.parametrize("workers", [None, 1, 2, 3])
+def test_a_batch_is_one_array_equal_to_each_frame_alone(workers: int | None) -> None:
+    frames = [_image(90 + 10 * i, 140 - 5 * i, seed=20 + i) for i in range(5)]
+    one_by_one = np.stack([preprocess("openai_clip_224", f) for f in frames])
+    as_list = preprocess("openai_clip_224", frames, workers=workers)
+    assert as_list.shape == (5, 3, 224, 224) and as_list.dtype == np.float32
+    assert as_list.flags.c_contiguous
+    np.testing.assert_array_equal(as_list, one_by_one)
+    same_size = np.stack([_image(120, 160, seed=30 + i) for i in range(4)])  # N x H x W x 3
+    stacked = preprocess("imagenet_224", same_size[:, :, :, ::-1], channels="bgr", workers=workers)
+    np.testing.assert_array_equal(
+        stacked, np.stack([preprocess("imagenet_224", f) for f in same_size])
+    )
+
+
+@pytest.mark.adversarial
+def test_a_bad_frame_in_a_batch_is_its_error() -> None:
+    frames = [_image(64, 64), np.zeros((64, 64, 3), np.float32)]
+    with pytest.raises(TypeError, match="uint8"):
+        preprocess("openai_clip_224", frames, workers=2)
+    with pytest.raises(ValueError, match="empty batch"):
+        preprocess("openai_clip_224", [])

@@ -31,9 +31,6 @@ Float64 = npt.NDArray[np.float64]
 SAMPLE_RATE = 16_000
 #: More channels than this in the first axis means the array is (samples, channels).
 _MAX_CHANNELS = 16
-#: Output samples of one phase computed per matrix product when resampling (bounds the
-#: temporary copy of the strided windows).
-_RESAMPLE_BLOCK = 1 << 15
 
 
 def to_mono_float(waveform: Any) -> Float64:
@@ -69,54 +66,20 @@ def to_mono_float(waveform: Any) -> Float64:
     return array
 
 
-def _lowpass(up: int, down: int) -> Float64:
-    """The polyphase filter of :func:`resample`: a Kaiser-windowed (beta 5) sinc low-pass
-    at the lower Nyquist rate, 2 * 10 * max(up, down) + 1 taps, unit DC gain, times up."""
-    rate = max(up, down)
-    half = 10 * rate
-    taps = np.arange(2 * half + 1, dtype=np.float64) - half
-    cutoff = 1.0 / rate
-    h: Float64 = cutoff * np.sinc(cutoff * taps) * np.kaiser(2 * half + 1, 5.0)
-    scaled: Float64 = h * (up / h.sum())
-    return scaled
-
-
 def resample(waveform: Float64, orig_rate: int, target_rate: int) -> Float64:
     """Band-limited polyphase resampling of a 1-D waveform by ``target_rate / orig_rate``
-    (reduced by their gcd to up / down): zero-phase FIR (see :func:`_lowpass`), zeros
-    beyond both ends, ``ceil(len * up / down)`` samples out. The same definition as
-    ``scipy.signal.resample_poly(x, up, down)`` with its default window."""
+    (reduced by their gcd to up / down): ``scipy.signal.resample_poly(x, up, down)`` with
+    its default Kaiser window (beta 5), ``ceil(len * up / down)`` samples out."""
     if orig_rate <= 0 or target_rate <= 0:
         raise ValueError(f"sample rates are positive integers, not {orig_rate} -> {target_rate}")
     g = gcd(int(orig_rate), int(target_rate))
     up, down = int(target_rate) // g, int(orig_rate) // g
     if up == down == 1:
         return np.array(waveform, dtype=np.float64)
-    h = _lowpass(up, down)
-    taps, half = len(h), (len(h) - 1) // 2
-    n_out = -(-len(waveform) * up // down)
-    # y[m] = sum_k x[k] h[m*down - k*up + half]. With first(m) = ceil((m*down - half) / up),
-    # k = first(m) + j and r(m) = m*down + half - first(m)*up, the taps are h[r(m) - j*up].
-    # r depends on m mod up only, and first(m + up) = first(m) + down: each residue class
-    # of m is a strided window of x times one fixed filter (a matrix-vector product).
-    width = -(-taps // up) + 1
-    phases = np.arange(min(up, n_out), dtype=np.int64)
-    first = -((half - phases * down) // up)
-    reach = np.arange(width, dtype=np.int64) * up
-    tap = (phases * down + half - first * up)[:, None] - reach[None, :]
-    filters = np.where((tap >= 0) & (tap < taps), h[np.clip(tap, 0, taps - 1)], 0.0)
-    last = int(first.max()) + down * ((n_out - 1) // up) + width
-    pad_left = max(0, -int(first.min()))
-    padded = np.zeros(pad_left + max(len(waveform), last) + 1, dtype=np.float64)
-    padded[pad_left : pad_left + len(waveform)] = waveform
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
-    out = np.empty(n_out, dtype=np.float64)
-    for phase, start in enumerate(first):
-        count = len(range(phase, n_out, up))
-        rows = windows[start + pad_left :: down]
-        for block in range(0, count, _RESAMPLE_BLOCK):
-            stop = min(block + _RESAMPLE_BLOCK, count)
-            out[phase + up * block : phase + up * stop : up] = rows[block:stop] @ filters[phase]
+    # imported on first use: scipy is slow to import
+    from scipy.signal import resample_poly  # type: ignore[import-untyped]
+
+    out: Float64 = np.asarray(resample_poly(waveform, up, down), dtype=np.float64)
     return out
 
 

@@ -1,5 +1,6 @@
-"""Client-side preprocessing presets in numpy (the spec's ``preprocess``): what the client
-of a Triton spec runs before :meth:`~dp_models.triton.client.TritonClient.infer`.
+"""Client-side preprocessing presets (numpy, Pillow, scipy; the spec's ``preprocess``):
+what the client of a Triton spec runs before
+:meth:`~dp_models.triton.client.TritonClient.infer`.
 
 >>> import numpy as np
 >>> from dp_models.preprocess import preprocess
@@ -9,7 +10,8 @@ of a Triton spec runs before :meth:`~dp_models.triton.client.TritonClient.infer`
 >>> preprocess("whisper_log_mel_80", np.zeros(48_000, np.float32), sample_rate=48_000).shape
 (80, 3000)
 
-Images (HWC uint8 RGB, RGBA or HW gray) to CHW float32:
+Images (HWC uint8, RGB by default, RGBA or HW gray) to CHW float32; a batch (a list of
+images, or an ``N x H x W x C`` array) to one ``N x 3 x H x W`` array:
 
 ``openai_clip_{224,336,448}``
     open_clip's inference transform: resize the shortest side to N (bicubic), center crop
@@ -27,12 +29,14 @@ Images (HWC uint8 RGB, RGBA or HW gray) to CHW float32:
     Two frames of one size (height and width multiples of 8, as RAFT needs), each scaled
     to [-1, 1]: ``preprocess("raft_frames", frame0, frame1)`` returns both.
 
-The resize reproduces Pillow 13's (what torchvision's ``Resize`` runs on a PIL image, and
-so what open_clip's transform runs): separable, antialiased convolution in Pillow's
-8-bit fixed-point arithmetic with an 8-bit intermediate; the horizontal pass first,
-except where Pillow 13 runs the vertical one first (the height shrinks, and
-``2 * (new width - width) > new height - height``). The tests compare each image preset
-with its in-process reference on the same images: equal up to float rounding.
+Each image preset runs what its reference runs: Pillow's resize (what torchvision's
+``Resize`` and open_clip's transform call on a PIL image), then the crop and the float32
+arithmetic of ``ToTensor`` and ``Normalize`` in their order, so its output is equal to the
+reference's, not close (the tests compare them bit for bit). ``channels="bgr"`` takes
+OpenCV's channel order (BGR, BGRA); the default is ``"rgb"``, and nothing is guessed. The
+frames of a batch are processed on a thread pool (``workers``, default one per CPU; Pillow
+releases the GIL while it resizes), each written straight into its slot of the one output
+array.
 
 Audio (``waveform``: float, or int16/int32 PCM, ``(samples,)`` or ``(channels,
 samples)``; ``sample_rate`` in Hz, default 16000):
@@ -55,7 +59,9 @@ samples)``; ``sample_rate`` in Hz, default 16000):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +69,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ._audio import AudioPreset, LogMelPreset, WhisperLogMelPreset, mel_filters, resample
+from ._errors import MissingExtraError
 
 __all__ = [
+    "CHANNELS",
     "PRESETS",
     "AudioPreset",
     "FramePairPreset",
@@ -83,86 +91,40 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
-_PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point precision for 8-bit images
-
 UInt8Image = npt.NDArray[np.uint8]
 Float32 = npt.NDArray[np.float32]
 
 
-def _bicubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    a = -0.5
-    x = np.abs(x)
-    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+_METHODS = ("bicubic", "bilinear")
+#: Channel orders an image may come in.
+CHANNELS = ("rgb", "bgr")
 
 
-def _bilinear(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    x = np.abs(x)
-    return np.where(x < 1.0, 1.0 - x, 0.0)
-
-
-_FILTERS: dict[str, tuple[Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]], float]] = {
-    "bicubic": (_bicubic, 2.0),
-    "bilinear": (_bilinear, 1.0),
-}
-
-
-def _coefficients(
-    in_size: int, out_size: int, method: str
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
-    """Pillow's ``precompute_coeffs`` and ``normalize_coeffs_8bpc``: per output pixel, the
-    input indices and fixed-point weights (padded with zero weights)."""
-    kernel, base_support = _FILTERS[method]
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = base_support * filterscale
-    ksize = int(np.ceil(support)) * 2 + 1
-    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
-    # C's (int) truncates toward zero
-    xmin = np.maximum(np.trunc(center - support + 0.5).astype(np.intp), 0)
-    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.intp), in_size) - xmin
-    offsets = np.arange(ksize, dtype=np.intp)
-    index = xmin[:, None] + offsets[None, :]
-    valid = offsets[None, :] < xmax[:, None]
-    weights = kernel((index - center[:, None] + 0.5) / filterscale) * valid
-    total = weights.sum(axis=1, keepdims=True)
-    weights = np.divide(weights, total, out=np.zeros_like(weights), where=total != 0)
-    scaled = weights * (1 << _PRECISION_BITS)
-    fixed = np.where(scaled < 0, np.trunc(scaled - 0.5), np.trunc(scaled + 0.5)).astype(np.int64)
-    return np.minimum(index, in_size - 1), fixed
-
-
-def _resample_axis(image: UInt8Image, out_size: int, axis: int, method: str) -> UInt8Image:
-    index, weights = _coefficients(image.shape[axis], out_size, method)
-    gathered = np.take(image, index, axis=axis).astype(np.int64)  # axis -> (out, ksize)
-    shape = [1] * gathered.ndim
-    shape[axis], shape[axis + 1] = weights.shape
-    acc = (gathered * weights.reshape(shape)).sum(axis=axis + 1)
-    acc = (acc + (1 << (_PRECISION_BITS - 1))) >> _PRECISION_BITS
-    clipped: UInt8Image = np.clip(acc, 0, 255).astype(np.uint8)
-    return clipped
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError as exc:  # a dependency of dp_models: only a broken install lacks it
+        raise MissingExtraError("pillow", extra="all") from exc
+    return Image
 
 
 def resize(image: UInt8Image, height: int, width: int, method: str = "bicubic") -> UInt8Image:
-    """Resize an HWC uint8 image as Pillow's ``Image.resize((width, height), method)`` does
-    (antialiased; ``method`` is ``bicubic`` or ``bilinear``)."""
-    if method not in _FILTERS:
-        raise ValueError(f"resize method must be one of {', '.join(_FILTERS)}, not {method!r}")
-    in_height, in_width = image.shape[:2]
-    # Pillow 13 runs the vertical pass first when the height shrinks and
-    # 2 * (width growth) > (height growth); the horizontal one first otherwise.
-    axes = [(1, width), (0, height)]
-    if height < in_height and 2 * (width - in_width) > height - in_height:
-        axes.reverse()
-    out = image
-    for axis, size in axes:
-        if out.shape[axis] != size:
-            out = _resample_axis(out, size, axis, method)
-    return out
+    """Resize an HWC uint8 image with Pillow's ``Image.resize((width, height), method)``
+    (antialiased; ``method`` is ``bicubic`` or ``bilinear``): what the presets'
+    references run."""
+    if method not in _METHODS:
+        raise ValueError(f"resize method must be one of {', '.join(_METHODS)}, not {method!r}")
+    image_module = _pillow()
+    mode = getattr(image_module.Resampling, method.upper())
+    if image.shape[:2] == (height, width):
+        return image
+    resized: UInt8Image = np.asarray(image_module.fromarray(image).resize((width, height), mode))
+    return resized
 
 
-def _as_rgb(image: Any) -> UInt8Image:
+def _as_rgb(image: Any, channels: str = "rgb") -> UInt8Image:
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be 'rgb' or 'bgr' (OpenCV's order), not {channels!r}")
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise TypeError(f"an image is a uint8 array (HWC, RGB), not {array.dtype}")
@@ -170,7 +132,8 @@ def _as_rgb(image: Any) -> UInt8Image:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or 0 in array.shape:
         raise ValueError(f"an image is HxW, HxWx3 (RGB) or HxWx4 (RGBA), not {array.shape}")
-    return np.ascontiguousarray(array[:, :, :3])
+    rgb = array[:, :, 2::-1] if channels == "bgr" else array[:, :, :3]
+    return np.ascontiguousarray(rgb)
 
 
 def _center_crop(image: UInt8Image, size: int) -> UInt8Image:
@@ -183,12 +146,49 @@ def _center_crop(image: UInt8Image, size: int) -> UInt8Image:
 
 
 def _normalize(
-    image: UInt8Image, mean: tuple[float, ...], std: tuple[float, ...]
+    image: UInt8Image,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
-    chw = image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
-    m = np.asarray(mean, dtype=np.float32)[:, None, None]
-    s = np.asarray(std, dtype=np.float32)[:, None, None]
-    return np.ascontiguousarray((chw - m) / s, dtype=np.float32)
+    """``ToTensor`` then ``Normalize``, in their float32 operations and order, into
+    ``out`` (a CHW float32 array) when given."""
+    if out is None:
+        out = np.empty((3, *image.shape[:2]), dtype=np.float32)
+    np.divide(image.transpose(2, 0, 1), np.float32(255.0), out=out, dtype=np.float32)
+    out -= np.asarray(mean, dtype=np.float32)[:, None, None]
+    out /= np.asarray(std, dtype=np.float32)[:, None, None]
+    return out
+
+
+def _batch(images: Any) -> list[Any] | None:
+    """The frames of a batch (a list or tuple of images, or an N x H x W x C array), or
+    None for one image."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("an empty batch: give at least one image")
+        return list(images)
+    array = np.asarray(images)
+    return list(array) if array.ndim == 4 else None
+
+
+def _map_into(
+    frames: list[Any],
+    shape: tuple[int, ...],
+    work: Callable[[Any, npt.NDArray[np.float32]], object],
+    workers: int | None,
+) -> npt.NDArray[np.float32]:
+    """One ``(N, *shape)`` float32 array, frame ``i`` written into slot ``i`` by ``work``,
+    on a thread pool of ``workers`` (default: one per CPU)."""
+    out = np.empty((len(frames), *shape), dtype=np.float32)
+    count = min(len(frames), workers or os.cpu_count() or 1)
+    if count <= 1:
+        for frame, slot in zip(frames, out, strict=True):
+            work(frame, slot)
+        return out
+    with ThreadPoolExecutor(count, thread_name_prefix="dp-models-preprocess") as pool:
+        list(pool.map(work, frames, out))
+    return out
 
 
 @dataclass(frozen=True)
@@ -204,8 +204,26 @@ class ImagePreset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    def __call__(self, image: Any) -> npt.NDArray[np.float32]:
-        rgb = _as_rgb(image)
+    def __call__(
+        self, image: Any, *, channels: str = "rgb", workers: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """One image (HWC) to ``(3, crop, crop)``; a batch (a list, or ``N x H x W x C``)
+        to ``(N, 3, crop, crop)`` on ``workers`` threads. ``channels``: ``"rgb"`` or
+        ``"bgr"`` (OpenCV's order)."""
+        frames = _batch(image)
+        if frames is None:
+            return self._one(image, channels, None)
+        return _map_into(
+            frames,
+            (3, self.crop, self.crop),
+            lambda frame, slot: self._one(frame, channels, slot),
+            workers,
+        )
+
+    def _one(
+        self, image: Any, channels: str, out: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.float32]:
+        rgb = _as_rgb(image, channels)
         height, width = rgb.shape[:2]
         if self.square:
             size = (self.resize, self.resize)
@@ -214,7 +232,7 @@ class ImagePreset:
         else:
             size = (int(self.resize * height / width), self.resize)
         resized = resize(rgb, size[0], size[1], self.method)
-        return _normalize(_center_crop(resized, self.crop), self.mean, self.std)
+        return _normalize(_center_crop(resized, self.crop), self.mean, self.std, out)
 
 
 @dataclass(frozen=True)
@@ -225,8 +243,10 @@ class FramePairPreset:
     name: str
     multiple: int = 8
 
-    def __call__(self, frame0: Any, frame1: Any) -> tuple[Float32, Float32]:
-        first, second = _as_rgb(frame0), _as_rgb(frame1)
+    def __call__(
+        self, frame0: Any, frame1: Any, *, channels: str = "rgb"
+    ) -> tuple[Float32, Float32]:
+        first, second = _as_rgb(frame0, channels), _as_rgb(frame1, channels)
         if first.shape != second.shape:
             raise ValueError(
                 f"both frames must have one size, not {first.shape[:2]} and {second.shape[:2]}"
