@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from .base import LoadContext, Loader, LoaderArgs, require
-from .torch import _cuda_available
+from .torch import _cuda_available, build_without_init
 from .torchvision import attach_categories, load_weights
 
 __all__ = ["SlowFastArgs", "SlowFastLoader", "net_kwargs"]
@@ -110,9 +110,10 @@ class SlowFastLoader(Loader[SlowFastArgs]):
         require("torch", extra=self.extra, spec=name)
         from ._slowfast_net import SlowFast
 
+        net, _ = build_without_init(ctx, lambda: SlowFast(**kwargs))
         model = load_weights(
             ctx,
-            SlowFast(**kwargs),
+            net,
             loader=self.name,
             what=f"SlowFast {args.arch}",
             hint="Check arch, num_classes, layers and width against the checkpoint (a "

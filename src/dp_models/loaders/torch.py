@@ -15,7 +15,7 @@ import importlib
 import pickle
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,26 @@ def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
             device=ctx.device,
         )
     return model.to(device=ctx.device, dtype=dtypes[ctx.precision])
+
+
+def build_without_init(ctx: LoadContext, construct: Callable[[], Any]) -> tuple[Any, bool]:
+    """``construct()`` without initialising its parameters: built on torch's ``meta``
+    device (no memory, no random initialisation, which is most of a framework's own load
+    time and is overwritten by the checkpoint a moment later), then given uninitialised
+    CPU memory (``to_empty``), laid out as the framework's own build lays it out. Returns
+    ``(module, skipped)``: the caller must then load *every* parameter and buffer from the
+    checkpoint (a strict ``load_state_dict``), which copies into that memory exactly as the
+    framework's load does, so the model computes the same, bit for bit.
+
+    A module with non-persistent buffers (computed at construction and in no state dict,
+    e.g. a position table) is built the framework's way instead, and ``skipped`` is False:
+    those buffers cannot come from the checkpoint."""
+    torch = _torch(ctx)
+    with torch.device("meta"):
+        model = construct()
+    if any(m._non_persistent_buffers_set for m in model.modules()):
+        return construct(), False
+    return model.to_empty(device="cpu"), True
 
 
 def _loader_of(ctx: LoadContext) -> str:
@@ -347,7 +367,10 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
         name = ctx.spec.name
         cls = _import_class(ctx, args.class_path)
         try:
-            model = cls(**args.kwargs)
+            if args.strict:  # every parameter comes from the checkpoint: none initialised
+                model, _ = build_without_init(ctx, lambda: cls(**args.kwargs))
+            else:  # the missing ones keep the class's own initialisation
+                model = cls(**args.kwargs)
         except TypeError as exc:
             raise LoaderArgsError(
                 f"spec {name!r}: {args.class_path}(**{args.kwargs!r}) failed: {exc}",

@@ -31,6 +31,7 @@ from .torch import (
     _cuda_available,
     _state_dict,
     _weights_artifact,
+    build_without_init,
     fit_state_dict,
     read_checkpoint,
 )
@@ -231,7 +232,7 @@ class TorchvisionLoader(Loader[TorchvisionArgs]):
         arch = _check_arch(ctx, tv, args.arch, args.feature_extractor)
         kwargs = _builder_kwargs(tv, arch, args)
         try:
-            model = tv.models.get_model(arch, **kwargs)
+            model, _ = build_without_init(ctx, lambda: tv.models.get_model(arch, **kwargs))
         except (TypeError, ValueError) as exc:
             shown = {k: v for k, v in kwargs.items() if k not in ("weights", "weights_backbone")}
             raise LoaderArgsError(

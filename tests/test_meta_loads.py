@@ -1,0 +1,246 @@
+"""Loads that build the module on torch's ``meta`` device and assign the checkpoint's
+tensors: the model computes exactly what the framework's own load of the same file
+computes (bit for bit), in both checkpoint formats, and a module whose buffers cannot come
+from a checkpoint keeps the framework's path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dp_models import ModelManager
+from dp_models._lock import Lock, LockEntry
+from dp_models.loaders import torch as torch_loader
+
+from .conftest import sha256
+
+
+class BufferedNet(torch.nn.Module):
+    """A net with a non-persistent buffer (computed at construction, in no state dict)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 4)
+        self.register_buffer("scale", torch.linspace(0.5, 2.0, 4), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * self.scale
+
+
+class NormNet(torch.nn.Module):
+    """Conv, batch norm (running statistics and an int64 counter), linear."""
+
+    def __init__(self, width: int = 6) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, width, 3)
+        self.norm = torch.nn.BatchNorm2d(width)
+        self.head = torch.nn.Linear(width, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.conv(x)).mean(dim=(2, 3)))
+
+
+def _randomised(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """A state dict of ``model``'s shapes with random values (running stats included)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            state[key] = torch.randn(value.shape, generator=gen)
+            if key.endswith("running_var"):
+                state[key] = state[key].abs() + 0.1
+        else:
+            state[key] = value.clone()
+    return state
+
+
+def _write(path: Path, state: dict[str, torch.Tensor]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return sha256(path.read_bytes())
+
+
+def _spec(name: str, loader: str, args: str, path: str, fmt: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        version: "1"
+        family: test
+        role: test
+        users: [VisualProcessor/test]
+        runtime: inprocess
+        engine: torch
+        loader: {loader}
+        loader_args: {args}
+        artifacts:
+          - {{path: {path}, format: {fmt}}}
+        device: cpu
+        """
+    )
+
+
+def _manager(tmp_path: Path, specs: dict[str, tuple[str, str, str, str]], root: Path) -> Any:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir(exist_ok=True)
+    entries = {}
+    for name, (loader, args, path, fmt) in specs.items():
+        (catalog / f"{name}.yaml").write_text(_spec(name, loader, args, path, fmt))
+        data = (root / path).read_bytes()
+        entries[path] = LockEntry("file", sha256(data), len(data), None)
+    lock = Lock(tmp_path / "site.lock.json", entries, exists=False)
+    lock.write()
+    return ModelManager(
+        models_root=root, catalog=catalog, lock=lock.path, cache_dir=tmp_path / "cache"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_torch_state_dict_computes_what_the_framework_load_computes(
+    tmp_path: Path, fmt: str
+) -> None:
+    reference = NormNet()
+    state = _randomised(reference, seed=1)
+    root = tmp_path / "root"
+    path = f"nets/norm.{fmt}"
+    _write(root / path, state)
+    args = "{class_path: 'tests.test_meta_loads:NormNet'}"
+    mm = _manager(tmp_path, {"norm": ("torch_state_dict", args, path, fmt)}, root)
+    model = mm.load("norm")
+    reference.load_state_dict(state)  # the framework's own load
+    reference.eval()
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    assert all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
+    assert model.norm.num_batches_tracked.dtype == torch.int64
+
+
+def test_the_meta_build_initialises_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The point of the meta build: no parameter is allocated or randomly initialised."""
+    seen: list[str] = []
+    original = torch_loader.build_without_init
+
+    def spy(ctx: Any, construct: Any) -> Any:
+        def watched() -> Any:  # where the class builds its parameters
+            model = construct()
+            seen.append(next(model.parameters()).device.type)
+            return model
+
+        return original(ctx, watched)
+
+    monkeypatch.setattr(torch_loader, "build_without_init", spy)
+    reference = NormNet()
+    root = tmp_path / "root"
+    _write(root / "nets/norm.safetensors", _randomised(reference, seed=2))
+    args = "{class_path: 'tests.test_meta_loads:NormNet'}"
+    mm = _manager(
+        tmp_path, {"norm": ("torch_state_dict", args, "nets/norm.safetensors", "safetensors")}, root
+    )
+    mm.load("norm")
+    assert seen == ["meta"]
+
+
+def test_a_checkpoint_in_another_dtype_is_cast_as_the_framework_casts_it(tmp_path: Path) -> None:
+    reference = NormNet()
+    state = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in _randomised(reference, seed=3).items()
+    }
+    root = tmp_path / "root"
+    _write(root / "nets/half.safetensors", state)
+    args = "{class_path: 'tests.test_meta_loads:NormNet'}"
+    mm = _manager(
+        tmp_path, {"half": ("torch_state_dict", args, "nets/half.safetensors", "safetensors")}, root
+    )
+    model = mm.load("half")
+    reference.load_state_dict(state)
+    reference.eval()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    x = torch.randn(1, 3, 10, 10, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+def test_a_module_with_non_persistent_buffers_keeps_the_framework_path(tmp_path: Path) -> None:
+    reference = BufferedNet()
+    state = _randomised(reference, seed=5)
+    root = tmp_path / "root"
+    _write(root / "nets/buffered.pth", state)
+    args = "{class_path: 'tests.test_meta_loads:BufferedNet'}"
+    mm = _manager(
+        tmp_path, {"buffered": ("torch_state_dict", args, "nets/buffered.pth", "pth")}, root
+    )
+    model = mm.load("buffered")
+    assert model.scale.device.type == "cpu"
+    torch.testing.assert_close(model.scale, torch.linspace(0.5, 2.0, 4), rtol=0, atol=0)
+    reference.load_state_dict(state)
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference.eval()(x))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_torchvision_resnet_computes_what_torchvision_computes(tmp_path: Path, fmt: str) -> None:
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None, num_classes=10)
+    state = _randomised(reference, seed=8)
+    root = tmp_path / "root"
+    _write(root / f"nets/resnet18.{fmt}", state)
+    args = "{arch: resnet18, num_classes: 10}"
+    mm = _manager(tmp_path, {"r18": ("torchvision", args, f"nets/resnet18.{fmt}", fmt)}, root)
+    model = mm.load("r18")
+    reference.load_state_dict(state)
+    reference.eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+def test_slowfast_computes_what_the_net_computes(tmp_path: Path) -> None:
+    from dp_models.loaders._slowfast_net import SlowFast
+    from dp_models.loaders.slowfast import SlowFastArgs, net_kwargs
+
+    args_yaml = (
+        "{arch: slowfast_r50, num_classes: 7, layers: [1, 1, 1, 1], width: 8, crop_size: 64, "
+        "clip_frames: 8, state_dict_key: null}"
+    )
+    kwargs = net_kwargs(
+        SlowFastArgs(
+            arch="slowfast_r50",
+            num_classes=7,
+            layers=[1, 1, 1, 1],
+            width=8,
+            crop_size=64,
+            clip_frames=8,
+        )
+    )
+    reference = SlowFast(**kwargs)
+    state = _randomised(reference, seed=10)
+    root = tmp_path / "root"
+    _write(root / "nets/slowfast.safetensors", state)
+    mm = _manager(
+        tmp_path,
+        {"sf": ("slowfast", args_yaml, "nets/slowfast.safetensors", "safetensors")},
+        root,
+    )
+    model = mm.load("sf")
+    reference.load_state_dict(state)
+    reference.eval()
+    gen = torch.Generator().manual_seed(11)
+    slow, fast = (
+        torch.randn(1, 3, 2, 64, 64, generator=gen),
+        torch.randn(1, 3, 8, 64, 64, generator=gen),
+    )
+    with torch.no_grad():
+        assert torch.equal(model([slow, fast]), reference([slow, fast]))
