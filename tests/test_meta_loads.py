@@ -207,7 +207,8 @@ def test_torchvision_resnet_computes_what_torchvision_computes(tmp_path: Path, f
         assert torch.equal(model(x), reference(x))
 
 
-def test_slowfast_computes_what_the_net_computes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_slowfast_computes_what_the_net_computes(tmp_path: Path, fmt: str) -> None:
     from dp_models.loaders._slowfast_net import SlowFast
     from dp_models.loaders.slowfast import SlowFastArgs, net_kwargs
 
@@ -228,12 +229,8 @@ def test_slowfast_computes_what_the_net_computes(tmp_path: Path) -> None:
     reference = SlowFast(**kwargs)
     state = _randomised(reference, seed=10)
     root = tmp_path / "root"
-    _write(root / "nets/slowfast.safetensors", state)
-    mm = _manager(
-        tmp_path,
-        {"sf": ("slowfast", args_yaml, "nets/slowfast.safetensors", "safetensors")},
-        root,
-    )
+    _write(root / f"nets/slowfast.{fmt}", state)
+    mm = _manager(tmp_path, {"sf": ("slowfast", args_yaml, f"nets/slowfast.{fmt}", fmt)}, root)
     model = mm.load("sf")
     reference.load_state_dict(state)
     reference.eval()
@@ -244,3 +241,50 @@ def test_slowfast_computes_what_the_net_computes(tmp_path: Path) -> None:
     )
     with torch.no_grad():
         assert torch.equal(model([slow, fast]), reference([slow, fast]))
+
+
+def test_safetensors_go_straight_into_the_module_and_their_keys_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct reader (one copy, from a map of the verified file) is what reads a
+    safetensors file into a module built empty, prefix stripped; a key missing or of
+    another shape is the same typed error as through load_state_dict."""
+    from dp_models import StateDictMismatchError
+    from dp_models.loaders import _safetensors
+
+    calls: list[str] = []
+    original = _safetensors.read_into
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("strip_prefix") or "")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_safetensors, "read_into", spy)
+    reference = NormNet()
+    state = _randomised(reference, seed=12)
+    root = tmp_path / "root"
+    _write(root / "nets/prefixed.safetensors", {f"module.{k}": v for k, v in state.items()})
+    del state["head.bias"]
+    _write(root / "nets/missing.safetensors", state)
+    wrong = dict(_randomised(reference, seed=13), **{"head.bias": torch.zeros(3)})
+    _write(root / "nets/wrong.safetensors", wrong)
+    base = "{class_path: 'tests.test_meta_loads:NormNet', strip_prefix: 'module.'}"
+    mm = _manager(
+        tmp_path,
+        {
+            name: ("torch_state_dict", base, f"nets/{name}.safetensors", "safetensors")
+            for name in ("prefixed", "missing", "wrong")
+        },
+        root,
+    )
+    model = mm.load("prefixed")
+    reference.load_state_dict(_randomised(NormNet(), seed=12))
+    x = torch.randn(1, 3, 9, 9, generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference.eval()(x))
+    assert calls == ["module."]
+    with pytest.raises(StateDictMismatchError, match=r"1 missing key\(s\) \[head.bias\]") as e:
+        mm.load("missing")
+    assert list(e.value.missing) == ["head.bias"]
+    with pytest.raises(StateDictMismatchError, match=r"other shapes for 1 key\(s\) \[head.bias\]"):
+        mm.load("wrong")

@@ -110,7 +110,7 @@ class SlowFastLoader(Loader[SlowFastArgs]):
         require("torch", extra=self.extra, spec=name)
         from ._slowfast_net import SlowFast
 
-        net, _ = build_without_init(ctx, lambda: SlowFast(**kwargs))
+        net, empty = build_without_init(ctx, lambda: SlowFast(**kwargs))
         model = load_weights(
             ctx,
             net,
@@ -121,5 +121,6 @@ class SlowFastLoader(Loader[SlowFastArgs]):
             state_dict_key=args.state_dict_key,
             strip_prefix=None,
             weights_only=args.weights_only,
+            empty=empty,
         )
         return attach_categories(ctx, model, kwargs["num_classes"])

@@ -11,11 +11,14 @@ loader_args: :class:`TorchStateDictArgs` and :class:`TorchScriptArgs`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import pickle
 import re
+import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +126,157 @@ def build_without_init(ctx: LoadContext, construct: Callable[[], Any]) -> tuple[
     e.g. a position table) is built the framework's way instead, and ``skipped`` is False:
     those buffers cannot come from the checkpoint."""
     torch = _torch(ctx)
-    with torch.device("meta"):
+    with torch.device("meta"), _meta_init_skipped(torch):
         model = construct()
     if any(m._non_persistent_buffers_set for m in model.modules()):
         return construct(), False
-    return model.to_empty(device="cpu"), True
+    return _on_cpu_uninitialised(torch, model), True
+
+
+def _on_cpu_uninitialised(torch: Any, model: Any) -> Any:
+    """``model.to_empty(device="cpu")``, without its detour through torch's Python
+    decompositions for meta tensors: each parameter and buffer gets a fresh CPU tensor of
+    its shape and dtype (contiguous, as a framework's own build allocates them); a tensor
+    shared by several modules stays shared."""
+    made: dict[int, Any] = {}
+    for module in model.modules():
+        for key, param in module._parameters.items():
+            if param is None:
+                continue
+            if id(param) not in made:
+                data = torch.empty(param.shape, dtype=param.dtype, device="cpu")
+                made[id(param)] = torch.nn.Parameter(data, requires_grad=param.requires_grad)
+            module._parameters[key] = made[id(param)]
+        for key, buf in module._buffers.items():
+            if buf is None:
+                continue
+            if id(buf) not in made:
+                made[id(buf)] = torch.empty(buf.shape, dtype=buf.dtype, device="cpu")
+            module._buffers[key] = made[id(buf)]
+    return model
+
+
+#: ``torch.nn.init`` functions that a module's constructor calls on its parameters.
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+)
+_INIT_LOCK = threading.Lock()
+_init_patch: dict[str, Any] = {}  # the originals, while the skipping versions are in place
+_init_users = 0
+
+
+def _skipping(original: Any) -> Any:
+    @functools.wraps(original)
+    def init(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(tensor, "is_meta", False):
+            return tensor  # a meta tensor has no values to initialise
+        return original(tensor, *args, **kwargs)
+
+    return init
+
+
+@contextlib.contextmanager
+def _meta_init_skipped(torch: Any) -> Iterator[None]:
+    """While building on ``meta``: ``torch.nn.init``'s functions return a meta tensor as it
+    is (on ``meta`` they would only run torch's slow Python decompositions of random
+    number generation, for values that do not exist). Any other tensor, in any thread, is
+    initialised by the original function as before."""
+    global _init_users
+    init = torch.nn.init
+    with _INIT_LOCK:
+        if _init_users == 0:
+            for name in _INIT_FUNCTIONS:
+                original = getattr(init, name, None)
+                if original is not None:
+                    _init_patch[name] = original
+                    setattr(init, name, _skipping(original))
+        _init_users += 1
+    try:
+        yield
+    finally:
+        with _INIT_LOCK:
+            _init_users -= 1
+            if _init_users == 0:
+                for name, original in _init_patch.items():
+                    setattr(init, name, original)
+                _init_patch.clear()
+
+
+def _assignable(model: Any, state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` ready to be assigned to ``model``'s parameters and buffers: each tensor
+    in the dtype the module declares (``load_state_dict`` casts as it copies), contiguous
+    and 64-byte aligned as a fresh allocation is (a view into a shared or packed buffer
+    takes other kernels, whose results differ in the last bits); any other tensor is
+    copied once to make it so."""
+    own = model.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        target = own.get(key)
+        if target is None or not hasattr(value, "data_ptr"):
+            continue
+        if value.dtype != target.dtype:
+            out[key] = value.to(target.dtype)
+        elif not value.is_contiguous() or value.data_ptr() % 64:
+            out[key] = value.clone(memory_format=_torch().contiguous_format)
+    return out
+
+
+def read_safetensors_into(
+    ctx: LoadContext,
+    model: Any,
+    *,
+    strip_prefix: str | None,
+    loader: str,
+    what: str,
+    shape_hint: str,
+    key_hint: str,
+) -> bool:
+    """Copy the spec's safetensors artifact straight into ``model`` (built by
+    :func:`build_without_init`), one copy from a memory map of the verified file
+    (:mod:`._safetensors`); every key must match, as with a strict ``load_state_dict``
+    (else :class:`StateDictMismatchError`). False, with nothing copied, when that reader
+    does not take the file: the caller then reads it the general way."""
+    from ._safetensors import read_into
+
+    found = read_into(
+        _torch(ctx), str(ctx.artifact("safetensors")), model.state_dict(), strip_prefix=strip_prefix
+    )
+    if found is None:
+        return False
+    missing, unexpected, mismatched = found
+    name = ctx.spec.name
+    if mismatched:
+        raise StateDictMismatchError(
+            f"spec {name!r}: {what}: other shapes for {len(mismatched)} key(s) "
+            f"[{_shown(mismatched)}]. {shape_hint}",
+            spec=name,
+            loader=loader,
+            missing=[],
+            unexpected=[],
+        )
+    if missing or unexpected:
+        raise StateDictMismatchError(
+            f"spec {name!r}: {what}: {len(missing)} missing key(s) [{_shown(missing)}], "
+            f"{len(unexpected)} unexpected key(s) [{_shown(unexpected)}]. {key_hint}",
+            spec=name,
+            loader=loader,
+            missing=missing,
+            unexpected=unexpected,
+        )
+    return True
 
 
 def _loader_of(ctx: LoadContext) -> str:
@@ -320,13 +469,19 @@ def fit_state_dict(
     shape_hint: str,
     key_hint: str,
     strict: bool = True,
+    assign: bool = False,
 ) -> None:
     """Load ``state`` into ``model`` with every key accounted for (``strict``; otherwise
     missing and unexpected keys are allowed). Other shapes for the same keys, and missing
     or unexpected keys, raise :class:`StateDictMismatchError` saying ``{what}`` and the
-    hint that fits (``shape_hint`` / ``key_hint``)."""
+    hint that fits (``shape_hint`` / ``key_hint``). ``assign`` (a model from
+    :func:`build_without_init`, ``state`` freshly read, each tensor in storage of its own):
+    the module takes the checkpoint's tensors instead of copying them (:func:`_assignable`
+    keeps what it computes the same)."""
+    if assign:
+        state = _assignable(model, state)
     try:
-        result = model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as exc:  # same keys, other shapes: torch lists them a line each
         lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         shown = "; ".join(line.rstrip(".") for line in lines[:3]) or str(exc).strip()
@@ -368,9 +523,9 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
         cls = _import_class(ctx, args.class_path)
         try:
             if args.strict:  # every parameter comes from the checkpoint: none initialised
-                model, _ = build_without_init(ctx, lambda: cls(**args.kwargs))
+                model, empty = build_without_init(ctx, lambda: cls(**args.kwargs))
             else:  # the missing ones keep the class's own initialisation
-                model = cls(**args.kwargs)
+                model, empty = cls(**args.kwargs), False
         except TypeError as exc:
             raise LoaderArgsError(
                 f"spec {name!r}: {args.class_path}(**{args.kwargs!r}) failed: {exc}",
@@ -378,19 +533,38 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
                 loader=self.name,
             ) from exc
         path, fmt = _weights_artifact(ctx)
-        checkpoint = read_checkpoint(ctx, path, fmt, args.weights_only)
-        state = _state_dict(ctx, checkpoint, args.state_dict_key, args.strip_prefix)
-        fit_state_dict(
-            model,
-            state,
-            spec=name,
-            loader=self.name,
-            what=f"the weights do not fit {args.class_path}",
-            shape_hint="Check kwargs against the checkpoint.",
-            key_hint="Check kwargs and strip_prefix, or set strict: false if partial loading "
-            "is intended.",
-            strict=args.strict,
+        what = f"the weights do not fit {args.class_path}"
+        shape_hint = "Check kwargs against the checkpoint."
+        key_hint = (
+            "Check kwargs and strip_prefix, or set strict: false if partial loading is intended."
         )
+        if not (
+            empty
+            and fmt == "safetensors"
+            and args.state_dict_key is None
+            and read_safetensors_into(
+                ctx,
+                model,
+                strip_prefix=args.strip_prefix,
+                loader=self.name,
+                what=what,
+                shape_hint=shape_hint,
+                key_hint=key_hint,
+            )
+        ):
+            checkpoint = read_checkpoint(ctx, path, fmt, args.weights_only)
+            state = _state_dict(ctx, checkpoint, args.state_dict_key, args.strip_prefix)
+            fit_state_dict(
+                model,
+                state,
+                spec=name,
+                loader=self.name,
+                what=what,
+                shape_hint=shape_hint,
+                key_hint=key_hint,
+                strict=args.strict,
+                assign=empty and fmt != "safetensors",
+            )
         model = _apply_precision(model, ctx, self.name)
         model.eval()
         return model

@@ -34,6 +34,7 @@ from .torch import (
     build_without_init,
     fit_state_dict,
     read_checkpoint,
+    read_safetensors_into,
 )
 
 __all__ = ["TorchvisionArgs", "TorchvisionLoader"]
@@ -91,12 +92,31 @@ def load_weights(
     state_dict_key: str | None,
     strip_prefix: str | None,
     weights_only: bool,
+    empty: bool = False,
 ) -> Any:
     """Load the spec's weights artifact into ``model`` (keys must match exactly), move it to
     ``ctx.device`` in ``ctx.precision`` and put it in eval mode. ``what`` names the model in
-    errors; ``hint`` says which loader_args to check when keys do not match."""
+    errors; ``hint`` says which loader_args to check when keys do not match. ``empty``:
+    ``model`` came from :func:`~dp_models.loaders.torch.build_without_init`, so a
+    safetensors file is read straight into its memory."""
     name = ctx.spec.name
     path, fmt = _weights_artifact(ctx)
+    what = f"the weights do not fit {what}"
+    if (
+        empty
+        and fmt == "safetensors"
+        and state_dict_key is None
+        and read_safetensors_into(
+            ctx,
+            model,
+            strip_prefix=strip_prefix,
+            loader=loader,
+            what=what,
+            shape_hint=hint,
+            key_hint=hint,
+        )
+    ):
+        return _finish(ctx, model, loader)
     checkpoint = read_checkpoint(ctx, path, fmt, weights_only)
     state = _state_dict(ctx, checkpoint, state_dict_key, strip_prefix)
     fit_state_dict(
@@ -104,10 +124,15 @@ def load_weights(
         state,
         spec=name,
         loader=loader,
-        what=f"the weights do not fit {what}",
+        what=what,
         shape_hint=hint,
         key_hint=hint,
+        assign=empty and fmt != "safetensors",
     )
+    return _finish(ctx, model, loader)
+
+
+def _finish(ctx: LoadContext, model: Any, loader: str) -> Any:
     model = _apply_precision(model, ctx, loader)
     model.eval()
     return model
@@ -232,7 +257,7 @@ class TorchvisionLoader(Loader[TorchvisionArgs]):
         arch = _check_arch(ctx, tv, args.arch, args.feature_extractor)
         kwargs = _builder_kwargs(tv, arch, args)
         try:
-            model, _ = build_without_init(ctx, lambda: tv.models.get_model(arch, **kwargs))
+            model, empty = build_without_init(ctx, lambda: tv.models.get_model(arch, **kwargs))
         except (TypeError, ValueError) as exc:
             shown = {k: v for k, v in kwargs.items() if k not in ("weights", "weights_backbone")}
             raise LoaderArgsError(
@@ -249,6 +274,7 @@ class TorchvisionLoader(Loader[TorchvisionArgs]):
             state_dict_key=args.state_dict_key,
             strip_prefix=args.strip_prefix,
             weights_only=args.weights_only,
+            empty=empty,
         )
         if args.feature_extractor:
             model = _remove_classifier(ctx, torch, model, arch)
