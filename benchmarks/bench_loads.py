@@ -18,7 +18,6 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import textwrap
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import best_of
 from _report import Row, report
 from safetensors.torch import load_file, save_file
 
@@ -49,18 +49,6 @@ def _random_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         else:
             out[key] = value.clone()
     return out
-
-
-def _best(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    best = {name: math.inf for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> int:
@@ -156,7 +144,7 @@ def main() -> int:
 
                 with torch.no_grad():
                     equal = torch.equal(own()(example), ours()(example))
-                t = _best({"ours": ours, "own": own}, args.repeats)
+                t = best_of({"ours": ours, "own": own}, args.repeats)
                 ratio = t["ours"] / t["own"]
                 rows.append(
                     (

@@ -18,14 +18,13 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import best_of
 from _report import Row, report
 
 from dp_models.preprocess import (
@@ -86,19 +85,6 @@ def _references() -> dict[str, Callable[[np.ndarray[Any, Any]], np.ndarray[Any, 
     }
 
 
-def _best(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Best of ``repeats`` interleaved rounds (drift hits every function alike)."""
-    best = {name: math.inf for name in fns}
-    for fn in fns.values():  # warm-up
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -109,7 +95,7 @@ def main() -> int:
     batch = [_frame(i) for i in range(8)]
     for name, reference in _references().items():
         equal = np.array_equal(preprocess(name, frame), reference(frame))
-        t = _best(
+        t = best_of(
             {"ours": lambda n=name: preprocess(n, frame), "ref": lambda r=reference: r(frame)},
             args.repeats,
         )
@@ -123,7 +109,7 @@ def main() -> int:
                 speed >= 1.0 and equal,
             )
         )
-        t = _best(
+        t = best_of(
             {
                 "two": lambda n=name: preprocess(n, batch, workers=2),
                 "one": lambda n=name: preprocess(n, batch, workers=1),
@@ -145,7 +131,7 @@ def main() -> int:
     stereo = (0.1 * rng.standard_normal((2, 44_100 * 30))).astype(np.float32)
     expected = resample_poly(stereo.astype(np.float64).mean(axis=0), 160, 441).astype(np.float32)
     equal = np.array_equal(preprocess("audio_16k_mono", stereo, sample_rate=44_100), expected)
-    t = _best(
+    t = best_of(
         {
             "ours": lambda: preprocess("audio_16k_mono", stereo, sample_rate=44_100),
             "ref": lambda: resample_poly(stereo.astype(np.float64).mean(axis=0), 160, 441),
