@@ -304,6 +304,27 @@ def test_an_install_whose_record_is_not_the_pinned_one_is_refused(
     assert loads == []
 
 
+@pytest.mark.adversarial
+def test_a_record_rewritten_between_its_reading_and_its_hashing_is_refused(
+    site: Path, tmp_path: Path, loads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RECORD whose entries are checked is the RECORD whose digest is pinned: bytes
+    parsed that are not the bytes hashed (a reinstall racing the load) are refused."""
+    from dp_models import ArtifactChangedError, _homes
+
+    lock = site_lock(tmp_path / "site.lock.json", record_pin(site))
+    real = _homes.read_regular
+
+    def racing(path: Any, **kwargs: Any) -> bytes:
+        data = real(path, **kwargs)
+        return data + b"\n" if str(path).endswith("/RECORD") else data
+
+    monkeypatch.setattr(_homes, "read_regular", racing)
+    with pytest.raises(ArtifactChangedError, match=r"RECORD of the installed .* changed"):
+        make_manager(tmp_path, lock).load(EN)
+    assert loads == []
+
+
 # -- the spec: its wheel URL, what it may not have ----------------------------------------------
 
 

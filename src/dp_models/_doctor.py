@@ -127,8 +127,8 @@ def _artifact_json(r: ArtifactReport) -> dict[str, Any]:
 def _found_in(r: ArtifactReport) -> str:
     """Where an artifact was found, for the table."""
     if r.home == "installed":
-        found = r.distribution or (r.artifact.installed or "", "")
-        return f"installed {found[0]} {found[1]} ({r.location})".replace("  ", " ")
+        name = " ".join(r.distribution) if r.distribution else r.artifact.installed
+        return f"installed {name} ({r.location})"
     if r.home == "huggingface":
         hub = r.artifact.huggingface
         assert hub is not None

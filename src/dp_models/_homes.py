@@ -18,7 +18,10 @@ cache and checks them against their pins exactly like files under a root:
 from __future__ import annotations
 
 import base64
+import csv
+import hashlib
 import importlib.metadata as metadata
+import io
 import os
 import stat
 from collections.abc import Sequence
@@ -32,6 +35,7 @@ from ._errors import (
     DistributionVersionError,
     UnsafePathError,
 )
+from ._io import read_regular
 from ._spec import Artifact, HubSnapshot
 
 __all__ = [
@@ -65,6 +69,8 @@ class Located:
     record: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     #: installed: the name of the RECORD file among ``files``.
     record_name: str | None = None
+    #: installed: the sha256 of the RECORD bytes that ``record`` was parsed from.
+    record_sha256: str | None = None
     #: installed: the distribution's name and installed version.
     distribution: tuple[str, str] | None = None
 
@@ -255,6 +261,8 @@ def _inside_cache(real_cache: Path, entry: Path, *, spec: str, art: Artifact, na
 # -- installed distributions --------------------------------------------------------------
 
 _UNHASHED = (".dist-info/RECORD", ".dist-info/RECORD.jws", ".dist-info/RECORD.p7s")
+#: A RECORD larger than this is refused unread (a pipeline's lists a few hundred files).
+_MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
 def pip_line(art: Artifact, *, reinstall: bool = False) -> str:
@@ -317,36 +325,45 @@ def installed_distribution(art: Artifact, *, spec: str) -> Located:
             path=site,
         )
 
-    if not entries:
+    record_name = next(
+        (e.as_posix() for e in entries or () if e.as_posix().endswith(".dist-info/RECORD")), None
+    )
+    if record_name is None:
         raise unreadable("has no RECORD listing its files")
-    files: list[tuple[str, Path]] = []
+    record_path = _inside_site(site, record_name, spec=spec, art=art)
+    try:  # read once: these bytes are parsed here, and their digest is what the pin holds
+        raw = read_regular(record_path, max_bytes=_MAX_RECORD_BYTES)
+    except (OSError, ValueError) as exc:
+        raise unreadable(f"has a RECORD that cannot be read ({exc})") from exc
+    files: list[tuple[str, Path]] = [(record_name, record_path)]
     record: dict[str, tuple[str, int | None]] = {}
-    record_name: str | None = None
-    for entry in entries:
-        rel = entry.as_posix()
-        if rel.endswith(_UNHASHED):
-            if rel.endswith("/RECORD"):
-                record_name = rel
-                files.append((rel, _inside_site(site, rel, spec=spec, art=art)))
+    try:
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise unreadable(f"has a RECORD that is not UTF-8 CSV ({exc})") from exc
+    for row in rows:
+        if not row:
             continue
-        if entry.hash is None:
+        rel, hashed, size = [*row, "", ""][:3]
+        if rel.endswith(_UNHASHED):
+            continue
+        if not hashed:
             if rel.endswith(".pyc"):
                 continue  # compiled by the installer or at import; no pipeline data
             raise unreadable(f"lists {rel!r} in its RECORD without a hash")
-        if entry.hash.mode != "sha256":
-            raise unreadable(f"hashes {rel!r} with {entry.hash.mode}, not sha256")
+        mode, _, value = hashed.partition("=")
+        if mode != "sha256":
+            raise unreadable(f"hashes {rel!r} with {mode}, not sha256")
         if ".." in rel.split("/"):
             continue  # a script or data file installed beside the site directory: no model
         try:
-            digest = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4))
+            digest = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         except ValueError:
             raise unreadable(f"gives {rel!r} a malformed hash") from None
-        if len(digest) != 32:
-            raise unreadable(f"gives {rel!r} a malformed hash")
-        record[rel] = (digest.hex(), entry.size)
+        if len(digest) != 32 or (size and not size.isdigit()):
+            raise unreadable(f"gives {rel!r} a malformed hash or size")
+        record[rel] = (digest.hex(), int(size) if size else None)
         files.append((rel, _inside_site(site, rel, spec=spec, art=art)))
-    if record_name is None:
-        raise unreadable("has no RECORD file")
     package = name.replace("-", "_").replace(".", "_")
     data = site / package / f"{package}-{version}"  # spaCy's layout for pipeline packages
     path = data if data.is_dir() else site / package
@@ -368,6 +385,7 @@ def installed_distribution(art: Artifact, *, spec: str) -> Located:
         sorted(files),
         record=record,
         record_name=record_name,
+        record_sha256=hashlib.sha256(raw).hexdigest(),
         distribution=(dist.metadata["Name"] or name, dist.version),
     )
 

@@ -102,6 +102,7 @@ class ArtifactReport:
     #: An installed artifact's RECORD: each file's (sha256, size), and the RECORD's own name.
     record: dict[str, tuple[str, int | None]] = field(default_factory=dict, repr=False)
     record_name: str | None = field(default=None, repr=False)
+    record_sha256: str | None = field(default=None, repr=False)
     #: An installed artifact's distribution: (name, installed version).
     distribution: tuple[str, str] | None = None
 
@@ -125,6 +126,7 @@ class ArtifactReport:
         self.home, self.location, self.path = located.home, located.location, located.path
         self.files = located.files
         self.record, self.record_name = located.record, located.record_name
+        self.record_sha256 = located.record_sha256
         self.distribution = located.distribution
 
     def fail(self, status: Status, error: ArtifactError) -> None:
@@ -439,6 +441,19 @@ class Verifier:
         for rel, d in done:
             if rel == r.record_name:
                 r.sha256 = d.sha256
+                if d.sha256 != r.record_sha256:  # not the RECORD whose hashes are checked
+                    r.fail(
+                        "changed",
+                        ArtifactChangedError(
+                            f"spec {r.spec!r}: the RECORD of the installed "
+                            f"{r.artifact.installed} ({r.location}) changed while it was being "
+                            "verified. Wait for whatever installs it to finish, then verify "
+                            "again.",
+                            spec=r.spec,
+                            path=r.location / rel if r.location is not None else rel,
+                        ),
+                    )
+                    return
                 continue
             want, size = r.record[rel]
             if d.sha256 != want or (size is not None and d.size != size):
