@@ -277,3 +277,41 @@ def test_a_checkpoint_of_another_architecture_is_a_mismatch(root: Path, tmp_path
         manager(root, tmp_path, device="cpu").load(CLAP)
     assert exc.value.missing and not exc.value.unexpected
     assert all("fusion" in k or "mel_conv2d" in k for k in exc.value.missing)
+
+
+def test_built_without_initialising_it_computes_what_the_framework_build_computes(
+    shared_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.nn.init leaves every parameter as allocated while CLAP_Module is built (the
+    checkpoint fills them all): the same embeddings, bit for bit, as a build that
+    initialises them first."""
+    import contextlib
+
+    import dp_models.loaders.laion_clap as clap_loader
+
+    inits: list[str] = []
+    original = torch.nn.init.kaiming_uniform_
+
+    def counted(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        inits.append(type(tensor).__name__)
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", counted)
+    wave = np.sin(np.linspace(0, 2000, 48_000)).astype(np.float32)[None]
+
+    def embeddings() -> tuple[Any, Any]:
+        clap = manager(shared_root, tmp_path, device="cpu").load(CLAP)
+        with torch.inference_mode():
+            text = clap.get_text_embedding(TEXTS, use_tensor=True)
+            return text, clap.get_audio_embedding_from_data(wave)
+
+    text, audio = embeddings()
+    assert "Parameter" not in inits
+    with monkeypatch.context() as m:
+        m.setattr(
+            clap_loader, "parameters_left_uninitialised", lambda ctx: contextlib.nullcontext()
+        )
+        framework_text, framework_audio = embeddings()
+    assert "Parameter" in inits  # the framework's build initialises them
+    assert torch.equal(text, framework_text)
+    np.testing.assert_array_equal(audio, framework_audio)

@@ -68,7 +68,7 @@ def _write(path: Path, state: dict[str, torch.Tensor]) -> str:
     return sha256(path.read_bytes())
 
 
-def _spec(name: str, loader: str, args: str, path: str, fmt: str) -> str:
+def _spec(name: str, loader: str, args: str, path: str, fmt: str, engine: str = "torch") -> str:
     return textwrap.dedent(
         f"""\
         name: {name}
@@ -77,7 +77,7 @@ def _spec(name: str, loader: str, args: str, path: str, fmt: str) -> str:
         role: test
         users: [VisualProcessor/test]
         runtime: inprocess
-        engine: torch
+        engine: {engine}
         loader: {loader}
         loader_args: {args}
         artifacts:
@@ -87,12 +87,14 @@ def _spec(name: str, loader: str, args: str, path: str, fmt: str) -> str:
     )
 
 
-def _manager(tmp_path: Path, specs: dict[str, tuple[str, str, str, str]], root: Path) -> Any:
+def _manager(
+    tmp_path: Path, specs: dict[str, tuple[str, str, str, str]], root: Path, engine: str = "torch"
+) -> Any:
     catalog = tmp_path / "catalog"
     catalog.mkdir(exist_ok=True)
     entries = {}
     for name, (loader, args, path, fmt) in specs.items():
-        (catalog / f"{name}.yaml").write_text(_spec(name, loader, args, path, fmt))
+        (catalog / f"{name}.yaml").write_text(_spec(name, loader, args, path, fmt, engine))
         data = (root / path).read_bytes()
         entries[path] = LockEntry("file", sha256(data), len(data), None)
     lock = Lock(tmp_path / "site.lock.json", entries, exists=False)
@@ -171,8 +173,29 @@ def test_a_checkpoint_in_another_dtype_is_cast_as_the_framework_casts_it(tmp_pat
         assert torch.equal(model(x), reference(x))
 
 
-def test_a_module_with_non_persistent_buffers_keeps_the_framework_path(tmp_path: Path) -> None:
+@pytest.fixture
+def init_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What ``torch.nn.init`` initialised from now on: "parameter" or "tensor" per call."""
+    calls: list[str] = []
+    for name in ("kaiming_uniform_", "uniform_", "normal_"):
+        original = getattr(torch.nn.init, name)
+
+        def counted(tensor: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            calls.append("parameter" if isinstance(tensor, torch.nn.Parameter) else "tensor")
+            return _original(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.init, name, counted)
+    return calls
+
+
+def test_a_module_with_non_persistent_buffers_is_built_on_the_cpu_without_initialising(
+    tmp_path: Path, init_calls: list[str]
+) -> None:
+    """Its buffers are computed by its constructor; its parameters are left as allocated
+    (the checkpoint fills them), and it computes what the framework's load computes."""
     reference = BufferedNet()
+    assert init_calls.count("parameter") == 2  # the counter sees the framework's build
+    init_calls.clear()
     state = _randomised(reference, seed=5)
     root = tmp_path / "root"
     _write(root / "nets/buffered.pth", state)
@@ -181,6 +204,7 @@ def test_a_module_with_non_persistent_buffers_keeps_the_framework_path(tmp_path:
         tmp_path, {"buffered": ("torch_state_dict", args, "nets/buffered.pth", "pth")}, root
     )
     model = mm.load("buffered")
+    assert init_calls == []
     assert model.scale.device.type == "cpu"
     torch.testing.assert_close(model.scale, torch.linspace(0.5, 2.0, 4), rtol=0, atol=0)
     reference.load_state_dict(state)
@@ -288,3 +312,44 @@ def test_safetensors_go_straight_into_the_module_and_their_keys_are_checked(
     assert list(e.value.missing) == ["head.bias"]
     with pytest.raises(StateDictMismatchError, match=r"other shapes for 1 key\(s\) \[head.bias\]"):
         mm.load("wrong")
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_open_clip_computes_what_open_clips_own_load_computes(tmp_path: Path, fmt: str) -> None:
+    """Built without initialising (its text tower's causal mask computed as open_clip
+    computes it), filled from the file: the same embeddings as open_clip's own
+    ``create_model_and_transforms(pretrained=FILE)``, bit for bit, and the same transform."""
+    import logging
+
+    import numpy as np
+    import open_clip
+    from PIL import Image
+
+    from dp_models.testing.fakes.open_clip import tiny_model_kwargs
+
+    kwargs = tiny_model_kwargs(224)
+    logging.disable(logging.WARNING)  # open_clip's notice that it initialised randomly
+    try:
+        state = _randomised(open_clip.create_model("ViT-B-32", **kwargs), seed=12)
+    finally:
+        logging.disable(logging.NOTSET)
+    root = tmp_path / "root"
+    _write(root / f"clip/tiny.{fmt}", state)
+    args = f"{{model_name: ViT-B-32, pretrained_format: open_clip, model_kwargs: {kwargs}}}"
+    spec = ("open_clip", args, f"clip/tiny.{fmt}", fmt)
+    mm = _manager(tmp_path, {"tiny_clip": spec}, root, engine="open_clip")
+    clip = mm.load("tiny_clip")
+    own, _, own_preprocess = open_clip.create_model_and_transforms(
+        "ViT-B-32", pretrained=str(root / f"clip/tiny.{fmt}"), **kwargs
+    )
+    own.eval()
+    image = Image.fromarray(
+        np.random.default_rng(13).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    )
+    pixels = clip.preprocess(image)
+    assert torch.equal(pixels, own_preprocess(image))
+    tokens = clip.tokenizer(["a photo of a cat", "a dog"])
+    with torch.no_grad():
+        assert torch.equal(clip.model.encode_image(pixels[None]), own.encode_image(pixels[None]))
+        assert torch.equal(clip.model.encode_text(tokens), own.encode_text(tokens))
+    assert torch.equal(clip.model.attn_mask, own.attn_mask)

@@ -214,10 +214,14 @@ def _allowed(globals_: Iterable[Any]) -> Iterator[None]:
         yield
 
 
-def read_pickle(path: str | os.PathLike[str], *, allow: Iterable[Any] = ()) -> Any:
+def read_pickle(
+    path: str | os.PathLike[str], *, allow: Iterable[Any] = (), mmap: bool = False
+) -> Any:
     """The ``torch.save`` checkpoint at ``path`` read with torch's weights-only unpickler,
     with ``allow`` (classes or ``(object, "module.name")`` pairs) added to its allowlist
-    for this read. A protocol 3-5 pickle is read a second time, translated. Raises
+    for this read. A protocol 3-5 pickle is read a second time, translated. ``mmap``: the
+    tensors of a zip checkpoint are views of a private memory map of the file
+    (``torch.load(mmap=True)``; the caller copies them and drops them). Raises
     ``pickle.UnpicklingError`` as torch does."""
     import torch
 
@@ -227,7 +231,7 @@ def read_pickle(path: str | os.PathLike[str], *, allow: Iterable[Any] = ()) -> A
         warnings.filterwarnings("ignore", message="Detected pickle protocol")
         with _allowed(allow):
             try:  # a path: torch reads it with its own (fast) file reader
-                return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+                return torch.load(os.fspath(path), map_location="cpu", weights_only=True, mmap=mmap)
             except pickle.UnpicklingError as exc:
                 if "Unsupported operand" not in str(exc):
                     raise

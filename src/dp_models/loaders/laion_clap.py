@@ -51,7 +51,13 @@ from .._errors import (
     UnprovisionedTokenizerError,
 )
 from .base import LoadContext, Loader, LoaderArgs, require
-from .torch import fit_state_dict, read_checkpoint, unwrap_state_dict
+from .torch import (
+    advise_huge_pages,
+    fit_state_dict,
+    parameters_left_uninitialised,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 
 __all__ = ["LaionClapArgs", "LaionClapLoader"]
 
@@ -358,7 +364,13 @@ class LaionClapLoader(Loader[LaionClapArgs]):
             raise AssertionError("unreachable")
         checkpoint = _read_checkpoint(ctx, Path(art.path), art.format, args.weights_only)
         state = unwrap_state_dict(checkpoint, spec=ctx.spec.name, loader=_NAME)
-        with _local_roberta(laion_clap, config, tokenizer, name):
+        # every parameter comes from the checkpoint (a strict load): torch.nn.init leaves
+        # them as allocated; the audio front end's DFT matrices, HTSAT's own truncated
+        # normal init and RoBERTa's (transformers' init functions) still run
+        with (
+            _local_roberta(laion_clap, config, tokenizer, name),
+            parameters_left_uninitialised(ctx),
+        ):
             clap = laion_clap.CLAP_Module(
                 enable_fusion=args.enable_fusion,
                 device=ctx.device,
@@ -366,6 +378,7 @@ class LaionClapLoader(Loader[LaionClapArgs]):
                 tmodel="roberta",
             )
         label = f"{args.amodel} + roberta (enable_fusion: {str(args.enable_fusion).lower()})"
+        advise_huge_pages(_torch(name), clap.model.parameters())
         _load_weights(ctx, clap.model, state, label)
         clap.eval()
         return clap

@@ -30,15 +30,16 @@ loader_args: :class:`OpenClipArgs`.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import logging
 import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ from ._checkpoint import read_torchscript_state_dict
 from .base import LoadContext, Loader, LoaderArgs, require
 from .torch import (
     _unpickler_detail,
+    build_without_init,
     fit_state_dict,
     read_checkpoint,
     unwrap_state_dict,
@@ -79,7 +81,8 @@ class OpenClipModel:
     ``model`` is open_clip's ``CLIP`` in eval mode on ``device``; ``preprocess`` turns a PIL
     image into a ``(3, image_size, image_size)`` float tensor (open_clip's eval transform:
     resize, centre crop, OpenAI mean and std); ``tokenizer`` turns a list of strings into a
-    ``(N, context_length)`` LongTensor. Images go to the model in ``input_dtype``.
+    ``(N, context_length)`` LongTensor (made on first use). Images go to the model in
+    ``input_dtype``.
 
     >>> clip = mm.load("clip_vit_b32")                              # doctest: +SKIP
     >>> text = clip.text_embeddings(["a photo of a cat", "a dog"])  # doctest: +SKIP
@@ -89,11 +92,18 @@ class OpenClipModel:
 
     model: Any
     preprocess: Any
-    tokenizer: Any
     image_size: int
     context_length: int
     device: str
     input_dtype: Any  # torch.dtype
+    #: Makes the tokenizer (open_clip's, for ``model_name``), on first use of ``tokenizer``.
+    make_tokenizer: Callable[[], Any] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def tokenizer(self) -> Any:
+        """open_clip's tokenizer for the architecture, made on first use (reading its
+        vocabulary takes longer than building the model)."""
+        return self.make_tokenizer()
 
     def text_embeddings(self, prompts: Sequence[str], *, batch_size: int = 256) -> Any:
         """L2-normalised text embeddings of ``prompts``: a float32 ``(N, embed_dim)`` tensor
@@ -259,7 +269,7 @@ def _read_state_dict(ctx: LoadContext, path: Path, fmt: str, pretrained_format: 
                 spec=name,
                 loader=_NAME,
             ) from exc
-    return read_checkpoint(ctx, path, fmt, weights_only=True)
+    return read_checkpoint(ctx, path, fmt, weights_only=True, mapped=True)
 
 
 def _unwrap(ctx: LoadContext, checkpoint: Any, model: Any) -> dict[str, Any]:
@@ -281,6 +291,19 @@ def _load_weights(ctx: LoadContext, model: Any, state: Mapping[str, Any], label:
         shape_hint="The checkpoint is of another architecture or resolution than loader_args say.",
         key_hint="Check model_name and pretrained_format against the checkpoint.",
     )
+
+
+def _read_into(ctx: LoadContext, model: Any, label: str) -> bool:
+    """A safetensors state dict with exactly the model's keys, copied straight from the
+    verified file into the model (:func:`~dp_models.loaders.torch.read_safetensors_into`);
+    False, with nothing copied, for any other file (a prefixed or wrapped state dict,
+    another architecture): the general path reads it, or says what does not fit."""
+    from ._safetensors import read_into
+
+    found = read_into(_torch(ctx.spec.name), str(ctx.artifact("safetensors")), model.state_dict())
+    if found is None or any(found):
+        return False
+    return True
 
 
 def _check_preprocess(ctx: LoadContext, image_size: Any) -> int:
@@ -342,16 +365,22 @@ class OpenClipLoader(Loader[OpenClipArgs]):
         if art is None:
             ctx.artifact(*WEIGHT_FORMATS)  # raises: the spec has no weights artifact
             raise AssertionError("unreachable")
-        checkpoint = _read_state_dict(ctx, Path(art.path), art.format, args.pretrained_format)
+        precision, device = ctx.precision, ctx.device
         try:
             with _quiet():
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    args.model_name,
-                    pretrained=None,
-                    precision=ctx.precision,
-                    device=ctx.device,
-                    force_quick_gelu=openai,
-                    **kwargs,
+                # every parameter comes from the checkpoint: none is initialised (the text
+                # tower's causal mask, in no state dict, is computed as open_clip computes it)
+                model = build_without_init(
+                    ctx,
+                    lambda: open_clip.create_model(
+                        args.model_name,
+                        pretrained=None,
+                        precision=precision,
+                        device=device,
+                        force_quick_gelu=openai,
+                        **kwargs,
+                    ),
+                    meta=False,
                 )
         except TypeError as exc:
             raise LoaderArgsError(
@@ -361,16 +390,25 @@ class OpenClipLoader(Loader[OpenClipArgs]):
                 loader=_NAME,
             ) from exc
         size = _check_preprocess(ctx, model.visual.image_size)
-        _load_weights(ctx, model, _unwrap(ctx, checkpoint, model), repr(args.model_name))
+        label = repr(args.model_name)
+        if not (art.format == "safetensors" and _read_into(ctx, model, label)):
+            checkpoint = _read_state_dict(ctx, Path(art.path), art.format, args.pretrained_format)
+            _load_weights(ctx, model, _unwrap(ctx, checkpoint, model), label)
+            del checkpoint  # views of the file's map: none may outlive the copy
         model.eval()
+        transform = importlib.import_module("open_clip.transform")
+        preprocess = transform.image_transform_v2(
+            transform.PreprocessCfg(**model.visual.preprocess_cfg), is_train=False
+        )
         context_length = int(model.context_length)
-        tokenizer = open_clip.get_tokenizer(args.model_name, context_length=context_length)
         return OpenClipModel(
             model=model,
             preprocess=preprocess,
-            tokenizer=tokenizer,
             image_size=size,
             context_length=context_length,
             device=ctx.device,
             input_dtype=open_clip.get_input_dtype(ctx.precision) or _torch(name).float32,
+            make_tokenizer=functools.partial(
+                open_clip.get_tokenizer, args.model_name, context_length=context_length
+            ),
         )

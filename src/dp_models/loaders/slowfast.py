@@ -110,7 +110,7 @@ class SlowFastLoader(Loader[SlowFastArgs]):
         require("torch", extra=self.extra, spec=name)
         from ._slowfast_net import SlowFast
 
-        net, empty = build_without_init(ctx, lambda: SlowFast(**kwargs))
+        net = build_without_init(ctx, lambda: SlowFast(**kwargs))
         model = load_weights(
             ctx,
             net,
@@ -121,6 +121,6 @@ class SlowFastLoader(Loader[SlowFastArgs]):
             state_dict_key=args.state_dict_key,
             strip_prefix=None,
             weights_only=args.weights_only,
-            empty=empty,
+            empty=True,
         )
         return attach_categories(ctx, model, kwargs["num_classes"])

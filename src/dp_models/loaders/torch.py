@@ -18,7 +18,8 @@ import pickle
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,24 +114,40 @@ def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
     return model.to(device=ctx.device, dtype=dtypes[ctx.precision])
 
 
-def build_without_init(ctx: LoadContext, construct: Callable[[], Any]) -> tuple[Any, bool]:
-    """``construct()`` without initialising its parameters: built on torch's ``meta``
-    device (no memory, no random initialisation, which is most of a framework's own load
-    time and is overwritten by the checkpoint a moment later), then given uninitialised
-    CPU memory (``to_empty``), laid out as the framework's own build lays it out. Returns
-    ``(module, skipped)``: the caller must then load *every* parameter and buffer from the
-    checkpoint (a strict ``load_state_dict``), which copies into that memory exactly as the
-    framework's load does, so the model computes the same, bit for bit.
+def build_without_init(ctx: LoadContext, construct: Callable[[], Any], *, meta: bool = True) -> Any:
+    """``construct()`` without initialising its parameters, which is most of a framework's
+    own load time and is overwritten by the checkpoint a moment later. The caller must
+    then load *every* parameter and persistent buffer from the checkpoint (a strict
+    load), which copies into the module's memory exactly as the framework's load does, so
+    the model computes the same, bit for bit.
 
+    The module is built on torch's ``meta`` device (no memory, no initialisation), then
+    given fresh uninitialised CPU memory laid out as the framework's own build lays it out.
     A module with non-persistent buffers (computed at construction and in no state dict,
-    e.g. a position table) is built the framework's way instead, and ``skipped`` is False:
-    those buffers cannot come from the checkpoint."""
+    e.g. a causal attention mask) is built on the CPU instead, with ``torch.nn.init``
+    leaving every ``Parameter`` as allocated (in this thread only): its buffers are
+    computed as the framework computes them. ``meta=False`` goes that way at once (for a
+    class known to have such buffers)."""
     torch = _torch(ctx)
-    with torch.device("meta"), _meta_init_skipped(torch):
+    if meta:
+        with torch.device("meta"), _init_skipped(torch):
+            model = construct()
+        if not any(m._non_persistent_buffers_set for m in model.modules()):
+            return _on_cpu_uninitialised(torch, model)
+    with _init_skipped(torch, parameters=True):
         model = construct()
-    if any(m._non_persistent_buffers_set for m in model.modules()):
-        return construct(), False
-    return _on_cpu_uninitialised(torch, model), True
+    advise_huge_pages(torch, [*model.parameters(), *model.buffers()])
+    return model
+
+
+@contextlib.contextmanager
+def parameters_left_uninitialised(ctx: LoadContext) -> Iterator[None]:
+    """While a framework builds a model whose every parameter the caller then loads from a
+    checkpoint (strictly): ``torch.nn.init`` leaves each ``Parameter`` this thread creates
+    as allocated, as in :func:`build_without_init`'s CPU build, for a framework object
+    that is not itself a module (LAION-CLAP's ``CLAP_Module``)."""
+    with _init_skipped(_torch(ctx), parameters=True):
+        yield
 
 
 def _on_cpu_uninitialised(torch: Any, model: Any) -> Any:
@@ -153,7 +170,53 @@ def _on_cpu_uninitialised(torch: Any, model: Any) -> Any:
             if id(buf) not in made:
                 made[id(buf)] = torch.empty(buf.shape, dtype=buf.dtype, device="cpu")
             module._buffers[key] = made[id(buf)]
+    advise_huge_pages(torch, made.values())
     return model
+
+
+_HUGE_PAGE = 2 << 20
+_madvise: Any = None
+
+
+def advise_huge_pages(torch: Any, tensors: Iterable[Any]) -> None:
+    """Ask Linux to back the large CPU tensors about to be filled from a checkpoint with
+    transparent huge pages (``madvise(MADV_HUGEPAGE)`` on each one's whole 2 MiB pages):
+    a fresh allocation is otherwise faulted in 4 KiB at a time as the checkpoint is copied
+    in, which costs more than the copy. Only the kernel's page size changes, never a value;
+    where the call is not available (another OS, THP disabled) nothing is asked."""
+    global _madvise
+    if _madvise is None:
+        _madvise = _libc_madvise()
+    if not _madvise:
+        return
+    for tensor in tensors:
+        if tensor.device.type != "cpu":
+            continue
+        start = tensor.data_ptr()
+        end = start + tensor.numel() * tensor.element_size()
+        first = -(-start // _HUGE_PAGE) * _HUGE_PAGE
+        last = end // _HUGE_PAGE * _HUGE_PAGE
+        if last > first:
+            _madvise(first, last - first, _MADV_HUGEPAGE)  # a refusal changes nothing
+
+
+_MADV_HUGEPAGE = 14  # linux/mman.h
+
+
+def _libc_madvise() -> Any:
+    """libc's ``madvise``, or False where there is none to call (not Linux)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return False
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
 
 
 #: ``torch.nn.init`` functions that a module's constructor calls on its parameters.
@@ -174,64 +237,74 @@ _INIT_FUNCTIONS = (
     "sparse_",
 )
 _INIT_LOCK = threading.Lock()
-_init_patch: dict[str, Any] = {}  # the originals, while the skipping versions are in place
+#: (module, name, original) of each patched name, while the skipping versions are in place.
+_init_patch: list[tuple[Any, str, Any]] = []
 _init_users = 0
+#: ``parameters``: how deep this thread is in builds whose parameters are left as allocated.
+_skip_here = threading.local()
 
 
-def _skipping(original: Any) -> Any:
+def _parameters_skipped() -> bool:
+    return bool(getattr(_skip_here, "parameters", 0))
+
+
+def _skipping(original: Any, parameter: type) -> Any:
     @functools.wraps(original)
     def init(tensor: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(tensor, "is_meta", False):
             return tensor  # a meta tensor has no values to initialise
+        if isinstance(tensor, parameter) and _parameters_skipped():
+            return tensor  # the checkpoint fills it (build_without_init's CPU build)
         return original(tensor, *args, **kwargs)
 
     return init
 
 
-@contextlib.contextmanager
-def _meta_init_skipped(torch: Any) -> Iterator[None]:
-    """While building on ``meta``: ``torch.nn.init``'s functions return a meta tensor as it
-    is (on ``meta`` they would only run torch's slow Python decompositions of random
-    number generation, for values that do not exist). Any other tensor, in any thread, is
-    initialised by the original function as before."""
-    global _init_users
+def _init_names(torch: Any) -> list[tuple[Any, str, Any]]:
+    """Where ``torch.nn.init``'s functions are reachable by name in torch.nn: the module
+    itself and every loaded ``torch.nn`` module holding one of them under its own name."""
+    import sys
+
     init = torch.nn.init
+    originals = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
+    found = [(init, name, original) for name, original in originals.items()]
+    for module_name, module in list(sys.modules.items()):
+        if module is init or not module_name.startswith("torch.nn."):
+            continue
+        names = getattr(module, "__dict__", {})
+        found += [(module, n, f) for n, f in originals.items() if names.get(n) is f]
+    return found
+
+
+@contextlib.contextmanager
+def _init_skipped(torch: Any, *, parameters: bool = False) -> Iterator[None]:
+    """While a module is built: ``torch.nn.init``'s functions return a meta tensor as it
+    is (on ``meta`` they would only run torch's slow Python decompositions of random
+    number generation, for values that do not exist), and with ``parameters``, any
+    ``Parameter`` initialised by this thread as well (the checkpoint fills it). Any other
+    tensor, and any tensor in another thread, is initialised by the original function as
+    before (a buffer computed with ``torch.nn.init`` keeps its values). The torch.nn
+    modules that imported these functions by name (``nn.MultiheadAttention``'s
+    ``xavier_uniform_``) get the same versions."""
+    global _init_users
     with _INIT_LOCK:
         if _init_users == 0:
-            for name in _INIT_FUNCTIONS:
-                original = getattr(init, name, None)
-                if original is not None:
-                    _init_patch[name] = original
-                    setattr(init, name, _skipping(original))
+            _init_patch.extend(_init_names(torch))
+            for module, name, original in _init_patch:
+                setattr(module, name, _skipping(original, torch.nn.Parameter))
         _init_users += 1
+    depth: int = getattr(_skip_here, "parameters", 0)
+    _skip_here.parameters = depth + 1 if parameters else depth
     try:
         yield
     finally:
+        _skip_here.parameters = depth
         with _INIT_LOCK:
             _init_users -= 1
             if _init_users == 0:
-                for name, original in _init_patch.items():
-                    setattr(init, name, original)
+                for module, name, original in _init_patch:
+                    setattr(module, name, original)
                 _init_patch.clear()
-
-
-def _assignable(model: Any, state: Mapping[str, Any]) -> dict[str, Any]:
-    """``state`` ready to be assigned to ``model``'s parameters and buffers: each tensor
-    in the dtype the module declares (``load_state_dict`` casts as it copies), contiguous
-    and 64-byte aligned as a fresh allocation is (a view into a shared or packed buffer
-    takes other kernels, whose results differ in the last bits); any other tensor is
-    copied once to make it so."""
-    own = model.state_dict()
-    out = dict(state)
-    for key, value in state.items():
-        target = own.get(key)
-        if target is None or not hasattr(value, "data_ptr"):
-            continue
-        if value.dtype != target.dtype:
-            out[key] = value.to(target.dtype)
-        elif not value.is_contiguous() or value.data_ptr() % 64:
-            out[key] = value.clone(memory_format=_torch().contiguous_format)
-    return out
 
 
 def read_safetensors_into(
@@ -361,6 +434,7 @@ def read_checkpoint(
     *,
     allow: Sequence[Any] = (),
     what: str = "tensors",
+    mapped: bool = False,
 ) -> Any:
     """The checkpoint of ``ctx``'s artifact of format ``fmt`` (``path`` as the spec names
     it, for messages), read from the verified, open file: safetensors without any pickle; a
@@ -368,7 +442,14 @@ def read_checkpoint(
     protocol, see :mod:`._checkpoint`), or, where the spec opted out with
     ``weights_only: false``, with torch's full unpickler. A pickle that asks for anything
     else is an :class:`UnsafeCheckpointError` (nothing in it ran); one that cannot be read
-    at all a :class:`LoaderError`."""
+    at all a :class:`LoaderError`.
+
+    ``mapped``: the caller copies every tensor into a module at once and drops the rest
+    (:func:`fit_state_dict` on a module from :func:`build_without_init`), so the tensors
+    of a zip checkpoint may be views of a private, read-only-by-use memory map of the
+    verified file (``torch.load(mmap=True)``): the checkpoint's bytes are copied once,
+    from the page cache into the module, instead of into new tensors first. Nothing may
+    keep such a tensor: the model never refers to the file."""
     name = ctx.spec.name
     # the path leads to the verified, open file (LoadContext.artifact); frameworks read a
     # path with their own native readers, faster than through any Python file object
@@ -377,10 +458,11 @@ def read_checkpoint(
         st = require("safetensors.torch", extra="torch", spec=name)
         return st.load_file(verified, device="cpu")
     torch = _torch(ctx)
+    mapped = mapped and zipfile.is_zipfile(verified)  # torch maps zip checkpoints only
     if not weights_only:
-        return torch.load(verified, map_location="cpu", weights_only=False)
+        return torch.load(verified, map_location="cpu", weights_only=False, mmap=mapped)
     try:
-        return read_pickle(verified, allow=allow)
+        return read_pickle(verified, allow=allow, mmap=mapped)
     except UnsupportedPickleError as exc:
         raise LoaderError(
             f"spec {name!r}: {path} cannot be read as a checkpoint ({exc}); the file passed "
@@ -469,19 +551,14 @@ def fit_state_dict(
     shape_hint: str,
     key_hint: str,
     strict: bool = True,
-    assign: bool = False,
 ) -> None:
     """Load ``state`` into ``model`` with every key accounted for (``strict``; otherwise
     missing and unexpected keys are allowed). Other shapes for the same keys, and missing
     or unexpected keys, raise :class:`StateDictMismatchError` saying ``{what}`` and the
-    hint that fits (``shape_hint`` / ``key_hint``). ``assign`` (a model from
-    :func:`build_without_init`, ``state`` freshly read, each tensor in storage of its own):
-    the module takes the checkpoint's tensors instead of copying them (:func:`_assignable`
-    keeps what it computes the same)."""
-    if assign:
-        state = _assignable(model, state)
+    hint that fits (``shape_hint`` / ``key_hint``). The tensors are copied into the
+    module's own memory (cast to its dtypes), as the frameworks' loads do."""
     try:
-        result = model.load_state_dict(state, strict=False, assign=assign)
+        result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # same keys, other shapes: torch lists them a line each
         lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         shown = "; ".join(line.rstrip(".") for line in lines[:3]) or str(exc).strip()
@@ -523,7 +600,7 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
         cls = _import_class(ctx, args.class_path)
         try:
             if args.strict:  # every parameter comes from the checkpoint: none initialised
-                model, empty = build_without_init(ctx, lambda: cls(**args.kwargs))
+                model, empty = build_without_init(ctx, lambda: cls(**args.kwargs)), True
             else:  # the missing ones keep the class's own initialisation
                 model, empty = cls(**args.kwargs), False
         except TypeError as exc:
@@ -552,7 +629,7 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
                 key_hint=key_hint,
             )
         ):
-            checkpoint = read_checkpoint(ctx, path, fmt, args.weights_only)
+            checkpoint = read_checkpoint(ctx, path, fmt, args.weights_only, mapped=True)
             state = _state_dict(ctx, checkpoint, args.state_dict_key, args.strip_prefix)
             fit_state_dict(
                 model,
@@ -563,8 +640,8 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
                 shape_hint=shape_hint,
                 key_hint=key_hint,
                 strict=args.strict,
-                assign=empty and fmt != "safetensors",
             )
+            del checkpoint, state  # views of the file's map: none may outlive the copy
         model = _apply_precision(model, ctx, self.name)
         model.eval()
         return model

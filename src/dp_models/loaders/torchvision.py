@@ -117,7 +117,7 @@ def load_weights(
         )
     ):
         return _finish(ctx, model, loader)
-    checkpoint = read_checkpoint(ctx, path, fmt, weights_only)
+    checkpoint = read_checkpoint(ctx, path, fmt, weights_only, mapped=True)
     state = _state_dict(ctx, checkpoint, state_dict_key, strip_prefix)
     fit_state_dict(
         model,
@@ -127,8 +127,8 @@ def load_weights(
         what=what,
         shape_hint=hint,
         key_hint=hint,
-        assign=empty and fmt != "safetensors",
     )
+    del checkpoint, state  # views of the file's map: none may outlive the copy
     return _finish(ctx, model, loader)
 
 
@@ -257,7 +257,7 @@ class TorchvisionLoader(Loader[TorchvisionArgs]):
         arch = _check_arch(ctx, tv, args.arch, args.feature_extractor)
         kwargs = _builder_kwargs(tv, arch, args)
         try:
-            model, empty = build_without_init(ctx, lambda: tv.models.get_model(arch, **kwargs))
+            model = build_without_init(ctx, lambda: tv.models.get_model(arch, **kwargs))
         except (TypeError, ValueError) as exc:
             shown = {k: v for k, v in kwargs.items() if k not in ("weights", "weights_backbone")}
             raise LoaderArgsError(
@@ -274,7 +274,7 @@ class TorchvisionLoader(Loader[TorchvisionArgs]):
             state_dict_key=args.state_dict_key,
             strip_prefix=args.strip_prefix,
             weights_only=args.weights_only,
-            empty=empty,
+            empty=True,
         )
         if args.feature_extractor:
             model = _remove_classifier(ctx, torch, model, arch)
