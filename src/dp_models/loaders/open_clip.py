@@ -380,7 +380,6 @@ class OpenClipLoader(Loader[OpenClipArgs]):
                         force_quick_gelu=openai,
                         **kwargs,
                     ),
-                    meta=False,
                 )
         except TypeError as exc:
             raise LoaderArgsError(

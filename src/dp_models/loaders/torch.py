@@ -111,30 +111,33 @@ def _apply_precision(model: Any, ctx: LoadContext, loader: str) -> Any:
             precision=ctx.precision,
             device=ctx.device,
         )
-    return model.to(device=ctx.device, dtype=dtypes[ctx.precision])
+    dtype, device = dtypes[ctx.precision], torch.device(ctx.device)
+    if device.type == "cpu" and all(
+        t.device.type == "cpu"
+        and (t.dtype == dtype or not (t.is_floating_point() or t.is_complex()))
+        for t in (*model.parameters(), *model.buffers())
+    ):
+        return model  # already there: Module.to would walk every module to change nothing
+    return model.to(device=ctx.device, dtype=dtype)
 
 
-def build_without_init(ctx: LoadContext, construct: Callable[[], Any], *, meta: bool = True) -> Any:
+def build_without_init(ctx: LoadContext, construct: Callable[[], Any]) -> Any:
     """``construct()`` without initialising its parameters, which is most of a framework's
-    own load time and is overwritten by the checkpoint a moment later. The caller must
-    then load *every* parameter and persistent buffer from the checkpoint (a strict
-    load), which copies into the module's memory exactly as the framework's load does, so
-    the model computes the same, bit for bit.
+    own load time and is overwritten by the checkpoint a moment later: while the module is
+    built, ``torch.nn.init``'s functions leave every ``Parameter`` as allocated (in this
+    thread only; any other tensor, such as a buffer computed in the constructor, and any
+    tensor of another thread, is initialised as before). The caller must then load
+    *every* parameter from the checkpoint (a strict load), which copies into the module's
+    memory exactly as the framework's load does, so the model computes the same, bit for
+    bit. The parameters are the framework's own allocations, laid out as its build lays
+    them out; on Linux the large ones are backed by huge pages (:func:`advise_huge_pages`).
 
-    The module is built on torch's ``meta`` device (no memory, no initialisation), then
-    given fresh uninitialised CPU memory laid out as the framework's own build lays it out.
-    A module with non-persistent buffers (computed at construction and in no state dict,
-    e.g. a causal attention mask) is built on the CPU instead, with ``torch.nn.init``
-    leaving every ``Parameter`` as allocated (in this thread only): its buffers are
-    computed as the framework computes them. ``meta=False`` goes that way at once (for a
-    class known to have such buffers)."""
+    This beats building on torch's ``meta`` device and allocating afterwards (measured:
+    the meta device's dispatch costs more than the allocations it saves), and it keeps
+    non-persistent buffers (computed at construction, in no state dict: a causal attention
+    mask) as the framework computes them."""
     torch = _torch(ctx)
-    if meta:
-        with torch.device("meta"), _init_skipped(torch):
-            model = construct()
-        if not any(m._non_persistent_buffers_set for m in model.modules()):
-            return _on_cpu_uninitialised(torch, model)
-    with _init_skipped(torch, parameters=True):
+    with _init_skipped(torch):
         model = construct()
     advise_huge_pages(torch, [*model.parameters(), *model.buffers()])
     return model
@@ -142,36 +145,12 @@ def build_without_init(ctx: LoadContext, construct: Callable[[], Any], *, meta: 
 
 @contextlib.contextmanager
 def parameters_left_uninitialised(ctx: LoadContext) -> Iterator[None]:
-    """While a framework builds a model whose every parameter the caller then loads from a
-    checkpoint (strictly): ``torch.nn.init`` leaves each ``Parameter`` this thread creates
-    as allocated, as in :func:`build_without_init`'s CPU build, for a framework object
-    that is not itself a module (LAION-CLAP's ``CLAP_Module``)."""
-    with _init_skipped(_torch(ctx), parameters=True):
+    """:func:`build_without_init`'s build, for a framework object that is not itself a
+    module (LAION-CLAP's ``CLAP_Module``): while it is built, ``torch.nn.init`` leaves each
+    ``Parameter`` this thread creates as allocated. The caller then loads every parameter
+    from a checkpoint (strictly)."""
+    with _init_skipped(_torch(ctx)):
         yield
-
-
-def _on_cpu_uninitialised(torch: Any, model: Any) -> Any:
-    """``model.to_empty(device="cpu")``, without its detour through torch's Python
-    decompositions for meta tensors: each parameter and buffer gets a fresh CPU tensor of
-    its shape and dtype (contiguous, as a framework's own build allocates them); a tensor
-    shared by several modules stays shared."""
-    made: dict[int, Any] = {}
-    for module in model.modules():
-        for key, param in module._parameters.items():
-            if param is None:
-                continue
-            if id(param) not in made:
-                data = torch.empty(param.shape, dtype=param.dtype, device="cpu")
-                made[id(param)] = torch.nn.Parameter(data, requires_grad=param.requires_grad)
-            module._parameters[key] = made[id(param)]
-        for key, buf in module._buffers.items():
-            if buf is None:
-                continue
-            if id(buf) not in made:
-                made[id(buf)] = torch.empty(buf.shape, dtype=buf.dtype, device="cpu")
-            module._buffers[key] = made[id(buf)]
-    advise_huge_pages(torch, made.values())
-    return model
 
 
 _HUGE_PAGE = 2 << 20
@@ -240,21 +219,19 @@ _INIT_LOCK = threading.Lock()
 #: (module, name, original) of each patched name, while the skipping versions are in place.
 _init_patch: list[tuple[Any, str, Any]] = []
 _init_users = 0
-#: ``parameters``: how deep this thread is in builds whose parameters are left as allocated.
+#: ``depth``: how deep this thread is in builds whose parameters are left as allocated.
 _skip_here = threading.local()
 
 
-def _parameters_skipped() -> bool:
-    return bool(getattr(_skip_here, "parameters", 0))
+def _skipped_here() -> bool:
+    return bool(getattr(_skip_here, "depth", 0))
 
 
 def _skipping(original: Any, parameter: type) -> Any:
     @functools.wraps(original)
     def init(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(tensor, "is_meta", False):
-            return tensor  # a meta tensor has no values to initialise
-        if isinstance(tensor, parameter) and _parameters_skipped():
-            return tensor  # the checkpoint fills it (build_without_init's CPU build)
+        if isinstance(tensor, parameter) and _skipped_here():
+            return tensor  # the checkpoint fills it (build_without_init)
         return original(tensor, *args, **kwargs)
 
     return init
@@ -277,15 +254,12 @@ def _init_names(torch: Any) -> list[tuple[Any, str, Any]]:
 
 
 @contextlib.contextmanager
-def _init_skipped(torch: Any, *, parameters: bool = False) -> Iterator[None]:
-    """While a module is built: ``torch.nn.init``'s functions return a meta tensor as it
-    is (on ``meta`` they would only run torch's slow Python decompositions of random
-    number generation, for values that do not exist), and with ``parameters``, any
-    ``Parameter`` initialised by this thread as well (the checkpoint fills it). Any other
-    tensor, and any tensor in another thread, is initialised by the original function as
-    before (a buffer computed with ``torch.nn.init`` keeps its values). The torch.nn
-    modules that imported these functions by name (``nn.MultiheadAttention``'s
-    ``xavier_uniform_``) get the same versions."""
+def _init_skipped(torch: Any) -> Iterator[None]:
+    """While a module is built in this thread: ``torch.nn.init``'s functions return any
+    ``Parameter`` as it is (the checkpoint fills it). Any other tensor, and any tensor in
+    another thread, is initialised by the original function as before. The functions are
+    replaced (once, however many threads build) in ``torch.nn.init`` and in the torch.nn
+    modules that imported them by name (``nn.MultiheadAttention``'s ``xavier_uniform_``)."""
     global _init_users
     with _INIT_LOCK:
         if _init_users == 0:
@@ -293,12 +267,12 @@ def _init_skipped(torch: Any, *, parameters: bool = False) -> Iterator[None]:
             for module, name, original in _init_patch:
                 setattr(module, name, _skipping(original, torch.nn.Parameter))
         _init_users += 1
-    depth: int = getattr(_skip_here, "parameters", 0)
-    _skip_here.parameters = depth + 1 if parameters else depth
+    depth: int = getattr(_skip_here, "depth", 0)
+    _skip_here.depth = depth + 1
     try:
         yield
     finally:
-        _skip_here.parameters = depth
+        _skip_here.depth = depth
         with _INIT_LOCK:
             _init_users -= 1
             if _init_users == 0:

@@ -1,11 +1,12 @@
-"""Loads that build the module on torch's ``meta`` device and assign the checkpoint's
-tensors: the model computes exactly what the framework's own load of the same file
-computes (bit for bit), in both checkpoint formats, and a module whose buffers cannot come
-from a checkpoint keeps the framework's path."""
+"""Loads that build the module without initialising its parameters and fill it from the
+checkpoint: the model computes exactly what the framework's own load of the same file
+computes (bit for bit), in both checkpoint formats; buffers computed at construction keep
+their values; another thread's builds initialise as before."""
 
 from __future__ import annotations
 
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from safetensors.torch import save_file
 
 from dp_models import ModelManager
 from dp_models._lock import Lock, LockEntry
-from dp_models.loaders import torch as torch_loader
 
 from .conftest import sha256
 
@@ -113,7 +113,7 @@ def test_torch_state_dict_computes_what_the_framework_load_computes(
     root = tmp_path / "root"
     path = f"nets/norm.{fmt}"
     _write(root / path, state)
-    args = "{class_path: 'tests.test_meta_loads:NormNet'}"
+    args = "{class_path: 'tests.test_uninitialised_loads:NormNet'}"
     mm = _manager(tmp_path, {"norm": ("torch_state_dict", args, path, fmt)}, root)
     model = mm.load("norm")
     reference.load_state_dict(state)  # the framework's own load
@@ -123,54 +123,6 @@ def test_torch_state_dict_computes_what_the_framework_load_computes(
         assert torch.equal(model(x), reference(x))
     assert all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
     assert model.norm.num_batches_tracked.dtype == torch.int64
-
-
-def test_the_meta_build_initialises_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The point of the meta build: no parameter is allocated or randomly initialised."""
-    seen: list[str] = []
-    original = torch_loader.build_without_init
-
-    def spy(ctx: Any, construct: Any) -> Any:
-        def watched() -> Any:  # where the class builds its parameters
-            model = construct()
-            seen.append(next(model.parameters()).device.type)
-            return model
-
-        return original(ctx, watched)
-
-    monkeypatch.setattr(torch_loader, "build_without_init", spy)
-    reference = NormNet()
-    root = tmp_path / "root"
-    _write(root / "nets/norm.safetensors", _randomised(reference, seed=2))
-    args = "{class_path: 'tests.test_meta_loads:NormNet'}"
-    mm = _manager(
-        tmp_path, {"norm": ("torch_state_dict", args, "nets/norm.safetensors", "safetensors")}, root
-    )
-    mm.load("norm")
-    assert seen == ["meta"]
-
-
-def test_a_checkpoint_in_another_dtype_is_cast_as_the_framework_casts_it(tmp_path: Path) -> None:
-    reference = NormNet()
-    state = {
-        k: v.half() if v.is_floating_point() else v
-        for k, v in _randomised(reference, seed=3).items()
-    }
-    root = tmp_path / "root"
-    _write(root / "nets/half.safetensors", state)
-    args = "{class_path: 'tests.test_meta_loads:NormNet'}"
-    mm = _manager(
-        tmp_path, {"half": ("torch_state_dict", args, "nets/half.safetensors", "safetensors")}, root
-    )
-    model = mm.load("half")
-    reference.load_state_dict(state)
-    reference.eval()
-    assert {p.dtype for p in model.parameters()} == {torch.float32}
-    x = torch.randn(1, 3, 10, 10, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        assert torch.equal(model(x), reference(x))
 
 
 @pytest.fixture
@@ -188,7 +140,72 @@ def init_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_a_module_with_non_persistent_buffers_is_built_on_the_cpu_without_initialising(
+class WaitingNet(NormNet):
+    """A NormNet whose constructor waits until the test lets it finish."""
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def __init__(self) -> None:
+        super().__init__()
+        WaitingNet.started.set()
+        WaitingNet.release.wait(30)
+
+
+def test_the_build_initialises_no_parameter_and_other_threads_initialise_theirs(
+    tmp_path: Path, init_calls: list[str]
+) -> None:
+    reference = NormNet()
+    assert init_calls.count("parameter") == 4  # the counter sees the framework's build
+    init_calls.clear()
+    root = tmp_path / "root"
+    state = _randomised(reference, seed=2)
+    _write(root / "nets/norm.safetensors", state)
+    args = "{class_path: 'tests.test_uninitialised_loads:WaitingNet'}"
+    mm = _manager(
+        tmp_path, {"norm": ("torch_state_dict", args, "nets/norm.safetensors", "safetensors")}, root
+    )
+    loaded: list[Any] = []
+    loader = threading.Thread(target=lambda: loaded.append(mm.load("norm")))
+    loader.start()
+    try:
+        assert WaitingNet.started.wait(30)
+        assert init_calls == []  # the load's build, halfway: nothing initialised
+        torch.nn.Linear(3, 2)  # this thread, meanwhile: initialised as usual
+        assert init_calls == ["parameter", "parameter"]
+    finally:
+        WaitingNet.release.set()
+        loader.join(30)
+    assert init_calls == ["parameter", "parameter"] and len(loaded) == 1
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(7))
+    reference.load_state_dict(state)
+    reference.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded[0](x), reference(x))
+
+
+def test_a_checkpoint_in_another_dtype_is_cast_as_the_framework_casts_it(tmp_path: Path) -> None:
+    reference = NormNet()
+    state = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in _randomised(reference, seed=3).items()
+    }
+    root = tmp_path / "root"
+    _write(root / "nets/half.safetensors", state)
+    args = "{class_path: 'tests.test_uninitialised_loads:NormNet'}"
+    mm = _manager(
+        tmp_path, {"half": ("torch_state_dict", args, "nets/half.safetensors", "safetensors")}, root
+    )
+    model = mm.load("half")
+    reference.load_state_dict(state)
+    reference.eval()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    x = torch.randn(1, 3, 10, 10, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+def test_a_module_with_non_persistent_buffers_keeps_them(
     tmp_path: Path, init_calls: list[str]
 ) -> None:
     """Its buffers are computed by its constructor; its parameters are left as allocated
@@ -199,7 +216,7 @@ def test_a_module_with_non_persistent_buffers_is_built_on_the_cpu_without_initia
     state = _randomised(reference, seed=5)
     root = tmp_path / "root"
     _write(root / "nets/buffered.pth", state)
-    args = "{class_path: 'tests.test_meta_loads:BufferedNet'}"
+    args = "{class_path: 'tests.test_uninitialised_loads:BufferedNet'}"
     mm = _manager(
         tmp_path, {"buffered": ("torch_state_dict", args, "nets/buffered.pth", "pth")}, root
     )
@@ -292,7 +309,7 @@ def test_safetensors_go_straight_into_the_module_and_their_keys_are_checked(
     _write(root / "nets/missing.safetensors", state)
     wrong = dict(_randomised(reference, seed=13), **{"head.bias": torch.zeros(3)})
     _write(root / "nets/wrong.safetensors", wrong)
-    base = "{class_path: 'tests.test_meta_loads:NormNet', strip_prefix: 'module.'}"
+    base = "{class_path: 'tests.test_uninitialised_loads:NormNet', strip_prefix: 'module.'}"
     mm = _manager(
         tmp_path,
         {
