@@ -39,10 +39,11 @@ def test_all_is_sorted_and_resolves() -> None:
 
 #: Raised and translated inside dp_models (never reach a caller): in the tree, not exported.
 INTERNAL_ERRORS = {
-    "DeadlineError",  # these three: dp_models.triton.transport's signals to the client
+    "DeadlineError",  # these four: dp_models.triton.transport's signals to the client
     "JsonRejectedError",
     "NewConnectionError",
     "ServerAnswerError",
+    "SharedMemoryRefusedError",
     "UnsupportedPickleError",
     "YamlRejectedError",
 }

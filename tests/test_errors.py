@@ -109,6 +109,10 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     ),
     "TritonInputError": (("bad inputs",), {**TRITON, "problems": ["shape", "dtype"]}),
     "TritonInferenceError": (("the server failed",), TRITON),
+    "TritonSharedMemoryError": (
+        ("shared memory refused",),
+        {**TRITON, "reason": "the server could not open /dp_models_1_ab"},
+    ),
     "TritonExportError": (("not a Triton spec",), {"spec": "emonet_8"}),
     "ArtifactError": (("artifact problem",), ARTIFACT),
     "ArtifactMissingError": (("missing",), ARTIFACT),
@@ -167,6 +171,7 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "DeadlineError": (("no complete answer within 30 s",), {}),
     "ServerAnswerError": (("unexpected shape for input 'x'",), {}),
     "NewConnectionError": ((), {}),
+    "SharedMemoryRefusedError": (("no /dev/shm on this host",), {}),
 }
 
 

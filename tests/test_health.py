@@ -104,6 +104,7 @@ def test_a_report_with_replicas_as_json() -> None:
         "served_digest_verified": False,
         "error": "other weights",
         "error_type": "TritonDigestMismatchError",
+        "shared_memory": None,
     }
     assert json.loads(json.dumps(data)) == data
 

@@ -555,6 +555,7 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
             endpoints=endpoints,
             ready_timeout_s=args.triton_timeout,
             replicas=settings.triton_replicas,
+            shared_memory=settings.triton_shared_memory,
         )
     finally:
         _close(verifier)

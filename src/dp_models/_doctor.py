@@ -144,6 +144,7 @@ def diagnose(
     endpoints: Mapping[str, str] | None = None,
     ready_timeout_s: float = 10.0,
     replicas: Mapping[str, str] | None = None,
+    shared_memory: Mapping[str, str] | None = None,
 ) -> list[SpecHealth]:
     """Check ``names`` (all specs when empty) and return one :class:`SpecHealth` each.
 
@@ -151,7 +152,8 @@ def diagnose(
     Triton spec whose endpoint has a URL against it (every replica), waiting at most
     ``ready_timeout_s`` for readiness per replica; no other address is contacted. None: no
     endpoint is contacted. ``replicas`` (endpoint name -> ``urls`` or ``dns``): how each
-    endpoint's replicas are found (default ``urls``)."""
+    endpoint's replicas are found (default ``urls``); ``shared_memory`` (endpoint name ->
+    ``auto``, ``on`` or ``off``, default ``auto``): each endpoint's mode, for the reports."""
     from .triton.health import Deployment, check_deployments
 
     specs = [catalog[n] for n in names] if names else list(catalog.values())
@@ -167,9 +169,14 @@ def diagnose(
                 continue
             expected = catalog.expected_digest(spec)
             url = endpoints[spec.triton.endpoint]
-            mode = (replicas or {}).get(spec.triton.endpoint, "urls")
             deployments.append(
-                Deployment(spec, url, expected.sha256 if expected else None, replicas=mode)
+                Deployment(
+                    spec,
+                    url,
+                    expected.sha256 if expected else None,
+                    replicas=(replicas or {}).get(spec.triton.endpoint, "urls"),
+                    shared_memory=(shared_memory or {}).get(spec.triton.endpoint, "auto"),
+                )
             )
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
         served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}

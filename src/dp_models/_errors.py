@@ -31,7 +31,10 @@
     │   ├── TritonMetadataMismatchError (ValueError) served tensors differ; .differences
     │   ├── TritonDigestMismatchError (ValueError) served weights digest; .expected, .actual
     │   ├── TritonInputError (ValueError)    inputs that do not fit the spec; .problems
-    │   └── TritonInferenceError (RuntimeError) the server refused or failed a request
+    │   ├── TritonInferenceError (RuntimeError) the server refused or failed a request
+    │   └── TritonSharedMemoryError          shared memory required (mode on), but the server
+    │                                        or this host refused it; also a
+    │                                        ConfigurationError (a setting to change); .reason
     ├── TritonExportError (ValueError)       a model repository that cannot be written; .spec
     ├── ArtifactError                        one artifact of one spec; .spec, .path
     │   ├── ArtifactMissingError (FileNotFoundError)
@@ -80,7 +83,8 @@
     │   from a Triton transport to the client (dp_models.triton.transport), a TritonError then:
     ├── DeadlineError (TimeoutError)         no complete answer within the call's timeout
     ├── ServerAnswerError                    the server answered with an error
-    └── NewConnectionError                   the call would use a connection opened since
+    ├── NewConnectionError                   the call would use a connection opened since
+    └── SharedMemoryRefusedError             no shared memory with the server; .reason
 
 Each leaf also subclasses the builtin a caller would naturally catch, and carries the
 facts as attributes so that code and tests never parse messages. Messages are written
@@ -155,6 +159,7 @@ __all__ = [
     "TritonMetadataMismatchError",
     "TritonServerError",
     "TritonServerNotFoundError",
+    "TritonSharedMemoryError",
     "TritonTimeoutError",
     "TritonUnavailableError",
     "UnpinnedArtifactError",
@@ -567,6 +572,17 @@ class TritonInferenceError(TritonError, RuntimeError):
     cannot be read (token ids outside the vocabulary of the tokenizer the spec requires)."""
 
 
+class TritonSharedMemoryError(TritonError, ConfigurationError):
+    """The endpoint's shared-memory mode is ``on`` (the server shares this host), but the
+    server does not take the client's system shared memory, or this host cannot make it;
+    ``reason`` says what was found. Set the mode to ``auto`` or ``off``, or run the server
+    where it sees this host's ``/dev/shm``."""
+
+    def __init__(self, message: str, *, spec: str, endpoint: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message, spec=spec, endpoint=endpoint)
+
+
 class TritonExportError(DPModelsError, ValueError):
     """A model repository that cannot be written as asked: a spec that is not a Triton
     spec or cannot be exported, clashing names, an output directory in the way.
@@ -829,3 +845,13 @@ class ServerAnswerError(DPModelsError):
 class NewConnectionError(DPModelsError):
     """A transport's call would have gone over a connection opened since the last call
     (a restarted server may be behind it); not sent. The client checks the deployment."""
+
+
+class SharedMemoryRefusedError(DPModelsError):
+    """A transport required to use system shared memory (mode ``on``) cannot: the server
+    does not offer it or refused the client's region, or this host could not make one
+    (``reason``). Nothing was sent; the client raises :class:`TritonSharedMemoryError`."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

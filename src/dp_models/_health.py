@@ -130,7 +130,9 @@ class ReplicaHealth(_TritonVerdict):
     """The health of one replica of a Triton deployment: its masked URL (``endpoint``),
     the status its checks found (``served``, ``unverified``, ``unavailable``,
     ``metadata_mismatch`` or ``served_digest_mismatch``), the message of its problem,
-    whether it answered as ``live`` and the ``served_digest`` it publishes."""
+    whether it answered as ``live``, the ``served_digest`` it publishes, and how the
+    client's tensors travel to it (``shared_memory``: ``off``, or the mode and what became
+    of it, e.g. ``auto, in use``; None: not known)."""
 
     endpoint: str
     status: HealthStatus
@@ -138,6 +140,7 @@ class ReplicaHealth(_TritonVerdict):
     error_type: str | None = None
     live: bool = False
     served_digest: str | None = None
+    shared_memory: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +154,7 @@ class ReplicaHealth(_TritonVerdict):
             "served_digest_verified": self.served_digest_verified,
             "error": self.error,
             "error_type": self.error_type,
+            "shared_memory": self.shared_memory,
         }
 
 

@@ -158,9 +158,10 @@ class ModelHandle:
     def client(self, **options: Any) -> TritonClient:
         """A :class:`~dp_models.triton.client.TritonClient` for this Triton spec: its
         endpoint URL, its expected digest (the handle's ``weights_digest``) and the
-        tokenizer it requires, if any (``options``: timeouts, retries, ``transport``; what
-        is not given comes from the manager's ``triton_timeouts`` for the spec's endpoint,
-        then the client's defaults). Once the deployment passes its checks, the manager's
+        tokenizer it requires, if any (``options``: timeouts, retries, ``shared_memory``,
+        ``transport``; what is not given comes from the manager's ``triton_timeouts``,
+        ``triton_replicas`` and ``triton_shared_memory`` for the spec's endpoint, then the
+        client's defaults). Once the deployment passes its checks, the manager's
         ``models_used`` entry gets ``triton.served_digest_verified`` (True, False, or None
         when not published). An unconfigured endpoint is a
         :class:`~dp_models._errors.ConfigurationError` naming the variable to set."""
@@ -187,6 +188,9 @@ class ModelHandle:
             mode = self._manager.triton_replicas.get(spec.triton.endpoint)
             if mode is not None:
                 options.setdefault("replicas", mode)
+            shared = self._manager.triton_shared_memory.get(spec.triton.endpoint)
+            if shared is not None:
+                options.setdefault("shared_memory", shared)
             key = (self.name, self.device, self.precision)
             record = functools.partial(self._manager._record_verified, key)
             options.setdefault("on_verified", record)
@@ -221,7 +225,10 @@ class ModelManager:
     ("cached" or "always"; $DP_MODELS_VERIFY), ``cache_dir`` ($DP_MODELS_CACHE_DIR),
     ``triton_endpoints`` (name -> URL, or the URLs of its replicas separated by commas;
     $DP_MODELS_TRITON_URL[_<NAME>]), ``triton_replicas`` (name -> ``"urls"`` or ``"dns"``: how
-    the endpoint's replicas are found; $DP_MODELS_TRITON_REPLICAS[_<NAME>]), ``triton_timeouts``
+    the endpoint's replicas are found; $DP_MODELS_TRITON_REPLICAS[_<NAME>]),
+    ``triton_shared_memory`` (name -> ``"auto"``, ``"on"`` or ``"off"``: whether its clients
+    move tensors through the server's system shared memory; $DP_MODELS_TRITON_SHM[_<NAME>]),
+    ``triton_timeouts``
     (endpoint name -> {client option: value}: the timeouts and retries of its clients;
     $DP_MODELS_TRITON_TIMEOUT[_<NAME>], checked here) and ``device``
     ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
@@ -250,6 +257,7 @@ class ModelManager:
         triton_endpoints: Mapping[str, str] | None = None,
         triton_timeouts: Mapping[str, Mapping[str, float]] | None = None,
         triton_replicas: Mapping[str, str] | None = None,
+        triton_shared_memory: Mapping[str, str] | None = None,
         device: str | None = None,
         offline: bool | None = None,
         settings: Settings | None = None,
@@ -266,6 +274,7 @@ class ModelManager:
             "triton_endpoints": triton_endpoints,
             "triton_timeouts": triton_timeouts,
             "triton_replicas": triton_replicas,
+            "triton_shared_memory": triton_shared_memory,
             "device": device,
             "offline": offline,
         }
@@ -325,6 +334,13 @@ class ModelManager:
         """How each Triton endpoint's replicas are found, by endpoint name (``urls`` or
         ``dns``; ``settings.triton_replicas``; an endpoint not listed: ``urls``)."""
         return dict(self.settings.triton_replicas)
+
+    @property
+    def triton_shared_memory(self) -> dict[str, str]:
+        """Whether each Triton endpoint's clients use system shared memory, by endpoint name
+        (``auto``, ``on`` or ``off``; ``settings.triton_shared_memory``; an endpoint not
+        listed: ``auto``)."""
+        return dict(self.settings.triton_shared_memory)
 
     @property
     def device(self) -> str | None:
@@ -689,6 +705,7 @@ class ModelManager:
                     expected.sha256 if expected else None,
                     on_verified=record,
                     replicas=self.triton_replicas.get(spec.triton.endpoint, "urls"),
+                    shared_memory=self.triton_shared_memory.get(spec.triton.endpoint, "auto"),
                 )
             )
         served = iter(check_deployments(deployments, ready_timeout_s=ready_timeout_s))

@@ -44,7 +44,6 @@ import base64
 import binascii
 import hashlib
 import http.client
-import ipaddress
 import itertools
 import json
 import os
@@ -83,7 +82,7 @@ from ._transfer import (
     _PutMismatchError,
     _RetryError,
 )
-from ._urls import parse_endpoint, redact
+from ._urls import is_loopback_host, parse_endpoint, redact
 from ._version import __version__
 
 __all__ = [
@@ -330,13 +329,8 @@ def docker_credentials(registry: str, path: Path | None) -> _Credentials | None:
 def plain_http_allowed(host: str, port: int | None, listed: Sequence[str] = ()) -> bool:
     """Whether the registry ``host`` is reached over plain http: a loopback host, or one
     ``listed`` (``$DP_MODELS_OCI_PLAIN_HTTP``: ``HOST`` or ``HOST:PORT``)."""
-    if host == "localhost":
+    if is_loopback_host(host):
         return True
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        pass
     shown = f"[{host}]" if ":" in host else host
     return host in listed or shown in listed or (port is not None and f"{shown}:{port}" in listed)
 

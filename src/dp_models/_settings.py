@@ -48,6 +48,7 @@ __all__ = [
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
     "ENV_TRITON_REPLICAS",
+    "ENV_TRITON_SHM",
     "ENV_TRITON_TIMEOUT",
     "ENV_TRITON_URL",
     "ENV_VARS",
@@ -55,10 +56,12 @@ __all__ = [
     "FRAMEWORK_ENV_VARS",
     "LOCK_FILENAME",
     "REPLICA_MODES",
+    "SHARED_MEMORY_MODES",
     "TRITON_CLIENT_DEFAULTS",
     "VERIFY_POLICIES",
     "Settings",
     "check_device",
+    "check_shared_memory_mode",
     "check_triton_option",
     "packaged_catalog_dir",
     "resolve_cache_dir",
@@ -72,8 +75,10 @@ __all__ = [
     "resolve_triton_endpoints",
     "resolve_triton_options",
     "resolve_triton_replicas",
+    "resolve_triton_shared_memory",
     "resolve_verify_policy",
     "triton_replicas_variable",
+    "triton_shm_variable",
     "triton_timeout_variable",
     "triton_url_variable",
 ]
@@ -99,6 +104,10 @@ ENV_TRITON_REPLICAS = "DP_MODELS_TRITON_REPLICAS"
 #: Timeouts and retries of the default Triton endpoint's clients (``connect=5,network=60``);
 #: ``DP_MODELS_TRITON_TIMEOUT_<NAME>`` those of another one.
 ENV_TRITON_TIMEOUT = "DP_MODELS_TRITON_TIMEOUT"
+#: Whether the default Triton endpoint's clients move tensors through the server's system
+#: shared memory (:data:`SHARED_MEMORY_MODES`: ``auto``, ``on``, ``off``);
+#: ``DP_MODELS_TRITON_SHM_<NAME>`` for another endpoint.
+ENV_TRITON_SHM = "DP_MODELS_TRITON_SHM"
 #: Registry hosts (``HOST`` or ``HOST:PORT``, spaces or commas between them) that pull and
 #: push reach over plain http (``oci://``); loopback hosts always are, every other over https.
 ENV_OCI_PLAIN_HTTP = "DP_MODELS_OCI_PLAIN_HTTP"
@@ -140,6 +149,7 @@ ENV_VARS = (
     ENV_TRITON_URL,
     ENV_TRITON_TIMEOUT,
     ENV_TRITON_REPLICAS,
+    ENV_TRITON_SHM,
     ENV_OCI_PLAIN_HTTP,
     ENV_DOCKER_CONFIG,
     ENV_HF_CACHE,
@@ -157,6 +167,12 @@ VERIFY_POLICIES = ("cached", "always")
 #: lists (one or several, separated by commas); ``dns``, every address the host name of its
 #: one URL resolves to, looked up each time the endpoint is checked.
 REPLICA_MODES = ("urls", "dns")
+
+#: Whether a Triton endpoint's clients move tensors through the server's system shared
+#: memory: ``auto`` (the default), when every replica URL is loopback and the server accepts
+#: the client's regions, else HTTP; ``on``, the server shares this host (a refusal is a
+#: :class:`~dp_models._errors.TritonSharedMemoryError`); ``off``, HTTP only.
+SHARED_MEMORY_MODES = ("auto", "on", "off")
 
 #: The devices a spec may name (``spec.Device``, the schema's list: a test keeps the two
 #: equal; spec is not imported here, so that settings and enforce_offline stay free of
@@ -232,6 +248,9 @@ class Settings:
     #: How each Triton endpoint's replicas are found, by endpoint name (:data:`REPLICA_MODES`;
     #: an endpoint not here: ``urls``).
     triton_replicas: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Whether each Triton endpoint's clients use system shared memory, by endpoint name
+    #: (:data:`SHARED_MEMORY_MODES`; an endpoint not here: ``auto``).
+    triton_shared_memory: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Registry hosts (``HOST`` or ``HOST:PORT``) pull and push may reach over plain http
     #: besides loopback ones (``$DP_MODELS_OCI_PLAIN_HTTP``).
     oci_plain_http: tuple[str, ...] = ()
@@ -262,6 +281,7 @@ class Settings:
         offline: bool = True,
         mirrors: Sequence[str] | None = None,
         triton_replicas: Mapping[str, str] | None = None,
+        triton_shared_memory: Mapping[str, str] | None = None,
         hf_cache: PathArg | None = None,
         environ: Mapping[str, str] | None = None,
         argument_names: Mapping[str, str] | None = None,
@@ -320,6 +340,14 @@ class Settings:
             env,
             names.get("triton_replicas", "triton_replicas"),
         )
+        shared_memory = attempt(
+            "triton_shared_memory",
+            {},
+            _triton_shared_memory,
+            triton_shared_memory,
+            env,
+            names.get("triton_shared_memory", "triton_shared_memory"),
+        )
         settings = cls(
             models_root=roots[-1] if roots else None,
             catalog=catalog_dir,
@@ -337,6 +365,7 @@ class Settings:
             offline=bool(offline),
             mirrors=attempt("mirrors", (), _mirrors, mirrors, env, names.get("mirrors", "mirrors")),
             triton_replicas=MappingProxyType(dict(replicas)),
+            triton_shared_memory=MappingProxyType(dict(shared_memory)),
             oci_plain_http=_oci_plain_http(env),
             docker_config=_docker_config(env),
             roots=roots,
@@ -361,6 +390,7 @@ class Settings:
         shown["triton_timeouts"] = {k: dict(v) for k, v in self.triton_timeouts.items()}
         shown["mirrors"] = tuple(redact_url(m) for m in self.mirrors)
         shown["triton_replicas"] = dict(self.triton_replicas)
+        shown["triton_shared_memory"] = dict(self.triton_shared_memory)
         if self.hf_cache is not None:
             shown["hf_cache"] = redact(str(self.hf_cache))
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
@@ -400,6 +430,7 @@ class Settings:
                 k: redact_endpoints(v) for k, v in sorted(self.triton_endpoints.items())
             },
             "triton_replicas": dict(sorted(self.triton_replicas.items())),
+            "triton_shared_memory": dict(sorted(self.triton_shared_memory.items())),
             "triton_timeouts": {k: dict(v) for k, v in sorted(self.triton_timeouts.items())},
             "device": self.device or "(each spec's own)",
             "offline": self.offline,
@@ -647,6 +678,51 @@ def triton_replicas_variable(endpoint: str) -> str:
     )
 
 
+def check_shared_memory_mode(mode: object, *, source: str) -> str:
+    """``mode`` (lowercased, stripped) when it is one of :data:`SHARED_MEMORY_MODES`; else a
+    :class:`~dp_models._errors.ConfigurationError` naming ``source``. The one check of a
+    shared-memory mode: the settings' and :class:`~dp_models.triton.client.TritonClient`'s."""
+    value = mode.strip().lower() if isinstance(mode, str) else mode
+    if value in SHARED_MEMORY_MODES:
+        return str(value)
+    raise ConfigurationError(
+        f"{source}: the shared-memory mode of a Triton endpoint is one of "
+        f"{', '.join(SHARED_MEMORY_MODES)}, not {mode!r} (auto: shared memory when the server "
+        "is on this host's loopback and accepts it, else HTTP; on: the server shares this "
+        "host, a refusal is an error; off: HTTP only)"
+    )
+
+
+def _triton_shared_memory(
+    modes: Mapping[str, str] | None, env: Mapping[str, str], name: str
+) -> dict[str, str]:
+    """The shared-memory mode of each endpoint that sets one (:data:`SHARED_MEMORY_MODES`),
+    from the argument, else ``$DP_MODELS_TRITON_SHM[_<NAME>]``."""
+    if modes is not None:
+        return {
+            endpoint: check_shared_memory_mode(mode, source=f"{name}[{endpoint!r}]")
+            for endpoint, mode in modes.items()
+        }
+    found: dict[str, str] = {}
+    for key, value in env.items():
+        if not value.strip():
+            continue
+        if key == ENV_TRITON_SHM:
+            endpoint = "default"
+        elif key.startswith(ENV_TRITON_SHM + "_"):
+            endpoint = key[len(ENV_TRITON_SHM) + 1 :].lower()
+        else:
+            continue
+        found[endpoint] = check_shared_memory_mode(value, source=f"${key}")
+    return found
+
+
+def triton_shm_variable(endpoint: str) -> str:
+    """The environment variable that sets the shared-memory mode of the Triton endpoint
+    ``endpoint`` (:data:`SHARED_MEMORY_MODES`)."""
+    return ENV_TRITON_SHM if endpoint == "default" else f"{ENV_TRITON_SHM}_{endpoint.upper()}"
+
+
 def check_triton_option(name: str, value: object, *, source: str) -> float:
     """``value`` of the Triton client option ``name``, checked: ``retries`` a whole number
     >= 0; ``connection_timeout_s`` and ``network_timeout_s`` seconds > 0; ``ready_timeout_s``
@@ -832,6 +908,15 @@ def resolve_triton_replicas(replicas: Mapping[str, str] | None = None) -> dict[s
     one URL)."""
     endpoints = _triton_endpoints(None, os.environ, "triton_endpoints")
     return _triton_replicas(replicas, endpoints, os.environ, "triton_replicas")
+
+
+def resolve_triton_shared_memory(modes: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Whether each Triton endpoint's clients use system shared memory: ``modes`` (endpoint
+    name -> ``auto``, ``on`` or ``off``), else ``$DP_MODELS_TRITON_SHM`` for the endpoint
+    named ``default`` and ``$DP_MODELS_TRITON_SHM_<NAME>`` for ``<name>`` (lowercased); an
+    endpoint not listed is ``auto``. A bad mode is a :class:`ConfigurationError` naming the
+    argument or variable."""
+    return _triton_shared_memory(modes, os.environ, "triton_shared_memory")
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "EXPECTED",
     "EndpointURL",
     "S3Location",
+    "is_loopback_host",
     "parse_endpoint",
     "parse_endpoints",
     "parse_s3_url",
@@ -70,6 +71,21 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._\-]*[A-Za-z0-9_])?")
 #: Where one replica's URL ends and the next one's begins in an endpoint's value: a comma
 #: that an ``http://`` or ``https://`` scheme follows (spaces around it allowed).
 _REPLICA_SEPARATOR = re.compile(r"\s*,\s*(?=https?://)", re.IGNORECASE)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a host name, or an IP address without brackets) is loopback:
+    ``localhost``, ``127.0.0.0/8`` or ``::1``.
+
+    >>> [is_loopback_host(h) for h in ("localhost", "127.0.0.2", "::1", "10.0.0.1", "triton")]
+    [True, True, True, False, False]
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def redact(text: str) -> str:
@@ -153,6 +169,11 @@ class EndpointURL:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
         return f"{host}{port}{self.path}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the host is this machine's loopback (:func:`is_loopback_host`)."""
+        return is_loopback_host(self.host)
 
     @property
     def redacted(self) -> str:

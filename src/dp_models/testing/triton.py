@@ -182,6 +182,11 @@ class TritonServer:
     tail if the server exits or is not ready within ``startup_timeout_s``. The ports are
     chosen at the first start and kept: ``stop()`` then ``start()`` (or :meth:`restart`)
     brings the server back at the same URL, as a restarted deployment would.
+
+    ``private_shm=True`` gives the server a ``/dev/shm`` of its own: it runs in a mount
+    namespace of its own (``unshare -m``, which needs root) with a fresh tmpfs there, as a
+    server in another container on the same host has. It still listens on loopback, but
+    cannot open a client's shared-memory regions.
     """
 
     def __init__(
@@ -193,6 +198,7 @@ class TritonServer:
         stop_timeout_s: float = 3.0,
         log_verbose: int = 0,
         extra_args: Sequence[str] = (),
+        private_shm: bool = False,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback or ":" in host:
             raise ValueError(f"the test server listens on an IPv4 loopback address, not {host!r}")
@@ -202,6 +208,11 @@ class TritonServer:
         self.stop_timeout_s = stop_timeout_s
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
+        self.private_shm = private_shm
+        if private_shm and shutil.which("unshare") is None:
+            raise TritonServerError(
+                "private_shm=True runs the server under util-linux's unshare, which is not on PATH"
+            )
         #: Directories, or ``s3://`` repositories (Triton's form; the server reads the AWS
         #: variables of the environment it is started in).
         self.repositories: tuple[Path | str, ...] = ()
@@ -291,6 +302,9 @@ class TritonServer:
 
     def _command(self) -> list[str]:
         cmd = [str(self.executable)]
+        if self.private_shm:  # a tmpfs of its own on /dev/shm, then the server in its place
+            mount = 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$@"'
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", *cmd]
         for repo in self.repositories:
             cmd += ["--model-repository", str(repo)]
         backends = self.executable.parent.parent / "backends"

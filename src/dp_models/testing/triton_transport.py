@@ -16,7 +16,10 @@ server or a lost connection raise :class:`ConnectionError`, an unknown model or 
 beyond ``max_batch_size`` is a :class:`~dp_models.triton.transport.ServerAnswerError`, and
 an inference with ``new_connection_ok=False`` that would need a new connection is refused
 with :class:`~dp_models.triton.transport.NewConnectionError` before it is answered (unless
-``watches_connections=False``, as for a connection pool without a hook). Answers are
+``watches_connections=False``, as for a connection pool without a hook), and an output
+larger than the ``output_nbytes`` the client gave for it is an error answer (as Triton
+answers an output region too small). It moves no shared memory (``shared_memory`` is
+``off``); :meth:`~FakeTransport.release` counts in ``releases`` and closes. Answers are
 those of the real stand-ins (:func:`~dp_models.testing.triton.expected_standin_outputs`),
 so a test can move between this and the real server. The real server
 (:class:`~dp_models.testing.triton.TritonServer`) stays the test of the real transport.
@@ -153,9 +156,10 @@ class FakeTransport:
         self.live = live
         self.watches_connections = watches_connections
         self.calls: list[Call] = []
-        #: Connections opened, and closed by the client.
+        #: Connections opened, and closed by the client; release() calls.
         self.connections = 0
         self.closes = 0
+        self.releases = 0
         self._connected = False
         self._faults: dict[str, deque[BaseException]] = {}
         self._lock = threading.Lock()
@@ -289,6 +293,10 @@ class FakeTransport:
         self._answered(found)
         return copy.deepcopy(found.config)
 
+    @property
+    def shared_memory(self) -> str:
+        return "off"
+
     def infer(
         self,
         model: str,
@@ -298,6 +306,7 @@ class FakeTransport:
         *,
         timeout_s: float,
         new_connection_ok: bool,
+        output_nbytes: Mapping[str, int] | None = None,
     ) -> dict[str, np.ndarray[Any, Any]]:
         arrays = {t.name: np.asarray(t.data) for t in inputs}
         found = self._enter(
@@ -315,6 +324,12 @@ class FakeTransport:
                 f"inference request batch-size must be <= {limit} for '{model}', got {batch}"
             )
         answer = served.answer(arrays)
+        for name, nbytes in (output_nbytes or {}).items():
+            if name in answer and np.asarray(answer[name]).nbytes > nbytes:
+                raise ServerAnswerError(
+                    f"shared memory size specified with the request for output {name!r} "
+                    f"({nbytes} bytes) should be at least {answer[name].nbytes} bytes"
+                )
         self._answered(served)
         return {n: answer[n] for n in outputs if n in answer}
 
@@ -322,3 +337,8 @@ class FakeTransport:
         with self._lock:
             self._connected = False
             self.closes += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.releases += 1
+        self.close()

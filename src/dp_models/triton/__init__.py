@@ -10,7 +10,11 @@
     spec, inputs against the spec, the served digest against the expected digest.
 ``transport``
     The :class:`~dp_models.triton.transport.Transport` protocol the client talks through,
-    and the default one over ``tritonclient.http``.
+    and the default one over ``tritonclient.http`` (with system shared memory for a server
+    on this host).
+``shm``
+    The shared-memory segments and regions of that transport, and their cleanup (on
+    ``close()``, garbage collection and interpreter exit).
 ``health``
     :func:`~dp_models.triton.health.check_deployments`: many deployments checked at once,
     one :class:`~dp_models._health.HealthReport` each (``dp-models doctor``,
@@ -29,4 +33,4 @@ Nothing here imports the manager, and nothing imports ``tritonclient`` at import
 
 from __future__ import annotations
 
-__all__ = ["checks", "client", "health", "repository", "transport", "whisper"]
+__all__ = ["checks", "client", "health", "repository", "shm", "transport", "whisper"]

@@ -53,6 +53,14 @@ says. :meth:`TritonClient.check` checks every replica and reports each
 URL credentials (``http://user:secret@host:8000``) are sent as HTTP basic auth and never
 appear in messages, logs, reprs or ``models_used`` (:mod:`dp_models._urls` parses the URL
 and masks them).
+
+**Shared memory.** With ``shared_memory="auto"`` (the default; per endpoint
+``$DP_MODELS_TRITON_SHM[_<NAME>]``) and every replica URL on loopback, tensors travel
+through the server's system shared memory (regions of this host registered once and
+reused: :mod:`dp_models.triton.shm`) while the server takes them, else as HTTP binary
+data; ``"on"`` declares that the server shares this host (a refusal is a
+:class:`~dp_models._errors.TritonSharedMemoryError`), ``"off"`` keeps to HTTP. The answers
+are the same either way. :meth:`TritonClient.close` unregisters and removes the regions.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -69,22 +78,26 @@ import numpy as np
 
 from .._errors import (
     ConfigurationError,
+    SharedMemoryRefusedError,
     TritonDigestMismatchError,
     TritonInferenceError,
     TritonInputError,
     TritonMetadataMismatchError,
+    TritonSharedMemoryError,
     TritonTimeoutError,
     TritonUnavailableError,
 )
 from .._health import HealthReport, HealthStatus, ReplicaHealth, worst_replica
 from .._settings import (
     REPLICA_MODES,
+    check_shared_memory_mode,
     check_triton_option,
     triton_replicas_variable,
+    triton_shm_variable,
     triton_timeout_variable,
 )
 from .._spec import Spec, TritonSection
-from .._urls import EndpointURL, parse_endpoints, redact
+from .._urls import EndpointURL, is_loopback_host, parse_endpoints, redact
 from . import transport as _transport
 from .checks import (
     DigestVerdict,
@@ -94,6 +107,7 @@ from .checks import (
     served_digest_verdict,
 )
 from .repository import WEIGHTS_DIGEST_PARAMETER
+from .shm import ITEM_SIZES
 from .transport import (
     DeadlineError,
     HTTPTransport,
@@ -160,6 +174,13 @@ class TritonClient:
     address its one URL's host name resolves to as a replica (the ``Host`` header and the
     TLS server name stay the name's). With several replicas, ``transports`` makes each
     one's transport from its URL (``transport`` carries one replica's calls only).
+
+    ``shared_memory`` (:data:`~dp_models._settings.SHARED_MEMORY_MODES`): ``auto`` moves
+    tensors through the server's system shared memory when every replica URL is loopback
+    and the server takes this host's regions (else HTTP binary data, logged once); ``on``
+    when the server shares this host whatever its URL (a refusal is a
+    :class:`~dp_models._errors.TritonSharedMemoryError`); ``off``, HTTP only. It sets up
+    the default transports; a ``transport`` or ``transports`` given carries as it was made.
     """
 
     def __init__(
@@ -178,6 +199,7 @@ class TritonClient:
         transport: Transport | None = None,
         replicas: str = "urls",
         transports: Callable[[EndpointURL], Transport] | None = None,
+        shared_memory: str = "auto",
     ) -> None:
         if spec.triton is None:
             raise ConfigurationError(
@@ -195,6 +217,8 @@ class TritonClient:
             )
         )
         retries = int(check_triton_option("retries", retries, source=source))
+        #: ``auto``, ``on`` or ``off``: how the default transports move tensors.
+        self.shared_memory = check_shared_memory_mode(shared_memory, source=source)
         urls = parse_endpoints(url, source=f"the Triton endpoint of spec {spec.name!r}")
         if replicas not in REPLICA_MODES:
             raise ConfigurationError(
@@ -229,6 +253,14 @@ class TritonClient:
         self._dns = replicas == "dns"
         #: The URL whose host name is resolved (DNS mode).
         self._name = urls[0]
+        #: Whether every replica is on loopback (auto shared memory); DNS: each time resolved.
+        self._local = all(u.is_loopback for u in urls)
+        #: Bytes per batch item of each output whose size is known before the answer.
+        self._output_item_nbytes = {
+            t.name: math.prod(t.shape) * ITEM_SIZES[t.datatype]
+            for t in self.triton.outputs
+            if t.datatype in ITEM_SIZES and all(d >= 0 for d in t.shape)
+        }
         #: Guards the replica list and what the client records; never held while a replica
         #: is contacted (each replica's checks hold its own lock).
         self._lock = threading.RLock()
@@ -262,6 +294,9 @@ class TritonClient:
         if name is not None:
             host = f"[{name.host}]" if ":" in name.host else name.host
             headers["Host"] = host + (f":{name.port}" if name.port is not None else "")
+        mode = self.shared_memory
+        if mode == "auto" and not self._local:
+            mode = "off"  # auto: for a server on this host's loopback only
         transport = HTTPTransport(
             url.address,
             ssl=url.scheme == "https",
@@ -270,6 +305,7 @@ class TritonClient:
             # a call's own deadline ends a request first; this bounds each read too
             read_timeout_s=self.network_timeout_s + 1.0,
             server_name=name.host if name is not None else None,
+            shared_memory=mode,
         )
         return _Replica(url, transport)
 
@@ -297,6 +333,7 @@ class TritonClient:
         if not addresses:
             raise self._unavailable(None, f"the host name {name.host!r} resolves to nothing")
         with self._lock:
+            self._local = all(is_loopback_host(a) for a in addresses)
             known: dict[str, _Replica] = {r.url.host: r for r in self._replicas or []}
             found = [
                 known.pop(a.lower())
@@ -305,11 +342,12 @@ class TritonClient:
                 for a in addresses
             ]
             for gone in known.values():
-                gone.transport.close()
                 if self._current is gone:
                     self._current = None
             self._replicas = found
-            return list(found)
+        for gone in known.values():  # outside the lock: a server that does not answer
+            gone.transport.release()  # holds up no request
+        return list(found)
 
     @property
     def replica_mode(self) -> str:
@@ -360,10 +398,21 @@ class TritonClient:
         r.transport.close()
 
     def close(self) -> None:
-        """Close every connection (the client reconnects on its next use)."""
+        """Close every connection and release what is held at the servers and on this host
+        (shared-memory regions: unregistered, removed); the client starts over on its next
+        use."""
         with self._lock:
-            for r in self._replicas or []:
-                self._drop(r)
+            replicas = list(self._replicas or [])
+        for r in replicas:  # outside the lock: a server that does not answer holds up nothing
+            r.verified = False
+            r.transport.release()
+
+    @property
+    def shared_memory_status(self) -> str:
+        """How tensors travel to the replica in use (the first before any request): ``off``,
+        or the mode and what became of it (``auto, in use``, ``auto, not used (why)``,
+        ``auto, not used yet``)."""
+        return self.transport.shared_memory
 
     def __enter__(self) -> TritonClient:
         return self
@@ -753,9 +802,18 @@ class TritonClient:
                 endpoint=self.endpoint,
             ) from exc
 
+    def _output_nbytes(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, int]:
+        """The size of each output known before the answer: fixed shape (no ``-1`` but the
+        batch) and a fixed-size datatype; what a transport may place ahead (shared memory)."""
+        if self.triton.max_batch_size <= 0:
+            return dict(self._output_item_nbytes)
+        batch = int(inputs[self.triton.inputs[0].name].shape[0])
+        return {name: batch * nbytes for name, nbytes in self._output_item_nbytes.items()}
+
     def _infer_once(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
         tensors = [InferTensor(t.name, t.datatype, inputs[t.name]) for t in self.triton.inputs]
         names = [t.name for t in self.triton.outputs]
+        output_nbytes = self._output_nbytes(inputs)
 
         def send(r: _Replica) -> Mapping[str, np.ndarray[Any, Any]]:
             try:
@@ -766,7 +824,23 @@ class TritonClient:
                     names,
                     timeout_s=self.network_timeout_s,
                     new_connection_ok=r.fresh,
+                    output_nbytes=output_nbytes,
                 )
+            except SharedMemoryRefusedError as exc:
+                variable = triton_shm_variable(self.triton.endpoint)
+                raise TritonSharedMemoryError(
+                    f"Triton model {self.model_name!r} version {self.model_version} at "
+                    f"{r.endpoint} (spec {self.spec.name!r}): the endpoint's shared-memory "
+                    f"mode is 'on' (the server shares this host's /dev/shm), but {exc.reason}. "
+                    "Nothing was sent. Run the server where it sees this host's /dev/shm (the "
+                    "same host, or a container with --ipc=host and the same user), or set the "
+                    f"mode to auto (shared memory when it works, else HTTP) or off (HTTP only): "
+                    f"${variable}=auto, triton_shared_memory={{{self.triton.endpoint!r}: "
+                    "'auto'} or shared_memory='auto' of the client.",
+                    spec=self.spec.name,
+                    endpoint=r.endpoint,
+                    reason=exc.reason,
+                ) from exc
             except ServerAnswerError as exc:
                 raise TritonInferenceError(
                     f"Triton model {self.model_name!r} version {self.model_version} at "
@@ -887,6 +961,7 @@ class TritonClient:
             error_type=type(error).__name__ if error is not None else None,
             live=r.server_live if status is HealthStatus.UNAVAILABLE else True,
             served_digest=served,
+            shared_memory=r.transport.shared_memory,
         )
 
     def _report(
@@ -905,7 +980,10 @@ class TritonClient:
         )
 
     def __repr__(self) -> str:
+        with self._lock:
+            current = self._current or next(iter(self._replicas or []), None)
+        shown = current.transport.shared_memory if current is not None else self.shared_memory
         return (
             f"<TritonClient {self.spec.name!r}: {self.model_name!r} v{self.model_version} "
-            f"at {self.endpoint}>"
+            f"at {self.endpoint} (shared memory {shown})>"
         )

@@ -37,8 +37,9 @@ __all__ = ["Deployment", "check_deployments", "unconfigured_report"]
 class Deployment:
     """A Triton spec, the URL of its endpoint (None: not configured) and the expected
     digest, the weights digest it must serve
-    (:meth:`~dp_models._catalog.Catalog.served_digest`); ``on_verified`` and ``replicas``
-    (how the endpoint's replicas are found: ``urls`` or ``dns``) as for
+    (:meth:`~dp_models._catalog.Catalog.served_digest`); ``on_verified``, ``replicas``
+    (how the endpoint's replicas are found: ``urls`` or ``dns``) and ``shared_memory`` (the
+    endpoint's mode, shown in the report: a check sends no tensors) as for
     :class:`~dp_models.triton.client.TritonClient`."""
 
     spec: Spec
@@ -46,6 +47,7 @@ class Deployment:
     expected_digest: str | None
     on_verified: Callable[[bool | None], None] | None = None
     replicas: str = "urls"
+    shared_memory: str = "auto"
 
     def __repr__(self) -> str:
         url = redact_endpoints(self.url) if self.url is not None else None
@@ -102,6 +104,7 @@ def check_deployments(
             on_verified=d.on_verified,
             transport=transport(d) if transport is not None else None,
             replicas=d.replicas,
+            shared_memory=d.shared_memory,
         )
         for d in wanted
     ]
