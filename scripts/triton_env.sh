@@ -17,9 +17,12 @@ cd "$(dirname "$0")/.."
 
 PYTRITON_VERSION=0.7.0
 NUMPY_SPEC="numpy>=1.21,<2"
+# ONNX Runtime for the Python-backend model that serves an exported model.onnx in the tests
+# (this server has no onnxruntime backend): the last release built for numpy 1 and 2 alike.
+ORT_SPEC="onnxruntime==1.19.2"
 VENV=.venv-triton
 STAMP="$VENV/.dp_models_triton_env"
-WANT="nvidia-pytriton==$PYTRITON_VERSION $NUMPY_SPEC"
+WANT="nvidia-pytriton==$PYTRITON_VERSION $NUMPY_SPEC $ORT_SPEC"
 
 if [ -f "$STAMP" ] && [ "$(head -n 1 "$STAMP")" = "$WANT" ]; then
   server=$(sed -n 2p "$STAMP")
@@ -39,6 +42,10 @@ echo "==> installing nvidia-pytriton==$PYTRITON_VERSION (tritonserver) and numpy
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
   "nvidia-pytriton==$PYTRITON_VERSION" "$NUMPY_SPEC" 2>&1 \
   | { grep -v "is ignored: it is neither" || true; } >&2
+# (pip then notes that pytriton's own dependencies are missing: they are, on purpose)
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$ORT_SPEC" "$NUMPY_SPEC" 2>&1 \
+  | { grep -v -e "is ignored: it is neither" -e "which is not installed" \
+      -e "dependency resolver does not currently" || true; } >&2
 
 # The wheel carries one Python-backend stub per Python version; the backend looks for it
 # next to libtriton_python.so, and it must match the venv's Python (the one it runs).

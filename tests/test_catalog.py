@@ -300,3 +300,39 @@ def test_served_digest_of_a_triton_spec(catalog_dir: Path, write_spec: SpecWrite
     assert locked is not None and (locked.sha256, locked.source) == (DIGEST_B, "lock")
     assert catalog.expected_digest(catalog["unknown"]) is None
     assert catalog.expected_digest(catalog["local"]) is None
+
+
+# -- notebooks: reprs --------------------------------------------------------------------
+
+
+def test_catalog_html_lists_every_spec_escaped(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec(
+        "a",
+        inprocess_spec(
+            "a",
+            f"""
+        - {{path: up.pt, format: pt, sha256: {DIGEST_A}}}
+        - {{path: loose.pt, format: pt}}
+    """,
+            'description: "<img src=x onerror=alert(1)>"\noptional: true\n',
+        ).replace("users: [VisualProcessor/test]", "users: ['<script>alert(1)</script>']"),
+    )
+    write_spec("b", area="audio")
+    catalog = Catalog.load(catalog_dir)
+    shown = catalog._repr_html_()
+    assert shown.count("<tr>") == 3  # the header and one row per spec
+    assert ">a</code>" in shown and "<code>b</code>" in shown
+    assert "<script>" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "<img" not in shown and 'title="&lt;img src=x onerror=alert(1)&gt;"' in shown
+    assert "2 specs</strong>" in shown and "catalog.lock.json" in shown
+    pinned = [catalog.pin_summary(catalog[name]) for name in ("a", "b")]
+    assert pinned == ["1 of 2", "no"]
+
+
+def test_spec_repr_is_one_short_line(catalog_dir: Path, write_spec: SpecWriter) -> None:
+    write_spec("a")
+    write_spec("b", inprocess_spec("b", "- {path: b.pt, format: pt}", "optional: true\n"))
+    catalog = Catalog.load(catalog_dir)
+    assert repr(catalog["a"]) == "<Spec a 1 inprocess torch>"
+    assert repr(catalog["b"]) == "<Spec b 1 inprocess torch optional>"
+    assert repr(catalog) == f"<Catalog {catalog_dir} with 2 specs>"

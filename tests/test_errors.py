@@ -74,6 +74,10 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         {"specs": ["emonet_8"], "allowed": ["triton:8000"]},
     ),
     "ProvenanceError": (("different models_used",), {"key": "models_used"}),
+    "LineageInputError": (
+        ("lineage input 0 fails verification",),
+        {"path": "/out/core_clip.npz", "index": 0, "differences": ["models_used[0].version"]},
+    ),
     "NotRegularFileError": (("a FIFO",), {"path": P, "kind": "a FIFO (named pipe)"}),
     "FileTooLargeError": (("too large",), {"path": P, "limit": 65536}),
     "FileChangedError": (("changed while hashed",), {"path": P}),
@@ -90,6 +94,16 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         {**LOADER, "missing": ["fc.weight"], "unexpected": ["head.bias"]},
     ),
     "UnsafeCheckpointError": (("a payload",), LOADER),
+    "LabelsError": (
+        ("365 names, the model has 366 classes",),
+        {
+            "spec": "places365_resnet50",
+            "loader": "torchvision",
+            "labels": "places365_categories",
+            "expected": 366,
+            "actual": 365,
+        },
+    ),
     "TritonError": (("served wrongly",), TRITON),
     "TritonUnavailableError": (("not ready",), {**TRITON, "model": "whisper", "version": 2}),
     "TritonTimeoutError": (
@@ -109,11 +123,23 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     ),
     "TritonInputError": (("bad inputs",), {**TRITON, "problems": ["shape", "dtype"]}),
     "TritonInferenceError": (("the server failed",), TRITON),
+    "UnknownTokenError": (
+        ("token ids the tokenizer does not know",),
+        {**TRITON, "ids": [50364, 50400], "timestamps": [50364, 50400]},
+    ),
     "TritonSharedMemoryError": (
         ("shared memory refused",),
         {**TRITON, "reason": "the server could not open /dp_models_1_ab"},
     ),
     "TritonExportError": (("not a Triton spec",), {"spec": "emonet_8"}),
+    "DerivedExportError": (
+        ("outputs differ",),
+        {"spec": "clip_vit_b32_triton", "source": "clip_vit_b32", "differences": ["shape"]},
+    ),
+    "LineageError": (
+        ("lineage broken",),
+        {**ARTIFACT, "source": "clip_vit_b32", "recorded": "a" * 64, "current": "b" * 64},
+    ),
     "ArtifactError": (("artifact problem",), ARTIFACT),
     "ArtifactMissingError": (("missing",), ARTIFACT),
     "DistributionVersionError": (
@@ -401,6 +427,7 @@ COMMANDS: dict[str, list[str]] = {
     "bundle create": ["bundle", "create", "emonet_8", "-o", "models.tar"],
     "bundle import": ["bundle", "import", "models.tar"],
     "triton export": ["triton", "export", "--out", "repo"],
+    "export onnx": ["export", "onnx", "clip_vit_b32", "--for", "clip_vit_b32_triton"],
 }
 
 

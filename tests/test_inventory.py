@@ -132,3 +132,46 @@ def test_triton_specs_know_what_digest_to_check(catalog: Catalog) -> None:
         # served digest: explicit, or the first artifact's pin (lock) once provisioned
         assert spec.triton.weights_digest is not None or spec.artifacts, spec.name
         assert spec.triton.inputs and spec.triton.outputs
+
+
+def test_core_clip_on_triton_has_a_spec_for_each_of_its_presets(catalog: Catalog) -> None:
+    """core_clip's Triton runtime takes openai_clip_224|336|448: a spec for each, whose input
+    is what its preset makes (448: OpenAI's RN50x64, 1024-d embeddings)."""
+    served = {s.preprocess: s for s in catalog.values() if s.family == "clip" and s.triton}
+    assert set(served) == {"openai_clip_224", "openai_clip_336", "openai_clip_448"}
+    for preset, spec in served.items():
+        size = int(preset.rsplit("_", 1)[1])
+        assert spec.triton is not None and spec.triton.inputs[0].shape == [3, size, size]
+        assert "VisualProcessor/core_clip" in spec.users
+    rn50x64 = catalog["clip_rn50x64_triton"]
+    assert rn50x64.triton is not None
+    assert [(t.name, t.shape) for t in rn50x64.triton.outputs] == [("embedding", [1024])]
+    assert [a.source for a in rn50x64.artifacts] == ["in-house"]  # pinned by the lock
+
+
+def test_classifiers_require_label_lists_of_their_class_count(catalog: Catalog) -> None:
+    """Labels are specs of their own, required (never copied) by every spec whose outputs
+    they name, with as many names as the model has classes."""
+    requiring: dict[str, str] = {}
+    for spec in catalog.values():
+        labels = [catalog[r] for r in spec.requires if catalog[r].role == "labels"]
+        if labels:
+            requiring[spec.name] = labels[0].name
+            count = labels[0].loader_args["count"]
+            if spec.triton is not None:
+                assert spec.triton.outputs[0].shape[-1] == count, spec.name
+            else:
+                assert spec.loader_args["num_classes"] == count, spec.name
+    assert requiring == {
+        "places365_resnet50": "places365_categories",
+        "places365_resnet50_224_triton": "places365_categories",
+        "places365_resnet50_336_triton": "places365_categories",
+        "places365_resnet50_448_triton": "places365_categories",
+        "slowfast_r50": "kinetics400_categories",
+    }
+    labels = [s for s in catalog.values() if s.role == "labels"]
+    assert all(s.loader == "labels" and len(s.artifacts) == 1 for s in labels)
+
+
+def test_slowfast_has_its_clip_preset(catalog: Catalog) -> None:
+    assert catalog["slowfast_r50"].preprocess == "kinetics400_slowfast_256"

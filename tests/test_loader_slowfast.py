@@ -5,21 +5,22 @@ checkpoint layout, device and precision, and the errors of corrupt artifacts."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
-import yaml
 
-from dp_models._catalog import Catalog
 from dp_models._errors import LoaderArgsError, PrecisionError, StateDictMismatchError
 from dp_models.loaders._slowfast_net import SlowFast
-from dp_models.testing import fake_catalog_dir, fake_models_root
-from dp_models.testing.fakes.torch import FAKE_SLOWFAST, make_slowfast
+from dp_models.preprocess import preprocess
+from dp_models.testing import fake_models_root
+from dp_models.testing.fakes.torch import FAKE_SLOWFAST
 
 from .fakeroots import catalog_problem, needs_cuda
 from .test_loader_torchvision import edit_spec, manager, repin
@@ -70,8 +71,9 @@ def test_slowfast_r50_loads_from_a_fake_root_offline(tmp_path: Path) -> None:
         assert torch.equal(model(model.pathways(CLIP)), logits)  # eval mode: deterministic
         big = torch.rand(1, 3, 32, 64, 64)  # larger crops than the fake's 32 work too
         assert model(model.pathways(big)).shape == (1, 400)
-    entry = mm.models_used()[0]
+    entry = next(e for e in mm.models_used() if e["name"] == NAME)
     assert entry["framework"] == {"name": "torch", "version": metadata.version("torch")}
+    assert entry["requires"] == ["kinetics400_categories"]
     assert (entry["loader"], entry["device"], entry["precision"]) == ("slowfast", "cpu", "fp32")
 
 
@@ -190,18 +192,25 @@ def test_the_network_refuses_a_single_pathway() -> None:
         model([CLIP])
 
 
-def test_a_class_list_artifact_becomes_categories(root: Path, tmp_path: Path) -> None:
-    labels = "visual/slowfast/kinetics_400_classes.txt"
-    path = fake_catalog_dir(root) / "visual" / f"{NAME}.yaml"
-    artifacts = yaml.safe_load(path.read_text())["artifacts"]
-    edit_spec(root, NAME, artifacts=[*artifacts, {"path": labels, "format": "txt"}])
+def test_the_kinetics_labels_it_requires_become_categories(root: Path, tmp_path: Path) -> None:
+    """PyTorchVideo's kinetics_classnames.json as upstream writes it (names with spaces in
+    quotes, an object of name: index) through the kinetics400_categories spec."""
     names = ["abseiling", "air drumming", *(f"action {i}" for i in range(398))]
-    (root / labels).write_text("\n".join(names) + "\n")
+    upstream = {(f'"{n}"' if " " in n else n): i for i, n in enumerate(names)}
+    (root / "visual/slowfast/kinetics_classnames.json").write_text(json.dumps(upstream))
     repin(root)
     model = manager(root, tmp_path, device="cpu").load(NAME)
-    assert model.categories[:2] == ("abseiling", "air drumming")
-    assert len(model.categories) == 400
+    assert model.categories[:3] == ("abseiling", "air drumming", "action 0")
+    assert len(model.categories) == 400 and model.categories.spec == "kinetics400_categories"
 
-    spec = Catalog.load(fake_catalog_dir(root))[NAME]
-    make_slowfast(spec, tmp_path / "fake")  # the fake writes 400 classes too
-    assert len((tmp_path / "fake" / labels).read_text().splitlines()) == 400
+
+def test_the_specs_preset_makes_the_clips_the_model_takes(root: Path, tmp_path: Path) -> None:
+    mm = manager(root, tmp_path, device="cpu")
+    spec = mm.get(NAME).spec
+    frames = np.random.default_rng(0).integers(0, 256, (40, 60, 80, 3), dtype=np.uint8)
+    slow, fast = preprocess(spec.preprocess or "", frames)
+    assert (slow.shape, fast.shape) == ((3, 8, 256, 256), (3, 32, 256, 256))
+    model = mm.load(NAME)
+    with torch.no_grad():
+        logits = model([torch.from_numpy(slow)[None], torch.from_numpy(fast)[None]])
+    assert logits.shape == (1, 400)

@@ -17,6 +17,7 @@ import torchvision  # type: ignore[import-untyped]
 
 from dp_models._catalog import Catalog
 from dp_models._errors import (
+    LabelsError,
     LoaderArgsError,
     LoaderError,
     StateDictMismatchError,
@@ -101,8 +102,9 @@ def test_every_torchvision_spec_loads_from_a_fake_root_offline(tmp_path: Path) -
             assert features(IMAGES).shape == (2, FAKE_FEATURES)
 
     used = {e["name"]: e for e in mm.models_used()}
-    assert set(used) == set(SPECS)
-    for entry in used.values():
+    assert set(used) == {*SPECS, "places365_categories"}  # the labels places365 requires
+    assert used[PLACES]["requires"] == ["places365_categories"]
+    for entry in (used[name] for name in SPECS):
         assert entry["framework"] == {
             "name": "torchvision",
             "version": metadata.version("torchvision"),
@@ -221,8 +223,6 @@ def test_a_pickle_that_would_run_code_is_refused(root: Path, tmp_path: Path) -> 
 
 def test_weights_of_another_shape_are_a_mismatch(root: Path, tmp_path: Path) -> None:
     edit_spec(root, PLACES, loader_args={"num_classes": 10})
-    (root / PLACES_LABELS).write_text("".join(f"c{i}\n" for i in range(10)))
-    repin(root)
     with pytest.raises(
         StateDictMismatchError,
         match=r"^spec 'places365_resnet50': the weights do not fit "
@@ -243,16 +243,18 @@ def test_missing_and_unexpected_keys_are_listed(root: Path, tmp_path: Path) -> N
 
 
 def test_a_class_list_that_does_not_fit(root: Path, tmp_path: Path) -> None:
+    """The class list is the labels spec places365_resnet50 requires (tests/test_loader_labels.py
+    reads them in detail): one of another count than num_classes is refused at load."""
+    (root / PLACES_LABELS).write_text("/a/abbey 0\n/b/bar 1\n")
+    edit_spec(root, "places365_categories", loader_args={"count": 2})
+    repin(root)
+    with pytest.raises(LabelsError, match=r"has 365 classes \(loader_args\.num_classes\), but th"):
+        manager(root, tmp_path, device="cpu").load(PLACES)
     (root / PLACES_LABELS).write_text("/a/abbey 0\n/b/bar 2\n")
     repin(root)
-    mm = manager(root, tmp_path, device="cpu")
     with pytest.raises(LoaderError, match=r"does not number its 2 classes 0 to 1 once each") as exc:
-        mm.load(PLACES)
-    assert (exc.value.spec, exc.value.loader) == (PLACES, "torchvision")
-    (root / PLACES_LABELS).write_text("abbey\nbar\n")
-    repin(root)
-    with pytest.raises(LoaderError, match=r"has 2 classes, but loader_args\.num_classes is 365"):
         manager(root, tmp_path, device="cpu").load(PLACES)
+    assert (exc.value.spec, exc.value.loader) == ("places365_categories", "labels")
 
 
 @pytest.mark.parametrize(

@@ -61,9 +61,10 @@ from dp_models.loaders import (
 )
 from dp_models.loaders.onnx import OnnxRuntimeLoader
 from dp_models.loaders.torch import TorchScriptLoader, TorchStateDictLoader, unwrap_state_dict
+from dp_models.testing import fake_models_root
 
 from .conftest import SpecWriter
-from .fakeroots import RunsCode, needs_no_cuda, save_writes_on_load
+from .fakeroots import RunsCode, edit_spec, manager, needs_no_cuda, save_writes_on_load
 
 BUILTIN_LOADERS = ["onnxruntime", "torch_state_dict", "torchscript"]
 KWARGS = {"in_features": 4, "hidden": 6, "out_features": 3}
@@ -374,6 +375,23 @@ def test_state_dict_key_and_strip_prefix(
     assert_same_weights(model, ref)
     with torch.no_grad():
         assert torch.equal(model(X), ref(X))
+
+
+def test_emonet_8_takes_the_public_checkpoints_data_parallel_keys(tmp_path: Path) -> None:
+    """The public emonet_8.pth is a flat state dict saved from nn.DataParallel: every key
+    starts with "module.". The spec strips it; its fake carries the prefixed keys."""
+    assert Catalog.load()["emonet_8"].loader_args["strip_prefix"] == "module."
+    root = fake_models_root(tmp_path / "root", ["emonet_8"])
+    state = torch.load(root / "visual/emonet/emonet_8.pth", weights_only=True)
+    assert state and all(k.startswith("module.") for k in state)
+    model = manager(root, tmp_path, device="cpu").load("emonet_8")
+    loaded = model.state_dict()
+    assert {f"module.{k}" for k in loaded} == set(state)
+    assert all(torch.equal(v, state[f"module.{k}"]) for k, v in loaded.items())
+    edit_spec(root, "emonet_8", loader_args={"strip_prefix": ...})
+    with pytest.raises(StateDictMismatchError) as exc:  # without the option: no key fits
+        manager(root, tmp_path, device="cpu").load("emonet_8")
+    assert exc.value.unexpected and all(k.startswith("module.") for k in exc.value.unexpected)
 
 
 def test_a_missing_state_dict_key_lists_the_checkpoint_keys(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -320,3 +321,41 @@ def test_check_reports_inprocess_models_and_keeps_absent_optional_ones_ok(
     assert not report["ok"] and not report["absent"]
     with pytest.raises(SpecNotFoundError):
         setup.check(["nope"])
+
+
+# -- notebooks: reprs --------------------------------------------------------------------
+
+
+def test_handle_repr_is_one_short_line(setup: ModelManager) -> None:
+    encoder = setup.get("encoder")
+    assert repr(encoder) == f"<ModelHandle encoder inprocess cpu fp32 {sha256(b'encoder')[:8]}…>"
+    served = setup.get("asr_triton")
+    assert repr(served) == f"<ModelHandle asr_triton triton triton fp32 {'d' * 8}…>"
+    assert repr(setup).startswith(f"<ModelManager root={setup.root} catalog=")
+    assert repr(setup).endswith("(4 specs, 0 loaded, offline)>")
+    encoder.load()
+    assert "1 loaded" in repr(setup)
+
+
+def test_handle_html_shows_digests_and_masks_the_endpoint(setup: ModelManager) -> None:
+    shown = setup.get("encoder")._repr_html_()
+    assert "<code>encoder</code>" in shown and "requires" in shown and "tokenizer" in shown
+    assert f'title="{sha256(b"encoder")}"' in shown  # the whole digest on hover
+    served = setup.get("asr_triton")._repr_html_()
+    assert "http://***@127.0.0.1:8000" in served and "asr_triton v3 at asr" in served
+    assert "secret" not in served and "user" not in served
+    derived = {"name": "encoder", "weights_digest": None}
+    lineage = dataclasses.replace(setup.get("asr_triton"), derived_from=derived)._repr_html_()
+    assert "derived from</th>" in lineage and "no export recorded" in lineage
+
+
+def test_handle_html_escapes_the_spec(
+    catalog_dir: Path, models_root: Path, write_spec: SpecWriter
+) -> None:
+    files = {"a/<b>.pt": b"x"}
+    write_spec("hostile", spec_yaml("hostile", files).replace('"1"', '"<script>1</script>"'))
+    make_file(models_root / "a/<b>.pt", b"x")
+    mm = ModelManager(models_root=models_root, catalog=catalog_dir, loaders=LOADERS)
+    shown = mm.get("hostile")._repr_html_()
+    assert "<script>" not in shown and "<b>" not in shown
+    assert "&lt;script&gt;1&lt;/script&gt;" in shown and "a/&lt;b&gt;.pt" in shown

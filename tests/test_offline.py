@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from huggingface_hub import constants as hf_constants
 
 from dp_models import ModelManager, ModelsRootError, enforce_offline
-from dp_models._offline import OFFLINE_FLAGS, cache_dirs
+from dp_models._offline import LEGACY_CACHE_VARS, OFFLINE_FLAGS, cache_dirs
 from dp_models._settings import ENV_HF_CACHE, ENV_ROOT, Settings
 
 from .conftest import LoopbackServer
@@ -217,3 +218,164 @@ IMPORT_ONLY = """
 def test_importing_dp_models_sets_nothing(models_root: Path) -> None:
     out = run_python(IMPORT_ONLY, child_env(**{ENV_ROOT: str(models_root)}))
     assert out["changed"] == []
+
+
+# -- undoing a manager's switches ----------------------------------------------------------
+
+
+def switched_names(root: Path) -> set[str]:
+    """Every variable a manager on ``root`` sets or removes."""
+    return {*OFFLINE_FLAGS, *cache_dirs(root), *LEGACY_CACHE_VARS, ENV_HF_CACHE}
+
+
+def test_a_with_block_restores_exactly_the_environment_it_changed(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "my-hf-home"))  # replaced, then back
+    monkeypatch.setenv("TRANSFORMERS_CACHE", str(tmp_path / "legacy"))  # removed, then back
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")  # already as wanted: stays
+    before = dict(os.environ)
+    with ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG) as mm:
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+        assert inside(os.environ["HF_HOME"], models_root)
+        assert "TRANSFORMERS_CACHE" not in os.environ
+        assert "offline" in repr(mm)
+    assert dict(os.environ) == before
+    assert "offline" not in repr(mm)
+    assert mm.restore_environment() == {}  # once only
+
+
+def test_restore_environment_reports_and_close_does_not_restore(models_root: Path) -> None:
+    before = dict(os.environ)
+    mm = ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG)
+    mm.close()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # closing drops models, stays offline
+    restored = mm.restore_environment()
+    assert restored["HF_HUB_OFFLINE"] is None and restored["TORCH_HOME"] is None
+    assert set(restored) <= switched_names(models_root)
+    assert dict(os.environ) == before
+    with mm:  # entered again: offline again, restored again on exit
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert dict(os.environ) == before
+
+
+def test_nested_managers_restore_in_order(models_root: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-root"
+    other.mkdir()
+    before = dict(os.environ)
+    with ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG):
+        outer = dict(os.environ)
+        with ModelManager(models_root=other, catalog=EXAMPLE_CATALOG):
+            assert inside(os.environ["TORCH_HOME"], other)
+        assert dict(os.environ) == outer  # back to the outer manager's, still offline
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert dict(os.environ) == before
+
+
+def test_managers_ending_out_of_order_keep_the_later_one_offline(
+    models_root: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-root"
+    other.mkdir()
+    before = dict(os.environ)
+    first = ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG)
+    second = ModelManager(models_root=other, catalog=EXAMPLE_CATALOG)
+    in_effect = dict(os.environ)
+    assert first.restore_environment() == {}  # the second still needs every switch
+    assert dict(os.environ) == in_effect
+    second.restore_environment()  # ... and puts back what was there before both
+    assert dict(os.environ) == before
+
+
+def test_a_value_changed_meanwhile_is_left_alone(
+    models_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="dp_models"),
+        ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG),
+    ):
+        os.environ["HF_HUB_OFFLINE"] = "0"  # the user's choice, inside the block
+        del os.environ["TORCH_HOME"]
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+    assert "TORCH_HOME" not in os.environ
+    assert "TRANSFORMERS_OFFLINE" not in os.environ  # the rest is restored
+    left = [r.getMessage() for r in caplog.records if "changed since" in r.getMessage()]
+    assert len(left) == 2 and any("HF_HUB_OFFLINE left as '0'" in m for m in left)
+
+
+def test_a_manager_inside_enforce_offline_leaves_it_in_effect(models_root: Path) -> None:
+    """enforce_offline is for good: a manager ending before or after it does not undo it."""
+    enforced = enforce_offline(models_root)
+    with ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG):
+        pass
+    assert {k: os.environ[k] for k in enforced} == enforced
+    mm = ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG)
+    enforce_offline(models_root)
+    mm.restore_environment()
+    assert {k: os.environ[k] for k in enforced} == enforced
+
+
+def test_imported_frameworks_flags_are_restored(
+    models_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Module copies of the flags (huggingface_hub's, torch.hub's directory, ultralytics'
+    ONLINE) go back to what they were; stand-in modules for torch and ultralytics keep
+    this test free of their import time."""
+    torch_hub = types.ModuleType("torch.hub")
+    torch_hub._hub_dir = None  # type: ignore[attr-defined]
+
+    def set_dir(d: str) -> None:
+        torch_hub._hub_dir = d  # type: ignore[attr-defined]
+
+    torch_hub.set_dir = set_dir  # type: ignore[attr-defined]
+    ul_utils = types.ModuleType("ultralytics.utils")
+    ul_utils.ONLINE = True  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.hub", torch_hub)
+    monkeypatch.setitem(sys.modules, "ultralytics.utils", ul_utils)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG):
+        assert hf_constants.HF_HUB_OFFLINE is True
+        assert inside(hf_constants.HF_HUB_CACHE, models_root)
+        assert inside(torch_hub._hub_dir, models_root)  # type: ignore[attr-defined]
+        assert ul_utils.ONLINE is False  # type: ignore[attr-defined]
+    assert hf_constants.HF_HUB_OFFLINE is False
+    assert hf_constants.HF_HUB_CACHE == str(tmp_path / "hub-cache")
+    assert torch_hub._hub_dir is None  # type: ignore[attr-defined]
+    assert ul_utils.ONLINE is True  # type: ignore[attr-defined]
+
+
+IMPORTED_INSIDE = """
+    import json, os, sys
+    from dp_models import ModelManager
+
+    with ModelManager(models_root=sys.argv[1], catalog=sys.argv[2]):
+        import huggingface_hub  # reads its offline flags now, at import
+        from huggingface_hub import constants
+
+        out = {"inside": constants.HF_HUB_OFFLINE, "inside_cache": constants.HF_HUB_CACHE}
+    out["after"] = constants.HF_HUB_OFFLINE
+    out["after_cache"] = constants.HF_HUB_CACHE
+    out["env"] = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME")}
+    try:
+        huggingface_hub.hf_hub_download(repo_id="org/model", filename="x.bin")
+    except Exception as exc:  # the loopback server is no hub: any error will do
+        out["error"] = type(exc).__name__
+    print(json.dumps(out))
+"""
+
+
+def test_a_framework_imported_inside_the_block_is_online_after_it(
+    models_root: Path, server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The notebook case: huggingface_hub first imported inside ``with`` read the offline
+    flags at import; after the block it reads them again, and a download is tried (here,
+    against a loopback server standing in for the hub)."""
+    user_home = tmp_path / "user-hf-home"
+    env = child_env(HF_ENDPOINT=server.url, HF_HOME=str(user_home))
+    out = run_python(IMPORTED_INSIDE, env, str(models_root), str(EXAMPLE_CATALOG))
+    assert out["inside"] is True and inside(out["inside_cache"], models_root)
+    assert out["after"] is False
+    assert out["after_cache"] == str(user_home / "hub")
+    assert out["env"] == {"HF_HUB_OFFLINE": None, "HF_HOME": str(user_home), "TORCH_HOME": None}
+    assert server.connections >= 1

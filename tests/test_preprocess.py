@@ -10,7 +10,9 @@ on the same inputs:
 - ``audio_16k_mono``: ``scipy.signal.resample_poly`` of the channel mean;
 - ``whisper_log_mel_*``: Hugging Face's ``WhisperFeatureExtractor`` (which matches OpenAI
   Whisper's ``log_mel_spectrogram``);
-- ``log_mel_128``: ``librosa.power_to_db(librosa.feature.melspectrogram(...), top_db=80)``.
+- ``log_mel_128``: ``librosa.power_to_db(librosa.feature.melspectrogram(...), top_db=80)``;
+- ``kinetics400_slowfast_256``: PyTorchVideo's SlowFast evaluation transform, written as the
+  torch operations it runs (``torch.linspace``, ``F.interpolate``, ...): equal, bit for bit.
 
 Tolerance, images: the presets reproduce Pillow 13's antialiased resize exactly (its 8-bit
 fixed-point arithmetic and its pass order), so they must equal the references up to float
@@ -25,6 +27,7 @@ Allowed: 1e-6 absolute on resampled waveforms, 1e-4 on Whisper's features (value
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 import librosa
@@ -42,6 +45,7 @@ from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPi
 from dp_models._catalog import Catalog
 from dp_models._errors import ConfigurationError
 from dp_models._spec import PREPROCESS_PRESETS
+from dp_models._video import fma32, linspace32
 from dp_models.preprocess import (
     HALF,
     IMAGENET_MEAN,
@@ -386,3 +390,114 @@ def test_a_bad_frame_in_a_batch_is_its_error() -> None:
         preprocess("openai_clip_224", frames, workers=2)
     with pytest.raises(ValueError, match="empty batch"):
         preprocess("openai_clip_224", [])
+
+
+# -- video clips: kinetics400_slowfast_256 against PyTorchVideo's transform, in torch ops ------
+
+
+def _pytorchvideo_slowfast(frames: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], ...]:
+    """PyTorchVideo's SlowFast evaluation transform (its hub tutorial), each step the torch
+    operation PyTorchVideo runs (pytorchvideo itself is not a test dependency): the clip as
+    its decoders give it (float32 C x T x H x W, 0..255), UniformTemporalSubsample(32),
+    ``/ 255``, NormalizeVideo(0.45, 0.225), ShortSideScale(256), CenterCropVideo(256),
+    PackPathway(alpha 4)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).to(torch.float32)
+    count = x.shape[1]
+    picked = torch.clamp(torch.linspace(0, count - 1, 32), 0, count - 1).long()
+    x = torch.index_select(x, 1, picked) / 255.0
+    mean = torch.as_tensor([0.45] * 3, dtype=x.dtype)[:, None, None, None]
+    std = torch.as_tensor([0.225] * 3, dtype=x.dtype)[:, None, None, None]
+    x = x.clone().sub_(mean).div_(std)
+    height, width = x.shape[-2:]
+    if width < height:
+        size = (math.floor((float(height) / width) * 256), 256)
+    else:
+        size = (256, math.floor((float(width) / height) * 256))
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    top, left = round((size[0] - 256) / 2.0), round((size[1] - 256) / 2.0)
+    fast = x[..., top : top + 256, left : left + 256]
+    slow = torch.index_select(fast, 1, torch.linspace(0, 31, 8).long())
+    return slow.numpy(), fast.numpy()
+
+
+def _clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray[Any, Any]:
+    return np.stack([_image(height, width, seed=seed + i) for i in range(frames)])
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(40, 60, 80), (33, 300, 257), (7, 256, 320), (95, 72, 72)],
+    ids=["upscaled", "portrait, downscaled", "short side already 256", "more frames, square"],
+)
+def test_kinetics400_slowfast_256_matches_pytorchvideos_transform(
+    shape: tuple[int, int, int],
+) -> None:
+    clip = _clip(*shape)
+    slow, fast = preprocess("kinetics400_slowfast_256", clip)
+    reference_slow, reference_fast = _pytorchvideo_slowfast(clip)
+    _assert_equal(fast, reference_fast)
+    _assert_equal(slow, reference_slow)
+    assert slow.shape == (3, 8, 256, 256) and fast.shape == (3, 32, 256, 256)
+
+
+def test_the_clip_preset_takes_lists_bgr_rgba_and_any_thread_count() -> None:
+    clip = _clip(12, 40, 64, seed=3)
+    expected = preprocess("kinetics400_slowfast_256", clip, workers=1)
+    bgra = np.concatenate([clip[..., ::-1], np.full((*clip.shape[:3], 1), 255, np.uint8)], -1)
+    for got in (
+        preprocess("kinetics400_slowfast_256", list(clip), workers=3),
+        preprocess("kinetics400_slowfast_256", list(bgra), channels="bgr"),
+    ):
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    swapped = preprocess("kinetics400_slowfast_256", clip[..., ::-1])
+    assert not np.array_equal(swapped[1], expected[1])
+
+
+@pytest.mark.parametrize(
+    ("clip", "error", "message"),
+    [
+        (np.zeros((4, 8, 8, 3), np.float32), TypeError, "uint8"),
+        (np.zeros((8, 8, 3), np.uint8), ValueError, r"a clip is T x H x W x 3"),
+        ([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], ValueError, "one size"),
+        ([np.zeros((8, 8), np.uint8)], ValueError, r"H x W x 3 \(RGB\)"),
+        ([], ValueError, "an empty clip"),
+    ],
+)
+def test_a_clip_the_preset_cannot_read_is_refused(clip: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        preprocess("kinetics400_slowfast_256", clip)
+    with pytest.raises(ValueError, match="channels must be 'rgb' or 'bgr'"):
+        preprocess("kinetics400_slowfast_256", _clip(2, 8, 8), channels="BGR")
+
+
+def test_linspace32_is_torch_linspace_value_for_value() -> None:
+    for steps in (8, 32):
+        for count in range(1, 400):
+            expected = torch.linspace(0, count - 1, steps).numpy()
+            np.testing.assert_array_equal(linspace32(0, count - 1, steps), expected)
+
+
+def _fma_exact(a: float, b: float, c: float) -> np.float32:
+    """The float32 nearest to a * b + c (ties to even), from exact fractions."""
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    guess = np.float32(float(exact))  # at most one float32 away
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.inf)]
+    return min(
+        candidates,
+        key=lambda v: (abs(Fraction(float(v)) - exact), int(np.float32(v).view(np.uint32)) & 1),
+    )
+
+
+def test_fma32_rounds_once_where_float64_would_round_twice() -> None:
+    # 1 + 2^-23 + 2^-24 - 2^-70: float64 rounds it to the float32 midpoint, which ties to
+    # even (1 + 2^-22); rounded once, it is 1 + 2^-23
+    a, b, c = np.float32(1 + 2**-23), np.float32((1 - 2**-23) * 2**-24), np.float32(1 + 2**-23)
+    assert np.float32(np.float64(a) * np.float64(b) + np.float64(c)) == np.float32(1 + 2**-22)
+    assert fma32(a, b, c) == np.float32(1 + 2**-23) == _fma_exact(float(a), float(b), float(c))
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((3, 2000)).astype(np.float32)
+    values[2] *= np.float32(2.0**20)  # addends far larger than the products
+    got = fma32(*values)
+    expected = [_fma_exact(float(x), float(y), float(z)) for x, y, z in values.T]
+    np.testing.assert_array_equal(got, np.array(expected, np.float32))

@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dp_models import Catalog, ModelManager, ProvenanceError
+from dp_models import Catalog, LineageInputError, ModelManager, ProvenanceError
 from dp_models._cli import main
 from dp_models._errors import FileTooLargeError, NotRegularFileError
 from dp_models._lock import Lock, LockEntry
@@ -30,8 +30,10 @@ from dp_models._provenance import (
     ARTIFACT_INFO_FIELDS,
     CHECKED_FIELDS,
     EMPTY_DIGEST,
+    INPUTS_KEY,
     NPZ_KEY,
     STAMP_KEYS,
+    check_artifact,
     check_stamps,
     load_npz,
     read_stamps,
@@ -262,8 +264,8 @@ SERVED = "5e" * 32
 def real_stamp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """The catalog of a fake root and the three stamp keys a ModelManager on it wrote for:
     [0] shared_tokenizer_v1 (required by [1]), [1] whisper_small_triton (Triton, with a
-    served digest), [2] places365_resnet50 (two artifacts), [3] resnet18_features (optional,
-    not provisioned: absent)."""
+    served digest), [2] places365_categories (required by [3]), [3] places365_resnet50, [4]
+    resnet18_features (optional, not provisioned: absent)."""
     tmp = tmp_path_factory.mktemp("stamps")
     root = fake_models_root(
         tmp / "root", ["whisper_small_triton", "places365_resnet50", "resnet18_features"]
@@ -283,6 +285,7 @@ def real_stamp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     assert names == [
         "shared_tokenizer_v1",
         "whisper_small_triton",
+        "places365_categories",
         "places365_resnet50",
         "resnet18_features",
     ]
@@ -303,17 +306,17 @@ def test_a_real_stamp_verifies(real_stamp: tuple[Path, dict[str, Any]], tmp_path
     catalog, stamps = real_stamp
     report = check_stamps(stamps, Catalog.load(catalog))
     assert report.ok and report.all_differences == []
-    assert [c.status for c in report] == ["unchanged", "unchanged", "unchanged", "absent"]
+    assert [c.status for c in report] == ["unchanged"] * 4 + ["absent"]
     # informational fields are reported, not checked
     assert report.models[0].info["device"] == "cpu"
     assert report.models[0].info["framework"]["name"] == "tokenizers"
     assert report.models[1].info["triton.endpoint"] is None
-    absent = report.models[3]
+    absent = report.models[4]
     assert absent.ok and "optional, not provisioned" in absent.note
     assert absent.info == {"reason": "not provisioned: visual/resnet/resnet18-f37072fd.pth"}
     status, shown = verify_json(catalog, stamps, tmp_path)
     assert status == 0 and shown["ok"] is True and shown["differences"] == []
-    assert [m["status"] for m in shown["models"]] == ["unchanged"] * 3 + ["absent"]
+    assert [m["status"] for m in shown["models"]] == ["unchanged"] * 4 + ["absent"]
 
 
 def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
@@ -334,44 +337,44 @@ def _delete(doc: Any, path: tuple[Any, ...]) -> None:
 HOLES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "artifact sha256",
-        lambda d: _set(d, ("models_used", 2, "artifacts", 0, "sha256"), "ab" * 32),
-        "models_used[2].artifacts[0].sha256",
+        lambda d: _set(d, ("models_used", 3, "artifacts", 0, "sha256"), "ab" * 32),
+        "models_used[3].artifacts[0].sha256",
     ),
     (
         "weights_digest",
-        lambda d: _set(d, ("models_used", 2, "weights_digest"), "ab" * 32),
-        "models_used[2].weights_digest",
+        lambda d: _set(d, ("models_used", 3, "weights_digest"), "ab" * 32),
+        "models_used[3].weights_digest",
     ),
     (
         "served weights_digest",
         lambda d: _set(d, ("models_used", 1, "weights_digest"), "ab" * 32),
         "models_used[1].weights_digest",
     ),
-    ("version", lambda d: _set(d, ("models_used", 2, "version"), "v2"), "models_used[2].version"),
+    ("version", lambda d: _set(d, ("models_used", 3, "version"), "v2"), "models_used[3].version"),
     (
         "loader",
-        lambda d: _set(d, ("models_used", 2, "loader"), "torchscript"),
-        "models_used[2].loader",
+        lambda d: _set(d, ("models_used", 3, "loader"), "torchscript"),
+        "models_used[3].loader",
     ),
     (
         "loader_args",
-        lambda d: _set(d, ("models_used", 2, "loader_args", "num_classes"), 366),
-        "models_used[2].loader_args",
+        lambda d: _set(d, ("models_used", 3, "loader_args", "num_classes"), 366),
+        "models_used[3].loader_args",
     ),
     (
         "preprocess",
-        lambda d: _set(d, ("models_used", 2, "preprocess"), "imagenet_224"),
-        "models_used[2].preprocess",
+        lambda d: _set(d, ("models_used", 3, "preprocess"), "imagenet_224"),
+        "models_used[3].preprocess",
     ),
     (
         "artifact path",
-        lambda d: _set(d, ("models_used", 2, "artifacts", 1, "path"), "x/labels.txt"),
-        "models_used[2].artifacts[1].path",
+        lambda d: _set(d, ("models_used", 2, "artifacts", 0, "path"), "x/labels.txt"),
+        "models_used[2].artifacts[0].path",
     ),
     (
         "precision",
-        lambda d: _set(d, ("models_used", 2, "precision"), "fp16"),
-        "models_used[2].precision",
+        lambda d: _set(d, ("models_used", 3, "precision"), "fp16"),
+        "models_used[3].precision",
     ),
     (
         "triton model version",
@@ -391,14 +394,14 @@ HOLES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     (
         "entry turned absent",
-        lambda d: _set(d, ("models_used", 2, "status"), "absent"),
-        "models_used[2].status",
+        lambda d: _set(d, ("models_used", 3, "status"), "absent"),
+        "models_used[3].status",
     ),
     ("emptied models_used", lambda d: d["models_used"].clear(), "models_used"),
     (
         "duplicated entry",
-        lambda d: d["models_used"].append(copy.deepcopy(d["models_used"][3])),
-        "models_used[4]",
+        lambda d: d["models_used"].append(copy.deepcopy(d["models_used"][4])),
+        "models_used[5]",
     ),
 ]
 
@@ -430,14 +433,14 @@ def test_an_edited_entry_is_told_from_a_changed_model(
     names both values and the fix names the command."""
     catalog, stamps = real_stamp
     edited = copy.deepcopy(stamps)
-    edited["models_used"][2]["artifacts"][0]["sha256"] = "ab" * 32
+    edited["models_used"][3]["artifacts"][0]["sha256"] = "ab" * 32
     report = check_stamps(edited, Catalog.load(catalog))
-    check = report.models[2]
+    check = report.models[3]
     assert check.status == "edited" and "not that of its own fields" in check.note
     (diff,) = check.differences
-    pin = stamps["models_used"][2]["artifacts"][0]["sha256"]
+    pin = stamps["models_used"][3]["artifacts"][0]["sha256"]
     assert diff.message == (
-        f"models_used[2].artifacts[0].sha256: stamp says {'ab' * 32}, catalog pins {pin}"
+        f"models_used[3].artifacts[0].sha256: stamp says {'ab' * 32}, catalog pins {pin}"
     )
     assert "dp-models show places365_resnet50" in diff.fix
     assert report.differences == []  # the combined stamps do not see this edit: only the entry does
@@ -447,18 +450,18 @@ def test_an_edited_entry_is_told_from_a_changed_model(
 def test_an_absent_entry_for_a_required_spec_fails(real_stamp: tuple[Path, dict[str, Any]]) -> None:
     catalog, stamps = real_stamp
     edited = copy.deepcopy(stamps)
-    entry = edited["models_used"][3]
-    edited["models_used"][3] = {
+    entry = edited["models_used"][4]
+    edited["models_used"][4] = {
         **entry,
         "name": "shared_tokenizer_v1",
         "version": "v1",
         "optional": True,
     }
-    edited["models_used"][3]["engine"] = "tokenizers"
-    check = check_stamps(edited, Catalog.load(catalog)).models[3]
+    edited["models_used"][4]["engine"] = "tokenizers"
+    check = check_stamps(edited, Catalog.load(catalog)).models[4]
     assert check.status == "absent" and not check.ok
     assert any(
-        d.field == "models_used[3].status" and "not optional" in d.message
+        d.field == "models_used[4].status" and "not optional" in d.message
         for d in check.differences
     )
 
@@ -485,7 +488,7 @@ def test_verify_artifact_prints_every_difference(
     catalog, stamps = real_stamp
     edited = copy.deepcopy(stamps)
     edited["models_used"][0]["version"] = "v0"
-    edited["models_used"][2]["artifacts"][1]["sha256"] = "cd" * 32
+    edited["models_used"][2]["artifacts"][0]["sha256"] = "cd" * 32
     edited["model_signature"] = "ef" * 32
     path = write_json(tmp_path / "edited.json", edited)
     out = io.StringIO()
@@ -493,11 +496,11 @@ def test_verify_artifact_prints_every_difference(
         assert main(["verify-artifact", str(path), "--catalog", str(catalog)]) == 1
     text = out.getvalue()
     assert "models_used[0].version: stamp says v0, catalog says v1" in text
-    assert f"models_used[2].artifacts[1].sha256: stamp says {'cd' * 32}, catalog pins" in text
+    assert f"models_used[2].artifacts[0].sha256: stamp says {'cd' * 32}, catalog pins" in text
     assert f"model_signature: stamp says {'ef' * 32}, its models_used entries give" in text
     assert "fix: `dp-models show shared_tokenizer_v1`" in text
     assert "informational (not checked): device=cpu" in text
-    assert "3 differences (shared_tokenizer_v1, places365_resnet50, the combined stamps)" in text
+    assert "3 differences (shared_tokenizer_v1, places365_categories, the combined stamps)" in text
 
 
 #: Malformed stamps: (edit, the field the error names).
@@ -506,13 +509,13 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("entry not an object", lambda d: _set(d, ("models_used", 1), "whisper"), "models_used[1]"),
     (
         "artifacts not a list",
-        lambda d: _set(d, ("models_used", 2, "artifacts"), {"path": "x"}),
-        "models_used[2].artifacts",
+        lambda d: _set(d, ("models_used", 3, "artifacts"), {"path": "x"}),
+        "models_used[3].artifacts",
     ),
     (
         "artifact not an object",
-        lambda d: _set(d, ("models_used", 2, "artifacts", 0), "x"),
-        "models_used[2].artifacts[0]",
+        lambda d: _set(d, ("models_used", 3, "artifacts", 0), "x"),
+        "models_used[3].artifacts[0]",
     ),
     (
         "version a number",
@@ -526,8 +529,8 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     (
         "optional a number",
-        lambda d: _set(d, ("models_used", 3, "optional"), 1),
-        "models_used[3].optional",
+        lambda d: _set(d, ("models_used", 4, "optional"), 1),
+        "models_used[4].optional",
     ),
     (
         "status unknown",
@@ -536,13 +539,13 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     (
         "missing key",
-        lambda d: _delete(d, ("models_used", 2, "model_signature")),
-        "models_used[2].model_signature",
+        lambda d: _delete(d, ("models_used", 3, "model_signature")),
+        "models_used[3].model_signature",
     ),
     (
         "missing artifact digest",
-        lambda d: _delete(d, ("models_used", 2, "artifacts", 1, "sha256")),
-        "models_used[2].artifacts[1].sha256",
+        lambda d: _delete(d, ("models_used", 2, "artifacts", 0, "sha256")),
+        "models_used[2].artifacts[0].sha256",
     ),
     ("signature not a string", lambda d: _set(d, ("model_signature",), None), "model_signature"),
     ("no weights_digest", lambda d: _delete(d, ("weights_digest",)), "weights_digest"),
@@ -837,7 +840,7 @@ def test_a_required_spec_changed_since(
     catalog, stamps = real_stamp
     tokenizer = "text/shared_tokenizer_v1/tokenizer.json"
     report = check_stamps(stamps, _relocked(catalog, tmp_path, tokenizer, "12" * 32))
-    assert [c.status for c in report] == ["changed", "changed", "unchanged", "absent"]
+    assert [c.status for c in report] == ["changed", "changed", "unchanged", "unchanged", "absent"]
     assert [d.field for d in report.models[0].differences] == [
         "models_used[0].artifacts[0].sha256",
         "models_used[0].weights_digest",
@@ -858,6 +861,180 @@ def test_an_unpinned_artifact_is_reported_with_the_command_that_pins_it(
     check = report.models[2]
     assert check.status == "unpinned" and not check.ok and not report.ok
     (diff,) = check.differences
-    assert diff.field == "models_used[2].artifacts[1].sha256"
+    assert diff.field == "models_used[2].artifacts[0].sha256"
     assert f"catalog and lock pin nothing for {labels}" in diff.message
     assert "`dp-models lock`" in diff.fix
+
+
+# -- lineage: which models produced an output, and the stamps of what it was computed from ---
+
+
+@pytest.fixture(scope="module")
+def handed_out(tmp_path_factory: pytest.TempPathFactory) -> ModelManager:
+    """A manager that handed out whisper_small_triton (which requires shared_tokenizer_v1)
+    and places365_resnet50."""
+    tmp = tmp_path_factory.mktemp("handed_out")
+    root = fake_models_root(tmp / "root", ["whisper_small_triton", "places365_resnet50"])
+    mm = ModelManager(models_root=root, catalog=fake_catalog_dir(root), cache_dir=tmp / "cache")
+    mm.get("whisper_small_triton")
+    mm.get("places365_resnet50")
+    return mm
+
+
+def test_stamp_names_only_the_models_that_produced_the_output(handed_out: ModelManager) -> None:
+    mm = handed_out
+    names = [e["name"] for e in mm.stamp({}, models=["whisper_small_triton"])["models_used"]]
+    assert names == ["shared_tokenizer_v1", "whisper_small_triton"]  # what it requires, too
+    places = mm.stamp({}, models=["places365_resnet50"])
+    assert [e["name"] for e in places["models_used"]] == [
+        "places365_categories",  # the labels it requires
+        "places365_resnet50",
+    ]
+    assert check_stamps(places, mm.catalog).ok
+    assert mm.stamp({}) == mm.stamp({}, models=[e["name"] for e in mm.models_used()])
+    assert mm.stamp({}, models=[])["model_signature"] == EMPTY_DIGEST
+
+
+def test_stamp_of_a_model_not_handed_out_says_which_were(handed_out: ModelManager) -> None:
+    with pytest.raises(ProvenanceError, match=r"'emonet_8', which this manager did not") as info:
+        handed_out.stamp({}, models=["places365_resnet50", "emonet_8"])
+    assert info.value.key == "models"
+    assert "whisper_small_triton, places365_categories, places365_resnet50" in str(info.value)
+
+
+def chain(tmp_path: Path) -> tuple[ModelManager, Path, Path, Path]:
+    """A two-hop lineage on copies of the example catalog and root: ``core.npz`` (a core
+    provider's output), ``mid.json`` computed from it (no model of its own: shot_quality),
+    ``top.json`` computed from ``mid.json`` by a model."""
+    catalog, root, _ = stamped_example(tmp_path)
+    mm = ModelManager(models_root=root, catalog=catalog)
+    mm.get("tiny_color_classifier")
+    (tmp_path / "out").mkdir()
+    core = save_npz(tmp_path / "out" / "core.npz", {"emb": np.ones(3)}, mm.stamp({"v": 1}))
+    mid = write_json(tmp_path / "out" / "mid.json", mm.stamp({"v": 2}, models=[], inputs=[core]))
+    top = write_json(tmp_path / "out" / "top.json", mm.stamp({"v": 3}, inputs=[mid]))
+    return mm, core, mid, top
+
+
+def test_a_two_hop_lineage_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mm, core, mid, top = chain(tmp_path)
+    stamps = read_stamps(top)
+    (link,) = stamps[INPUTS_KEY]
+    assert (link["path"], link["sha256"]) == (str(mid), sha256(mid.read_bytes()))
+    assert {k: link[k] for k in (*STAMP_KEYS, INPUTS_KEY)} == read_stamps(mid)
+    (inner,) = link[INPUTS_KEY]  # the chain nests: the input's own inputs, as it recorded them
+    assert (inner["path"], inner["sha256"]) == (str(core), sha256(core.read_bytes()))
+    assert inner["model_signature"] == read_stamps(core)["model_signature"]
+    # the combined stamps cover the inputs: same models, other inputs, another signature
+    assert stamps["model_signature"] != mm.stamp({})["model_signature"]
+
+    report = check_artifact(top, mm.catalog)
+    assert report.ok and report.all_differences == []
+    assert [(x.where, x.file) for x in report.links] == [
+        ("inputs_used[0]", "unchanged"),
+        ("inputs_used[0].inputs_used[0]", "unchanged"),
+    ]
+    assert [c.status for c in report.links[1].report] == ["unchanged"]
+    assert main(["verify-artifact", str(top), "--catalog", str(mm.catalog.directory)]) == 0
+    out = capsys.readouterr().out
+    assert f"inputs_used[0].inputs_used[0] {core}: file unchanged, 1 model" in out
+    assert "every model, and every input of its chain, is as the catalog" in out
+    # stamps already read are an input too: no file, so only its stamps are checked
+    _, read = load_npz(core)
+    (handed,) = mm.stamp({}, inputs=[read])[INPUTS_KEY]
+    assert (handed["path"], handed["sha256"]) == (None, None)
+    (unrecorded,) = check_stamps(mm.stamp({}, inputs=[read]), mm.catalog).inputs
+    assert (unrecorded.file, unrecorded.ok) == ("unrecorded", True)
+
+
+def test_a_changed_middle_link_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mm, _, mid, top = chain(tmp_path)
+    recorded = sha256(mid.read_bytes())
+    write_json(mid, {**json.loads(mid.read_text()), "v": 99})  # recomputed since: new data
+    report = check_artifact(top, mm.catalog)
+    assert not report.ok
+    middle, inner = report.links
+    assert (middle.file, middle.ok, inner.file, inner.ok) == ("changed", False, "unchanged", True)
+    (diff,) = report.all_differences
+    assert diff.field == "inputs_used[0].sha256"
+    assert (diff.stamped, diff.expected) == (recorded, sha256(mid.read_bytes()))
+    assert f"the file {mid} now has" in diff.message
+    assert "its stamps are the same: its data changed" in diff.message
+    catalog = str(mm.catalog.directory)
+    assert main(["verify-artifact", str(top), "--catalog", catalog, "--json"]) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert [d["field"] for d in shown["differences"]] == ["inputs_used[0].sha256"]
+    assert shown["inputs"][0]["file"] == "changed"
+    assert main(["verify-artifact", str(top), "--catalog", catalog]) == 1
+    assert f"1 difference (inputs_used[0] {mid})" in capsys.readouterr().out
+
+
+def test_a_middle_link_whose_model_changed_is_named(tmp_path: Path) -> None:
+    mm, _, _, top = chain(tmp_path)
+    catalog = mm.catalog.directory
+    assert catalog is not None
+    (mm.root / "demo/tiny_color_classifier/labels.txt").write_text("rot\ngrün\nblau\n")
+    assert main(["lock", "--catalog", str(catalog), "--root", str(mm.root)]) == 0
+    report = check_artifact(top, Catalog.load(catalog))
+    fields = [d.field for d in report.all_differences]
+    assert "inputs_used[0].inputs_used[0].models_used[0].artifacts[1].sha256" in fields
+    assert report.links[1].report.models[0].status == "changed"
+    assert [x.file for x in report.links] == ["unchanged", "unchanged"]  # the files did not
+
+
+def test_input_files_that_moved_or_are_gone(tmp_path: Path) -> None:
+    mm, _, _, _ = chain(tmp_path)
+    moved = tmp_path / "archive"
+    shutil.copytree(tmp_path / "out", moved)
+    shutil.rmtree(tmp_path / "out")
+    report = check_artifact(moved / "top.json", mm.catalog)  # looked for beside the artifact
+    assert report.ok and [x.found for x in report.links] == [
+        str(moved / "mid.json"),
+        str(moved / "core.npz"),
+    ]
+    (moved / "core.npz").unlink()
+    report = check_artifact(moved / "top.json", mm.catalog)
+    assert report.ok  # reported, not failed: the stamps it recorded are still checked
+    assert report.links[1].file == "missing" and "not there" in report.links[1].note
+
+
+@pytest.mark.adversarial
+def test_a_lineage_input_whose_stamps_fail_is_refused(tmp_path: Path) -> None:
+    mm, core, mid, _ = chain(tmp_path)
+    tampered = read_stamps(core)
+    tampered["models_used"][0]["version"] = "0.9"
+    with pytest.raises(LineageInputError, match=r"lineage input 1 fails verification") as info:
+        mm.stamp({}, inputs=[core, tampered])
+    assert (info.value.path, info.value.index, info.value.key) == (None, 1, "inputs[1]")
+    assert info.value.differences[0].startswith("models_used[0].version: stamp says 0.9")
+    with pytest.raises(ProvenanceError, match=r"inputs\[0\]: model_signature is missing") as bad:
+        mm.stamp({}, inputs=[{"models_used": []}])
+    assert bad.value.key == "inputs[0].model_signature"
+    # a link further up the chain: the input's own input changed since
+    np.savez(core, emb=np.zeros(3))
+    with pytest.raises(LineageInputError, match=r"inputs_used\[0\]\.sha256") as info:
+        mm.stamp({}, inputs=[mid])
+    assert (info.value.path, info.value.index) == (str(mid), 0)
+    assert "dp-models verify-artifact" in str(info.value)
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda s: s[INPUTS_KEY][0].pop("sha256"), "inputs_used[0].sha256"),
+        (lambda s: s[INPUTS_KEY][0].update(sha256=None), "inputs_used[0].sha256"),
+        (lambda s: s[INPUTS_KEY][0].update(models_used={}), "inputs_used[0].models_used"),
+        (lambda s: s.update(inputs_used={}), "inputs_used"),
+    ],
+    ids=["no sha256", "path without sha256", "models_used not a list", "not a list"],
+)
+def test_a_malformed_link_is_a_typed_error(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], object], key: str
+) -> None:
+    mm, _, _, top = chain(tmp_path)
+    stamps = read_stamps(top)
+    edit(stamps)
+    with pytest.raises(ProvenanceError) as info:
+        check_stamps(stamps, mm.catalog)
+    assert info.value.key == key

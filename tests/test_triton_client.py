@@ -97,10 +97,12 @@ def packaged_manager(
     dp_models_triton_catalog: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ModelManager:
-    # the Whisper specs require shared_tokenizer_v1, an in-process artifact: a fake one
-    root = fake_models_root(
-        tmp_path_factory.mktemp("root"), ["shared_tokenizer_v1"], catalog=dp_models_triton_catalog
-    )
+    # what the Triton specs require is in process: fake ones (the Whisper specs require
+    # shared_tokenizer_v1, the Places365 specs places365_categories)
+    catalog = Catalog.load(dp_models_triton_catalog)
+    required = sorted({r for s in catalog.values() if s.triton is not None for r in s.requires})
+    assert "shared_tokenizer_v1" in required
+    root = fake_models_root(tmp_path_factory.mktemp("root"), required, catalog=catalog)
     return ModelManager(
         models_root=root,
         catalog=dp_models_triton_catalog,
@@ -131,6 +133,18 @@ def test_every_packaged_triton_spec_passes_the_client_checks(
         "endpoint": dp_models_triton_server.url,
         "served_digest_verified": True,
     }
+
+
+@pytest.mark.parametrize("size", [224, 336, 448])
+def test_a_places365_client_names_its_logits_with_the_labels_it_requires(
+    packaged_manager: ModelManager, size: int
+) -> None:
+    handle = packaged_manager.get(f"places365_resnet50_{size}_triton")
+    with handle.client() as client:
+        logits = client.infer({"image": np.zeros((2, 3, size, size), np.float32)})["logits"]
+        names = [client.labels()[i] for i in logits.argmax(axis=1)]
+    assert len(names) == 2 and all(n.startswith("fake_class_") for n in names)
+    assert client.labels() is packaged_manager.load("places365_categories")
 
 
 def test_the_packaged_catalog_has_triton_specs() -> None:

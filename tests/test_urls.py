@@ -12,6 +12,7 @@ anything dp_models shows.
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import logging
@@ -88,7 +89,8 @@ def baseline(served: tuple[Path, Path]) -> str:
                 models_root=served[1], catalog=served[0], triton_endpoints={"default": url}
             )
             handle = mm.get("served_url")
-            texts += [repr(handle), repr(handle.client()), json.dumps(mm.models_used())]
+            texts += [repr(handle), html.unescape(handle._repr_html_()), repr(handle.client())]
+            texts += [json.dumps(mm.models_used())]
             mp.setenv(ENV_TRITON_URL, url)
             mp.setenv(ENV_TRITON_URL + "_ASR", url)
             for argv in (
@@ -298,17 +300,19 @@ def test_redact_url_masks_everything_before_the_last_at(value: str, shown: str) 
 def test_no_repr_or_report_shows_the_credentials(
     served: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """``repr(ModelHandle)`` showed the raw URL, password and all."""
+    """``repr(ModelHandle)`` showed the raw URL, password and all (now it shows no URL; its
+    HTML, for notebooks, shows the masked one)."""
     url = "http://bob:hun@ter2@127.0.0.1:8000/v2"
     mm = ModelManager(models_root=served[1], catalog=served[0], triton_endpoints={"default": url})
     handle = mm.get("served_url")
     assert handle.endpoint == url  # kept for the client: the credentials go in a header
-    assert "endpoint='http://***@127.0.0.1:8000/v2'" in repr(handle)
+    assert "http://***@127.0.0.1:8000/v2" in handle._repr_html_()
     client = handle.client()
     assert client.endpoint == "http://***@127.0.0.1:8000/v2"
     deployment = Deployment(handle.spec, url, None)
     assert "http://***@127.0.0.1:8000/v2" in repr(deployment)
-    shown = [repr(handle), repr(client), repr(deployment), repr(parse_endpoint(url))]
+    shown = [repr(handle), html.unescape(handle._repr_html_()), repr(client), repr(deployment)]
+    shown += [repr(parse_endpoint(url))]
     shown += [json.dumps(mm.models_used()), str(parse_endpoint(url))]
     assert not [s for s in shown if "bob" in s or "ter2" in s]
 
@@ -460,6 +464,7 @@ def test_property_no_credential_survives_configuration_or_display(
         handle = mm.get("served_url")
         client = handle.client()
         shown = [repr(parsed), str(parsed), parsed.address, repr(handle), repr(client)]
+        shown += [html.unescape(handle._repr_html_())]
         shown += [json.dumps(mm.models_used()), client.endpoint]
         shown += [repr(Deployment(handle.spec, url, None))]
         assert not _leaks(pieces_, *shown), shown

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from . import _html
+from ._digest import weights_digest
 from ._errors import (
     CatalogError,
     CatalogProblem,
@@ -36,7 +38,7 @@ from ._errors import (
     YamlRejectedError,
 )
 from ._io import read_regular
-from ._lock import Lock, LockEntry
+from ._lock import Lineage, Lock, LockEntry
 from ._registry import LoaderRegistry, default_loaders
 from ._settings import Settings
 from ._signing import load_signed_lock
@@ -238,7 +240,48 @@ class Catalog(Mapping[str, Spec]):
         return name in self._specs
 
     def __repr__(self) -> str:
-        return f"<Catalog {self.directory} with {len(self)} specs>"
+        count = len(self)
+        return f"<Catalog {self.directory} with {count} spec{'' if count == 1 else 's'}>"
+
+    def _repr_html_(self) -> str:
+        """The catalog as a table, one row per spec (its description on hover), for
+        notebooks; every value escaped."""
+        rows = []
+        for spec in self._specs.values():
+            runtime: str = spec.runtime
+            if spec.triton is not None:
+                runtime += f" ({spec.triton.model_name} v{spec.triton.model_version})"
+            rows.append(
+                [
+                    _html.code(spec.name, title=spec.description),
+                    spec.version,
+                    runtime,
+                    spec.engine,
+                    spec.device,
+                    spec.precision,
+                    ", ".join(spec.users),
+                    self.pin_summary(spec),
+                    "yes" if spec.optional else "",
+                ]
+            )
+        headers = ["name", "version", "runtime", "engine", "device", "precision", "users"]
+        return _html.titled(
+            f"Catalog {self.directory}: {len(self)} spec{'' if len(self) == 1 else 's'}",
+            _html.table([*headers, "pinned", "optional"], rows),
+            notes=[f"lock: {self.lock.path}"],
+        )
+
+    def pin_summary(self, spec: Spec) -> str:
+        """Whether every artifact of ``spec`` is pinned (by its spec or the lock): ``yes``,
+        ``no``, ``N of M`` or ``no artifacts``."""
+        pins = [self.pin(a) for a in spec.artifacts]
+        if not pins:
+            return "no artifacts"
+        if all(pins):
+            return "yes"
+        if not any(pins):
+            return "no"
+        return f"{sum(p is not None for p in pins)} of {len(pins)}"
 
     # -- pins ----------------------------------------------------------------------------
 
@@ -267,6 +310,23 @@ class Catalog(Mapping[str, Spec]):
         if spec.triton.weights_digest is not None:
             return Pin(spec.triton.weights_digest, None, "spec")
         return self.pin(spec.artifacts[0]) if spec.artifacts else None
+
+    def lineage(self, spec: Spec) -> Lineage | None:
+        """What the lock records of where ``spec``'s model was exported from (the entry of
+        its first artifact, written by ``dp-models export onnx``), or None."""
+        if not spec.artifacts:
+            return None
+        entry = self.lock.artifacts.get(spec.artifacts[0].path)
+        return entry.derived if entry is not None else None
+
+    def pinned_weights_digest(self, spec: Spec) -> str | None:
+        """The weights digest an in-process ``spec`` has when its artifacts are the pinned
+        ones (what its handle's ``weights_digest`` is once verified), from the pins
+        alone; None when an artifact is unpinned."""
+        pins = [self.pin(a) for a in spec.artifacts]
+        if any(p is None for p in pins):
+            return None
+        return weights_digest([p.sha256 for p in pins if p is not None])
 
     def closure(self, name: str) -> list[Spec]:
         """The spec and everything it ``requires``, dependencies first, each once."""
@@ -472,6 +532,27 @@ def _check_requires(
                         shown[name],
                         f"requires[{i}]",
                         f"names no spec in the catalog: {dep!r}{hint}",
+                    )
+                )
+        source = spec.derived_from
+        if source is not None and source not in broken:
+            if source not in specs:
+                close = difflib.get_close_matches(source, specs, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(
+                    CatalogProblem(
+                        shown[name],
+                        "derived_from",
+                        f"names no spec in the catalog: {source!r}{hint}",
+                    )
+                )
+            elif specs[source].runtime != "inprocess":
+                problems.append(
+                    CatalogProblem(
+                        shown[name],
+                        "derived_from",
+                        f"names {source!r}, a {specs[source].runtime} spec; a derived model is "
+                        "exported from an in-process spec's weights",
                     )
                 )
     # cycles, reported once per cycle

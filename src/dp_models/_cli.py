@@ -328,7 +328,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add(
         "verify-artifact",
         _verify_artifact,
-        "compare an artifact's provenance stamps (.json or .npz) with the catalog and lock",
+        "compare an artifact's provenance stamps (.json or .npz), and those of every input "
+        "it was computed from, with the catalog and lock",
         [common],
     )
     p.add_argument("file", metavar="FILE")
@@ -347,6 +348,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--signature", metavar="SIG", help="signature file (default: LOCK.sig)")
     p.add_argument("--json", action="store_true")
     p = add("env", _env, "versions, environment flags and resolved settings", [common, rooted])
+    p.add_argument("--json", action="store_true")
+    export = sub.add_parser(
+        "export",
+        help="derived artifacts made from an in-process spec's verified weights",
+        description="Derived artifacts made from an in-process spec's verified weights.",
+    ).add_subparsers(metavar="FORMAT")
+    help_ = (
+        "export the ONNX model of a Triton spec (--for) from the in-process spec it is "
+        "derived_from, into the root, and pin it with its lineage in the lock"
+    )
+    p = export.add_parser("onnx", help=help_, description=help_, parents=[common, rooted])
+    p.set_defaults(func=_export_onnx)
+    p.add_argument(
+        "source", metavar="SOURCE", help="the in-process spec whose weights are exported"
+    )
+    p.add_argument(
+        "--for", dest="target", required=True, metavar="SPEC", help="the Triton spec to export"
+    )
+    p.add_argument(
+        "--no-pin", action="store_true", help="write the file only; leave the lock as it is"
+    )
     p.add_argument("--json", action="store_true")
     triton = sub.add_parser(
         "triton", help="Triton Inference Server tools", description="Triton Inference Server tools."
@@ -884,48 +906,77 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
-    """Recompute every checked field of the stamps; print every difference with its fix."""
-    from ._provenance import _show, check_stamps, read_stamps
+    """Recompute every checked field of the stamps, and of the stamps of every input in
+    its chain; print every difference with its fix, naming the link it is in."""
+    from ._provenance import LinkCheck, StampReport, _show, check_artifact
 
     catalog = _catalog(_settings(args))
-    report = check_stamps(read_stamps(args.file), catalog)
+    report = check_artifact(args.file, catalog)
     status = 0 if report.ok else 1
     if args.json:
         _dump({"file": args.file, **report.as_dict()}, out)
         return status
-    out.write(
-        f"{args.file}: {_n(len(report), 'model')}, signature {report.model_signature[:16]}...\n"
-    )
 
-    def differences(found: list[Any]) -> None:
+    def counts(r: StampReport) -> str:
+        inputs = f", {_n(len(r.inputs), 'input')}" if r.inputs else ""
+        return f"{_n(len(r), 'model')}{inputs}, signature {r.model_signature[:16]}..."
+
+    def differences(found: list[Any], pad: str) -> None:
         fixes = list(dict.fromkeys(d.fix for d in found))
         for d in found:
-            out.write(f"      {d.message}\n")
+            out.write(f"{pad}    {d.message}\n")
         for fix in fixes:
-            out.write(f"      fix: {fix}\n")
+            out.write(f"{pad}    fix: {fix}\n")
 
-    for c in report:
-        line = f"  {_show(c.name):<32} {c.status}"
-        out.write(f"{line}  ({c.note})\n" if c.note and c.status != "unchanged" else f"{line}\n")
-        differences(c.differences)
-        info = [f"{_show(k)}={_show(v)}" for k, v in c.info.items() if v is not None]
-        if info:
-            out.write(f"      informational (not checked): {', '.join(info)}\n")
-    if report.differences:
-        out.write("  the combined stamps (model_signature, weights_digest)\n")
-        differences(report.differences)
+    def show(r: StampReport, pad: str) -> None:
+        for c in r:
+            note = f"  ({c.note})" if c.note and c.status != "unchanged" else ""
+            out.write(f"{pad}{_show(c.name):<32} {c.status}{note}\n")
+            differences(c.differences, pad)
+            info = [f"{_show(k)}={_show(v)}" for k, v in c.info.items() if v is not None]
+            if info:
+                out.write(f"{pad}    informational (not checked): {', '.join(info)}\n")
+        if r.differences:
+            out.write(f"{pad}the combined stamps (model_signature, weights_digest)\n")
+            differences(r.differences, pad)
+        for link in r.inputs:
+            path = "(stamps handed in, no file)" if link.path is None else _show(link.path)
+            out.write(f"{pad}{link.where} {path}: file {link.file}, {counts(link.report)}\n")
+            if link.note:
+                out.write(f"{pad}    {link.note}\n")
+            differences(link.differences, pad)
+            show(link.report, pad + "  ")
+
+    def failed_here(link: LinkCheck) -> bool:
+        own = link.report
+        return bool(link.differences or own.differences or not all(m.ok for m in own))
+
+    out.write(f"{args.file}: {counts(report)}\n")
+    show(report, "  ")
     if report.ok:
-        out.write(
-            "every model is as the catalog and lock describe it today\n"
-            if len(report)
-            else "no model: models_used is empty and the stamps are those of no model\n"
-        )
+        if report.inputs:
+            out.write(
+                "every model, and every input of its chain, is as the catalog and lock "
+                "describe it today\n"
+            )
+        else:
+            out.write(
+                "every model is as the catalog and lock describe it today\n"
+                if len(report)
+                else "no model: models_used is empty and the stamps are those of no model\n"
+            )
         return status
     where = [_show(c.name) for c in report if not c.ok]
     where += ["the combined stamps"] if report.differences else []
+    where += [
+        f"{link.where} {'(no file)' if link.path is None else _show(link.path)}"
+        for link in report.links
+        if failed_here(link)
+    ]
+    files = ", or an input file changed since" if any(x.differences for x in report.links) else ""
     out.write(
         f"{_n(len(report.all_differences), 'difference')} ({', '.join(where)}): the stamps "
-        "are not what the catalog and lock give today\n"
+        f"are not what the catalog and lock give today{files}\n"
     )
     return status
 
@@ -973,6 +1024,40 @@ def _env(args: argparse.Namespace, out: TextIO) -> int:
     out.write("settings:\n")
     for k, v in settings.items():
         out.write(f"  {k:<22} {v if isinstance(v, str) else json.dumps(v)}\n")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace, out: TextIO) -> int:
+    from ._export import export_onnx
+    from ._manager import ModelManager
+
+    settings = _settings(args)
+    manager = ModelManager(settings=settings)  # loads run inside the network guard
+    try:
+        result = export_onnx(manager, args.source, args.target, pin=not args.no_pin)
+    finally:
+        manager.close()
+    lineage = result.lineage
+    if args.json:
+        _dump(
+            {
+                "ok": True,
+                "spec": result.spec,
+                "path": str(result.path),
+                "sha256": result.sha256,
+                "size": result.size,
+                "pinned": result.pinned,
+                "derived": lineage.to_json(),
+            },
+            out,
+        )
+        return 0
+    out.write(
+        f"exported {result.spec} from {result.source} (weights {lineage.weights_digest}) to "
+        f"{result.path}: sha256 {result.sha256}, {result.size} bytes\n"
+    )
+    where = f"pinned in {settings.lock}" if result.pinned else "not pinned (--no-pin)"
+    out.write(f"{where}, with its lineage: {lineage.exporter}\n")
     return 0
 
 

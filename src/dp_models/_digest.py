@@ -89,6 +89,7 @@ __all__ = [
     "sha256_fd",
     "sha256_file",
     "stat_key",
+    "weights_digest",
 ]
 
 log = logging.getLogger("dp_models")
@@ -233,6 +234,16 @@ def directory_digest(entries: Sequence[tuple[str, str]]) -> str:
     for rel, digest in sorted(entries, key=lambda item: os.fsencode(item[0])):
         h.update(f"{digest}  ".encode() + os.fsencode(rel) + b"\n")
     return h.hexdigest()
+
+
+def weights_digest(digests: Sequence[str]) -> str | None:
+    """One digest for a model's weights: the artifact's own sha256 when there is one, else
+    the sha256 of the digests one per line (spec order); None without artifacts."""
+    if not digests:
+        return None
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(f"{d}\n" for d in digests).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -53,16 +53,7 @@ def render_catalog_md(catalog: Catalog) -> str:
         ]
         for name in sorted(areas[area]):
             spec = catalog[name]
-            pins = [catalog.pin(a) for a in spec.artifacts]
-            if not pins:
-                pinned = "no artifacts"
-            elif all(pins):
-                pinned = "yes"
-            elif not any(pins):
-                pinned = "no"
-            else:
-                sources = sum(p is not None for p in pins)
-                pinned = f"{sources} of {len(pins)}"
+            pinned = catalog.pin_summary(spec)
             runtime: str = spec.runtime
             if spec.triton is not None:
                 runtime += f" (`{spec.triton.model_name}` v{spec.triton.model_version})"

@@ -37,13 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _html
 from ._catalog import Catalog
+from ._digest import DigestCache, Hasher
 from ._health import HealthReport, HealthStatus
-from ._settings import triton_url_variable
+from ._manager import ModelManager
+from ._settings import Settings, triton_url_variable
 from ._spec import Spec
+from ._urls import redact
 from ._verify import ArtifactReport, Verifier
 
-__all__ = ["SpecHealth", "diagnose", "render_table", "report_json"]
+__all__ = ["DoctorReport", "SpecHealth", "diagnose", "doctor", "render_table", "report_json"]
 
 _FIX: dict[str, str] = {
     "missing": "provision the artifact (`dp-models pull --from MIRROR`, or by hand), then rerun "
@@ -247,19 +251,14 @@ def _detail(h: SpecHealth, *, triton_checked: bool) -> str:
     return ""
 
 
-def render_table(
-    health: Sequence[SpecHealth],
-    *,
-    root: Path | Sequence[Path],
-    triton_checked: bool,
-) -> str:
-    """``dp-models doctor`` for people: one row per spec (failing statuses in capitals),
-    a summary against ``root`` (or the roots, in search order), then each failing spec's
-    message and fix. With several roots, or an artifact found outside them (a hub cache,
-    an installed distribution), each found artifact gets a row saying where it was found.
-    ``triton_checked``: False when no endpoint was contacted on purpose (``--no-triton``)."""
-    roots = [root] if isinstance(root, Path) else list(root)
-    rows = [["NAME", "RUNTIME", "STATUS", "DETAIL"]]
+_HEADER = ["NAME", "RUNTIME", "STATUS", "DETAIL"]
+
+
+def _rows(
+    health: Sequence[SpecHealth], roots: Sequence[Path], *, triton_checked: bool
+) -> list[list[str]]:
+    """The table's rows (:func:`render_table`, :meth:`DoctorReport._repr_html_`)."""
+    rows = []
     for h in health:
         status = h.status.value.upper() if h.failing else h.status.value
         rows.append(
@@ -273,18 +272,123 @@ def render_table(
             for r in h.served.replicas:  # one line per replica, under the spec's
                 shown = r.status.value.upper() if r.status.failing else r.status.value
                 rows.append(["", "", shown, f"replica {r.endpoint}"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return rows
+
+
+def _summary(health: Sequence[SpecHealth], roots: Sequence[Path]) -> str:
     counts = Counter(h.status.value for h in health)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     against = ", ".join(str(r) for r in roots)
-    lines += [
-        "",
-        f"{len(health)} spec{'s' if len(health) != 1 else ''} against {against}: {summary}",
-    ]
+    return f"{len(health)} spec{'s' if len(health) != 1 else ''} against {against}: {summary}"
+
+
+def render_table(
+    health: Sequence[SpecHealth],
+    *,
+    root: Path | Sequence[Path],
+    triton_checked: bool,
+) -> str:
+    """``dp-models doctor`` for people: one row per spec (failing statuses in capitals),
+    a summary against ``root`` (or the roots, in search order), then each failing spec's
+    message and fix. With several roots, or an artifact found outside them (a hub cache,
+    an installed distribution), each found artifact gets a row saying where it was found.
+    ``triton_checked``: False when no endpoint was contacted on purpose (``--no-triton``)."""
+    roots = [root] if isinstance(root, Path) else list(root)
+    rows = [_HEADER, *_rows(health, roots, triton_checked=triton_checked)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += ["", _summary(health, roots)]
     failing = [h for h in health if h.failing]
     if failing:
         lines += ["", f"{len(failing)} required spec{'s' if len(failing) != 1 else ''} not ok:"]
         for h in failing:
             lines += [f"- {h.message}", f"  fix: {h.fix}"]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """What :func:`doctor` found: ``dp-models doctor`` as an object. ``str()`` is the
+    table, :meth:`to_json` the ``--json`` report, and notebooks show it as an HTML table
+    (every value escaped, credentials in URLs masked)."""
+
+    specs: tuple[SpecHealth, ...]
+    #: The roots checked, in search order.
+    roots: tuple[Path, ...]
+    #: False when no Triton endpoint was contacted on purpose (``triton=False``).
+    triton_checked: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """Whether no spec fails (``dp-models doctor`` exits 0)."""
+        return not any(h.failing for h in self.specs)
+
+    @property
+    def failing(self) -> tuple[SpecHealth, ...]:
+        """The specs that fail, in order (each with its ``message`` and ``fix``)."""
+        return tuple(h for h in self.specs if h.failing)
+
+    def to_json(self, **context: Any) -> dict[str, Any]:
+        """:func:`report_json` of these specs, with the roots and ``context`` on top."""
+        return report_json(self.specs, **{"roots": [str(r) for r in self.roots], **context})
+
+    def __str__(self) -> str:
+        return render_table(self.specs, root=self.roots, triton_checked=self.triton_checked)
+
+    def __repr__(self) -> str:
+        counts = Counter(h.status.value for h in self.specs)
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no specs"
+        return f"<DoctorReport {'ok' if self.ok else 'FAILING'}: {summary}>"
+
+    def _repr_html_(self) -> str:
+        rows = _rows(self.specs, self.roots, triton_checked=self.triton_checked)
+        cells = [
+            [_html.code(r[0]) if r[0] else "", r[1], _status(r[2]), redact(r[3])] for r in rows
+        ]
+        notes = [redact(_summary(self.specs, self.roots))]
+        notes += [redact(f"{h.spec.name}: {h.message} Fix: {h.fix}") for h in self.failing]
+        title = "Doctor: ok" if self.ok else f"Doctor: {len(self.failing)} required spec(s) not ok"
+        return _html.titled(title, _html.table([c.lower() for c in _HEADER], cells), notes=notes)
+
+
+def _status(shown: str) -> object:
+    """A status cell: a failing one (shown in capitals) in bold."""
+    return _html.Markup(f"<strong>{_html.esc(shown)}</strong>") if shown.isupper() else shown
+
+
+def doctor(
+    manager: ModelManager | None = None,
+    names: Sequence[str] = (),
+    *,
+    triton: bool = True,
+    ready_timeout_s: float = 10.0,
+) -> DoctorReport:
+    """``dp-models doctor`` from Python: every spec of ``manager``'s catalog (``names``: only
+    these) against its roots, and each Triton spec against its endpoint (unless
+    ``triton=False``). Without a manager, the settings come from the environment as the
+    command's do (:meth:`Settings.resolve <dp_models._settings.Settings.resolve>`), and
+    nothing is switched offline. Never raises for what it finds: see
+    :attr:`DoctorReport.ok`.
+
+    >>> from dp_models import ModelManager, doctor
+    >>> report = doctor(ModelManager("MODELS_ROOT.example", "examples/spec_catalog"))
+    >>> report.ok, report
+    (True, <DoctorReport ok: 1 ok>)
+    """
+    if manager is not None:
+        settings, catalog = manager.settings, manager.catalog
+    else:
+        settings = Settings.resolve()
+        catalog = Catalog.load(settings=settings)
+    hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
+    verifier = Verifier(catalog, settings.require_roots(), hasher, hf_cache=settings.hf_cache)
+    health = diagnose(
+        catalog,
+        verifier,
+        names,
+        endpoints=dict(settings.triton_endpoints) if triton else None,
+        ready_timeout_s=ready_timeout_s,
+        replicas=settings.triton_replicas,
+        shared_memory=settings.triton_shared_memory,
+    )
+    return DoctorReport(tuple(health), tuple(verifier.roots), triton_checked=triton)

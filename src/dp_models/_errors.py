@@ -15,6 +15,9 @@
     ├── PrecisionError (ValueError)          a precision the device or spec does not allow
     ├── NetworkBlockedError (RuntimeError)   a connection or DNS lookup during a load
     ├── ProvenanceError (ValueError)         stamps that conflict or cannot be read
+    │   └── LineageInputError                an input of a stamp (``inputs=``) whose own
+    │                                        stamps fail verification; .path, .index,
+    │                                        .differences
     ├── NotRegularFileError (OSError)        a FIFO, device or socket where a file belongs
     ├── FileTooLargeError (OSError)          a small file (spec, lock, entry) over its limit
     ├── FileChangedError (OSError)           a file changed while it was hashed; .path
@@ -24,7 +27,10 @@
     ├── LoaderError (RuntimeError)           a loader failed; .spec, .loader
     │   ├── LoaderArgsError (TypeError)      loader_args the loader rejects (bad class path...)
     │   ├── StateDictMismatchError (ValueError) .missing, .unexpected keys
-    │   └── UnsafeCheckpointError (UnpicklingError) a pickle that would run code
+    │   ├── UnsafeCheckpointError (UnpicklingError) a pickle that would run code
+    │   └── LabelsError (ValueError)         a label list that is malformed, or whose count
+    │                                        its spec or model does not match; .labels,
+    │                                        .expected, .actual
     ├── TritonError                          a model served by Triton; .spec, .endpoint
     │   ├── TritonUnavailableError (ConnectionError) server down, or model/version not ready
     │   │   └── TritonTimeoutError (TimeoutError) no answer within the configured timeout
@@ -32,10 +38,16 @@
     │   ├── TritonDigestMismatchError (ValueError) served weights digest; .expected, .actual
     │   ├── TritonInputError (ValueError)    inputs that do not fit the spec; .problems
     │   ├── TritonInferenceError (RuntimeError) the server refused or failed a request
+    │   │   └── UnknownTokenError (LookupError) token ids the tokenizer does not know
+    │   │                                    (Whisper timestamps it lacks); .ids,
+    │   │                                    .timestamps
     │   └── TritonSharedMemoryError          shared memory required (mode on), but the server
     │                                        or this host refused it; also a
     │                                        ConfigurationError (a setting to change); .reason
     ├── TritonExportError (ValueError)       a model repository that cannot be written; .spec
+    ├── DerivedExportError (ValueError)      an export (``dp-models export onnx``) refused
+    │                                        before anything is written; .spec, .source,
+    │                                        .differences
     ├── ArtifactError                        one artifact of one spec; .spec, .path
     │   ├── ArtifactMissingError (FileNotFoundError)
     │   │   └── DistributionVersionError     an installed distribution at another version;
@@ -44,6 +56,8 @@
     │   ├── UnpinnedArtifactError (LookupError)  no digest in the spec or the lock
     │   ├── ArtifactUnreadableError (OSError)    present but cannot be read
     │   ├── ArtifactChangedError (RuntimeError)  changed while it was being verified
+    │   ├── LineageError (ValueError)        a derived artifact whose source weights changed
+    │   │                                    since its export; .source, .recorded, .current
     │   ├── SizeMismatchError (ValueError)       .expected, .actual (bytes)
     │   └── DigestMismatchError (ValueError)     .expected, .actual (sha256)
     ├── PullError                            provisioning a root (``dp-models pull``); .path
@@ -116,6 +130,7 @@ __all__ = [
     "CatalogProblem",
     "ConfigurationError",
     "DPModelsError",
+    "DerivedExportError",
     "DestinationUnavailableError",
     "DeviceUnavailableError",
     "DigestMismatchError",
@@ -125,6 +140,9 @@ __all__ = [
     "FaultProxyError",
     "FileChangedError",
     "FileTooLargeError",
+    "LabelsError",
+    "LineageError",
+    "LineageInputError",
     "LoaderArgsError",
     "LoaderError",
     "LoaderNotFoundError",
@@ -162,6 +180,7 @@ __all__ = [
     "TritonSharedMemoryError",
     "TritonTimeoutError",
     "TritonUnavailableError",
+    "UnknownTokenError",
     "UnpinnedArtifactError",
     "UnprovisionedTokenizerError",
     "UnsafeCheckpointError",
@@ -392,6 +411,27 @@ class ProvenanceError(DPModelsError, ValueError):
         super().__init__(message)
 
 
+class LineageInputError(ProvenanceError):
+    """An input handed to ``ModelManager.stamp(meta, inputs=[...])`` whose own stamps (or
+    those of its inputs, or an input file of its chain) fail verification against the
+    catalog and lock: refused, so no output carries stamps that do not verify. ``.path``
+    is the input file (None for stamps handed in as a mapping), ``.index`` its position
+    in ``inputs``, ``.differences`` every difference found, as sentences."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None,
+        index: int,
+        differences: Sequence[str] = (),
+    ) -> None:
+        self.path = path
+        self.index = index
+        self.differences = list(differences)
+        super().__init__(message, key=f"inputs[{index}]")
+
+
 class _PlainMessage:
     """Mixed into the OSError leaves: ``str()`` is the message as given (an OSError built
     with one argument would do the same, but these also carry fields)."""
@@ -496,6 +536,29 @@ class UnsafeCheckpointError(LoaderError, pickle.UnpicklingError):
     """A pickled checkpoint that needs more than tensors to load (it could run code); refused."""
 
 
+class LabelsError(LoaderError, ValueError):
+    """A label list (a ``labels`` spec) that cannot be used: not UTF-8 or not valid JSON,
+    names not numbered ``0..n-1`` once each, an empty, repeated or ill-formed name; or a
+    count other than its spec declares (``count``) or the model that requires it has
+    (``num_classes``, the classes of a Triton output). ``.labels`` names the labels spec;
+    ``.expected`` and ``.actual`` are the counts when the count is what is wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str,
+        loader: str,
+        labels: str,
+        expected: int | None = None,
+        actual: int | None = None,
+    ) -> None:
+        self.labels = labels
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, spec=spec, loader=loader)
+
+
 class TritonError(DPModelsError):
     """A problem with a model served by Triton: ``spec`` and ``endpoint`` (credentials masked)."""
 
@@ -572,6 +635,26 @@ class TritonInferenceError(TritonError, RuntimeError):
     cannot be read (token ids outside the vocabulary of the tokenizer the spec requires)."""
 
 
+class UnknownTokenError(TritonInferenceError, LookupError):
+    """Token ids the model returned that its tokenizer does not know: never dropped.
+    ``.ids`` lists them; ``.timestamps`` those that are Whisper timestamp tokens the
+    tokenizer file lacks (decoded on request: ``timestamps="decode"``, or ``segments``);
+    any other unknown id means the served model and the tokenizer do not belong together."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str,
+        endpoint: str,
+        ids: Sequence[int],
+        timestamps: Sequence[int] = (),
+    ) -> None:
+        self.ids = tuple(ids)
+        self.timestamps = tuple(timestamps)
+        super().__init__(message, spec=spec, endpoint=endpoint)
+
+
 class TritonSharedMemoryError(TritonError, ConfigurationError):
     """The endpoint's shared-memory mode is ``on`` (the server shares this host), but the
     server does not take the client's system shared memory, or this host cannot make it;
@@ -590,6 +673,27 @@ class TritonExportError(DPModelsError, ValueError):
 
     def __init__(self, message: str, *, spec: str | None = None) -> None:
         self.spec = spec
+        super().__init__(message)
+
+
+class DerivedExportError(DPModelsError, ValueError):
+    """An export of a Triton spec's model from an in-process spec's weights (``dp-models
+    export onnx``) that was refused before anything was written: a source whose loader
+    cannot export, a target that does not name it in ``derived_from``, or an exported model
+    whose inputs or outputs differ from what the Triton spec declares (``.differences``).
+    ``.spec`` is the Triton spec, ``.source`` the in-process one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str,
+        source: str,
+        differences: Sequence[str] = (),
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.differences = list(differences)
         super().__init__(message)
 
 
@@ -627,6 +731,27 @@ class ArtifactUnreadableError(ArtifactError, OSError):
 
 class ArtifactChangedError(ArtifactError, RuntimeError):
     """An artifact that changed while it was being verified."""
+
+
+class LineageError(ArtifactError, ValueError):
+    """A derived artifact (``derived_from``) whose lineage no longer holds: the lock
+    records it was exported from the source spec's weights ``.recorded``, but that spec
+    now pins ``.current``. ``.source`` names the source spec; export it again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str,
+        path: Path | str,
+        source: str,
+        recorded: str,
+        current: str,
+    ) -> None:
+        self.source = source
+        self.recorded = recorded
+        self.current = current
+        super().__init__(message, spec=spec, path=path)
 
 
 class UnsafePathError(ArtifactError, PermissionError):

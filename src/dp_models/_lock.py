@@ -13,6 +13,15 @@ versions. The lock is JSON, keyed by artifact path (relative to MODELS_ROOT)::
       }
     }
 
+An artifact exported from another spec's weights (``dp-models export onnx``) carries its
+lineage, ``derived``: the source spec, the weights digest it was exported from, the
+exporter and the framework versions that made it (:class:`Lineage`)::
+
+    "triton/clip_vit_b32/model.onnx": {"kind": "file", "sha256": "…", "size": 351,
+        "derived": {"from": "clip_vit_b32", "weights_digest": "40d36571…",
+                    "exporter": "dp_models 0.1.0 torch.onnx (TorchScript) opset 17",
+                    "frameworks": {"onnx": "1.19.0", "torch": "2.14.1"}}}
+
 A directory's entry may carry its manifest, ``files``: each file's path relative to the
 directory (``/``-separated) with its sha256 and size, so ``dp-models pull`` can fetch and
 verify a directory file by file. A manifest must agree with its entry: the directory
@@ -37,10 +46,19 @@ from ._io import atomic_write, read_regular
 from ._json import load_json
 from ._spec import REVISION, check_relative_path
 
-__all__ = ["LOCK_FORMAT", "Lock", "LockEntry", "ManifestFile", "manifest_problem", "unwritable"]
+__all__ = [
+    "LOCK_FORMAT",
+    "Lineage",
+    "Lock",
+    "LockEntry",
+    "ManifestFile",
+    "manifest_problem",
+    "unwritable",
+]
 
 LOCK_FORMAT = 1
-_KEYS = frozenset({"kind", "sha256", "size", "files", "source", "revision"})
+_KEYS = frozenset({"kind", "sha256", "size", "files", "source", "revision", "derived"})
+_LINEAGE_KEYS = frozenset({"from", "weights_digest", "exporter", "frameworks"})
 _MAX_LOCK_BYTES = 16 * 1024 * 1024
 
 
@@ -50,6 +68,26 @@ class ManifestFile:
 
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where an exported artifact came from: the in-process spec (``source``), the
+    weights digest of that spec's verified artifacts it was exported from, the exporter
+    and the versions of the frameworks that made it."""
+
+    source: str
+    weights_digest: str
+    exporter: str
+    frameworks: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "weights_digest": self.weights_digest,
+            "exporter": self.exporter,
+            "frameworks": dict(sorted(self.frameworks.items())),
+        }
 
 
 @dataclass(frozen=True)
@@ -66,6 +104,8 @@ class LockEntry:
     source: str | None = field(default=None, compare=False)
     #: The commit revision of a Hugging Face-style source it was fetched from.
     revision: str | None = field(default=None, compare=False)
+    #: Where an exported artifact came from (``dp-models export onnx``).
+    derived: Lineage | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "sha256": self.sha256, "size": self.size}
@@ -73,6 +113,8 @@ class LockEntry:
             data["source"] = self.source
         if self.revision is not None:
             data["revision"] = self.revision
+        if self.derived is not None:
+            data["derived"] = self.derived.to_json()
         if self.files is not None:
             data["files"] = {
                 rel: {"sha256": f.sha256, "size": f.size} for rel, f in sorted(self.files.items())
@@ -188,7 +230,7 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
         if not isinstance(value, dict) or not ({"kind", "sha256", "size"} <= set(value) <= _KEYS):
             raise bad(
                 f"entry {_short(key)} must have exactly 'kind', 'sha256' and 'size' "
-                "(and optionally 'source', 'revision'; for a directory, 'files')"
+                "(and optionally 'source', 'revision', 'derived'; for a directory, 'files')"
             )
         if (problem := check_relative_path(key)) is not None:
             raise bad(f"artifact path {_short(key)} {problem}")
@@ -211,8 +253,30 @@ def _parse(data: Any, path: Path) -> dict[str, LockEntry]:
             raise bad(f"entry {_short(key)}: source must be a string of at most 2048 characters")
         if revision is not None and not (isinstance(revision, str) and REVISION.match(revision)):
             raise bad(f"entry {_short(key)}: revision must be a 40-character commit revision")
-        entries[key] = LockEntry(kind, digest, size, files, source, revision)
+        derived = _lineage(value["derived"], key, bad) if "derived" in value else None
+        entries[key] = LockEntry(kind, digest, size, files, source, revision, derived)
     return entries
+
+
+def _lineage(data: Any, key: str, bad: Callable[[str], LockError]) -> Lineage:
+    where = f"entry {_short(key)}: derived"
+    if not isinstance(data, dict) or set(data) != _LINEAGE_KEYS:
+        raise bad(f"{where} must have exactly 'from', 'weights_digest', 'exporter', 'frameworks'")
+    frameworks, source = data["frameworks"], data["from"]
+    digest, exporter = data["weights_digest"], data["exporter"]
+    if not (isinstance(source, str) and 0 < len(source) <= 200):
+        raise bad(f"{where}: 'from' must be a spec name")
+    if not is_sha256(digest):
+        raise bad(f"{where}: weights_digest must be 64 lowercase hex characters")
+    if not (isinstance(exporter, str) and 0 < len(exporter) <= 500):
+        raise bad(f"{where}: exporter must be a string of at most 500 characters")
+    if not (
+        isinstance(frameworks, dict)
+        and len(frameworks) <= 32
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in frameworks.items())
+    ):
+        raise bad(f"{where}: frameworks must map names to version strings")
+    return Lineage(source, digest, exporter, dict(frameworks))
 
 
 def _manifest(data: Any, key: str, bad: Callable[[str], LockError]) -> dict[str, ManifestFile]:

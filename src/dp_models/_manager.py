@@ -21,11 +21,12 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _html
 from ._catalog import Catalog
 from ._digest import DigestCache, Hasher
 from ._errors import (
@@ -33,6 +34,7 @@ from ._errors import (
     ConfigurationError,
     DeviceUnavailableError,
     DPModelsError,
+    LineageError,
     LoaderError,
     MissingExtraError,
     NetworkBlockedError,
@@ -40,15 +42,15 @@ from ._errors import (
 )
 from ._guard import network_guard
 from ._health import HealthReport, HealthStatus
-from ._offline import enforce_offline
-from ._provenance import model_signature, stamp, weights_digest
+from ._offline import OfflineSwitch, switch_offline
+from ._provenance import input_links, model_signature, select_models, stamp, weights_digest
 from ._registry import LoaderRegistry, default_loaders, loader_set
 from ._settings import Settings, check_device
 from ._spec import Spec
 from ._urls import redact_endpoints
 from ._verify import ArtifactReport, Verifier
 from .loaders import LoadContext, Loader
-from .loaders.base import FrameworkPaths
+from .loaders.base import FrameworkPaths, Requirement
 
 if TYPE_CHECKING:
     from ._pull import PullReport
@@ -91,13 +93,49 @@ class ModelHandle:
     #: ``installed``), ``location`` (that root, hub cache or site directory) and an
     #: installed artifact's ``distribution`` (name and version).
     homes: tuple[Mapping[str, Any], ...] = ()
+    #: A derived Triton spec's source (``derived_from``): ``name`` and the ``weights_digest``
+    #: its served model was exported from (None when the lock records no export).
+    derived_from: Mapping[str, Any] | None = None
 
     def __repr__(self) -> str:
-        """The dataclass repr, with the endpoint's credentials masked."""
-        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        if self.endpoint is not None:
-            shown["endpoint"] = redact_endpoints(self.endpoint)
-        return f"ModelHandle({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+        """One line: ``<ModelHandle clip_vit_b32 inprocess cpu fp32 40d36571…>`` (name,
+        runtime, device, precision, the weights digest's first 8 hex digits)."""
+        digest = f"{self.weights_digest[:8]}…" if self.weights_digest else "unpinned"
+        spec = self.spec
+        return f"<ModelHandle {spec.name} {spec.runtime} {self.device} {self.precision} {digest}>"
+
+    def _repr_html_(self) -> str:
+        """The handle as a table, for notebooks (every value escaped; the endpoint's
+        credentials masked)."""
+        spec = self.spec
+        rows: list[tuple[str, object]] = [
+            ("version", spec.version),
+            ("runtime", spec.runtime),
+            ("engine", spec.engine if spec.loader is None else f"{spec.engine} ({spec.loader})"),
+            ("device", self.device),
+            ("precision", self.precision),
+            ("weights digest", _html.short_digest(self.weights_digest)),
+            ("model signature", _html.short_digest(self.model_signature)),
+        ]
+        for artifact, digest in zip(spec.artifacts, self.artifact_digests, strict=False):
+            rows.append((f"artifact {artifact.path}", _html.short_digest(digest)))
+        if self.requires:
+            rows.append(("requires", ", ".join(r.name for r in self.requires)))
+        if self.derived_from is not None:
+            source = self.derived_from
+            exported = _html.short_digest(source["weights_digest"], missing="no export recorded")
+            rows.append(("derived from", _html.Markup(f"{_html.esc(source['name'])} {exported}")))
+        if spec.triton is not None:
+            triton = spec.triton
+            where = redact_endpoints(self.endpoint) if self.endpoint else "not configured"
+            rows.append(
+                ("triton", f"{triton.model_name} v{triton.model_version} at {triton.endpoint}")
+            )
+            rows.append(("endpoint", where))
+        return _html.titled(
+            _html.Markup(f"ModelHandle {_html.code(self.name)}"),
+            _html.pairs(rows),
+        )
 
     @property
     def name(self) -> str:
@@ -146,6 +184,8 @@ class ModelHandle:
             "model_info": dict(self.info) if self.info else None,
             "triton": None,
         }
+        if self.derived_from is not None:
+            entry["derived_from"] = dict(self.derived_from)
         if spec.triton is not None:
             entry["triton"] = {
                 "model_name": spec.triton.model_name,
@@ -158,7 +198,7 @@ class ModelHandle:
     def client(self, **options: Any) -> TritonClient:
         """A :class:`~dp_models.triton.client.TritonClient` for this Triton spec: its
         endpoint URL, its expected digest (the handle's ``weights_digest``) and the
-        tokenizer it requires, if any (``options``: timeouts, retries, ``shared_memory``,
+        tokenizer and labels it requires, if any (``options``: timeouts, retries, ``shared_memory``,
         ``transport``; what is not given comes from the manager's ``triton_timeouts``,
         ``triton_replicas`` and ``triton_shared_memory`` for the spec's endpoint, then the
         client's defaults). Once the deployment passes its checks, the manager's
@@ -198,6 +238,9 @@ class ModelHandle:
         tokenizer = next((r for r in self.requires if r.spec.role == "tokenizer"), None)
         if tokenizer is not None:
             options.setdefault("tokenizer", tokenizer.load)
+        labels = next((r for r in self.requires if r.spec.role == "labels"), None)
+        if labels is not None:
+            options.setdefault("labels", labels.load)
         return TritonClient(spec, self.endpoint, **options)
 
     def load(self) -> Any:
@@ -232,7 +275,8 @@ class ModelManager:
     (endpoint name -> {client option: value}: the timeouts and retries of its clients;
     $DP_MODELS_TRITON_TIMEOUT[_<NAME>], checked here) and ``device``
     ("auto", "cpu", "cuda" or "cuda:N": overrides every spec's device). Creating a manager enforces
-    offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``.
+    offline operation (:func:`dp_models.enforce_offline`) unless ``offline=False``; a
+    ``with ModelManager(...) as mm:`` block undoes it on exit (:meth:`restore_environment`).
 
     The arguments are resolved once, by :meth:`Settings.resolve
     <dp_models._settings.Settings.resolve>`, into ``mm.settings``; ``settings=`` takes an
@@ -300,8 +344,10 @@ class ModelManager:
             self.catalog = loaded
         else:
             self.catalog = Catalog.load(settings=settings, loaders=self.loaders)
+        #: The offline switches this manager set (None: ``offline=False``, or restored).
+        self._offline: OfflineSwitch | None = None
         if settings.offline:
-            enforce_offline(settings=settings)
+            self._offline = switch_offline(settings=settings)
         hasher = Hasher(DigestCache(settings.cache_dir), policy=settings.verify)
         #: Every root, in search order (the last, :attr:`root`, is the writable one).
         self.roots = settings.require_roots()
@@ -312,7 +358,14 @@ class ModelManager:
         self._used: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def __repr__(self) -> str:
-        return f"<ModelManager root={self.root} catalog={self.catalog.directory}>"
+        with self._lock:
+            loaded = len(self._loaded)
+        state = ", offline" if self._offline is not None else ""
+        count = len(self.catalog)
+        return (
+            f"<ModelManager root={self.root} catalog={self.catalog.directory} "
+            f"({count} spec{'' if count == 1 else 's'}, {loaded} loaded{state})>"
+        )
 
     @property
     def verify_policy(self) -> str:
@@ -348,10 +401,34 @@ class ModelManager:
         return self.settings.device
 
     def __enter__(self) -> ModelManager:
+        """``with ModelManager(...) as mm:``: on exit, :meth:`close` and
+        :meth:`restore_environment`. Entering a manager whose environment was restored sets
+        its offline switches again."""
+        with self._lock:
+            if self.settings.offline and self._offline is None:
+                self._offline = switch_offline(settings=self.settings)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+        self.restore_environment()
+
+    def restore_environment(self) -> dict[str, str | None]:
+        """Undo the offline switches this manager set when it was created: the environment
+        variables (``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``, ``TORCH_HOME``, ...) and the
+        imported frameworks' flags go back to what they were, so that other libraries in a
+        notebook are not left offline. Returns the variables set back, with their value now
+        (None: unset).
+
+        Only what this manager changed, and only where it still holds what the manager set:
+        a value changed since is left as it is; one that another manager created later (or
+        :func:`dp_models.enforce_offline`) also set stays until that one restores it, so
+        nested managers may end in any order. Loads stay inside the network guard; models
+        and handles stay usable. Called on leaving a ``with`` block; :meth:`close` does not
+        call it (a processor closing a manager stays offline). Safe to call twice."""
+        with self._lock:
+            switch, self._offline = self._offline, None
+        return switch.restore() if switch is not None else {}
 
     # -- resolving -----------------------------------------------------------------------
 
@@ -427,6 +504,7 @@ class ModelManager:
             endpoint = self.triton_endpoints.get(spec.triton.endpoint)
             weights = expected.sha256 if expected else None
             homes: tuple[Mapping[str, Any], ...] = ()
+            derived = self._lineage(spec)
         else:
             assert spec.loader is not None
             loader = self.loaders.get(spec.loader, spec=spec.name)  # an unknown one fails here
@@ -443,12 +521,14 @@ class ModelManager:
             self._check_precision(spec, precision, resolved_device, loader)
             weights = weights_digest(digests)
             expected = None
+            derived = None
         signature = model_signature(
             spec,
             artifact_digests=digests,
             precision=precision,
             expected_digest=expected.sha256 if expected else None,
             requires={r.name: r.model_signature for r in requires},
+            derived_from=derived,
         )
         return ModelHandle(
             spec,
@@ -463,7 +543,36 @@ class ModelManager:
             info,
             self,
             homes,
+            derived,
         )
+
+    def _lineage(self, spec: Spec) -> dict[str, Any] | None:
+        """A derived Triton spec's ``derived_from`` entry: its source and the weights digest
+        the lock records it was exported from. A record that no longer matches what the
+        source spec pins is a :class:`LineageError` (the served model is not an export of
+        the source's weights any more)."""
+        if spec.derived_from is None:
+            return None
+        source = self.catalog[spec.derived_from]
+        recorded = self.catalog.lineage(spec)
+        if recorded is None or recorded.source != source.name:
+            return {"name": source.name, "weights_digest": None}
+        current = self.catalog.pinned_weights_digest(source)
+        if current is not None and current != recorded.weights_digest:
+            path = spec.artifacts[0].path
+            raise LineageError(
+                f"spec {spec.name!r}: its artifact {path} was exported from {source.name!r} "
+                f"weights {recorded.weights_digest[:12]}…, but {source.name!r} now pins "
+                f"{current[:12]}…: the served model is not an export of the source's weights "
+                f"any more. Export it again (`dp-models export onnx {source.name} --for "
+                f"{spec.name} --root ROOT`) and deploy the new file, or pin the source back.",
+                spec=spec.name,
+                path=path,
+                source=source.name,
+                recorded=recorded.weights_digest,
+                current=current,
+            )
+        return {"name": source.name, "weights_digest": recorded.weights_digest}
 
     def _device(self, spec: Spec, requested: str | None, loader: Loader[Any]) -> str:
         wanted = check_device(requested or self.device or spec.device, source=f"spec {spec.name!r}")
@@ -579,6 +688,7 @@ class ModelManager:
                 handle.precision,
                 dict(spec.loader_args),
                 files=opened.files,
+                requires=tuple(Requirement(r.spec, r.load) for r in handle.requires),
             )
             model = self._run_loader(loader, ctx, handle)
             if opened.digests() != handle.artifact_digests:
@@ -627,7 +737,8 @@ class ModelManager:
         return len(keys)
 
     def close(self) -> None:
-        """Drop every cached object."""
+        """Drop every cached object. The offline switches stay (:meth:`restore_environment`
+        undoes them; leaving a ``with`` block does both)."""
         with self._lock:
             self._loaded.clear()
 
@@ -748,9 +859,24 @@ class ModelManager:
         with self._lock:
             return [dict(e) for e in self._used.values()]
 
-    def stamp(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``meta`` with ``models_used``, ``model_signature`` and ``weights_digest``."""
-        return stamp(meta, self.models_used())
+    def stamp(
+        self,
+        meta: Mapping[str, Any],
+        *,
+        models: Iterable[str] | None = None,
+        inputs: Iterable[str | os.PathLike[str] | Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """A copy of ``meta`` with ``models_used``, ``model_signature`` and ``weights_digest``.
+
+        ``models``: the names of the models that produced this output (default: every
+        model handed out), with the specs they require; a name not handed out is a
+        :class:`~dp_models._errors.ProvenanceError` listing those that were. ``inputs``:
+        the stamped artifacts (``.json`` / ``.npz`` paths, or stamps already read) it was
+        computed from, recorded under ``inputs_used`` after their stamps are checked
+        against this manager's catalog and lock
+        (:class:`~dp_models._errors.LineageInputError` when they fail)."""
+        entries = select_models(self.models_used(), models)
+        return stamp(meta, entries, inputs=input_links(inputs, self.catalog))
 
 
 def _digest(report: ArtifactReport) -> str:

@@ -86,10 +86,11 @@ def plan_lock(catalog: Catalog, root_verifier: Verifier) -> LockPlan:
 
 def _with_origin(entry: LockEntry, old: LockEntry | None) -> LockEntry:
     """``entry``, keeping where the old entry says it came from while the digest is the
-    same (``dp-models pull --pin`` recorded it)."""
+    same (``dp-models pull --pin`` recorded it, or ``dp-models export onnx`` its lineage):
+    a file of other bytes has none of it."""
     if old is None or old.sha256 != entry.sha256:
         return entry
-    return replace(entry, source=old.source, revision=old.revision)
+    return replace(entry, source=old.source, revision=old.revision, derived=old.derived)
 
 
 def lock_entry(r: ArtifactReport) -> LockEntry:

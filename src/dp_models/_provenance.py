@@ -27,6 +27,15 @@ from its entries, the current catalog and the lock, and names each field that di
 (``dp-models verify-artifact FILE``): an edited digest, version or loader, an entry turned
 absent, emptied ``models_used`` are all caught; fields that vary per machine (device,
 framework version, endpoint URL, model info) are reported, not checked.
+
+Lineage: an output computed from other stamped artifacts (a core provider's output read by
+shot_quality) carries a fourth key, ``inputs_used``: one *link* per input, holding that
+input's own stamps (its ``models_used``, ``model_signature``, ``weights_digest`` and, when
+it had inputs itself, its ``inputs_used``: a chain nests) plus the input file's absolute
+``path`` and ``sha256`` (both null for stamps handed in as a mapping). The combined
+``model_signature`` and ``weights_digest`` then also cover the inputs'; without inputs
+they are what they always were. :func:`check_stamps` checks every link as it checks the
+artifact, and that each input file still has its recorded digest (:class:`LinkCheck`).
 """
 
 from __future__ import annotations
@@ -39,13 +48,14 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog
-from ._errors import DPModelsError, FileTooLargeError, ProvenanceError
+from ._digest import sha256_fd, sha256_file, weights_digest
+from ._errors import DPModelsError, FileTooLargeError, LineageInputError, ProvenanceError
 from ._io import atomic_write, open_regular, read_regular
 from ._spec import PRECISIONS, Spec
 
@@ -55,19 +65,25 @@ __all__ = [
     "CHECKED_FIELDS",
     "EMPTY_DIGEST",
     "INFORMATIONAL_FIELDS",
+    "INPUTS_KEY",
+    "MAX_LINEAGE_DEPTH",
     "MAX_STAMP_BYTES",
     "NPZ_KEY",
     "STAMP_KEYS",
     "Difference",
+    "LinkCheck",
     "ModelCheck",
     "StampReport",
+    "check_artifact",
     "check_stamps",
     "combined_signature",
     "combined_weights_digest",
+    "input_links",
     "load_npz",
     "model_signature",
     "read_stamps",
     "save_npz",
+    "select_models",
     "stamp",
     "weights_digest",
     "write_json",
@@ -75,6 +91,10 @@ __all__ = [
 
 STAMP_KEYS = ("models_used", "model_signature", "weights_digest")
 NPZ_KEY = "__dp_models__"
+#: The optional fourth stamp key: the stamps of the artifacts an output was computed from.
+INPUTS_KEY = "inputs_used"
+#: The most links a chain of ``inputs_used`` may nest (an input of an input of ...).
+MAX_LINEAGE_DEPTH = 32
 #: The most a ``.json`` stamped file, or the stamps member of an ``.npz``, may hold.
 MAX_STAMP_BYTES = 64 * 1024 * 1024
 _SIGNATURE_FORMAT = 1
@@ -95,10 +115,12 @@ def model_signature(
     precision: str,
     expected_digest: str | None = None,
     requires: Mapping[str, str] | None = None,
+    derived_from: Mapping[str, Any] | None = None,
 ) -> str:
     """The signature of ``spec`` run at ``precision`` with these artifact digests (spec
     order), the digest its deployment must serve (Triton: the expected digest, from the
-    catalog) and required specs' signatures."""
+    catalog), required specs' signatures and, for a derived Triton spec, its source and
+    the weights digest its model was exported from (``derived_from``)."""
     return _signature_of(
         name=spec.name,
         version=spec.version,
@@ -112,6 +134,7 @@ def model_signature(
         requires=requires or {},
         triton=None if spec.triton is None else (spec.triton.model_name, spec.triton.model_version),
         expected_digest=expected_digest,
+        derived_from=derived_from,
     )
 
 
@@ -129,6 +152,7 @@ def _signature_of(
     requires: Mapping[str, str],
     triton: tuple[str, int] | None,
     expected_digest: str | None,
+    derived_from: Mapping[str, Any] | None = None,
 ) -> str:
     """The signature recipe on plain values: a spec's (:func:`model_signature`) or a
     stamped entry's own (:func:`check_stamps` checks an entry against itself)."""
@@ -153,52 +177,149 @@ def _signature_of(
             # the recipe's key since its first format: the digest the deployment must serve
             "served_weights_digest": expected_digest,
         }
+    if derived_from is not None:  # only then: every other signature stays as it was
+        payload["derived_from"] = {
+            "name": derived_from.get("name"),
+            "weights_digest": derived_from.get("weights_digest"),
+        }
     return _sha(_canonical(payload))
-
-
-def weights_digest(digests: Sequence[str]) -> str | None:
-    """One digest for a model's weights: the artifact's own sha256 when there is one, else
-    the sha256 of the digests one per line (spec order); None without artifacts."""
-    if not digests:
-        return None
-    if len(digests) == 1:
-        return digests[0]
-    return _sha("".join(f"{d}\n" for d in digests).encode())
 
 
 def _present(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [e for e in entries if e.get("status", "ok") == "ok"]
 
 
-def combined_signature(entries: Sequence[Mapping[str, Any]]) -> str:
-    """The artifact-level ``model_signature``: order-independent, over models that ran."""
-    lines = sorted(f"{e['name']} {e['model_signature']}\n" for e in _present(entries))
-    return _sha("".join(lines).encode())
+def _input_lines(inputs: Sequence[Mapping[str, Any]], key: str) -> list[str]:
+    # "@" starts no spec name, so an input's line is never taken for a model's
+    return [f"@input {link.get(key)}\n" for link in inputs]
 
 
-def combined_weights_digest(entries: Sequence[Mapping[str, Any]]) -> str:
-    """The artifact-level ``weights_digest``: order-independent, over models that ran."""
-    lines = sorted(f"{e['name']} {e.get('weights_digest')}\n" for e in _present(entries))
-    return _sha("".join(lines).encode())
+def combined_signature(
+    entries: Sequence[Mapping[str, Any]], inputs: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The artifact-level ``model_signature``: order-independent, over models that ran and
+    the ``model_signature`` of each input (``inputs_used``) it was computed from."""
+    lines = [f"{e['name']} {e['model_signature']}\n" for e in _present(entries)]
+    return _sha("".join(sorted(lines + _input_lines(inputs, "model_signature"))).encode())
 
 
-def stamp(meta: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A copy of ``meta`` with the three stamp keys. Stamps already in ``meta`` must be the
-    same: different ones raise :class:`ProvenanceError` instead of being overwritten."""
-    stamps = {
+def combined_weights_digest(
+    entries: Sequence[Mapping[str, Any]], inputs: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The artifact-level ``weights_digest``: order-independent, over models that ran and
+    the ``weights_digest`` of each input (``inputs_used``) it was computed from."""
+    lines = [f"{e['name']} {e.get('weights_digest')}\n" for e in _present(entries)]
+    return _sha("".join(sorted(lines + _input_lines(inputs, "weights_digest"))).encode())
+
+
+def stamp(
+    meta: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    inputs: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """A copy of ``meta`` with the three stamp keys, and ``inputs_used`` when ``inputs``
+    (links, as :func:`input_links` makes them) are given. Stamps already in ``meta`` must
+    be the same: different ones raise :class:`ProvenanceError` instead of being
+    overwritten."""
+    stamps: dict[str, Any] = {
         "models_used": [dict(e) for e in entries],
-        "model_signature": combined_signature(entries),
-        "weights_digest": combined_weights_digest(entries),
+        "model_signature": combined_signature(entries, inputs),
+        "weights_digest": combined_weights_digest(entries, inputs),
     }
-    for key, value in stamps.items():
-        if key in meta and meta[key] != value:
+    if inputs:
+        stamps[INPUTS_KEY] = [dict(link) for link in inputs]
+    for key in (*STAMP_KEYS, INPUTS_KEY):
+        if key in meta and meta[key] != stamps.get(key):
             raise ProvenanceError(
                 f"metadata already carries a different {key!r}: it was produced with other "
-                "models than this manager handed out. Stamp a fresh copy of the metadata, "
+                "models or inputs than these. Stamp a fresh copy of the metadata, "
                 "or drop the old stamps deliberately before stamping.",
                 key=key,
             )
     return {**meta, **stamps}
+
+
+def select_models(
+    entries: Sequence[Mapping[str, Any]], names: Iterable[str] | None
+) -> list[dict[str, Any]]:
+    """The ``models_used`` entries of the models ``names`` (all of them for None) and of the
+    specs they require, in their order. A name with no entry raises
+    :class:`ProvenanceError` (``.key`` ``"models"``) listing those there are."""
+    if names is None:
+        return [dict(e) for e in entries]
+    if isinstance(names, str):
+        raise TypeError(f"models must be a list of spec names, not the string {names!r}")
+    wanted = list(dict.fromkeys(names))
+    known = list(dict.fromkeys(e["name"] for e in entries))
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ProvenanceError(
+            f"stamp(models=...) names {', '.join(map(repr, unknown))}, which this manager "
+            "did not hand out, so it cannot have produced this output; it handed out: "
+            f"{', '.join(known) or 'nothing'} (a model is recorded when `mm.get` or "
+            "`mm.load` hands it out)",
+            key="models",
+        )
+    keep = set(wanted)
+    todo = list(wanted)
+    while todo:  # what the named models require ran with them, and is recorded with them
+        name = todo.pop()
+        for e in entries:
+            for dep in e.get("requires", ()) if e["name"] == name else ():
+                if dep not in keep:
+                    keep.add(dep)
+                    todo.append(dep)
+    return [dict(e) for e in entries if e["name"] in keep]
+
+
+def input_links(
+    inputs: Iterable[str | os.PathLike[str] | Mapping[str, Any]], catalog: Catalog
+) -> list[dict[str, Any]]:
+    """The ``inputs_used`` links of ``inputs``: paths of stamped ``.json`` / ``.npz`` files
+    (read once: their stamps and the sha256 of their bytes) or stamps already read (a
+    mapping holding the stamp keys; other keys are left out). Each input's stamps, with
+    those of its own inputs, are checked against ``catalog`` first (:func:`check_stamps`);
+    one that fails raises :class:`~dp_models._errors.LineageInputError` naming the input
+    and every difference, so an output never carries stamps that do not verify."""
+    if isinstance(inputs, (str, os.PathLike)):
+        raise TypeError("inputs must be a list of paths or stamps, not one path")
+    links: list[dict[str, Any]] = []
+    for index, source in enumerate(inputs):
+        if isinstance(source, Mapping):
+            path, digest, base = None, None, None
+            stamps = {k: source[k] for k in (*STAMP_KEYS, INPUTS_KEY) if k in source}
+        else:
+            p = Path(os.path.abspath(source))
+            stamps, digest = _read_stamps(p, digest=True)
+            path, base = str(p), p.parent
+        try:
+            report = check_stamps(stamps, catalog, base=base)
+        except ProvenanceError as exc:
+            label = f"inputs[{index}]" if path is None else f"inputs[{index}] ({path})"
+            key = f"inputs[{index}]" if exc.key is None else f"inputs[{index}].{exc.key}"
+            raise ProvenanceError(f"{label}: {exc}", key=key) from exc
+        if not report.ok:
+            found = report.all_differences
+            label = f"lineage input {index}" + ("" if path is None else f" ({path})")
+            shown = "; ".join(d.message for d in found[:3])
+            more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+            how = (
+                f"`dp-models verify-artifact {path}` shows each with its fix"
+                if path is not None
+                else "check_stamps(stamps, catalog) shows each with its fix"
+            )
+            raise LineageInputError(
+                f"{label} fails verification against the catalog and lock, so an output "
+                f"computed from it cannot carry its stamps: {shown}{more}. {how}; recompute "
+                "the input with the models the catalog pins today, or stamp with the catalog "
+                "and lock it was made with.",
+                path=path,
+                index=index,
+                differences=[d.message for d in found],
+            )
+        links.append({"path": path, "sha256": digest, **stamps})
+    return links
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -229,12 +350,15 @@ def save_npz(
 
 
 @contextlib.contextmanager
-def _open_npz(path: Path) -> Iterator[Any]:
+def _open_npz(path: Path, digests: list[str] | None = None) -> Iterator[Any]:
     """An ``.npz`` opened from a regular file only (a FIFO or device is refused before a
-    byte is read), never unpickling; the archive and the file are closed on exit."""
+    byte is read), never unpickling; the archive and the file are closed on exit. With
+    ``digests``, the sha256 of the file's bytes is appended to it (the same open file)."""
     import numpy as np
 
     with os.fdopen(open_regular(path), "rb") as f:
+        if digests is not None:
+            digests.append(sha256_fd(f.fileno()))
         data = np.load(f, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ProvenanceError(f"{path} is not an .npz archive (a zip of arrays)", key=NPZ_KEY)
@@ -290,20 +414,29 @@ _READ_ERRORS = (
 
 
 def read_stamps(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The three stamp keys of a ``.json`` or ``.npz`` artifact (other metadata left out).
+    """The three stamp keys of a ``.json`` or ``.npz`` artifact, and ``inputs_used`` when
+    it carries lineage (other metadata left out).
 
     Raises :class:`ProvenanceError` for a file that cannot be read or carries no stamps,
     :class:`~dp_models._errors.NotRegularFileError` for a FIFO, device or directory (never
     opened for reading, so never blocks) and :class:`~dp_models._errors.FileTooLargeError`
     for stamps over :data:`MAX_STAMP_BYTES` (a ``.json`` file, or the ``.npz`` stamps
     member; the arrays of an ``.npz`` are not read)."""
-    p = Path(path)
+    return _read_stamps(Path(path), digest=False)[0]
+
+
+def _read_stamps(p: Path, *, digest: bool) -> tuple[dict[str, Any], str | None]:
+    """:func:`read_stamps`, and with ``digest`` the sha256 of the file's bytes, read
+    through the same open file (the stamps are those of the bytes hashed)."""
+    digests: list[str] = []
     try:
         if p.suffix == ".npz":
-            with _open_npz(p) as npz:
+            with _open_npz(p, digests if digest else None) as npz:
                 data: Any = _npz_stamps(npz, p)
         else:
-            data = json.loads(read_regular(p, max_bytes=MAX_STAMP_BYTES))
+            raw = read_regular(p, max_bytes=MAX_STAMP_BYTES)
+            digests.append(_sha(raw))
+            data = json.loads(raw)
     except DPModelsError:
         raise
     except RecursionError as exc:
@@ -317,7 +450,8 @@ def read_stamps(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"missing: {', '.join(missing)})",
             key=missing[0],
         )
-    return {k: data[k] for k in STAMP_KEYS}
+    stamps = {k: data[k] for k in (*STAMP_KEYS, INPUTS_KEY) if k in data}
+    return stamps, digests[0] if digest else None
 
 
 # -- checking -------------------------------------------------------------------------------
@@ -340,6 +474,7 @@ CHECKED_FIELDS = (
     "model_signature",
     "requires",
     "triton",
+    "derived_from",
 )
 #: Keys of an entry with ``status: absent`` that are checked (the manager writes no others
 #: but ``reason``).
@@ -461,21 +596,39 @@ class ModelCheck:
 @dataclass
 class StampReport:
     """What :func:`check_stamps` found: one :class:`ModelCheck` per entry (iterating the
-    report yields them) and the differences of the top-level stamps."""
+    report yields them), the differences of the top-level stamps and one
+    :class:`LinkCheck` per input (``inputs_used``), each holding its own report."""
 
     models: list[ModelCheck]
     differences: list[Difference]
     model_signature: str
     weights_digest: str
+    inputs: list[LinkCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.differences and all(m.ok for m in self.models)
+        return (
+            not self.differences
+            and all(m.ok for m in self.models)
+            and all(link.ok for link in self.inputs)
+        )
 
     @property
     def all_differences(self) -> list[Difference]:
-        """Every difference: the top-level ones, then each entry's."""
-        return [*self.differences, *(d for m in self.models for d in m.differences)]
+        """Every difference: the top-level ones, then each entry's, then each input's
+        (its file's, then its stamps', named ``inputs_used[0]...``)."""
+        found = [*self.differences, *(d for m in self.models for d in m.differences)]
+        for link in self.inputs:
+            found += [*link.differences, *link.report.all_differences]
+        return found
+
+    @property
+    def links(self) -> list[LinkCheck]:
+        """Every input of the chain, depth first: ``inputs_used[0]``, its own inputs, ..."""
+        found: list[LinkCheck] = []
+        for link in self.inputs:
+            found += [link, *link.report.links]
+        return found
 
     def __iter__(self) -> Iterator[ModelCheck]:
         return iter(self.models)
@@ -492,6 +645,49 @@ class StampReport:
             "differences": [d.as_dict() for d in self.all_differences],
             "stamp_differences": [d.as_dict() for d in self.differences],
             "models": [m.as_dict() for m in self.models],
+            "inputs": [link.as_dict() for link in self.inputs],
+        }
+
+
+@dataclass
+class LinkCheck:
+    """How one input of an artifact (an ``inputs_used`` link) compares with its file, the
+    catalog and the lock.
+
+    ``where`` is its position in the chain (``inputs_used[0].inputs_used[1]``), ``path``
+    the file it recorded (None for stamps handed in as a mapping), ``found`` where that
+    file was found (the path, else a file of the same name beside the artifact that
+    recorded it; None when neither exists). ``file``: ``unchanged`` (the file has the
+    recorded sha256), ``changed`` (it does not: rewritten since), ``unreadable``, ``missing``
+    (not found: not checked, not a failure; the stamps it recorded still are) or
+    ``unrecorded`` (no file). ``differences`` are the file's; ``report`` checks the stamps
+    the link recorded, its own inputs included."""
+
+    where: str
+    index: int
+    path: str | None
+    file: str
+    report: StampReport
+    differences: list[Difference] = field(default_factory=list)
+    found: str | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and self.report.ok
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``--json``)."""
+        return {
+            "where": self.where,
+            "index": self.index,
+            "path": self.path,
+            "found": self.found,
+            "file": self.file,
+            "ok": self.ok,
+            "note": self.note,
+            "differences": [d.as_dict() for d in self.differences],
+            "report": self.report.as_dict(),
         }
 
 
@@ -592,6 +788,18 @@ def _need(
     return value
 
 
+def _validate_link(link: Any, where: str) -> None:
+    """Refuse a link of the wrong shape; its own stamps are validated when it is checked."""
+    if not isinstance(link, Mapping):
+        raise _malformed(where, "an object (one input's path, sha256 and stamps)", link)
+    path = _need(link, "path", where, "a string or null", _is_str_or_null)
+    digest = _need(link, "sha256", where, "a string or null", _is_str_or_null)
+    if (path is None) != (digest is None):
+        raise _malformed(f"{where}.sha256", "a sha256 with a path, null without one", digest)
+    for key in ("model_signature", "weights_digest"):
+        _need(link, key, where, "a string (a sha256)", _is_str)
+
+
 def _validate_entry(entry: Any, where: str) -> None:
     """Refuse an entry of the wrong shape: missing keys, wrong types (checked fields only)."""
     if not isinstance(entry, Mapping):
@@ -664,8 +872,28 @@ def _catalog_signature(catalog: Catalog, name: str) -> tuple[str | None, list[st
         precision=spec.precision,
         expected_digest=_expected_digest(catalog, spec),
         requires=requires,
+        derived_from=_catalog_derived(catalog, spec),
     )
     return signature, []
+
+
+_FIX_EXPORT = (
+    "the served model was exported from other weights than this output was made with: "
+    "re-run it against the current deployment, or export the source again "
+    "(`dp-models export onnx SOURCE --for SPEC`)"
+)
+
+
+def _catalog_derived(catalog: Catalog, spec: Spec) -> dict[str, Any] | None:
+    """A derived Triton spec's ``derived_from`` entry as the catalog's lock records it."""
+    if spec.derived_from is None:
+        return None
+    recorded = catalog.lineage(spec)
+    known = recorded is not None and recorded.source == spec.derived_from
+    return {
+        "name": spec.derived_from,
+        "weights_digest": recorded.weights_digest if known and recorded else None,
+    }
 
 
 def _own_signatures(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -692,6 +920,7 @@ def _own_signatures(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any
                 requires=dict(combination),
                 triton=None if triton is None else (triton["model_name"], triton["model_version"]),
                 expected_digest=entry["weights_digest"],
+                derived_from=entry.get("derived_from"),
             )
         )
     return own
@@ -894,6 +1123,18 @@ def _check_entry(
         if signature is not None:
             requires[dep] = signature
 
+    derived = _catalog_derived(catalog, spec)
+    if derived is not None and not _same(entry.get("derived_from"), derived):
+        diffs.append(
+            _differ(
+                f"{where}.derived_from",
+                entry.get("derived_from"),
+                derived,
+                "the lock records an export from",
+                _FIX_EXPORT,
+            )
+        )
+
     def expected_signature(precision: str) -> str:
         return model_signature(
             spec,
@@ -901,6 +1142,7 @@ def _check_entry(
             precision=precision,
             expected_digest=expected,
             requires=requires,
+            derived_from=derived,
         )
 
     precision = entry["precision"]
@@ -1007,18 +1249,143 @@ def _duplicates(entries: Sequence[Mapping[str, Any]]) -> dict[int, Difference]:
     return found
 
 
-def check_stamps(stamps: Mapping[str, Any], catalog: Catalog) -> StampReport:
+def check_stamps(
+    stamps: Mapping[str, Any],
+    catalog: Catalog,
+    *,
+    base: str | os.PathLike[str] | None = None,
+) -> StampReport:
     """Recompute every checked field of ``stamps`` from its entries, the catalog and the
-    lock, and report each difference naming its field.
+    lock, and report each difference naming its field; then the same for each input it
+    records (``inputs_used``), down the whole chain.
 
     Top level: ``model_signature`` and ``weights_digest`` must be what
     :func:`combined_signature` / :func:`combined_weights_digest` give for ``models_used``
-    as written. Each entry: see :data:`CHECKED_FIELDS` (``ABSENT_FIELDS`` for an absent
-    one); :data:`INFORMATIONAL_FIELDS` are reported in ``info`` and never fail. A stamp
-    with no entries is ok only with both top-level digests :data:`EMPTY_DIGEST` (what
-    ``stamp(meta, [])`` writes). Raises :class:`ProvenanceError` (``.key`` names the
-    field) for a malformed stamp: a missing key, a wrong type, an entry or artifact that
-    is not an object."""
+    (and ``inputs_used``) as written. Each entry: see :data:`CHECKED_FIELDS`
+    (``ABSENT_FIELDS`` for an absent one); :data:`INFORMATIONAL_FIELDS` are reported in
+    ``info`` and never fail. A stamp with no entries and no inputs is ok only with both
+    top-level digests :data:`EMPTY_DIGEST` (what ``stamp(meta, [])`` writes). Each input:
+    its recorded stamps are checked the same way, and a recorded file must still have its
+    recorded sha256 (looked for at its path, else by name in ``base``, the directory of the
+    artifact that recorded it; one found nowhere is reported, not failed:
+    :class:`LinkCheck`). Raises :class:`ProvenanceError` (``.key`` names the field) for a
+    malformed stamp: a missing key, a wrong type, an entry or artifact that is not an
+    object, inputs nested deeper than :data:`MAX_LINEAGE_DEPTH`."""
+    return _check_chain(stamps, catalog, None if base is None else Path(base), "", 0)
+
+
+def check_artifact(path: str | os.PathLike[str], catalog: Catalog) -> StampReport:
+    """``dp-models verify-artifact FILE``: :func:`check_stamps` of the stamps
+    :func:`read_stamps` reads from ``path``, input files looked for beside it too."""
+    p = Path(os.path.abspath(path))
+    return check_stamps(read_stamps(p), catalog, base=p.parent)
+
+
+_FIX_INPUT = (
+    "the input was rewritten after this artifact was computed from it: compute this "
+    "artifact again from the input as it is now (run it again), or restore the input"
+)
+
+
+def _check_chain(
+    stamps: Mapping[str, Any], catalog: Catalog, base: Path | None, where: str, depth: int
+) -> StampReport:
+    """:func:`check_stamps` of the stamps at ``where`` in the chain (``""`` the artifact's
+    own, ``"inputs_used[0]."`` its first input's): fields and errors named from the top."""
+    try:
+        report = _check_own(stamps, catalog)
+    except ProvenanceError as exc:
+        if not where:
+            raise
+        key = None if exc.key is None else f"{where}{exc.key}"
+        raise ProvenanceError(f"{where}{exc}", key=key) from exc
+    if where:
+        report.differences = [_under(where, d) for d in report.differences]
+        for check in report.models:
+            check.differences = [_under(where, d) for d in check.differences]
+    links = stamps.get(INPUTS_KEY) or []
+    if links and depth >= MAX_LINEAGE_DEPTH:
+        raise ProvenanceError(
+            f"{where}{INPUTS_KEY}: inputs nested deeper than {MAX_LINEAGE_DEPTH} links; "
+            "dp_models writes no such chain (a stamp that was edited, or not written by "
+            "dp_models)",
+            key=f"{where}{INPUTS_KEY}",
+        )
+    for i, link in enumerate(links):
+        at = f"{where}{INPUTS_KEY}[{i}]"
+        linked = _check_file(link, at, i, base)
+        found = None if linked.found is None else Path(linked.found).parent
+        linked.report = _check_chain(link, catalog, found or base, f"{at}.", depth + 1)
+        report.inputs.append(linked)
+    return report
+
+
+def _under(where: str, d: Difference) -> Difference:
+    """``d`` named from the top of the chain: ``inputs_used[0].models_used[1].version``."""
+    return replace(d, field=f"{where}{d.field}", message=f"{where}{d.message}")
+
+
+def _check_file(link: Mapping[str, Any], at: str, index: int, base: Path | None) -> LinkCheck:
+    """The file of one link against its recorded sha256 (``report`` left empty)."""
+    path, recorded = link["path"], link["sha256"]
+    empty = StampReport([], [], link["model_signature"], link["weights_digest"])
+    if path is None:
+        note = "stamps handed in as read, no file recorded: only its stamps are checked"
+        return LinkCheck(at, index, None, "unrecorded", empty, note=note)
+    candidates = [Path(path)]
+    name = candidates[0].name
+    if base is not None and name not in ("", ".", "..") and base / name != candidates[0]:
+        candidates.append(base / name)
+    for candidate in candidates:
+        if not os.path.lexists(candidate):
+            continue
+        beside = "" if candidate == candidates[0] else f"found beside the artifact: {candidate}"
+        try:
+            actual = sha256_file(candidate)
+        except (OSError, ValueError) as exc:  # NotRegularFileError is an OSError
+            unread = f"but {candidate} cannot be read ({exc}):"
+            diff = _differ(f"{at}.sha256", recorded, None, unread, _FIX_INPUT)
+            return LinkCheck(at, index, path, "unreadable", empty, [diff], str(candidate), beside)
+        if actual == recorded:
+            return LinkCheck(at, index, path, "unchanged", empty, [], str(candidate), beside)
+        diff = _differ(
+            f"{at}.sha256",
+            recorded,
+            actual,
+            f"the file {candidate} now has",
+            _FIX_INPUT,
+            _what_changed(candidate, link),
+        )
+        note = "the input file changed since this artifact was computed from it"
+        return LinkCheck(at, index, path, "changed", empty, [diff], str(candidate), note)
+    note = (
+        f"{path} is not there (nor beside the artifact): its digest is not checked, the "
+        "stamps it recorded are"
+    )
+    return LinkCheck(at, index, path, "missing", empty, note=note)
+
+
+def _what_changed(path: Path, link: Mapping[str, Any]) -> str:
+    """What the stamps of an input file that changed say now, against those recorded."""
+    try:
+        now = read_stamps(path)
+    except DPModelsError:
+        return "it carries no readable dp_models stamps now"
+    if all(_same(now.get(k), link.get(k)) for k in (*STAMP_KEYS, INPUTS_KEY)):
+        return "its stamps are the same: its data changed"
+    try:
+        recorded = {e["name"]: e.get("model_signature") for e in link["models_used"]}
+        current = {e["name"]: e.get("model_signature") for e in now["models_used"]}
+    except (TypeError, KeyError):
+        return "its stamps changed"
+    names = sorted(n for n in recorded.keys() | current.keys() if recorded.get(n) != current.get(n))
+    if names:
+        return f"its stamps changed: other models ({', '.join(names)})"
+    return "its stamps changed: other inputs"
+
+
+def _check_own(stamps: Mapping[str, Any], catalog: Catalog) -> StampReport:
+    """The artifact's own stamps (not its inputs' stamps) against the catalog and lock."""
     if not isinstance(stamps, Mapping):
         raise _malformed(
             "stamps", "an object with models_used, model_signature and weights_digest", stamps
@@ -1036,18 +1403,22 @@ def check_stamps(stamps: Mapping[str, Any], catalog: Catalog) -> StampReport:
             raise _malformed(key, "a string (a sha256)", stamps[key])
     for i, entry in enumerate(entries):
         _validate_entry(entry, f"models_used[{i}]")
+    links = stamps.get(INPUTS_KEY, [])
+    if not isinstance(links, list):
+        raise _malformed(INPUTS_KEY, "a list of inputs", links)
+    for i, link in enumerate(links):
+        _validate_link(link, f"{INPUTS_KEY}[{i}]")
 
     top: list[Difference] = []
+    source = "its models_used entries and inputs give" if links else "its models_used entries give"
     for key, recompute in (
         ("model_signature", combined_signature),
         ("weights_digest", combined_weights_digest),
     ):
-        expected = recompute(entries)
+        expected = recompute(entries, links)
         if stamps[key] != expected:
-            top.append(
-                _differ(key, stamps[key], expected, "its models_used entries give", _FIX_STAMP)
-            )
-    if not entries and top:
+            top.append(_differ(key, stamps[key], expected, source, _FIX_STAMP))
+    if not entries and not links and top:
         top.insert(
             0,
             _differ(

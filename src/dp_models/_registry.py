@@ -65,6 +65,7 @@ BUILTIN_LOADERS: Mapping[str, str] = {
     "laion_clap": "dp_models.loaders.laion_clap:LaionClapLoader",
     "spacy": "dp_models.loaders.spacy:SpacyLoader",
     "tokenizer": "dp_models.loaders.tokenizers:TokenizerLoader",
+    "labels": "dp_models.loaders.labels:LabelsLoader",
 }
 
 #: What every loader has (:class:`dp_models.loaders.Loader` declares each, with defaults

@@ -91,6 +91,7 @@ Preprocess = Literal[
     "imagenet_224",
     "midas_384",
     "raft_frames",
+    "kinetics400_slowfast_256",
     "whisper_log_mel_80",
     "whisper_log_mel_128",
     "audio_16k_mono",
@@ -591,9 +592,22 @@ class Spec(_Strict):
         description="An optional model may be absent: the absence is reported and recorded, "
         "never hidden.",
     )
+    derived_from: Name | None = Field(
+        default=None,
+        description="Triton specs only: the in-process spec whose weights this model was "
+        "exported from (`dp-models export onnx SOURCE --for THIS`); its weights digest, "
+        "recorded in the lock at export, is part of this spec's models_used entry and "
+        "signature.",
+    )
     triton: TritonSection | None = Field(
         default=None, description="Required for runtime 'triton', forbidden otherwise."
     )
+
+    def __repr__(self) -> str:
+        """One line: ``<Spec clip_vit_b32 1.0 inprocess torch>`` (name, version, runtime,
+        engine; ``optional`` when it is). ``model_dump()`` shows every field."""
+        optional = " optional" if self.optional else ""
+        return f"<Spec {self.name} {self.version} {self.runtime} {self.engine}{optional}>"
 
     @field_validator("engine", mode="wrap")
     @classmethod
@@ -631,10 +645,16 @@ class Spec(_Strict):
                 raise ValueError("an 'inprocess' spec has no 'triton' section")
             if self.loader is None:
                 raise ValueError("an 'inprocess' spec needs a 'loader'")
+            if self.derived_from is not None:
+                raise ValueError(
+                    "derived_from is for a Triton spec exported from an in-process one"
+                )
             if not self.artifacts:
                 raise ValueError("an 'inprocess' spec needs at least one artifact")
         if self.name in self.requires:
             raise ValueError("a spec cannot require itself")
+        if self.derived_from == self.name:
+            raise ValueError("a spec cannot be derived from itself")
         paths = [a.path for a in self.artifacts]
         dupes = sorted({p for p in paths if paths.count(p) > 1})
         if dupes:

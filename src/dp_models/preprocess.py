@@ -29,6 +29,18 @@ images, or an ``N x H x W x C`` array) to one ``N x 3 x H x W`` array:
     Two frames of one size (height and width multiples of 8, as RAFT needs), each scaled
     to [-1, 1]: ``preprocess("raft_frames", frame0, frame1)`` returns both.
 
+Video clips (``T x H x W x 3`` uint8, or a list of frames; ``channels`` as for images):
+
+``kinetics400_slowfast_256``
+    PyTorchVideo's SlowFast evaluation transform (its Kinetics-400 models, ``slowfast_r50``):
+    32 frames sampled uniformly (``torch.linspace`` indices), ``/ 255``, normalized with
+    mean 0.45 and std 0.225, the short side scaled to 256 (bilinear, ``align_corners=False``),
+    center crop 256, packed into the two pathways: returns ``(slow, fast)``, float32
+    ``(3, 8, 256, 256)`` (frames ``linspace(0, 31, 8)``: every alpha = 4th) and
+    ``(3, 32, 256, 256)``. numpy only; equal, bit for bit, to those torch operations
+    (``torch.nn.functional.interpolate`` is reproduced with its fused multiply-adds,
+    ``dp_models._video``), and computes only the pixels the crop keeps.
+
 Each image preset runs what its reference runs: Pillow's resize (what torchvision's
 ``Resize`` and open_clip's transform call on a PIL image), then the crop and the float32
 arithmetic of ``ToTensor`` and ``Normalize`` in their order, so its output is equal to the
@@ -70,6 +82,7 @@ import numpy.typing as npt
 
 from ._audio import AudioPreset, LogMelPreset, WhisperLogMelPreset, mel_filters, resample
 from ._errors import MissingExtraError
+from ._video import SlowFastClipPreset
 
 __all__ = [
     "CHANNELS",
@@ -78,6 +91,7 @@ __all__ = [
     "FramePairPreset",
     "ImagePreset",
     "LogMelPreset",
+    "SlowFastClipPreset",
     "WhisperLogMelPreset",
     "mel_filters",
     "preprocess",
@@ -260,7 +274,14 @@ class FramePairPreset:
         return _normalize(first, HALF, HALF), _normalize(second, HALF, HALF)
 
 
-Preset = ImagePreset | FramePairPreset | AudioPreset | WhisperLogMelPreset | LogMelPreset
+Preset = (
+    ImagePreset
+    | FramePairPreset
+    | SlowFastClipPreset
+    | AudioPreset
+    | WhisperLogMelPreset
+    | LogMelPreset
+)
 
 PRESETS: dict[str, Preset] = {
     **{
@@ -280,6 +301,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "midas_384": ImagePreset("midas_384", 384, 384, "bicubic", True, HALF, HALF),
     "raft_frames": FramePairPreset("raft_frames"),
+    "kinetics400_slowfast_256": SlowFastClipPreset("kinetics400_slowfast_256"),
     "audio_16k_mono": AudioPreset("audio_16k_mono"),
     "whisper_log_mel_80": WhisperLogMelPreset("whisper_log_mel_80", 80),
     "whisper_log_mel_128": WhisperLogMelPreset("whisper_log_mel_128", 128),
@@ -289,8 +311,9 @@ PRESETS: dict[str, Preset] = {
 
 def preprocess(name: str, *data: Any, **options: Any) -> Any:
     """``data`` through the preset ``name`` (see the module documentation): an image
-    preset takes one image, ``raft_frames`` two frames (and returns two arrays), an audio
-    preset a waveform and ``sample_rate=``."""
+    preset takes one image, ``raft_frames`` two frames (and returns two arrays), the video
+    preset one clip (and returns its two pathways), an audio preset a waveform and
+    ``sample_rate=``."""
     try:
         preset = PRESETS[name]
     except KeyError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +25,7 @@ __all__ = [
     "Loader",
     "LoaderArgs",
     "NoArgs",
+    "Requirement",
     "VerifiedFile",
     "require",
 ]
@@ -62,9 +63,19 @@ class VerifiedFile(Protocol):
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A spec the loaded one requires (its ``requires``), as a load sees it: the spec, and
+    ``load()``, which gives its in-process object (loaded once by the manager, verified and
+    cached like any other)."""
+
+    spec: Spec
+    load: Callable[[], Any]
+
+
+@dataclass(frozen=True)
 class LoadContext:
     """Everything a loader may use: the spec, its verified artifacts, the resolved device and
-    precision.
+    precision, and the specs it requires (:meth:`required`).
 
     Loaders read files through the context only: :meth:`read_bytes` and :meth:`open` hand
     over the bytes of the file that was verified (read once, hashed while read when the
@@ -80,6 +91,21 @@ class LoadContext:
     precision: str  # "fp32", "fp16", "bf16" or "int8"
     loader_args: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, VerifiedFile] = field(default_factory=dict)  # file artifacts, opened
+    requires: tuple[Requirement, ...] = ()  # the specs this one requires, in spec order
+
+    def required(self, role: str) -> Requirement | None:
+        """The spec this one requires whose ``role`` is ``role`` (``labels``, ``tokenizer``),
+        or None when it requires none; requiring two of one role is a
+        :class:`~dp_models._errors.LoaderArgsError` (which one would be meant?)."""
+        found = [r for r in self.requires if r.spec.role == role]
+        if len(found) > 1:
+            raise LoaderArgsError(
+                f"spec {self.spec.name!r} requires {len(found)} specs of role {role!r} "
+                f"({', '.join(r.spec.name for r in found)}); its loader takes one",
+                spec=self.spec.name,
+                loader=self.spec.loader or "?",
+            )
+        return found[0] if found else None
 
     def _find(self, formats: tuple[str, ...]) -> str:
         for art in self.spec.artifacts:
@@ -182,6 +208,12 @@ class Loader(ABC, Generic[ArgsT]):
         """Facts read from the verified artifacts without loading them (a spaCy pipeline's
         name and version, say), recorded as ``model_info`` in ``models_used``; None for
         none. Must not raise for a bad artifact: :meth:`load` reports it."""
+        return None
+
+    def export_module(self, loaded: Any) -> Any | None:
+        """The torch module to export to ONNX from what :meth:`load` returned (``dp-models
+        export onnx``): its inputs and outputs are those of the Triton spec derived from
+        this one. None (the default): this loader's models cannot be exported."""
         return None
 
     @abstractmethod

@@ -132,6 +132,22 @@ class OpenClipModel:
             return self.model.encode_image(batch, normalize=True).float()
 
 
+def _image_tower(model: Any) -> Any:
+    """``model.encode_image(image, normalize=True)`` as a module of its own (what an export
+    of the image tower runs)."""
+    torch = _torch()
+
+    class ImageTower(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = model
+
+        def forward(self, image: Any) -> Any:
+            return self.clip.encode_image(image, normalize=True)
+
+    return ImageTower().eval()
+
+
 class OpenClipArgs(LoaderArgs):
     """``loader_args`` of ``open_clip``."""
 
@@ -353,6 +369,11 @@ class OpenClipLoader(Loader[OpenClipArgs]):
         if importlib.util.find_spec("open_clip") is None:
             raise MissingExtraError("open_clip", extra=self.extra)
         return bool(_torch().cuda.is_available())
+
+    def export_module(self, loaded: Any) -> Any:
+        """The image tower: ``image`` (a preprocessed batch) -> ``embedding``, L2-normalised,
+        as :meth:`OpenClipModel.image_embeddings` computes it."""
+        return _image_tower(loaded.model)
 
     def load(self, ctx: LoadContext) -> OpenClipModel:
         args = self.args(ctx)

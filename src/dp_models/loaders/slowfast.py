@@ -8,9 +8,10 @@ read from the spec's checkpoint the way ``torch_state_dict`` reads them
 (``torch.load(weights_only=True)``, the state dict under ``model_state``).
 
 The model takes ``[slow, fast]`` clips (``model.pathways(clip)`` makes them from one
-``[B, 3, clip_frames, H, W]`` clip) and returns logits ``[B, num_classes]``. A ``txt``
-artifact, if the spec has one, is the class list (``model.categories``), read as the
-``torchvision`` loader reads Places365's.
+``[B, 3, clip_frames, H, W]`` clip) and returns logits ``[B, num_classes]``; the spec's
+``preprocess`` preset (``kinetics400_slowfast_256``) makes both pathways from frames. The
+labels spec it requires (``kinetics400_categories``) gives ``model.categories``, as the
+``torchvision`` loader gives Places365's.
 
 loader_args: :class:`SlowFastArgs`.
 """

@@ -568,6 +568,10 @@ class TorchStateDictLoader(Loader[TorchStateDictArgs]):
     def cuda_available(self) -> bool:
         return _cuda_available()
 
+    def export_module(self, loaded: Any) -> Any:
+        """The module itself: its ``forward`` is what the derived spec serves."""
+        return loaded
+
     def load(self, ctx: LoadContext) -> Any:
         args = self.args(ctx)
         name = ctx.spec.name

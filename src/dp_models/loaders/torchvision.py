@@ -8,23 +8,22 @@ must match exactly. torchvision's ``pretrained``/``weights`` downloads are never
 
 loader_args: :class:`TorchvisionArgs`.
 
-A ``txt`` artifact is the class list: one class a line, ``name`` or ``name index``
-(Places365's ``/a/airfield 0``). The model then has ``categories``: a tuple of names by class
-index, Places365's ``/a/`` prefix removed (``airfield``, ``arena/hockey``).
+A spec that requires a labels spec (``requires: [places365_categories]``,
+:mod:`dp_models.loaders.labels`) gives the model ``categories``: those names by class index
+(``airfield``, ``arena/hockey``), as many as ``num_classes``.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import re
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from .._errors import LoaderArgsError, LoaderError
+from .._errors import LoaderArgsError
 from .base import LoadContext, Loader, require
+from .labels import ROLE, Labels, check_count
 from .torch import (
     CheckpointArgs,
     _apply_precision,
@@ -41,8 +40,6 @@ __all__ = ["TorchvisionArgs", "TorchvisionLoader"]
 
 # Keyword arguments that would make torchvision fetch weights, or that loader_args own.
 _RESERVED_KWARGS = ("weights", "weights_backbone", "pretrained", "pretrained_backbone")
-_INDEXED_LINE = re.compile(r"(\S.*?)\s+(\d+)")
-_PLACES_PREFIX = re.compile(r"^/[a-z]/")
 
 
 class TorchvisionArgs(CheckpointArgs):
@@ -139,10 +136,37 @@ def _finish(ctx: LoadContext, model: Any, loader: str) -> Any:
 
 
 def attach_categories(ctx: LoadContext, model: Any, expected: int | None) -> Any:
-    """Give ``model`` a ``categories`` tuple from the spec's ``txt`` artifact, if it has one."""
-    labels = next((a for a in ctx.spec.artifacts if a.format == "txt"), None)
-    if labels is not None:
-        model.categories = read_categories(ctx, ctx.paths[labels.path], expected)
+    """Give ``model`` ``categories``: the :class:`~dp_models.loaders.labels.Labels` of the
+    labels spec the spec requires (role ``labels``), if any, whose count must be
+    ``expected`` (``num_classes``; None: not checked). A class list among the spec's own
+    artifacts is refused: labels are a spec of their own, shared through ``requires``."""
+    loader = ctx.spec.loader or "torchvision"
+    own = next((a for a in ctx.spec.artifacts if a.format == "txt"), None)
+    if own is not None:
+        raise LoaderArgsError(
+            f"spec {ctx.spec.name!r} lists the class list {own.path} among its artifacts; a "
+            "class list is a labels spec of its own (loader: labels), which the model lists "
+            "under requires (docs/loaders.md#labels): move the artifact there",
+            spec=ctx.spec.name,
+            loader=loader,
+        )
+    required = ctx.required(ROLE)
+    if required is None:
+        return model
+    labels = required.load()
+    if not isinstance(labels, Labels):
+        raise LoaderArgsError(
+            f"spec {ctx.spec.name!r} requires {required.spec.name!r} as its labels, but that "
+            f"spec's loader ({required.spec.loader!r}) does not make a label list: give it "
+            "loader: labels",
+            spec=ctx.spec.name,
+            loader=loader,
+        )
+    if expected is not None:
+        check_count(
+            labels, expected, spec=ctx.spec.name, loader=loader, what="loader_args.num_classes"
+        )
+    model.categories = labels
     return model
 
 
@@ -204,38 +228,6 @@ def _remove_classifier(ctx: LoadContext, torch: Any, model: Any, arch: str) -> A
     return model
 
 
-def _bad_class_list(ctx: LoadContext, path: Path, problem: str) -> LoaderError:
-    return LoaderError(
-        f"spec {ctx.spec.name!r}: the class list {path} {problem}; the file passed its digest "
-        "check, so the pinned artifact itself does not fit the spec",
-        spec=ctx.spec.name,
-        loader=ctx.spec.loader or "torchvision",
-    )
-
-
-def read_categories(ctx: LoadContext, path: Path, expected: int | None) -> tuple[str, ...]:
-    """Class names by index from a class-list file (``name`` or ``name index`` a line)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _bad_class_list(ctx, path, "is not UTF-8 text") from exc
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    matches = [_INDEXED_LINE.fullmatch(line) for line in lines]
-    if lines and all(matches):
-        names = {int(m.group(2)): m.group(1) for m in matches if m}
-    else:
-        names = dict(enumerate(lines))
-    if sorted(names) != list(range(len(lines))):
-        raise _bad_class_list(
-            ctx, path, f"does not number its {len(lines)} classes 0 to {len(lines) - 1} once each"
-        )
-    if expected is not None and len(names) != expected:
-        raise _bad_class_list(
-            ctx, path, f"has {len(names)} classes, but loader_args.num_classes is {expected}"
-        )
-    return tuple(_PLACES_PREFIX.sub("", names[i]) for i in range(len(names)))
-
-
 class TorchvisionLoader(Loader[TorchvisionArgs]):
     """``loader: torchvision``."""
 
@@ -248,6 +240,10 @@ class TorchvisionLoader(Loader[TorchvisionArgs]):
     def cuda_available(self) -> bool:
         _torchvision()  # a missing torchvision is a MissingExtraError at get()
         return _cuda_available()
+
+    def export_module(self, loaded: Any) -> Any:
+        """The model itself (a classifier's logits; a feature extractor's features)."""
+        return loaded
 
     def load(self, ctx: LoadContext) -> Any:
         args = self.args(ctx)

@@ -80,6 +80,7 @@ __all__ = [
     "find_tritonserver",
     "standin_digest",
     "standin_model_source",
+    "write_onnx_repository",
     "write_standin_catalog",
     "write_standin_repository",
 ]
@@ -655,6 +656,74 @@ def write_standin_repository(
             )
         (model_dir / CONFIG_FILENAME).write_text(
             render_config(spec, digest, platform="python", versions=served_versions),
+            encoding="utf-8",
+        )
+        served[spec.name] = digest
+    return served
+
+
+_ONNX_RUNNER = """\
+# Serves model.onnx (beside this file) with ONNX Runtime: written by
+# dp_models.testing.triton.write_onnx_repository for a server without an onnxruntime backend.
+import os
+
+import numpy as np
+import onnxruntime
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            feeds = {
+                n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.inputs
+            }
+            results = self.session.run(self.outputs, feeds)
+            tensors = [
+                pb_utils.Tensor(n, np.ascontiguousarray(r)) for n, r in zip(self.outputs, results)
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+"""
+
+
+def write_onnx_repository(
+    catalog: Catalog,
+    root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    names: Iterable[str],
+) -> dict[str, str]:
+    """Write a Triton model repository at ``out_dir`` serving each of ``names`` (Triton
+    specs served from ONNX) from its ``model.onnx`` under ``root`` (an export), run by a
+    Python-backend model with ONNX Runtime: the server of these tests has no onnxruntime
+    backend. Each serves the file's sha256 as its weights digest (what the lock pins for
+    an export). Returns the digests by spec name."""
+    out = Path(out_dir)
+    served: dict[str, str] = {}
+    for spec in _triton_specs(catalog, names):
+        triton = spec.triton
+        assert triton is not None
+        onnx_art = next((a for a in spec.artifacts if a.format == "onnx"), None)
+        if onnx_art is None:
+            raise ValueError(f"spec {spec.name!r} lists no onnx artifact")
+        data = (Path(root) / onnx_art.path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        model_dir = out / triton.model_name
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        version_dir = model_dir / str(triton.model_version)
+        version_dir.mkdir(parents=True)
+        (version_dir / "model.onnx").write_bytes(data)
+        (version_dir / "model.py").write_text(_ONNX_RUNNER, encoding="utf-8")
+        (model_dir / CONFIG_FILENAME).write_text(
+            render_config(spec, digest, platform="python", versions=[triton.model_version]),
             encoding="utf-8",
         )
         served[spec.name] = digest

@@ -72,7 +72,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -116,6 +116,9 @@ from .transport import (
     ServerAnswerError,
     Transport,
 )
+
+if TYPE_CHECKING:
+    from ..loaders.labels import Labels
 
 __all__ = ["TritonClient"]
 
@@ -166,7 +169,8 @@ class TritonClient:
     and again while a replica last found serving other weights has not been found good
     since (another replica passing does not overwrite it).
     ``tokenizer`` makes the tokenizer that decodes the model's token ids
-    (:mod:`dp_models.triton.whisper`), called once, on first use. ``transport`` carries
+    (:mod:`dp_models.triton.whisper`), called once, on first use; ``labels`` likewise makes
+    the class names of its outputs (:meth:`labels`). ``transport`` carries
     the calls (:class:`~dp_models.triton.transport.Transport`); by default
     ``tritonclient.http`` at ``url``.
 
@@ -196,6 +200,7 @@ class TritonClient:
         backoff_s: float = 0.2,
         on_verified: Callable[[bool | None], None] | None = None,
         tokenizer: Callable[[], Any] | None = None,
+        labels: Callable[[], Labels] | None = None,
         transport: Transport | None = None,
         replicas: str = "urls",
         transports: Callable[[EndpointURL], Transport] | None = None,
@@ -248,6 +253,8 @@ class TritonClient:
         self._on_verified = on_verified
         self._tokenizer_factory = tokenizer
         self._tokenizer: Any = None
+        self._labels_factory = labels
+        self._labels: Labels | None = None
         self._transport = transport
         self._transports = transports
         self._dns = replicas == "dns"
@@ -889,6 +896,42 @@ class TritonClient:
                     )
                 self._tokenizer = self._tokenizer_factory()
             return self._tokenizer
+
+    def labels(self) -> Labels:
+        """The class names of the model's outputs, by class index: the labels spec the spec
+        requires (``places365_categories`` for the Places365 specs), loaded on first use, a
+        :class:`~dp_models.loaders.labels.Labels` tuple. Their count must be the last
+        dimension of the spec's first output (365 for ``logits [365]``), else a
+        :class:`~dp_models._errors.LabelsError`; a spec that requires no labels is a
+        :class:`~dp_models._errors.ConfigurationError`.
+
+        >>> client = mm.get("places365_resnet50_224_triton").client()   # doctest: +SKIP
+        >>> logits = client.infer({"image": batch})["logits"]           # doctest: +SKIP
+        >>> [client.labels()[i] for i in logits.argmax(axis=1)]          # doctest: +SKIP
+        ['airfield', 'arena/hockey']
+        """
+        with self._lock:
+            if self._labels is None:
+                if self._labels_factory is None:
+                    raise ConfigurationError(
+                        f"spec {self.spec.name!r} requires no labels, so its client has no "
+                        "class names (a classifier's spec lists its labels spec under "
+                        "requires, as the Places365 specs list places365_categories)"
+                    )
+                labels = self._labels_factory()
+                output = self.triton.outputs[0]
+                if output.shape and output.shape[-1] > 0:
+                    from ..loaders.labels import check_count
+
+                    labels = check_count(
+                        labels,
+                        output.shape[-1],
+                        spec=self.spec.name,
+                        loader="labels",
+                        what=f"the last dimension of its output {output.name!r}",
+                    )
+                self._labels = labels
+            return self._labels
 
     # -- health --------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ BUILTIN_FAKES: Mapping[str, str] = {
     "laion_clap": f"{_HERE}.laion_clap:make_laion_clap",
     "spacy": f"{_HERE}.spacy:make_spacy",
     "tokenizer": f"{_HERE}.tokenizers:make_tokenizer",
+    "labels": f"{_HERE}.labels:make_labels",
 }
 
 

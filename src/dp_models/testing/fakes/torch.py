@@ -78,15 +78,6 @@ def _save_state(
     )
 
 
-def write_class_list(spec: Spec, root: Path, classes: int) -> None:
-    """The spec's class list (its ``txt`` artifact, if any) with ``classes`` lines
-    ``/f/fake_class_<i> <i>``, in the Places365 layout."""
-    for art in spec.artifacts:
-        if art.format == "txt":
-            lines = [f"/f/fake_class_{i:03d} {i}\n" for i in range(classes)]
-            (root / art.path).write_text("".join(lines), encoding="utf-8")
-
-
 def make_state_dict(spec: Spec, root: Path) -> dict[str, Any] | None:
     """Randomly initialised weights of the spec's class. A class that is not importable
     here is replaced, in the fake catalog only, by :class:`dp_models.testing.nets.TinyNet`
@@ -130,7 +121,7 @@ def make_torchscript(spec: Spec, root: Path) -> dict[str, Any] | None:
 def make_torchvision(spec: Spec, root: Path) -> dict[str, Any] | None:
     """Random weights of :data:`FAKE_ARCH` (a 0.25-wide MobileNetV3-small, 1.6 MB) for an
     image classifier, of the spec's own ``arch`` otherwise, saved the way the spec reads
-    them; the class list gets ``num_classes`` lines ``/f/fake_class_<i> <i>``. Returns the
+    them (the labels spec it requires is faked by its own maker). Returns the
     ``arch``/``kwargs`` override for the fake catalog."""
     tv = require("torchvision", extra="torch", spec=spec.name)
     args = TorchvisionArgs.model_validate(spec.loader_args)
@@ -144,7 +135,6 @@ def make_torchvision(spec: Spec, root: Path) -> dict[str, Any] | None:
         kwargs["num_classes"] = args.num_classes
     model = tv.models.get_model(arch, **kwargs)
     _save_state(spec, root, model.state_dict(), args.state_dict_key, args.strip_prefix)
-    write_class_list(spec, root, args.num_classes or 1000)
     return override
 
 
@@ -158,5 +148,4 @@ def make_slowfast(spec: Spec, root: Path) -> dict[str, Any] | None:
     args = SlowFastArgs.model_validate({**spec.loader_args, **FAKE_SLOWFAST})
     kwargs = net_kwargs(args)
     _save_state(spec, root, SlowFast(**kwargs).state_dict(), args.state_dict_key, None)
-    write_class_list(spec, root, args.num_classes)
     return dict(FAKE_SLOWFAST)
