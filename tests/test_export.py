@@ -243,3 +243,31 @@ def test_the_in_process_model_onnx_runtime_and_a_real_triton_agree(
         np.linalg.norm(served_embeddings, axis=1) * np.linalg.norm(embeddings, axis=1)
     )
     assert cosine.min() >= 0.9999
+
+
+def test_doctor_says_which_lineage_no_longer_holds(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dp_models._cli import main
+
+    export_onnx(manager(root, tmp_path), PLACES, PLACES_TRITON)
+    argv = ["doctor", PLACES_TRITON, "--root", str(root), "--json", "--no-triton"]
+    argv += ["--catalog", str(fake_catalog_dir(root)), "--cache-dir", str(tmp_path / "c")]
+    main(argv)
+    [before] = [
+        s for s in json.loads(capsys.readouterr().out)["specs"] if s["name"] == PLACES_TRITON
+    ]
+    assert before["status"] != "lineage_mismatch"
+    weights = next(p for p in (root / "visual/places365").iterdir() if ".pth" in p.name)
+    state = torch.load(weights, weights_only=True)
+    key = "module.classifier.3.bias"
+    state["state_dict"][key] = state["state_dict"][key].add(1.0)
+    torch.save(state, weights)
+    repin(root)
+    capsys.readouterr()
+    assert main(argv) == 1
+    report = json.loads(capsys.readouterr().out)
+    [entry] = [s for s in report["specs"] if s["name"] == PLACES_TRITON]
+    assert entry["status"] == "lineage_mismatch" and not entry["ok"]
+    assert PLACES in entry["message"] and "Export it again" in entry["message"]
+    assert "dp-models export onnx" in entry["fix"]

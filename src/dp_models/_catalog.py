@@ -319,6 +319,20 @@ class Catalog(Mapping[str, Spec]):
         entry = self.lock.artifacts.get(spec.artifacts[0].path)
         return entry.derived if entry is not None else None
 
+    def broken_lineage(self, spec: Spec) -> tuple[Lineage, str] | None:
+        """For a derived spec whose recorded export no longer matches its source: what the
+        lock records and the weights digest the source pins now; None when the lineage
+        holds, is not recorded, or the source is not fully pinned (nothing to compare)."""
+        if spec.derived_from is None or spec.derived_from not in self:
+            return None
+        recorded = self.lineage(spec)
+        if recorded is None or recorded.source != spec.derived_from:
+            return None
+        current = self.pinned_weights_digest(self[spec.derived_from])
+        if current is None or current == recorded.weights_digest:
+            return None
+        return recorded, current
+
     def pinned_weights_digest(self, spec: Spec) -> str | None:
         """The weights digest an in-process ``spec`` has when its artifacts are the pinned
         ones (what its handle's ``weights_digest`` is once verified), from the pins
@@ -514,6 +528,20 @@ def _problem(shown: str, err: Any) -> CatalogProblem:
     ):
         msg += f" (got {err['input']!r})"
     return CatalogProblem(shown, field, msg)
+
+
+def lineage_message(spec: Spec, recorded: str, current: str) -> str:
+    """Why ``spec``'s recorded export no longer holds, and what to do (``get`` raises it
+    as a LineageError, ``doctor`` reports it)."""
+    source = spec.derived_from
+    path = spec.artifacts[0].path if spec.artifacts else "its model"
+    return (
+        f"spec {spec.name!r}: its artifact {path} was exported from {source!r} weights "
+        f"{recorded[:12]}…, but {source!r} now pins {current[:12]}…: the served model is not an "
+        f"export of the source's weights any more. Export it again (`dp-models export onnx "
+        f"{source} --for {spec.name} --root ROOT`) and deploy the new file, or pin the source "
+        "back."
+    )
 
 
 def _check_requires(

@@ -31,6 +31,7 @@ the :class:`~dp_models._health.HealthReport` the client made, taken as it is.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _html
-from ._catalog import Catalog
+from ._catalog import Catalog, lineage_message
 from ._digest import DigestCache, Hasher
 from ._health import HealthReport, HealthStatus
 from ._manager import ModelManager
@@ -64,6 +65,8 @@ _FIX: dict[str, str] = {
     "or fix the spec",
     "served_digest_mismatch": "redeploy the verified artifacts (`dp-models triton export`), or "
     "update the catalog if the new weights are intended",
+    "lineage_mismatch": "export the model again from its source (`dp-models export onnx SOURCE "
+    "--for SPEC`) and deploy it, or pin the source's weights back",
 }
 
 
@@ -76,6 +79,8 @@ class SpecHealth:
     artifacts: tuple[ArtifactReport, ...]
     #: The endpoint check of a Triton spec (TritonClient.check()); None when not checked.
     served: HealthReport | None = None
+    #: Why a derived spec's lineage no longer holds (status ``lineage_mismatch``).
+    lineage: str = ""
 
     @property
     def failing(self) -> bool:
@@ -86,6 +91,8 @@ class SpecHealth:
         """The first error of a failing spec; empty otherwise."""
         if not self.failing:
             return ""
+        if self.lineage:
+            return self.lineage
         for r in self.artifacts:
             if r.error is not None:
                 return str(r.error)
@@ -184,10 +191,22 @@ def diagnose(
             )
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
         served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}
-    return [
+    verdicts = [
         _verdict(spec, tuple(by_spec[spec.name]), served.get(spec.name), verifier.absent(spec))
         for spec in specs
     ]
+    return [_with_lineage(catalog, h) for h in verdicts]
+
+
+def _with_lineage(catalog: Catalog, h: SpecHealth) -> SpecHealth:
+    """A derived spec whose recorded export no longer matches its source fails as
+    ``lineage_mismatch`` (unless something worse was found), saying which."""
+    broken = catalog.broken_lineage(h.spec)
+    if broken is None or (h.failing and h.status is not HealthStatus.LINEAGE_MISMATCH):
+        return h
+    recorded, current = broken
+    message = lineage_message(h.spec, recorded.weights_digest, current)
+    return dataclasses.replace(h, status=HealthStatus.LINEAGE_MISMATCH, lineage=message)
 
 
 def _verdict(

@@ -47,6 +47,9 @@ class HealthStatus(str, Enum):
     METADATA_MISMATCH = "metadata_mismatch"
     #: Other weights served, or none published while the spec requires a digest.
     SERVED_DIGEST_MISMATCH = "served_digest_mismatch"
+    #: A derived spec (``derived_from``) whose recorded export was made from other weights
+    #: than its source spec pins now (``get`` raises LineageError).
+    LINEAGE_MISMATCH = "lineage_mismatch"
     # an artifact's problem (dp_models._verify.Status)
     MISSING = "missing"
     UNPINNED = "unpinned"

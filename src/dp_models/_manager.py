@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _html
-from ._catalog import Catalog
+from ._catalog import Catalog, lineage_message
 from ._digest import DigestCache, Hasher
 from ._errors import (
     ArtifactError,
@@ -553,26 +553,24 @@ class ModelManager:
         the source's weights any more)."""
         if spec.derived_from is None:
             return None
-        source = self.catalog[spec.derived_from]
-        recorded = self.catalog.lineage(spec)
-        if recorded is None or recorded.source != source.name:
-            return {"name": source.name, "weights_digest": None}
-        current = self.catalog.pinned_weights_digest(source)
-        if current is not None and current != recorded.weights_digest:
-            path = spec.artifacts[0].path
+        source = spec.derived_from
+        broken = self.catalog.broken_lineage(spec)
+        if broken is not None:
+            recorded, current = broken
             raise LineageError(
-                f"spec {spec.name!r}: its artifact {path} was exported from {source.name!r} "
-                f"weights {recorded.weights_digest[:12]}…, but {source.name!r} now pins "
-                f"{current[:12]}…: the served model is not an export of the source's weights "
-                f"any more. Export it again (`dp-models export onnx {source.name} --for "
-                f"{spec.name} --root ROOT`) and deploy the new file, or pin the source back.",
+                lineage_message(spec, recorded.weights_digest, current),
                 spec=spec.name,
-                path=path,
-                source=source.name,
+                path=spec.artifacts[0].path,
+                source=source,
                 recorded=recorded.weights_digest,
                 current=current,
             )
-        return {"name": source.name, "weights_digest": recorded.weights_digest}
+        lineage = self.catalog.lineage(spec)
+        known = lineage is not None and lineage.source == source
+        return {
+            "name": source,
+            "weights_digest": lineage.weights_digest if known and lineage else None,
+        }
 
     def _device(self, spec: Spec, requested: str | None, loader: Loader[Any]) -> str:
         wanted = check_device(requested or self.device or spec.device, source=f"spec {spec.name!r}")
