@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "loaders": 4,
     "triton": 4,
     "_manager": 5,
+    "_runner": 5,
     "_doctor": 6,
     "_cli": 6,
     "_export": 6,

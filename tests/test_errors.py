@@ -136,6 +136,11 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         ("outputs differ",),
         {"spec": "clip_vit_b32_triton", "source": "clip_vit_b32", "differences": ["shape"]},
     ),
+    "RunnerInputError": (
+        ("bad batch",),
+        {"spec": "clip_vit_b32", "runtime": "inprocess", "problems": ["dtype", "shape"]},
+    ),
+    "RunnerOutputError": (("outputs differ",), {"spec": "clip_vit_b32", "problems": ["shape"]}),
     "LineageError": (
         ("lineage broken",),
         {**ARTIFACT, "source": "clip_vit_b32", "recorded": "a" * 64, "current": "b" * 64},

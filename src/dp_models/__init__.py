@@ -81,6 +81,8 @@ if TYPE_CHECKING:
         PushedFileMismatchError,
         PushError,
         RedirectLoopError,
+        RunnerInputError,
+        RunnerOutputError,
         S3ServerError,
         SizeMismatchError,
         SourceNotFoundError,
@@ -140,6 +142,9 @@ if TYPE_CHECKING:
     from ._push import (
         PushReport,
         push,
+    )
+    from ._runner import (
+        Runner,
     )
     from ._settings import (
         Settings,
@@ -232,6 +237,9 @@ __all__ = [
     "PushedFileMismatchError",
     "RedirectLoopError",
     "ReplicaHealth",
+    "Runner",
+    "RunnerInputError",
+    "RunnerOutputError",
     "S3ServerError",
     "Settings",
     "SizeMismatchError",
@@ -317,6 +325,7 @@ _WHERE = {
     "LockEntry": "_lock",
     "ModelHandle": "_manager",
     "ModelManager": "_manager",
+    "Runner": "_runner",
     "Pin": "_catalog",
     "PullReport": "_pull",
     "pull": "_pull",

@@ -48,6 +48,11 @@
     ├── DerivedExportError (ValueError)      an export (``dp-models export onnx``) refused
     │                                        before anything is written; .spec, .source,
     │                                        .differences
+    ├── RunnerInputError (ValueError)        a batch a runner (``handle.runner()``) refuses
+    │                                        before anything runs: names, dtype, channels,
+    │                                        shape, batch; .spec, .runtime, .problems
+    ├── RunnerOutputError (RuntimeError)     an in-process model's outputs that differ from
+    │                                        its spec's interface; .spec, .problems
     ├── ArtifactError                        one artifact of one spec; .spec, .path
     │   ├── ArtifactMissingError (FileNotFoundError)
     │   │   └── DistributionVersionError     an installed distribution at another version;
@@ -163,6 +168,8 @@ __all__ = [
     "PushError",
     "PushedFileMismatchError",
     "RedirectLoopError",
+    "RunnerInputError",
+    "RunnerOutputError",
     "S3ServerError",
     "SizeMismatchError",
     "SourceNotFoundError",
@@ -694,6 +701,29 @@ class DerivedExportError(DPModelsError, ValueError):
         self.spec = spec
         self.source = source
         self.differences = list(differences)
+        super().__init__(message)
+
+
+class RunnerInputError(DPModelsError, ValueError):
+    """A batch that does not fit the interface a runner declares (``handle.runner()``): input
+    names, numpy dtype (nothing is cast), shape (a channel count, an image size), a missing
+    batch dimension or inputs that disagree on the batch size. Found before anything runs,
+    on either runtime; ``.problems`` lists every one, ``.runtime`` is the spec's."""
+
+    def __init__(self, message: str, *, spec: str, runtime: str, problems: Sequence[str]):
+        self.spec = spec
+        self.runtime = runtime
+        self.problems = tuple(problems)
+        super().__init__(message)
+
+
+class RunnerOutputError(DPModelsError, RuntimeError):
+    """What an in-process model returned does not match the outputs its spec's ``interface``
+    declares (a missing output, another shape or a non-numeric result); ``.problems``."""
+
+    def __init__(self, message: str, *, spec: str, problems: Sequence[str]):
+        self.spec = spec
+        self.problems = tuple(problems)
         super().__init__(message)
 
 

@@ -54,6 +54,7 @@ from .loaders.base import FrameworkPaths, Requirement
 
 if TYPE_CHECKING:
     from ._pull import PullReport
+    from ._runner import Runner
     from .triton.client import TritonClient
 
 __all__ = ["ModelHandle", "ModelManager"]
@@ -242,6 +243,17 @@ class ModelHandle:
         if labels is not None:
             options.setdefault("labels", labels.load)
         return TritonClient(spec, self.endpoint, **options)
+
+    def runner(self, **options: Any) -> Runner:
+        """This model behind the one calling convention of both runtimes
+        (:class:`~dp_models._runner.Runner`): ``runner.preprocess(frames)``, then
+        ``runner(batch) -> {output name: array}``, as the spec's ``triton`` or ``interface``
+        section declares. In process it loads the model (:meth:`load`); on Triton it opens
+        :meth:`client` (``options`` are the client's). A spec that declares no interface is
+        a :class:`~dp_models._errors.ConfigurationError` naming what to add."""
+        from ._runner import Runner
+
+        return Runner(self, **options)
 
     def load(self) -> Any:
         """The in-process object (see :meth:`ModelManager.load`)."""
@@ -633,6 +645,19 @@ class ModelManager:
         model = self._load_handle(handle)
         self._record(handle)
         return model
+
+    def runner(
+        self,
+        name: str,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        **options: Any,
+    ) -> Runner:
+        """``get(name, ...).runner(**options)``: the model behind the one calling convention
+        of both runtimes (:meth:`ModelHandle.runner`); a processor switches runtime by
+        changing only ``name``."""
+        return self.get(name, device=device, precision=precision).runner(**options)
 
     def _load_handle(self, handle: ModelHandle) -> Any:
         spec = handle.spec

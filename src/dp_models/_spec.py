@@ -41,6 +41,7 @@ __all__ = [
     "ArchiveSource",
     "Artifact",
     "HubSnapshot",
+    "Interface",
     "Spec",
     "TritonSection",
     "TritonTensor",
@@ -539,6 +540,38 @@ class TritonSection(_Strict):
         return self
 
 
+class Interface(_Strict):
+    """An in-process spec's calling convention: what its runner (``handle.runner()``) takes
+    and returns, named and shaped as the ``triton`` section of a Triton spec declares them,
+    so that one processor function runs against either runtime."""
+
+    call: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] | None = Field(
+        default=None,
+        description="The method of the loaded object that runs the model (e.g. "
+        "image_embeddings); omitted: the loaded object is called itself (a torch module). "
+        "It takes one torch tensor per input, in the order of 'inputs'.",
+    )
+    max_batch_size: Annotated[int, Field(ge=0)] = Field(
+        description="The most items one call takes (larger batches are split and the outputs "
+        "concatenated); 0 means the model takes no batch dimension."
+    )
+    inputs: list[TritonTensor] = Field(min_length=1)
+    outputs: list[TritonTensor] = Field(
+        min_length=1,
+        description="What the call returns: one tensor (one output), a tuple (by position) or a "
+        "mapping (by name).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_tensor_names(self) -> Interface:
+        for label, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [t.name for t in tensors]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {label} names: {', '.join(dupes)}")
+        return self
+
+
 JsonValue = Any
 
 
@@ -602,6 +635,13 @@ class Spec(_Strict):
     triton: TritonSection | None = Field(
         default=None, description="Required for runtime 'triton', forbidden otherwise."
     )
+    interface: Interface | None = Field(
+        default=None,
+        description="In-process specs only: the calling convention of the spec's runner "
+        "(`handle.runner()`): the method to call, max_batch_size, inputs and outputs, as the "
+        "'triton' section of a Triton spec declares them (a Triton spec's 'triton' section is "
+        "its interface).",
+    )
 
     def __repr__(self) -> str:
         """One line: ``<Spec clip_vit_b32 1.0 inprocess torch>`` (name, version, runtime,
@@ -640,6 +680,11 @@ class Spec(_Strict):
                 raise ValueError("a 'triton' spec needs a 'triton' section (model_name, ...)")
             if self.loader is not None or self.loader_args:
                 raise ValueError("a 'triton' spec has no 'loader' or 'loader_args'")
+            if self.interface is not None:
+                raise ValueError(
+                    "a 'triton' spec has no 'interface' section: its 'triton' section "
+                    "(max_batch_size, inputs, outputs) is its interface"
+                )
         else:
             if self.triton is not None:
                 raise ValueError("an 'inprocess' spec has no 'triton' section")

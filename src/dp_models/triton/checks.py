@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._spec import TritonSection
+from .._spec import Interface, TritonSection
 from .repository import WEIGHTS_DIGEST_PARAMETER
 
 __all__ = [
@@ -156,10 +156,13 @@ def metadata_differences(
     return sorted(differences)
 
 
-def input_problems(triton: TritonSection, inputs: Mapping[str, Any]) -> tuple[list[str], int]:
+def input_problems(
+    triton: TritonSection | Interface, inputs: Mapping[str, Any]
+) -> tuple[list[str], int]:
     """What is wrong with ``inputs`` (arrays by input name) for the spec's ``triton``
-    section: names, numpy dtypes (nothing is cast), shapes, one batch size; and the batch
-    size (1 for a model without a batch dimension)."""
+    section (or an in-process spec's ``interface``, which a runner checks alike): names,
+    numpy dtypes (nothing is cast), shapes, one batch size; and the batch size (1 for a
+    model without a batch dimension)."""
     batched = triton.max_batch_size > 0
     wanted = {t.name: t for t in triton.inputs}
     problems = [f"missing input {n!r}" for n in wanted if n not in inputs]
