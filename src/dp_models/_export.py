@@ -67,7 +67,9 @@ class ExportResult:
     pinned: bool
 
 
-def _refuse(target: Spec, source: str, message: str, differences: list[str] | None = None) -> Any:
+def _refuse(
+    target: Spec, source: str, message: str, differences: list[str] | None = None
+) -> DerivedExportError:
     return DerivedExportError(
         message, spec=target.name, source=source, differences=differences or []
     )

@@ -501,6 +501,15 @@ class TritonTensor(_Strict):
         return value
 
 
+def _check_unique_tensor_names(inputs: list[TritonTensor], outputs: list[TritonTensor]) -> None:
+    """Tensor names are unique within ``inputs`` and within ``outputs``."""
+    for label, tensors in (("inputs", inputs), ("outputs", outputs)):
+        names = [t.name for t in tensors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate {label} names: {', '.join(dupes)}")
+
+
 class TritonSection(_Strict):
     """How the model is served by Triton Inference Server."""
 
@@ -532,11 +541,7 @@ class TritonSection(_Strict):
 
     @model_validator(mode="after")
     def _unique_tensor_names(self) -> TritonSection:
-        for label, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
-            names = [t.name for t in tensors]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {label} names: {', '.join(dupes)}")
+        _check_unique_tensor_names(self.inputs, self.outputs)
         return self
 
 
@@ -564,11 +569,7 @@ class Interface(_Strict):
 
     @model_validator(mode="after")
     def _unique_tensor_names(self) -> Interface:
-        for label, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
-            names = [t.name for t in tensors]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {label} names: {', '.join(dupes)}")
+        _check_unique_tensor_names(self.inputs, self.outputs)
         return self
 
 
