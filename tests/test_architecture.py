@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
     "_manager": 5,
     "_runner": 5,
     "_doctor": 6,
+    "_compare": 6,
     "_cli": 6,
     "_export": 6,
     "testing": 6,

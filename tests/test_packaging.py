@@ -39,6 +39,9 @@ def test_wheel_ships_the_catalog(wheel: Path) -> None:
     assert "dp_models/spec_catalog/schema.json" in names
     assert "dp_models/spec_catalog/catalog.lock.json" in names
     assert "dp_models/py.typed" in names
+    from dp_models._compare import PROBE_FRAMES  # doctor --compare's bundled probe
+
+    assert {f"dp_models/probe/{n}" for n in PROBE_FRAMES} <= names
     assert not any(n.startswith(("tests/", "examples/", "MODELS_ROOT")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "dp-models = dp_models._cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
         Catalog,
         Pin,
     )
+    from ._compare import (
+        RuntimeComparison,
+        compare_runtimes,
+    )
     from ._digest import (
         DigestCache,
         Hasher,
@@ -240,6 +244,7 @@ __all__ = [
     "Runner",
     "RunnerInputError",
     "RunnerOutputError",
+    "RuntimeComparison",
     "S3ServerError",
     "Settings",
     "SizeMismatchError",
@@ -273,6 +278,7 @@ __all__ = [
     "bundle_import",
     "check_artifact",
     "check_stamps",
+    "compare_runtimes",
     "directory_digest",
     "doctor",
     "enforce_offline",
@@ -340,6 +346,8 @@ _WHERE = {
     "check_artifact": "_provenance",
     "check_stamps": "_provenance",
     "directory_digest": "_digest",
+    "compare_runtimes": "_compare",
+    "RuntimeComparison": "_compare",
     "doctor": "_doctor",
     "DoctorReport": "_doctor",
     "enforce_offline": "_offline",

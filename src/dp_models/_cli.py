@@ -214,6 +214,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for each endpoint to be ready (default: 10)",
     )
+    p.add_argument(
+        "--compare",
+        action="append",
+        metavar="NAME",
+        help="instead: run probe frames through both runtimes of NAME (a Triton spec "
+        "derived_from an in-process one, or an in-process spec and every Triton spec derived "
+        "from it) on this site's deployment and check they agree; repeatable",
+    )
+    p.add_argument(
+        "--probe",
+        action="append",
+        metavar="IMAGE",
+        help="with --compare: an image file (or a directory of them) to use as probe frames "
+        "instead of the bundled ones; repeatable",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=float,
+        default=None,
+        metavar="X",
+        help="with --compare: the least cosine similarity at which embeddings agree "
+        "(default: 0.9999)",
+    )
     p = add(
         "lock",
         _lock,
@@ -559,10 +582,14 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     from ._urls import redact_endpoints
 
     settings = _settings(args, triton_endpoints=_triton_urls(args.triton_url))
-    catalog = _catalog(settings)
-    endpoints = None if args.no_triton else dict(settings.triton_endpoints)
     if args.triton_timeout < 0:
         raise ConfigurationError(f"--triton-timeout must be >= 0, not {args.triton_timeout:g}")
+    if args.compare:
+        return _compare(args, settings, out)
+    if args.probe or args.min_cosine is not None:
+        raise ConfigurationError("--probe and --min-cosine go with --compare NAME")
+    catalog = _catalog(settings)
+    endpoints = None if args.no_triton else dict(settings.triton_endpoints)
     names = args.names
     if args.users is not None:  # and what they require: a probe passes only when all is there
         from ._pull import _select
@@ -602,6 +629,74 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
         return 1 if failing else 0
     out.write(render_table(health, root=verifier.roots, triton_checked=not args.no_triton))
     return 1 if failing else 0
+
+
+def _compare(args: argparse.Namespace, settings: Any, out: TextIO) -> int:
+    """``doctor --compare NAME...``: both runtimes of each pair on the probe frames."""
+    from ._compare import MIN_COSINE, RuntimeComparison, compare_runtimes
+    from ._manager import ModelManager
+
+    if args.names or args.users is not None or args.no_triton:
+        raise ConfigurationError(
+            "--compare NAME takes the specs to compare itself, and needs their Triton "
+            "endpoints: drop NAMES, --users and --no-triton"
+        )
+    frames = _probe_images(args.probe) if args.probe else None
+    min_cosine = MIN_COSINE if args.min_cosine is None else args.min_cosine
+    results: list[RuntimeComparison] = []
+    manager = ModelManager(settings=settings)  # loads run inside the network guard
+    try:
+        for name in args.compare:
+            results += compare_runtimes(
+                name,
+                manager,
+                frames=frames,
+                min_cosine=min_cosine,
+                ready_timeout_s=args.triton_timeout,
+            )
+    finally:
+        manager.close()
+    ok = all(r.agree for r in results)
+    if args.json:
+        _dump({"ok": ok, "comparisons": [r.to_json() for r in results]}, out)
+    else:
+        out.write("\n\n".join(str(r) for r in results) + "\n")
+        agreeing = sum(r.agree for r in results)
+        out.write(f"\n{agreeing} of {len(results)} pair{'s' if len(results) != 1 else ''} agree\n")
+    return 0 if ok else 1
+
+
+def _probe_images(values: list[str]) -> list[Any]:
+    """The frames ``--probe`` names: image files, and the image files of directories (sorted
+    by name), as RGB arrays; anything else is a ConfigurationError saying what to pass."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    paths: list[Path] = []
+    for value in values:
+        path = Path(value)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise ConfigurationError(f"--probe {value}: the directory holds no files")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise ConfigurationError(
+                f"--probe {value}: no such file or directory (pass image files, or a directory "
+                "of them)"
+            )
+    frames = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ConfigurationError(
+                f"--probe: {path} is not an image Pillow can read ({exc}); pass PNG or JPEG frames"
+            ) from exc
+    return frames
 
 
 def _triton_urls(values: list[str] | None) -> dict[str, str] | None:

@@ -70,13 +70,23 @@ class Runner:
     """A model behind the one calling convention (see the module documentation); made by
     :meth:`ModelHandle.runner <dp_models._manager.ModelHandle.runner>` or
     :meth:`ModelManager.runner <dp_models._manager.ModelManager.runner>`. Closing it
-    closes the Triton client it owns (in-process models stay cached in the manager)."""
+    closes the Triton client it owns (in-process models stay cached in the manager).
 
-    def __init__(self, handle: ModelHandle, **options: Any) -> None:
+    ``interface``: for an in-process spec, the calling convention to run its model under
+    instead of its own (its Triton twin's, at the export's input size:
+    :func:`~dp_models._compare.compare_runtimes` does)."""
+
+    def __init__(
+        self, handle: ModelHandle, *, interface: Interface | None = None, **options: Any
+    ) -> None:
         self.handle = handle
-        self.interface = declared_interface(handle.spec)
+        self.interface = declared_interface(handle.spec) if interface is None else interface
         self._client: TritonClient | None = None
         self._run: Callable[[Arrays], Arrays]
+        if interface is not None and handle.spec.triton is not None:
+            raise TypeError(
+                f"spec {handle.name!r} is served by Triton: its interface is its triton section"
+            )
         if handle.spec.triton is not None:
             self._client = handle.client(**options)
             self._run = self._client.infer
