@@ -66,6 +66,21 @@ def edit_spec(root: Path, name: str, *, replace_loader_args: bool = False, **fie
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
+#: The fake CLIP embeds in 16 dimensions (the real one in 512).
+FAKE_CLIP_DIM = 16
+
+
+def clip_embeds_in(root: Path, dim: int = FAKE_CLIP_DIM) -> None:
+    """Declare ``dim``-dimensional embeddings for the fake catalog's CLIP ViT-B/32 pair: the
+    in-process spec's interface and its Triton twin's section, alike (the catalog holds a
+    derived pair to one calling convention)."""
+    embedding = [{"name": "embedding", "datatype": "FP32", "shape": [dim]}]
+    for name, section in (("clip_vit_b32", "interface"), ("clip_vit_b32_triton", "triton")):
+        data = yaml.safe_load(spec_file(root, name).read_text(encoding="utf-8"))
+        data[section]["outputs"] = embedding
+        edit_spec(root, name, **{section: data[section]})
+
+
 #: The packaged spaCy specs name installed distributions; :func:`spacy_dir_catalog` gives
 #: them these pipeline directories under the root instead (the data directory inside the
 #: release wheel, which `dp-models pull --upstream` extracts), for the tests of the loader

@@ -20,7 +20,7 @@ from dp_models._cli import main
 from dp_models._export import export_onnx
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import edit_spec, manager, spec_file
+from .fakeroots import clip_embeds_in, manager
 
 PLACES, CLIP, CLIP_TRITON = "places365_resnet50", "clip_vit_b32", "clip_vit_b32_triton"
 P224, P336, P448 = (f"places365_resnet50_{n}_triton" for n in (224, 336, 448))
@@ -39,12 +39,7 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def root(shared_root: Path, tmp_path: Path) -> Path:
     root = Path(shutil.copytree(shared_root, tmp_path / "root"))
-    import yaml
-
-    data = yaml.safe_load(spec_file(root, CLIP_TRITON).read_text(encoding="utf-8"))
-    triton = data["triton"]  # the fake CLIP embeds in 16 dimensions
-    triton["outputs"] = [{"name": "embedding", "datatype": "FP32", "shape": [16]}]
-    edit_spec(root, CLIP_TRITON, triton=triton)
+    clip_embeds_in(root)  # the fake CLIP embeds in 16 dimensions
     return root
 
 

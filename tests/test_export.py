@@ -27,7 +27,7 @@ from dp_models._export import export_onnx
 from dp_models._lock import Lock
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import edit_spec, manager, repin, spec_file
+from .fakeroots import catalog_problem, clip_embeds_in, edit_spec, manager, repin, spec_file
 
 PLACES, PLACES_TRITON = "places365_resnet50", "places365_resnet50_224_triton"
 CLIP, CLIP_TRITON = "clip_vit_b32", "clip_vit_b32_triton"
@@ -142,9 +142,7 @@ def test_an_export_that_does_not_fit_the_spec_is_refused_and_nothing_is_written(
 def test_clip_exports_its_normalised_image_tower(root: Path, tmp_path: Path) -> None:
     import onnxruntime
 
-    triton = _spec_data(root, CLIP_TRITON)["triton"]
-    triton["outputs"] = [{"name": "embedding", "datatype": "FP32", "shape": [16]}]
-    edit_spec(root, CLIP_TRITON, triton=triton)
+    clip_embeds_in(root)
     mm = manager(root, tmp_path)
     result = export_onnx(mm, CLIP, CLIP_TRITON)
     clip = mm.load(CLIP, device="cpu")
@@ -189,6 +187,24 @@ def test_derived_from_must_name_an_in_process_spec(
         manager(root, tmp_path)
 
 
+def test_a_derived_pair_keeps_one_calling_convention(root: Path, tmp_path: Path) -> None:
+    """The in-process spec's interface and its twin's triton section name and type their
+    tensors alike and shape their outputs alike (input sizes may differ: 336 px twins)."""
+    triton = _spec_data(root, PLACES_TRITON)["triton"]
+    triton["inputs"][0]["shape"] = [3, 336, 336]
+    edit_spec(root, PLACES_TRITON, triton=triton)
+    assert manager(root, tmp_path).catalog[PLACES_TRITON].derived_from == PLACES
+    triton["outputs"] = [{"name": "scores", "datatype": "FP32", "shape": [365]}]
+    edit_spec(root, PLACES_TRITON, triton=triton)
+    problem = catalog_problem(root, tmp_path)
+    assert problem.field == "derived_from"
+    assert "[logits FP32]" in problem.message and "[scores FP32]" in problem.message
+    triton["outputs"] = [{"name": "logits", "datatype": "FP32", "shape": [1000]}]
+    edit_spec(root, PLACES_TRITON, triton=triton)
+    problem = catalog_problem(root, tmp_path)
+    assert "output 'logits' has shape [365]" in problem.message and "[1000]" in problem.message
+
+
 def test_the_command_exports_and_reports_json(
     root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -213,9 +229,7 @@ def test_the_in_process_model_onnx_runtime_and_a_real_triton_agree(
 
     from dp_models.testing.triton import TritonServer, write_onnx_repository
 
-    triton = _spec_data(root, CLIP_TRITON)["triton"]
-    triton["outputs"] = [{"name": "embedding", "datatype": "FP32", "shape": [16]}]
-    edit_spec(root, CLIP_TRITON, triton=triton)
+    clip_embeds_in(root)
     mm = manager(root, tmp_path)
     for source, target in ((PLACES, PLACES_TRITON), (CLIP, CLIP_TRITON)):
         export_onnx(mm, source, target)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from dp_models import (
     Catalog,
@@ -30,11 +28,10 @@ from dp_models._spec import Interface, TritonTensor
 from dp_models.loaders.open_clip import OpenClipModel
 from dp_models.testing import fake_catalog_dir, fake_models_root
 
-from .fakeroots import edit_spec, manager, spec_file
+from .fakeroots import FAKE_CLIP_DIM, clip_embeds_in, manager
 
 PLACES, PLACES_TRITON = "places365_resnet50", "places365_resnet50_224_triton"
 CLIP, CLIP_TRITON = "clip_vit_b32", "clip_vit_b32_triton"
-FAKE_CLIP_DIM = 16  # the fake CLIP embeds in 16 dimensions; the real one in 512
 PAIRS = [(CLIP, CLIP_TRITON), (PLACES, PLACES_TRITON)]
 RUNNERS = [CLIP, CLIP_TRITON, PLACES, PLACES_TRITON]
 
@@ -52,12 +49,6 @@ def _frames(count: int, seed: int = 0) -> np.ndarray[Any, Any]:
     return np.random.default_rng(seed).integers(0, 256, (count, 240, 320, 3), dtype=np.uint8)
 
 
-def _embedding_dim(root: Path, name: str, section: str, dim: int) -> None:
-    data = yaml.safe_load(spec_file(root, name).read_text(encoding="utf-8"))
-    data[section]["outputs"] = [{"name": "embedding", "datatype": "FP32", "shape": [dim]}]
-    edit_spec(root, name, **{section: data[section]})
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelManager]:
     """A fake root whose Triton specs' models are exported from the in-process ones and
@@ -70,8 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelManager]:
         root = fake_models_root(base / "root", names=[PLACES, PLACES_TRITON, CLIP, CLIP_TRITON])
     finally:
         logging.disable(logging.NOTSET)
-    for name, section in ((CLIP, "interface"), (CLIP_TRITON, "triton")):
-        _embedding_dim(root, name, section, FAKE_CLIP_DIM)
+    clip_embeds_in(root)
     mm = manager(root, base / "export")
     for source, target in PAIRS:
         export_onnx(mm, source, target)

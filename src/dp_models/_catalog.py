@@ -544,6 +544,40 @@ def lineage_message(spec: Spec, recorded: str, current: str) -> str:
     )
 
 
+def _interface_differences(source: Spec, derived: Spec) -> list[str]:
+    """How the interface an in-process ``source`` declares differs from the ``triton``
+    section of the spec derived from it, beyond the input sizes (a 336 px twin of a 224 px
+    model is one model): the tensor names in order, their datatypes, the output shapes. One
+    calling convention means a processor switches runtime by the spec name alone."""
+    mine, served = source.interface, derived.triton
+    if mine is None or served is None:
+        return []
+    problems = []
+    for kind, ours, theirs in (
+        ("inputs", mine.inputs, served.inputs),
+        ("outputs", mine.outputs, served.outputs),
+    ):
+        said = [(t.name, t.datatype) for t in ours]
+        serves = [(t.name, t.datatype) for t in theirs]
+        if said != serves:
+            problems.append(
+                f"the interface {kind} of {source.name!r}, {_tensors(said)}, differ from "
+                f"this spec's triton {kind}, {_tensors(serves)}: name and type them alike"
+            )
+    if not problems:
+        for ours, theirs in zip(mine.outputs, served.outputs, strict=True):
+            if list(ours.shape) != list(theirs.shape):
+                problems.append(
+                    f"output {ours.name!r} has shape {list(ours.shape)} in the interface of "
+                    f"{source.name!r} and {list(theirs.shape)} in this spec's triton section"
+                )
+    return problems
+
+
+def _tensors(pairs: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(f"{n} {d}" for n, d in pairs) + "]"
+
+
 def _check_requires(
     specs: Mapping[str, Spec], shown: Mapping[str, str], broken: set[str]
 ) -> list[CatalogProblem]:
@@ -583,6 +617,11 @@ def _check_requires(
                         "exported from an in-process spec's weights",
                     )
                 )
+            else:
+                problems += [
+                    CatalogProblem(shown[name], "derived_from", message)
+                    for message in _interface_differences(specs[source], spec)
+                ]
     # cycles, reported once per cycle
     state: dict[str, int] = {}
     reported: set[frozenset[str]] = set()
