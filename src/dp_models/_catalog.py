@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -565,16 +565,16 @@ def _interface_differences(source: Spec, derived: Spec) -> list[str]:
                 f"this spec's triton {kind}, {_tensors(serves)}: name and type them alike"
             )
     if not problems:
-        for ours, theirs in zip(mine.outputs, served.outputs, strict=True):
-            if list(ours.shape) != list(theirs.shape):
+        for own, twin in zip(mine.outputs, served.outputs, strict=True):
+            if list(own.shape) != list(twin.shape):
                 problems.append(
-                    f"output {ours.name!r} has shape {list(ours.shape)} in the interface of "
-                    f"{source.name!r} and {list(theirs.shape)} in this spec's triton section"
+                    f"output {own.name!r} has shape {list(own.shape)} in the interface of "
+                    f"{source.name!r} and {list(twin.shape)} in this spec's triton section"
                 )
     return problems
 
 
-def _tensors(pairs: list[tuple[str, str]]) -> str:
+def _tensors(pairs: Sequence[tuple[str, str]]) -> str:
     return "[" + ", ".join(f"{n} {d}" for n, d in pairs) + "]"
 
 
