@@ -37,6 +37,26 @@ def test_all_is_sorted_and_resolves() -> None:
     assert set(dp_models.__all__) <= set(dir(dp_models))
 
 
+def test_every_name_dir_lists_resolves_without_importing_it_first() -> None:
+    """What tab completion offers works: the public submodules too (``dp_models.preprocess``
+    without ``import dp_models.preprocess``), and nothing of the module's own plumbing."""
+    code = (
+        "import dp_models, sys\n"
+        "names = dir(dp_models)\n"
+        "assert 'preprocess' not in sys.modules['dp_models'].__dict__\n"
+        "print(dp_models.preprocess.preprocess.__module__)\n"
+        "missing = [n for n in names if not hasattr(dp_models, n)]\n"
+        "assert not missing, missing\n"
+        "assert not {'importlib', 'annotations', 'TYPE_CHECKING'} & set(names), names\n"
+        "assert {'preprocess', 'loaders', 'triton', 'testing'} <= set(names)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "dp_models.preprocess"
+
+
 #: Raised and translated inside dp_models (never reach a caller): in the tree, not exported.
 INTERNAL_ERRORS = {
     "DeadlineError",  # these four: dp_models.triton.transport's signals to the client

@@ -362,7 +362,13 @@ _WHERE = {
 }
 
 
+#: The public submodules: ``dp_models.preprocess`` works without importing it first.
+SUBMODULES = ("loaders", "preprocess", "testing", "triton")
+
+
 def __getattr__(name: str) -> object:
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # binds itself in globals()
     module = _WHERE.get(name)
     if module is None and name in __all__:
         module = "_errors"
@@ -374,4 +380,6 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names and submodules (what tab completion offers), each of which
+    resolves."""
+    return sorted({*__all__, *SUBMODULES, "SUBMODULES"})

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _html
-from ._errors import ConfigurationError, DPModelsError, RunnerInputError
+from ._errors import ConfigurationError, DPModelsError
 from ._spec import Interface, Spec
 from ._urls import redact, redact_endpoints
 
@@ -286,30 +286,31 @@ def _compare(
     min_cosine: float,
     client_options: dict[str, Any],
 ) -> RuntimeComparison:
-    from ._runner import Runner, declared_interface
+    from ._runner import Runner, declared_interface, preset_batch
 
+    triton = target.triton
+    mine = declared_interface(source)
+    assert triton is not None and isinstance(mine, Interface)
+    # the caller's frames, once, before anything of the deployment: bad ones raise
+    batch = preset_batch(target, frames, batch=triton.max_batch_size > 0)
+    if isinstance(batch, tuple):
+        batch = {t.name: a for t, a in zip(triton.inputs, batch, strict=True)}
+    # the in-process model as the export ran it: the Triton spec's inputs and outputs
+    twin = Interface(
+        call=mine.call,
+        max_batch_size=triton.max_batch_size,
+        inputs=list(triton.inputs),
+        outputs=list(triton.outputs),
+    )
     endpoint = None
     try:
         served_handle = manager.get(target.name)
         endpoint = served_handle.endpoint
         with served_handle.runner(**client_options) as served:
-            batch = served.preprocess(frames)
             theirs = served(batch)
-        triton = served.interface
-        mine = declared_interface(source)
-        assert isinstance(mine, Interface)
-        # the in-process model as the export ran it: the Triton spec's inputs and outputs
-        twin = Interface(
-            call=mine.call,
-            max_batch_size=triton.max_batch_size,
-            inputs=list(triton.inputs),
-            outputs=list(triton.outputs),
-        )
         with Runner(manager.get(source.name), interface=twin) as local:
             ours = local(batch)
     except (DPModelsError, OSError) as exc:
-        if isinstance(exc, RunnerInputError) and "preset cannot take" in str(exc):
-            raise  # the caller's frames, not the deployment
         return RuntimeComparison(
             source.name,
             target.name,

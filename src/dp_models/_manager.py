@@ -255,6 +255,29 @@ class ModelHandle:
 
         return Runner(self, **options)
 
+    def preprocess(self, *data: Any, channels: str = "rgb", **options: Any) -> Any:
+        """``data`` through the spec's ``preprocess`` preset, as the model takes it: frames
+        (a list, or an ``N x H x W x C`` uint8 array; one image becomes a batch of one) in,
+        a batch out; a clip's pathways, two frames or a waveform's features each get a batch
+        dimension of one. In process, torch tensors on this handle's ``device``, floating
+        ones in its ``precision`` (``fp16``/``bf16``); on Triton, numpy arrays (what
+        :meth:`TritonClient.infer <dp_models.triton.client.TritonClient.infer>` takes).
+        ``channels``: ``"rgb"`` or ``"bgr"`` (OpenCV's order). The runner's implementation
+        (:func:`~dp_models._runner.preset_batch`): data the preset cannot take is a
+        :class:`~dp_models._errors.RunnerInputError`, a spec without a preset a
+        :class:`~dp_models._errors.ConfigurationError`.
+
+        >>> handle = mm.get("resnet18_features")                       # doctest: +SKIP
+        >>> batch = handle.preprocess(frames)    # N x 3 x 224 x 224 on handle.device
+        >>> features = handle.load()(batch)                            # doctest: +SKIP
+        """
+        from ._runner import preset_batch, to_torch
+
+        batch = preset_batch(self.spec, *data, channels=channels, **options)
+        if self.spec.runtime != "inprocess":
+            return batch
+        return to_torch(batch, self.device, self.precision)
+
     def load(self) -> Any:
         """The in-process object (see :meth:`ModelManager.load`)."""
         if self._manager is None:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._manager import ModelHandle
     from .triton.client import TritonClient
 
-__all__ = ["Runner", "declared_interface"]
+__all__ = ["Runner", "declared_interface", "preset_batch", "to_torch"]
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -64,6 +64,65 @@ def declared_interface(spec: Spec) -> TritonSection | Interface:
         "and shaped as its Triton twin's 'triton' section), or call the loaded object "
         "yourself (ModelManager.load). docs/manager.md, 'One calling convention'."
     )
+
+
+def preset_batch(
+    spec: Spec, *data: Any, batch: bool = True, channels: str = "rgb", **options: Any
+) -> Any:
+    """``data`` through ``spec``'s ``preprocess`` preset (:func:`dp_models.preprocess.preprocess`),
+    as a batch: an image preset's frames (a list, or an ``N x H x W x C`` uint8 array) give
+    ``N x 3 x H x W``, and one image a batch of one; a preset that makes one item (a clip's
+    pathways, two frames, a waveform's features) gives each of its arrays a batch dimension
+    of one (``batch=False``: the preset's output as it is). ``channels`` (``"rgb"`` or
+    ``"bgr"``) goes to the image presets. The one implementation behind
+    :meth:`Runner.preprocess` and :meth:`ModelHandle.preprocess
+    <dp_models._manager.ModelHandle.preprocess>`: data the preset cannot take is a
+    :class:`~dp_models._errors.RunnerInputError`; a spec without a preset a
+    :class:`~dp_models._errors.ConfigurationError`."""
+    from .preprocess import PRESETS, FramePairPreset, ImagePreset, preprocess
+
+    name = spec.preprocess
+    if name is None:
+        raise ConfigurationError(
+            f"spec {spec.name!r} names no preprocess preset: prepare its inputs yourself, "
+            "or set preprocess in the spec"
+        )
+    preset = PRESETS.get(name)
+    if isinstance(preset, (ImagePreset, FramePairPreset)):
+        options["channels"] = channels  # audio and video presets take no channel order
+    try:
+        out = preprocess(name, *data, **options)
+    except (TypeError, ValueError) as exc:
+        problems = [f"data the {name} preset cannot take: {exc}"]
+        raise RunnerInputError(
+            f"spec {spec.name!r} ({spec.runtime}): {problems[0]}",
+            spec=spec.name,
+            runtime=spec.runtime,
+            problems=problems,
+        ) from exc
+    if not batch:
+        return out
+    if isinstance(preset, ImagePreset):
+        return out[None] if out.ndim == 3 else out  # one image: a batch of one
+    if isinstance(out, tuple):
+        return tuple(np.asarray(a)[None] for a in out)
+    return np.asarray(out)[None]
+
+
+def to_torch(value: Any, device: str, precision: str) -> Any:
+    """``value`` (a numpy array, or a tuple or mapping of them) as torch tensors on
+    ``device``; floating ones in ``precision`` (``fp16``, ``bf16``; else as they are)."""
+    import torch
+
+    if isinstance(value, Mapping):
+        return {k: to_torch(v, device, precision) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(to_torch(v, device, precision) for v in value)
+    tensor = torch.from_numpy(np.ascontiguousarray(value)).to(device)
+    cast = _TORCH_DTYPES.get(precision)
+    if cast is not None and tensor.is_floating_point():
+        tensor = tensor.to(getattr(torch, cast))
+    return tensor
 
 
 class Runner:
@@ -127,26 +186,17 @@ class Runner:
         return self.interface.max_batch_size
 
     def preprocess(self, *data: Any, channels: str = "rgb", **options: Any) -> Any:
-        """``data`` through the spec's preset (:func:`dp_models.preprocess.preprocess`): for an
-        image preset frames (a list, or an ``N x H x W x C`` uint8 array; one image becomes a
-        batch of one) to the batch the runner takes. ``channels``: ``"rgb"`` or ``"bgr"``."""
-        from .preprocess import PRESETS, FramePairPreset, ImagePreset, preprocess
-
-        preset = self.spec.preprocess
-        if preset is None:
-            raise ConfigurationError(
-                f"spec {self.name!r} names no preprocess preset: prepare its inputs yourself, "
-                "or set preprocess in the spec"
-            )
-        if isinstance(PRESETS.get(preset), (ImagePreset, FramePairPreset)):
-            options["channels"] = channels  # audio and video presets take no channel order
-        try:
-            out = preprocess(preset, *data, **options)
-        except (TypeError, ValueError) as exc:
-            raise self._refused([f"frames the {preset} preset cannot take: {exc}"]) from exc
-        batched = self.max_batch_size > 0 and len(self.inputs) == 1
-        if batched and isinstance(out, np.ndarray) and out.ndim == len(self.inputs[0].shape):
-            out = out[None]  # one image: a batch of one
+        """``data`` through the spec's preset (:func:`preset_batch`): for an image preset
+        frames (a list, or an ``N x H x W x C`` uint8 array; one image becomes a batch of
+        one) to the batch the runner takes; presets that make one array per input (two
+        frames for ``raft_frames``) give a mapping by input name. ``channels``: ``"rgb"``
+        or ``"bgr"``. A spec without a batch dimension (``max_batch_size: 0``) gets the
+        preset's output as it is."""
+        out = preset_batch(
+            self.spec, *data, batch=self.max_batch_size > 0, channels=channels, **options
+        )
+        if isinstance(out, tuple) and len(out) == len(self.inputs) > 1:
+            return {t.name: a for t, a in zip(self.inputs, out, strict=True)}
         return out
 
     def validate(self, batch: Mapping[str, Any] | np.ndarray[Any, Any]) -> int:
@@ -250,13 +300,9 @@ class _InProcess:
     def __call__(self, arrays: Arrays) -> Arrays:
         import torch
 
-        cast = _TORCH_DTYPES.get(self.precision)
-        tensors = []
-        for t in self.interface.inputs:
-            tensor = torch.from_numpy(np.ascontiguousarray(arrays[t.name])).to(self.device)
-            if cast is not None and tensor.is_floating_point():
-                tensor = tensor.to(getattr(torch, cast))
-            tensors.append(tensor)
+        tensors = [
+            to_torch(arrays[t.name], self.device, self.precision) for t in self.interface.inputs
+        ]
         with torch.inference_mode():
             result = self.fn(*tensors)
         batch = int(tensors[0].shape[0]) if self.interface.max_batch_size > 0 else None
