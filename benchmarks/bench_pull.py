@@ -229,7 +229,7 @@ def bench_repull(work: Path, repeats: int, warm_calls: int, cli_calls: int) -> l
     from dp_models.testing import fake_catalog_dir, fake_models_root
 
     log("2: making fake weights for every spec of the packaged catalog (the mirror)")
-    mirror = fake_models_root(work / "fake-mirror")
+    mirror = fake_models_root(work / "fake-mirror", substitute=["emonet_8"])  # EmoNet is not here
     # Triton specs get no fake artifacts, so nothing pins theirs: `--all` of a catalog of
     # the in-process specs (the copy and its lock, less the Triton specs' files)
     catalog = Path(shutil.copytree(fake_catalog_dir(mirror), work / "catalog-inprocess"))

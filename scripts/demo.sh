@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The demo: set up .venv, check the example catalog against MODELS_ROOT.example/, then
 # load its model through the ModelManager, run it, write and verify a stamped artifact.
+# Without a package index: DP_MODELS_WHEELHOUSE=DIR bash scripts/demo.sh, DIR made by
+# scripts/wheelhouse.sh (docs/deploying.md, "Installing without the package index").
 set -euo pipefail
+source "$(dirname "$0")/_venv.sh" # before the cd: a relative $DP_MODELS_WHEELHOUSE is the caller's
 cd "$(dirname "$0")/.."
-source scripts/_venv.sh
 ensure_venv onnx
 
 catalog=examples/spec_catalog

@@ -11,8 +11,11 @@
 # Idempotent and fast once done (a stamp file records what was installed). Usage:
 #   scripts/triton_env.sh            # prints e.g. /repo/.venv-triton/.../bin/tritonserver
 #   PYTHON=python3.11 scripts/triton_env.sh
+#   DP_MODELS_WHEELHOUSE=DIR scripts/triton_env.sh   # no index: the wheels of DIR only
+#   scripts/triton_env.sh --requirements   # what it installs: pip's arguments, one run a line
 # The tests find the server there, or at $DP_MODELS_TRITONSERVER.
 set -euo pipefail
+source "$(dirname "$0")/_venv.sh"
 cd "$(dirname "$0")/.."
 
 PYTRITON_VERSION=0.7.0
@@ -23,6 +26,15 @@ ORT_SPEC="onnxruntime==1.19.2"
 VENV=.venv-triton
 STAMP="$VENV/.dp_models_triton_env"
 WANT="nvidia-pytriton==$PYTRITON_VERSION $NUMPY_SPEC $ORT_SPEC"
+# Two pip runs: the server's wheel without its dependencies, then ONNX Runtime with its own
+# (scripts/wheelhouse.sh reads them from --requirements for a wheelhouse of `test`)
+SERVER_ARGS=(--no-deps "nvidia-pytriton==$PYTRITON_VERSION" "$NUMPY_SPEC")
+ORT_ARGS=("$ORT_SPEC" "$NUMPY_SPEC")
+if [ "${1:-}" = "--requirements" ]; then
+  echo "${SERVER_ARGS[*]}"
+  echo "${ORT_ARGS[*]}"
+  exit 0
+fi
 
 if [ -f "$STAMP" ] && [ "$(head -n 1 "$STAMP")" = "$WANT" ]; then
   server=$(sed -n 2p "$STAMP")
@@ -37,15 +49,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV with $($py --version)" >&2
   "$py" -m venv "$VENV"
 fi
-echo "==> installing nvidia-pytriton==$PYTRITON_VERSION (tritonserver) and numpy<2 into $VENV" >&2
-# This machine's pip config lists extra local indexes; their "is ignored" notes are noise.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-  "nvidia-pytriton==$PYTRITON_VERSION" "$NUMPY_SPEC" 2>&1 \
-  | { grep -v "is ignored: it is neither" || true; } >&2
+pip_install "$VENV/bin/python" \
+  "nvidia-pytriton==$PYTRITON_VERSION (tritonserver) and numpy<2 into $VENV" test \
+  "${SERVER_ARGS[@]}" >&2
 # (pip then notes that pytriton's own dependencies are missing: they are, on purpose)
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$ORT_SPEC" "$NUMPY_SPEC" 2>&1 \
-  | { grep -v -e "is ignored: it is neither" -e "which is not installed" \
-      -e "dependency resolver does not currently" || true; } >&2
+pip_install "$VENV/bin/python" "$ORT_SPEC into $VENV" test "${ORT_ARGS[@]}" \
+  | { grep -v -e "which is not installed" -e "dependency resolver does not currently" || true; } >&2
 
 # The wheel carries one Python-backend stub per Python version; the backend looks for it
 # next to libtriton_python.so, and it must match the venv's Python (the one it runs).

@@ -211,6 +211,52 @@ def test_lock_and_check(
     assert code == 0
 
 
+def test_lock_refuses_the_installed_package_s_lock_and_names_what_to_pass(
+    capsys: pytest.CaptureFixture[str], models_root: Path
+) -> None:
+    """Without --lock or --catalog the lock is the packaged catalog's: never written."""
+    from dp_models._settings import packaged_catalog_dir
+
+    packaged = packaged_catalog_dir() / "catalog.lock.json"
+    before = packaged.read_bytes()
+    code, out, err = run(capsys, "lock", "--root", str(models_root))
+    assert code == 1 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"dp-models: error: not writing the lock {packaged}")
+    assert "pass --lock PATH" in err and "$DP_MODELS_LOCK" in err
+    assert packaged.read_bytes() == before
+
+
+def test_lock_in_a_place_that_cannot_be_written_is_one_typed_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    catalog_dir: Path,
+    models_root: Path,
+    write_spec: SpecWriter,
+    tmp_path: Path,
+) -> None:
+    write_spec("m", inprocess_spec("m", "- {path: m.pt, format: pt}"))
+    make_file(models_root / "m.pt", b"m")
+    args = ("--catalog", str(catalog_dir), "--root", str(models_root))
+    not_a_dir = make_file(tmp_path / "deploy", b"a file where a directory should be")
+    lock = not_a_dir / "models.lock.json"
+    code, out, err = run(capsys, "lock", *args, "--lock", str(lock))
+    assert code == 1 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"dp-models: error: cannot write the lock {lock}: ")
+    assert "pass --lock PATH" in err
+    code, out, _ = run(capsys, "lock", *args, "--lock", str(lock), "--json")
+    assert code == 1 and json.loads(out)["error"]["type"] == "LockError"
+
+    def read_only(path: object, data: object) -> None:  # a read-only file system
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".lock.tmp"))
+
+    monkeypatch.setattr("dp_models._lock.atomic_write", read_only)
+    writable = tmp_path / "ro" / "models.lock.json"
+    code, out, err = run(capsys, "lock", *args, "--lock", str(writable))
+    assert code == 1 and len(err.splitlines()) == 1
+    assert f"cannot write the lock {writable}: Read-only file system." in err
+    assert ".lock.tmp" not in err
+
+
 def test_digest_of_file_and_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     make_file(tmp_path / "d/a.txt", b"abc")
     make_file(tmp_path / "d/sub/b.txt", b"")

@@ -39,5 +39,5 @@ def test_demo_runs_and_its_artifacts_verify(tmp_path: Path) -> None:
     assert as_json["labels"] == ["red", "green", "blue"]
     assert stamps["video_id"] == "demo"
     assert read_stamps(tmp_path / "out" / "predictions.json") == {
-        k: stamps[k] for k in ("models_used", "model_signature", "weights_digest")
+        k: stamps[k] for k in ("models_used", "model_signature", "weights_digest", "catalog_used")
     }

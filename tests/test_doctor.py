@@ -92,3 +92,60 @@ def test_the_html_masks_credentials_and_escapes(
     shown = checked._repr_html_() + str(checked) + repr(checked)
     assert "s3cret" not in shown and "user:" not in shown
     assert "http://***@127.0.0.1:9" in shown
+
+
+SERVED_FILES = SERVED.replace("\nname: served\n", "\nname: served_files\n").replace(
+    "triton:\n", "artifacts:\n  - {path: triton/served/model.onnx, format: onnx}\ntriton:\n"
+)
+
+
+def test_an_unavailable_triton_spec_says_its_endpoint_is_down_not_that_files_are_missing(
+    catalog_dir: Path, models_root: Path, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    """Its artifacts are not here (needed only to export): the message is the endpoint's
+    check, and the fix says to start the server or point the endpoint's variable at one."""
+    write_spec("served_files", SERVED_FILES)
+    mm = ModelManager(
+        models_root,
+        catalog_dir,
+        cache_dir=tmp_path / "cache",
+        triton_endpoints={"main": "http://127.0.0.1:9"},  # nothing listens there
+    )
+    report = doctor(mm, ["served_files"], ready_timeout_s=0.0)
+    (h,) = report.failing
+    assert h.status == "unavailable"
+    assert h.message.startswith("Triton model 'served' version 1 (spec 'served_files')")
+    assert "not ready" in h.message and "required artifact" not in h.message
+    assert "start the Triton server at http://127.0.0.1:9" in h.fix
+    assert "$DP_MODELS_TRITON_URL_MAIN" in h.fix and "provision" not in h.fix
+    table = str(report)
+    assert "required artifact" not in table and f"- {h.message}\n  fix: {h.fix}" in table
+
+
+@pytest.mark.parametrize(
+    ("expected", "says"),
+    [
+        (None, "pin the digest the deployment must serve: `dp-models lock --root ROOT"),
+        ("ab" * 32, "deploy the pinned weights (abababababab...): `dp-models triton export`"),
+    ],
+)
+def test_a_served_digest_mismatch_says_what_to_deploy_or_pin(
+    expected: str | None, says: str
+) -> None:
+    from dp_models import Catalog, HealthReport, HealthStatus
+    from dp_models._doctor import _verdict
+    from dp_models._verify import ArtifactReport
+
+    spec = Catalog.load()["whisper_small_triton"]
+    served = HealthReport(
+        "whisper_small_triton",
+        "triton",
+        HealthStatus.SERVED_DIGEST_MISMATCH,
+        error="Triton model 'whisper_small' version 1 ... serves weights with digest cd..",
+        endpoint="http://127.0.0.1:8000",
+    )
+    missing: tuple[ArtifactReport, ...] = ()  # not provisioned here: nothing to report
+    h = _verdict(spec, missing, served, nothing_here=True, expected_digest=expected)
+    assert h.status == "served_digest_mismatch" and h.failing
+    assert h.message == served.error
+    assert h.fix.startswith(says) and "provision" not in h.fix

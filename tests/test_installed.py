@@ -391,7 +391,9 @@ def test_the_json_schema_takes_installed_in_place_of_path() -> None:
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fake root of the packaged catalog's en_core_web_sm spec and a file spec."""
-    return fake_models_root(tmp_path_factory.mktemp("installed") / "root", [EN, "emonet_8"])
+    return fake_models_root(
+        tmp_path_factory.mktemp("installed") / "root", [EN, "emonet_8"], substitute=["emonet_8"]
+    )
 
 
 def test_a_fake_root_leaves_the_installed_artifact_to_pip(fake_root: Path, tmp_path: Path) -> None:

@@ -120,7 +120,10 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(REPO / "examples/spec_catalog/demo/tiny_color_classifier.yaml", catalog_dir)
     (catalog_dir / "contract_torchscript.yaml").write_text(TORCHSCRIPT_SPEC)
     root = tmp_path_factory.mktemp("contract") / "root"
-    return fake_models_root(root, [c.spec for c in CASES.values()], catalog=catalog_dir)
+    # emonet_8's class is the processor's, not installed here: a TinyNet stands in
+    return fake_models_root(
+        root, [c.spec for c in CASES.values()], catalog=catalog_dir, substitute=["emonet_8"]
+    )
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The ``mediapipe`` loader (dp_models.loaders.mediapipe), through the ModelManager on a fake
 root whose assets real MediaPipe loads and runs: constant TFLite models with the tensor
-shapes each task's graph expects (dp_models.testing.tflite), bundled as ``.task`` zips."""
+shapes each task's graph expects (dp_models.testing.tflite), bundled as ``.task`` zips. Streams
+(``handle.open()``) and native logs: tests/test_stateful_streams.py."""
 
 from __future__ import annotations
 
@@ -88,6 +89,23 @@ def test_every_spec_loads_and_runs_in_video_mode(mm: ModelManager, name: str) ->
             assert getattr(result, field) == value  # the fakes find nothing, by design
         with pytest.raises(ValueError, match="not initialized with the image mode"):
             task.detect(FRAME)  # the spec's running mode, VIDEO, was applied
+
+
+@pytest.mark.no_network
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_spec_opens_a_task_per_stream(mm: ModelManager, name: str) -> None:
+    """Two videos at once, each its own task, both timestamps from 0
+    (tests/test_stateful_streams.py: results, threads, what open() reads)."""
+    cls, _ = SPECS[name]
+    handle = mm.get(name)
+    with handle.open() as first, handle.open() as second:
+        assert first is not second
+        assert type(first).__name__ == cls and isinstance(first, getattr(mp.tasks.vision, cls))
+        for timestamp_ms in (0, 33, 66):
+            for task in (first, second):
+                result = task.detect_for_video(FRAME, timestamp_ms)
+                for field, value in EMPTY[cls].items():
+                    assert getattr(result, field) == value
 
 
 @pytest.mark.no_network

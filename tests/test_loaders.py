@@ -381,7 +381,7 @@ def test_emonet_8_takes_the_public_checkpoints_data_parallel_keys(tmp_path: Path
     """The public emonet_8.pth is a flat state dict saved from nn.DataParallel: every key
     starts with "module.". The spec strips it; its fake carries the prefixed keys."""
     assert Catalog.load()["emonet_8"].loader_args["strip_prefix"] == "module."
-    root = fake_models_root(tmp_path / "root", ["emonet_8"])
+    root = fake_models_root(tmp_path / "root", ["emonet_8"], substitute=["emonet_8"])
     state = torch.load(root / "visual/emonet/emonet_8.pth", weights_only=True)
     assert state and all(k.startswith("module.") for k in state)
     model = manager(root, tmp_path, device="cpu").load("emonet_8")

@@ -236,7 +236,13 @@ def test_stamp_adds_keys_and_refuses_to_overwrite(setup: ModelManager) -> None:
     meta = {"video_id": "abc"}
     stamped = setup.stamp(meta)
     assert meta == {"video_id": "abc"}  # a copy
-    assert set(stamped) == {"video_id", "models_used", "model_signature", "weights_digest"}
+    assert set(stamped) == {
+        "video_id",
+        "models_used",
+        "model_signature",
+        "weights_digest",
+        "catalog_used",
+    }
     assert setup.stamp(stamped) == stamped  # same stamps again: fine
     setup.get("asr_triton")
     with pytest.raises(ProvenanceError, match=r"already carries a different 'models_used'") as exc:

@@ -28,6 +28,7 @@ from dp_models._lock import Lock, LockEntry
 from dp_models._provenance import (
     ABSENT_FIELDS,
     ARTIFACT_INFO_FIELDS,
+    CATALOG_KEY,
     CHECKED_FIELDS,
     EMPTY_DIGEST,
     INPUTS_KEY,
@@ -104,6 +105,10 @@ def test_signature_is_stable_across_machines_and_paths(tmp_path: Path) -> None:
     for made, mm in zip(stamps, (a, b), strict=True):  # only where each found its files
         for art in made["models_used"][0]["artifacts"]:
             assert art.pop("location") == str(mm.root)
+        # the catalog is recorded where it was (informative) and by digest (identifying)
+        used = made[CATALOG_KEY]
+        assert used.pop("path") == str(mm.catalog.directory)
+        assert used["lock"].pop("path") == str(mm.catalog.lock.path)
     assert stamps[0] == stamps[1]
 
 
@@ -921,7 +926,7 @@ def test_a_two_hop_lineage_verifies(tmp_path: Path, capsys: pytest.CaptureFixtur
     stamps = read_stamps(top)
     (link,) = stamps[INPUTS_KEY]
     assert (link["path"], link["sha256"]) == (str(mid), sha256(mid.read_bytes()))
-    assert {k: link[k] for k in (*STAMP_KEYS, INPUTS_KEY)} == read_stamps(mid)
+    assert {k: link[k] for k in (*STAMP_KEYS, INPUTS_KEY, CATALOG_KEY)} == read_stamps(mid)
     (inner,) = link[INPUTS_KEY]  # the chain nests: the input's own inputs, as it recorded them
     assert (inner["path"], inner["sha256"]) == (str(core), sha256(core.read_bytes()))
     assert inner["model_signature"] == read_stamps(core)["model_signature"]
@@ -1038,3 +1043,191 @@ def test_a_malformed_link_is_a_typed_error(
     with pytest.raises(ProvenanceError) as info:
         check_stamps(stamps, mm.catalog)
     assert info.value.key == key
+
+
+# -- stamps that know their catalog (catalog_used) ------------------------------------------
+
+
+def verify_cli(path: Path, *options: str) -> tuple[int, str]:
+    """`dp-models verify-artifact PATH OPTIONS`: its exit status and what it printed."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = main(["verify-artifact", str(path), *options])
+    return status, out.getvalue()
+
+
+def test_a_stamp_records_its_catalog_and_lock(tmp_path: Path) -> None:
+    catalog, _, out = stamped_example(tmp_path)
+    loaded = Catalog.load(catalog)
+    used = read_stamps(out)[CATALOG_KEY]
+    assert used == {
+        "path": str(catalog),
+        "digest": loaded.digest,
+        "lock": {"path": str(catalog / "catalog.lock.json"), "digest": loaded.lock_digest},
+    }
+    assert used["lock"]["digest"] == sha256(loaded.lock.dumps().encode())
+    # in no signature: the same models stamped without a catalog sign the same
+    entries = read_stamps(out)["models_used"]
+    plain = stamp({}, entries)
+    assert CATALOG_KEY not in plain
+    assert plain["model_signature"] == read_stamps(out)["model_signature"]
+    assert plain["weights_digest"] == read_stamps(out)["weights_digest"]
+    # and like every stamp key, a different one already in meta is not overwritten
+    with pytest.raises(ProvenanceError, match=r"different 'catalog_used'") as info:
+        stamp({CATALOG_KEY: {**used, "digest": "0" * 64}}, entries, catalog=loaded)
+    assert info.value.key == CATALOG_KEY
+    assert stamp({CATALOG_KEY: used}, entries, catalog=loaded)[CATALOG_KEY] == used
+
+
+def test_the_catalog_digest_follows_the_specs_not_their_files(tmp_path: Path) -> None:
+    catalog, root, _ = stamped_example(tmp_path)
+    base = Catalog.load(catalog)
+    moved = Path(shutil.copytree(catalog, tmp_path / "elsewhere"))
+    (moved_spec,) = moved.rglob("tiny_color_classifier.yaml")
+    (moved / "nested" / "deeper").mkdir(parents=True)
+    text = moved_spec.read_text()
+    moved_spec.unlink()  # another layout, a comment, other key order: the same specs
+    data = yaml.safe_load(text)
+    reordered = dict(reversed(list(data.items())))
+    (moved / "nested" / "deeper" / moved_spec.name).write_text(
+        "# a comment\n" + yaml.safe_dump(reordered, sort_keys=False)
+    )
+    (spec,) = catalog.rglob("tiny_color_classifier.yaml")
+    other = Catalog.load(moved)
+    assert (other.digest, other.lock_digest) == (base.digest, base.lock_digest)
+    spec.write_text(spec.read_text().replace('version: "1.0"', 'version: "1.1"'))
+    assert Catalog.load(catalog).digest != base.digest
+    (root / "demo/tiny_color_classifier/labels.txt").write_text("rouge\nvert\nbleu\n")
+    assert main(["lock", "--catalog", str(moved), "--root", str(root)]) == 0
+    relocked = Catalog.load(moved)
+    assert relocked.digest == base.digest and relocked.lock_digest != base.lock_digest
+
+
+def test_verify_artifact_says_the_stamp_was_made_against_another_catalog(tmp_path: Path) -> None:
+    catalog, _, out = stamped_example(tmp_path)
+    digest = Catalog.load(catalog).digest
+    status, text = verify_cli(out)  # the packaged catalog: it has no tiny_color_classifier
+    assert status == 1
+    lines = text.splitlines()
+    assert lines[1] == (
+        f"  stamped against another catalog ({catalog}, digest {digest[:16]}...) than the one "
+        f"checked against ({Catalog.load().directory}, digest {Catalog.load().digest[:16]}...); "
+        f"pass --catalog {catalog} --lock {catalog / 'catalog.lock.json'} to check against it"
+    )
+    assert "tiny_color_classifier            removed" in lines[2]  # still listed, after it
+    assert lines[-1].endswith("the stamp was made against another catalog or lock (above)")
+    status, shown = verify_json(Catalog.load().directory, read_stamps(out), tmp_path)
+    assert status == 1 and shown["ok"] is False
+    assert shown["catalog"]["same"] is False and shown["catalog"]["same_specs"] is False
+    assert shown["catalog"]["stamped"]["path"] == str(catalog)
+    assert shown["catalog"]["stamped"]["digest"] == digest
+    assert shown["catalog"]["message"].startswith("stamped against another catalog (")
+    # the catalog it names checks it, when asked: never switched to by itself
+    status, text = verify_cli(out, "--catalog", str(catalog))
+    assert status == 0 and "stamped against" not in text
+
+
+def test_the_same_catalog_elsewhere_is_no_other_catalog(tmp_path: Path) -> None:
+    catalog, _, out = stamped_example(tmp_path)
+    copy_ = Path(shutil.copytree(catalog, tmp_path / "copy"))
+    report = check_artifact(out, Catalog.load(copy_))
+    assert report.ok and report.catalog is not None and report.catalog.same
+    assert report.catalog.stamped.path == str(catalog)
+    assert report.catalog.checked.path == str(copy_)
+    assert report.catalog.message == ""
+    status, text = verify_cli(out, "--catalog", str(copy_))
+    assert status == 0 and "stamped against" not in text and "another catalog" not in text
+
+
+def test_another_lock_is_said_with_the_lock_to_pass(tmp_path: Path) -> None:
+    catalog, root, out = stamped_example(tmp_path)
+    relocked = Path(shutil.copytree(catalog, tmp_path / "relocked"))
+    (root / "demo/tiny_color_classifier/labels.txt").write_text("rouge\nvert\nbleu\n")
+    assert main(["lock", "--catalog", str(relocked), "--root", str(root)]) == 0
+    report = check_artifact(out, Catalog.load(relocked))
+    assert not report.ok and report.catalog is not None
+    assert (report.catalog.same_specs, report.catalog.same_lock) == (True, False)
+    assert report.catalog.message.startswith("stamped against the same specs with another lock")
+    assert report.catalog.message.endswith(
+        f"pass --lock {catalog / 'catalog.lock.json'} to check against it"
+    )
+    status, text = verify_cli(out, "--catalog", str(relocked))
+    assert status == 1 and "with another lock" in text.splitlines()[1]
+
+
+def test_another_catalog_whose_models_verify_is_said_not_failed(tmp_path: Path) -> None:
+    catalog, _, out = stamped_example(tmp_path)
+    (spec,) = catalog.rglob("tiny_color_classifier.yaml")
+    extra = spec.with_name("other_classifier.yaml")
+    extra.write_text(
+        spec.read_text().replace("name: tiny_color_classifier", "name: other_classifier")
+    )
+    report = check_artifact(out, Catalog.load(catalog))
+    assert report.ok and report.catalog is not None and not report.catalog.same_specs
+    status, text = verify_cli(out, "--catalog", str(catalog))
+    assert status == 0
+    assert "stamped against another catalog" in text
+    assert text.splitlines()[-1] == "every model is as the catalog and lock describe it today"
+
+
+def test_a_stamp_without_its_catalog_still_verifies(tmp_path: Path) -> None:
+    catalog, _, out = stamped_example(tmp_path)
+    old = {k: v for k, v in json.loads(out.read_text()).items() if k != CATALOG_KEY}
+    write_json(out, old)  # as written before stamps recorded their catalog
+    report = check_artifact(out, Catalog.load(catalog))
+    assert report.ok and report.catalog is None
+    status, shown = verify_json(catalog, read_stamps(out), tmp_path)
+    assert status == 0 and shown["catalog"] is None
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("/some/catalog", "catalog_used"),
+        ({"digest": "ab" * 32, "lock": {"path": "l", "digest": "ab" * 32}}, "catalog_used.path"),
+        ({"path": "c", "digest": "AB" * 32, "lock": {}}, "catalog_used.digest"),
+        ({"path": "c", "digest": "ab" * 32}, "catalog_used.lock"),
+        ({"path": "c", "digest": "ab" * 32, "lock": []}, "catalog_used.lock"),
+        ({"path": "c", "digest": "ab" * 32, "lock": {"path": 1}}, "catalog_used.lock.path"),
+        (
+            {"path": "c", "digest": "ab" * 32, "lock": {"path": "l", "digest": None}},
+            "catalog_used.lock.digest",
+        ),
+    ],
+    ids=[
+        "not an object",
+        "no path",
+        "digest not a sha256",
+        "no lock",
+        "lock a list",
+        "lock path a number",
+        "lock digest null",
+    ],
+)
+def test_a_malformed_catalog_used_is_a_typed_error(tmp_path: Path, value: Any, key: str) -> None:
+    catalog, _, out = stamped_example(tmp_path)
+    stamps = {**read_stamps(out), CATALOG_KEY: value}
+    with pytest.raises(ProvenanceError) as info:
+        check_stamps(stamps, Catalog.load(catalog))
+    assert info.value.key == key and str(info.value).startswith(key)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(stamps))
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        assert main(["verify-artifact", str(path), "--catalog", str(catalog)]) == 1
+    assert err.getvalue().startswith("dp-models: error: ") and key in err.getvalue()
+
+
+def test_a_link_records_its_input_s_catalog(tmp_path: Path) -> None:
+    mm, _, mid, top = chain(tmp_path)
+    (link,) = read_stamps(top)[INPUTS_KEY]
+    assert link[CATALOG_KEY] == read_stamps(mid)[CATALOG_KEY]
+    report = check_artifact(top, mm.catalog)
+    assert report.ok and report.inputs[0].report.catalog is not None
+    assert report.inputs[0].report.catalog.same
+    stamps = read_stamps(top)
+    stamps[INPUTS_KEY][0][CATALOG_KEY]["lock"]["digest"] = "nope"
+    with pytest.raises(ProvenanceError) as info:
+        check_stamps(stamps, mm.catalog)
+    assert info.value.key == "inputs_used[0].catalog_used.lock.digest"

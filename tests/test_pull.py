@@ -36,7 +36,7 @@ from dp_models import _transfer as transfer_module
 from dp_models._lock import Lock
 from dp_models._settings import ENV_MIRRORS, Settings
 from dp_models._transfer import HttpMirror
-from dp_models.testing import fake_catalog_dir, fake_models_root, run_cli
+from dp_models.testing import fake_catalog_dir, fake_models_root, packaged_catalog_dir, run_cli
 
 from .fakeroots import spacy_dir_catalog
 
@@ -161,7 +161,12 @@ class MirrorServer:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fake root of NAMES with its catalog copy and lock (with directory manifests)."""
     base = tmp_path_factory.mktemp("mirror")
-    return fake_models_root(base / "root", NAMES, catalog=spacy_dir_catalog(base / "catalog"))
+    return fake_models_root(
+        base / "root",
+        NAMES,
+        catalog=spacy_dir_catalog(base / "catalog"),
+        substitute=["emonet_8"],  # its class is the processor's, not installed here
+    )
 
 
 @pytest.fixture
@@ -566,7 +571,8 @@ def test_credentials_are_not_sent_to_a_server_the_mirror_redirects_to(
 def test_users_selects_a_processor_s_specs(
     served: Path, mirror: MirrorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["pull", "--users", "TextProcessor/embeddings", "--root", str(tmp_path / "root")]
+    # story_structure uses all-MiniLM-L6-v2 alone (the mirror serves no other text model)
+    argv = ["pull", "--users", "VisualProcessor/story_structure", "--root", str(tmp_path / "root")]
     argv += ["--catalog", str(catalog_of(served)), "--from", mirror.url, "--json", "--jobs", "2"]
     assert run_cli(argv) == 0
     report = json.loads(capsys.readouterr().out)
@@ -602,10 +608,16 @@ def test_a_processor_no_spec_lists_is_an_error_not_an_empty_pull(
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fake root of every in-process spec of the packaged catalog, with its lock."""
-    packaged = Catalog.load()
-    names = [n for n, s in packaged.items() if s.runtime == "inprocess"]
-    return fake_models_root(tmp_path_factory.mktemp("whole") / "root", names)
+    """A fake root of every spec of a catalog of the packaged in-process specs, with its
+    lock (Triton specs get no fake artifacts, so nothing pins theirs for `pull --all`)."""
+    base = tmp_path_factory.mktemp("whole")
+    catalog = Path(shutil.copytree(packaged_catalog_dir(), base / "catalog"))
+    packaged = Catalog.load(catalog)
+    for spec in packaged.values():
+        if spec.runtime != "inprocess":
+            (catalog / packaged.files[spec.name].relative_to(packaged.directory)).unlink()
+    # emonet_8's class is the processor's, not installed here
+    return fake_models_root(base / "root", catalog=catalog, substitute=["emonet_8"])
 
 
 def test_pull_all_into_an_empty_root_then_doctor_is_all_ok_and_every_spec_loads(

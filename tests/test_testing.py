@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
+import logging
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,15 @@ import pytest
 import yaml
 
 import dp_models
-from dp_models import Catalog, ModelManager
+from dp_models import (
+    ArtifactMissingError,
+    Catalog,
+    ConfigurationError,
+    ModelManager,
+    SpecNotFoundError,
+    check_stamps,
+)
+from dp_models._provenance import model_signature
 from dp_models._spec import Spec
 from dp_models.loaders import LoadContext, Loader, NoArgs
 from dp_models.testing import FakeWeightsError, fake_catalog_dir, fake_models_root, fakes
@@ -39,12 +49,156 @@ def test_fake_root_for_named_specs(tmp_path: Path) -> None:
     assert [i.name for i in session.get_inputs()] == ["x"]
 
 
-def test_a_class_that_does_not_import_gets_a_stand_in(tmp_path: Path) -> None:
-    root = fake_models_root(tmp_path / "root", ["emonet_8"])
+# -- a stand-in only on request ------------------------------------------------------------
+
+EMONET_CLASS = "emotion_face.emonet:EmoNet"  # the packaged spec's class: not installed here
+TINYNET = "dp_models.testing.nets:TinyNet"
+
+
+def test_a_class_that_does_not_import_is_an_error_naming_the_import_error(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(FakeWeightsError) as exc:
+        fake_models_root(tmp_path / "root", ["emonet_8"])
+    message = str(exc.value)
+    for words in (
+        "spec 'emonet_8'",
+        EMONET_CLASS,
+        "ModuleNotFoundError: No module named 'emotion_face'",
+        "make the class importable",
+        "substitute=['emonet_8']",
+    ):
+        assert words.lower() in message.lower(), words
+    assert isinstance(exc.value.__cause__, ModuleNotFoundError)
+    assert not (tmp_path / "root" / "visual" / "emonet").exists()  # nothing stood in
+
+
+def test_a_stand_in_on_request_is_logged_and_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dp_models.testing"):
+        root = fake_models_root(tmp_path / "root", ["emonet_8"], substitute=["emonet_8"])
+    [record] = [r for r in caplog.records if "stand-in" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    for words in ("'emonet_8'", TINYNET, EMONET_CLASS, "No module named 'emotion_face'"):
+        assert words in record.getMessage(), words
+
     data = yaml.safe_load((fake_catalog_dir(root) / "visual" / "emonet_8.yaml").read_text())
-    assert data["loader_args"]["class_path"] == "dp_models.testing.nets:TinyNet"
-    model = manager(root, tmp_path).load("emonet_8")
+    assert data["loader_args"]["class_path"] == TINYNET and data["loader_args"]["kwargs"] == {}
+    substitute = {
+        "replaces": EMONET_CLASS,
+        "stand_in": TINYNET,
+        "reason": "ModuleNotFoundError: No module named 'emotion_face'",
+    }
+    assert data["substitute"] == substitute
+
+    mm = manager(root, tmp_path)
+    model = mm.load("emonet_8")
     assert type(model).__name__ == "TinyNet" and not model.training
+    [entry] = mm.models_used()
+    assert entry["substitute"] == substitute
+    # the stand-in never signs as the model it stands in for, with the same everything else
+    handle = mm.get("emonet_8")
+    plain = handle.spec.model_copy(update={"substitute": None})
+    assert handle.model_signature != model_signature(
+        plain, artifact_digests=handle.artifact_digests, precision=handle.precision
+    )
+    # verify-artifact takes the entry against the fake catalog, and sees an edit of it
+    stamped = mm.stamp({"video_id": "v"})
+    assert check_stamps(stamped, mm.catalog).ok
+    edited = copy.deepcopy(stamped)
+    edited["models_used"][0]["substitute"]["replaces"] = "other.module:Net"
+    report = check_stamps(edited, mm.catalog)
+    assert not report.ok
+    assert any(d.field == "models_used[0].substitute" for d in report.all_differences)
+    dropped = copy.deepcopy(stamped)
+    del dropped["models_used"][0]["substitute"]
+    assert not check_stamps(dropped, mm.catalog).ok
+
+
+def test_substitute_true_allows_a_stand_in_for_every_spec(tmp_path: Path) -> None:
+    root = fake_models_root(tmp_path / "root", ["emonet_8"], substitute=True)
+    assert Catalog.load(fake_catalog_dir(root))["emonet_8"].substitute is not None
+
+
+def test_a_spec_that_builds_gets_no_stand_in_even_when_allowed(tmp_path: Path) -> None:
+    root = fake_models_root(
+        tmp_path / "root",
+        ["tiny_color_classifier"],
+        catalog=EXAMPLE_CATALOG,
+        substitute=["tiny_color_classifier"],
+    )
+    assert Catalog.load(fake_catalog_dir(root))["tiny_color_classifier"].substitute is None
+    assert (
+        "substitute" not in manager(root, tmp_path).get("tiny_color_classifier").models_used_entry
+    )
+
+
+def test_substitute_and_absent_name_specs_of_the_catalog(tmp_path: Path) -> None:
+    with pytest.raises(SpecNotFoundError, match="emonet_9"):
+        fake_models_root(tmp_path / "a", ["emonet_8"], substitute=["emonet_9"])
+    with pytest.raises(SpecNotFoundError, match="resnet18_feature"):
+        fake_models_root(tmp_path / "b", ["places365_resnet50"], absent=["resnet18_feature"])
+    with pytest.raises(ConfigurationError, match=r"places365_resnet50 named both"):
+        fake_models_root(tmp_path / "c", ["places365_resnet50"], absent=["places365_resnet50"])
+    # one name is one name, not its letters
+    root = fake_models_root(tmp_path / "d", "places365_categories", absent="resnet18_features")
+    assert Catalog.load(fake_catalog_dir(root)).lock.artifacts.keys() == {
+        "visual/places365/categories_places365.txt"
+    }
+
+
+# -- every spec in the fake catalog, the unnamed ones unprovisioned ------------------------
+
+
+@pytest.fixture(scope="module")
+def places_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_models_root(tmp_path_factory.mktemp("places") / "root", ["places365_resnet50"])
+
+
+def test_the_fake_catalog_holds_every_spec_and_pins_the_provisioned_ones(
+    places_root: Path,
+) -> None:
+    packaged, fake = Catalog.load(), Catalog.load(fake_catalog_dir(places_root))
+    assert set(fake) == set(packaged)
+    provisioned = ("places365_resnet50", "places365_categories")  # and what it requires
+    assert set(fake.lock.artifacts) == {a.path for n in provisioned for a in fake[n].artifacts}
+    assert all(a.sha256 is None for s in fake.values() for a in s.artifacts)
+    assert not (places_root / fake["clip_vit_b32"].artifacts[0].path).exists()
+
+
+def test_an_unnamed_spec_is_missing_and_an_unnamed_optional_one_absent(
+    places_root: Path, tmp_path: Path
+) -> None:
+    mm = manager(places_root, tmp_path)
+    assert mm.get_optional("resnet18_features") is None  # the issue's SpecNotFoundError
+    with pytest.raises(ArtifactMissingError, match="clip_vit_b32"):
+        mm.get("clip_vit_b32")
+    with pytest.raises(ArtifactMissingError):  # required: get_optional raises as get does
+        mm.get_optional("clip_vit_b32")
+    mm.get("places365_resnet50")
+    assert [(e["name"], e["status"]) for e in mm.models_used()] == [
+        ("resnet18_features", "absent"),
+        ("places365_categories", "ok"),
+        ("places365_resnet50", "ok"),
+    ]
+
+
+def test_absent_specs_are_in_the_catalog_but_never_provisioned(tmp_path: Path) -> None:
+    root = fake_models_root(
+        tmp_path / "root",
+        ["places365_resnet50", "resnet18_features"],
+        absent=["places365_categories", "resnet50_features"],
+    )
+    fake = Catalog.load(fake_catalog_dir(root))
+    assert {"places365_categories", "resnet50_features"} <= set(fake)
+    for name in ("places365_categories", "resnet50_features"):
+        assert not any((root / a.path).exists() for a in fake[name].artifacts), name
+    mm = manager(root, tmp_path)
+    with pytest.raises(ArtifactMissingError, match="places365_categories"):
+        mm.get("places365_resnet50")  # what it requires is not there
+    assert mm.get_optional("resnet50_features") is None
+    assert mm.get_optional("resnet18_features") is not None  # named: provisioned
 
 
 class Bare(Loader[NoArgs]):
@@ -138,7 +292,9 @@ def test_fake_root_includes_what_specs_require(tmp_path: Path) -> None:
     assert needs, "the packaged catalog has an in-process spec that requires another"
     root = fake_models_root(tmp_path / "root", needs[:1])
     fake = Catalog.load(fake_catalog_dir(root))
-    assert set(catalog[needs[0]].requires) <= set(fake)
+    for dep in catalog[needs[0]].requires:
+        assert {a.path for a in fake[dep].artifacts} <= set(fake.lock.artifacts), dep
+    manager(root, tmp_path).get(needs[0])
 
 
 def test_every_inprocess_spec_of_the_catalog_loads_from_a_fake_root_offline(
@@ -152,7 +308,7 @@ def test_every_inprocess_spec_of_the_catalog_loads_from_a_fake_root_offline(
     from dp_models._guard import network_guard
 
     start = time.perf_counter()
-    root = fake_models_root(tmp_path / "root")
+    root = fake_models_root(tmp_path / "root", substitute=["emonet_8"])  # the class is not here
     mm = manager(root, tmp_path)
     specs = [s for s in Catalog.load().values() if s.runtime == "inprocess"]
     installed = [s for s in specs if any(a.installed for a in s.artifacts)]
@@ -175,14 +331,46 @@ def test_every_inprocess_spec_of_the_catalog_loads_from_a_fake_root_offline(
 
 
 PLUGIN_TEST = """
+import logging
 import socket
 import pytest
 
-@pytest.mark.dp_models(names=["emonet_8"])
+from dp_models import ArtifactMissingError, FakeWeightsError
+
+@pytest.mark.dp_models(names=["places365_resnet50"])
 def test_manager_fixture(dp_models_manager):
-    model = dp_models_manager.load("emonet_8")
+    model = dp_models_manager.load("places365_resnet50", device="cpu")
     assert not model.training
-    assert [e["name"] for e in dp_models_manager.models_used()] == ["emonet_8"]
+    assert dp_models_manager.get_optional("resnet18_features") is None  # not named: absent
+    with pytest.raises(ArtifactMissingError):
+        dp_models_manager.get("clip_vit_b32")
+    assert [(e["name"], e["status"]) for e in dp_models_manager.models_used()] == [
+        ("places365_categories", "ok"),
+        ("places365_resnet50", "ok"),
+        ("resnet18_features", "absent"),
+    ]
+
+@pytest.mark.dp_models(names=["emonet_8"])
+def test_no_stand_in_unasked(dp_models_fake_root):
+    pass  # the fixture fails: an error at setup
+
+def test_no_stand_in_unasked_from_the_factory(dp_models_fake_root_factory):
+    with pytest.raises(FakeWeightsError, match="No module named 'emotion_face'"):
+        dp_models_fake_root_factory(["emonet_8"])
+
+@pytest.mark.dp_models(names=["emonet_8"], substitute=["emonet_8"])
+def test_stand_in_on_request(dp_models_manager, caplog):
+    model = dp_models_manager.load("emonet_8")
+    assert type(model).__name__ == "TinyNet"
+    [entry] = dp_models_manager.models_used()
+    assert entry["substitute"]["replaces"] == "emotion_face.emonet:EmoNet"
+    [logged] = [r for r in caplog.get_records("setup") if "stand-in" in r.getMessage()]
+    assert logged.levelno == logging.WARNING and "emonet_8" in logged.getMessage()
+
+@pytest.mark.dp_models(names=["places365_resnet50"], absent=["places365_categories"])
+def test_absent(dp_models_manager):
+    with pytest.raises(ArtifactMissingError, match="places365_categories"):
+        dp_models_manager.get("places365_resnet50")
 
 @pytest.mark.no_network
 def test_blocked(listener_port):
@@ -206,7 +394,13 @@ def listener_port():
 def test_the_pytest_plugin(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(PLUGIN_TEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=6, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_no_stand_in_unasked*",
+            "*FakeWeightsError: spec 'emonet_8': no fake of emotion_face.emonet:EmoNet*",
+        ]
+    )
 
 
 PLUGIN_THIRD_PARTY_TEST = """

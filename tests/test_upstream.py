@@ -434,7 +434,7 @@ def test_lock_entries_keep_where_they_came_from(tmp_path: Path) -> None:
 
 
 def test_dp_models_lock_keeps_the_source_of_an_unchanged_pin(tmp_path: Path) -> None:
-    root = fake_models_root(tmp_path / "root", ["emonet_8"])
+    root = fake_models_root(tmp_path / "root", ["emonet_8"], substitute=["emonet_8"])
     catalog = shutil.copytree(fake_catalog_dir(root), tmp_path / "catalog")
     lock_path = catalog / "catalog.lock.json"
     lock = Lock.read(lock_path)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -282,6 +284,26 @@ class Catalog(Mapping[str, Spec]):
         if not any(pins):
             return "no"
         return f"{sum(p is not None for p in pins)} of {len(pins)}"
+
+    # -- identity ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The sha256 that identifies the catalog's specs: of every validated spec as
+        canonical JSON (sorted keys, no spaces), by name. The same specs give the same
+        digest in any directory and whatever their files' layout, comments or formatting;
+        the lock is not in it (:attr:`lock_digest`). Stamps record it (``catalog_used``,
+        docs/provenance.md)."""
+        payload = {name: self._specs[name].model_dump(mode="json") for name in sorted(self._specs)}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def lock_digest(self) -> str:
+        """The sha256 that identifies the lock's pins: of its canonical text
+        (:meth:`Lock.dumps <dp_models._lock.Lock.dumps>`), whatever the file's formatting
+        or signature; a lock not written yet has the digest of an empty one."""
+        return hashlib.sha256(self.lock.dumps().encode()).hexdigest()
 
     # -- pins ----------------------------------------------------------------------------
 

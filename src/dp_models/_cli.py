@@ -692,7 +692,9 @@ def _probe_images(values: list[str]) -> list[Any]:
         try:
             with Image.open(path) as image:
                 frames.append(np.asarray(image.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as exc:
+        # ImportError: Ultralytics, once imported, patches Image.open to retry an unknown
+        # file with a HEIF plugin it may not have
+        except (UnidentifiedImageError, OSError, ImportError) as exc:
             raise ConfigurationError(
                 f"--probe: {path} is not an image Pillow can read ({exc}); pass PNG or JPEG frames"
             ) from exc
@@ -1002,77 +1004,17 @@ def _digest(args: argparse.Namespace, out: TextIO) -> int:
 
 def _verify_artifact(args: argparse.Namespace, out: TextIO) -> int:
     """Recompute every checked field of the stamps, and of the stamps of every input in
-    its chain; print every difference with its fix, naming the link it is in."""
-    from ._provenance import LinkCheck, StampReport, _show, check_artifact
+    its chain; print every difference with its fix, naming the link it is in, and say when
+    the stamp was made against another catalog or lock (never switching to it)."""
+    from ._provenance import check_artifact
 
     catalog = _catalog(_settings(args))
     report = check_artifact(args.file, catalog)
     status = 0 if report.ok else 1
     if args.json:
         _dump({"file": args.file, **report.as_dict()}, out)
-        return status
-
-    def counts(r: StampReport) -> str:
-        inputs = f", {_n(len(r.inputs), 'input')}" if r.inputs else ""
-        return f"{_n(len(r), 'model')}{inputs}, signature {r.model_signature[:16]}..."
-
-    def differences(found: list[Any], pad: str) -> None:
-        fixes = list(dict.fromkeys(d.fix for d in found))
-        for d in found:
-            out.write(f"{pad}    {d.message}\n")
-        for fix in fixes:
-            out.write(f"{pad}    fix: {fix}\n")
-
-    def show(r: StampReport, pad: str) -> None:
-        for c in r:
-            note = f"  ({c.note})" if c.note and c.status != "unchanged" else ""
-            out.write(f"{pad}{_show(c.name):<32} {c.status}{note}\n")
-            differences(c.differences, pad)
-            info = [f"{_show(k)}={_show(v)}" for k, v in c.info.items() if v is not None]
-            if info:
-                out.write(f"{pad}    informational (not checked): {', '.join(info)}\n")
-        if r.differences:
-            out.write(f"{pad}the combined stamps (model_signature, weights_digest)\n")
-            differences(r.differences, pad)
-        for link in r.inputs:
-            path = "(stamps handed in, no file)" if link.path is None else _show(link.path)
-            out.write(f"{pad}{link.where} {path}: file {link.file}, {counts(link.report)}\n")
-            if link.note:
-                out.write(f"{pad}    {link.note}\n")
-            differences(link.differences, pad)
-            show(link.report, pad + "  ")
-
-    def failed_here(link: LinkCheck) -> bool:
-        own = link.report
-        return bool(link.differences or own.differences or not all(m.ok for m in own))
-
-    out.write(f"{args.file}: {counts(report)}\n")
-    show(report, "  ")
-    if report.ok:
-        if report.inputs:
-            out.write(
-                "every model, and every input of its chain, is as the catalog and lock "
-                "describe it today\n"
-            )
-        else:
-            out.write(
-                "every model is as the catalog and lock describe it today\n"
-                if len(report)
-                else "no model: models_used is empty and the stamps are those of no model\n"
-            )
-        return status
-    where = [_show(c.name) for c in report if not c.ok]
-    where += ["the combined stamps"] if report.differences else []
-    where += [
-        f"{link.where} {'(no file)' if link.path is None else _show(link.path)}"
-        for link in report.links
-        if failed_here(link)
-    ]
-    files = ", or an input file changed since" if any(x.differences for x in report.links) else ""
-    out.write(
-        f"{_n(len(report.all_differences), 'difference')} ({', '.join(where)}): the stamps "
-        f"are not what the catalog and lock give today{files}\n"
-    )
+    else:
+        out.write(report.text(args.file))
     return status
 
 

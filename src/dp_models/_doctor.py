@@ -59,12 +59,8 @@ _FIX: dict[str, str] = {
     "unsafe_path": "replace the symlink that leaves MODELS_ROOT with the file itself",
     "unreadable": "fix the artifact's permissions so this user can read it",
     "changed": "let whatever writes the artifact finish, then rerun `dp-models doctor`",
-    "unavailable": "start the Triton server (or point the endpoint's URL at it) and deploy "
-    "the model version: `dp-models triton export` writes its repository",
     "metadata_mismatch": "deploy the model the catalog describes (`dp-models triton export`), "
     "or fix the spec",
-    "served_digest_mismatch": "redeploy the verified artifacts (`dp-models triton export`), or "
-    "update the catalog if the new weights are intended",
     "lineage_mismatch": "export the model again from its source (`dp-models export onnx SOURCE "
     "--for SPEC`) and deploy it, or pin the source's weights back",
 }
@@ -81,6 +77,9 @@ class SpecHealth:
     served: HealthReport | None = None
     #: Why a derived spec's lineage no longer holds (status ``lineage_mismatch``).
     lineage: str = ""
+    #: A Triton spec: the weights digest its deployment must serve, as the catalog pins it
+    #: (None: nothing pins one).
+    expected_digest: str | None = None
 
     @property
     def failing(self) -> bool:
@@ -88,11 +87,14 @@ class SpecHealth:
 
     @property
     def message(self) -> str:
-        """The first error of a failing spec; empty otherwise."""
+        """The first error of a failing spec; empty otherwise. A Triton spec failing its
+        endpoint's check says what the check found (its artifacts need not be here)."""
         if not self.failing:
             return ""
         if self.lineage:
             return self.lineage
+        if self.served is not None and self.status is self.served.status:
+            return self.served.error or ""
         for r in self.artifacts:
             if r.error is not None:
                 return str(r.error)
@@ -102,7 +104,32 @@ class SpecHealth:
 
     @property
     def fix(self) -> str:
-        return _FIX.get(self.status, "") if self.failing else ""
+        if not self.failing:
+            return ""
+        triton = self.spec.triton
+        if triton is not None and self.status is HealthStatus.UNAVAILABLE:
+            where = self.served.endpoint if self.served is not None else None
+            return (
+                f"start the Triton server{f' at {where}' if where else ''}, or point "
+                f"${triton_url_variable(triton.endpoint)} (or --triton-url) at the one that "
+                f"serves {triton.model_name} v{triton.model_version}; a server without that "
+                "model version needs it deployed (`dp-models triton export` writes its "
+                "repository)"
+            )
+        if triton is not None and self.status is HealthStatus.SERVED_DIGEST_MISMATCH:
+            if self.expected_digest is None:
+                return (
+                    "pin the digest the deployment must serve: `dp-models lock --root ROOT "
+                    "--lock LOCK` on a root holding the spec's artifacts (or the spec's "
+                    "triton.weights_digest), then rerun `dp-models doctor`"
+                )
+            return (
+                f"deploy the pinned weights ({self.expected_digest[:12]}...): `dp-models "
+                "triton export` from a verified root writes the repository, with its digest; "
+                "if the served weights are the intended ones, pin them instead (the lock, or "
+                "the spec's triton.weights_digest)"
+            )
+        return _FIX.get(self.status, "")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,7 +219,13 @@ def diagnose(
         checked = check_deployments(deployments, ready_timeout_s=ready_timeout_s)
         served = {d.spec.name: r for d, r in zip(deployments, checked, strict=True)}
     verdicts = [
-        _verdict(spec, tuple(by_spec[spec.name]), served.get(spec.name), verifier.absent(spec))
+        _verdict(
+            spec,
+            tuple(by_spec[spec.name]),
+            served.get(spec.name),
+            verifier.absent(spec),
+            expected_digest=_expected_digest(catalog, spec),
+        )
         for spec in specs
     ]
     return [_with_lineage(catalog, h) for h in verdicts]
@@ -209,23 +242,34 @@ def _with_lineage(catalog: Catalog, h: SpecHealth) -> SpecHealth:
     return dataclasses.replace(h, status=HealthStatus.LINEAGE_MISMATCH, lineage=message)
 
 
+def _expected_digest(catalog: Catalog, spec: Spec) -> str | None:
+    """The digest a Triton spec's deployment must serve, as the catalog pins it."""
+    if spec.triton is None:
+        return None
+    expected = catalog.expected_digest(spec)
+    return expected.sha256 if expected else None
+
+
 def _verdict(
     spec: Spec,
     reports: tuple[ArtifactReport, ...],
     served: HealthReport | None,
     nothing_here: bool,
+    *,
+    expected_digest: str | None = None,
 ) -> SpecHealth:
     """``nothing_here``: :meth:`Verifier.absent` (a dangling symlink is not absence)."""
     bad = [r for r in reports if not r.ok]
+    status: HealthStatus
     if bad and not (nothing_here and (spec.runtime == "triton" or spec.optional)):
-        return SpecHealth(spec, HealthStatus(bad[0].status), reports, served)
-    if served is not None:
-        return SpecHealth(spec, served.status, reports, served)
-    if spec.runtime == "triton" and nothing_here:  # also a spec without artifacts
-        return SpecHealth(spec, HealthStatus.REMOTE, reports)
-    if not bad:
-        return SpecHealth(spec, HealthStatus.OK, reports)
-    return SpecHealth(spec, HealthStatus.ABSENT, reports)
+        status = HealthStatus(bad[0].status)
+    elif served is not None:
+        status = served.status
+    elif spec.runtime == "triton" and nothing_here:  # also a spec without artifacts
+        status = HealthStatus.REMOTE
+    else:
+        status = HealthStatus.OK if not bad else HealthStatus.ABSENT
+    return SpecHealth(spec, status, reports, served, expected_digest=expected_digest)
 
 
 def report_json(health: Sequence[SpecHealth], **context: Any) -> dict[str, Any]:

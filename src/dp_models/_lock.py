@@ -170,11 +170,20 @@ class Lock:
     def write(self) -> None:
         """Write atomically: a reader sees the old lock or the new one, never a partial file.
         A lock inside the installed package or any ``site-packages`` is refused
-        (:func:`unwritable`): a site's lock is its own file."""
+        (:func:`unwritable`): a site's lock is its own file. A place that cannot be written
+        (read-only, not a directory) is a :class:`LockError` naming the lock."""
         if (problem := unwritable(self.path)) is not None:
             raise LockError(problem, path=self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, self.dumps())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, self.dumps())
+        except OSError as exc:  # a read-only place: one typed error, the lock as it was
+            raise LockError(
+                f"cannot write the lock {self.path}: {exc.strerror or exc}. Write it where "
+                "this user can: pass --lock PATH (or set $DP_MODELS_LOCK) to a writable file "
+                "kept with the deployment",
+                path=self.path,
+            ) from exc
 
     def dumps(self) -> str:
         """The lock file's text (what :meth:`write` writes; :meth:`parse` reads it back)."""

@@ -10,7 +10,9 @@
 device and precision; ``load`` verifies again (a file changed or removed since ``get`` is
 an error, not a surprise inside a framework), then runs the loader inside the network
 guard. Loaded objects are cached per (name, device, precision); threads asking for the
-same one wait for a single load.
+same one wait for a single load. A stateful model (a MediaPipe task keeps its last
+timestamp) gives each stream its own instance: ``handle.open()``, built from what was
+verified at its first call, the caller's to close.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -187,6 +189,8 @@ class ModelHandle:
         }
         if self.derived_from is not None:
             entry["derived_from"] = dict(self.derived_from)
+        if spec.substitute is not None:  # a fake root's stand-in (dp_models.testing)
+            entry["substitute"] = spec.substitute.model_dump()
         if spec.triton is not None:
             entry["triton"] = {
                 "model_name": spec.triton.model_name,
@@ -283,6 +287,26 @@ class ModelHandle:
         if self._manager is None:
             raise RuntimeError("this handle is not bound to a ModelManager")
         return self._manager._load_handle(self)
+
+    def open(self, **options: Any) -> Any:
+        """A fresh per-stream instance of this stateful in-process model, the caller's to
+        close: ``with handle.open() as task:`` (a MediaPipe task in VIDEO mode, its
+        timestamps starting again at 0). Its loader's factory
+        (:meth:`Loader.stream_factory <dp_models.loaders.Loader.stream_factory>`) is built
+        once per (name, device, precision) from the artifacts verified again as for
+        :meth:`load`, and keeps what it read: later calls read no file and hash nothing.
+        Instances are not cached and the manager does not close them. ``options`` go to the
+        factory (MediaPipe: ``result_callback`` in LIVE_STREAM mode). A loader that is not
+        stateful is a :class:`~dp_models._errors.ConfigurationError` naming :meth:`load`.
+
+        >>> handle = mm.get("mediapipe_face_detector")                # doctest: +SKIP
+        >>> for video in videos:                                       # doctest: +SKIP
+        ...     with handle.open() as task:
+        ...         results = [task.detect_for_video(f, t) for f, t in frames(video)]
+        """
+        if self._manager is None:
+            raise RuntimeError("this handle is not bound to a ModelManager")
+        return self._manager._open_handle(self, options)
 
 
 def _loader_framework(loaders: LoaderRegistry, name: str) -> str | None:
@@ -390,6 +414,10 @@ class ModelManager:
         self._lock = threading.RLock()
         self._loaded: dict[tuple[str, str, str], Any] = {}
         self._inflight: dict[tuple[str, str, str], Future[Any]] = {}
+        #: Stateful models' factories of per-stream instances (ModelHandle.open), cached
+        #: like models; the instances themselves are their callers'.
+        self._streams: dict[tuple[str, str, str], Any] = {}
+        self._streams_inflight: dict[tuple[str, str, str], Future[Any]] = {}
         self._used: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def __repr__(self) -> str:
@@ -682,8 +710,27 @@ class ModelManager:
         changing only ``name``."""
         return self.get(name, device=device, precision=precision).runner(**options)
 
-    def _load_handle(self, handle: ModelHandle) -> Any:
-        spec = handle.spec
+    def open(
+        self,
+        name: str,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """``get(name, ...).open(**options)``: a fresh per-stream instance of a stateful
+        model, the caller's to close (:meth:`ModelHandle.open`). For many streams, get the
+        handle once and call ``handle.open()`` per stream: ``get`` verifies each time."""
+        if self.verify_policy != "always":
+            return self.get(name, device=device, precision=precision).open(**options)
+        # verify: always hashes each file while the factory reads it, not in get() as well
+        handle = self._resolve(self.catalog[name], device, precision, hash_now=False)
+        instance = self._open_handle(handle, options)
+        self._record(handle)
+        return instance
+
+    @staticmethod
+    def _in_process(spec: Spec) -> None:
         if spec.runtime != "inprocess":
             raise LoaderError(
                 f"spec {spec.name!r} is served by Triton (runtime: triton): there is no "
@@ -691,30 +738,66 @@ class ModelManager:
                 spec=spec.name,
                 loader="-",
             )
+
+    def _load_handle(self, handle: ModelHandle) -> Any:
+        spec = handle.spec
+        self._in_process(spec)
         key = (spec.name, handle.device, handle.precision)
+        return self._once(self._loaded, self._inflight, key, lambda: self._build(handle))
+
+    def _open_handle(self, handle: ModelHandle, options: Mapping[str, Any]) -> Any:
+        spec = handle.spec
+        self._in_process(spec)
+        assert spec.loader is not None
+        loader = self.loaders.get(spec.loader, spec=spec.name)
+        if not loader.stateful:
+            raise ConfigurationError(
+                f"spec {spec.name!r}: loader {spec.loader!r} is not stateful: one model serves "
+                "every stream, so there is nothing to open per stream; use handle.load() "
+                "(ModelManager.load), which loads it once and caches it"
+            )
+        key = (spec.name, handle.device, handle.precision)
+        make = self._once(
+            self._streams,
+            self._streams_inflight,
+            key,
+            lambda: self._build(handle, streams=True),
+        )
+        return self._run_loader(handle, lambda: make(**options))
+
+    def _once(
+        self,
+        cache: dict[tuple[str, str, str], Any],
+        inflight: dict[tuple[str, str, str], Future[Any]],
+        key: tuple[str, str, str],
+        build: Callable[[], Any],
+    ) -> Any:
+        """``cache[key]``, built by one thread while the others ask for it wait."""
         with self._lock:
-            if key in self._loaded:
-                return self._loaded[key]
-            future = self._inflight.get(key)
+            if key in cache:
+                return cache[key]
+            future = inflight.get(key)
             owner = future is None
             if future is None:
-                future = self._inflight[key] = Future()
+                future = inflight[key] = Future()
         if not owner:
             return future.result()  # another thread is loading it: wait for that one load
         try:
-            model = self._build(handle)
+            value = build()
         except BaseException as exc:
             with self._lock:
-                del self._inflight[key]
+                del inflight[key]
             future.set_exception(exc)
             raise
         with self._lock:
-            self._loaded[key] = model
-            del self._inflight[key]
-        future.set_result(model)
-        return model
+            cache[key] = value
+            del inflight[key]
+        future.set_result(value)
+        return value
 
-    def _build(self, handle: ModelHandle) -> Any:
+    def _build(self, handle: ModelHandle, *, streams: bool = False) -> Any:
+        """The loader's model (``streams``: its factory of per-stream instances) from the
+        artifacts opened and verified for this load."""
         spec = handle.spec
         assert spec.loader is not None
         loader = self.loaders.get(spec.loader, spec=spec.name)
@@ -735,8 +818,10 @@ class ModelManager:
                 dict(spec.loader_args),
                 files=opened.files,
                 requires=tuple(Requirement(r.spec, r.load) for r in handle.requires),
+                native_logs=self.settings.native_logs,
             )
-            model = self._run_loader(loader, ctx, handle)
+            build = loader.stream_factory if streams else loader.load
+            model = self._run_loader(handle, lambda: build(ctx))
             if opened.digests() != handle.artifact_digests:
                 raise LoaderError(
                     f"spec {spec.name!r}: its artifacts changed since it was resolved; get it "
@@ -747,12 +832,14 @@ class ModelManager:
             opened.check_unchanged()
         return model
 
-    def _run_loader(self, loader: Loader[Any], ctx: LoadContext, handle: ModelHandle) -> Any:
+    def _run_loader(self, handle: ModelHandle, run: Callable[[], Any]) -> Any:
+        """``run()`` (the loader's ``load``, its stream factory, or a call of that factory)
+        inside the network guard, what it raises translated."""
         spec = handle.spec
         assert spec.loader is not None
         try:
             with network_guard([spec.name], allow=self.triton_endpoints.values()) as blocked:
-                model = loader.load(ctx)
+                model = run()
         except ArtifactError:
             raise  # the verified file did not match or changed: already typed
         except DPModelsError as exc:
@@ -775,18 +862,24 @@ class ModelManager:
         return model
 
     def unload(self, name: str) -> int:
-        """Drop every cached object of ``name``; returns how many were dropped."""
+        """Drop every cached object of ``name`` (a stateful model's stream factory too: the
+        next ``open()`` verifies again); returns how many were dropped."""
+        dropped = 0
         with self._lock:
-            keys = [k for k in self._loaded if k[0] == name]
-            for k in keys:
-                del self._loaded[k]
-        return len(keys)
+            for cache in (self._loaded, self._streams):
+                keys = [k for k in cache if k[0] == name]
+                for k in keys:
+                    del cache[k]
+                dropped += len(keys)
+        return dropped
 
     def close(self) -> None:
         """Drop every cached object. The offline switches stay (:meth:`restore_environment`
-        undoes them; leaving a ``with`` block does both)."""
+        undoes them; leaving a ``with`` block does both). Per-stream instances
+        (:meth:`ModelHandle.open`) are their callers' to close."""
         with self._lock:
             self._loaded.clear()
+            self._streams.clear()
 
     # -- health --------------------------------------------------------------------------
 
@@ -883,7 +976,7 @@ class ModelManager:
         absent = spec.optional and self._verifier.absent(spec)
         bad = [] if absent else [r for r in self._verifier.check([spec]) if not r.ok]
         with self._lock:
-            loaded = any(k[0] == spec.name for k in self._loaded)
+            loaded = any(k[0] == spec.name for k in (*self._loaded, *self._streams))
         error = bad[0].error if bad else None
         if absent:
             status = HealthStatus.ABSENT
@@ -912,7 +1005,8 @@ class ModelManager:
         models: Iterable[str] | None = None,
         inputs: Iterable[str | os.PathLike[str] | Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
-        """A copy of ``meta`` with ``models_used``, ``model_signature`` and ``weights_digest``.
+        """A copy of ``meta`` with ``models_used``, ``model_signature``, ``weights_digest``
+        and ``catalog_used`` (this manager's catalog and lock: paths and digests).
 
         ``models``: the names of the models that produced this output (default: every
         model handed out), with the specs they require; a name not handed out is a
@@ -922,7 +1016,9 @@ class ModelManager:
         against this manager's catalog and lock
         (:class:`~dp_models._errors.LineageInputError` when they fail)."""
         entries = select_models(self.models_used(), models)
-        return stamp(meta, entries, inputs=input_links(inputs, self.catalog))
+        return stamp(
+            meta, entries, inputs=input_links(inputs, self.catalog), catalog=self.catalog
+        )
 
 
 def _digest(report: ArtifactReport) -> str:

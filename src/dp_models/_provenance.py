@@ -36,6 +36,13 @@ it had inputs itself, its ``inputs_used``: a chain nests) plus the input file's 
 ``model_signature`` and ``weights_digest`` then also cover the inputs'; without inputs
 they are what they always were. :func:`check_stamps` checks every link as it checks the
 artifact, and that each input file still has its recorded digest (:class:`LinkCheck`).
+
+Catalog: ``ModelManager.stamp`` also records which catalog and lock the stamp was made
+against, ``catalog_used`` (:class:`CatalogIdentity`: their paths, informative, and digests,
+identifying). It is in no signature (a signature identifies models, not where a catalog
+lives); :func:`check_stamps` says when it names other specs or pins than those checked
+against (:class:`CatalogCheck`), so that differences that only mean "another catalog" are
+read as such. Stamps without it (written before it existed) check as they always did.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog
-from ._digest import sha256_fd, sha256_file, weights_digest
+from ._digest import is_sha256, sha256_fd, sha256_file, weights_digest
 from ._errors import DPModelsError, FileTooLargeError, LineageInputError, ProvenanceError
 from ._io import atomic_write, open_regular, read_regular
 from ._spec import PRECISIONS, Spec
@@ -62,6 +70,7 @@ from ._spec import PRECISIONS, Spec
 __all__ = [
     "ABSENT_FIELDS",
     "ARTIFACT_INFO_FIELDS",
+    "CATALOG_KEY",
     "CHECKED_FIELDS",
     "EMPTY_DIGEST",
     "INFORMATIONAL_FIELDS",
@@ -70,6 +79,8 @@ __all__ = [
     "MAX_STAMP_BYTES",
     "NPZ_KEY",
     "STAMP_KEYS",
+    "CatalogCheck",
+    "CatalogIdentity",
     "Difference",
     "LinkCheck",
     "ModelCheck",
@@ -93,6 +104,9 @@ STAMP_KEYS = ("models_used", "model_signature", "weights_digest")
 NPZ_KEY = "__dp_models__"
 #: The optional fourth stamp key: the stamps of the artifacts an output was computed from.
 INPUTS_KEY = "inputs_used"
+#: The optional stamp key naming the catalog and lock a stamp was made against
+#: (:class:`CatalogIdentity`); in no signature.
+CATALOG_KEY = "catalog_used"
 #: The most links a chain of ``inputs_used`` may nest (an input of an input of ...).
 MAX_LINEAGE_DEPTH = 32
 #: The most a ``.json`` stamped file, or the stamps member of an ``.npz``, may hold.
@@ -135,6 +149,7 @@ def model_signature(
         triton=None if spec.triton is None else (spec.triton.model_name, spec.triton.model_version),
         expected_digest=expected_digest,
         derived_from=derived_from,
+        substitute=None if spec.substitute is None else spec.substitute.model_dump(),
     )
 
 
@@ -153,6 +168,7 @@ def _signature_of(
     triton: tuple[str, int] | None,
     expected_digest: str | None,
     derived_from: Mapping[str, Any] | None = None,
+    substitute: Mapping[str, Any] | None = None,
 ) -> str:
     """The signature recipe on plain values: a spec's (:func:`model_signature`) or a
     stamped entry's own (:func:`check_stamps` checks an entry against itself)."""
@@ -182,6 +198,8 @@ def _signature_of(
             "name": derived_from.get("name"),
             "weights_digest": derived_from.get("weights_digest"),
         }
+    if substitute is not None:  # a fake root's stand-in never signs as the model it replaces
+        payload["substitute"] = dict(substitute)
     return _sha(_canonical(payload))
 
 
@@ -217,10 +235,12 @@ def stamp(
     entries: Sequence[Mapping[str, Any]],
     *,
     inputs: Sequence[Mapping[str, Any]] = (),
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
-    """A copy of ``meta`` with the three stamp keys, and ``inputs_used`` when ``inputs``
-    (links, as :func:`input_links` makes them) are given. Stamps already in ``meta`` must
-    be the same: different ones raise :class:`ProvenanceError` instead of being
+    """A copy of ``meta`` with the three stamp keys, ``inputs_used`` when ``inputs``
+    (links, as :func:`input_links` makes them) are given and ``catalog_used`` (the
+    :class:`CatalogIdentity` of ``catalog``) when a catalog is. Stamps already in ``meta``
+    must be the same: different ones raise :class:`ProvenanceError` instead of being
     overwritten."""
     stamps: dict[str, Any] = {
         "models_used": [dict(e) for e in entries],
@@ -229,11 +249,13 @@ def stamp(
     }
     if inputs:
         stamps[INPUTS_KEY] = [dict(link) for link in inputs]
-    for key in (*STAMP_KEYS, INPUTS_KEY):
+    if catalog is not None:
+        stamps[CATALOG_KEY] = CatalogIdentity.of(catalog).to_json()
+    for key in (*STAMP_KEYS, INPUTS_KEY, CATALOG_KEY):
         if key in meta and meta[key] != stamps.get(key):
             raise ProvenanceError(
                 f"metadata already carries a different {key!r}: it was produced with other "
-                "models or inputs than these. Stamp a fresh copy of the metadata, "
+                "models, inputs or catalog than these. Stamp a fresh copy of the metadata, "
                 "or drop the old stamps deliberately before stamping.",
                 key=key,
             )
@@ -288,7 +310,7 @@ def input_links(
     for index, source in enumerate(inputs):
         if isinstance(source, Mapping):
             path, digest, base = None, None, None
-            stamps = {k: source[k] for k in (*STAMP_KEYS, INPUTS_KEY) if k in source}
+            stamps = {k: source[k] for k in (*STAMP_KEYS, INPUTS_KEY, CATALOG_KEY) if k in source}
         else:
             p = Path(os.path.abspath(source))
             stamps, digest = _read_stamps(p, digest=True)
@@ -414,8 +436,9 @@ _READ_ERRORS = (
 
 
 def read_stamps(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The three stamp keys of a ``.json`` or ``.npz`` artifact, and ``inputs_used`` when
-    it carries lineage (other metadata left out).
+    """The three stamp keys of a ``.json`` or ``.npz`` artifact, ``inputs_used`` when it
+    carries lineage and ``catalog_used`` when it records its catalog (other metadata left
+    out).
 
     Raises :class:`ProvenanceError` for a file that cannot be read or carries no stamps,
     :class:`~dp_models._errors.NotRegularFileError` for a FIFO, device or directory (never
@@ -450,7 +473,7 @@ def _read_stamps(p: Path, *, digest: bool) -> tuple[dict[str, Any], str | None]:
             f"missing: {', '.join(missing)})",
             key=missing[0],
         )
-    stamps = {k: data[k] for k in (*STAMP_KEYS, INPUTS_KEY) if k in data}
+    stamps = {k: data[k] for k in (*STAMP_KEYS, INPUTS_KEY, CATALOG_KEY) if k in data}
     return stamps, digests[0] if digest else None
 
 
@@ -475,6 +498,7 @@ CHECKED_FIELDS = (
     "requires",
     "triton",
     "derived_from",
+    "substitute",
 )
 #: Keys of an entry with ``status: absent`` that are checked (the manager writes no others
 #: but ``reason``).
@@ -596,14 +620,18 @@ class ModelCheck:
 @dataclass
 class StampReport:
     """What :func:`check_stamps` found: one :class:`ModelCheck` per entry (iterating the
-    report yields them), the differences of the top-level stamps and one
-    :class:`LinkCheck` per input (``inputs_used``), each holding its own report."""
+    report yields them), the differences of the top-level stamps, one :class:`LinkCheck`
+    per input (``inputs_used``), each holding its own report, and ``catalog``: the catalog
+    and lock the stamp records (``catalog_used``) beside those checked against
+    (:class:`CatalogCheck`; None for a stamp that records none). ``text(name)`` is the
+    report as ``dp-models verify-artifact`` prints it."""
 
     models: list[ModelCheck]
     differences: list[Difference]
     model_signature: str
     weights_digest: str
     inputs: list[LinkCheck] = field(default_factory=list)
+    catalog: CatalogCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -646,7 +674,81 @@ class StampReport:
             "stamp_differences": [d.as_dict() for d in self.differences],
             "models": [m.as_dict() for m in self.models],
             "inputs": [link.as_dict() for link in self.inputs],
+            "catalog": None if self.catalog is None else self.catalog.as_dict(),
         }
+
+    def text(self, name: str) -> str:
+        """The report as ``dp-models verify-artifact`` prints it, for the file ``name``:
+        each model with its status, every difference with its fix, each input indented by
+        depth, a stamp made against another catalog or lock said first, and a last line
+        saying whether everything verifies (and, if not, where it does not)."""
+        lines: list[str] = [f"{name}: {_counts(self)}"]
+        _show_report(self, "  ", lines)
+        if self.ok:
+            if self.inputs:
+                lines.append(
+                    "every model, and every input of its chain, is as the catalog and lock "
+                    "describe it today"
+                )
+            else:
+                lines.append(
+                    "every model is as the catalog and lock describe it today"
+                    if len(self)
+                    else "no model: models_used is empty and the stamps are those of no model"
+                )
+            return "".join(f"{line}\n" for line in lines)
+        where = [_show(c.name) for c in self if not c.ok]
+        where += ["the combined stamps"] if self.differences else []
+        where += [
+            f"{link.where} {'(no file)' if link.path is None else _show(link.path)}"
+            for link in self.links
+            if link.differences or link.report.differences or not all(m.ok for m in link.report)
+        ]
+        files = ", or an input file changed since" if any(x.differences for x in self.links) else ""
+        other = self.catalog is not None and not self.catalog.same
+        elsewhere = "; the stamp was made against another catalog or lock (above)" if other else ""
+        lines.append(
+            f"{_plural(len(self.all_differences), 'difference')} ({', '.join(where)}): the "
+            f"stamps are not what the catalog and lock give today{files}{elsewhere}"
+        )
+        return "".join(f"{line}\n" for line in lines)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _counts(report: StampReport) -> str:
+    inputs = f", {_plural(len(report.inputs), 'input')}" if report.inputs else ""
+    return f"{_plural(len(report), 'model')}{inputs}, signature {report.model_signature[:16]}..."
+
+
+def _show_differences(found: Sequence[Difference], pad: str, lines: list[str]) -> None:
+    lines += [f"{pad}    {d.message}" for d in found]
+    lines += [f"{pad}    fix: {fix}" for fix in dict.fromkeys(d.fix for d in found)]
+
+
+def _show_report(report: StampReport, pad: str, lines: list[str]) -> None:
+    """The body of :meth:`StampReport.text`, a link's indented below its artifact's."""
+    if report.catalog is not None and not report.catalog.same:
+        lines.append(f"{pad}{report.catalog.message}")
+    for c in report:
+        note = f"  ({c.note})" if c.note and c.status != "unchanged" else ""
+        lines.append(f"{pad}{_show(c.name):<32} {c.status}{note}")
+        _show_differences(c.differences, pad, lines)
+        info = [f"{_show(k)}={_show(v)}" for k, v in c.info.items() if v is not None]
+        if info:
+            lines.append(f"{pad}    informational (not checked): {', '.join(info)}")
+    if report.differences:
+        lines.append(f"{pad}the combined stamps (model_signature, weights_digest)")
+        _show_differences(report.differences, pad, lines)
+    for link in report.inputs:
+        path = "(stamps handed in, no file)" if link.path is None else _show(link.path)
+        lines.append(f"{pad}{link.where} {path}: file {link.file}, {_counts(link.report)}")
+        if link.note:
+            lines.append(f"{pad}    {link.note}")
+        _show_differences(link.differences, pad, lines)
+        _show_report(link.report, pad + "  ", lines)
 
 
 @dataclass
@@ -688,6 +790,101 @@ class LinkCheck:
             "note": self.note,
             "differences": [d.as_dict() for d in self.differences],
             "report": self.report.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CatalogIdentity:
+    """Which catalog and lock: where they were (``path``, ``lock_path``: absolute,
+    informative only) and what they held (``digest``: :attr:`Catalog.digest
+    <dp_models._catalog.Catalog.digest>` of the specs; ``lock_digest``:
+    :attr:`Catalog.lock_digest <dp_models._catalog.Catalog.lock_digest>` of the pins). A
+    stamp's ``catalog_used`` is :meth:`to_json`:
+    ``{"path", "digest", "lock": {"path", "digest"}}``."""
+
+    path: str
+    digest: str
+    lock_path: str
+    lock_digest: str
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> CatalogIdentity:
+        """The identity of ``catalog`` and its lock, as they are now."""
+        return cls(
+            os.path.abspath(catalog.directory),
+            catalog.digest,
+            os.path.abspath(catalog.lock.path),
+            catalog.lock_digest,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``catalog_used`` stamp key's value."""
+        return {
+            "path": self.path,
+            "digest": self.digest,
+            "lock": {"path": self.lock_path, "digest": self.lock_digest},
+        }
+
+
+_SHORT = 16
+
+
+@dataclass(frozen=True)
+class CatalogCheck:
+    """The catalog and lock a stamp was made against (``stamped``, its ``catalog_used``)
+    beside those it was checked against (``checked``).
+
+    Only digests compare: the same specs and pins in another directory (a copy, another
+    machine) are the same catalog. Another catalog is no failure by itself (a spec added
+    to the catalog since changes its digest, not the models an artifact names); it says
+    how to read the differences, if any: against a catalog the artifact was not made
+    with, ``unpinned``, ``removed`` or ``changed`` may mean only that. ``message`` says
+    which differs and the options that check against the stamp's own (``""`` when
+    both are the same). dp_models never switches catalogs by itself."""
+
+    stamped: CatalogIdentity
+    checked: CatalogIdentity
+
+    @property
+    def same_specs(self) -> bool:
+        return self.stamped.digest == self.checked.digest
+
+    @property
+    def same_lock(self) -> bool:
+        return self.stamped.lock_digest == self.checked.lock_digest
+
+    @property
+    def same(self) -> bool:
+        return self.same_specs and self.same_lock
+
+    @property
+    def message(self) -> str:
+        s, c = self.stamped, self.checked
+        if not self.same_specs:
+            return (
+                f"stamped against another catalog ({_show(s.path)}, digest "
+                f"{s.digest[:_SHORT]}...) than the one checked against ({_show(c.path)}, digest "
+                f"{c.digest[:_SHORT]}...); pass --catalog {shlex.quote(s.path)} --lock "
+                f"{shlex.quote(s.lock_path)} to check against it"
+            )
+        if not self.same_lock:
+            return (
+                f"stamped against the same specs with another lock ({_show(s.lock_path)}, "
+                f"digest {s.lock_digest[:_SHORT]}...) than the one checked against "
+                f"({_show(c.lock_path)}, digest {c.lock_digest[:_SHORT]}...); pass --lock "
+                f"{shlex.quote(s.lock_path)} to check against it"
+            )
+        return ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``--json``)."""
+        return {
+            "same": self.same,
+            "same_specs": self.same_specs,
+            "same_lock": self.same_lock,
+            "stamped": self.stamped.to_json(),
+            "checked": self.checked.to_json(),
+            "message": self.message,
         }
 
 
@@ -788,6 +985,25 @@ def _need(
     return value
 
 
+def _catalog_used(value: Any) -> CatalogIdentity:
+    """The :class:`CatalogIdentity` a stamp's ``catalog_used`` records; a
+    :class:`ProvenanceError` naming the field when it is not of that shape."""
+    where = CATALOG_KEY
+    if not isinstance(value, Mapping):
+        raise _malformed(where, "an object with path, digest and lock", value)
+    path = _need(value, "path", where, "a string (a directory)", _is_str)
+    digest = _need(value, "digest", where, "a sha256 (64 lowercase hex digits)", is_sha256)
+    lock = _need(value, "lock", where, "an object with path and digest", _is_mapping)
+    at = f"{where}.lock"
+    lock_path = _need(lock, "path", at, "a string (a file)", _is_str)
+    lock_digest = _need(lock, "digest", at, "a sha256 (64 lowercase hex digits)", is_sha256)
+    return CatalogIdentity(path, digest, lock_path, lock_digest)
+
+
+def _is_mapping(v: Any) -> bool:
+    return isinstance(v, Mapping)
+
+
 def _validate_link(link: Any, where: str) -> None:
     """Refuse a link of the wrong shape; its own stamps are validated when it is checked."""
     if not isinstance(link, Mapping):
@@ -832,6 +1048,11 @@ def _validate_entry(entry: Any, where: str) -> None:
         _need(triton, "model_name", at, "a string", _is_str)
         _need(triton, "model_version", at, "an integer", _is_int)
         _need(triton, "endpoint_name", at, "a string", _is_str)
+    if "substitute" in entry:  # written only for a fake root's stand-in (dp_models.testing)
+        at = f"{where}.substitute"
+        sub = _need(entry, "substitute", where, "an object", lambda v: isinstance(v, Mapping))
+        for key in ("replaces", "stand_in", "reason"):
+            _need(sub, key, at, "a string", _is_str)
 
 
 # -- recomputing ----------------------------------------------------------------------------
@@ -921,6 +1142,7 @@ def _own_signatures(entry: Mapping[str, Any], present: Sequence[Mapping[str, Any
                 triton=None if triton is None else (triton["model_name"], triton["model_version"]),
                 expected_digest=entry["weights_digest"],
                 derived_from=entry.get("derived_from"),
+                substitute=entry.get("substitute"),
             )
         )
     return own
@@ -1020,6 +1242,11 @@ def _check_entry(
             diffs.append(
                 _differ(f"{where}.{key}", entry[key], getattr(spec, key), "catalog says", fix)
             )
+    substitute = None if spec.substitute is None else spec.substitute.model_dump()
+    if not _same(entry.get("substitute"), substitute):
+        diffs.append(
+            _differ(f"{where}.substitute", entry.get("substitute"), substitute, "catalog says", fix)
+        )
     if not _same(entry["requires"], list(spec.requires)):
         diffs.append(
             _differ(
@@ -1268,9 +1495,12 @@ def check_stamps(
     its recorded stamps are checked the same way, and a recorded file must still have its
     recorded sha256 (looked for at its path, else by name in ``base``, the directory of the
     artifact that recorded it; one found nowhere is reported, not failed:
-    :class:`LinkCheck`). Raises :class:`ProvenanceError` (``.key`` names the field) for a
-    malformed stamp: a missing key, a wrong type, an entry or artifact that is not an
-    object, inputs nested deeper than :data:`MAX_LINEAGE_DEPTH`."""
+    :class:`LinkCheck`). A stamp that records its catalog (``catalog_used``) is told from
+    one made against another catalog or lock (``report.catalog``, :class:`CatalogCheck`:
+    said, never failed on). Raises :class:`ProvenanceError` (``.key`` names the field) for
+    a malformed stamp: a missing key, a wrong type, an entry or artifact that is not an
+    object, a ``catalog_used`` not of its shape, inputs nested deeper than
+    :data:`MAX_LINEAGE_DEPTH`."""
     return _check_chain(stamps, catalog, None if base is None else Path(base), "", 0)
 
 
@@ -1408,6 +1638,9 @@ def _check_own(stamps: Mapping[str, Any], catalog: Catalog) -> StampReport:
         raise _malformed(INPUTS_KEY, "a list of inputs", links)
     for i, link in enumerate(links):
         _validate_link(link, f"{INPUTS_KEY}[{i}]")
+    used = None
+    if CATALOG_KEY in stamps:
+        used = CatalogCheck(_catalog_used(stamps[CATALOG_KEY]), CatalogIdentity.of(catalog))
 
     top: list[Difference] = []
     source = "its models_used entries and inputs give" if links else "its models_used entries give"
@@ -1444,4 +1677,6 @@ def _check_own(stamps: Mapping[str, Any], catalog: Catalog) -> StampReport:
             if check.status in ("unchanged", "changed"):
                 check.status, check.note = "edited", "a duplicate entry"
         models.append(check)
-    return StampReport(models, top, stamps["model_signature"], stamps["weights_digest"])
+    return StampReport(
+        models, top, stamps["model_signature"], stamps["weights_digest"], catalog=used
+    )

@@ -44,6 +44,7 @@ __all__ = [
     "ENV_LOCK",
     "ENV_LOCK_KEY",
     "ENV_MIRRORS",
+    "ENV_NATIVE_LOGS",
     "ENV_OCI_PLAIN_HTTP",
     "ENV_ROOT",
     "ENV_ROOT_ALIAS",
@@ -55,6 +56,7 @@ __all__ = [
     "ENV_VERIFY",
     "FRAMEWORK_ENV_VARS",
     "LOCK_FILENAME",
+    "NATIVE_LOG_MODES",
     "REPLICA_MODES",
     "SHARED_MEMORY_MODES",
     "TRITON_CLIENT_DEFAULTS",
@@ -117,6 +119,9 @@ ENV_DOCKER_CONFIG = "DOCKER_CONFIG"
 #: The Hugging Face hub cache that artifacts naming a ``huggingface`` snapshot are read from;
 #: unset: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
 ENV_HF_CACHE = "DP_MODELS_HF_CACHE"
+#: What becomes of the lines a framework's native code writes to stderr while a model is
+#: built or closed (:data:`NATIVE_LOG_MODES`): ``route`` (the default) or ``keep``.
+ENV_NATIVE_LOGS = "DP_MODELS_NATIVE_LOGS"
 _ENV_HF_HUB_CACHE = "HF_HUB_CACHE"
 _ENV_HF_HOME = "HF_HOME"
 #: Read only for the default digest cache (``$XDG_CACHE_HOME/dp_models``).
@@ -153,6 +158,7 @@ ENV_VARS = (
     ENV_OCI_PLAIN_HTTP,
     ENV_DOCKER_CONFIG,
     ENV_HF_CACHE,
+    ENV_NATIVE_LOGS,
     *FRAMEWORK_ENV_VARS,
 )
 
@@ -173,6 +179,12 @@ REPLICA_MODES = ("urls", "dns")
 #: the client's regions, else HTTP; ``on``, the server shares this host (a refusal is a
 #: :class:`~dp_models._errors.TritonSharedMemoryError`); ``off``, HTTP only.
 SHARED_MEMORY_MODES = ("auto", "on", "off")
+
+#: What becomes of the log lines MediaPipe's native code (absl, TFLite, LiteRT) writes to
+#: stderr while a task is created or closed: ``route`` (the default), each such line goes to
+#: the ``dp_models.native`` logger (INFO and WARNING lines at DEBUG, ERROR and FATAL at
+#: ERROR) and anything else written meanwhile back to stderr; ``keep``, stderr untouched.
+NATIVE_LOG_MODES = ("route", "keep")
 
 #: The devices a spec may name (``spec.Device``, the schema's list: a test keeps the two
 #: equal; spec is not imported here, so that settings and enforce_offline stay free of
@@ -261,6 +273,10 @@ class Settings:
     roots: tuple[Path, ...] = ()
     #: The Hugging Face hub cache read for ``huggingface`` snapshots (:data:`ENV_HF_CACHE`).
     hf_cache: Path | None = None
+    #: What becomes of the lines a framework's native code writes to stderr while a model
+    #: is built or closed (:data:`NATIVE_LOG_MODES`; ``$DP_MODELS_NATIVE_LOGS``): ``route``
+    #: or ``keep``. Loaders see it as ``LoadContext.native_logs``.
+    native_logs: str = NATIVE_LOG_MODES[0]
     #: Why the configured ``models_root`` cannot be used (None: it can, or it is not set).
     models_root_problem: str | None = field(default=None, repr=False)
 
@@ -370,6 +386,7 @@ class Settings:
             docker_config=_docker_config(env),
             roots=roots,
             hf_cache=_hf_cache(hf_cache, env),
+            native_logs=attempt("native_logs", NATIVE_LOG_MODES[0], _native_logs, env),
             models_root_problem=root_problem,
         )
         errors = list(problems.values())
@@ -438,6 +455,7 @@ class Settings:
             "oci_plain_http": list(self.oci_plain_http),
             "docker_config": str(self.docker_config or "(none)"),
             "hf_cache": redact(str(self.hf_cache)) if self.hf_cache else "(none)",
+            "native_logs": self.native_logs,
         }
 
 
@@ -917,6 +935,15 @@ def resolve_triton_shared_memory(modes: Mapping[str, str] | None = None) -> dict
     endpoint not listed is ``auto``. A bad mode is a :class:`ConfigurationError` naming the
     argument or variable."""
     return _triton_shared_memory(modes, os.environ, "triton_shared_memory")
+
+
+def _native_logs(env: Mapping[str, str]) -> str:
+    raw = _get(env, ENV_NATIVE_LOGS) or NATIVE_LOG_MODES[0]
+    if raw.lower() not in NATIVE_LOG_MODES:
+        raise ConfigurationError(
+            f"${ENV_NATIVE_LOGS} must be one of {', '.join(NATIVE_LOG_MODES)}; got {raw!r}"
+        )
+    return raw.lower()
 
 
 def resolve_verify_policy(verify: str | None = None) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "HubSnapshot",
     "Interface",
     "Spec",
+    "Substitute",
     "TritonSection",
     "TritonTensor",
     "check_relative_path",
@@ -576,6 +577,21 @@ class Interface(_Strict):
 JsonValue = Any
 
 
+class Substitute(_Strict):
+    """A stand-in that a fake maker built in place of what the spec names, because that
+    cannot be built where the fake root was made (its class does not import). Written by
+    :func:`dp_models.testing.fake_models_root` into a fake catalog copy, only when the test
+    asked for it; recorded in the spec's ``models_used`` entry and its signature."""
+
+    replaces: NonEmpty = Field(
+        description="What the spec names and was not built, e.g. its class_path."
+    )
+    stand_in: NonEmpty = Field(
+        description="What was built instead, e.g. 'dp_models.testing.nets:TinyNet'."
+    )
+    reason: NonEmpty = Field(description="Why, e.g. the ImportError that was raised.")
+
+
 class Spec(_Strict):
     """One model on one runtime."""
 
@@ -632,6 +648,12 @@ class Spec(_Strict):
         "exported from (`dp-models export onnx SOURCE --for THIS`); its weights digest, "
         "recorded in the lock at export, is part of this spec's models_used entry and "
         "signature.",
+    )
+    substitute: Substitute | None = Field(
+        default=None,
+        description="Only in a fake catalog copy (dp_models.testing), written there when a test "
+        "asked for a stand-in: what stands in for the model this spec names, and why. It goes "
+        "into the spec's models_used entry and its model signature.",
     )
     triton: TritonSection | None = Field(
         default=None, description="Required for runtime 'triton', forbidden otherwise."

@@ -92,6 +92,11 @@ class LoadContext:
     loader_args: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, VerifiedFile] = field(default_factory=dict)  # file artifacts, opened
     requires: tuple[Requirement, ...] = ()  # the specs this one requires, in spec order
+    #: What becomes of the lines the framework's native code writes to stderr while the
+    #: model is built or closed: ``"route"`` (to the ``dp_models.native`` logger) or
+    #: ``"keep"`` (``Settings.native_logs``, ``$DP_MODELS_NATIVE_LOGS``); loaders that can
+    #: (MediaPipe) honour it.
+    native_logs: str = "route"
 
     def required(self, role: str) -> Requirement | None:
         """The spec this one requires whose ``role`` is ``role`` (``labels``, ``tokenizer``),
@@ -197,6 +202,12 @@ class Loader(ABC, Generic[ArgsT]):
     #: lists of :mod:`dp_models._spec` (a third-party framework's own).
     engines: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
+    #: Whether what this loader builds keeps per-stream state (a MediaPipe task in VIDEO
+    #: mode holds the last timestamp and what it tracks), so that each stream needs an
+    #: instance of its own: such a loader implements :meth:`stream_factory`, and
+    #: ``ModelHandle.open()`` hands out one instance per stream. False: ``open()`` is a
+    #: :class:`~dp_models._errors.ConfigurationError` naming ``load()``.
+    stateful: bool = False
 
     def cuda_available(self) -> bool:
         """Whether this loader's framework can run on CUDA here: decides ``device: auto``
@@ -219,6 +230,20 @@ class Loader(ABC, Generic[ArgsT]):
     @abstractmethod
     def load(self, ctx: LoadContext) -> Any:
         """Build and return the model. Raise dp_models errors for anything the user can fix."""
+
+    def stream_factory(self, ctx: LoadContext) -> Callable[..., Any]:
+        """For a :attr:`stateful` loader: a factory of per-stream instances,
+        ``make(**options)`` -> a fresh instance that its caller closes (``with``). Read the
+        artifacts here, through ``ctx``: the factory outlives the load, whose verified files
+        are closed when this returns, so it keeps what it read (the verified bytes) and
+        never reads the files again. The manager builds it once per (name, device,
+        precision), inside the network guard like :meth:`load`, caches it, and calls it
+        (guarded too) for every ``ModelHandle.open(**options)``, from any thread: it must be
+        safe to call from several at once. ``options`` it does not take are a
+        :class:`~dp_models._errors.LoaderArgsError`."""
+        raise NotImplementedError(
+            f"loader {self.name!r} declares stateful = True but does not implement stream_factory()"
+        )
 
     def args(self, ctx: LoadContext) -> ArgsT:
         """The spec's ``loader_args`` as :attr:`args_model`, defaults filled in. The catalog

@@ -3,10 +3,28 @@
 
 ``loader: mediapipe`` builds ``FaceDetector``, ``FaceLandmarker``, ``HandLandmarker`` or
 ``PoseLandmarker`` (``mediapipe.tasks.python.vision``) with
-``BaseOptions(model_asset_path=<verified artifact>)``: the models MediaPipe's wheels used
+``BaseOptions(model_asset_buffer=<verified bytes>)``: the models MediaPipe's wheels used
 to bundle, and the ones its examples fetch, are artifacts of the spec instead. The
 running mode comes from loader_args; ``LIVE_STREAM`` needs a result callback, so that mode
 returns a :class:`LiveStreamTask` whose results arrive in a queue.
+
+Streams: a task in ``VIDEO`` or ``LIVE_STREAM`` mode keeps the last timestamp it was given
+(and, for the landmarkers, what it tracks), so one task serves one stream. The loader is
+*stateful*: :meth:`MediaPipeLoader.stream_factory` reads the verified artifact once and
+returns a factory of fresh tasks, which ``ModelHandle.open()`` calls once per stream (many
+videos, one after another or at once); ``ModelManager.load`` caches one task per process
+(one video). Every task is built from the bytes that were verified, never from the file
+read again.
+
+Native logs: MediaPipe's native code (absl, TFLite, LiteRT) writes a dozen lines to stderr
+whenever a task is created or closed (``INFO: Created TensorFlow Lite XNNPACK delegate for
+CPU.``, ``W0000 ... Feedback manager requires ...``). ``GLOG_minloglevel`` and
+``TF_CPP_MIN_LOG_LEVEL`` do not reach it (MediaPipe 1.x reads no variable for it), so while a
+task is created or closed this module points file descriptor 2 at a temporary file, then
+routes what was written: native log lines to the ``dp_models.native`` logger (INFO and
+WARNING lines at DEBUG, ERROR and FATAL at ERROR), anything else back to stderr as it was.
+``DP_MODELS_NATIVE_LOGS=keep`` (``Settings.native_logs``, ``LoadContext.native_logs``)
+leaves stderr alone.
 
 Device: ``cpu`` only, on MediaPipe's CPU delegate (XNNPACK); ``cuda`` is a
 :class:`~dp_models._errors.DeviceUnavailableError` (``auto`` resolves to ``cpu``). MediaPipe
@@ -22,24 +40,32 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
+import os
 import queue
+import re
+import sys
+import tempfile
 import threading
 import weakref
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 from pydantic import Field
 
 from .._errors import (
+    ConfigurationError,
     DeviceUnavailableError,
     DPModelsError,
     LoaderArgsError,
     LoaderError,
     MissingExtraError,
 )
+from .._settings import NATIVE_LOG_MODES
 from .._spec import Spec
 from .base import LoadContext, Loader, LoaderArgs, require
 
@@ -116,6 +142,187 @@ def _check_options(ctx: LoadContext, options_cls: Any, options: Mapping[str, Any
             )
 
 
+# -- native logs ------------------------------------------------------------------------------
+
+#: The logger MediaPipe's native log lines go to (``DP_MODELS_NATIVE_LOGS=route``).
+_NATIVE_LOGGER = "dp_models.native"
+
+# absl: "W0000 00:00:1796077613.873482    9797 file.cc:1433] message" (before InitGoogle
+# the date is 0000 and the seconds count from the epoch), "I0312 14:02:11.123456 ..." after
+_ABSL_LINE = re.compile(rb"([IWEF])\d{4} \d+:\d+:\d+\.\d+ +\d+ [^ \]]+\] ")
+# TFLite and LiteRT: "INFO: [environment.cc:36] message", "ERROR: message"
+_PLAIN_LINE = re.compile(rb"(VERBOSE|DEBUG|INFO|WARNING|ERROR|FATAL): ")
+# absl's stack trace under an error: "Stack trace:", then "    @     0x7f...  symbol"
+_CONTINUATION = re.compile(rb"Stack trace:|[ \t]")
+
+
+def _native_level(line: bytes) -> int | None:
+    """The logging level a native log line goes to, or None for a line that is not one."""
+    match = _ABSL_LINE.match(line) or _PLAIN_LINE.match(line)
+    if match is None:
+        return None
+    severity = match.group(1)
+    return logging.ERROR if severity[:1] in (b"E", b"F") else logging.DEBUG
+
+
+def _write_stderr(data: bytes) -> None:
+    while data:
+        data = data[os.write(2, data) :]
+
+
+def _route(data: bytes) -> None:
+    """Native log lines in ``data`` to the ``dp_models.native`` logger (an error's stack
+    trace with it), every other line back to stderr, in order."""
+    log = logging.getLogger(_NATIVE_LOGGER)
+    record: list[str] = []
+    level = logging.DEBUG
+
+    def emit() -> None:
+        if record:
+            log.log(level, "%s", "\n".join(record))
+            record.clear()
+
+    for line in data.splitlines(keepends=True):
+        bare = line.rstrip(b"\r\n")
+        found = _native_level(bare)
+        if found is not None:
+            emit()
+            level = found
+            record.append(bare.decode("utf-8", "replace"))
+        elif record and _CONTINUATION.match(bare):
+            record.append(bare.decode("utf-8", "replace"))
+        else:
+            emit()
+            _write_stderr(line)
+    emit()
+
+
+class _StderrCapture:
+    """File descriptor 2 held on a temporary file while any task is created or closed.
+
+    fd 2 is the process's: two threads building tasks at once share one capture (the first
+    in points fd 2 at the file, the last out restores it and routes what was written), so
+    that neither restores the other's file as stderr. Whatever else the process writes to
+    stderr meanwhile (another thread's output) is written back when the capture ends. The
+    lock is reentrant and a capture being set up or torn down refuses to nest, because a
+    task's finalizer (its ``close()``) may run inside either, on the same thread, when the
+    garbage collector does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._busy = False
+        self._saved = -1
+        self._file: IO[bytes] | None = None
+
+    def enter(self) -> bool:
+        """Start (or join) the capture; False when stderr cannot be captured (fd 2 closed,
+        no temporary directory): the caller runs without."""
+        with self._lock:
+            if self._busy:
+                return False
+            if self._depth == 0:
+                self._busy = True
+                try:
+                    self._start()
+                except Exception:
+                    return False
+                finally:
+                    self._busy = False
+            self._depth += 1
+            return True
+
+    def exit(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth:
+                return
+            self._busy = True
+            try:
+                data = self._stop()
+            finally:
+                self._busy = False
+            try:
+                _route(data)  # under the lock: no capture starts until stderr has it back
+            except OSError:  # stderr itself is gone (closed, a broken pipe): nowhere to write
+                pass
+
+    def _start(self) -> None:
+        if sys.stderr is not None:
+            sys.stderr.flush()  # what Python wrote before goes out before the capture
+        saved = os.dup(2)
+        try:
+            file = tempfile.TemporaryFile()
+            try:
+                os.dup2(file.fileno(), 2)
+            except BaseException:
+                file.close()
+                raise
+        except BaseException:
+            os.close(saved)
+            raise
+        self._saved, self._file = saved, file
+
+    def _stop(self) -> bytes:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved, file = self._saved, self._file
+        self._saved, self._file = -1, None
+        try:
+            os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        assert file is not None
+        with file:
+            file.seek(0)
+            return file.read()
+
+
+_CAPTURE = _StderrCapture()
+
+
+@contextmanager
+def _native_logs(mode: str) -> Iterator[None]:
+    """With ``mode`` ``"route"``, route what MediaPipe's native code writes to stderr
+    inside the block; with ``"keep"``, leave stderr alone (``Settings.native_logs``)."""
+    entered = mode == "route" and _CAPTURE.enter()
+    try:
+        yield
+    finally:
+        if entered:
+            _CAPTURE.exit()
+
+
+_ROUTED: dict[type, type] = {}
+_ROUTED_LOCK = threading.Lock()
+
+
+def _routed_class(cls: type) -> type:
+    """``cls`` (a MediaPipe task class) with a ``close()`` whose native log lines are routed
+    like those of the task's creation: same name, same module, a subclass of ``cls``."""
+    if getattr(cls, "_dp_models_routed", False):
+        return cls
+
+    def close(self: Any) -> None:
+        with _native_logs(getattr(self, "_dp_models_native_logs", "route")):
+            cls.close(self)  # type: ignore[attr-defined]
+
+    with _ROUTED_LOCK:
+        routed = _ROUTED.get(cls)
+        if routed is None:
+            namespace = {
+                "close": close,
+                "_dp_models_routed": True,
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+            }
+            routed = _ROUTED[cls] = type(cls.__name__, (cls,), namespace)
+        return routed
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
 #: Each open task's serial dispatcher (by the task's id), held until the task is collected.
 _DISPATCHERS: dict[int, Any] = {}
 _DISPATCHERS_LOCK = threading.Lock()
@@ -146,6 +353,17 @@ def _keep_dispatcher(task: Any) -> Any:
 def _let_go(key: int) -> None:
     with _DISPATCHERS_LOCK:
         _DISPATCHERS.pop(key, None)
+
+
+def _adopt(task: Any, native_logs: str) -> Any:
+    """A task just created: its close routed like its creation (:func:`_routed_class`),
+    its dispatcher held."""
+    try:
+        task.__class__ = _routed_class(type(task))
+        task._dp_models_native_logs = native_logs
+    except (TypeError, AttributeError):  # another layout (slots): its close is not routed
+        pass
+    return _keep_dispatcher(task)
 
 
 class LiveStreamTask:
@@ -179,6 +397,88 @@ class LiveStreamTask:
         return getattr(self.task, name)
 
 
+class _TaskFactory:
+    """Fresh tasks of one spec, from the verified artifact's bytes: what
+    :meth:`MediaPipeLoader.stream_factory` returns. ``factory()`` is a new task (a
+    :class:`LiveStreamTask` in ``LIVE_STREAM`` mode), ``factory(result_callback=fn)`` in
+    ``LIVE_STREAM`` mode the bare MediaPipe task calling ``fn(result, image, timestamp_ms)``.
+    Safe to call from several threads at once: each call builds its own options."""
+
+    def __init__(self, ctx: LoadContext, args: MediaPipeArgs, loader: str) -> None:
+        name = ctx.spec.name
+        self._spec = name
+        self._loader = loader
+        self._args = args
+        self._task = task = TASKS[args.task]
+        self._source = ctx.source(*task.formats)  # for messages only
+        vision = _vision(name)
+        self._tasks = require("mediapipe.tasks.python", extra="mediapipe", spec=name)
+        self._cls = getattr(vision, task.cls)
+        self._options_cls = getattr(vision, f"{task.cls}Options")
+        _check_options(ctx, self._options_cls, args.options)
+        self._mode = getattr(vision.RunningMode, args.running_mode)
+        if ctx.native_logs not in NATIVE_LOG_MODES:
+            raise ConfigurationError(
+                f"spec {name!r}: native_logs must be one of {', '.join(NATIVE_LOG_MODES)}; "
+                f"got {ctx.native_logs!r}"
+            )
+        self._native_logs = ctx.native_logs
+        self._data = ctx.read_bytes(*task.formats)  # the verified bytes, read once
+
+    def __repr__(self) -> str:
+        return f"<mediapipe task factory {self._spec} {self._task.cls} {self._args.running_mode}>"
+
+    def __call__(self, **given: Any) -> Any:
+        result_callback = given.pop("result_callback", None)
+        live = self._args.running_mode == "LIVE_STREAM"
+        if given:
+            raise LoaderArgsError(
+                f"spec {self._spec!r}: open() takes no option {', '.join(sorted(given))}; "
+                "the only one is result_callback (LIVE_STREAM mode). The task's options are "
+                "the spec's loader_args.options, recorded in models_used.",
+                spec=self._spec,
+                loader=self._loader,
+            )
+        if result_callback is not None and not (live and callable(result_callback)):
+            raise LoaderArgsError(
+                f"spec {self._spec!r}: result_callback must be a callable, for running_mode "
+                f"LIVE_STREAM; this spec's {self._task.cls} runs in "
+                f"{self._args.running_mode} mode"
+                + ("" if live else ", whose results each call returns"),
+                spec=self._spec,
+                loader=self._loader,
+            )
+        base = self._tasks.BaseOptions(
+            model_asset_buffer=self._data, delegate=self._tasks.BaseOptions.Delegate.CPU
+        )
+        options = self._options_cls(
+            base_options=base, running_mode=self._mode, **self._args.options
+        )
+        create = self._cls.create_from_options
+        try:
+            with _native_logs(self._native_logs):
+                if live and result_callback is None:
+                    stream = LiveStreamTask(create, options)
+                    _adopt(stream.task, self._native_logs)
+                    return stream
+                if result_callback is not None:
+                    options.result_callback = result_callback
+                return _adopt(create(options), self._native_logs)
+        except DPModelsError:
+            raise
+        except Exception as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            kind = "a .task bundle" if "task" in self._task.formats else "a .tflite model"
+            raise LoaderError(
+                f"spec {self._spec!r}: MediaPipe could not build a {self._task.cls} from "
+                f"{self._source} ({type(exc).__name__}: {message}). The file passed its digest "
+                f"check, so the pinned artifact is not {kind} for task {self._args.task!r} "
+                "that this MediaPipe can run: check loader_args.task and the provisioned file.",
+                spec=self._spec,
+                loader=self._loader,
+            ) from exc
+
+
 class MediaPipeLoader(Loader[MediaPipeArgs]):
     """``loader: mediapipe``."""
 
@@ -187,6 +487,7 @@ class MediaPipeLoader(Loader[MediaPipeArgs]):
     extra = "mediapipe"
     args_model = MediaPipeArgs
     precisions = ("fp32",)
+    stateful = True
 
     def cuda_available(self) -> bool:
         if importlib.util.find_spec("mediapipe") is None:  # no import at get(): it is slow
@@ -206,10 +507,14 @@ class MediaPipeLoader(Loader[MediaPipeArgs]):
         return None
 
     def load(self, ctx: LoadContext) -> Any:
+        """One task (what ``ModelManager.load`` caches: one stream per process)."""
+        return self.stream_factory(ctx)()
+
+    def stream_factory(self, ctx: LoadContext) -> Callable[..., Any]:
+        """A factory of fresh tasks from the verified artifact's bytes (read here, once):
+        ``ModelHandle.open()`` calls it for each stream."""
         args = self.args(ctx)
         name = ctx.spec.name
-        task = TASKS[args.task]
-        mode = args.running_mode
         if ctx.device != "cpu":
             raise DeviceUnavailableError(
                 f"spec {name!r}: MediaPipe runs on the CPU only (device {ctx.device!r} asked "
@@ -218,33 +523,4 @@ class MediaPipeLoader(Loader[MediaPipeArgs]):
                 spec=name,
                 requested=ctx.device,
             )
-        path = ctx.artifact(*task.formats)
-        vision = _vision(name)
-        tasks = require("mediapipe.tasks.python", extra=self.extra, spec=name)
-        task_cls = getattr(vision, task.cls)
-        options_cls = getattr(vision, f"{task.cls}Options")
-        _check_options(ctx, options_cls, args.options)
-        base = tasks.BaseOptions(
-            model_asset_path=str(path), delegate=tasks.BaseOptions.Delegate.CPU
-        )
-        running_mode = getattr(vision.RunningMode, mode)
-        options = options_cls(base_options=base, running_mode=running_mode, **args.options)
-        try:
-            if mode == "LIVE_STREAM":
-                live = LiveStreamTask(task_cls.create_from_options, options)
-                _keep_dispatcher(live.task)
-                return live
-            return _keep_dispatcher(task_cls.create_from_options(options))
-        except DPModelsError:
-            raise
-        except Exception as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            kind = "a .task bundle" if "task" in task.formats else "a .tflite model"
-            raise LoaderError(
-                f"spec {name!r}: MediaPipe could not build a {task.cls} from {path} "
-                f"({type(exc).__name__}: {message}). The file passed its digest check, so the "
-                f"pinned artifact is not {kind} for task {args.task!r} that this MediaPipe "
-                "can run: check loader_args.task and the provisioned file.",
-                spec=name,
-                loader=self.name,
-            ) from exc
+        return _TaskFactory(ctx, args, self.name)

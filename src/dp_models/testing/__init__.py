@@ -1,7 +1,7 @@
 """Testing support: MODELS_ROOTs with small fake weights that the real frameworks load.
 
 >>> from dp_models.testing import fake_models_root, fake_catalog_dir
->>> root = fake_models_root(tmp_path, names=["emonet_8"])          # doctest: +SKIP
+>>> root = fake_models_root(tmp_path, names=["places365_resnet50"])  # doctest: +SKIP
 >>> mm = ModelManager(models_root=root, catalog=fake_catalog_dir(root))  # doctest: +SKIP
 
 For each loader, a fake maker (:mod:`dp_models.testing.fakes`, one module per framework;
@@ -13,7 +13,13 @@ the digests upstream publishes, the fake root carries its own copy of the catalo
 fake files: the manager verifies them exactly as it verifies real ones. Where a loader
 needs a smaller architecture than the spec names, its fake also rewrites the spec's
 ``loader_args`` in that copy (documented per loader in docs/loaders.md), validated
-against the loader's ``args_model`` like every catalog.
+against the loader's ``args_model`` like every catalog. The copy holds every spec of the
+catalog, the ones not provisioned without files, as a real site's catalog does.
+
+Nothing stands in for a model silently: where a maker cannot build what a spec names (a
+class that does not import in the test process), that is a
+:class:`~dp_models._errors.FakeWeightsError` unless the test asked for a stand-in
+(``substitute=``); a stand-in is logged and recorded in the spec's ``models_used`` entry.
 
 The pytest plugin (``dp_models.testing.plugin``, registered under ``pytest11``) offers
 fixtures around this; see docs/testing.md.
@@ -22,7 +28,7 @@ fixtures around this; see docs/testing.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,7 @@ import yaml
 
 from .._catalog import Catalog
 from .._digest import Hasher
-from .._errors import FakeWeightsError
+from .._errors import ConfigurationError, FakeWeightsError
 from .._lock import Lock, LockEntry
 from .._offline import OFFLINE_FLAGS, cache_dirs, enforce_offline
 from .._pinning import lock_entry
@@ -38,13 +44,15 @@ from .._registry import LoaderRegistry, Registry, loader_set
 from .._settings import LOCK_FILENAME, packaged_catalog_dir
 from .._spec import Spec
 from .._verify import Verifier
-from .fakes import FakeMaker, fake_set, register_fake
+from .fakes import FakeMaker, fake_set, register_fake, substituting
 from .hub import make_hub_snapshot
+from .provenance import assert_stamps_verify
 
 __all__ = [
     "OFFLINE_FLAGS",
     "FakeMaker",
     "FakeWeightsError",
+    "assert_stamps_verify",
     "cache_dirs",
     "fake_catalog_dir",
     "fake_models_root",
@@ -70,12 +78,28 @@ def fake_catalog_dir(root: str | os.PathLike[str]) -> Path:
     return Path(root) / FAKE_DIR / "catalog"
 
 
-def _closure(catalog: Catalog, names: Iterable[str]) -> list[Spec]:
+def _provisioned(catalog: Catalog, names: Iterable[str], absent: Collection[str]) -> list[Spec]:
+    """``names`` and what they require, dependencies first, each once; an ``absent`` spec
+    is left out, and so is what only it requires."""
     seen: dict[str, Spec] = {}
+
+    def visit(name: str) -> None:
+        if name in seen or name in absent:
+            return
+        spec = catalog[name]
+        for dep in spec.requires:
+            visit(dep)
+        seen.setdefault(name, spec)
+
     for name in names:
-        for spec in catalog.closure(name):
-            seen.setdefault(spec.name, spec)
+        visit(name)
     return list(seen.values())
+
+
+def _known(catalog: Catalog, names: str | Iterable[str]) -> list[str]:
+    """``names`` (one name, or several), each checked to be a spec of ``catalog`` (a
+    SpecNotFoundError, with close names, for one that is not)."""
+    return [catalog[name].name for name in ([names] if isinstance(names, str) else names)]
 
 
 def fake_models_root(
@@ -85,11 +109,24 @@ def fake_models_root(
     catalog: Catalog | str | os.PathLike[str] | None = None,
     fakes: Registry[FakeMaker] | Mapping[str, FakeMaker] | None = None,
     loaders: LoaderRegistry | Mapping[str, object] | None = None,
+    substitute: bool | Iterable[str] = False,
+    absent: Iterable[str] = (),
 ) -> Path:
     """Make ``path`` a MODELS_ROOT with fake weights for ``names`` (every spec of the
     catalog when None) and what they require, plus a matching catalog copy and lock in
-    :func:`fake_catalog_dir`. Returns the root. Triton specs are copied (a client may need
-    what they require) but get no artifacts. Sets the offline flags (enforce_offline).
+    :func:`fake_catalog_dir`. Returns the root. Sets the offline flags (enforce_offline).
+
+    The copy holds every spec of the catalog: one that is not provisioned is there without
+    files or pins, so ``get`` raises :class:`~dp_models._errors.ArtifactMissingError` for
+    it and ``get_optional`` of an optional one returns None, as on a real root. Triton
+    specs get no artifacts. ``absent`` names specs to leave unprovisioned even where
+    ``names`` (or what they require) would pull them in: the root of a site without them.
+
+    ``substitute`` (a spec name or names, or True for all) lets a fake maker build a stand-in where
+    it cannot build what the spec names (a ``torch_state_dict`` class that does not import
+    here): the stand-in is logged as a warning and recorded in the copy's spec, so its
+    ``models_used`` entry says ``substitute``. Without it that is a
+    :class:`~dp_models._errors.FakeWeightsError` naming the import error.
 
     ``fakes`` adds fake makers (loader name -> ``make(spec, root)``) to the registered ones
     (:mod:`dp_models.testing.fakes`); ``loaders`` adds loaders (name -> loader) to the ones
@@ -102,31 +139,41 @@ def fake_models_root(
         source = catalog
     else:
         source = Catalog.load(catalog, loaders=registry)
+    left_out = set(_known(source, absent))
+    wanted = _known(source, names) if names is not None else list(source)
+    both = sorted(left_out.intersection(wanted)) if names is not None else []
+    if both:
+        raise ConfigurationError(
+            f"fake_models_root: {', '.join(both)} named both to provision (names) and to "
+            "leave absent (absent); name each spec in one of them"
+        )
+    allowed = substitute if isinstance(substitute, bool) else frozenset(_known(source, substitute))
     enforce_offline(root)  # making fakes never needs the network either
-    wanted = list(names) if names is not None else list(source)
-    listed = _closure(source, wanted)
-    specs = [s for s in listed if s.runtime == "inprocess"]
+    specs = [s for s in _provisioned(source, wanted, left_out) if s.runtime == "inprocess"]
     overrides: dict[str, Mapping[str, Any]] = {}
-    for spec in specs:
-        assert spec.loader is not None
-        make = makers.find(spec.loader)
-        if make is None:
-            raise FakeWeightsError(
-                f"spec {spec.name!r}: no fake maker for loader {spec.loader!r} (makers exist "
-                f"for {', '.join(makers.names())}); register one (fake_models_root(fakes=...), "
-                "register_fake, or the dp_models.fakes entry-point group: docs/testing.md), or "
-                "provision small real artifacts for this test instead"
-            )
-        args = make(spec, root)
-        if args:
-            overrides[spec.name] = args
+    with substituting(allowed) as stand_ins:
+        for spec in specs:
+            assert spec.loader is not None
+            make = makers.find(spec.loader)
+            if make is None:
+                raise FakeWeightsError(
+                    f"spec {spec.name!r}: no fake maker for loader {spec.loader!r} (makers "
+                    f"exist for {', '.join(makers.names())}); register one "
+                    "(fake_models_root(fakes=...), register_fake, or the dp_models.fakes "
+                    "entry-point group: docs/testing.md), or provision small real artifacts "
+                    "for this test instead"
+                )
+            args = make(spec, root)
+            if args:
+                overrides[spec.name] = args
     out = fake_catalog_dir(root)
-    _write_catalog(source, [s.name for s in listed], overrides, out)
+    substitutes = {s.spec: s.as_field() for s in stand_ins.made}
+    _write_catalog(source, overrides, substitutes, out)
     fake = Catalog.load(out, check_lock=False, loaders=registry)
-    # pin the fake artifacts the way `dp-models lock` pins provisioned ones (Triton specs
-    # are in the copy, for what they require, but have no local artifacts); an installed
-    # distribution is no fake and stays unpinned: its optional spec is absent when it is
-    # not installed
+    # pin the fake artifacts the way `dp-models lock` pins provisioned ones (the specs not
+    # provisioned, Triton specs among them, have no local artifacts and stay unpinned); an
+    # installed distribution is no fake and stays unpinned: its optional spec is absent
+    # when it is not installed
     local = [fake[s.name] for s in specs]
     reports = Verifier(fake, root, Hasher()).check(local, hash_unpinned=True)
     artifacts: dict[str, LockEntry] = {}
@@ -144,15 +191,22 @@ def fake_models_root(
 
 
 def _write_catalog(
-    source: Catalog, names: list[str], overrides: Mapping[str, Mapping[str, Any]], out: Path
+    source: Catalog,
+    overrides: Mapping[str, Mapping[str, Any]],
+    substitutes: Mapping[str, Mapping[str, str]],
+    out: Path,
 ) -> None:
-    for name in names:
+    """Every spec of ``source`` under ``out``, without digests (the fake lock pins what is
+    provisioned), with a maker's loader_args overrides and the stand-ins made."""
+    for name in source:
         data = yaml.safe_load(source.files[name].read_text(encoding="utf-8"))
         for art in data.get("artifacts", []):
             art.pop("sha256", None)
             art.pop("size", None)
         if name in overrides:
             data["loader_args"] = {**data.get("loader_args", {}), **overrides[name]}
+        if name in substitutes:
+            data["substitute"] = dict(substitutes[name])
         rel = source.files[name].relative_to(source.directory)
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@ import torch
 
 class TinyNet(torch.nn.Module):
     """A 4 -> 3 linear layer: the stand-in for a ``torch_state_dict`` spec whose model class
-    is not importable where the fake root is made."""
+    is not importable where the fake root is made, when the test asks for one
+    (``fake_models_root(..., substitute=[...])``); the scripted weights of a
+    ``torchscript`` fake."""
 
     def __init__(self, in_features: int = 4, out_features: int = 3) -> None:
         super().__init__()

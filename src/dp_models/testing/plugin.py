@@ -3,19 +3,25 @@ installed. It imports no framework until a fixture is used.
 
 Fixtures
     ``dp_models_fake_root``: a MODELS_ROOT with fake weights (every in-process spec, or the
-    names given by ``@pytest.mark.dp_models(names=[...])``), made once per test.
+    names given by ``@pytest.mark.dp_models(names=[...])``), made once per test; its fake
+    catalog holds every spec, the others unprovisioned.
     ``dp_models_manager``: a :class:`~dp_models.ModelManager` bound to that root and its
     fake catalog, with a per-test digest cache (and the marker's ``loaders``).
-    ``dp_models_fake_root_factory``: ``make(names, catalog=None, fakes=None, loaders=None)
-    -> Path`` for several roots (:func:`~dp_models.testing.fake_models_root`).
+    ``dp_models_fake_root_factory``: ``make(names, catalog=None, fakes=None, loaders=None,
+    substitute=False, absent=()) -> Path`` for several roots
+    (:func:`~dp_models.testing.fake_models_root`).
     ``dp_models_triton_server`` (session): a real :class:`~dp_models.testing.triton.TritonServer`
     on loopback serving a stand-in for every Triton spec of the catalog.
     ``dp_models_triton_catalog`` (session): the catalog copy whose Triton specs expect the
     digests those stand-ins serve.
 
-Marker
+Markers
     ``@pytest.mark.no_network``: the test runs inside the network guard; any connection or
     DNS lookup raises :class:`~dp_models._errors.NetworkBlockedError`.
+    ``@pytest.mark.dp_models(names=None, catalog=None, fakes=None, loaders=None,
+    substitute=False, absent=())``: what ``dp_models_fake_root`` provisions; ``substitute``
+    (spec names, or True) allows a logged, recorded stand-in where a spec's model cannot be
+    built here, ``absent`` leaves specs unprovisioned.
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "dp_models(names=None, catalog=None, fakes=None, loaders=None): what "
-        "dp_models_fake_root provisions (fakes: loader name -> fake maker; loaders: name -> "
-        "loader, also given to dp_models_manager)",
+        "dp_models(names=None, catalog=None, fakes=None, loaders=None, substitute=False, "
+        "absent=()): what dp_models_fake_root provisions (fakes: loader name -> fake maker; "
+        "loaders: name -> loader, also given to dp_models_manager; substitute: spec names, or "
+        "True, that may get a logged stand-in where their model cannot be built here; absent: "
+        "specs left unprovisioned)",
     )
 
 
@@ -65,8 +73,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
 def dp_models_fake_root_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Path]:
-    """``make(names=None, catalog=None, fakes=None, loaders=None) -> Path``: a new fake
-    MODELS_ROOT per call."""
+    """``make(names=None, catalog=None, fakes=None, loaders=None, substitute=False,
+    absent=()) -> Path``: a new fake MODELS_ROOT per call."""
     from . import fake_models_root
 
     def make(
@@ -74,6 +82,8 @@ def dp_models_fake_root_factory(
         catalog: Any = None,
         fakes: Any = None,
         loaders: Any = None,
+        substitute: bool | Iterable[str] = False,
+        absent: Iterable[str] = (),
     ) -> Path:
         return fake_models_root(
             tmp_path_factory.mktemp("models_root"),
@@ -81,6 +91,8 @@ def dp_models_fake_root_factory(
             catalog=catalog,
             fakes=fakes,
             loaders=loaders,
+            substitute=substitute,
+            absent=absent,
         )
 
     return make

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..loaders.base import require
 
-__all__ = ["constant_model"]
+__all__ = ["constant_model", "linear_model"]
 
 _ALIGN = 16  # constant buffers start 16-byte aligned, so TFLite uses them in place
 
@@ -124,6 +124,36 @@ def constant_model(
 ) -> bytes:
     """A TFLite model with one input of ``input_shape`` (``uint8`` or ``float32``) and one
     float32 output per ``(shape, value)``, every element equal to ``value``."""
+    return _first_element_model(input_shape, outputs, None, input_type, description)
+
+
+def linear_model(
+    input_shape: Sequence[int],
+    outputs: Sequence[tuple[Sequence[int], float, float]],
+    *,
+    input_type: str = "uint8",
+    description: str = "dp_models fake",
+) -> bytes:
+    """Like :func:`constant_model`, but each output ``(shape, value, gain)`` follows the
+    input: every element is ``input[0...0] * gain + value`` (the first element of the
+    input, its top-left pixel's first channel for an image), so that what a task finds
+    depends on the frame.
+
+    >>> linear_model([1, 128, 128, 3], [([1, 896, 1], -5.0, 0.05)])[4:8]
+    b'TFL3'
+    """
+    shapes = [(shape, value) for shape, value, _ in outputs]
+    gains = [gain for _, _, gain in outputs]
+    return _first_element_model(input_shape, shapes, gains, input_type, description)
+
+
+def _first_element_model(
+    input_shape: Sequence[int],
+    outputs: Sequence[tuple[Sequence[int], float]],
+    gains: Sequence[float] | None,
+    input_type: str,
+    description: str,
+) -> bytes:
     s = _schema()
     ops = s.BuiltinOperator
     g = _Graph(s)
@@ -136,13 +166,19 @@ def constant_model(
         x = xf
     first = g.tensor([1] * rank)
     g.op(ops.SLICE, [x, g.ints([0] * rank), g.ints([1] * rank)], [first], s.SliceOptionsT())
-    zero = g.tensor([1] * rank)
-    g.op(ops.MUL, [first, g.scalar(0.0)], [zero], s.MulOptionsT())
+
+    def times(gain: float) -> int:
+        scaled = g.tensor([1] * rank)
+        g.op(ops.MUL, [first, g.scalar(gain)], [scaled], s.MulOptionsT())
+        return scaled
+
+    zero = times(0.0) if gains is None else -1  # constant outputs share one zero
     out_ids = []
     for i, (shape, value) in enumerate(outputs):
+        source = zero if gains is None else times(gains[i])
         ones = [1] * len(shape)
         flat = g.tensor(ones)
-        g.op(ops.RESHAPE, [zero, g.ints(ones)], [flat], s.ReshapeOptionsT(newShape=ones))
+        g.op(ops.RESHAPE, [source, g.ints(ones)], [flat], s.ReshapeOptionsT(newShape=ones))
         filled = g.tensor(ones)
         g.op(ops.ADD, [flat, g.scalar(value)], [filled], s.AddOptionsT())
         out = g.tensor(shape, name=f"output_{i}")

@@ -12,15 +12,27 @@ group, through which the package of a third-party loader ships its fakes::
 
     [project.entry-points."dp_models.fakes"]
     my_loader = "my_package.fakes:make_my_loader_fake"     # keyed by the loader's name
+
+A maker that cannot build what a spec names (a ``torch_state_dict`` class that does not
+import in the test process) calls :func:`substitute` before it writes a stand-in: that
+raises :class:`~dp_models._errors.FakeWeightsError` unless the test asked for stand-ins
+(``fake_models_root(..., substitute=...)``, which runs the makers inside
+:func:`substituting`); when it did, the stand-in is logged and recorded in the fake
+catalog's spec (its ``substitute`` field), so it shows in ``models_used``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..._errors import FakeWeightsError
 from ..._registry import Registry
 from ..._spec import Spec
 
@@ -28,12 +40,18 @@ __all__ = [
     "BUILTIN_FAKES",
     "FAKES_GROUP",
     "FakeMaker",
+    "Substitution",
+    "Substitutions",
     "default_fakes",
     "fake_set",
     "register_fake",
+    "substitute",
+    "substituting",
     "write_artifacts",
     "write_placeholder",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Writes the artifacts of a spec under a root; returns loader_args overrides, or None.
 FakeMaker = Callable[[Spec, Path], "Mapping[str, Any] | None"]
@@ -129,3 +147,86 @@ def write_placeholder(path: Path, fmt: str) -> None:
     if content is None:
         raise ValueError(f"no placeholder for format {fmt!r}")
     path.write_text(content, encoding="utf-8")
+
+
+# -- stand-ins, only on request ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """A stand-in a maker built for ``spec`` in place of what it names (``replaces``)."""
+
+    spec: str
+    replaces: str
+    stand_in: str
+    reason: str
+
+    def as_field(self) -> dict[str, str]:
+        """The spec's ``substitute`` field (:class:`~dp_models._spec.Substitute`)."""
+        return {"replaces": self.replaces, "stand_in": self.stand_in, "reason": self.reason}
+
+
+@dataclass
+class Substitutions:
+    """Which specs may get a stand-in (``allowed``: every one when True), and the
+    stand-ins made so far."""
+
+    allowed: bool | frozenset[str] = False
+    made: list[Substitution] = field(default_factory=list)
+
+    def allows(self, name: str) -> bool:
+        return self.allowed is True or (
+            isinstance(self.allowed, frozenset) and name in self.allowed
+        )
+
+
+#: The policy of the fake root being made in this context; none: no stand-ins.
+_policy: ContextVar[Substitutions | None] = ContextVar("dp_models_fake_substitutes", default=None)
+
+
+@contextmanager
+def substituting(allowed: bool | Collection[str]) -> Iterator[Substitutions]:
+    """Run makers allowing stand-ins for ``allowed`` (spec names, or True for every spec):
+    what :func:`~dp_models.testing.fake_models_root` does with its ``substitute``
+    argument. Yields the record of the stand-ins made."""
+    policy = Substitutions(allowed if isinstance(allowed, bool) else frozenset(allowed))
+    token = _policy.set(policy)
+    try:
+        yield policy
+    finally:
+        _policy.reset(token)
+
+
+def substitute(
+    spec: Spec,
+    *,
+    replaces: str,
+    stand_in: str,
+    reason: str,
+    fix: str,
+    cause: BaseException | None = None,
+) -> Substitution:
+    """Ask to build ``stand_in`` in place of ``replaces`` (what ``spec`` names) for the
+    fake of ``spec``, because of ``reason``. Without the test's consent (see
+    :func:`substituting`) this raises :class:`~dp_models._errors.FakeWeightsError` naming
+    the spec, what it names, the reason, ``fix`` (how to make the real thing buildable)
+    and how to opt in; with it, logs a warning and records the stand-in."""
+    policy = _policy.get()
+    if policy is None or not policy.allows(spec.name):
+        raise FakeWeightsError(
+            f"spec {spec.name!r}: no fake of {replaces} can be made here ({reason}). "
+            f"{fix[:1].upper()}{fix[1:]}; or let {stand_in} stand in for it in this test "
+            f"(fake_models_root(..., substitute=[{spec.name!r}]), or "
+            f"@pytest.mark.dp_models(substitute=[{spec.name!r}])): the stand-in is logged and "
+            "recorded as a substitute in models_used (docs/testing.md#stand-ins)"
+        ) from cause
+    made = Substitution(spec.name, replaces, stand_in, reason)
+    log.warning(
+        "fake root: spec %r gets the stand-in %s in place of %s (%s)",
+        spec.name,
+        stand_in,
+        replaces,
+        reason,
+    )
+    policy.made.append(made)
+    return made

@@ -1,6 +1,7 @@
 """Fake assets for ``mediapipe``: constant TFLite models with the tensor shapes each task's
 graph expects (:mod:`dp_models.testing.tflite`), bundled as ``.task`` files for the
-landmarkers."""
+landmarkers; and a face detector whose findings follow the frame
+(:func:`probe_face_detector`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any
 
 from ..._errors import FakeWeightsError
 from ..._spec import Spec
-from ..tflite import constant_model
+from ..tflite import constant_model, linear_model
 from . import write_artifacts
 
-__all__ = ["FAKE_ASSETS", "make_mediapipe"]
+__all__ = ["FAKE_ASSETS", "make_mediapipe", "probe_face_detector"]
 
 #: One model of a fake: (input shape, [(output shape, constant value), ...]).
 _Model = tuple[list[int], list[tuple[list[int], float]]]
@@ -94,3 +95,14 @@ def make_mediapipe(spec: Spec, root: Path) -> dict[str, Any] | None:
     data = _fake_asset(models)
     write_artifacts(spec, root, ("task", "tflite"), lambda path: path.write_bytes(data))
     return None
+
+
+def probe_face_detector() -> bytes:
+    """A ``.tflite`` face detector (the shapes of ``blaze_face_short_range.tflite``) whose
+    findings follow the frame, for tests where per-frame results must not mix (streams):
+    every anchor's score logit is ``(v - 100) / 20`` for the frame's top-left pixel value
+    ``v`` (first channel), every box a quarter of the input wide. A uniform frame of value
+    100 or less finds nothing; a brighter one finds faces (a few dozen, after MediaPipe's
+    non-maximum suppression) whose score grows with ``v``. Use square frames: MediaPipe pads
+    others, and the top-left pixel is then padding."""
+    return linear_model([1, 128, 128, 3], [([1, 896, 16], 32.0, 0.0), ([1, 896, 1], -5.0, 0.05)])

@@ -16,7 +16,7 @@ from ...loaders.base import require
 from ...loaders.slowfast import SlowFastArgs, net_kwargs
 from ...loaders.torch import WEIGHT_FORMATS, TorchStateDictArgs
 from ...loaders.torchvision import TorchvisionArgs, no_weights
-from . import write_placeholder
+from . import substitute, write_placeholder
 
 __all__ = [
     "FAKE_ARCH",
@@ -79,25 +79,36 @@ def _save_state(
 
 
 def make_state_dict(spec: Spec, root: Path) -> dict[str, Any] | None:
-    """Randomly initialised weights of the spec's class. A class that is not importable
-    here is replaced, in the fake catalog only, by :class:`dp_models.testing.nets.TinyNet`
-    (returned as the ``class_path`` override)."""
+    """Randomly initialised weights of the spec's class, built with its ``kwargs``. A class
+    that does not import here is a :class:`~dp_models._errors.FakeWeightsError` naming the
+    import error, unless the test asked for stand-ins (:func:`~dp_models.testing.fakes.substitute`):
+    then :class:`dp_models.testing.nets.TinyNet` (a 4 -> 3 linear layer, the spec's
+    ``kwargs`` dropped) stands in, in the fake catalog only (returned as the
+    ``class_path`` / ``kwargs`` override)."""
     _torch(spec)
     args = TorchStateDictArgs.model_validate(spec.loader_args)
-    override: dict[str, Any] | None = None
     try:
         module_name, _, attr = args.class_path.partition(":")
         cls: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             cls = getattr(cls, part)
-        kwargs = dict(args.kwargs)
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError) as exc:
+        substitute(
+            spec,
+            replaces=args.class_path,
+            stand_in=_TINYNET,
+            reason=f"{type(exc).__name__}: {exc}",
+            fix="make the class importable in the test process (install the package that "
+            "provides it, or put its directory on sys.path)",
+            cause=exc,
+        )
         from ..nets import TinyNet
 
-        cls, kwargs = TinyNet, {}
-        override = {"class_path": _TINYNET, "kwargs": {}}
-    _save_state(spec, root, cls(**kwargs).state_dict(), args.state_dict_key, args.strip_prefix)
-    return override
+        _save_state(spec, root, TinyNet().state_dict(), args.state_dict_key, args.strip_prefix)
+        return {"class_path": _TINYNET, "kwargs": {}}
+    state = cls(**dict(args.kwargs)).state_dict()
+    _save_state(spec, root, state, args.state_dict_key, args.strip_prefix)
+    return None
 
 
 def make_torchscript(spec: Spec, root: Path) -> dict[str, Any] | None:
