@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts here: makes .venv (once) with the given extras installed, and
 # runs every pip install of the scripts (pip_install).
 # Usage: ensure_venv EXTRAS   e.g. ensure_venv test

@@ -4,6 +4,7 @@
 # Without a package index: DP_MODELS_WHEELHOUSE=DIR bash scripts/demo.sh, DIR made by
 # scripts/wheelhouse.sh (docs/deploying.md, "Installing without the package index").
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
 source "$(dirname "$0")/_venv.sh" # before the cd: a relative $DP_MODELS_WHEELHOUSE is the caller's
 cd "$(dirname "$0")/.."
 ensure_venv onnx

@@ -15,6 +15,7 @@
 #   scripts/triton_env.sh --requirements   # what it installs: pip's arguments, one run a line
 # The tests find the server there, or at $DP_MODELS_TRITONSERVER.
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
 source "$(dirname "$0")/_venv.sh"
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,7 @@
 #   scripts/wheelhouse.sh [-o DIR] [--check] [EXTRAS]
 #     EXTRAS   the extras of dp-models to cover, comma separated: onnx (the default: what
 #              the demo installs), test (all scripts/test.sh installs, .venv-triton's
-#              server included: about 7.6 GB), or any others of pyproject.toml
+#              server included: about 3.7 GB), or any others of pyproject.toml
 #     -o DIR   where (default: wheelhouse); a directory this script did not make is refused
 #     --check  only say whether DIR is up to date (exit status 1 when not); never uses pip
 #   PYTHON=python3.X scripts/wheelhouse.sh ...   for another Python than python3
@@ -22,6 +22,7 @@
 # With DP_MODELS_WHEELHOUSE set, it builds DIR from that wheelhouse instead of the index.
 # Progress goes to stderr; the wheels of DIR, one a line, to stdout.
 set -euo pipefail
+# shellcheck source=scripts/_venv.sh
 source "$(dirname "$0")/_venv.sh"
 
 out=wheelhouse

@@ -19,6 +19,8 @@ import pytest
 
 from dp_models._cli import main
 from dp_models._digest import directory_digest
+from dp_models._errors import LockError
+from dp_models._lock import Lock
 from dp_models._progress import TerminalProgress
 
 from .conftest import SpecWriter, inprocess_spec, make_file, sha256
@@ -243,8 +245,9 @@ def test_lock_in_a_place_that_cannot_be_written_is_one_typed_error(
     assert code == 1 and out == "" and len(err.splitlines()) == 1
     assert err.startswith(f"dp-models: error: cannot write the lock {lock}: ")
     assert "pass --lock PATH" in err
-    code, out, _ = run(capsys, "lock", *args, "--lock", str(lock), "--json")
-    assert code == 1 and json.loads(out)["error"]["type"] == "LockError"
+    with pytest.raises(LockError) as info:  # typed: what the one line said
+        Lock(lock).write()
+    assert info.value.path == lock and isinstance(info.value.__cause__, OSError)
 
     def read_only(path: object, data: object) -> None:  # a read-only file system
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".lock.tmp"))

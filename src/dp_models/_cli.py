@@ -240,7 +240,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add(
         "lock",
         _lock,
-        "pin unpinned artifacts from a provisioned root into the lock",
+        "pin unpinned artifacts from a provisioned root into the lock: the site's own "
+        "(--lock PATH, $DP_MODELS_LOCK, or a --catalog DIR of its own), never the installed "
+        "package's",
         [common, rooted],
     )
     mode = p.add_mutually_exclusive_group()

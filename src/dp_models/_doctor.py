@@ -24,6 +24,11 @@ and the table has one line per replica under the spec's.
 
 A spec whose artifacts are present but wrong fails even when it is optional.
 
+A failing spec's ``message`` is what its check found (for a Triton spec failing at its
+endpoint, the endpoint's error, never its artifacts that need not be here) and its ``fix``
+what to do about it: start the server or point the endpoint's variable at one, deploy the
+pinned weights, or pin the digest a deployment must serve when nothing pins it yet.
+
 The statuses are :class:`~dp_models._health.HealthStatus`; a Triton spec's endpoint check is
 the :class:`~dp_models._health.HealthReport` the client made, taken as it is.
 :func:`report_json` is ``dp-models doctor --json``, :func:`render_table` the table.

@@ -1016,9 +1016,7 @@ class ModelManager:
         against this manager's catalog and lock
         (:class:`~dp_models._errors.LineageInputError` when they fail)."""
         entries = select_models(self.models_used(), models)
-        return stamp(
-            meta, entries, inputs=input_links(inputs, self.catalog), catalog=self.catalog
-        )
+        return stamp(meta, entries, inputs=input_links(inputs, self.catalog), catalog=self.catalog)
 
 
 def _digest(report: ArtifactReport) -> str:

@@ -19,17 +19,26 @@ def _local(host: Any) -> bool:
         host = host.decode("ascii", "replace")
     if not isinstance(host, str):
         return host is None
-    if host.lower() in _LOCAL_NAMES:
+    if host == "" or host.lower() in _LOCAL_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified  # this host, or binding to all
+
+
+def _address(host: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     guard = sys.modules.get("dp_models._guard")
-    if guard is not None and guard._active:  # its own check (no lock: it may hold it)
+    if guard is not None and getattr(guard, "_active", None):  # no lock: it may hold it
         return
     if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
         address = args[1] if len(args) > 1 else None
@@ -37,6 +46,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             raise RuntimeError(f"docs that run: no network beyond loopback ({address[0]})")
     elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
         if args and not _local(args[0]):
+            if _address(args[0]):
+                raise RuntimeError(f"docs that run: no network beyond loopback ({args[0]})")
             raise RuntimeError(f"docs that run: no name lookups beyond localhost ({args[0]})")
 
 
