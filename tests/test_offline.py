@@ -319,8 +319,9 @@ def test_imported_frameworks_flags_are_restored(
     models_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Module copies of the flags (huggingface_hub's, torch.hub's directory, ultralytics'
-    ONLINE) go back to what they were; stand-in modules for torch and ultralytics keep
-    this test free of their import time."""
+    ONLINE and AUTOINSTALL, with the copy its checks module imported) go back to what they
+    were; stand-in modules for torch and ultralytics keep this test free of their import
+    time."""
     torch_hub = types.ModuleType("torch.hub")
     torch_hub._hub_dir = None  # type: ignore[attr-defined]
 
@@ -330,8 +331,12 @@ def test_imported_frameworks_flags_are_restored(
     torch_hub.set_dir = set_dir  # type: ignore[attr-defined]
     ul_utils = types.ModuleType("ultralytics.utils")
     ul_utils.ONLINE = True  # type: ignore[attr-defined]
+    ul_utils.AUTOINSTALL = True  # type: ignore[attr-defined]
+    ul_checks = types.ModuleType("ultralytics.utils.checks")
+    ul_checks.AUTOINSTALL = True  # type: ignore[attr-defined]  # its own copy, by name
     monkeypatch.setitem(sys.modules, "torch.hub", torch_hub)
     monkeypatch.setitem(sys.modules, "ultralytics.utils", ul_utils)
+    monkeypatch.setitem(sys.modules, "ultralytics.utils.checks", ul_checks)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     with ModelManager(models_root=models_root, catalog=EXAMPLE_CATALOG):
@@ -339,10 +344,13 @@ def test_imported_frameworks_flags_are_restored(
         assert inside(hf_constants.HF_HUB_CACHE, models_root)
         assert inside(torch_hub._hub_dir, models_root)  # type: ignore[attr-defined]
         assert ul_utils.ONLINE is False  # type: ignore[attr-defined]
+        assert ul_utils.AUTOINSTALL is False  # type: ignore[attr-defined]
+        assert ul_checks.AUTOINSTALL is False  # type: ignore[attr-defined]
     assert hf_constants.HF_HUB_OFFLINE is False
     assert hf_constants.HF_HUB_CACHE == str(tmp_path / "hub-cache")
     assert torch_hub._hub_dir is None  # type: ignore[attr-defined]
     assert ul_utils.ONLINE is True  # type: ignore[attr-defined]
+    assert ul_utils.AUTOINSTALL is True and ul_checks.AUTOINSTALL is True  # type: ignore[attr-defined]
 
 
 IMPORTED_INSIDE = """

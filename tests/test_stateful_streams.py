@@ -298,6 +298,7 @@ for name in sys.argv[3:]:
     handle = mm.get(name)
     with handle.open():
         print("user line inside", name, file=sys.stderr)
+left_open = [mm.load(sys.argv[3]), mm.get(sys.argv[3]).open()]  # closed at exit, quietly
 print("user line after", file=sys.stderr)
 """
 

@@ -227,8 +227,11 @@ def test_other_weights_are_an_error_before_any_request() -> None:
 
 def test_no_served_digest_is_an_error_or_unverified_as_the_spec_says() -> None:
     required = FakeTransport.serving(SPEC, served_digest=None)
-    with pytest.raises(TritonDigestMismatchError, match="does not publish a 'weights_digest'"):
+    with pytest.raises(
+        TritonDigestMismatchError, match="does not publish a 'weights_digest'"
+    ) as info:
         _client(required).infer(_inputs())
+    assert "Deploy the repository `dp-models triton export` writes" in str(info.value)
     lenient = _spec(require=False)
     fake = FakeTransport.serving(lenient, served_digest=None)
     seen: list[bool | None] = []
@@ -240,8 +243,10 @@ def test_no_served_digest_is_an_error_or_unverified_as_the_spec_says() -> None:
     assert report.served_digest_verified is None
     # nothing expected (the catalog pins none), but the spec requires a digest
     client = TritonClient(SPEC, URL, transport=FakeTransport.serving(SPEC, served_digest=WEIGHTS))
-    with pytest.raises(TritonDigestMismatchError, match="the catalog has none to check"):
+    with pytest.raises(TritonDigestMismatchError, match="the catalog has none to check") as info:
         client.infer(_inputs())
+    assert "Pin the digest it must serve (`dp-models lock --lock LOCK`" in str(info.value)
+    assert "triton export" not in str(info.value)  # the deployment is not what is missing
 
 
 # -- requests: retries, timeouts, batching ----------------------------------------------------

@@ -278,6 +278,11 @@ def _patch_imported(root: Path, switch: OfflineSwitch) -> None:
     ul_utils = sys.modules.get("ultralytics.utils")
     if ul_utils is not None and hasattr(ul_utils, "ONLINE"):
         _set_attr(switch, ul_utils, "ONLINE", False)
+    # YOLO_AUTOINSTALL, read at import: ultralytics.utils.checks holds its own copy
+    for name in ("ultralytics.utils", "ultralytics.utils.checks"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "AUTOINSTALL"):
+            _set_attr(switch, module, "AUTOINSTALL", False)
 
 
 #: huggingface_hub's flags and cache paths, as ``huggingface_hub.constants`` reads them at

@@ -38,6 +38,7 @@ loader_args: :class:`MediaPipeArgs`.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import importlib.util
 import logging
@@ -304,6 +305,7 @@ def _routed_class(cls: type) -> type:
         return cls
 
     def close(self: Any) -> None:
+        _OPEN.discard(self)
         with _native_logs(getattr(self, "_dp_models_native_logs", "route")):
             cls.close(self)  # type: ignore[attr-defined]
 
@@ -355,14 +357,35 @@ def _let_go(key: int) -> None:
         _DISPATCHERS.pop(key, None)
 
 
+#: The tasks made here and not closed yet: closed at exit (:func:`_close_open_tasks`).
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _close_open_tasks() -> None:
+    """Close every task still open when the interpreter exits (a task the manager caches,
+    a stream nobody closed), while the modules its close needs are still there: left to
+    its ``__del__`` at teardown, MediaPipe's close finds its C bindings gone and prints
+    "Exception ignored in ...__del__ ... 'NoneType' object is not callable"."""
+    for task in list(_OPEN):
+        try:
+            task.close()
+        except Exception:  # already closed, or its runtime gone: nothing more to do
+            _OPEN.discard(task)
+
+
+atexit.register(_close_open_tasks)
+
+
 def _adopt(task: Any, native_logs: str) -> Any:
     """A task just created: its close routed like its creation (:func:`_routed_class`),
-    its dispatcher held."""
+    its dispatcher held, and closed at exit if nobody has closed it."""
     try:
         task.__class__ = _routed_class(type(task))
         task._dp_models_native_logs = native_logs
     except (TypeError, AttributeError):  # another layout (slots): its close is not routed
         pass
+    else:
+        _OPEN.add(task)
     return _keep_dispatcher(task)
 
 

@@ -752,9 +752,14 @@ class TritonClient:
                 else "serves a digest, but the catalog has none to check it against (pin the "
                 "spec's artifacts or set triton.weights_digest)"
             )
+            fix = (
+                "Deploy the repository `dp-models triton export` writes (it carries the digest)"
+                if verdict is DigestVerdict.NOT_PUBLISHED
+                else "Pin the digest it must serve (`dp-models lock --lock LOCK` on a root "
+                "holding its artifacts, or triton.weights_digest in the spec)"
+            )
             message = (
-                f"{where} {why}, and the spec sets require_weights_digest. Deploy the "
-                "repository `dp-models triton export` writes (it carries the digest), or set "
+                f"{where} {why}, and the spec sets require_weights_digest. {fix}, or set "
                 "require_weights_digest: false to accept an unverified deployment."
             )
         raise TritonDigestMismatchError(
