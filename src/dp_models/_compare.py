@@ -25,8 +25,8 @@ does not answer) is reported with the error that stopped it, never skipped.
 >>> from dp_models import ModelManager, compare_runtimes
 >>> with ModelManager() as mm:                                              # doctest: +SKIP
 ...     [result] = compare_runtimes("clip_vit_b32_triton", mm)
->>> result                                                                  # doctest: +SKIP
-<RuntimeComparison clip_vit_b32 vs clip_vit_b32_triton: agree (embedding cosine >= 0.99999)>
+>>> result.verdict, result.outputs[0].summary()                            # doctest: +SKIP
+('agree', 'embedding cosine >= 0.9999997 (needs 0.9999)')
 """
 
 from __future__ import annotations
